@@ -1,0 +1,23 @@
+/**
+ * The one lifecycle contract every long-lived object follows.
+ *
+ * - The constructor stores config and dependencies only: no sockets, timers,
+ *   files or network calls.
+ * - `start()` performs every side effect. It may assume that components
+ *   declared before it in the group are started.
+ * - `stop()` is idempotent: stop taking work, drain until `signal` aborts,
+ *   then release every handle the component owns.
+ */
+export interface Component {
+  /** Stable name: log namespace, metric subsystem, error context. */
+  readonly name: string
+  start (): Promise<void>
+  stop (options?: StopOptions): Promise<void>
+  /** Readiness for /readyz (informers synced, listener bound, ...). */
+  isReady? (): boolean
+}
+
+export interface StopOptions {
+  /** Aborts when the drain deadline has passed: release everything now. */
+  signal?: AbortSignal
+}
