@@ -1,0 +1,20 @@
+/** What a command may touch of the process: streams and environment. */
+export interface CommandIO {
+  stdout: NodeJS.WritableStream
+  stderr: NodeJS.WritableStream
+  env: NodeJS.ProcessEnv
+  /** Resolves when the user asks the process to stop (SIGTERM/SIGINT); the second ask aborts `force`. */
+  shutdown: ShutdownSignal
+}
+
+export interface ShutdownSignal {
+  /** Aborted on the first SIGTERM/SIGINT. */
+  requested: AbortSignal
+  /** Aborted on the second signal: stop draining now. */
+  force: AbortSignal
+}
+
+/** Exit codes shared by every command. */
+export const EXIT_OK = 0
+export const EXIT_FAILURE = 1
+export const EXIT_USAGE = 2

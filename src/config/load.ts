@@ -1,0 +1,157 @@
+import { readFile } from 'node:fs/promises'
+import { isAbsolute } from 'node:path'
+import { parseDocument } from 'yaml'
+import { Value } from '@sinclair/typebox/value'
+import type { TSchema } from '@sinclair/typebox'
+import { SCHEMAS } from './schema.ts'
+import type { AgentConfig, ConfigKind, GatewayConfig, RunningMode } from './schema.ts'
+import { ConfigFileError, ConfigInvalidError } from './errors.ts'
+import type { ConfigIssue } from './errors.ts'
+import { checkValue, describeExpected } from './validate.ts'
+import { deepFreeze, isRecord, schemaProperties } from './util.ts'
+
+export interface ParseOptions {
+  /** File name for messages and the default `edgeTunnel.configPath`. */
+  file?: string
+  /** Environment used to detect the running mode. @default process.env */
+  env?: NodeJS.ProcessEnv
+  /** Whether files named by the config (kubeConfig) must exist. @default true */
+  checkFiles?: boolean
+}
+
+export interface Loaded<T> {
+  config: T
+  /** Human-readable warnings, e.g. unknown keys. Never fatal. */
+  warnings: string[]
+}
+
+type ConfigOf<K extends ConfigKind> = K extends 'agent' ? AgentConfig : GatewayConfig
+
+/**
+ * Parses a config file's text the way upstream does: YAML deep-merged over the
+ * defaults (objects merge, lists replace, scalars override), keys matched
+ * case-insensitively, empty values meaning "not set". Unknown keys become
+ * warnings. Invalid values throw ConfigInvalidError listing every issue. The
+ * result is deep-frozen.
+ */
+export function parseConfig<K extends ConfigKind> (kind: K, text: string, options: ParseOptions = {}): Loaded<ConfigOf<K>> {
+  const schema = SCHEMAS[kind]
+  const file = options.file ?? '<config>'
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: false })
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]
+    const where = e?.linePos?.[0] !== undefined ? `${file}:${e.linePos[0].line}:${e.linePos[0].col}` : file
+    throw new ConfigFileError(where, `is not valid YAML: ${e?.message.split('\n')[0] ?? 'parse error'}`)
+  }
+  const raw: unknown = doc.toJS()
+  if (raw !== null && raw !== undefined && !isRecord(raw)) {
+    throw new ConfigInvalidError(file, [{ path: '(root)', expected: 'a mapping', given: JSON.stringify(raw) }])
+  }
+
+  const warnings: string[] = []
+  const issues: ConfigIssue[] = []
+  const user = normalize(schema, raw ?? {}, '', warnings, issues) as Record<string, unknown>
+  if (issues.length > 0) throw new ConfigInvalidError(file, issues)
+
+  applyModeDefaults(kind, user, options.env ?? process.env)
+  const value = Value.Default(schema, user) as Record<string, unknown>
+
+  const seen = new Set<string>()
+  for (const e of Value.Errors(schema, value)) {
+    const path = pointerToPath(e.path)
+    if ([...seen].some(p => path === p || path.startsWith(p + '.'))) continue
+    seen.add(path)
+    issues.push({ path, expected: describeExpected(e.schema), given: show(e.value) })
+  }
+  for (const issue of checkValue(schema, value, '', options.checkFiles ?? true)) {
+    if (![...seen].some(p => issue.path === p || issue.path.startsWith(p + '.'))) issues.push(issue)
+  }
+  if (issues.length > 0) throw new ConfigInvalidError(file, issues)
+
+  const modules = value.modules as { edgeTunnel: { configPath: string } }
+  if (modules.edgeTunnel.configPath === '' && options.file !== undefined) {
+    modules.edgeTunnel.configPath = options.file
+  }
+  return { config: deepFreeze(value) as ConfigOf<K>, warnings }
+}
+
+/** Reads and parses a config file; a missing file is a ConfigFileError. */
+export async function loadConfigFile<K extends ConfigKind> (kind: K, file: string, options: Omit<ParseOptions, 'file'> = {}): Promise<Loaded<ConfigOf<K>>> {
+  let text: string
+  try {
+    text = await readFile(file, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    throw new ConfigFileError(file, code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? String(err)})`, { cause: err })
+  }
+  return parseConfig(kind, text, { ...options, file: isAbsolute(file) ? file : file })
+}
+
+/** The running mode before master/kubeConfig are considered (upstream DetectRunningMode). */
+export function detectMode (env: NodeJS.ProcessEnv): 'EdgeMode' | 'CloudMode' {
+  return env.KUBERNETES_PORT !== undefined ? 'CloudMode' : 'EdgeMode'
+}
+
+/** Upstream: EdgeMode turns EdgeDNS on and asks for JSON; only where the file is silent. */
+function applyModeDefaults (kind: ConfigKind, user: Record<string, unknown>, env: NodeJS.ProcessEnv): void {
+  const kubeApi = ensureRecord(user, 'kubeAPIConfig')
+  const mode = (kubeApi.mode as RunningMode | undefined) ?? detectMode(env)
+  if (mode !== 'EdgeMode') return
+  kubeApi.contentType ??= 'application/json'
+  if (kind === 'agent') {
+    const dns = ensureRecord(ensureRecord(user, 'modules'), 'edgeDNS')
+    dns.enable ??= true
+  }
+}
+
+function ensureRecord (parent: Record<string, unknown>, key: string): Record<string, unknown> {
+  const v = parent[key]
+  if (isRecord(v)) return v
+  const created: Record<string, unknown> = {}
+  parent[key] = created
+  return created
+}
+
+/**
+ * Maps keys to the schema's spelling (case-insensitive), drops nulls ("not
+ * set") and reports unknown keys as warnings.
+ */
+function normalize (schema: TSchema, value: unknown, path: string, warnings: string[], issues: ConfigIssue[]): unknown {
+  if (value === null || value === undefined) return undefined
+  const props = schemaProperties(schema)
+  if (props !== undefined) {
+    if (!isRecord(value)) {
+      issues.push({ path: path === '' ? '(root)' : path, expected: 'a mapping', given: show(value) })
+      return undefined
+    }
+    const byLower = new Map(Object.keys(props).map(k => [k.toLowerCase(), k]))
+    const out: Record<string, unknown> = {}
+    for (const [key, v] of Object.entries(value)) {
+      const canonical = byLower.get(key.toLowerCase())
+      const childPath = path === '' ? key : `${path}.${key}`
+      if (canonical === undefined) {
+        warnings.push(`unknown key "${childPath}" ignored`)
+        continue
+      }
+      const child = normalize(props[canonical] as TSchema, v, path === '' ? canonical : `${path}.${canonical}`, warnings, issues)
+      if (child !== undefined) out[canonical] = child
+    }
+    return out
+  }
+  if (schema.type === 'array' && Array.isArray(value)) {
+    const items = schema.items as TSchema
+    return value.map((v, i) => normalize(items, v, `${path}[${i}]`, warnings, issues) ?? null)
+  }
+  return value
+}
+
+function pointerToPath (pointer: string): string {
+  if (pointer === '') return '(root)'
+  return pointer.slice(1).split('/').map(s => s.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .reduce((acc, seg) => /^\d+$/.test(seg) ? `${acc}[${seg}]` : (acc === '' ? seg : `${acc}.${seg}`), '')
+}
+
+export function show (v: unknown): string {
+  if (v === undefined) return 'nothing'
+  return JSON.stringify(v) ?? String(v)
+}

@@ -1,0 +1,211 @@
+/**
+ * The one declaration of the agent's and gateway's configuration files
+ * (`edgemesh-agent.yaml`, `edgemesh-gateway.yaml`). From it come the
+ * TypeScript types, the defaults (upstream EdgeMesh v1.17 *code* defaults),
+ * validation and docs/config.md. Keys and nesting match upstream so its files
+ * load unchanged; keys marked "EdgeMesh-TS" are our additions.
+ *
+ * Runtime facts (node name, namespace, detected mode) are not configuration:
+ * see node-identity.ts.
+ */
+import { Type } from '@sinclair/typebox'
+import type { Static, TLiteral, TSchema, TObject, TProperties, TUnion } from '@sinclair/typebox'
+
+/** Custom checks keyed by `x-check` on a schema; implemented in validate.ts. */
+export type CheckName = 'absolutePath' | 'ipv4' | 'ip' | 'hostOrIp' | 'hostPort' | 'cidr' | 'nicList' | 'ipOrCidrList'
+
+interface Extra {
+  /** Shown in docs instead of the default when it depends on the running mode. */
+  defaultDoc?: string
+  check?: CheckName
+  /** Item check for arrays. */
+  itemCheck?: CheckName
+  ours?: boolean
+}
+
+function ext (description: string, extra: Extra = {}): Record<string, unknown> {
+  return {
+    description: extra.ours === true ? `${description} (EdgeMesh-TS)` : description,
+    ...(extra.defaultDoc !== undefined ? { 'x-default-doc': extra.defaultDoc } : {}),
+    ...(extra.check !== undefined ? { 'x-check': extra.check } : {}),
+    ...(extra.itemCheck !== undefined ? { 'x-item-check': extra.itemCheck } : {})
+  }
+}
+
+const str = (def: string, description: string, extra?: Extra) =>
+  Type.String({ default: def, ...ext(description, extra) })
+const bool = (def: boolean, description: string, extra?: Extra) =>
+  Type.Boolean({ default: def, ...ext(description, extra) })
+const int = (def: number, description: string, min: number, max: number, extra?: Extra) =>
+  Type.Integer({ default: def, minimum: min, maximum: max, ...ext(description, extra) })
+const port = (def: number, description: string, extra?: Extra) => int(def, description, 1, 65535, extra)
+const num = (def: number, description: string, min: number, extra?: Extra) =>
+  Type.Number({ default: def, minimum: min, ...ext(description, extra) })
+// The cast restores the literal types that Array.map widens to string.
+const oneOf = <const T extends readonly string[]>(values: T, def: T[number], description: string, extra?: Extra) =>
+  Type.Union(values.map(v => Type.Literal(v)), { default: def, ...ext(description, extra) }) as unknown as TUnion<Array<TLiteral<T[number]>>>
+const strList = (description: string, extra?: Extra) =>
+  Type.Array(Type.String(), { default: [], ...ext(description, extra) })
+const obj = <P extends TProperties>(properties: P, description: string, extra?: Extra): TObject<P> =>
+  Type.Object(properties, { default: {}, ...ext(description, extra) })
+
+export const RUNNING_MODES = ['EdgeMode', 'CloudMode', 'ManualMode'] as const
+export type RunningMode = typeof RUNNING_MODES[number]
+
+const MetaServerSecurity = obj({
+  requireAuthorization: bool(false, 'Talk to a KubeEdge ≥ 1.12 metaServer over TLS (http:// becomes https://).'),
+  insecureSkipTLSVerify: bool(false, 'Skip verifying the metaServer certificate.'),
+  tlsCaFile: str('/etc/edgemesh/metaserver/rootCA.crt', 'CA bundle that signs the metaServer certificate.'),
+  tlsCertFile: str('/etc/edgemesh/metaserver/server.crt', 'Client certificate for the metaServer.'),
+  tlsPrivateKeyFile: str('/etc/edgemesh/metaserver/server.key', 'Client key for the metaServer.')
+}, 'TLS settings for the metaServer.')
+
+export const KubeAPIConfig = obj({
+  master: str('', 'API server address; non-empty selects manual mode.'),
+  contentType: str('application/vnd.kubernetes.protobuf', 'Requested content type. Accepted for compatibility; the agent always speaks JSON.', {
+    defaultDoc: '`application/json` in EdgeMode, `application/vnd.kubernetes.protobuf` otherwise'
+  }),
+  qps: int(100, 'Client-side request rate limit (requests per second).', 1, 100_000),
+  burst: int(200, 'Client-side request burst.', 1, 100_000),
+  kubeConfig: str('', 'Absolute path of a kubeconfig file; non-empty selects manual mode.', { check: 'absolutePath' }),
+  mode: Type.Optional(Type.Union(RUNNING_MODES.map(v => Type.Literal(v)) as Array<TLiteral<RunningMode>>, ext(
+    'Running mode. Detected (KUBERNETES_PORT set → CloudMode, else EdgeMode; master/kubeConfig → ManualMode); setting it forces the mode.',
+    { defaultDoc: 'detected' }))),
+  metaServer: obj({
+    server: str('http://127.0.0.1:10550', 'Address of the edgecore metaServer (the edge Kube-API endpoint).'),
+    security: MetaServerSecurity
+  }, 'The edge Kube-API endpoint served by edgecore.'),
+  deleteKubeConfig: bool(false, 'Accepted for compatibility; the agent never writes a kubeconfig file.'),
+  standaloneFile: str('', 'Path of a YAML file of Services and EndpointSlices to use instead of an API server (watched for changes).', { ours: true })
+}, 'How the agent reaches the Kubernetes API.')
+
+const PprofConfig = obj({
+  enableProfiling: bool(false, 'Accepted for compatibility; use `node --inspect` instead (not served).'),
+  profilingAddress: str('', 'Accepted for compatibility.'),
+  profilingPort: int(0, 'Accepted for compatibility.', 0, 65535)
+}, 'Go pprof settings of upstream.')
+
+const ConsistentHash = obj({
+  partitionCount: int(100, 'Partitions of the consistent hash ring.', 1, 1_000_000),
+  replicationFactor: int(10, 'Virtual nodes per endpoint on the ring.', 1, 10_000),
+  load: num(1.25, 'Bounded-load factor of the ring.', 1)
+}, 'Consistent-hash ring parameters (DestinationRule consistentHash).')
+
+const LoadBalancer = obj({ consistentHash: ConsistentHash }, 'Load balancer settings.')
+
+const RelayNode = Type.Object({
+  nodeName: Type.String({ minLength: 1, description: 'Kubernetes node name of the relay.' }),
+  advertiseAddress: Type.Array(Type.String(), { default: [], ...ext('Addresses other nodes dial to reach this relay.', { itemCheck: 'hostOrIp' }) })
+}, { description: 'A relay node.' })
+
+export const EdgeTunnelConfig = obj({
+  enable: bool(false, 'Run the libp2p tunnel.'),
+  listenPort: port(20006, 'Tunnel listen port (the gateway listens on listenPort+1).'),
+  transport: oneOf(['tcp', 'ws'] as const, 'tcp', 'Tunnel transport. (Upstream also lists quic, which cannot work with the PSK that is on by default.)'),
+  rendezvous: str('EDGEMESH_PLAYGOUND', 'mDNS service name and DHT rendezvous key (upstream spelling kept).'),
+  relayNodes: Type.Array(RelayNode, { default: [], ...ext('Relay nodes; reloaded from the config file without restart.') }),
+  enableIpfsLog: bool(false, 'Verbose libp2p logs.'),
+  maxCandidates: int(15, 'Maximum relay candidates.', 0, 1000),
+  heartbeatPeriod: int(120, 'Seconds between relay reconnection checks.', 1, 86_400),
+  finderPeriod: int(60, 'Seconds between relay discovery runs.', 1, 86_400),
+  psk: obj({
+    enable: bool(true, 'Protect the tunnel with a pre-shared key (private network).'),
+    path: str('/etc/edgemesh/psk', 'File holding the pre-shared key.')
+  }, 'Pre-shared key.'),
+  tunnelLimitConfig: obj({
+    enable: bool(true, 'Limit tunnel streams.'),
+    tunnelBaseStreamIn: int(10240, 'Inbound proxy streams.', 1, 10_000_000),
+    tunnelBaseStreamOut: int(10240, 'Outbound proxy streams.', 1, 10_000_000),
+    tunnelPeerBaseStreamIn: int(1024, 'Inbound streams per peer.', 1, 10_000_000),
+    tunnelPeerBaseStreamOut: int(1024, 'Outbound streams per peer.', 1, 10_000_000)
+  }, 'Stream limits.'),
+  listenInterfaces: str('*', 'Comma-separated interface names to listen on; `*` or empty means all.', { check: 'nicList' }),
+  extraFilteredInterfaces: str('', 'Comma-separated interface name prefixes never to listen on.'),
+  metricConfig: obj({
+    enable: bool(false, 'Serve Prometheus metrics.'),
+    port: port(9999, 'Metrics port.')
+  }, 'Metrics endpoint.'),
+  configPath: str('', 'File watched for relayNodes changes.', { defaultDoc: 'the config file path' })
+}, 'Cross-network tunnel.')
+
+export const EdgeDNSConfig = obj({
+  enable: bool(false, 'Serve DNS on the bridge device address.', { defaultDoc: '`true` in EdgeMode, `false` otherwise' }),
+  listenPort: port(53, 'DNS port.'),
+  clusterDomain: str('cluster.local', 'Cluster DNS zone.', { ours: true }),
+  ttl: int(30, 'TTL of cluster answers, in seconds.', 0, 86_400, { ours: true }),
+  cacheDNS: obj({
+    enable: bool(false, 'Node-local DNS cache mode: forward everything to the cluster DNS.'),
+    autoDetect: bool(true, 'Detect the cluster DNS ClusterIPs (kube-system/coredns, kube-dns).'),
+    upstreamServers: strList('Extra upstream servers, each `ip` or `ip:port`.', { itemCheck: 'hostPort' }),
+    cacheTTL: int(30, 'Cache TTL in seconds.', 0, 86_400)
+  }, 'Cache mode.')
+}, 'Node-local DNS.')
+
+export const EdgeProxyConfig = obj({
+  enable: bool(false, 'Proxy ClusterIP traffic.'),
+  serviceFilterMode: oneOf(['FilterIfLabelExists', 'FilterIfLabelDoesNotExists'] as const, 'FilterIfLabelExists',
+    'Which services to proxy, by label `service.edgemesh.kubeedge.io/service-proxy-name`.'),
+  socks5Proxy: obj({
+    enable: bool(false, 'SOCKS5 proxy to reach nodes by name.'),
+    listenPort: port(10800, 'SOCKS5 port.')
+  }, 'SOCKS5 proxy.'),
+  loadBalancer: LoadBalancer
+}, 'ClusterIP proxy.')
+
+export const EdgeCNIConfig = obj({
+  enable: bool(false, 'Edge CNI: route pod CIDRs across subnets through the tunnel.'),
+  encapsulationIP: str('', 'Unused (upstream compatibility).'),
+  tunMode: int(0, 'Unused (upstream compatibility).', 0, 1_000_000),
+  meshCIDRConfig: obj({
+    cloudCIDR: strList('Cloud pod CIDRs.', { itemCheck: 'cidr' }),
+    edgeCIDR: strList('Edge pod CIDRs.', { itemCheck: 'cidr' })
+  }, 'Pod CIDRs of the cloud and edge.')
+}, 'Edge CNI.')
+
+export const AgentConfig = Type.Object({
+  apiVersion: str('agent.edgemesh.config.kubeedge.io/v1alpha1', 'Config API version.'),
+  kind: str('EdgeMeshAgent', 'Config kind.'),
+  kubeAPIConfig: KubeAPIConfig,
+  commonConfig: obj({
+    bridgeDeviceName: str('edgemesh0', 'Interface that carries the bridge IP.'),
+    bridgeDeviceIP: str('169.254.96.16', 'DNS and proxy address; must equal the edge `clusterDNS`.', { check: 'ipv4' }),
+    pprofConfig: PprofConfig,
+    stateDir: str('/var/lib/edgemesh', 'Directory for persisted state (service map for edge autonomy, node key).', { ours: true, check: 'absolutePath' }),
+    logLevel: oneOf(['debug', 'info', 'warn', 'error'] as const, 'info', 'Log level.', { ours: true })
+  }, 'Settings shared by the modules.'),
+  modules: obj({
+    edgeDNS: EdgeDNSConfig,
+    edgeProxy: EdgeProxyConfig,
+    edgeTunnel: EdgeTunnelConfig,
+    edgeCNI: EdgeCNIConfig
+  }, 'Modules.')
+}, { description: 'edgemesh-agent.yaml' })
+
+export const GatewayConfig = Type.Object({
+  apiVersion: str('gateway.edgemesh.config.kubeedge.io/v1alpha1', 'Config API version.'),
+  kind: str('EdgeMeshGateway', 'Config kind.'),
+  kubeAPIConfig: KubeAPIConfig,
+  pprofConfig: PprofConfig,
+  logLevel: oneOf(['debug', 'info', 'warn', 'error'] as const, 'info', 'Log level.', { ours: true }),
+  modules: obj({
+    edgeGateway: obj({
+      enable: bool(false, 'Run the ingress gateway.'),
+      nic: str('*', 'Comma-separated interfaces to listen on; `*` or empty means all.', { check: 'nicList' }),
+      includeIP: str('*', 'Comma-separated IPs/CIDRs to listen on; `*` or empty means all.', { check: 'ipOrCidrList' }),
+      excludeIP: str('*', 'Comma-separated IPs/CIDRs never to listen on; `*` or empty means none.', { check: 'ipOrCidrList' }),
+      loadBalancer: LoadBalancer
+    }, 'Ingress gateway.'),
+    edgeTunnel: EdgeTunnelConfig
+  }, 'Modules.')
+}, { description: 'edgemesh-gateway.yaml' })
+
+export type AgentConfig = Static<typeof AgentConfig>
+export type GatewayConfig = Static<typeof GatewayConfig>
+export type KubeAPIConfig = Static<typeof KubeAPIConfig>
+export type EdgeTunnelConfig = Static<typeof EdgeTunnelConfig>
+export type EdgeDNSConfig = Static<typeof EdgeDNSConfig>
+export type EdgeProxyConfig = Static<typeof EdgeProxyConfig>
+export type RelayNode = Static<typeof RelayNode>
+
+export type ConfigKind = 'agent' | 'gateway'
+export const SCHEMAS: Record<ConfigKind, TSchema> = { agent: AgentConfig, gateway: GatewayConfig }

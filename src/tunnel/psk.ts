@@ -1,0 +1,24 @@
+import { createHash, randomBytes } from 'node:crypto'
+
+/**
+ * Upstream EdgeMesh's PSK → libp2p private-network key derivation (compat:
+ * must match the Go code byte for byte):
+ *   hex = lowercase hex(sha256(file bytes, trailing newline included))
+ *   key = first 32 bytes of base64-decode(hex)
+ * The hex text is mis-decoded as base64 upstream, so the key carries less
+ * entropy than 32 random bytes would; we keep it for wire compatibility.
+ */
+export function derivePnetKey (pskFileBytes: Uint8Array): Buffer {
+  const hex = createHash('sha256').update(pskFileBytes).digest('hex')
+  return Buffer.from(hex, 'base64').subarray(0, 32)
+}
+
+/** A libp2p pnet key file (`/key/swarm/psk/1.0.0/` in base16) for the derived key. */
+export function pnetKeyFile (key: Uint8Array): string {
+  return `/key/swarm/psk/1.0.0/\n/base16/\n${Buffer.from(key).toString('hex')}`
+}
+
+/** A new PSK: 32 random bytes, base64 (what `openssl rand -base64 32` prints). */
+export function generatePsk (): string {
+  return randomBytes(32).toString('base64')
+}
