@@ -1,0 +1,95 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { mkdtemp, writeFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parse } from 'yaml'
+
+const entry = new URL('../../../src/bin/edgemesh.ts', import.meta.url).pathname
+
+interface Run { code: number, stdout: string, stderr: string }
+
+function edgemesh (args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+  return new Promise(resolve => {
+    execFile(process.execPath, [entry, ...args], { env: { PATH: process.env.PATH, ...env }, timeout: 20_000 }, (err, stdout, stderr) => {
+      resolve({ code: err === null ? 0 : Number((err as { code?: number }).code ?? 1), stdout, stderr })
+    })
+  })
+}
+
+async function withFile (content: string, fn: (file: string) => Promise<void>): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'edgemesh-cli-'))
+  try {
+    const file = join(dir, 'edgemesh-agent.yaml')
+    await writeFile(file, content)
+    await fn(file)
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+test('transport: udp exits 2 naming the key and the allowed values', async () => {
+  await withFile('modules:\n  edgeTunnel:\n    enable: true\n    transport: udp\n', async file => {
+    const r = await edgemesh(['agent', '--config-file', file], { NODE_NAME: 'n1', NAMESPACE: 'kubeedge' })
+    assert.equal(r.code, 2)
+    assert.match(r.stderr, /modules\.edgeTunnel\.transport: expected one of "tcp", "ws", got "udp"/)
+  })
+})
+
+test('a missing config file exits 2 naming the file', async () => {
+  const r = await edgemesh(['agent', '--config-file', '/nonexistent/edgemesh-agent.yaml'], { NODE_NAME: 'n1', NAMESPACE: 'ns' })
+  assert.equal(r.code, 2)
+  assert.match(r.stderr, /config file \/nonexistent\/edgemesh-agent\.yaml does not exist/)
+})
+
+test('the agent requires NODE_NAME and NAMESPACE', async () => {
+  await withFile('modules: {edgeDNS: {enable: false}}\n', async file => {
+    const noNode = await edgemesh(['agent', '--config-file', file], { NAMESPACE: 'kubeedge' })
+    assert.equal(noNode.code, 2)
+    assert.match(noNode.stderr, /NODE_NAME is required/)
+    const noNs = await edgemesh(['agent', '--config-file', file], { NODE_NAME: 'n1' })
+    assert.equal(noNs.code, 2)
+    assert.match(noNs.stderr, /NAMESPACE is required/)
+  })
+})
+
+test('--defaultconfig prints a config that loads back to the same defaults', async () => {
+  const r = await edgemesh(['agent', '--defaultconfig'])
+  assert.equal(r.code, 0)
+  const printed = parse(r.stdout)
+  assert.equal(printed.modules.edgeTunnel.maxCandidates, 15)
+  assert.equal(printed.modules.edgeDNS.enable, true, 'no KUBERNETES_PORT: EdgeMode defaults')
+  await withFile(r.stdout, async file => {
+    const again = await edgemesh(['agent', '--config-file', file, '--defaultconfig'])
+    assert.equal(again.stdout, r.stdout)
+  })
+  const cloud = await edgemesh(['agent', '--defaultconfig'], { KUBERNETES_PORT: 'tcp://10.96.0.1:443' })
+  assert.equal(parse(cloud.stdout).modules.edgeDNS.enable, false)
+})
+
+test('--minconfig, --version, --help and unknown commands', async () => {
+  const min = await edgemesh(['agent', '--minconfig'])
+  assert.equal(min.code, 0)
+  assert.equal(parse(min.stdout).modules.edgeTunnel.enable, true)
+  const gw = await edgemesh(['gateway', '--minconfig'])
+  assert.equal(parse(gw.stdout).modules.edgeGateway.enable, true)
+  const v = await edgemesh(['--version'])
+  assert.match(v.stdout, /^EdgeMesh-TS \d+\.\d+\.\d+/)
+  const h = await edgemesh(['agent', '--help'])
+  assert.match(h.stdout, /--config-file/)
+  const bad = await edgemesh(['frobnicate'])
+  assert.equal(bad.code, 2)
+  assert.match(bad.stderr, /unknown command "frobnicate"/)
+  const badFlag = await edgemesh(['agent', '--no-such-flag'])
+  assert.equal(badFlag.code, 2)
+})
+
+test('psk generate and derive match upstream vectors', async () => {
+  const g = await edgemesh(['psk', 'generate'])
+  assert.equal(Buffer.from(g.stdout.trim(), 'base64').length, 32)
+  await withFile('JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=', async file => {
+    const d = await edgemesh(['psk', 'derive', file])
+    assert.equal(d.stdout.trim(), 'ef4d5fdb6d1b75ad1b7bc79a7b7f5e69ed77ddfdf8ddee3579de5bf35d1b7bdd')
+  })
+})
