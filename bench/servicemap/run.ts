@@ -1,0 +1,190 @@
+// bench/servicemap: 10k Services × 5 endpoints in a real kube-apiserver; the
+// agent's data layer (probe.ts, a separate process) is timed to ready, its RSS
+// read, and endpoint changes timed from watch event to published change.
+//
+//   npm run bench:servicemap [-- --services 10000 --runs 5 --changes 20]
+//
+// Baselines measured in the same run: a bare `node` process's RSS, and a raw
+// paginated list + JSON.parse of the same objects (what the API server can
+// deliver), so ratios are comparable across machines.
+import { spawn } from 'node:child_process'
+import { cpus, release } from 'node:os'
+import { parseArgs } from 'node:util'
+import https from 'node:https'
+import { startControlPlane } from '../../test/helpers/control-plane.ts'
+import type { ControlPlane } from '../../test/helpers/control-plane.ts'
+
+const { values } = parseArgs({
+  options: {
+    services: { type: 'string', default: '10000' },
+    endpoints: { type: 'string', default: '5' },
+    runs: { type: 'string', default: '5' },
+    changes: { type: 'string', default: '20' }
+  }
+})
+const SERVICES = Number(values.services)
+const ENDPOINTS = Number(values.endpoints)
+const RUNS = Number(values.runs)
+const CHANGES = Number(values.changes)
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? s[m] as number : ((s[m - 1] as number) + (s[m] as number)) / 2
+}
+const now = (): number => performance.timeOrigin + performance.now()
+const log = (msg: string): void => { process.stderr.write(`[bench:servicemap] ${msg}\n`) }
+
+function slice (i: number, generation: number): Record<string, unknown> {
+  return {
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name: `svc-${i}-abcde`, namespace: 'bench', labels: { 'kubernetes.io/service-name': `svc-${i}` } },
+    addressType: 'IPv4',
+    ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+    endpoints: Array.from({ length: ENDPOINTS }, (_, e) => ({
+      addresses: [`10.${(i >> 8) & 255}.${i & 255}.${(e + generation) % 250 + 1}`],
+      conditions: { ready: true },
+      nodeName: `edge-${e}`,
+      targetRef: { kind: 'Pod', namespace: 'bench', name: `svc-${i}-pod-${e}` }
+    }))
+  }
+}
+
+async function populate (cp: ControlPlane): Promise<number> {
+  await cp.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bench' } })
+  const t0 = performance.now()
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < SERVICES) {
+      const i = next++
+      const svc = { apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${i}`, namespace: 'bench' }, spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }] } }
+      for (const [path, body] of [['/api/v1/namespaces/bench/services', svc], ['/apis/discovery.k8s.io/v1/namespaces/bench/endpointslices', slice(i, 0)]] as const) {
+        const r = await cp.request('POST', path, body)
+        if (r.status >= 300 && r.status !== 409) throw new Error(`create ${path}: ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`)
+      }
+      if (i % 2000 === 0) log(`created ${i}/${SERVICES}`)
+    }
+  }
+  await Promise.all(Array.from({ length: 24 }, worker))
+  return performance.now() - t0
+}
+
+/** Baseline: paginated list + JSON.parse of both resources, no informer, no model. */
+async function rawList (cp: ControlPlane): Promise<number> {
+  const t0 = performance.now()
+  for (const base of ['/api/v1/services', '/apis/discovery.k8s.io/v1/endpointslices']) {
+    let cont = ''
+    do {
+      const body = await new Promise<any>((resolve, reject) => {
+        https.get(new URL(`${base}?limit=500${cont !== '' ? `&continue=${encodeURIComponent(cont)}` : ''}`, cp.server), {
+          ca: cp.ca, headers: { Authorization: `Bearer ${cp.adminToken}`, Accept: 'application/json' }
+        }, res => {
+          const parts: Buffer[] = []
+          res.on('data', (c: Buffer) => parts.push(c))
+          res.on('end', () => resolve(JSON.parse(Buffer.concat(parts).toString('utf8'))))
+          res.on('error', reject)
+        }).on('error', reject)
+      })
+      cont = body.metadata?.continue ?? ''
+    } while (cont !== '')
+  }
+  return performance.now() - t0
+}
+
+async function bareNodeRss (): Promise<number> {
+  return await new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, ['-e', 'setTimeout(() => console.log(process.memoryUsage().rss / 1e6), 2000)'])
+    let out = ''
+    p.stdout.on('data', (c: Buffer) => { out += c.toString() })
+    p.on('exit', () => resolve(Number(out.trim())))
+    p.on('error', reject)
+  })
+}
+
+interface ProbeRun { readyMs: number, rssMB: number, changeLatencies: number[], writeToPublished: number[] }
+
+async function runProbe (cp: ControlPlane, run: number): Promise<ProbeRun> {
+  const probe = spawn(process.execPath, [new URL('./probe.ts', import.meta.url).pathname], {
+    env: { ...process.env, KUBECONFIG: cp.kubeconfigPath },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  const lines: Array<Record<string, any>> = []
+  const waiters: Array<() => void> = []
+  let buf = ''
+  probe.stdout.setEncoding('utf8').on('data', (c: string) => {
+    buf += c
+    let i
+    while ((i = buf.indexOf('\n')) >= 0) {
+      lines.push(JSON.parse(buf.slice(0, i)))
+      buf = buf.slice(i + 1)
+      for (const w of waiters.splice(0)) w()
+    }
+  })
+  const waitFor = async (pred: (l: Record<string, any>) => boolean, ms: number): Promise<Record<string, any>> => {
+    const end = performance.now() + ms
+    for (;;) {
+      const hit = lines.find(pred)
+      if (hit !== undefined) return hit
+      if (performance.now() > end || probe.exitCode !== null) throw new Error('probe did not report in time')
+      await new Promise<void>(resolve => { waiters.push(resolve); setTimeout(resolve, 100) })
+    }
+  }
+  try {
+    const ready = await waitFor(l => l.type === 'ready', 120_000)
+    const rss = await waitFor(l => l.type === 'rss', 10_000)
+    const changeLatencies: number[] = []
+    const writeToPublished: number[] = []
+    for (let c = 0; c < CHANGES; c++) {
+      const i = (run * CHANGES + c) * 97 % SERVICES
+      const before = lines.length
+      const writtenAt = now()
+      const r = await cp.request('PUT', `/apis/discovery.k8s.io/v1/namespaces/bench/endpointslices/svc-${i}-abcde`, slice(i, run * CHANGES + c + 1))
+      if (r.status >= 300) throw new Error(`update slice ${i}: ${r.status}`)
+      const change = await waitFor(l => lines.indexOf(l) >= before && l.type === 'change' && l.key === `bench/svc-${i}`, 10_000)
+      changeLatencies.push(change.publishedAt - change.eventAt)
+      writeToPublished.push(change.publishedAt - writtenAt)
+    }
+    return { readyMs: ready.msSinceProcessStart, rssMB: rss.rssMB, changeLatencies, writeToPublished }
+  } finally {
+    probe.kill('SIGTERM')
+    await new Promise(resolve => probe.once('exit', resolve))
+  }
+}
+
+const cp = await startControlPlane()
+try {
+  log(`control plane up in ${Math.round(cp.startupMs)} ms; creating ${SERVICES} services × ${ENDPOINTS} endpoints`)
+  const populateMs = await populate(cp)
+  log(`populated in ${(populateMs / 1000).toFixed(1)} s`)
+  const runs: Array<ProbeRun & { rawListMs: number, bareRssMB: number }> = []
+  for (let run = 0; run < RUNS; run++) {
+    // Interleave baselines with the measured runs so load drifts hit both.
+    const rawListMs = await rawList(cp)
+    const bareRssMB = await bareNodeRss()
+    const r = await runProbe(cp, run)
+    runs.push({ ...r, rawListMs, bareRssMB })
+    log(`run ${run + 1}/${RUNS}: ready ${Math.round(r.readyMs)} ms (raw list ${Math.round(rawListMs)} ms), rss ${r.rssMB.toFixed(1)} MB, change p50 ${median(r.changeLatencies).toFixed(2)} ms`)
+  }
+  const allChanges = runs.flatMap(r => r.changeLatencies)
+  const allWrites = runs.flatMap(r => r.writeToPublished)
+  const result = {
+    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, kernel: release(), node: process.version },
+    services: SERVICES,
+    endpointsPerService: ENDPOINTS,
+    runs: RUNS,
+    readyMs: median(runs.map(r => r.readyMs)),
+    rawListMs: median(runs.map(r => r.rawListMs)),
+    readyToRawList: median(runs.map(r => r.readyMs / r.rawListMs)),
+    rssMB: median(runs.map(r => r.rssMB)),
+    bareNodeRssMB: median(runs.map(r => r.bareRssMB)),
+    changeEventToPublishedMs: { p50: median(allChanges), max: Math.max(...allChanges) },
+    changeWriteToPublishedMs: { p50: median(allWrites), max: Math.max(...allWrites) }
+  }
+  console.log(JSON.stringify(result, null, 2))
+  const ok = result.readyMs <= 5000 && result.changeEventToPublishedMs.max <= 50 && result.rssMB <= 120
+  log(ok ? 'targets met (ready ≤ 5 s, change ≤ 50 ms, RSS ≤ 120 MB)' : 'TARGETS MISSED')
+  process.exitCode = ok ? 0 : 1
+} finally {
+  await cp.stop()
+}

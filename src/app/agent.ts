@@ -1,0 +1,130 @@
+/**
+ * The composition root: the only place that knows every module. It builds
+ * them, hands each its dependencies and returns them as one lifecycle group
+ * (declared order = start order; stop runs in reverse).
+ */
+import { join } from 'node:path'
+import { LifecycleGroup } from '../lifecycle/group.ts'
+import type { Component } from '../lifecycle/component.ts'
+import type { Logger } from '../observability/logger.ts'
+import type { AgentConfig, GatewayConfig, KubeAPIConfig } from '../config/schema.ts'
+import type { NodeIdentity } from '../config/node-identity.ts'
+import { KubeClient, KubeInformer, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
+import { EndpointSliceSource } from '../kube/endpoint-slice-source.ts'
+import type { EndpointSlice, Informer, Service } from '../kube/index.ts'
+import { ServiceMap, FileStateStore, createStandaloneInformers, narrowService, narrowEndpointSlice } from '../servicemap/index.ts'
+import type { ServiceMapView } from '../servicemap/types.ts'
+
+export interface AppDeps {
+  logger: Logger
+  env: NodeJS.ProcessEnv
+}
+
+/** A running agent or gateway: its lifecycle plus the views other parts (CLI, tests) read. */
+export interface App extends Component {
+  readonly serviceMap: ServiceMapView
+}
+
+interface ServiceSources {
+  services: Informer<Service>
+  endpointSlices: Informer<EndpointSlice>
+  /** Closes what the sources share (an HTTP agent), after they stopped. */
+  close: () => void
+  description: string
+}
+
+/**
+ * Where Services and EndpointSlices come from: a standalone YAML file, or an
+ * API server (metaServer on edge nodes, in-cluster on cloud nodes, or a
+ * kubeconfig). `KUBECONFIG` in the environment is used when the file names
+ * neither `master` nor `kubeConfig` (EdgeMesh-TS; upstream ignores it).
+ */
+function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps): ServiceSources {
+  if (kubeApi.standaloneFile !== '') {
+    const { services, endpointSlices } = createStandaloneInformers(kubeApi.standaloneFile, deps.logger.forComponent('standalone'))
+    return { services, endpointSlices, close: () => {}, description: `standalone file ${kubeApi.standaloneFile}` }
+  }
+  const settings = kubeApi.master === '' && kubeApi.kubeConfig === '' && (deps.env.KUBECONFIG ?? '') !== ''
+    ? { ...kubeApi, kubeConfig: deps.env.KUBECONFIG as string }
+    : kubeApi
+  const connection = resolveKubeConnection(settings, { env: deps.env })
+  const client = new KubeClient(connection)
+  const services = new KubeInformer<Service>({ resource: RESOURCES.services, transform: narrowService },
+    { client, logger: deps.logger.forComponent('kube:services') })
+  const endpointSlices = new EndpointSliceSource({ client, logger: deps.logger.forComponent('kube:endpointslices') },
+    { transform: narrowEndpointSlice })
+  return { services, endpointSlices, close: () => client.close(), description: connection.description }
+}
+
+class AppGroup extends LifecycleGroup implements App {
+  readonly serviceMap: ServiceMap
+  readonly #log: Logger
+  readonly #onStopped: () => void
+  #unsubscribe: (() => void) | undefined
+
+  constructor (name: string, components: Component[], serviceMap: ServiceMap, log: Logger, onStopped: () => void) {
+    super(name, components, log)
+    this.serviceMap = serviceMap
+    this.#log = log
+    this.#onStopped = onStopped
+  }
+
+  override async start (): Promise<void> {
+    // Say once per source (persisted, then live) how many services are known.
+    let announced: string | undefined
+    this.#unsubscribe = this.serviceMap.subscribe(() => {
+      const source = this.serviceMap.source()
+      if (source === announced) return
+      announced = source
+      this.#log.info('services synced', { services: this.serviceMap.snapshot().size, source })
+    })
+    await super.start()
+  }
+
+  override async stop (options?: Parameters<Component['stop']>[0]): Promise<void> {
+    await super.stop(options)
+    this.#unsubscribe?.()
+    this.#onStopped()
+  }
+}
+
+function notYetAvailable (log: Logger, modules: Record<string, boolean>): void {
+  for (const [name, enabled] of Object.entries(modules)) {
+    if (enabled) log.warn('module enabled in the config is not part of this build yet; skipped', { module: name })
+  }
+}
+
+export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppDeps): App {
+  const log = deps.logger
+  const sources = createServiceSources(config.kubeAPIConfig, deps)
+  const serviceMap = new ServiceMap({
+    logger: log.forComponent('servicemap'),
+    services: sources.services,
+    endpointSlices: sources.endpointSlices,
+    persistence: config.kubeAPIConfig.standaloneFile === ''
+      ? new FileStateStore(join(config.commonConfig.stateDir, 'servicemap.json'))
+      : undefined
+  }, {
+    serviceFilterMode: config.modules.edgeProxy.serviceFilterMode,
+    nodeName: node.nodeName
+  })
+  log.info('agent configured', { node: node.nodeName, namespace: node.namespace, mode: node.mode, source: sources.description })
+  const m = config.modules
+  notYetAvailable(log, { edgeDNS: m.edgeDNS.enable, edgeProxy: m.edgeProxy.enable, edgeTunnel: m.edgeTunnel.enable, edgeCNI: m.edgeCNI.enable })
+  // modules: created here in dependency order (service map first).
+  const components: Component[] = [serviceMap]
+  return new AppGroup('agent', components, serviceMap, log, sources.close)
+}
+
+export function createGateway (config: GatewayConfig, node: NodeIdentity, deps: AppDeps): App {
+  const log = deps.logger
+  const sources = createServiceSources(config.kubeAPIConfig, deps)
+  const serviceMap = new ServiceMap({
+    logger: log.forComponent('servicemap'),
+    services: sources.services,
+    endpointSlices: sources.endpointSlices
+  }, { serviceFilterMode: 'FilterIfLabelExists', nodeName: node.nodeName })
+  log.info('gateway configured', { node: node.nodeName, mode: node.mode, source: sources.description })
+  notYetAvailable(log, { edgeGateway: config.modules.edgeGateway.enable, edgeTunnel: config.modules.edgeTunnel.enable })
+  return new AppGroup('gateway', [serviceMap], serviceMap, log, sources.close)
+}

@@ -1,0 +1,7 @@
+export * from './types.ts'
+export type * from './informer-types.ts'
+export * from './errors.ts'
+export * from './connection.ts'
+export * from './client.ts'
+export * from './informer.ts'
+export * from './rbac.ts'

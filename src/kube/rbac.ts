@@ -1,0 +1,49 @@
+/**
+ * The least-privilege RBAC rules of the agent and the gateway: the one list
+ * the Helm chart generator, the static manifests and the tests all read.
+ * Upstream grants `networking.istio.io/*`, pods and namespaces; we read only
+ * what the informers watch.
+ */
+
+/** A Kubernetes rbac.authorization.k8s.io/v1 PolicyRule. */
+export interface PolicyRule {
+  readonly apiGroups: readonly string[]
+  readonly resources: readonly string[]
+  readonly verbs: readonly string[]
+}
+
+export const READ_VERBS = Object.freeze(['get', 'list', 'watch'] as const)
+
+function rule (apiGroups: string[], resources: string[]): PolicyRule {
+  return Object.freeze({ apiGroups: Object.freeze(apiGroups), resources: Object.freeze(resources), verbs: READ_VERBS })
+}
+
+/** ClusterRole rules of edgemesh-agent. */
+export const AGENT_RULES: readonly PolicyRule[] = Object.freeze([
+  rule([''], ['services', 'endpoints', 'nodes']),
+  rule(['discovery.k8s.io'], ['endpointslices']),
+  rule(['networking.istio.io'], ['destinationrules', 'gateways', 'virtualservices'])
+])
+
+/** ClusterRole rules of edgemesh-gateway: the agent's plus Secrets (TLS credentials of Istio Gateways). */
+export const GATEWAY_RULES: readonly PolicyRule[] = Object.freeze([
+  ...AGENT_RULES,
+  rule([''], ['secrets'])
+])
+
+export interface ClusterRoleManifest {
+  apiVersion: 'rbac.authorization.k8s.io/v1'
+  kind: 'ClusterRole'
+  metadata: { name: string, labels?: Record<string, string> }
+  rules: Array<{ apiGroups: string[], resources: string[], verbs: string[] }>
+}
+
+/** A ClusterRole object with mutable copies of `rules`, ready to serialise. */
+export function clusterRole (name: string, rules: readonly PolicyRule[], labels?: Record<string, string>): ClusterRoleManifest {
+  return {
+    apiVersion: 'rbac.authorization.k8s.io/v1',
+    kind: 'ClusterRole',
+    metadata: labels !== undefined ? { name, labels: { ...labels } } : { name },
+    rules: rules.map(r => ({ apiGroups: [...r.apiGroups], resources: [...r.resources], verbs: [...r.verbs] }))
+  }
+}
