@@ -33,4 +33,4 @@ app.serviceMap.subscribe(changes => {
 // The informer publishes each watch event here (free when nobody listens).
 subscribe('edgemesh:kube:watch-event', () => { lastEventAt = now() })
 await app.start()
-process.on('SIGTERM', () => { void app.stop().then(() => process.exit(0)) })
+process.on('SIGTERM', () => { app.stop().then(() => process.exit(0), () => process.exit(1)) })

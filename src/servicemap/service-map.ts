@@ -99,7 +99,7 @@ export class ServiceMap implements ServiceMapView, Component {
       onSynced: () => this.#onInputSynced()
     })
     if (this.#deps.persistence !== undefined) {
-      this.#syncTimer = setTimeout(() => { void this.#servePersisted() }, this.#init.syncTimeoutMs ?? 5000)
+      this.#syncTimer = setTimeout(() => { this.#servePersisted().catch(err => this.#log.error('serving persisted state failed', { err })) }, this.#init.syncTimeoutMs ?? 5000)
     }
     try {
       await services.start()
@@ -237,7 +237,7 @@ export class ServiceMap implements ServiceMapView, Component {
     const wait = Math.max(0, this.#lastPersist + (this.#init.persistIntervalMs ?? 2000) - Date.now())
     this.#persistTimer = setTimeout(() => {
       this.#persistTimer = undefined
-      void this.#persist()
+      this.#persist().catch(err => this.#log.error('persisting failed', { err }))
     }, wait)
     this.#persistTimer.unref()
   }
