@@ -1,28 +1,33 @@
-// Child process of bench/servicemap/run.ts: builds the agent's real data layer
-// (kube informers → service map) against the bench API server and reports, as
-// JSON lines on stdout: time to ready, RSS, and for each endpoint change the
-// delay from its watch event to the service map publishing it.
-import { subscribe } from 'node:diagnostics_channel'
+// Child process of bench/servicemap/run.ts: builds the agent's data layer
+// (lean kube client → informers → service map, wired as src/app/agent.ts
+// wires it) against the bench API server and reports, as JSON lines on
+// stdout: time to ready, RSS, and for each endpoint change the delay from the
+// informer delivering its watch event to the service map publishing it.
+import { KubeClient, KubeInformer, resolveKubeConnection, RESOURCES } from '../../src/kube/index.ts'
+import type { Service } from '../../src/kube/index.ts'
+import { EndpointSliceSource } from '../../src/kube/endpoint-slice-source.ts'
+import { ServiceMap, narrowEndpointSlice, narrowService } from '../../src/servicemap/index.ts'
 import { parseConfig } from '../../src/config/load.ts'
-import { createAgent } from '../../src/app/agent.ts'
 import { noopLogger } from '../../src/observability/logger.ts'
 
 const now = (): number => performance.timeOrigin + performance.now()
 const emit = (o: Record<string, unknown>): void => { process.stdout.write(JSON.stringify(o) + '\n') }
 
-const { config } = parseConfig('agent', 'modules: {edgeDNS: {enable: false}}', { env: {} })
-const app = createAgent(config, { nodeName: 'bench-node', namespace: 'kubeedge', mode: 'ManualMode' }, {
-  logger: noopLogger,
-  env: { KUBECONFIG: process.env.KUBECONFIG }
-})
+const { config } = parseConfig('agent', `kubeAPIConfig: {kubeConfig: ${process.env.KUBECONFIG as string}}`, { env: {} })
+const client = new KubeClient(resolveKubeConnection(config.kubeAPIConfig, { env: {} }))
+const services = new KubeInformer<Service>({ resource: RESOURCES.services, transform: narrowService }, { client, logger: noopLogger })
+const endpointSlices = new EndpointSliceSource({ client, logger: noopLogger }, { transform: narrowEndpointSlice })
+let lastEventAt = 0
+// Registered before the service map's own handlers, so it runs first.
+endpointSlices.addHandlers({ onUpdate: () => { lastEventAt = now() } })
+const map = new ServiceMap({ logger: noopLogger, services, endpointSlices }, { serviceFilterMode: 'FilterIfLabelExists' })
 
 let ready = false
-let lastEventAt = 0
-app.serviceMap.subscribe(changes => {
+map.subscribe(changes => {
   const t = now()
   if (!ready) {
     ready = true
-    emit({ type: 'ready', msSinceProcessStart: t - performance.timeOrigin, services: app.serviceMap.snapshot().size })
+    emit({ type: 'ready', msSinceProcessStart: t - performance.timeOrigin, services: map.snapshot().size })
     setTimeout(() => emit({ type: 'rss', rssMB: process.memoryUsage().rss / 1e6, heapMB: process.memoryUsage().heapUsed / 1e6 }), 2000)
     return
   }
@@ -30,7 +35,5 @@ app.serviceMap.subscribe(changes => {
     if (c.type === 'upsert') emit({ type: 'change', key: c.key, publishedAt: t, eventAt: lastEventAt })
   }
 })
-// The informer publishes each watch event here (free when nobody listens).
-subscribe('edgemesh:kube:watch-event', () => { lastEventAt = now() })
-await app.start()
-process.on('SIGTERM', () => { app.stop().then(() => process.exit(0), () => process.exit(1)) })
+await map.start()
+process.on('SIGTERM', () => { map.stop().then(() => process.exit(0), () => process.exit(1)) })
