@@ -1,5 +1,6 @@
 import { runDaemon } from './daemon.ts'
 import { runPsk } from './psk.ts'
+import { runDemo } from './demo.ts'
 import { versionString } from './version.ts'
 import { EXIT_OK, EXIT_USAGE } from './io.ts'
 import type { CommandIO } from './io.ts'
@@ -9,6 +10,7 @@ type Command = (argv: string[], io: CommandIO) => Promise<number>
 const COMMANDS: Record<string, { run: Command, summary: string }> = {
   agent: { run: (a, io) => runDaemon('agent', a, io), summary: 'run the node agent (DNS, proxy, tunnel)' },
   gateway: { run: (a, io) => runDaemon('gateway', a, io), summary: 'run the ingress gateway' },
+  demo: { run: runDemo, summary: 'run a local mesh with no cluster (standalone services file)' },
   psk: { run: runPsk, summary: 'generate a PSK or derive its tunnel key' }
 }
 

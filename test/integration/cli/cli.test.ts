@@ -93,3 +93,20 @@ test('psk generate and derive match upstream vectors', async () => {
     assert.equal(d.stdout.trim(), 'ef4d5fdb6d1b75ad1b7bc79a7b7f5e69ed77ddfdf8ddee3579de5bf35d1b7bdd')
   })
 })
+
+test('demo prints the service map from the standalone file and stops on Ctrl-C', async () => {
+  const once = await edgemesh(['demo', '--once'])
+  assert.equal(once.code, 0, once.stderr)
+  assert.match(once.stdout, /default\/hostname-svc\s+10\.96\.0\.100\s+http-0:12345\/TCP\s+192\.168\.1\.11@ke-edge1/)
+
+  const { spawn } = await import('node:child_process')
+  const p = spawn(process.execPath, [entry, 'demo'], { env: { PATH: process.env.PATH } })
+  let out = ''
+  p.stdout.on('data', (c: Buffer) => { out += c.toString() })
+  const deadline = Date.now() + 15_000
+  while (!out.includes('Ctrl-C to stop') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
+  p.kill('SIGINT')
+  const code = await new Promise(resolve => p.on('exit', resolve))
+  assert.equal(code, 0)
+  assert.match(out, /stopped\n$/)
+})
