@@ -1,19 +1,24 @@
-// Generates docs/config.md from the config schema (the one declaration).
-// `--check` fails when the committed file differs (run by the test suite).
+// Generates docs/config.md (from the config schema) and docs/errors.md (from
+// the error classes). `--check` fails when a committed file differs.
 import { readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { renderConfigDocs } from '../src/config/docs.ts'
+import { collectErrors, renderErrorDocs } from '../src/errors-catalog.ts'
 
-const target = fileURLToPath(new URL('../docs/config.md', import.meta.url))
-const text = renderConfigDocs()
-if (process.argv.includes('--check')) {
-  let current = ''
-  try { current = readFileSync(target, 'utf8') } catch {}
-  if (current !== text) {
-    console.error('docs/config.md is out of date: run `npm run gen`')
-    process.exit(1)
+const docs: Array<[string, string]> = [
+  ['../docs/config.md', renderConfigDocs()],
+  ['../docs/errors.md', renderErrorDocs(collectErrors(fileURLToPath(new URL('../src', import.meta.url))))]
+]
+let stale = false
+for (const [rel, text] of docs) {
+  const target = fileURLToPath(new URL(rel, import.meta.url))
+  if (process.argv.includes('--check')) {
+    let current = ''
+    try { current = readFileSync(target, 'utf8') } catch {}
+    if (current !== text) { console.error(`${rel.slice(3)} is out of date: run \`npm run gen\``); stale = true }
+  } else {
+    writeFileSync(target, text)
+    console.log(`wrote ${rel.slice(3)}`)
   }
-} else {
-  writeFileSync(target, text)
-  console.log('wrote docs/config.md')
 }
+process.exitCode = stale ? 1 : 0

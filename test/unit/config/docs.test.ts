@@ -1,11 +1,14 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
 import { renderConfigDocs } from '../../../src/config/docs.ts'
+import { collectErrors, renderErrorDocs } from '../../../src/errors-catalog.ts'
+
+const read = (rel: string): string => readFileSync(new URL(`../../../${rel}`, import.meta.url), 'utf8')
 
 test('docs/config.md is generated from the schema and up to date (npm run gen)', () => {
-  const committed = readFileSync(new URL('../../../docs/config.md', import.meta.url), 'utf8')
-  assert.equal(committed, renderConfigDocs())
+  assert.equal(read('docs/config.md'), renderConfigDocs())
 })
 
 test('every config key is documented with a description', () => {
@@ -14,4 +17,12 @@ test('every config key is documented with a description', () => {
     assert.match(md, new RegExp('`' + key.replace(/[.[\]]/g, '\\$&') + '`'))
   }
   assert.doesNotMatch(md, /\|\s*\|\s*$/m, 'no row with an empty description')
+})
+
+test('docs/errors.md lists every error code, each with a meaning (npm run gen)', () => {
+  const errors = collectErrors(fileURLToPath(new URL('../../../src', import.meta.url)))
+  assert.ok(errors.length >= 10)
+  assert.equal(new Set(errors.map(e => e.code)).size, errors.length, 'codes are unique')
+  for (const e of errors) assert.notEqual(e.description, '', `${e.name} (${e.code}) needs a doc comment`)
+  assert.equal(read('docs/errors.md'), renderErrorDocs(errors))
 })
