@@ -13,7 +13,6 @@ import { KubeClient, KubeInformer, resolveKubeConnection, RESOURCES } from '../k
 import { EndpointSliceSource } from '../kube/endpoint-slice-source.ts'
 import type { EndpointSlice, Informer, Service } from '../kube/index.ts'
 import { ServiceMap, FileStateStore, createStandaloneInformers, narrowService, narrowEndpointSlice } from '../servicemap/index.ts'
-import type { ServiceMapView } from '../servicemap/types.ts'
 
 export interface AppDeps {
   logger: Logger
@@ -22,7 +21,7 @@ export interface AppDeps {
 
 /** A running agent or gateway: its lifecycle plus the views other parts (CLI, tests) read. */
 export interface App extends Component {
-  readonly serviceMap: ServiceMapView
+  readonly serviceMap: ServiceMap
 }
 
 interface ServiceSources {

@@ -4,9 +4,7 @@
  * must idle under 60 MB. JSON only: the configured contentType (protobuf by
  * default upstream) is accepted but ignored, every server speaks JSON.
  */
-import http from 'node:http'
-import https from 'node:https'
-import type { IncomingMessage } from 'node:http'
+import type { Agent, IncomingMessage } from 'node:http'
 import { readFileSync } from 'node:fs'
 import { setTimeout as delay } from 'node:timers/promises'
 import type { FileReader, KubeConnection } from './connection.ts'
@@ -172,9 +170,14 @@ interface Opened {
 
 const ERROR_BODY_LIMIT = 64 * 1024
 
+// Not `import http from 'node:http'`: building the ESM namespace reads http's
+// lazy WebSocket getter, which loads undici (+13 MB RSS). https (TLS, ~5 MB)
+// is loaded only for https servers; an http metaServer never needs it.
+const http = process.getBuiltinModule('node:http')
+
 export class KubeClient {
   readonly connection: KubeConnection
-  readonly #agent: http.Agent
+  readonly #agent: Agent
   readonly #limiter: TokenBucket
   readonly #timeoutMs: number
   readonly #watchGraceMs: number
@@ -195,7 +198,7 @@ export class KubeClient {
     const common = { keepAlive: true, keepAliveMsecs: 30_000, scheduling: 'lifo' as const }
     const tls = connection.tls
     this.#agent = connection.server.startsWith('https:')
-      ? new https.Agent({
+      ? new (process.getBuiltinModule('node:https').Agent)({
         ...common,
         ca: tls.ca,
         cert: tls.cert,
@@ -376,7 +379,7 @@ export class KubeClient {
     const headers: Record<string, string> = { Accept: 'application/json', 'User-Agent': this.#userAgent }
     const auth = this.#authorization()
     if (auth !== undefined) headers.Authorization = auth
-    const mod = url.protocol === 'https:' ? https : http
+    const mod = url.protocol === 'https:' ? process.getBuiltinModule('node:https') : http
     return new Promise<Opened>((resolve, reject) => {
       const req = mod.request({
         protocol: url.protocol,

@@ -12,9 +12,10 @@ import { createAgent } from '../../../src/app/agent.ts'
 import type { App } from '../../../src/app/agent.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
 
-const service = (name: string): Record<string, unknown> & { apiVersion: string, kind: string, metadata: { name: string, namespace: string } } =>
+type Obj = Record<string, unknown> & { apiVersion: string, kind: string, metadata: { name: string, namespace: string, labels?: Record<string, string> } }
+const service = (name: string): Obj =>
   ({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' }, spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }] } })
-const slice = (svc: string, ips: string[], node = 'edge-1'): Record<string, unknown> & { apiVersion: string, kind: string, metadata: { name: string, namespace: string } } => ({
+const slice = (svc: string, ips: string[], node = 'edge-1'): Obj => ({
   apiVersion: 'discovery.k8s.io/v1',
   kind: 'EndpointSlice',
   metadata: { name: `${svc}-1`, namespace: 'default', labels: { 'kubernetes.io/service-name': svc } },
