@@ -335,6 +335,10 @@ export async function startControlPlane (): Promise<ControlPlane> {
       if (p !== undefined) await stopProc(p)
     }
     await startApiServer()
+    // The API server creates default/kubernetes shortly after /readyz: wait, so
+    // every test starts from the same cluster.
+    await eventually('the default/kubernetes Service',
+      async () => (await api.request('GET', '/api/v1/namespaces/default/services/kubernetes')).status === 200, 20_000, 50)
 
     const kubeconfigPath = join(dir, 'admin.kubeconfig')
     writeFileSync(kubeconfigPath, [
