@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,7 +11,14 @@ import type { ServiceEntry } from '../servicemap/types.ts'
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './io.ts'
 import type { CommandIO } from './io.ts'
 
-const DEFAULT_FILE = fileURLToPath(new URL('../../examples/standalone/services.yaml', import.meta.url))
+/** examples/ sits two levels above src/cli and one above dist/: look upwards. */
+function defaultServicesFile (): string {
+  for (const up of ['../../', '../', '../../../']) {
+    const candidate = fileURLToPath(new URL(`${up}examples/standalone/services.yaml`, import.meta.url))
+    if (existsSync(candidate)) return candidate
+  }
+  return fileURLToPath(new URL('../../examples/standalone/services.yaml', import.meta.url))
+}
 
 const HELP = `Usage: edgemesh demo [--services FILE] [--once]
 
@@ -48,7 +56,7 @@ export async function runDemo (argv: string[], io: CommandIO): Promise<number> {
     return EXIT_USAGE
   }
   if (values.help === true) { io.stdout.write(HELP); return EXIT_OK }
-  const file = values.services ?? DEFAULT_FILE
+  const file = values.services ?? defaultServicesFile()
   const stateDir = await mkdtemp(join(tmpdir(), 'edgemesh-demo-'))
   const log = await createLogger({ level: 'warn', destination: io.stderr })
   try {

@@ -1,6 +1,4 @@
-import { createRequire } from 'node:module'
-
-const pkg = createRequire(import.meta.url)('../../package.json') as { version: string }
+import pkg from '../../package.json' with { type: 'json' }
 
 /** Upstream prints `KubeEdge EdgeMesh <version>`; we name ourselves. */
 export function versionString (): string {

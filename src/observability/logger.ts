@@ -42,12 +42,14 @@ class PinoAdapter implements Logger {
 export async function createLogger (init: LoggerInit = {}): Promise<Logger> {
   const destination = init.destination ?? process.stderr
   const format = init.format ?? ((destination as { isTTY?: boolean }).isTTY === true ? 'pretty' : 'json')
-  let stream: DestinationStream
+  let stream = destination as DestinationStream
   if (format === 'pretty') {
-    const { default: pretty } = await import('pino-pretty')
-    stream = pretty({ destination, sync: true, colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' })
-  } else {
-    stream = destination as DestinationStream
+    try {
+      const { default: pretty } = await import('pino-pretty')
+      stream = pretty({ destination, sync: true, colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname' })
+    } catch {
+      // The bundle leaves pino-pretty out; without it a terminal gets JSON too.
+    }
   }
   const p = pino({
     level: init.level ?? 'info',
