@@ -6,7 +6,8 @@
 import { KubeClient, KubeInformer, resolveKubeConnection, RESOURCES } from '../../src/kube/index.ts'
 import type { Service } from '../../src/kube/index.ts'
 import { EndpointSliceSource } from '../../src/kube/endpoint-slice-source.ts'
-import { ServiceMap, narrowEndpointSlice, narrowService } from '../../src/servicemap/index.ts'
+import { ServiceMap, compactService, compactSlice } from '../../src/servicemap/index.ts'
+import type { CompactService } from '../../src/servicemap/index.ts'
 import { parseConfig } from '../../src/config/load.ts'
 import { noopLogger } from '../../src/observability/logger.ts'
 
@@ -15,8 +16,8 @@ const emit = (o: Record<string, unknown>): void => { process.stdout.write(JSON.s
 
 const { config } = parseConfig('agent', `kubeAPIConfig: {kubeConfig: ${process.env.KUBECONFIG as string}}`, { env: {} })
 const client = new KubeClient(resolveKubeConnection(config.kubeAPIConfig, { env: {} }))
-const services = new KubeInformer<Service>({ resource: RESOURCES.services, transform: narrowService }, { client, logger: noopLogger })
-const endpointSlices = new EndpointSliceSource({ client, logger: noopLogger }, { transform: narrowEndpointSlice })
+const services = new KubeInformer<CompactService>({ resource: RESOURCES.services, transform: raw => compactService(raw as unknown as Service) }, { client, logger: noopLogger })
+const endpointSlices = new EndpointSliceSource({ client, logger: noopLogger }, { transform: compactSlice })
 let lastEventAt = 0
 // Registered before the service map's own handlers, so it runs first.
 endpointSlices.addHandlers({ onUpdate: () => { lastEventAt = now() } })
@@ -28,7 +29,12 @@ map.subscribe(changes => {
   if (!ready) {
     ready = true
     emit({ type: 'ready', msSinceProcessStart: t - performance.timeOrigin, services: map.snapshot().size })
-    setTimeout(() => emit({ type: 'rss', rssMB: process.memoryUsage().rss / 1e6, heapMB: process.memoryUsage().heapUsed / 1e6 }), 2000)
+    setTimeout(() => {
+      // With --expose-gc (diagnosis only) report live data, not garbage.
+      (globalThis as { gc?: () => void }).gc?.()
+      const m = process.memoryUsage()
+      emit({ type: 'rss', rssMB: m.rss / 1e6, heapMB: m.heapUsed / 1e6, heapTotalMB: m.heapTotal / 1e6, externalMB: m.external / 1e6 })
+    }, Number(process.env.RSS_DELAY_MS ?? 2000))
     return
   }
   for (const c of changes) {

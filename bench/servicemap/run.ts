@@ -8,6 +8,7 @@
 // paginated list + JSON.parse of the same objects (what the API server can
 // deliver), so ratios are comparable across machines.
 import { spawn } from 'node:child_process'
+import { bundleForBench } from '../bundle.ts'
 import { cpus, release } from 'node:os'
 import { parseArgs } from 'node:util'
 import https from 'node:https'
@@ -105,7 +106,7 @@ async function bareNodeRss (): Promise<number> {
 interface ProbeRun { readyMs: number, rssMB: number, changeLatencies: number[], writeToPublished: number[] }
 
 async function runProbe (cp: ControlPlane, run: number): Promise<ProbeRun> {
-  const probe = spawn(process.execPath, [new URL('./probe.ts', import.meta.url).pathname], {
+  const probe = spawn(process.execPath, [...PROBE_FLAGS, probeBundle], {
     env: { ...process.env, KUBECONFIG: cp.kubeconfigPath },
     stdio: ['ignore', 'pipe', 'inherit']
   })
@@ -152,6 +153,9 @@ async function runProbe (cp: ControlPlane, run: number): Promise<ProbeRun> {
   }
 }
 
+// The V8 flags src/bin/edgemesh.ts sets, and the production bundle.
+const PROBE_FLAGS = ['--max-semi-space-size=1', '--optimize-for-size']
+const probeBundle = await bundleForBench(new URL('./probe.ts', import.meta.url).pathname)
 const cp = await startControlPlane()
 try {
   log(`control plane up in ${Math.round(cp.startupMs)} ms; creating ${SERVICES} services × ${ENDPOINTS} endpoints`)

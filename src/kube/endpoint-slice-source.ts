@@ -2,7 +2,7 @@ import type { Informer, InformerHandlers } from './informer-types.ts'
 import { KubeInformer, startWithFallback } from './informer.ts'
 import type { KubeInformerDeps } from './informer.ts'
 import { RESOURCES } from './types.ts'
-import type { EndpointSlice, Endpoints } from './types.ts'
+import type { EndpointSlice, Endpoints, KubeObject } from './types.ts'
 import type { StopOptions } from '../lifecycle/component.ts'
 
 /** The label EndpointSlices carry to name their Service. */
@@ -48,9 +48,9 @@ export function endpointsToSlice (e: Endpoints): EndpointSlice {
   }
 }
 
-export interface EndpointSliceSourceInit {
-  /** Narrows each slice before it is stored. */
-  transform?: (slice: EndpointSlice) => EndpointSlice
+export interface EndpointSliceSourceInit<S extends KubeObject> {
+  /** Turns each slice into what is stored (e.g. a compact model), keeping metadata. */
+  transform: (slice: EndpointSlice) => S
 }
 
 /**
@@ -58,24 +58,24 @@ export interface EndpointSliceSourceInit {
  * them (old metaServers), core/v1 Endpoints converted to slices. The choice is
  * made in start(), by asking the server.
  */
-export class EndpointSliceSource implements Informer<EndpointSlice> {
+export class EndpointSliceSource<S extends KubeObject = EndpointSlice> implements Informer<S> {
   readonly name = 'kube:endpointslices'
   readonly #deps: KubeInformerDeps
-  readonly #init: EndpointSliceSourceInit
-  readonly #handlers: Array<InformerHandlers<EndpointSlice>> = []
-  #active: KubeInformer<EndpointSlice> | undefined
+  readonly #init: EndpointSliceSourceInit<S>
+  readonly #handlers: Array<InformerHandlers<S>> = []
+  #active: KubeInformer<S> | undefined
   #usingFallback = false
 
-  constructor (deps: KubeInformerDeps, init: EndpointSliceSourceInit = {}) {
+  constructor (deps: KubeInformerDeps, init: EndpointSliceSourceInit<S>) {
     this.#deps = deps
     this.#init = init
   }
 
-  addHandlers (handlers: InformerHandlers<EndpointSlice>): void { this.#handlers.push(handlers) }
+  addHandlers (handlers: InformerHandlers<S>): void { this.#handlers.push(handlers) }
   hasSynced (): boolean { return this.#active?.hasSynced() ?? false }
   isReady (): boolean { return this.hasSynced() }
-  list (): EndpointSlice[] { return this.#active?.list() ?? [] }
-  get (key: string): EndpointSlice | undefined { return this.#active?.get(key) }
+  list (): S[] { return this.#active?.list() ?? [] }
+  get (key: string): S | undefined { return this.#active?.get(key) }
   /** True when Endpoints are served in place of EndpointSlices. */
   usingEndpointsFallback (): boolean { return this.#usingFallback }
   waitForSync (signal?: AbortSignal): Promise<void> {
@@ -84,12 +84,12 @@ export class EndpointSliceSource implements Informer<EndpointSlice> {
 
   async start (): Promise<void> {
     if (this.#active !== undefined) return
-    const transform = this.#init.transform ?? ((s: EndpointSlice) => s)
-    const primary = this.#wire(new KubeInformer<EndpointSlice>({ resource: RESOURCES.endpointSlices, transform }, this.#deps))
+    const transform = this.#init.transform
+    // The watch delivers raw objects; the transform turns each into S before it is stored.
+    const primary = this.#wire(new KubeInformer<S>({ resource: RESOURCES.endpointSlices, transform: raw => transform(raw as unknown as EndpointSlice) }, this.#deps))
     const started = await startWithFallback(primary, () => {
       this.#deps.logger.warn('EndpointSlices not served (discovery.k8s.io/v1); using core/v1 Endpoints')
-      // The watch delivers Endpoints; the transform turns each into a slice before it is stored.
-      return this.#wire(new KubeInformer<EndpointSlice>({
+      return this.#wire(new KubeInformer<S>({
         resource: RESOURCES.endpoints,
         transform: raw => transform(endpointsToSlice(raw as unknown as Endpoints))
       }, this.#deps))
@@ -102,7 +102,7 @@ export class EndpointSliceSource implements Informer<EndpointSlice> {
     await this.#active?.stop(options)
   }
 
-  #wire (informer: KubeInformer<EndpointSlice>): KubeInformer<EndpointSlice> {
+  #wire (informer: KubeInformer<S>): KubeInformer<S> {
     for (const h of this.#handlers) informer.addHandlers(h)
     return informer
   }

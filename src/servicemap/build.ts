@@ -1,60 +1,62 @@
 /**
- * Pure conversions: Kubernetes objects → the narrowed objects informers store
- * (memory) and → the typed model (ServiceInfo, Endpoint).
+ * Pure conversions: Kubernetes objects → the compact objects informers store
+ * and the typed model (ServiceInfo, Endpoint).
  */
-import type { EndpointSlice, Service } from '../kube/types.ts'
+import type { EndpointSlice, KubeObject, Service } from '../kube/types.ts'
 import type { Endpoint, EndpointPort, Protocol, ServiceInfo, ServicePort } from './types.ts'
 
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name'
 /** Kubernetes' default ClientIP affinity timeout (3 h). */
 export const DEFAULT_AFFINITY_TIMEOUT_S = 10_800
 
-/** Keeps only what buildServiceInfo reads; informers store the result. */
-export function narrowService (s: Service): Service {
-  const spec = s.spec ?? {}
-  const ingress = s.status?.loadBalancer?.ingress?.filter(i => i.ip !== undefined).map(i => ({ ip: i.ip as string }))
+/**
+ * What the Service informer stores: identity plus the built model. Building at
+ * transform time means the raw object is dropped at once and the service map
+ * shares `info` instead of holding a second copy (10k services fit the
+ * 120 MB budget this way).
+ */
+export interface CompactService extends KubeObject {
+  info: ServiceInfo
+}
+
+/** What the EndpointSlice informer stores: identity, owning service, model endpoints. */
+export interface CompactSlice extends KubeObject {
+  serviceKey: string | undefined
+  endpoints: readonly Endpoint[]
+}
+
+function identity (o: KubeObject): KubeObject['metadata'] {
   return {
-    metadata: {
-      name: s.metadata.name,
-      namespace: s.metadata.namespace,
-      resourceVersion: s.metadata.resourceVersion,
-      ...(s.metadata.labels !== undefined ? { labels: s.metadata.labels } : {})
-    },
-    spec: {
-      type: spec.type,
-      clusterIP: spec.clusterIP,
-      clusterIPs: spec.clusterIPs,
-      externalName: spec.externalName,
-      externalIPs: spec.externalIPs,
-      ports: spec.ports?.map(p => ({ name: p.name, protocol: p.protocol, port: p.port, targetPort: p.targetPort, nodePort: p.nodePort, appProtocol: p.appProtocol })),
-      sessionAffinity: spec.sessionAffinity,
-      sessionAffinityConfig: spec.sessionAffinityConfig
-    },
-    ...(ingress !== undefined && ingress.length > 0 ? { status: { loadBalancer: { ingress } } } : {})
+    name: o.metadata.name,
+    namespace: o.metadata.namespace ?? 'default',
+    ...(o.metadata.resourceVersion !== undefined ? { resourceVersion: o.metadata.resourceVersion } : {})
   }
 }
 
-/** Keeps only what buildEndpoints reads and the service-name label. */
-export function narrowEndpointSlice (s: EndpointSlice): EndpointSlice {
-  const service = s.metadata.labels?.[SERVICE_NAME_LABEL]
-  return {
-    metadata: {
-      name: s.metadata.name,
-      namespace: s.metadata.namespace,
-      resourceVersion: s.metadata.resourceVersion,
-      ...(service !== undefined ? { labels: { [SERVICE_NAME_LABEL]: service } } : {})
-    },
-    addressType: s.addressType,
-    endpoints: (s.endpoints ?? []).map(e => ({
-      addresses: e.addresses,
-      conditions: e.conditions,
-      hostname: e.hostname,
-      nodeName: e.nodeName,
-      zone: e.zone,
-      targetRef: e.targetRef?.kind === 'Pod' ? { kind: 'Pod', name: e.targetRef.name } : undefined
-    })),
-    ports: s.ports
+export function compactService (s: Service): CompactService {
+  return { metadata: identity(s), info: buildServiceInfo(s) }
+}
+
+export function compactSlice (s: EndpointSlice): CompactSlice {
+  return { metadata: identity(s), serviceKey: sliceServiceKey(s), endpoints: buildEndpoints([s]) }
+}
+
+/** Endpoints of one service from its slices; one slice's array is shared, not copied. */
+export function mergeEndpoints (slices: Iterable<CompactSlice>): readonly Endpoint[] {
+  const all = [...slices]
+  if (all.length === 0) return []
+  if (all.length === 1) return (all[0] as CompactSlice).endpoints
+  const out: Endpoint[] = []
+  const seen = new Set<string>()
+  for (const slice of all.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))) {
+    for (const e of slice.endpoints) {
+      const key = `${e.ip}|${e.ports.map(p => `${p.name}/${p.protocol}/${p.port}`).join(',')}`
+      if (seen.has(key)) continue
+      seen.add(key)
+      out.push(e)
+    }
   }
+  return out
 }
 
 /** `namespace/name` of the Service an EndpointSlice belongs to, if labelled. */

@@ -2,17 +2,19 @@ import { isDeepStrictEqual } from 'node:util'
 import type { Component, StopOptions } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { Informer } from '../kube/informer-types.ts'
-import type { EndpointSlice, Service } from '../kube/types.ts'
 import { objectKey } from '../kube/types.ts'
-import { buildEndpoints, buildServiceInfo, sliceServiceKey } from './build.ts'
+import { mergeEndpoints } from './build.ts'
+import type { CompactService, CompactSlice } from './build.ts'
 import type { ServiceFilterMode } from './filter.ts'
 import type { StateStore } from './state-store.ts'
 import type { ServiceChange, ServiceEntry, ServiceKey, ServiceMapView } from './types.ts'
 
 export interface ServiceMapDeps {
   logger: Logger
-  services: Informer<Service>
-  endpointSlices: Informer<EndpointSlice>
+  /** Stores compactService() objects (use it as the informer transform). */
+  services: Informer<CompactService>
+  /** Stores compactSlice() objects. */
+  endpointSlices: Informer<CompactSlice>
   /** Persists the last live state and serves it when the API is unreachable at start. */
   persistence?: StateStore
 }
@@ -47,7 +49,7 @@ export class ServiceMap implements ServiceMapView, Component {
   #entries = new Map<ServiceKey, ServiceEntry>()
   readonly #byClusterIP = new Map<string, ServiceKey>()
   /** Slices per service key, keyed by slice key. Guarded by the single JS thread. */
-  readonly #slicesByService = new Map<ServiceKey, Map<string, EndpointSlice>>()
+  readonly #slicesByService = new Map<ServiceKey, Map<string, CompactSlice>>()
   readonly #dirty = new Set<ServiceKey>()
   readonly #listeners = new Set<(changes: readonly ServiceChange[]) => void>()
   #source: ServiceMapSource = 'none'
@@ -122,10 +124,10 @@ export class ServiceMap implements ServiceMapView, Component {
     if (this.#persistPending) await this.#persist()
   }
 
-  #sliceChanged (prev: EndpointSlice | undefined, curr: EndpointSlice | undefined): void {
-    const sliceKey = objectKey((curr ?? prev) as EndpointSlice)
-    const before = prev === undefined ? undefined : sliceServiceKey(prev)
-    const after = curr === undefined ? undefined : sliceServiceKey(curr)
+  #sliceChanged (prev: CompactSlice | undefined, curr: CompactSlice | undefined): void {
+    const sliceKey = objectKey((curr ?? prev) as CompactSlice)
+    const before = prev?.serviceKey
+    const after = curr?.serviceKey
     if (before !== undefined && before !== after) {
       const slices = this.#slicesByService.get(before)
       slices?.delete(sliceKey)
@@ -200,8 +202,8 @@ export class ServiceMap implements ServiceMapView, Component {
         continue
       }
       const entry: ServiceEntry = {
-        service: buildServiceInfo(svc),
-        endpoints: buildEndpoints(this.#slicesByService.get(key)?.values() ?? [])
+        service: svc.info,
+        endpoints: mergeEndpoints(this.#slicesByService.get(key)?.values() ?? [])
       }
       if (previous !== undefined && isDeepStrictEqual(previous, entry)) continue
       if (previous !== undefined) this.#unindex(key, previous)

@@ -10,6 +10,8 @@ import { objectKey } from '../kube/types.ts'
 import { endpointsToSlice } from '../kube/endpoint-slice-source.ts'
 import type { Logger } from '../observability/logger.ts'
 import { StandaloneFileError } from './errors.ts'
+import { compactService, compactSlice } from './build.ts'
+import type { CompactService, CompactSlice } from './build.ts'
 
 /** Editors save in bursts (truncate, write, rename): wait for quiet. */
 const DEBOUNCE_MS = 100
@@ -128,11 +130,11 @@ export class FileInformer<T extends KubeObject> implements Informer<T> {
  * Services and EndpointSlices (Endpoints are converted) from one standalone
  * file: the source of the local demo and of users without Kubernetes.
  */
-export function createStandaloneInformers (file: string, logger: Logger): { services: FileInformer<Service>, endpointSlices: FileInformer<EndpointSlice> } {
+export function createStandaloneInformers (file: string, logger: Logger): { services: FileInformer<CompactService>, endpointSlices: FileInformer<CompactSlice> } {
   return {
-    services: new FileInformer<Service>(file, objs => objs.filter(o => o.kind === 'Service') as Service[], logger, 'standalone:services'),
-    endpointSlices: new FileInformer<EndpointSlice>(file, objs => objs.flatMap(o =>
+    services: new FileInformer(file, objs => objs.filter(o => o.kind === 'Service').map(o => compactService(o as Service)), logger, 'standalone:services'),
+    endpointSlices: new FileInformer(file, objs => objs.flatMap(o =>
       o.kind === 'EndpointSlice' ? [o as EndpointSlice] : o.kind === 'Endpoints' ? [endpointsToSlice(o as Endpoints)] : []
-    ), logger, 'standalone:endpointslices')
+    ).map(compactSlice), logger, 'standalone:endpointslices')
   }
 }

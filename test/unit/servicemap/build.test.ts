@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { buildEndpoints, buildServiceInfo, narrowEndpointSlice, narrowService } from '../../../src/servicemap/build.ts'
+import { buildEndpoints, buildServiceInfo, compactService, compactSlice, mergeEndpoints } from '../../../src/servicemap/build.ts'
 import { serviceProxyFilter } from '../../../src/servicemap/filter.ts'
 import { endpointsToSlice } from '../../../src/kube/endpoint-slice-source.ts'
 import { slice, svc } from './fixtures.ts'
@@ -59,13 +59,18 @@ test('core/v1 Endpoints convert to the same model (old metaServers)', () => {
   assert.deepEqual(eps.map(e => [e.ip, e.ready, e.nodeName, e.podName]), [['10.0.0.1', true, 'n1', 'web-1'], ['10.0.0.9', false, undefined, undefined]])
 })
 
-test('narrowing keeps what the model needs and drops the rest', () => {
-  const fat = { ...svc('web'), metadata: { name: 'web', namespace: 'default', managedFields: [{ big: 'x'.repeat(1000) }], annotations: { a: 'b' } } } as never
-  const thin = narrowService(fat)
-  assert.equal(JSON.stringify(thin).includes('managedFields'), false)
-  assert.deepEqual(buildServiceInfo(thin), buildServiceInfo(fat))
-  const s = slice('a', 'web', [{ addresses: ['10.0.0.1'], targetRef: { kind: 'Pod', name: 'p', uid: 'u', namespace: 'default' } }])
-  assert.deepEqual(buildEndpoints([narrowEndpointSlice(s)]), buildEndpoints([s]))
+test('compact forms keep identity and the model, drop the raw object, and share arrays', () => {
+  const fat = { ...svc('web'), metadata: { name: 'web', namespace: 'default', resourceVersion: '7', managedFields: [{ big: 'x'.repeat(1000) }], annotations: { a: 'b' } } } as never
+  const c = compactService(fat)
+  assert.equal(JSON.stringify(c).includes('managedFields'), false)
+  assert.deepEqual(c.metadata, { name: 'web', namespace: 'default', resourceVersion: '7' })
+  assert.deepEqual(c.info, buildServiceInfo(fat))
+  const a = compactSlice(slice('a', 'web', [{ addresses: ['10.0.0.1'], targetRef: { kind: 'Pod', name: 'p', uid: 'u', namespace: 'default' } }]))
+  assert.equal(a.serviceKey, 'default/web')
+  assert.deepEqual(a.endpoints, buildEndpoints([slice('a', 'web', [{ addresses: ['10.0.0.1'], targetRef: { kind: 'Pod', name: 'p' } }])]))
+  assert.equal(mergeEndpoints([a]), a.endpoints, 'one slice: its array is shared, not copied')
+  const b = compactSlice(slice('b', 'web', [{ addresses: ['10.0.0.1'], targetRef: { kind: 'Pod', name: 'p' } }, { addresses: ['10.0.0.2'] }]))
+  assert.deepEqual(mergeEndpoints([b, a]).map(e => e.ip), ['10.0.0.1', '10.0.0.2'], 'merged in slice-name order, duplicates dropped')
 })
 
 test('service proxy filter follows upstream label semantics', () => {

@@ -6,11 +6,11 @@ import { join } from 'node:path'
 import { ServiceMap } from '../../../src/servicemap/service-map.ts'
 import { FileStateStore } from '../../../src/servicemap/state-store.ts'
 import type { ServiceChange } from '../../../src/servicemap/types.ts'
-import type { EndpointSlice, Service } from '../../../src/kube/types.ts'
+import type { CompactService, CompactSlice } from '../../../src/servicemap/build.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
 import type { Logger, LogFields } from '../../../src/observability/logger.ts'
 import { FakeInformer } from '../../helpers/fake-informer.ts'
-import { slice, svc } from './fixtures.ts'
+import { cslice, csvc } from './fixtures.ts'
 
 function recorder (map: ServiceMap): { batches: ServiceChange[][], next: () => Promise<ServiceChange[]> } {
   const batches: ServiceChange[][] = []
@@ -46,8 +46,8 @@ function memoryLogger (): Logger & { lines: Array<{ level: string, msg: string, 
 }
 
 test('publishes nothing before sync, then the full set, then one service per change', async () => {
-  const services = new FakeInformer<Service>('s', [svc('web', { clusterIP: '10.96.0.5' }), svc('db', { clusterIP: 'None' })], false)
-  const slices = new FakeInformer<EndpointSlice>('e', [slice('web-a', 'web', [{ addresses: ['10.0.0.1'], nodeName: 'n1' }])], false)
+  const services = new FakeInformer<CompactService>('s', [csvc('web', { clusterIP: '10.96.0.5' }), csvc('db', { clusterIP: 'None' })], false)
+  const slices = new FakeInformer<CompactSlice>('e', [cslice('web-a', 'web', [{ addresses: ['10.0.0.1'], nodeName: 'n1' }])], false)
   const map = new ServiceMap({ logger: noopLogger, services, endpointSlices: slices }, { serviceFilterMode: 'FilterIfLabelExists' })
   const r = recorder(map)
   await map.start()
@@ -60,7 +60,7 @@ test('publishes nothing before sync, then the full set, then one service per cha
   assert.equal(map.byClusterIP('10.96.0.5')?.endpoints[0]?.ip, '10.0.0.1')
   assert.equal(map.source(), 'live')
 
-  slices.upsert(slice('web-a', 'web', [{ addresses: ['10.0.0.2'], nodeName: 'n2' }]))
+  slices.upsert(cslice('web-a', 'web', [{ addresses: ['10.0.0.2'], nodeName: 'n2' }]))
   const update = await r.next()
   assert.equal(update.length, 1)
   assert.equal(update[0]?.type, 'upsert')
@@ -68,10 +68,10 @@ test('publishes nothing before sync, then the full set, then one service per cha
   assert.equal(map.get('default/web')?.endpoints[0]?.ip, '10.0.0.2')
 
   // A second slice for the same service, then a slice moved to another service.
-  slices.upsert(slice('web-b', 'web', [{ addresses: ['10.0.0.3'] }]))
+  slices.upsert(cslice('web-b', 'web', [{ addresses: ['10.0.0.3'] }]))
   assert.deepEqual((await r.next()).map(c => c.key), ['default/web'])
   assert.deepEqual(map.get('default/web')?.endpoints.map(e => e.ip), ['10.0.0.2', '10.0.0.3'])
-  slices.upsert(slice('web-b', 'db', [{ addresses: ['10.0.0.3'], hostname: 'db-0' }]))
+  slices.upsert(cslice('web-b', 'db', [{ addresses: ['10.0.0.3'], hostname: 'db-0' }]))
   assert.deepEqual((await r.next()).map(c => c.key).sort(), ['default/db', 'default/web'])
   assert.equal(map.get('default/db')?.endpoints[0]?.hostname, 'db-0')
 
@@ -82,7 +82,7 @@ test('publishes nothing before sync, then the full set, then one service per cha
 
   // An update that changes nothing the model carries publishes nothing.
   const before = r.batches.length
-  services.upsert({ ...svc('db', { clusterIP: 'None' }), metadata: { name: 'db', namespace: 'default', resourceVersion: '99' } })
+  services.upsert({ ...csvc('db', { clusterIP: 'None' }), metadata: { name: 'db', namespace: 'default', resourceVersion: '99' } })
   await new Promise(resolve => setImmediate(resolve))
   await new Promise(resolve => setImmediate(resolve))
   assert.equal(r.batches.length, before)
@@ -93,7 +93,7 @@ test('publishes nothing before sync, then the full set, then one service per cha
 })
 
 test('an empty cluster still reports synced with an empty batch', async () => {
-  const map = new ServiceMap({ logger: noopLogger, services: new FakeInformer<Service>(), endpointSlices: new FakeInformer<EndpointSlice>() }, { serviceFilterMode: 'FilterIfLabelExists' })
+  const map = new ServiceMap({ logger: noopLogger, services: new FakeInformer<CompactService>(), endpointSlices: new FakeInformer<CompactSlice>() }, { serviceFilterMode: 'FilterIfLabelExists' })
   const r = recorder(map)
   await map.start()
   assert.deepEqual(await r.next(), [])
@@ -108,8 +108,8 @@ test('edge autonomy: persisted state served when the API is unreachable, replace
     // 1. A live run persists its state.
     const live = new ServiceMap({
       logger: noopLogger,
-      services: new FakeInformer<Service>('s', [svc('web', { clusterIP: '10.96.0.5' }), svc('gone', { clusterIP: '10.96.0.6' })]),
-      endpointSlices: new FakeInformer<EndpointSlice>('e', [slice('web-a', 'web', [{ addresses: ['10.0.0.1'] }])]),
+      services: new FakeInformer<CompactService>('s', [csvc('web', { clusterIP: '10.96.0.5' }), csvc('gone', { clusterIP: '10.96.0.6' })]),
+      endpointSlices: new FakeInformer<CompactSlice>('e', [cslice('web-a', 'web', [{ addresses: ['10.0.0.1'] }])]),
       persistence: new FileStateStore(file)
     }, { serviceFilterMode: 'FilterIfLabelExists', persistIntervalMs: 0 })
     await live.start()
@@ -118,8 +118,8 @@ test('edge autonomy: persisted state served when the API is unreachable, replace
     assert.equal(JSON.parse(await readFile(file, 'utf8')).services.length, 2)
 
     // 2. The API server is unreachable: informers never sync.
-    const services = new FakeInformer<Service>('s', [svc('web', { clusterIP: '10.96.0.5' }), svc('new', { clusterIP: '10.96.0.7' })], false)
-    const slices = new FakeInformer<EndpointSlice>('e', [slice('web-a', 'web', [{ addresses: ['10.0.0.2'] }])], false)
+    const services = new FakeInformer<CompactService>('s', [csvc('web', { clusterIP: '10.96.0.5' }), csvc('new', { clusterIP: '10.96.0.7' })], false)
+    const slices = new FakeInformer<CompactSlice>('e', [cslice('web-a', 'web', [{ addresses: ['10.0.0.2'] }])], false)
     const log = memoryLogger()
     const map = new ServiceMap({ logger: log, services, endpointSlices: slices, persistence: new FileStateStore(file) },
       { serviceFilterMode: 'FilterIfLabelExists', syncTimeoutMs: 20 })
@@ -151,8 +151,8 @@ test('a corrupt state file is reported, never fatal', async () => {
     const file = join(dir, 'servicemap.json')
     await writeFile(file, '{"version": 1, "savedAt": "x", "serv')
     const log = memoryLogger()
-    const services = new FakeInformer<Service>('s', [], false)
-    const map = new ServiceMap({ logger: log, services, endpointSlices: new FakeInformer<EndpointSlice>('e', [], false), persistence: new FileStateStore(file) },
+    const services = new FakeInformer<CompactService>('s', [], false)
+    const map = new ServiceMap({ logger: log, services, endpointSlices: new FakeInformer<CompactSlice>('e', [], false), persistence: new FileStateStore(file) },
       { serviceFilterMode: 'FilterIfLabelExists', syncTimeoutMs: 10 })
     await map.start()
     const deadline = Date.now() + 2000
