@@ -11,8 +11,9 @@ import type { AgentConfig, GatewayConfig, KubeAPIConfig } from '../config/schema
 import type { NodeIdentity } from '../config/node-identity.ts'
 import { KubeClient, KubeInformer, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
 import { EndpointSliceSource } from '../kube/endpoint-slice-source.ts'
-import type { EndpointSlice, Informer, Service } from '../kube/index.ts'
-import { ServiceMap, FileStateStore, createStandaloneInformers, narrowService, narrowEndpointSlice } from '../servicemap/index.ts'
+import type { Informer, Service } from '../kube/index.ts'
+import { ServiceMap, FileStateStore, createStandaloneInformers, compactService, compactSlice } from '../servicemap/index.ts'
+import type { CompactService, CompactSlice } from '../servicemap/index.ts'
 
 export interface AppDeps {
   logger: Logger
@@ -25,8 +26,8 @@ export interface App extends Component {
 }
 
 interface ServiceSources {
-  services: Informer<Service>
-  endpointSlices: Informer<EndpointSlice>
+  services: Informer<CompactService>
+  endpointSlices: Informer<CompactSlice>
   /** Closes what the sources share (an HTTP agent), after they stopped. */
   close: () => void
   description: string
@@ -48,10 +49,11 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps): ServiceSo
     : kubeApi
   const connection = resolveKubeConnection(settings, { env: deps.env })
   const client = new KubeClient(connection)
-  const services = new KubeInformer<Service>({ resource: RESOURCES.services, transform: narrowService },
+  // Informers store compact models, not raw objects: the raw JSON is dropped on arrival.
+  const services = new KubeInformer<CompactService>({ resource: RESOURCES.services, transform: raw => compactService(raw as unknown as Service) },
     { client, logger: deps.logger.forComponent('kube:services') })
   const endpointSlices = new EndpointSliceSource({ client, logger: deps.logger.forComponent('kube:endpointslices') },
-    { transform: narrowEndpointSlice })
+    { transform: compactSlice })
   return { services, endpointSlices, close: () => client.close(), description: connection.description }
 }
 
