@@ -26,7 +26,7 @@ writeFileSync(kubeconfig, `apiVersion: v1\nkind: Config\ncurrent-context: c\nclu
 const probe = spawn(process.execPath, [...flags, await bundleForBench(new URL('./probe.ts', import.meta.url).pathname)], { env: { ...process.env, KUBECONFIG: kubeconfig }, stdio: ['ignore', 'pipe', 'inherit'] })
 probe.stdout.setEncoding('utf8').on('data', (c: string) => {
   process.stdout.write(c)
-  if (c.includes('"rss"')) { probe.kill('SIGTERM'); void 0 }
+  if (c.includes('"rss"')) probe.kill('SIGTERM')
 })
 await new Promise(resolve => probe.on('exit', resolve))
 await api.close()

@@ -14,6 +14,9 @@ import { EndpointSliceSource } from '../kube/endpoint-slice-source.ts'
 import type { Informer, Service } from '../kube/index.ts'
 import { ServiceMap, FileStateStore, createStandaloneInformers, compactService, compactSlice } from '../servicemap/index.ts'
 import type { CompactService, CompactSlice } from '../servicemap/index.ts'
+import { Registry } from 'prom-client'
+import { BridgeDevice, IpHostNet } from '../net/index.ts'
+import { DnsServer, dnsServerInit } from '../dns/index.ts'
 
 export interface AppDeps {
   logger: Logger
@@ -111,9 +114,16 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   })
   log.info('agent configured', { node: node.nodeName, namespace: node.namespace, mode: node.mode, source: sources.description })
   const m = config.modules
-  notYetAvailable(log, { edgeDNS: m.edgeDNS.enable, edgeProxy: m.edgeProxy.enable, edgeTunnel: m.edgeTunnel.enable, edgeCNI: m.edgeCNI.enable })
+  notYetAvailable(log, { edgeProxy: m.edgeProxy.enable, edgeTunnel: m.edgeTunnel.enable, edgeCNI: m.edgeCNI.enable })
   // modules: created here in dependency order (service map first).
   const components: Component[] = [serviceMap]
+  // Until the agent exposes /metrics, modules share one registry created here.
+  const metrics = new Registry()
+  if (m.edgeDNS.enable) {
+    const { bridgeDeviceName, bridgeDeviceIP } = config.commonConfig
+    components.push(new BridgeDevice({ logger: log.forComponent('bridge-device'), host: new IpHostNet() }, { name: bridgeDeviceName, address: bridgeDeviceIP }))
+    components.push(new DnsServer({ logger: log.forComponent('dns'), metrics, serviceMap }, dnsServerInit(m.edgeDNS, bridgeDeviceIP)))
+  }
   return new AppGroup('agent', components, serviceMap, log, sources.close)
 }
 

@@ -1,0 +1,11 @@
+/** EdgeDNS: the node-local DNS server on the bridge address. See README.md. */
+export { DnsServer, dnsServerInit } from './server.ts'
+export type { DnsServerDeps, DnsServerInit } from './server.ts'
+export { DnsHandler } from './handler.ts'
+export type { DnsHandlerDeps, DnsHandlerInit, Upstream } from './handler.ts'
+export { ClusterIndex, resolve, reverseNameToIP, endpointLabel, SCHEMA_VERSION } from './resolver.ts'
+export type { Resolution, ZoneInit } from './resolver.ts'
+export { Forwarder, detectClusterDns, parseHostPort, parseResolvConf, upstreamServer } from './upstream.ts'
+export type { ForwarderDeps, ForwarderInit, UpstreamServer } from './upstream.ts'
+export { DnsMetrics } from './metrics.ts'
+export * from './errors.ts'

@@ -1,0 +1,191 @@
+/**
+ * DNS metrics on an injected prom-client Registry. The per-query counters are
+ * plain typed arrays on the hot path and move into prom-client when the
+ * registry is scraped (`collect`), so a query costs two array increments.
+ */
+import { Counter, Gauge } from 'prom-client'
+import type { Metric, Registry } from 'prom-client'
+import { TYPE } from './wire.ts'
+
+/** Query types with their own label value; everything else is `other`. */
+const TYPE_LABELS: ReadonlyArray<[number, string]> = [
+  [TYPE.A, 'A'], [TYPE.AAAA, 'AAAA'], [TYPE.SRV, 'SRV'], [TYPE.PTR, 'PTR'], [TYPE.TXT, 'TXT'], [TYPE.CNAME, 'CNAME'],
+  [TYPE.SOA, 'SOA'], [TYPE.NS, 'NS'], [TYPE.MX, 'MX'], [TYPE.HTTPS, 'HTTPS'], [TYPE.ANY, 'ANY']
+]
+const TYPE_NAMES = [...TYPE_LABELS.map(([, n]) => n), 'other']
+const TYPE_INDEX = new Int8Array(65536).fill(TYPE_LABELS.length)
+for (const [i, [code]] of TYPE_LABELS.entries()) TYPE_INDEX[code] = i
+const RCODE_NAMES = ['NOERROR', 'FORMERR', 'SERVFAIL', 'NXDOMAIN', 'NOTIMP', 'REFUSED', 'BADVERS', 'other']
+const PROTOS = ['udp', 'tcp'] as const
+
+/** Where an answer came from, for the latency histogram. */
+export type ServedBy = 'cluster' | 'cache' | 'upstream' | 'error'
+const SERVED_BY: readonly ServedBy[] = ['cluster', 'cache', 'upstream', 'error']
+const DURATION_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
+
+/**
+ * A histogram counted in typed arrays: prom-client's observe() costs about as
+ * much as answering a cached query, so the hot path only bumps a bucket and
+ * the exposition is produced at scrape time in prom-client's metric shape
+ * (what `registry.registerMetric` reads: name, help, type, get, reset).
+ */
+class LocalHistogram {
+  readonly name: string
+  readonly help: string
+  readonly type = 'histogram'
+  readonly aggregator = 'sum'
+  readonly #counts = SERVED_BY.map(() => new Float64Array(DURATION_BUCKETS.length + 1))
+  readonly #sums = new Float64Array(SERVED_BY.length)
+
+  constructor (name: string, help: string) {
+    this.name = name
+    this.help = help
+  }
+
+  add (source: number, seconds: number): void {
+    let b = 0
+    while (b < DURATION_BUCKETS.length && seconds > (DURATION_BUCKETS[b] as number)) b++
+    const c = this.#counts[source] as Float64Array
+    c[b] = (c[b] as number) + 1
+    this.#sums[source] = (this.#sums[source] as number) + seconds
+  }
+
+  async get (): Promise<{ name: string, help: string, type: string, aggregator: string, values: Array<{ metricName: string, labels: Record<string, string | number>, value: number }> }> {
+    const values = []
+    for (const [i, servedBy] of SERVED_BY.entries()) {
+      const c = this.#counts[i] as Float64Array
+      let acc = 0
+      for (let b = 0; b <= DURATION_BUCKETS.length; b++) {
+        acc += c[b] as number
+        values.push({ metricName: `${this.name}_bucket`, labels: { le: b < DURATION_BUCKETS.length ? DURATION_BUCKETS[b] as number : '+Inf', served_by: servedBy }, value: acc })
+      }
+      values.push({ metricName: `${this.name}_sum`, labels: { served_by: servedBy }, value: this.#sums[i] as number })
+      values.push({ metricName: `${this.name}_count`, labels: { served_by: servedBy }, value: acc })
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
+  }
+
+  reset (): void {
+    for (const c of this.#counts) c.fill(0)
+    this.#sums.fill(0)
+  }
+}
+
+export interface DnsMetricsInit {
+  registry: Registry
+}
+
+export class DnsMetrics {
+  readonly #queries = new Float64Array(PROTOS.length * TYPE_NAMES.length * RCODE_NAMES.length)
+  readonly #reported = new Float64Array(this.#queries.length)
+  #hits = 0
+  #misses = 0
+  #reportedHits = 0
+  #reportedMisses = 0
+  readonly #duration: LocalHistogram
+  readonly #upstreamErrors: Counter<'upstream' | 'reason'>
+  readonly #upstreamRequests: Counter<'upstream' | 'protocol'>
+  readonly #dropped: Counter<'reason'>
+  readonly #upstreams: Gauge
+  readonly #cacheEntries: Gauge<'cache'>
+  /** Set by the server: current sizes of its answer tables. */
+  cacheSizes: () => { cluster: number, forward: number } = () => ({ cluster: 0, forward: 0 })
+
+  constructor (registry: Registry) {
+    const queries = this.#queries
+    const reported = this.#reported
+    const registers = [registry]
+    // eslint-disable-next-line no-new -- registered on the registry; read through collect()
+    new Counter({
+      name: 'edgemesh_dns_queries_total',
+      help: 'DNS queries answered, by transport, query type and response code.',
+      labelNames: ['protocol', 'type', 'rcode'],
+      registers,
+      collect () {
+        for (let i = 0; i < queries.length; i++) {
+          const delta = (queries[i] as number) - (reported[i] as number)
+          if (delta === 0) continue
+          reported[i] = queries[i] as number
+          const rc = i % RCODE_NAMES.length
+          const ty = Math.floor(i / RCODE_NAMES.length) % TYPE_NAMES.length
+          const pr = Math.floor(i / (RCODE_NAMES.length * TYPE_NAMES.length))
+          this.inc({ protocol: PROTOS[pr], type: TYPE_NAMES[ty], rcode: RCODE_NAMES[rc] }, delta)
+        }
+      }
+    })
+    const self = this
+    // eslint-disable-next-line no-new -- as above
+    new Counter({
+      name: 'edgemesh_dns_cache_hits_total',
+      help: 'Forwarded names answered from the cache.',
+      registers,
+      collect () { this.inc(self.#hits - self.#reportedHits); self.#reportedHits = self.#hits }
+    })
+    // eslint-disable-next-line no-new -- as above
+    new Counter({
+      name: 'edgemesh_dns_cache_misses_total',
+      help: 'Forwarded names not in the cache (sent upstream).',
+      registers,
+      collect () { this.inc(self.#misses - self.#reportedMisses); self.#reportedMisses = self.#misses }
+    })
+    this.#cacheEntries = new Gauge({
+      name: 'edgemesh_dns_cache_entries',
+      help: 'Pre-encoded answers held: cluster (until the service map changes) and forward (until their TTL ends).',
+      labelNames: ['cache'],
+      registers,
+      collect () {
+        const s = self.cacheSizes()
+        this.set({ cache: 'cluster' }, s.cluster)
+        this.set({ cache: 'forward' }, s.forward)
+      }
+    })
+    this.#duration = new LocalHistogram('edgemesh_dns_request_duration_seconds',
+      'Time from receiving a query to sending its answer, by where the answer came from.')
+    registry.registerMetric(this.#duration as unknown as Metric)
+    this.#upstreamRequests = new Counter({
+      name: 'edgemesh_dns_upstream_requests_total',
+      help: 'Exchanges with upstream servers.',
+      labelNames: ['upstream', 'protocol'],
+      registers
+    })
+    this.#upstreamErrors = new Counter({
+      name: 'edgemesh_dns_upstream_errors_total',
+      help: 'Failed upstream exchanges, by reason (timeout, servfail, refused, network, malformed).',
+      labelNames: ['upstream', 'reason'],
+      registers
+    })
+    this.#dropped = new Counter({
+      name: 'edgemesh_dns_dropped_total',
+      help: 'Packets dropped without an answer (too short, a response, overload).',
+      labelNames: ['reason'],
+      registers
+    })
+    this.#upstreams = new Gauge({
+      name: 'edgemesh_dns_upstream_servers',
+      help: 'Usable upstream servers (0 means forwarded names fail with SERVFAIL).',
+      registers
+    })
+    for (const reason of ['malformed', 'overload']) this.#dropped.inc({ reason }, 0)
+  }
+
+  /** Hot path: one answered query. */
+  query (tcp: boolean, qtype: number, rcode: number): void {
+    const rc = rcode <= 5 ? rcode : rcode === 16 ? 6 : 7
+    const i = ((tcp ? 1 : 0) * TYPE_NAMES.length + (TYPE_INDEX[qtype & 0xffff] as number)) * RCODE_NAMES.length + rc
+    this.#queries[i] = (this.#queries[i] as number) + 1
+  }
+
+  duration (servedBy: ServedBy, seconds: number): void {
+    this.#duration.add(SERVED_BY.indexOf(servedBy), seconds)
+  }
+
+  cacheHit (): void { this.#hits++ }
+  cacheMiss (): void { this.#misses++ }
+  dropped (reason: 'malformed' | 'overload'): void { this.#dropped.inc({ reason }) }
+  upstreamRequest (upstream: string, protocol: 'udp' | 'tcp'): void { this.#upstreamRequests.inc({ upstream, protocol }) }
+  upstreamError (upstream: string, reason: 'timeout' | 'servfail' | 'refused' | 'network' | 'malformed'): void {
+    this.#upstreamErrors.inc({ upstream, reason })
+  }
+
+  upstreamServers (n: number): void { this.#upstreams.set(n) }
+}
