@@ -66,15 +66,22 @@ export function sliceServiceKey (s: EndpointSlice): string | undefined {
 }
 
 const protocol = (p: string | undefined): Protocol => p === 'UDP' || p === 'SCTP' ? p : 'TCP'
-const nonEmpty = (ips: Array<string | undefined> | undefined): string[] =>
-  (ips ?? []).filter((ip): ip is string => ip !== undefined && ip !== '' && ip !== 'None')
+// Shared empties: most services have no labels, external or LB IPs, and at
+// 10k services one array or object each adds up.
+const NO_IPS: readonly string[] = Object.freeze([])
+const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({})
+
+const nonEmpty = (ips: Array<string | undefined> | undefined): readonly string[] => {
+  const kept = (ips ?? []).filter((ip): ip is string => ip !== undefined && ip !== '' && ip !== 'None')
+  return kept.length === 0 ? NO_IPS : kept
+}
 
 export function buildServiceInfo (s: Service): ServiceInfo {
   const spec = s.spec ?? {}
   const type = spec.type ?? 'ClusterIP'
   const headless = spec.clusterIP === 'None'
   const clusterIPs = type === 'ExternalName' || headless
-    ? []
+    ? NO_IPS
     : nonEmpty(spec.clusterIPs !== undefined && spec.clusterIPs.length > 0 ? spec.clusterIPs : [spec.clusterIP])
   const ports: ServicePort[] = (spec.ports ?? []).map(p => ({
     name: p.name ?? '',
@@ -96,7 +103,7 @@ export function buildServiceInfo (s: Service): ServiceInfo {
     ports,
     sessionAffinity: spec.sessionAffinity === 'ClientIP' ? 'ClientIP' : 'None',
     affinityTimeoutSeconds: spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT_S,
-    labels: s.metadata.labels ?? {}
+    labels: s.metadata.labels !== undefined && Object.keys(s.metadata.labels).length > 0 ? s.metadata.labels : NO_LABELS
   }
 }
 
