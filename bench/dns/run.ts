@@ -1,7 +1,7 @@
 // DNS bench: dnsperf against our server and against dnsmasq serving the same
 // names on this machine, in one run, interleaved rounds, medians.
 //
-//   npm run bench:dns [-- --rounds 5 --seconds 5 --services 1000 --clients 1 --latency-qps 10000 --out bench/dns/RESULTS.md]
+//   npm run bench:dns [-- --rounds 5 --seconds 5 --services 1000 --clients 1 --latency-qps 10000 --out /tmp/dns-results.md]  (results go into docs/benchmarks.md)
 //
 // Layout (all on loopback): an upstream dnsmasq on 127.0.0.4:5302 holds the
 // "external" names; dnsmasq under test on 127.0.0.3:5301 holds the cluster
