@@ -57,6 +57,8 @@ export class ServiceMap implements ServiceMapView, Component {
   #syncTimer: NodeJS.Timeout | undefined
   #persistTimer: NodeJS.Timeout | undefined
   #persistPending = false
+  /** The save in flight, if any: stop() waits for it so exit never cuts a write. */
+  #persisting: Promise<void> | undefined
   #lastPersist = 0
   #started = false
   #stopped = false
@@ -121,6 +123,7 @@ export class ServiceMap implements ServiceMapView, Component {
     if (this.#flushScheduled !== undefined) clearImmediate(this.#flushScheduled)
     await this.#deps.endpointSlices.stop(options)
     await this.#deps.services.stop(options)
+    await this.#persisting
     if (this.#persistPending) await this.#persist()
   }
 
@@ -247,12 +250,14 @@ export class ServiceMap implements ServiceMapView, Component {
   async #persist (): Promise<void> {
     const store = this.#deps.persistence
     if (store === undefined) return
+    await this.#persisting
     this.#persistPending = false
     this.#lastPersist = Date.now()
-    try {
-      await store.save(this.#entries)
-    } catch (err) {
+    const saving = store.save(this.#entries).catch(err => {
       this.#log.warn('could not persist the service map', { file: store.description, err: (err as Error).message })
-    }
+    })
+    this.#persisting = saving
+    await saving
+    if (this.#persisting === saving) this.#persisting = undefined
   }
 }
