@@ -171,18 +171,18 @@ test('stop waits for a state write in flight', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'edgemesh-sm-'))
   try {
     let release: () => void = () => {}
-    let saves = 0
+    const saves = { count: 0 }
     const store = {
       description: join(dir, 'x.json'),
       async load () { return undefined },
-      async save () { saves++; await new Promise<void>(resolve => { release = resolve }) }
+      async save () { saves.count++; await new Promise<void>(resolve => { release = resolve }) }
     }
     const map = new ServiceMap({ logger: noopLogger, services: new FakeInformer<CompactService>('s', [csvc('web')]), endpointSlices: new FakeInformer<CompactSlice>(), persistence: store },
       { serviceFilterMode: 'FilterIfLabelExists', persistIntervalMs: 0 })
     await map.start()
     const deadline = Date.now() + 2000
-    while (saves === 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 2))
-    assert.equal(saves, 1, 'a save started after the first sync')
+    while (saves.count === 0 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 2))
+    assert.equal(saves.count, 1, 'a save started after the first sync')
     let stopped = false
     const stopping = map.stop().then(() => { stopped = true })
     await new Promise(resolve => setTimeout(resolve, 20))
