@@ -13,7 +13,7 @@ import { KubeClient, KubeInformer, resolveKubeConnection, RESOURCES } from '../k
 import { EndpointSliceSource } from '../kube/endpoint-slice-source.ts'
 import type { Informer, Service } from '../kube/index.ts'
 import { ServiceMap, FileStateStore, createStandaloneInformers, compactService, compactSlice } from '../servicemap/index.ts'
-import type { CompactService, CompactSlice } from '../servicemap/index.ts'
+import type { CompactService, CompactSlice, ServiceFilterMode } from '../servicemap/index.ts'
 import { Registry } from 'prom-client'
 import { BridgeDevice, IpHostNet } from '../net/index.ts'
 import { DnsServer, dnsServerInit } from '../dns/index.ts'
@@ -92,6 +92,17 @@ class AppGroup extends LifecycleGroup implements App {
   }
 }
 
+function createServiceMap (kubeApi: KubeAPIConfig, deps: AppDeps, init: { serviceFilterMode: ServiceFilterMode, nodeName: string, stateFile?: string | undefined }): { serviceMap: ServiceMap, sources: ServiceSources } {
+  const sources = createServiceSources(kubeApi, deps)
+  const serviceMap = new ServiceMap({
+    logger: deps.logger.forComponent('servicemap'),
+    services: sources.services,
+    endpointSlices: sources.endpointSlices,
+    persistence: init.stateFile !== undefined ? new FileStateStore(init.stateFile) : undefined
+  }, { serviceFilterMode: init.serviceFilterMode, nodeName: init.nodeName })
+  return { serviceMap, sources }
+}
+
 function notYetAvailable (log: Logger, modules: Record<string, boolean>): void {
   for (const [name, enabled] of Object.entries(modules)) {
     if (enabled) log.warn('module enabled in the config is not part of this build yet; skipped', { module: name })
@@ -100,17 +111,11 @@ function notYetAvailable (log: Logger, modules: Record<string, boolean>): void {
 
 export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppDeps): App {
   const log = deps.logger
-  const sources = createServiceSources(config.kubeAPIConfig, deps)
-  const serviceMap = new ServiceMap({
-    logger: log.forComponent('servicemap'),
-    services: sources.services,
-    endpointSlices: sources.endpointSlices,
-    persistence: config.kubeAPIConfig.standaloneFile === ''
-      ? new FileStateStore(join(config.commonConfig.stateDir, 'servicemap.json'))
-      : undefined
-  }, {
+  const { serviceMap, sources } = createServiceMap(config.kubeAPIConfig, deps, {
     serviceFilterMode: config.modules.edgeProxy.serviceFilterMode,
-    nodeName: node.nodeName
+    nodeName: node.nodeName,
+    // The standalone file is its own persistence.
+    stateFile: config.kubeAPIConfig.standaloneFile === '' ? join(config.commonConfig.stateDir, 'servicemap.json') : undefined
   })
   log.info('agent configured', { node: node.nodeName, namespace: node.namespace, mode: node.mode, source: sources.description })
   const m = config.modules
@@ -129,12 +134,7 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
 
 export function createGateway (config: GatewayConfig, node: NodeIdentity, deps: AppDeps): App {
   const log = deps.logger
-  const sources = createServiceSources(config.kubeAPIConfig, deps)
-  const serviceMap = new ServiceMap({
-    logger: log.forComponent('servicemap'),
-    services: sources.services,
-    endpointSlices: sources.endpointSlices
-  }, { serviceFilterMode: 'FilterIfLabelExists', nodeName: node.nodeName })
+  const { serviceMap, sources } = createServiceMap(config.kubeAPIConfig, deps, { serviceFilterMode: 'FilterIfLabelExists', nodeName: node.nodeName })
   log.info('gateway configured', { node: node.nodeName, mode: node.mode, source: sources.description })
   notYetAvailable(log, { edgeGateway: config.modules.edgeGateway.enable, edgeTunnel: config.modules.edgeTunnel.enable })
   return new AppGroup('gateway', [serviceMap], serviceMap, log, sources.close)
