@@ -1,0 +1,87 @@
+// bench/footprint: idle RSS of the bundled agent, against a bare `node`
+// measured in the same run (budget: ≤ 60 MB idle with every module loaded).
+//
+//   npm run bench:footprint [-- --runs 5 --idle-ms 5000]
+//
+// Scenarios: the agent on a standalone services file with DNS off (no root);
+// the same with EdgeDNS on, inside a throw-away network namespace (root only);
+// and the agent's kube data layer over TLS against a real kube-apiserver.
+import { spawn, execFileSync } from 'node:child_process'
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { cpus, release, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { bundleForBench } from '../bundle.ts'
+import { startControlPlane, haveControlPlaneTools } from '../../test/helpers/control-plane.ts'
+
+const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, 'idle-ms': { type: 'string', default: '5000' } } })
+const RUNS = Number(values.runs)
+const IDLE_MS = Number(values['idle-ms'])
+const root = new URL('../../', import.meta.url).pathname
+const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m] as number : ((s[m - 1] as number) + (s[m] as number)) / 2 }
+const isRoot = process.getuid?.() === 0
+
+function rssMB (pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return Number(m?.[1] ?? NaN) / 1024
+}
+
+/** Starts argv, waits IDLE_MS, reads RSS (of the last node process in the tree), stops it. */
+async function idleRss (argv: string[], env: NodeJS.ProcessEnv = {}): Promise<number> {
+  const p = spawn(argv[0] as string, argv.slice(1), { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] })
+  let err = ''
+  p.stderr.on('data', (c: Buffer) => { err += c.toString() })
+  await new Promise(resolve => setTimeout(resolve, IDLE_MS))
+  if (p.exitCode !== null) throw new Error(`${argv.join(' ')} exited early:\n${err.slice(-2000)}`)
+  // `ip netns exec` execs node in place, so the pid is node's own.
+  const mb = rssMB(p.pid as number)
+  p.kill('SIGTERM')
+  await new Promise(resolve => p.once('exit', resolve))
+  return mb
+}
+
+const bundle = await bundleForBench(join(root, 'src/bin/edgemesh.ts'))
+const dir = mkdtempSync(join(tmpdir(), 'edgemesh-footprint-'))
+const services = join(root, 'examples/standalone/services.yaml')
+const writeConfig = (name: string, yaml: string): string => { const f = join(dir, name); writeFileSync(f, yaml); return f }
+const standalone = writeConfig('standalone.yaml', `kubeAPIConfig: {standaloneFile: ${services}}\ncommonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: false}}\n`)
+const withDns = writeConfig('dns.yaml', `kubeAPIConfig: {standaloneFile: ${services}}\ncommonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: true}}\n`)
+const env = { NODE_NAME: 'bench-node', NAMESPACE: 'kubeedge' }
+const node = process.execPath
+
+const cp = haveControlPlaneTools() ? await startControlPlane() : undefined
+const kube = cp !== undefined ? writeConfig('kube.yaml', `commonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: false}}\n`) : undefined
+const ns = `emfp${process.pid}`
+if (isRoot) {
+  execFileSync('ip', ['netns', 'add', ns])
+  execFileSync('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up'])
+}
+
+const scenarios: Array<[string, () => Promise<number>]> = [
+  ['bare node (baseline)', () => idleRss([node, '-e', 'setInterval(() => {}, 1000)'])],
+  ['agent, standalone file, DNS off', () => idleRss([node, bundle, 'agent', '--config-file', standalone], env)],
+  ...(isRoot ? [['agent, standalone file, EdgeDNS on (netns)', () => idleRss(['ip', 'netns', 'exec', ns, node, bundle, 'agent', '--config-file', withDns], env)]] as Array<[string, () => Promise<number>]> : []),
+  ...(cp !== undefined && kube !== undefined ? [['agent, kube-apiserver over TLS (empty cluster)', () => idleRss([node, bundle, 'agent', '--config-file', kube], { ...env, KUBECONFIG: cp.kubeconfigPath, KUBERNETES_PORT: 'tcp://10.96.0.1:443' })]] as Array<[string, () => Promise<number>]> : [])
+]
+const results = new Map<string, number[]>(scenarios.map(([name]) => [name, []]))
+try {
+  for (let run = 0; run < RUNS; run++) {
+    // Rotate the starting scenario so drift hits all of them.
+    for (let i = 0; i < scenarios.length; i++) {
+      const [name, measure] = scenarios[(i + run) % scenarios.length] as [string, () => Promise<number>]
+      results.get(name)?.push(await measure())
+    }
+    process.stderr.write(`[bench:footprint] run ${run + 1}/${RUNS} done\n`)
+  }
+} finally {
+  await cp?.stop()
+  if (isRoot) execFileSync('ip', ['netns', 'del', ns])
+  rmSync(dir, { recursive: true, force: true })
+}
+const bare = median(results.get('bare node (baseline)') ?? [])
+console.log(`machine: ${cpus().length} vCPU ${cpus()[0]?.model ?? ''}, kernel ${release()}, node ${process.version}; idle ${IDLE_MS} ms; median of ${RUNS}`)
+console.log('| scenario | RSS MB (median) | min–max | over bare node |')
+console.log('|---|---|---|---|')
+for (const [name, xs] of results) {
+  console.log(`| ${name} | ${median(xs).toFixed(1)} | ${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)} | ${name.startsWith('bare') ? '–' : `+${(median(xs) - bare).toFixed(1)}`} |`)
+}
