@@ -5,6 +5,7 @@ import { ConfigFileError, ConfigInvalidError } from '../config/errors.ts'
 import { agentIdentity, gatewayIdentity } from '../config/node-identity.ts'
 import type { AgentConfig, ConfigKind, GatewayConfig } from '../config/schema.ts'
 import { MissingEnvError } from '../errors.ts'
+import { KubeConfigError } from '../kube/errors.ts'
 import { createLogger } from '../observability/logger.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { Component } from '../lifecycle/component.ts'
@@ -113,7 +114,8 @@ export async function runDaemon (kind: ConfigKind, argv: string[], io: CommandIO
       app = createGateway(c, gatewayIdentity(c.kubeAPIConfig, io.env), { logger: log, env: io.env })
     }
   } catch (err) {
-    if (err instanceof MissingEnvError) {
+    // Building reads only settings (env, kubeconfig); a failure here is a setup problem.
+    if (err instanceof MissingEnvError || err instanceof KubeConfigError) {
       log.error(err.message, { code: err.code })
       return EXIT_USAGE
     }

@@ -110,3 +110,14 @@ test('demo prints the service map from the standalone file and stops on Ctrl-C',
   assert.equal(code, 0)
   assert.match(out, /stopped\n$/)
 })
+
+test('a broken kubeconfig exits 2 naming the file, without a stack trace', async () => {
+  await withFile('apiVersion: v1\nkind: Config\ncurrent-context: nowhere\n', async kubeconfig => {
+    const r = await edgemesh(['agent', '--config-file', new URL('../../fixtures/config/upstream-agent-configmap.yaml', import.meta.url).pathname],
+      { NODE_NAME: 'n1', NAMESPACE: 'kubeedge', KUBECONFIG: kubeconfig, KUBERNETES_PORT: 'tcp://10.96.0.1:443' })
+    assert.equal(r.code, 2, r.stderr)
+    assert.match(r.stderr, /EM_ERR_KUBE_CONFIG/)
+    assert.ok(r.stderr.includes(kubeconfig), 'names the kubeconfig file')
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace')
+  })
+})
