@@ -9,7 +9,7 @@ import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { AgentConfig, GatewayConfig, KubeAPIConfig } from '../config/schema.ts'
 import type { NodeIdentity } from '../config/node-identity.ts'
-import { KubeClient, KubeInformer, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
+import { KubeClient, KubeForbiddenError, KubeInformer, KubeResourceNotFoundError, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
 import { EndpointSliceSource } from '../kube/endpoint-slice-source.ts'
 import type { Informer, Service } from '../kube/index.ts'
 import { ServiceMap, FileStateStore, createStandaloneInformers, compactService, compactSlice } from '../servicemap/index.ts'
@@ -17,6 +17,8 @@ import type { CompactService, CompactSlice, ServiceFilterMode } from '../service
 import { Registry } from 'prom-client'
 import { BridgeDevice, IpHostNet } from '../net/index.ts'
 import { DnsServer, dnsServerInit } from '../dns/index.ts'
+import { DirectDialer, EdgeProxy, NftInterceptor, NoInterceptor, RoutingDialer } from '../proxy/index.ts'
+import { parseDestinationRule } from '../loadbalancer/index.ts'
 
 export interface AppDeps {
   logger: Logger
@@ -34,6 +36,8 @@ interface ServiceSources {
   /** Closes what the sources share (an HTTP agent), after they stopped. */
   close: () => void
   description: string
+  /** The API client, when the source is an API server (other informers share it). */
+  client?: KubeClient
 }
 
 /**
@@ -57,7 +61,7 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps): ServiceSo
     { client, logger: deps.logger.forComponent('kube:services') })
   const endpointSlices = new EndpointSliceSource({ client, logger: deps.logger.forComponent('kube:endpointslices') },
     { transform: compactSlice })
-  return { services, endpointSlices, close: () => client.close(), description: connection.description }
+  return { services, endpointSlices, close: () => client.close(), description: connection.description, client }
 }
 
 class AppGroup extends LifecycleGroup implements App {
@@ -109,6 +113,64 @@ function notYetAvailable (log: Logger, modules: Record<string, boolean>): void {
   }
 }
 
+/** The proxy, and the DestinationRule informer that feeds its policies when an API server is the source. */
+function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & { metrics: Registry, serviceMap: ServiceMap, client: KubeClient | undefined }): Component[] {
+  const p = config.modules.edgeProxy
+  const log = deps.logger.forComponent('proxy')
+  // The tunnel (issue 6) plugs in here; until then every endpoint is dialed directly.
+  const dialer = new RoutingDialer({ nodeName: node.nodeName, direct: new DirectDialer() })
+  const proxy = new EdgeProxy({
+    logger: log,
+    metrics: deps.metrics,
+    serviceMap: deps.serviceMap,
+    interceptor: p.interception === 'nftables' ? new NftInterceptor({ logger: log }) : new NoInterceptor(),
+    dialer,
+    isDirect: nodeName => dialer.isDirect(nodeName)
+  }, {
+    listenIp: config.commonConfig.bridgeDeviceIP,
+    serviceFilterMode: p.serviceFilterMode,
+    kernelPath: p.kernelPath,
+    udpIdleTimeoutMs: p.udpIdleTimeout * 1000
+  })
+  if (deps.client === undefined) return [proxy]
+  const rules = new KubeInformer({ resource: RESOURCES.destinationRules }, { client: deps.client, logger: deps.logger.forComponent('kube:destinationrules') })
+  const apply = (obj: unknown): void => {
+    try {
+      proxy.setRule(parseDestinationRule(obj)).catch(() => {})
+    } catch (err) {
+      log.warn('DestinationRule ignored', { err })
+    }
+  }
+  rules.addHandlers({
+    onAdd: apply,
+    onUpdate: (_, obj) => apply(obj),
+    onDelete: obj => { proxy.deleteRule(obj.metadata.namespace ?? '', obj.metadata.name).catch(() => {}) }
+  })
+  // Rules first: the proxy's first sync then already knows the policies.
+  return [optional(rules, log, 'DestinationRules are not served (Istio CRDs not installed?); every service uses round robin or its session affinity'), proxy]
+}
+
+/** A component whose refusal to start (resource not served, forbidden) is logged, not fatal. */
+function optional (component: Component, log: Logger, why: string): Component {
+  let running = false
+  return {
+    name: component.name,
+    async start () {
+      try {
+        await component.start()
+        running = true
+      } catch (err) {
+        if (!(err instanceof KubeResourceNotFoundError || err instanceof KubeForbiddenError)) throw err
+        log.warn(why, { err })
+      }
+    },
+    async stop (options) {
+      if (running) await component.stop(options)
+      running = false
+    }
+  }
+}
+
 export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppDeps): App {
   const log = deps.logger
   const { serviceMap, sources } = createServiceMap(config.kubeAPIConfig, deps, {
@@ -119,15 +181,20 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   })
   log.info('agent configured', { node: node.nodeName, namespace: node.namespace, mode: node.mode, source: sources.description })
   const m = config.modules
-  notYetAvailable(log, { edgeProxy: m.edgeProxy.enable, edgeTunnel: m.edgeTunnel.enable, edgeCNI: m.edgeCNI.enable })
+  notYetAvailable(log, { edgeTunnel: m.edgeTunnel.enable, edgeCNI: m.edgeCNI.enable })
   // modules: created here in dependency order (service map first).
   const components: Component[] = [serviceMap]
   // Until the agent exposes /metrics, modules share one registry created here.
   const metrics = new Registry()
-  if (m.edgeDNS.enable) {
-    const { bridgeDeviceName, bridgeDeviceIP } = config.commonConfig
+  const { bridgeDeviceName, bridgeDeviceIP } = config.commonConfig
+  if (m.edgeDNS.enable || m.edgeProxy.enable) {
     components.push(new BridgeDevice({ logger: log.forComponent('bridge-device'), host: new IpHostNet() }, { name: bridgeDeviceName, address: bridgeDeviceIP }))
+  }
+  if (m.edgeDNS.enable) {
     components.push(new DnsServer({ logger: log.forComponent('dns'), metrics, serviceMap }, dnsServerInit(m.edgeDNS, bridgeDeviceIP)))
+  }
+  if (m.edgeProxy.enable) {
+    components.push(...createProxy(config, node, { ...deps, metrics, serviceMap, client: sources.client }))
   }
   return new AppGroup('agent', components, serviceMap, log, sources.close)
 }

@@ -1,0 +1,14 @@
+/**
+ * EdgeProxy: ClusterIP interception (nftables), the kernel DNAT path, and
+ * userspace TCP/UDP proxying to local endpoints or through the tunnel.
+ * @packageDocumentation
+ */
+export { EdgeProxy } from './proxy.ts'
+export type { EdgeProxyDeps, EdgeProxyInit } from './proxy.ts'
+export { NftInterceptor, NoInterceptor, parseTable, runNft } from './nftables.ts'
+export type { Interceptor, NftRunner } from './nftables.ts'
+export { DirectDialer, RoutingDialer } from './direct-dialer.ts'
+export type { DatagramChannel, DialTarget, EndpointDialer } from './dialer.ts'
+export { renderCleanup, renderDiff, renderReplace, ruleKey, chainName, TABLE } from './rules.ts'
+export type { PortRule, RuleTarget } from './rules.ts'
+export { InterceptionError, NoEndpointError } from './errors.ts'
