@@ -11,7 +11,7 @@ import type { AgentConfig, GatewayConfig, KubeAPIConfig } from '../config/schema
 import type { NodeIdentity } from '../config/node-identity.ts'
 import { KubeClient, KubeForbiddenError, KubeInformer, KubeResourceNotFoundError, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
 import { EndpointSliceSource } from '../kube/endpoint-slice-source.ts'
-import type { Informer, Service } from '../kube/index.ts'
+import type { Informer, KubeObject, Service } from '../kube/index.ts'
 import { ServiceMap, FileStateStore, createStandaloneInformers, compactService, compactSlice } from '../servicemap/index.ts'
 import type { CompactService, CompactSlice, ServiceFilterMode } from '../servicemap/index.ts'
 import { Registry } from 'prom-client'
@@ -36,8 +36,8 @@ interface ServiceSources {
   /** Closes what the sources share (an HTTP agent), after they stopped. */
   close: () => void
   description: string
-  /** The API client, when the source is an API server (other informers share it). */
-  client?: KubeClient
+  /** Istio DestinationRules from the same source; started only by the proxy. */
+  destinationRules: Informer<KubeObject>
 }
 
 /**
@@ -48,8 +48,8 @@ interface ServiceSources {
  */
 function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps): ServiceSources {
   if (kubeApi.standaloneFile !== '') {
-    const { services, endpointSlices } = createStandaloneInformers(kubeApi.standaloneFile, deps.logger.forComponent('standalone'))
-    return { services, endpointSlices, close: () => {}, description: `standalone file ${kubeApi.standaloneFile}` }
+    const { services, endpointSlices, destinationRules } = createStandaloneInformers(kubeApi.standaloneFile, deps.logger.forComponent('standalone'))
+    return { services, endpointSlices, destinationRules, close: () => {}, description: `standalone file ${kubeApi.standaloneFile}` }
   }
   const settings = kubeApi.master === '' && kubeApi.kubeConfig === '' && (deps.env.KUBECONFIG ?? '') !== ''
     ? { ...kubeApi, kubeConfig: deps.env.KUBECONFIG as string }
@@ -61,7 +61,10 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps): ServiceSo
     { client, logger: deps.logger.forComponent('kube:services') })
   const endpointSlices = new EndpointSliceSource({ client, logger: deps.logger.forComponent('kube:endpointslices') },
     { transform: compactSlice })
-  return { services, endpointSlices, close: () => client.close(), description: connection.description, client }
+  // The Istio CRDs may not be installed: then the rules are skipped, not the agent.
+  const destinationRules = optional(new KubeInformer({ resource: RESOURCES.destinationRules }, { client, logger: deps.logger.forComponent('kube:destinationrules') }),
+    deps.logger, 'DestinationRules are not served (Istio CRDs not installed?); every service uses round robin or its session affinity')
+  return { services, endpointSlices, destinationRules, close: () => client.close(), description: connection.description }
 }
 
 class AppGroup extends LifecycleGroup implements App {
@@ -114,7 +117,7 @@ function notYetAvailable (log: Logger, modules: Record<string, boolean>): void {
 }
 
 /** The proxy, and the DestinationRule informer that feeds its policies when an API server is the source. */
-function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & { metrics: Registry, serviceMap: ServiceMap, client: KubeClient | undefined }): Component[] {
+function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & { metrics: Registry, serviceMap: ServiceMap, destinationRules: Informer<KubeObject> }): Component[] {
   const p = config.modules.edgeProxy
   const log = deps.logger.forComponent('proxy')
   // The tunnel (issue 6) plugs in here; until then every endpoint is dialed directly.
@@ -132,8 +135,7 @@ function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & {
     kernelPath: p.kernelPath,
     udpIdleTimeoutMs: p.udpIdleTimeout * 1000
   })
-  if (deps.client === undefined) return [proxy]
-  const rules = new KubeInformer({ resource: RESOURCES.destinationRules }, { client: deps.client, logger: deps.logger.forComponent('kube:destinationrules') })
+  const rules = deps.destinationRules
   const apply = (obj: unknown): void => {
     try {
       proxy.setRule(parseDestinationRule(obj)).catch(() => {})
@@ -147,14 +149,18 @@ function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & {
     onDelete: obj => { proxy.deleteRule(obj.metadata.namespace ?? '', obj.metadata.name).catch(() => {}) }
   })
   // Rules first: the proxy's first sync then already knows the policies.
-  return [optional(rules, log, 'DestinationRules are not served (Istio CRDs not installed?); every service uses round robin or its session affinity'), proxy]
+  return [rules, proxy]
 }
 
-/** A component whose refusal to start (resource not served, forbidden) is logged, not fatal. */
-function optional (component: Component, log: Logger, why: string): Component {
+/** An informer whose refusal to start (resource not served, forbidden) is logged, not fatal. */
+function optional<T extends KubeObject> (component: Informer<T>, log: Logger, why: string): Informer<T> {
   let running = false
   return {
     name: component.name,
+    addHandlers: h => component.addHandlers(h),
+    hasSynced: () => component.hasSynced(),
+    list: () => component.list(),
+    get: key => component.get(key),
     async start () {
       try {
         await component.start()
@@ -194,7 +200,7 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
     components.push(new DnsServer({ logger: log.forComponent('dns'), metrics, serviceMap }, dnsServerInit(m.edgeDNS, bridgeDeviceIP)))
   }
   if (m.edgeProxy.enable) {
-    components.push(...createProxy(config, node, { ...deps, metrics, serviceMap, client: sources.client }))
+    components.push(...createProxy(config, node, { ...deps, metrics, serviceMap, destinationRules: sources.destinationRules }))
   }
   return new AppGroup('agent', components, serviceMap, log, sources.close)
 }

@@ -73,6 +73,8 @@ function quote (comment: string): string {
   return `"${comment.replace(/["\\]/g, '')}"`
 }
 
+const BASE_CHAINS = ['services', 'prerouting', 'output', 'postrouting']
+
 /** The table skeleton. `add` is idempotent, so this is safe on an existing table. */
 export function renderSkeleton (): string[] {
   const t = `ip ${TABLE}`
@@ -221,7 +223,9 @@ export function renderDiff (current: ReadonlyMap<string, PortRule>, desired: Rea
  */
 export function renderReplace (desired: ReadonlyMap<string, PortRule>, existing: { chains: readonly string[], sets: readonly string[] }): string[] {
   const t = `ip ${TABLE}`
-  const lines = [...renderSkeleton(), `flush map ${t} kernel`, `flush map ${t} userspace`]
+  // An existing table keeps its base chains and rules untouched: only the maps and service chains are replaced.
+  const complete = BASE_CHAINS.every(c => existing.chains.includes(c))
+  const lines = [...(complete ? [] : renderSkeleton()), `flush map ${t} kernel`, `flush map ${t} userspace`]
   const wanted = new Set<string>()
   for (const r of desired.values()) {
     if (r.target.kind !== 'kernel') continue

@@ -127,11 +127,13 @@ export class FileInformer<T extends KubeObject> implements Informer<T> {
 }
 
 /**
- * Services and EndpointSlices (Endpoints are converted) from one standalone
- * file: the source of the local demo and of users without Kubernetes.
+ * Services, EndpointSlices (Endpoints are converted) and Istio
+ * DestinationRules from one standalone file: the source of the local demo and
+ * of users without Kubernetes.
  */
-export function createStandaloneInformers (file: string, logger: Logger): { services: FileInformer<CompactService>, endpointSlices: FileInformer<CompactSlice> } {
+export function createStandaloneInformers (file: string, logger: Logger): { services: FileInformer<CompactService>, endpointSlices: FileInformer<CompactSlice>, destinationRules: FileInformer<KubeObject> } {
   return {
+    destinationRules: new FileInformer(file, objs => objs.filter(o => o.kind === 'DestinationRule'), logger, 'standalone:destinationrules'),
     services: new FileInformer(file, objs => objs.filter(o => o.kind === 'Service').map(o => compactService(o as Service)), logger, 'standalone:services'),
     endpointSlices: new FileInformer(file, objs => objs.flatMap(o =>
       o.kind === 'EndpointSlice' ? [o as EndpointSlice] : o.kind === 'Endpoints' ? [endpointsToSlice(o as Endpoints)] : []
