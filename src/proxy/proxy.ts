@@ -200,9 +200,12 @@ export class EdgeProxy implements Component {
     for (const r of this.#desired.values()) if (r.target.kind === 'kernel') kernel++
     metrics.rules.set({ path: 'kernel' }, kernel)
     metrics.rules.set({ path: 'userspace' }, this.#desired.size - kernel)
+    const ms = Math.round((performance.now() - started) * 100) / 100
     if (!this.#synced && this.#deps.serviceMap.hasSynced()) {
       this.#synced = true
-      this.#deps.logger.info('proxy rules installed', { kernel, userspace: this.#desired.size - kernel, interceptor: this.#deps.interceptor.name })
+      this.#deps.logger.info('proxy rules installed', { kernel, userspace: this.#desired.size - kernel, interceptor: this.#deps.interceptor.name, ms })
+    } else {
+      this.#deps.logger.debug('proxy rules updated', { services: services.length, ms })
     }
   }
 

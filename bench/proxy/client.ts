@@ -1,0 +1,77 @@
+// Load clients for bench:proxy, run inside the client namespace; print one JSON line.
+//   client.ts rr HOST:PORT SECONDS           64-byte request/response on one connection: p50/p99 µs
+//   client.ts conn HOST:PORT SECONDS LOOPS   new connection per 1-byte exchange, LOOPS in parallel: conn/s, p50 µs
+//   client.ts hold HOST:PORT COUNT           opens COUNT idle connections, prints when done, holds until stdin closes
+import { connect } from 'node:net'
+import type { Socket } from 'node:net'
+
+const [mode, target, a, b] = process.argv.slice(2)
+const [host, portText] = (target as string).split(':')
+const port = Number(portText)
+
+function pct (sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? NaN
+}
+
+async function open (): Promise<Socket> {
+  return await new Promise((resolve, reject) => {
+    const s = connect({ host, port, noDelay: true })
+    s.once('connect', () => resolve(s))
+    s.once('error', reject)
+  })
+}
+
+if (mode === 'rr') {
+  const s = await open()
+  const msg = Buffer.alloc(64, 0x61)
+  const times: number[] = []
+  const end = performance.now() + Number(a) * 1000
+  let t0 = 0
+  let got = 0
+  await new Promise<void>(resolve => {
+    s.on('data', d => {
+      got += d.length
+      if (got < 64) return
+      got = 0
+      const now = performance.now()
+      times.push((now - t0) * 1000)
+      if (now >= end) { resolve(); return }
+      t0 = performance.now()
+      s.write(msg)
+    })
+    t0 = performance.now()
+    s.write(msg)
+  })
+  s.destroy()
+  times.sort((x, y) => x - y)
+  console.log(JSON.stringify({ n: times.length, p50: pct(times, 0.5), p99: pct(times, 0.99) }))
+} else if (mode === 'conn') {
+  const end = performance.now() + Number(a) * 1000
+  const times: number[] = []
+  let errors = 0
+  const loop = async (): Promise<void> => {
+    while (performance.now() < end) {
+      const t0 = performance.now()
+      try {
+        const s = await open()
+        await new Promise<void>((resolve, reject) => { s.once('data', () => resolve()); s.once('error', reject); s.write('x') })
+        s.destroy()
+        times.push((performance.now() - t0) * 1000)
+      } catch { errors++ }
+    }
+  }
+  const started = performance.now()
+  await Promise.all(Array.from({ length: Number(b ?? 4) }, loop))
+  const seconds = (performance.now() - started) / 1000
+  times.sort((x, y) => x - y)
+  console.log(JSON.stringify({ n: times.length, perSecond: times.length / seconds, p50: pct(times, 0.5), errors }))
+} else if (mode === 'hold') {
+  const sockets: Socket[] = []
+  for (let i = 0; i < Number(a); i++) sockets.push(await open())
+  console.log(JSON.stringify({ open: sockets.length }))
+  process.stdin.resume()
+  process.stdin.on('end', () => { for (const s of sockets) s.destroy(); process.exit(0) })
+} else {
+  console.error('usage: client.ts rr|conn|hold HOST:PORT ...')
+  process.exit(2)
+}
