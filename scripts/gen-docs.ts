@@ -1,13 +1,15 @@
-// Generates docs/config.md (from the config schema) and docs/errors.md (from
-// the error classes). `--check` fails when a committed file differs.
+// Generates docs/config.md and the chart's values.schema.json (from the config
+// schema) and docs/errors.md (from the error classes). `--check` fails when a committed file differs.
 import { readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { renderConfigDocs } from '../src/config/docs.ts'
 import { collectErrors, renderErrorDocs } from '../src/errors-catalog.ts'
+import { renderValuesSchema } from './chart-schema.ts'
 
 const docs: Array<[string, string]> = [
   ['../docs/config.md', renderConfigDocs()],
-  ['../docs/errors.md', renderErrorDocs(collectErrors(fileURLToPath(new URL('../src', import.meta.url))))]
+  ['../docs/errors.md', renderErrorDocs(collectErrors(fileURLToPath(new URL('../src', import.meta.url))))],
+  ['../deploy/helm/edgemesh/values.schema.json', renderValuesSchema()]
 ]
 let stale = false
 for (const [rel, text] of docs) {

@@ -1,5 +1,5 @@
 // The one test command (`npm test`). With no arguments: installs missing
-// Debian packages (as root), builds/links the real control plane if missing,
+// Debian packages (as root), builds/links the real control plane and Helm if missing,
 // type-checks, lints, then runs every test/**/*.test.ts with node:test.
 // Arguments are passed to `node --test` (file globs, --test-name-pattern=...).
 import { spawnSync } from 'node:child_process'
@@ -27,6 +27,9 @@ const full = args.length === 0
 step('installing system packages', 'bash', [join(root, 'scripts/tools/system-deps.sh')])
 if (!existsSync(join(tools, 'kube-apiserver')) || !existsSync(join(tools, 'etcd'))) {
   step('building the test control plane (scripts/tools/build-kube.sh)', 'bash', [join(root, 'scripts/tools/build-kube.sh')])
+}
+if (!existsSync(join(tools, 'helm'))) {
+  step('building helm (scripts/tools/build-helm.sh)', 'bash', [join(root, 'scripts/tools/build-helm.sh')])
 }
 if (full) {
   step('type check', join(bin, 'tsc'), ['-p', 'tsconfig.json'])

@@ -26,3 +26,8 @@ test('docs/errors.md lists every error code, each with a meaning (npm run gen)',
   for (const e of errors) assert.notEqual(e.description, '', `${e.name} (${e.code}) needs a doc comment`)
   assert.equal(read('docs/errors.md'), renderErrorDocs(errors))
 })
+
+test('the chart values.schema.json is generated from the config schema and up to date (npm run gen)', async () => {
+  const { renderValuesSchema } = await import('../../../scripts/chart-schema.ts')
+  assert.equal(read('deploy/helm/edgemesh/values.schema.json'), renderValuesSchema())
+})
