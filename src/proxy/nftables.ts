@@ -5,6 +5,7 @@
  * transaction, so kernel-path services keep working across agent restarts.
  */
 import { spawn } from 'node:child_process'
+import type { ChildProcessWithoutNullStreams } from 'node:child_process'
 import type { Logger } from '../observability/logger.ts'
 import { InterceptionError } from './errors.ts'
 import { TABLE, renderCleanup, renderDiff, renderReplace } from './rules.ts'
@@ -19,17 +20,19 @@ export interface Interceptor {
   apply (desired: ReadonlyMap<string, PortRule>): Promise<void>
   /** Removes every rule (cleanup; never called on a normal stop). */
   remove (): Promise<void>
+  /** Releases helper processes; the rules stay. */
+  close? (): void
 }
 
 /** Runs `nft` with a script on stdin; resolves stdout. */
 export type NftRunner = (args: readonly string[], script?: string) => Promise<string>
 
 export const runNft: NftRunner = async (args, script) => await new Promise((resolve, reject) => {
-  const child = spawn('nft', [...args], { stdio: ['pipe', 'pipe', 'pipe'] })
+  const child = spawn('nft', [...args], { stdio: [script === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
   let out = ''
   let err = ''
-  child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d })
-  child.stderr.setEncoding('utf8').on('data', (d: string) => { err += d })
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d })
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => { err += d })
   child.on('error', (e: NodeJS.ErrnoException) => {
     reject(new InterceptionError(e.code === 'ENOENT' ? 'nft not found (install nftables)' : e.message, '', { cause: e }))
   })
@@ -37,8 +40,61 @@ export const runNft: NftRunner = async (args, script) => await new Promise((reso
     if (code === 0) resolve(out)
     else reject(new InterceptionError(`nft ${args.join(' ')} exited with ${String(code)}`, err))
   })
-  child.stdin.end(script ?? '')
+  if (child.stdin !== null) {
+    // nft may exit (and close its stdin) before reading a script it rejects: the exit code tells.
+    child.stdin.on('error', () => {})
+    child.stdin.end(script)
+  }
 })
+
+/**
+ * A long-lived `nft -i`: one input line is one atomic transaction, and the
+ * process keeps its ruleset cache between lines. A one-shot `nft -f` re-reads
+ * the whole table first, which costs ~40 ms at 10k services; this costs a few.
+ * After each line a listing of the tiny `sync` set marks where its output ends.
+ */
+export class NftShell {
+  #child: ChildProcessWithoutNullStreams | undefined
+  #out = ''
+  #waiter: { resolve: () => void, reject: (err: Error) => void } | undefined
+
+  async run (lines: readonly string[], timeoutMs = 5000): Promise<void> {
+    const child = this.#child ?? this.#spawn()
+    this.#out = ''
+    const done = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => { this.close(); reject(new InterceptionError('nft -i did not answer', this.#out)) }, timeoutMs)
+      this.#waiter = {
+        resolve: () => { clearTimeout(timer); this.#waiter = undefined; resolve() },
+        reject: (err) => { clearTimeout(timer); this.#waiter = undefined; reject(err) }
+      }
+    })
+    child.stdin.write(lines.join('; ') + `\nlist set ip ${TABLE} sync\n`)
+    await done
+    if (/^Error:/m.test(this.#out)) throw new InterceptionError('nft transaction failed', this.#out)
+  }
+
+  close (): void {
+    this.#child?.kill()
+    this.#child = undefined
+  }
+
+  #spawn (): ChildProcessWithoutNullStreams {
+    // One pipe for both streams keeps errors ahead of the marker that follows them.
+    const child = spawn('sh', ['-c', 'exec nft -i 2>&1'], { stdio: ['pipe', 'pipe', 'pipe'] })
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      this.#out += d
+      if (/set sync \{[^}]*\}\s*\}\s*$/.test(this.#out)) this.#waiter?.resolve()
+    })
+    child.on('exit', () => {
+      if (this.#child === child) this.#child = undefined
+      this.#waiter?.reject(new InterceptionError('nft -i exited', this.#out))
+    })
+    child.on('error', () => {})
+    child.stdin.on('error', () => {})
+    this.#child = child
+    return child
+  }
+}
 
 interface NftJson { nftables?: Array<Record<string, { name?: string, elem?: unknown[] }>> }
 
@@ -70,6 +126,8 @@ export class NftInterceptor implements Interceptor {
   readonly name = 'nftables'
   readonly #log: Logger
   readonly #run: NftRunner
+  /** Incremental updates go through a long-lived `nft -i`; undefined with an injected runner (tests). */
+  readonly #shell: NftShell | undefined
   #existing: TableState = { chains: [], sets: [], listeners: new Map() }
   /** What is installed now; undefined until the first reconcile. */
   #current: Map<string, PortRule> | undefined
@@ -79,6 +137,12 @@ export class NftInterceptor implements Interceptor {
   constructor (deps: { logger: Logger, run?: NftRunner }) {
     this.#log = deps.logger
     this.#run = deps.run ?? runNft
+    this.#shell = deps.run === undefined ? new NftShell() : undefined
+  }
+
+  /** Ends the long-lived `nft -i` (the rules stay). */
+  close (): void {
+    this.#shell?.close()
   }
 
   async load (): Promise<ReadonlyMap<string, number>> {
@@ -112,7 +176,8 @@ export class NftInterceptor implements Interceptor {
       const script = renderDiff(current, desired)
       if (script.length === 0) return
       try {
-        await this.#run(['-f', '-'], script.join('\n') + '\n')
+        if (this.#shell !== undefined) await this.#shell.run(script)
+        else await this.#run(['-f', '-'], script.join('\n') + '\n')
         this.#current = new Map(desired)
         return
       } catch (err) {

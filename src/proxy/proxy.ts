@@ -143,6 +143,7 @@ export class EdgeProxy implements Component {
       })
     }
     for (const l of listeners) l.destroyAll()
+    this.#deps.interceptor.close?.()
     this.#draining.clear()
     this.#ports.clear()
     this.#desired.clear()

@@ -74,6 +74,7 @@ function quote (comment: string): string {
 }
 
 const BASE_CHAINS = ['services', 'prerouting', 'output', 'postrouting']
+const BASE_SETS = ['sync']
 
 /** The table skeleton. `add` is idempotent, so this is safe on an existing table. */
 export function renderSkeleton (): string[] {
@@ -84,6 +85,8 @@ export function renderSkeleton (): string[] {
     `add table ${t}`,
     `add map ${t} kernel { type ${key} : verdict; }`,
     `add map ${t} userspace { type ${key} : ipv4_addr . inet_service; }`,
+    // Always empty: listing it marks the end of a transaction's output in `nft -i`.
+    `add set ${t} sync { type ipv4_addr; }`,
     `add chain ${t} services`,
     `flush chain ${t} services`,
     `add rule ${t} services ip daddr . meta l4proto . th dport vmap @kernel`,
@@ -224,7 +227,7 @@ export function renderDiff (current: ReadonlyMap<string, PortRule>, desired: Rea
 export function renderReplace (desired: ReadonlyMap<string, PortRule>, existing: { chains: readonly string[], sets: readonly string[] }): string[] {
   const t = `ip ${TABLE}`
   // An existing table keeps its base chains and rules untouched: only the maps and service chains are replaced.
-  const complete = BASE_CHAINS.every(c => existing.chains.includes(c))
+  const complete = BASE_CHAINS.every(c => existing.chains.includes(c)) && BASE_SETS.every(n => existing.sets.includes(n))
   const lines = [...(complete ? [] : renderSkeleton()), `flush map ${t} kernel`, `flush map ${t} userspace`]
   const wanted = new Set<string>()
   for (const r of desired.values()) {

@@ -50,7 +50,7 @@ describe('nftables rendering', () => {
 
   test('replace keeps an existing table skeleton and deletes chains of services that are gone', () => {
     const stale = chainName('10.96.9.9/tcp/80')
-    const lines = renderReplace(byKey(userspace('10.96.0.1', 80, 4000)), { chains: ['services', 'prerouting', 'output', 'postrouting', stale], sets: [] })
+    const lines = renderReplace(byKey(userspace('10.96.0.1', 80, 4000)), { chains: ['services', 'prerouting', 'output', 'postrouting', stale], sets: ['sync'] })
     assert.ok(!lines.some(l => l.includes('hook')), 'base chains are not touched')
     assert.ok(lines.includes(`delete chain ip edgemesh ${stale}`))
     assert.ok(lines.includes('flush map ip edgemesh userspace'))
