@@ -17,6 +17,8 @@ import type { CompactService, CompactSlice, ServiceFilterMode } from '../service
 import { Registry } from 'prom-client'
 import { BridgeDevice, IpHostNet } from '../net/index.ts'
 import { DnsServer, dnsServerInit } from '../dns/index.ts'
+import { StatusServer } from '../observability/status-server.ts'
+import type { StatusSource } from '../observability/status-server.ts'
 import { DirectDialer, EdgeProxy, NftInterceptor, NoInterceptor, RoutingDialer } from '../proxy/index.ts'
 import { parseDestinationRule } from '../loadbalancer/index.ts'
 
@@ -67,8 +69,10 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps): ServiceSo
   return { services, endpointSlices, destinationRules, close: () => client.close(), description: connection.description }
 }
 
-class AppGroup extends LifecycleGroup implements App {
+class AppGroup extends LifecycleGroup implements App, StatusSource {
   readonly serviceMap: ServiceMap
+  /** Filled by the composition root: module summaries for /status. */
+  readonly summaries: Array<() => Record<string, unknown>> = []
   readonly #log: Logger
   readonly #onStopped: () => void
   #unsubscribe: (() => void) | undefined
@@ -90,6 +94,16 @@ class AppGroup extends LifecycleGroup implements App {
       this.#log.info('services synced', { services: this.serviceMap.snapshot().size, source })
     })
     await super.start()
+  }
+
+  status (): Record<string, unknown> {
+    const out: Record<string, unknown> = {
+      ready: this.isReady(),
+      notReady: this.notReady(),
+      services: { count: this.serviceMap.snapshot().size, source: this.serviceMap.source(), synced: this.serviceMap.hasSynced() }
+    }
+    for (const s of this.summaries) Object.assign(out, s())
+    return out
   }
 
   override async stop (options?: Parameters<Component['stop']>[0]): Promise<void> {
@@ -117,7 +131,7 @@ function notYetAvailable (log: Logger, modules: Record<string, boolean>): void {
 }
 
 /** The proxy, and the DestinationRule informer that feeds its policies when an API server is the source. */
-function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & { metrics: Registry, serviceMap: ServiceMap, destinationRules: Informer<KubeObject> }): Component[] {
+function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & { metrics: Registry, serviceMap: ServiceMap, destinationRules: Informer<KubeObject> }): { proxy: EdgeProxy, components: Component[] } {
   const p = config.modules.edgeProxy
   const log = deps.logger.forComponent('proxy')
   // The tunnel (issue 6) plugs in here; until then every endpoint is dialed directly.
@@ -149,7 +163,7 @@ function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & {
     onDelete: obj => { proxy.deleteRule(obj.metadata.namespace ?? '', obj.metadata.name).catch(() => {}) }
   })
   // Rules first: the proxy's first sync then already knows the policies.
-  return [rules, proxy]
+  return { proxy, components: [rules, proxy] }
 }
 
 /** An informer whose refusal to start (resource not served, forbidden) is logged, not fatal. */
@@ -190,7 +204,7 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   notYetAvailable(log, { edgeTunnel: m.edgeTunnel.enable, edgeCNI: m.edgeCNI.enable })
   // modules: created here in dependency order (service map first).
   const components: Component[] = [serviceMap]
-  // Until the agent exposes /metrics, modules share one registry created here.
+  // One registry for every module, served by the status server's /metrics.
   const metrics = new Registry()
   const { bridgeDeviceName, bridgeDeviceIP } = config.commonConfig
   if (m.edgeDNS.enable || m.edgeProxy.enable) {
@@ -199,10 +213,32 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   if (m.edgeDNS.enable) {
     components.push(new DnsServer({ logger: log.forComponent('dns'), metrics, serviceMap }, dnsServerInit(m.edgeDNS, bridgeDeviceIP)))
   }
+  let proxy: EdgeProxy | undefined
   if (m.edgeProxy.enable) {
-    components.push(...createProxy(config, node, { ...deps, metrics, serviceMap, destinationRules: sources.destinationRules }))
+    const created = createProxy(config, node, { ...deps, metrics, serviceMap, destinationRules: sources.destinationRules })
+    proxy = created.proxy
+    components.push(...created.components)
   }
-  return new AppGroup('agent', components, serviceMap, log, sources.close)
+  // The status server reads the group it belongs to; it is asked only after start.
+  components.push(...createStatusServers(config.commonConfig, m.edgeTunnel.metricConfig, { logger: log, metrics, source: () => app }))
+  const app = new AppGroup('agent', components, serviceMap, log, sources.close)
+  if (proxy !== undefined) {
+    const p = proxy
+    app.summaries.push(() => {
+      let kernel = 0
+      for (const r of p.rules().values()) if (r.target.kind === 'kernel') kernel++
+      return { proxy: { servicePorts: p.rules().size, kernel, userspace: p.rules().size - kernel } }
+    })
+  }
+  return app
+}
+
+/** The status server (last to start, first to stop) and, when upstream's metricConfig asks for it, a /metrics listener on all interfaces. */
+function createStatusServers (common: AgentConfig['commonConfig'], metricConfig: { enable: boolean, port: number }, deps: { logger: Logger, metrics: Registry, source: () => StatusSource }): Component[] {
+  const out: Component[] = []
+  if (common.statusPort !== 0) out.push(new StatusServer({ ...deps, logger: deps.logger.forComponent('status') }, { address: common.statusAddress, port: common.statusPort }))
+  if (metricConfig.enable) out.push(new StatusServer({ ...deps, logger: deps.logger.forComponent('metrics') }, { address: '0.0.0.0', port: metricConfig.port, metricsOnly: true }))
+  return out
 }
 
 export function createGateway (config: GatewayConfig, node: NodeIdentity, deps: AppDeps): App {

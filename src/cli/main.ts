@@ -1,6 +1,7 @@
 import { runDaemon } from './daemon.ts'
 import { runPsk } from './psk.ts'
 import { runDemo } from './demo.ts'
+import { runCleanup } from './cleanup.ts'
 import { versionString } from './version.ts'
 import { EXIT_OK, EXIT_USAGE } from './io.ts'
 import type { CommandIO } from './io.ts'
@@ -11,7 +12,8 @@ const COMMANDS: Record<string, { run: Command, summary: string }> = {
   agent: { run: (a, io) => runDaemon('agent', a, io), summary: 'run the node agent (DNS, proxy, tunnel)' },
   gateway: { run: (a, io) => runDaemon('gateway', a, io), summary: 'run the ingress gateway' },
   demo: { run: runDemo, summary: 'run a local mesh with no cluster (standalone services file)' },
-  psk: { run: runPsk, summary: 'generate a PSK or derive its tunnel key' }
+  psk: { run: runPsk, summary: 'generate a PSK or derive its tunnel key' },
+  cleanup: { run: runCleanup, summary: 'remove the interception rules and the bridge device from this node' }
 }
 
 function help (): string {

@@ -175,7 +175,9 @@ export const AgentConfig = Type.Object({
     bridgeDeviceIP: str('169.254.96.16', 'DNS and proxy address; must equal the edge `clusterDNS`.', { check: 'ipv4' }),
     pprofConfig: PprofConfig,
     stateDir: str('/var/lib/edgemesh', 'Directory for persisted state (service map for edge autonomy, node key).', { ours: true, check: 'absolutePath' }),
-    logLevel: oneOf(['debug', 'info', 'warn', 'error'] as const, 'info', 'Log level.', { ours: true })
+    logLevel: oneOf(['debug', 'info', 'warn', 'error'] as const, 'info', 'Log level.', { ours: true }),
+    statusAddress: str('127.0.0.1', 'Address of the status server (`/healthz`, `/readyz`, `/metrics`, `/status`).', { ours: true, check: 'ipv4' }),
+    statusPort: int(10551, 'Port of the status server; 0 turns it off.', 0, 65535, { ours: true })
   }, 'Settings shared by the modules.'),
   modules: obj({
     edgeDNS: EdgeDNSConfig,

@@ -42,8 +42,12 @@ export class LifecycleGroup implements Component {
   }
 
   isReady (): boolean {
-    return this.#started.length === this.#components.length &&
-      this.#components.every(c => c.isReady?.() ?? true)
+    return this.notReady().length === 0
+  }
+
+  /** Names of the components that are not started or not ready yet. */
+  notReady (): string[] {
+    return this.#components.filter(c => !this.#started.includes(c) || !(c.isReady?.() ?? true)).map(c => c.name)
   }
 
   async #stopStarted (options: StopOptions): Promise<void> {

@@ -188,4 +188,34 @@ describe('EdgeProxy in the seed lab', rootOnly, () => {
     assert.equal(handlesAfter.match(/# handle \d+/g)?.join(), handlesBefore.match(/# handle \d+/g)?.join())
     assert.match(await curl('http://hostname-svc:12345'), /^edge-a[12]$/)
   })
+
+  test('the status server answers probes and scrapes', async () => {
+    const ready = await lab.exec(NODE, ['curl', '-sS', '--max-time', '2', 'http://127.0.0.1:10551/readyz'])
+    assert.equal(ready.stdout, 'ok\n', ready.stderr)
+    const metrics = await lab.exec(NODE, ['curl', '-sS', '--max-time', '2', 'http://127.0.0.1:10551/metrics'])
+    assert.match(metrics.stdout, /^edgemesh_proxy_rules\{path="kernel"\} [1-9]/m)
+    assert.match(metrics.stdout, /^edgemesh_dns_queries_total/m)
+    const status = JSON.parse((await lab.exec(NODE, ['curl', '-sS', '--max-time', '2', 'http://127.0.0.1:10551/status'])).stdout) as { ready: boolean, proxy: { kernel: number }, services: { count: number } }
+    assert.equal(status.ready, true)
+    assert.equal(status.services.count, 2)
+    assert.ok(status.proxy.kernel >= 2)
+  })
+
+  test('edgemesh cleanup removes the rules and the interface', async () => {
+    await agent.stop()
+    const r = await lab.exec(NODE, [process.execPath, entry, 'cleanup', '--config-file', config])
+    assert.equal(r.code, 0, r.stdout + r.stderr)
+    assert.match(r.stdout, /removed nftables table ip edgemesh\nremoved interface edgemesh0\n/)
+    const tables = await lab.exec(NODE, ['nft', 'list', 'tables'])
+    assert.doesNotMatch(tables.stdout, /table ip edgemesh\b/)
+    assert.match(tables.stdout, /kube-proxy-like/, 'other tables are left alone')
+    const link = await lab.exec(NODE, ['ip', 'link', 'show', 'edgemesh0'])
+    assert.notEqual(link.code, 0)
+    // Now kube-proxy's (black-hole) rule decides: the service no longer answers through us.
+    const curl = await lab.exec(NODE, ['curl', '-sS', '--max-time', '1', 'http://10.96.0.10:12345'])
+    assert.notEqual(curl.code, 0)
+    const again = await lab.exec(NODE, [process.execPath, entry, 'cleanup'])
+    assert.equal(again.code, 0, again.stderr)
+    assert.match(again.stdout, /no interface edgemesh0/)
+  })
 })

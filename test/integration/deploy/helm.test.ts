@@ -88,6 +88,8 @@ describe('Helm chart edgemesh', skip, () => {
     assert.equal(c.securityContext.privileged, false)
     assert.deepEqual(c.securityContext.capabilities.add, ['NET_ADMIN', 'NET_RAW', 'NET_BIND_SERVICE'])
     assert.deepEqual(c.env.map((e: { name: string }) => e.name), ['NODE_NAME', 'NAMESPACE'])
+    assert.deepEqual(c.readinessProbe.httpGet, { path: '/readyz', port: config.commonConfig.statusPort, host: '127.0.0.1' })
+    assert.equal(c.livenessProbe.httpGet.path, '/healthz')
     const pskMount = c.volumeMounts.find((m: { name: string }) => m.name === 'psk')
     assert.equal(pskMount.mountPath, config.modules.edgeTunnel.psk.path)
     assert.equal(pod.volumes.find((v: { name: string }) => v.name === 'psk').secret.secretName, 'edgemesh-agent-psk')
@@ -129,7 +131,7 @@ describe('Helm chart edgemesh', skip, () => {
   test('no PSK, or a too short one, fails with how to generate one', async () => {
     const none = await helm(['template', 'edgemesh', CHART])
     assert.notEqual(none.code, 0)
-    assert.match(none.stderr, /agent\.psk is required: generate one with `edgemesh psk` or `openssl rand -base64 32`/)
+    assert.match(none.stderr, /agent\.psk is required: generate one with `edgemesh psk generate` or `openssl rand -base64 32`/)
     const short = await helm(['template', 'edgemesh', CHART, '--set', 'agent.psk=abc'])
     assert.notEqual(short.code, 0)
     assert.match(short.stderr, /agent\.psk is too short/)

@@ -14,12 +14,12 @@ kubeedge: edgemesh-agent
 {{/* The PSK source; fails the install when none is given (upstream shipped a shared default key). */}}
 {{- define "edgemesh.pskCheck" -}}
 {{- if and (not .Values.agent.psk) (not .Values.agent.existingPskSecret) (not .Values.agent.existingPskConfigMap) -}}
-{{- fail "agent.psk is required: generate one with `edgemesh psk` or `openssl rand -base64 32` and pass --set agent.psk=<psk> (or set agent.existingPskSecret / agent.existingPskConfigMap)" -}}
+{{- fail "agent.psk is required: generate one with `edgemesh psk generate` or `openssl rand -base64 32` and pass --set agent.psk=<psk> (or set agent.existingPskSecret / agent.existingPskConfigMap)" -}}
 {{- end -}}
 {{- if .Values.agent.psk -}}
 {{- $raw := .Values.agent.psk | toString -}}
 {{- if lt (len $raw) 16 -}}
-{{- fail "agent.psk is too short: use at least 16 characters (edgemesh psk prints 32 random bytes in base64)" -}}
+{{- fail "agent.psk is too short: use at least 16 characters (edgemesh psk generate prints 32 random bytes in base64)" -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

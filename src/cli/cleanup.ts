@@ -1,0 +1,56 @@
+import { parseArgs } from 'node:util'
+import { loadConfigFile } from '../config/load.ts'
+import { IpHostNet } from '../net/index.ts'
+import { runNft, renderCleanup, TABLE } from '../proxy/index.ts'
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './io.ts'
+import type { CommandIO } from './io.ts'
+
+const HELP = `Usage: edgemesh cleanup [--config-file FILE]
+
+Removes what the agent installed on this node: the nftables table "ip ${TABLE}"
+(ClusterIP interception) and the bridge device (commonConfig.bridgeDeviceName,
+default edgemesh0, named by the config file when given). Stop the agent first.
+Needs root (CAP_NET_ADMIN).
+`
+
+/** `edgemesh cleanup`: the agent never removes these on a normal stop, so kernel-path services survive restarts. */
+export async function runCleanup (argv: string[], io: CommandIO): Promise<number> {
+  let values: { 'config-file'?: string, help?: boolean }
+  try {
+    values = parseArgs({ args: argv, options: { 'config-file': { type: 'string' }, help: { type: 'boolean', short: 'h' } } }).values
+  } catch (err) {
+    io.stderr.write(`edgemesh cleanup: ${(err as Error).message}\n\n${HELP}`)
+    return EXIT_USAGE
+  }
+  if (values.help === true) { io.stdout.write(HELP); return EXIT_OK }
+  let device = 'edgemesh0'
+  if (values['config-file'] !== undefined) {
+    try {
+      device = (await loadConfigFile('agent', values['config-file'])).config.commonConfig.bridgeDeviceName
+    } catch (err) {
+      io.stderr.write(`edgemesh cleanup: ${(err as Error).message}\n`)
+      return EXIT_USAGE
+    }
+  }
+  let failed = false
+  try {
+    await runNft(['-f', '-'], renderCleanup().join('\n') + '\n')
+    io.stdout.write(`removed nftables table ip ${TABLE}\n`)
+  } catch (err) {
+    failed = true
+    io.stderr.write(`edgemesh cleanup: nftables table ip ${TABLE} not removed: ${(err as Error).message}\n`)
+  }
+  const host = new IpHostNet()
+  try {
+    if (await host.link(device) === undefined) {
+      io.stdout.write(`no interface ${device}\n`)
+    } else {
+      await host.deleteLink(device)
+      io.stdout.write(`removed interface ${device}\n`)
+    }
+  } catch (err) {
+    failed = true
+    io.stderr.write(`edgemesh cleanup: interface ${device} not removed: ${(err as Error).message}\n`)
+  }
+  return failed ? EXIT_FAILURE : EXIT_OK
+}
