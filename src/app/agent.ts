@@ -7,7 +7,8 @@ import { join } from 'node:path'
 import { LifecycleGroup } from '../lifecycle/group.ts'
 import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
-import type { AgentConfig, GatewayConfig, KubeAPIConfig } from '../config/schema.ts'
+import type { AgentConfig, EdgeTunnelConfig, GatewayConfig, KubeAPIConfig } from '../config/schema.ts'
+import { EdgeTunnel } from '../tunnel/tunnel.ts'
 import type { NodeIdentity } from '../config/node-identity.ts'
 import { KubeClient, KubeForbiddenError, KubeInformer, KubeResourceNotFoundError, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
 import { EndpointSliceSource } from '../kube/endpoint-slice-source.ts'
@@ -131,11 +132,11 @@ function notYetAvailable (log: Logger, modules: Record<string, boolean>): void {
 }
 
 /** The proxy, and the DestinationRule informer that feeds its policies when an API server is the source. */
-function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & { metrics: Registry, serviceMap: ServiceMap, destinationRules: Informer<KubeObject> }): { proxy: EdgeProxy, components: Component[] } {
+function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & { metrics: Registry, serviceMap: ServiceMap, destinationRules: Informer<KubeObject>, tunnel: EdgeTunnel | undefined }): { proxy: EdgeProxy, components: Component[] } {
   const p = config.modules.edgeProxy
   const log = deps.logger.forComponent('proxy')
-  // The tunnel (issue 6) plugs in here; until then every endpoint is dialed directly.
-  const dialer = new RoutingDialer({ nodeName: node.nodeName, direct: new DirectDialer() })
+  // Endpoints on other nodes go through the tunnel; without it every endpoint is dialed directly.
+  const dialer = new RoutingDialer({ nodeName: node.nodeName, direct: new DirectDialer(), tunnel: deps.tunnel })
   const proxy = new EdgeProxy({
     logger: log,
     metrics: deps.metrics,
@@ -144,7 +145,8 @@ function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & {
     dialer,
     isDirect: nodeName => dialer.isDirect(nodeName)
   }, {
-    listenIp: config.commonConfig.bridgeDeviceIP,
+    // Without interception nothing DNATs to the bridge IP: clients (demo, tests) connect to loopback listeners.
+    listenIp: p.interception === 'none' ? '127.0.0.1' : config.commonConfig.bridgeDeviceIP,
     serviceFilterMode: p.serviceFilterMode,
     kernelPath: p.kernelPath,
     udpIdleTimeoutMs: p.udpIdleTimeout * 1000
@@ -164,6 +166,17 @@ function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & {
   })
   // Rules first: the proxy's first sync then already knows the policies.
   return { proxy, components: [rules, proxy] }
+}
+
+/** The tunnel, with relay addresses as `advertiseAddress` × `listenPort` (upstream's rule). */
+function createTunnel (t: EdgeTunnelConfig, nodeName: string, deps: { logger: Logger, metrics: Registry }): EdgeTunnel {
+  return new EdgeTunnel(deps, {
+    nodeName,
+    listenPort: t.listenPort,
+    relayNodes: t.relayNodes.map(r => ({ nodeName: r.nodeName, addresses: r.advertiseAddress.map(ip => ({ ip, port: t.listenPort })) })),
+    pskFile: t.psk.enable ? t.psk.path : undefined,
+    maxInboundStreams: t.tunnelLimitConfig.enable ? t.tunnelLimitConfig.tunnelBaseStreamIn : undefined
+  })
 }
 
 /** An informer whose refusal to start (resource not served, forbidden) is logged, not fatal. */
@@ -201,27 +214,33 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   })
   log.info('agent configured', { node: node.nodeName, namespace: node.namespace, mode: node.mode, source: sources.description })
   const m = config.modules
-  notYetAvailable(log, { edgeTunnel: m.edgeTunnel.enable, edgeCNI: m.edgeCNI.enable })
+  notYetAvailable(log, { edgeCNI: m.edgeCNI.enable })
   // modules: created here in dependency order (service map first).
   const components: Component[] = [serviceMap]
   // One registry for every module, served by the status server's /metrics.
   const metrics = new Registry()
   const { bridgeDeviceName, bridgeDeviceIP } = config.commonConfig
-  if (m.edgeDNS.enable || m.edgeProxy.enable) {
+  const intercept = m.edgeProxy.enable && m.edgeProxy.interception !== 'none'
+  if (m.edgeDNS.enable || intercept) {
     components.push(new BridgeDevice({ logger: log.forComponent('bridge-device'), host: new IpHostNet() }, { name: bridgeDeviceName, address: bridgeDeviceIP }))
   }
   if (m.edgeDNS.enable) {
     components.push(new DnsServer({ logger: log.forComponent('dns'), metrics, serviceMap }, dnsServerInit(m.edgeDNS, bridgeDeviceIP)))
   }
+  const tunnel = m.edgeTunnel.enable ? createTunnel(m.edgeTunnel, node.nodeName, { logger: log.forComponent('tunnel'), metrics }) : undefined
+  if (tunnel !== undefined) components.push(tunnel)
   let proxy: EdgeProxy | undefined
   if (m.edgeProxy.enable) {
-    const created = createProxy(config, node, { ...deps, metrics, serviceMap, destinationRules: sources.destinationRules })
+    const created = createProxy(config, node, { ...deps, metrics, serviceMap, destinationRules: sources.destinationRules, tunnel })
     proxy = created.proxy
     components.push(...created.components)
   }
   // The status server reads the group it belongs to; it is asked only after start.
   components.push(...createStatusServers(config.commonConfig, m.edgeTunnel.metricConfig, { logger: log, metrics, source: () => app }))
   const app = new AppGroup('agent', components, serviceMap, log, sources.close)
+  if (tunnel !== undefined) {
+    app.summaries.push(() => ({ tunnel: { peerId: tunnel.peerId(), relay: tunnel.isRelay, addresses: tunnel.addresses(), peers: tunnel.peers() } }))
+  }
   if (proxy !== undefined) {
     const p = proxy
     app.summaries.push(() => {

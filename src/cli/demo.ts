@@ -62,7 +62,7 @@ export async function runDemo (argv: string[], io: CommandIO): Promise<number> {
   try {
     const { config } = parseConfig('agent', JSON.stringify({
       kubeAPIConfig: { standaloneFile: file },
-      commonConfig: { stateDir },
+      commonConfig: { stateDir, statusPort: 0 },
       modules: { edgeDNS: { enable: false } }
     }), { env: io.env })
     const app = createAgent(config, { nodeName: 'demo-node', namespace: 'demo', mode: 'ManualMode' }, { logger: log, env: io.env })

@@ -146,7 +146,7 @@ export const EdgeProxyConfig = obj({
   serviceFilterMode: oneOf(['FilterIfLabelExists', 'FilterIfLabelDoesNotExists'] as const, 'FilterIfLabelExists',
     'Which services to proxy, by label `service.edgemesh.kubeedge.io/service-proxy-name`.'),
   interception: oneOf(['nftables', 'none'] as const, 'nftables',
-    'How ClusterIP traffic reaches the proxy: an nftables table of our own, or none (clients connect to the listeners themselves: local demo, tests).', { ours: true }),
+    'How ClusterIP traffic reaches the proxy: an nftables table of our own, or none (listeners on 127.0.0.1 that clients connect to themselves: local demo, tests).', { ours: true }),
   kernelPath: bool(true, 'DNAT in the kernel for service ports whose endpoints are reached without the tunnel and whose policy nftables can express.', { ours: true }),
   udpIdleTimeout: int(30, 'Seconds after which a UDP session without traffic is closed.', 1, 86_400, { ours: true }),
   socks5Proxy: obj({

@@ -4,7 +4,8 @@ import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { mkdtemp, rm, readFile } from 'node:fs/promises'
+import { mkdtemp, rm, readFile, writeFile } from 'node:fs/promises'
+import { parseDocument } from 'yaml'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startControlPlane, haveControlPlaneTools } from '../../helpers/control-plane.ts'
@@ -63,10 +64,16 @@ describe('edgemesh agent process', { skip: haveControlPlaneTools() ? false : 'co
   before(async () => {
     cp = await startControlPlane()
     stateDir = await mkdtemp(join(tmpdir(), 'edgemesh-state-'))
-    // The upstream file plus our state dir, so the test does not write /var/lib.
-    const text = await readFile(upstreamConfig, 'utf8')
+    // The upstream file, plus what keeps the test off the host: a state dir instead of /var/lib, no
+    // interception rules or bridge device, a PSK file instead of /etc/edgemesh/psk.
+    const doc = parseDocument(await readFile(upstreamConfig, 'utf8'))
+    doc.setIn(['commonConfig', 'stateDir'], stateDir)
+    doc.setIn(['modules', 'edgeProxy', 'interception'], 'none')
+    doc.setIn(['modules', 'edgeTunnel', 'psk', 'path'], join(stateDir, 'psk'))
+    doc.setIn(['modules', 'edgeTunnel', 'listenPort'], 20_106)
     config = join(stateDir, 'edgemesh-agent.yaml')
-    await (await import('node:fs/promises')).writeFile(config, text + `commonConfig:\n  stateDir: ${stateDir}\n`)
+    await writeFile(join(stateDir, 'psk'), 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=')
+    await writeFile(config, doc.toString())
     for (let i = 0; i < 3; i++) {
       await cp.apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${i}`, namespace: 'default' }, spec: { ports: [{ name: 'http', port: 80 + i }] } })
     }
@@ -77,8 +84,8 @@ describe('edgemesh agent process', { skip: haveControlPlaneTools() ? false : 'co
     await rm(stateDir, { recursive: true, force: true })
   })
 
-  test('loads the upstream ConfigMap file unchanged, syncs, exits within 5 s of SIGTERM', async () => {
-    const agent = startAgent({ KUBECONFIG: cp.kubeconfigPath })
+  test('loads the upstream ConfigMap file, syncs, exits within 5 s of SIGTERM', async () => {
+    const agent = startAgent({ KUBECONFIG: cp.kubeconfigPath }, config)
     spawned.push(agent)
     const synced = await waitForLine(agent, l => l.msg === 'services synced', 15_000)
     // 3 test services + default/kubernetes

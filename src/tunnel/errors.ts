@@ -1,0 +1,32 @@
+import { EdgeMeshError } from '../errors.ts'
+
+/**
+ * The tunnel's pre-shared key file (`modules.edgeTunnel.psk.path`) is
+ * missing, unreadable or empty. Every EdgeMesh node must hold the same PSK;
+ * the agent does not start without it (set `psk.enable: false` to run an
+ * unprotected tunnel on purpose).
+ */
+export class TunnelPskError extends EdgeMeshError {
+  override readonly name = 'TunnelPskError'
+  readonly code = 'EM_ERR_TUNNEL_PSK'
+  readonly file: string
+  constructor (file: string, detail: string, options?: ErrorOptions) {
+    super(`tunnel PSK file ${file} cannot be used: ${detail} (generate one with \`edgemesh psk generate\`)`, options)
+    this.file = file
+  }
+}
+
+/**
+ * A proxied connection through the tunnel failed: the peer agent could not
+ * be reached (directly or through any relay), or it could not reach the
+ * endpoint it was asked for.
+ */
+export class TunnelDialError extends EdgeMeshError {
+  override readonly name = 'TunnelDialError'
+  readonly code = 'EM_ERR_TUNNEL_DIAL'
+  readonly nodeName: string
+  constructor (nodeName: string, detail: string, options?: ErrorOptions) {
+    super(`tunnel to node ${nodeName === '' ? '(unknown)' : nodeName}: ${detail}`, options)
+    this.nodeName = nodeName
+  }
+}

@@ -1,0 +1,50 @@
+/**
+ * A libp2p stream as a Node Duplex, so proxied connections can `pipe()`.
+ * Backpressure both ways: a full Node buffer pauses the stream; a full
+ * stream write buffer holds the write callback until its 'drain' event
+ * (not `onDrain()`, which stopped applying backpressure after the first
+ * drain in @libp2p/utils 7.4). Half-close maps to the stream's close-write.
+ */
+import { Duplex } from 'node:stream'
+import type { Stream } from '@libp2p/interface'
+
+/** Enough for a yamux window and then some; a stream whose reader stalls is aborted beyond it. */
+const MAX_READ_BUFFER = 4 * 1024 * 1024
+
+export function streamToDuplex (stream: Stream, initial?: Uint8Array): Duplex {
+  stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, MAX_READ_BUFFER)
+  let ended = false
+  const duplex = new Duplex({
+    allowHalfOpen: true,
+    read () { stream.resume() },
+    write (chunk: Buffer, _enc, cb) {
+      try {
+        if (stream.send(chunk)) { cb(); return }
+      } catch (err) { cb(err as Error); return }
+      const onDrain = (): void => { stream.removeEventListener('close', onClose); cb() }
+      const onClose = (): void => { stream.removeEventListener('drain', onDrain); cb(new Error('stream closed while writing')) }
+      stream.addEventListener('drain', onDrain, { once: true })
+      stream.addEventListener('close', onClose, { once: true })
+    },
+    final (cb) {
+      // close() rejects with a raw Event when the stream dies meanwhile: never let that escape.
+      stream.close().then(() => cb(), () => cb())
+    },
+    destroy (err, cb) {
+      if (stream.status === 'open' || stream.status === 'closing') stream.abort(err ?? new Error('proxied connection closed'))
+      cb(err)
+    }
+  })
+  const end = (): void => { if (!ended) { ended = true; duplex.push(null) } }
+  if (initial !== undefined && initial.length > 0) duplex.push(Buffer.from(initial))
+  stream.addEventListener('message', (e) => {
+    const data = e.data instanceof Uint8Array ? e.data : e.data.subarray()
+    if (!duplex.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength))) stream.pause()
+  })
+  stream.addEventListener('remoteCloseWrite', end)
+  stream.addEventListener('close', (e) => {
+    if (e.error !== undefined) duplex.destroy(e.error)
+    else end()
+  })
+  return duplex
+}

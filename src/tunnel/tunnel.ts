@@ -1,0 +1,355 @@
+/**
+ * EdgeTunnel: a libp2p host compatible with EdgeMesh v1.17 (TCP, pnet from
+ * the PSK, Noise, Yamux, circuit relay v2, PeerIDs derived from node names)
+ * that carries proxied connections with `/libp2p/tunnel-proxy/1.0.0`.
+ *
+ * Relay nodes (`relayNodes`) run the relay service; every other node holds a
+ * reservation on every relay, so a node behind NAT is reachable through any
+ * of them. A connection to an endpoint on another node opens one stream on
+ * the (direct or relayed) connection to that node's agent: no new handshake.
+ */
+import { readFile } from 'node:fs/promises'
+import { connect } from 'node:net'
+import type { Duplex } from 'node:stream'
+import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { Gauge, Counter } from 'prom-client'
+import type { Registry } from 'prom-client'
+import type { Component } from '../lifecycle/component.ts'
+import type { Logger } from '../observability/logger.ts'
+import type { DatagramChannel, DialTarget, EndpointDialer } from '../proxy/dialer.ts'
+import { compatSeed } from './identity.ts'
+import { PROXY_PROTOCOL, MessageType, decodeProxyBody, encodeProxy, takeFrame } from './messages.ts'
+import type { ProxyMessage } from './messages.ts'
+import { derivePnetKey, pnetKeyFile } from './psk.ts'
+import { streamToDuplex } from './stream.ts'
+import { TunnelDialError, TunnelPskError } from './errors.ts'
+
+/** A relay and the TCP addresses other nodes dial it at (`advertiseAddress` × `listenPort`). */
+export interface RelayNode { nodeName: string, addresses: ReadonlyArray<{ ip: string, port: number }> }
+
+export interface EdgeTunnelInit {
+  nodeName: string
+  listenPort: number
+  /** Addresses to listen on. @default ['0.0.0.0'] */
+  listenAddresses?: readonly string[]
+  relayNodes: readonly RelayNode[]
+  /** PSK file (`psk.path`); undefined when `psk.enable` is false. */
+  pskFile: string | undefined
+  /** Inbound proxy streams at once. @default 10240 */
+  maxInboundStreams?: number
+  /** Relay service limits (relay nodes only). */
+  relay?: { maxReservations?: number, reservationTtlMs?: number }
+  /** How long a proxied dial may take, handshake included. @default 10000 */
+  dialTimeoutMs?: number
+}
+
+export interface PeerInfo {
+  nodeName: string | undefined
+  peerId: string
+  addresses: string[]
+  /** `direct`, or `relay` when the connection runs through a circuit. */
+  path: 'direct' | 'relay'
+  since: number
+}
+
+/** An open connection that does not carry a new stream within this long is considered dead. */
+const STALE_CONNECTION_MS = 750
+
+/** PeerIDs by node name, computed once (upstream's derivation). */
+const peerIds = new Map<string, Promise<PeerId>>()
+async function compatPeerId (nodeName: string): Promise<PeerId> {
+  let p = peerIds.get(nodeName)
+  if (p === undefined) {
+    p = (async () => {
+      const { generateKeyPairFromSeed } = await import('@libp2p/crypto/keys')
+      const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
+      return peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', compatSeed(nodeName)))
+    })()
+    peerIds.set(nodeName, p)
+  }
+  return await p
+}
+
+/** Reads one framed handshake message from a stream, keeping whatever followed it. */
+async function readMessage (stream: Stream, signal: AbortSignal): Promise<{ message: ProxyMessage, rest: Buffer }> {
+  return await new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0)
+    const done = (err?: Error, value?: { message: ProxyMessage, rest: Buffer }): void => {
+      stream.removeEventListener('message', onMessage)
+      stream.removeEventListener('close', onClose)
+      signal.removeEventListener('abort', onAbort)
+      if (err !== undefined) reject(err)
+      else resolve(value as { message: ProxyMessage, rest: Buffer })
+    }
+    const onMessage = (e: { data: Uint8Array | { subarray: () => Uint8Array } }): void => {
+      const data = e.data instanceof Uint8Array ? e.data : e.data.subarray()
+      buf = Buffer.concat([buf, data])
+      try {
+        const frame = takeFrame(buf)
+        if (frame === undefined) return
+        // Stop delivering until the caller attaches its own reader; later bytes stay buffered in the stream.
+        stream.pause()
+        done(undefined, { message: decodeProxyBody(frame.body), rest: Buffer.from(frame.rest) })
+      } catch (err) {
+        done(err as Error)
+      }
+    }
+    const onClose = (): void => done(new Error('stream closed during the handshake'))
+    const onAbort = (): void => done(signal.reason instanceof Error ? signal.reason : new Error('handshake aborted'))
+    stream.addEventListener('message', onMessage as never)
+    stream.addEventListener('close', onClose)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+export class EdgeTunnel implements Component, EndpointDialer {
+  readonly name = 'tunnel'
+  readonly #log: Logger
+  readonly #registry: Registry
+  readonly #init: EdgeTunnelInit
+  #node: Libp2p | undefined
+  #relays: Array<{ nodeName: string, peerId: PeerId, addrs: Multiaddr[] }> = []
+  #metrics: { streams: Counter<'direction' | 'result'>, peers: Gauge<'path'> } | undefined
+  #multiaddr: ((addr: string) => Multiaddr) | undefined
+  readonly #nodeNames = new Map<string, string>()
+
+  constructor (deps: { logger: Logger, metrics: Registry }, init: EdgeTunnelInit) {
+    this.#log = deps.logger
+    this.#registry = deps.metrics
+    this.#init = init
+  }
+
+  get isRelay (): boolean {
+    return this.#init.relayNodes.some(r => r.nodeName === this.#init.nodeName)
+  }
+
+  /** This node's PeerID, once started. */
+  peerId (): string | undefined {
+    return this.#node?.peerId.toString()
+  }
+
+  /** Listening and announced addresses, once started. */
+  addresses (): string[] {
+    return this.#node?.getMultiaddrs().map(a => a.toString()) ?? []
+  }
+
+  isReady (): boolean {
+    return this.#node !== undefined
+  }
+
+  /** Connected peers with their path; node names where known (relays, peers we dialed, peers that dialed us). */
+  peers (): PeerInfo[] {
+    const node = this.#node
+    if (node === undefined) return []
+    const out: PeerInfo[] = []
+    for (const conn of node.getConnections()) {
+      const id = conn.remotePeer.toString()
+      out.push({
+        nodeName: this.#nodeNames.get(id),
+        peerId: id,
+        addresses: [conn.remoteAddr.toString()],
+        path: conn.remoteAddr.toString().includes('/p2p-circuit') ? 'relay' : 'direct',
+        since: conn.timeline.open
+      })
+    }
+    return out
+  }
+
+  async start (): Promise<void> {
+    if (this.#node !== undefined) return
+    const init = this.#init
+    let psk: Uint8Array | undefined
+    if (init.pskFile !== undefined) {
+      let bytes: Buffer
+      try {
+        bytes = await readFile(init.pskFile)
+      } catch (err) {
+        throw new TunnelPskError(init.pskFile, (err as NodeJS.ErrnoException).code ?? String(err), { cause: err })
+      }
+      if (bytes.length === 0) throw new TunnelPskError(init.pskFile, 'the file is empty')
+      psk = new TextEncoder().encode(pnetKeyFile(derivePnetKey(bytes)))
+    }
+    // Loaded here, not at import: nodes without the tunnel never pay for libp2p.
+    const [{ createLibp2p }, { tcp }, { noise }, { yamux }, { preSharedKey }, relayMod, { identify }, { generateKeyPairFromSeed }, { multiaddr }] = await Promise.all([
+      import('libp2p'), import('@libp2p/tcp'), import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'),
+      import('@libp2p/pnet'), import('@libp2p/circuit-relay-v2'), import('@libp2p/identify'), import('@libp2p/crypto/keys'),
+      import('@multiformats/multiaddr')
+    ])
+    this.#multiaddr = multiaddr
+    this.#relays = []
+    for (const r of init.relayNodes) {
+      if (r.nodeName === init.nodeName) continue
+      const peerId = await compatPeerId(r.nodeName)
+      this.#nodeNames.set(peerId.toString(), r.nodeName)
+      this.#relays.push({ nodeName: r.nodeName, peerId, addrs: r.addresses.map(a => multiaddr(`/ip4/${a.ip}/tcp/${a.port}`)) })
+    }
+    const listen = (init.listenAddresses ?? ['0.0.0.0']).map(a => `/ip4/${a}/tcp/${init.listenPort}`)
+    // Behind NAT nobody can dial us: hold a reservation on every relay (HA).
+    if (!this.isRelay) for (const r of this.#relays) for (const a of r.addrs) listen.push(`${a.toString()}/p2p/${r.peerId.toString()}/p2p-circuit`)
+    const self = init.relayNodes.find(r => r.nodeName === init.nodeName)
+    const privateKey = await generateKeyPairFromSeed('Ed25519', compatSeed(init.nodeName))
+    const services: Record<string, unknown> = { identify: identify() }
+    if (this.isRelay) {
+      services.relay = relayMod.circuitRelayServer({
+        reservations: {
+          maxReservations: init.relay?.maxReservations ?? 128,
+          reservationTtl: init.relay?.reservationTtlMs ?? 60 * 60 * 1000,
+          // Upstream relays without a per-circuit limit; libp2p's default (2 min, 128 KiB) cuts transfers.
+          applyDefaultLimit: false
+        }
+      })
+    }
+    const node = await createLibp2p({
+      privateKey,
+      addresses: {
+        listen,
+        ...(self !== undefined ? { appendAnnounce: self.addresses.map(a => `/ip4/${a.ip}/tcp/${a.port}`) } : {})
+      },
+      transports: [tcp(), relayMod.circuitRelayTransport({ reservationCompletionTimeout: 10_000, reservationConcurrency: 4 })],
+      connectionEncrypters: [noise()],
+      streamMuxers: [yamux()],
+      ...(psk !== undefined ? { connectionProtector: preSharedKey({ psk }) } : {}),
+      connectionGater: { denyDialMultiaddr: () => false },
+      // A relay that is down at start must not stop the agent: reservations are retried.
+      transportManager: { faultTolerance: 1 /* FaultTolerance.NO_FATAL */ },
+      services: services as never,
+      start: false
+    })
+    await node.handle(PROXY_PROTOCOL, (stream) => {
+      this.#serveProxy(stream).catch(err => this.#log.debug('proxy stream failed', { err }))
+    }, { runOnLimitedConnection: true, maxInboundStreams: init.maxInboundStreams ?? 10_240 })
+    for (const r of this.#relays) await node.peerStore.merge(r.peerId, { multiaddrs: r.addrs })
+    await node.start()
+    this.#node = node
+    this.#metrics ??= {
+      streams: new Counter({ name: 'edgemesh_tunnel_streams_total', help: 'Proxy streams, by direction (inbound/outbound) and result.', labelNames: ['direction', 'result'], registers: [this.#registry] }),
+      peers: new Gauge({
+        name: 'edgemesh_tunnel_peers',
+        help: 'Connected peers by path (direct or relay).',
+        labelNames: ['path'],
+        registers: [this.#registry],
+        collect: () => {
+          const peers = this.peers()
+          this.#metrics?.peers.set({ path: 'direct' }, peers.filter(p => p.path === 'direct').length)
+          this.#metrics?.peers.set({ path: 'relay' }, peers.filter(p => p.path === 'relay').length)
+        }
+      })
+    }
+    this.#log.info('tunnel listening', { peerId: node.peerId.toString(), relay: this.isRelay, addresses: this.addresses() })
+    // Reservations are made by the circuit transport; connect to relays anyway so failures are named now.
+    for (const r of this.#relays) {
+      node.dial(r.peerId, { signal: AbortSignal.timeout(10_000) }).then(() => {
+        this.#log.info('connected to relay', { relay: r.nodeName })
+      }, (err: Error) => {
+        this.#log.warn(isHandshakeFailure(err) ? 'PSK mismatch or not an EdgeMesh peer' : 'relay unreachable', { relay: r.nodeName, addresses: r.addrs.map(String), err: err.message })
+      })
+    }
+  }
+
+  async stop (): Promise<void> {
+    const node = this.#node
+    this.#node = undefined
+    await node?.stop()
+  }
+
+  async dialTcp (target: DialTarget, signal?: AbortSignal): Promise<Duplex> {
+    const { stream, rest } = await this.#open(target, 'tcp', signal)
+    return streamToDuplex(stream, rest)
+  }
+
+  async dialUdp (target: DialTarget): Promise<DatagramChannel> {
+    throw new TunnelDialError(target.nodeName ?? '', 'UDP through the tunnel is not supported yet')
+  }
+
+  async #open (target: DialTarget, protocol: 'tcp' | 'udp', signal?: AbortSignal): Promise<{ stream: Stream, rest: Buffer }> {
+    const node = this.#node
+    const nodeName = target.nodeName
+    if (node === undefined) throw new TunnelDialError(nodeName ?? '', 'the tunnel is not running')
+    if (nodeName === undefined || nodeName === '') throw new TunnelDialError('', 'the endpoint has no node name')
+    const peerId = await compatPeerId(nodeName)
+    this.#nodeNames.set(peerId.toString(), nodeName)
+    const multiaddr = this.#multiaddr as (a: string) => Multiaddr
+    // Every relay may carry the connection; libp2p prefers a direct address when it knows one.
+    const circuits = this.#relays.filter(r => r.nodeName !== nodeName)
+      .flatMap(r => r.addrs.map(a => multiaddr(`${a.toString()}/p2p/${r.peerId.toString()}/p2p-circuit/p2p/${peerId.toString()}`)))
+    const relay = this.#relays.find(r => r.nodeName === nodeName)
+    // Dial these, not whatever the peer store learned: identify hands us the peer's LAN addresses,
+    // and on another site those are unreachable (or another host) and can stall a dial for seconds.
+    const targets = relay !== undefined ? relay.addrs.map(a => multiaddr(`${a.toString()}/p2p/${peerId.toString()}`)) : circuits
+    const timeout = AbortSignal.timeout(this.#init.dialTimeoutMs ?? 10_000)
+    const abort = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
+    let stream: Stream
+    try {
+      stream = await this.#openStream(node, peerId, targets, abort)
+    } catch (err) {
+      this.#metrics?.streams.inc({ direction: 'outbound', result: 'dial_failed' })
+      throw new TunnelDialError(nodeName, (err as Error).message, { cause: err })
+    }
+    // No payload before SUCCESS: upstream's reader would drop it.
+    stream.send(encodeProxy({ type: MessageType.CONNECT, protocol, nodeName, ip: target.ip, port: target.port }))
+    try {
+      const { message, rest } = await readMessage(stream, abort)
+      if (message.type === MessageType.FAILED) throw new Error(`the agent on ${nodeName} could not reach ${target.ip}:${target.port}`)
+      this.#metrics?.streams.inc({ direction: 'outbound', result: 'ok' })
+      return { stream, rest }
+    } catch (err) {
+      this.#metrics?.streams.inc({ direction: 'outbound', result: 'refused' })
+      stream.abort(err as Error)
+      throw new TunnelDialError(nodeName, (err as Error).message, { cause: err })
+    }
+  }
+
+  /**
+   * Opens a proxy stream. A connection whose relay just died can look open
+   * for a while and swallow the stream: if the first try on an existing
+   * connection does not answer quickly, drop that connection and dial again
+   * (the other relays' circuits, or a direct address).
+   */
+  async #openStream (node: Libp2p, peerId: PeerId, targets: Multiaddr[], signal: AbortSignal): Promise<Stream> {
+    if (node.getConnections(peerId).length > 0) {
+      try {
+        return await node.dialProtocol(peerId, PROXY_PROTOCOL, { signal: AbortSignal.any([signal, AbortSignal.timeout(STALE_CONNECTION_MS)]), runOnLimitedConnection: true })
+      } catch (err) {
+        if (signal.aborted) throw err
+        this.#log.debug('existing connection did not answer; redialing', { peer: peerId.toString(), err })
+        await node.hangUp(peerId).catch(() => {})
+      }
+    }
+    return await node.dialProtocol(targets.length > 0 ? targets : peerId, PROXY_PROTOCOL, { signal, runOnLimitedConnection: true })
+  }
+
+  /** The responder: dial the requested ip:port from this node, answer SUCCESS or FAILED, then pipe. */
+  async #serveProxy (stream: Stream): Promise<void> {
+    const { message, rest } = await readMessage(stream, AbortSignal.timeout(10_000))
+    if (message.type !== MessageType.CONNECT) { stream.abort(new Error('expected CONNECT')); return }
+    if (message.protocol !== 'tcp' || message.ip === undefined || message.port === undefined) {
+      stream.send(encodeProxy({ type: MessageType.FAILED }))
+      this.#metrics?.streams.inc({ direction: 'inbound', result: 'unsupported' })
+      await stream.close().catch(() => {})
+      return
+    }
+    const socket = connect({ host: message.ip, port: message.port, allowHalfOpen: true, noDelay: true })
+    try {
+      await new Promise<void>((resolve, reject) => { socket.once('connect', resolve); socket.once('error', reject) })
+    } catch (err) {
+      this.#log.debug('proxy target unreachable', { target: `${message.ip}:${message.port}`, err })
+      stream.send(encodeProxy({ type: MessageType.FAILED }))
+      this.#metrics?.streams.inc({ direction: 'inbound', result: 'target_unreachable' })
+      await stream.close().catch(() => {})
+      return
+    }
+    stream.send(encodeProxy({ ...message, type: MessageType.SUCCESS }))
+    this.#metrics?.streams.inc({ direction: 'inbound', result: 'ok' })
+    const duplex = streamToDuplex(stream, rest)
+    socket.on('error', () => duplex.destroy())
+    duplex.on('error', () => socket.destroy())
+    duplex.pipe(socket)
+    socket.pipe(duplex)
+  }
+}
+
+function isHandshakeFailure (err: Error): boolean {
+  // pnet with another key garbles the Noise handshake; the peer then looks like something else entirely.
+  return /encrypt|decrypt|handshake|protocol selection|multistream|unexpected end|invalid|mac/i.test(`${err.name} ${err.message} ${String((err as { cause?: Error }).cause?.message ?? '')}`)
+}

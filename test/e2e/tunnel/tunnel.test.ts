@@ -1,0 +1,154 @@
+// EdgeTunnel in the seed lab: relays on both cloud nodes, an agent on edge
+// site B (behind a symmetric NAT) holding reservations on both, and an agent
+// on edge site A proxying ClusterIP traffic to endpoints on site B and on
+// the cloud. Every agent is the real process with its own config file.
+import { describe, test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Lab, seed, workload } from '../../../src/lab/index.ts'
+import type { LabProcess } from '../../../src/lab/index.ts'
+import { rootOnly, waitFor } from '../lab/helpers.ts'
+
+const root = fileURLToPath(new URL('../../../', import.meta.url))
+const entry = join(root, 'src/bin/edgemesh.ts')
+const PSK = 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ='
+
+const SERVICES = `apiVersion: v1
+kind: Service
+metadata: {name: hostname-svc, namespace: default}
+spec: {clusterIP: 10.96.0.10, ports: [{name: http, port: 12345, protocol: TCP, targetPort: 9376}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: hostname-svc-1, namespace: default, labels: {kubernetes.io/service-name: hostname-svc}}
+addressType: IPv4
+ports: [{name: http, port: 9376, protocol: TCP}]
+endpoints:
+- {addresses: [192.168.1.21], conditions: {ready: true}, nodeName: edge-b1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: cloud-svc, namespace: default}
+spec: {clusterIP: 10.96.0.11, ports: [{name: http, port: 80, protocol: TCP, targetPort: 9376}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: cloud-svc-1, namespace: default, labels: {kubernetes.io/service-name: cloud-svc}}
+addressType: IPv4
+ports: [{name: http, port: 9376, protocol: TCP}]
+endpoints:
+- {addresses: [203.0.113.11], conditions: {ready: true}, nodeName: k8s-node1}
+`
+
+describe('EdgeTunnel in the seed lab', rootOnly, () => {
+  let lab: Lab
+  let dir: string
+  const agents = new Map<string, LabProcess>()
+
+  async function config (node: string, opts: { proxy: boolean, psk?: string }): Promise<string> {
+    const pskFile = join(dir, `${node}.psk`)
+    await writeFile(pskFile, opts.psk ?? PSK)
+    const file = join(dir, `${node}.yaml`)
+    await writeFile(file, [
+      'kubeAPIConfig:', `  standaloneFile: ${join(dir, 'services.yaml')}`,
+      'commonConfig:', `  stateDir: ${join(dir, node)}`,
+      'modules:',
+      `  edgeDNS: {enable: ${String(opts.proxy)}}`,
+      `  edgeProxy: {enable: ${String(opts.proxy)}}`,
+      '  edgeTunnel:',
+      '    enable: true',
+      `    psk: {path: ${pskFile}}`,
+      '    relayNodes:',
+      '    - {nodeName: k8s-master, advertiseAddress: [203.0.113.10]}',
+      '    - {nodeName: k8s-node1, advertiseAddress: [203.0.113.11]}',
+      ''
+    ].join('\n'))
+    return file
+  }
+
+  async function startAgent (node: string, opts: { proxy: boolean, psk?: string }): Promise<LabProcess> {
+    const p = lab.spawn(node, [process.execPath, entry, 'agent', '--config-file', await config(node, opts)], { env: { NAMESPACE: 'kubeedge', ...(process.env.TUNNEL_DEBUG !== undefined && node === 'edge-a1' ? { DEBUG: process.env.TUNNEL_DEBUG } : {}) }, name: `agent-${agents.size}` })
+    agents.set(node, p)
+    try {
+      await p.waitForOutput('"msg":"running"', 20_000)
+    } catch (err) {
+      throw new Error(`agent on ${node} did not start: ${(err as Error).message}\n${(await p.output()).slice(-4000)}`)
+    }
+    return p
+  }
+
+  async function status (node: string): Promise<{ tunnel: { addresses: string[], peers: Array<{ nodeName?: string, path: string }> } }> {
+    const r = await lab.exec(node, ['curl', '-sS', '--max-time', '2', 'http://127.0.0.1:10551/status'])
+    return JSON.parse(r.stdout === '' ? '{"tunnel":{"addresses":[],"peers":[]}}' : r.stdout)
+  }
+
+  async function curl (node: string, url: string, maxTime = 5): Promise<{ code: number, out: string }> {
+    const r = await lab.exec(node, ['curl', '-sS', '--max-time', String(maxTime), url], { pod: 'client' })
+    return { code: r.code ?? -1, out: r.stdout + r.stderr }
+  }
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'edgemesh-tunnel-e2e-'))
+    await writeFile(join(dir, 'services.yaml'), SERVICES)
+    lab = await Lab.up(seed, { id: Lab.newId() })
+    for (const node of ['edge-b1', 'k8s-node1']) {
+      const p = lab.spawn(node, workload('hostname', '--name', node))
+      await p.waitForOutput('listening', 10_000)
+    }
+    await Promise.all([startAgent('k8s-master', { proxy: false }), startAgent('k8s-node1', { proxy: false })])
+    await startAgent('edge-b1', { proxy: false })
+    await startAgent('edge-a1', { proxy: true })
+    // Site B is reachable only through its reservations: wait for both.
+    await waitFor('edge-b1 holds reservations on both relays', async () => {
+      const a = (await status('edge-b1')).tunnel.addresses
+      return a.some(x => x.includes('203.0.113.10') && x.includes('p2p-circuit')) && a.some(x => x.includes('203.0.113.11') && x.includes('p2p-circuit'))
+    }, 20_000)
+  })
+
+  after(async () => {
+    await lab?.down()
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true })
+  })
+
+  test('a pod on site A reaches a service whose only endpoint is on site B, through a relay', async () => {
+    const r = await curl('edge-a1', 'http://hostname-svc:12345')
+    assert.equal(r.code, 0, r.out)
+    assert.equal(r.out, 'edge-b1')
+    const peers = (await status('edge-a1')).tunnel.peers
+    assert.ok(peers.some(p => p.nodeName === 'edge-b1' && p.path === 'relay'), JSON.stringify(peers))
+  })
+
+  test('and a service whose endpoint is on a cloud node, directly', async () => {
+    const r = await curl('edge-a1', 'http://cloud-svc.default.svc.cluster.local')
+    assert.equal(r.code, 0, r.out)
+    assert.equal(r.out, 'k8s-node1')
+    const peers = (await status('edge-a1')).tunnel.peers
+    assert.ok(peers.some(p => p.nodeName === 'k8s-node1' && p.path === 'direct'), JSON.stringify(peers))
+  })
+
+  test('with one relay gone, new connections succeed within 3 s through the other', async () => {
+    const relay = agents.get('k8s-master') as LabProcess
+    await relay.stop({ graceMs: 0 })
+    const started = Date.now()
+    let last = { code: -1, out: '' }
+    const attempts: string[] = []
+    while (Date.now() - started < 3000) {
+      const t0 = Date.now()
+      last = await curl('edge-a1', 'http://10.96.0.10:12345', 2)
+      attempts.push(`${Date.now() - t0} ms: ${last.code} ${last.out}`)
+      if (last.code === 0) break
+    }
+    assert.equal(last.out, 'edge-b1', `no answer within 3 s: ${attempts.join('; ')}`)
+    assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms: ${attempts.join('; ')}`)
+  })
+
+  test('a node with a different PSK reaches nothing and logs why', async () => {
+    const stranger = await startAgent('edge-a2', { proxy: true, psk: 'not the cluster key, but long enough' })
+    await waitFor('mismatch logged', async () => (await stranger.output()).includes('PSK mismatch or not an EdgeMesh peer'), 15_000)
+    const r = await curl('edge-a2', 'http://10.96.0.10:12345', 3)
+    assert.notEqual(r.code, 0, r.out)
+  })
+})

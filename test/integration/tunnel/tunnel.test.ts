@@ -1,0 +1,120 @@
+// Three tunnels on loopback: a relay and two nodes that reach each other
+// only through it (they know no address of each other). Real libp2p, real
+// sockets, the real PSK derivation.
+import { describe, test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { createServer } from 'node:net'
+import type { Server } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Registry } from 'prom-client'
+import { EdgeTunnel } from '../../../src/tunnel/tunnel.ts'
+import type { EdgeTunnelInit } from '../../../src/tunnel/tunnel.ts'
+import { noopLogger } from '../../../src/observability/logger.ts'
+import { recordingLogger } from '../../helpers/recording-logger.ts'
+import type { LogLine } from '../../helpers/recording-logger.ts'
+import { eventually } from '../../helpers/control-plane.ts'
+
+async function freePort (): Promise<number> {
+  const s = createServer()
+  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
+  const port = (s.address() as { port: number }).port
+  await new Promise(resolve => s.close(resolve))
+  return port
+}
+
+async function roundTrip (conn: Duplex, payload: string): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    let out = ''
+    conn.on('data', (d: Buffer) => { out += d.toString() })
+    conn.on('end', () => resolve(out))
+    conn.on('error', reject)
+    conn.end(payload)
+  })
+}
+
+describe('EdgeTunnel on loopback: relay + two nodes', () => {
+  let dir: string
+  let echo: Server
+  let echoPort: number
+  const tunnels: EdgeTunnel[] = []
+  let relayPort: number
+  const lines: LogLine[] = []
+
+  function tunnel (nodeName: string, port: number, pskFile: string, logger = noopLogger): EdgeTunnel {
+    const init: EdgeTunnelInit = {
+      nodeName,
+      listenPort: port,
+      listenAddresses: ['127.0.0.1'],
+      relayNodes: [{ nodeName: 'relay-1', addresses: [{ ip: '127.0.0.1', port: relayPort }] }],
+      pskFile
+    }
+    const t = new EdgeTunnel({ logger, metrics: new Registry() }, init)
+    tunnels.push(t)
+    return t
+  }
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'edgemesh-tunnel-'))
+    writeFileSync(join(dir, 'psk'), 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=')
+    writeFileSync(join(dir, 'other-psk'), 'a different key entirely, 32+ bytes long')
+    // A half-close-aware echo: answers after the client's FIN, like a request/response server.
+    echo = createServer({ allowHalfOpen: true }, s => {
+      let got = ''
+      s.on('data', d => { got += d.toString() })
+      s.on('end', () => s.end(`echo:${got}`))
+    })
+    await new Promise<void>(resolve => echo.listen(0, '127.0.0.1', resolve))
+    echoPort = (echo.address() as { port: number }).port
+    relayPort = await freePort()
+  })
+
+  after(async () => {
+    for (const t of tunnels.reverse()) await t.stop()
+    echo.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  test('node A reaches an endpoint on node B through the relay, and back', async () => {
+    const relay = tunnel('relay-1', relayPort, join(dir, 'psk'))
+    await relay.start()
+    const a = tunnel('node-a', await freePort(), join(dir, 'psk'))
+    const b = tunnel('node-b', await freePort(), join(dir, 'psk'))
+    await Promise.all([a.start(), b.start()])
+    // B's reservation on the relay must be in place before A can reach it.
+    await eventually('B holds a reservation', () => b.addresses().some(x => x.includes('/p2p-circuit')), 15_000, 50)
+    await eventually('A holds a reservation', () => a.addresses().some(x => x.includes('/p2p-circuit')), 15_000, 50)
+    const conn = await a.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-b', service: 'default/echo' })
+    assert.equal(await roundTrip(conn, 'hello through the relay'), 'echo:hello through the relay')
+    assert.ok(a.peers().some(p => p.nodeName === 'node-b' && p.path === 'relay'), JSON.stringify(a.peers()))
+    // The other way, and a second connection reusing the peer connection.
+    for (let i = 0; i < 2; i++) {
+      const back = await b.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-a', service: 'default/echo' })
+      assert.equal(await roundTrip(back, `back ${i}`), `echo:back ${i}`)
+    }
+    // 1 MB both ways keeps every byte.
+    const big = 'x'.repeat(1 << 20)
+    const bulk = await a.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-b', service: 'default/echo' })
+    assert.equal((await roundTrip(bulk, big)).length, big.length + 5)
+  })
+
+  test('an unreachable endpoint on the far node fails the dial with a reason', async () => {
+    const a = tunnels.find(t => t.peerId() !== undefined && !t.isRelay) as EdgeTunnel
+    const closed = await freePort()
+    await assert.rejects(a.dialTcp({ ip: '127.0.0.1', port: closed, nodeName: 'node-b', service: 'default/x' }), /could not reach 127\.0\.0\.1/)
+  })
+
+  test('a node with another PSK reaches nothing and says why', async () => {
+    const stranger = tunnel('stranger', await freePort(), join(dir, 'other-psk'), recordingLogger(lines))
+    await stranger.start()
+    await eventually('the mismatch is logged', () => lines.some(l => l.msg === 'PSK mismatch or not an EdgeMesh peer'), 15_000, 50)
+    await assert.rejects(stranger.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-b', service: 'default/echo' }))
+  })
+
+  test('a missing PSK file stops the start with the file named', async () => {
+    const t = tunnel('nokey', await freePort(), join(dir, 'missing'))
+    await assert.rejects(t.start(), (err: Error & { code?: string }) => err.code === 'EM_ERR_TUNNEL_PSK' && err.message.includes(join(dir, 'missing')))
+  })
+})
