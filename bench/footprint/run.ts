@@ -4,7 +4,8 @@
 //   npm run bench:footprint [-- --runs 5 --idle-ms 5000]
 //
 // Scenarios: the agent on a standalone services file with DNS off (no root);
-// the same with EdgeDNS on, inside a throw-away network namespace (root only);
+// the same with EdgeDNS on, and with every module (DNS, proxy with nftables,
+// tunnel), inside a throw-away network namespace (root only);
 // and the agent's kube data layer over TLS against a real kube-apiserver.
 import { spawn, execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
@@ -46,6 +47,8 @@ const services = join(root, 'examples/standalone/services.yaml')
 const writeConfig = (name: string, yaml: string): string => { const f = join(dir, name); writeFileSync(f, yaml); return f }
 const standalone = writeConfig('standalone.yaml', `kubeAPIConfig: {standaloneFile: ${services}}\ncommonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: false}}\n`)
 const withDns = writeConfig('dns.yaml', `kubeAPIConfig: {standaloneFile: ${services}}\ncommonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: true}}\n`)
+writeFileSync(join(dir, 'psk'), 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=')
+const everything = writeConfig('all.yaml', `kubeAPIConfig: {standaloneFile: ${services}}\ncommonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: true}, edgeProxy: {enable: true}, edgeTunnel: {enable: true, psk: {path: ${join(dir, 'psk')}}, relayNodes: [{nodeName: relay, advertiseAddress: [127.0.0.1]}]}}\n`)
 const env = { NODE_NAME: 'bench-node', NAMESPACE: 'kubeedge' }
 const node = process.execPath
 
@@ -61,6 +64,7 @@ const scenarios: Array<[string, () => Promise<number>]> = [
   ['bare node (baseline)', () => idleRss([node, '-e', 'setInterval(() => {}, 1000)'])],
   ['agent, standalone file, DNS off', () => idleRss([node, bundle, 'agent', '--config-file', standalone], env)],
   ...(isRoot ? [['agent, standalone file, EdgeDNS on (netns)', () => idleRss(['ip', 'netns', 'exec', ns, node, bundle, 'agent', '--config-file', withDns], env)]] as Array<[string, () => Promise<number>]> : []),
+  ...(isRoot ? [['agent, every module: DNS + proxy (nftables) + tunnel (netns)', () => idleRss(['ip', 'netns', 'exec', ns, node, bundle, 'agent', '--config-file', everything], env)]] as Array<[string, () => Promise<number>]> : []),
   ...(cp !== undefined && kube !== undefined ? [['agent, kube-apiserver over TLS (empty cluster)', () => idleRss([node, bundle, 'agent', '--config-file', kube], { ...env, KUBECONFIG: cp.kubeconfigPath, KUBERNETES_PORT: 'tcp://10.96.0.1:443' })]] as Array<[string, () => Promise<number>]> : [])
 ]
 const results = new Map<string, number[]>(scenarios.map(([name]) => [name, []]))
