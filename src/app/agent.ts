@@ -4,6 +4,7 @@
  * (declared order = start order; stop runs in reverse).
  */
 import { join } from 'node:path'
+import { isIP } from 'node:net'
 import { LifecycleGroup } from '../lifecycle/group.ts'
 import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
@@ -31,6 +32,8 @@ export interface AppDeps {
 /** A running agent or gateway: its lifecycle plus the views other parts (CLI, tests) read. */
 export interface App extends Component {
   readonly serviceMap: ServiceMap
+  /** What /status serves: readiness, services, proxy rules and listeners, tunnel peers. */
+  status (): Record<string, unknown>
 }
 
 interface ServiceSources {
@@ -173,10 +176,16 @@ function createTunnel (t: EdgeTunnelConfig, nodeName: string, deps: { logger: Lo
   return new EdgeTunnel(deps, {
     nodeName,
     listenPort: t.listenPort,
-    relayNodes: t.relayNodes.map(r => ({ nodeName: r.nodeName, addresses: r.advertiseAddress.map(ip => ({ ip, port: t.listenPort })) })),
+    relayNodes: t.relayNodes.map(r => ({ nodeName: r.nodeName, addresses: r.advertiseAddress.map(a => relayAddress(a, t.listenPort)) })),
     pskFile: t.psk.enable ? t.psk.path : undefined,
     maxInboundStreams: t.tunnelLimitConfig.enable ? t.tunnelLimitConfig.tunnelBaseStreamIn : undefined
   })
+}
+
+/** `ip`, `host` or `host:port` (ours) → where to dial a relay. */
+function relayAddress (a: string, listenPort: number): { host: string, port: number } {
+  const m = /^(.*[^:]):(\d{1,5})$/.exec(a)
+  return m !== null && isIP(a) === 0 ? { host: m[1] as string, port: Number(m[2]) } : { host: a, port: listenPort }
 }
 
 /** An informer whose refusal to start (resource not served, forbidden) is logged, not fatal. */
@@ -221,7 +230,8 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   const metrics = new Registry()
   const { bridgeDeviceName, bridgeDeviceIP } = config.commonConfig
   const intercept = m.edgeProxy.enable && m.edgeProxy.interception !== 'none'
-  if (m.edgeDNS.enable || intercept) {
+  // A loopback bridge IP (local demo, tests without root) needs no interface of ours.
+  if ((m.edgeDNS.enable || intercept) && !bridgeDeviceIP.startsWith('127.')) {
     components.push(new BridgeDevice({ logger: log.forComponent('bridge-device'), host: new IpHostNet() }, { name: bridgeDeviceName, address: bridgeDeviceIP }))
   }
   if (m.edgeDNS.enable) {
@@ -246,7 +256,9 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
     app.summaries.push(() => {
       let kernel = 0
       for (const r of p.rules().values()) if (r.target.kind === 'kernel') kernel++
-      return { proxy: { servicePorts: p.rules().size, kernel, userspace: p.rules().size - kernel } }
+      const listeners: Record<string, number> = {}
+      for (const [key, r] of p.rules()) if (r.target.kind === 'userspace') listeners[key] = r.target.listener.port
+      return { proxy: { servicePorts: p.rules().size, kernel, userspace: p.rules().size - kernel, listeners } }
     })
   }
   return app

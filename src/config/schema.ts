@@ -12,7 +12,7 @@ import { Type } from '@sinclair/typebox'
 import type { Static, TLiteral, TSchema, TObject, TProperties, TUnion } from '@sinclair/typebox'
 
 /** Custom checks keyed by `x-check` on a schema; implemented in validate.ts. */
-export type CheckName = 'absolutePath' | 'ipv4' | 'ip' | 'hostOrIp' | 'hostPort' | 'cidr' | 'nicList' | 'ipOrCidrList'
+export type CheckName = 'absolutePath' | 'ipv4' | 'ip' | 'hostOrIp' | 'relayAddress' | 'hostPort' | 'cidr' | 'nicList' | 'ipOrCidrList'
 
 interface Extra {
   /** Shown in docs instead of the default when it depends on the running mode. */
@@ -95,7 +95,7 @@ const LoadBalancer = obj({ consistentHash: ConsistentHash }, 'Load balancer sett
 
 const RelayNode = Type.Object({
   nodeName: Type.String({ minLength: 1, description: 'Kubernetes node name of the relay.' }),
-  advertiseAddress: Type.Array(Type.String(), { default: [], ...ext('Addresses other nodes dial to reach this relay.', { itemCheck: 'hostOrIp' }) })
+  advertiseAddress: Type.Array(Type.String(), { default: [], ...ext('Addresses other nodes dial to reach this relay, on `listenPort`; `host:port` names another port (EdgeMesh-TS).', { itemCheck: 'relayAddress' }) })
 }, { description: 'A relay node.' })
 
 export const EdgeTunnelConfig = obj({

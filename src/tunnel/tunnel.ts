@@ -9,7 +9,7 @@
  * the (direct or relayed) connection to that node's agent: no new handshake.
  */
 import { readFile } from 'node:fs/promises'
-import { connect } from 'node:net'
+import { connect, isIP } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -25,8 +25,12 @@ import { derivePnetKey, pnetKeyFile } from './psk.ts'
 import { streamToDuplex } from './stream.ts'
 import { TunnelDialError, TunnelPskError } from './errors.ts'
 
-/** A relay and the TCP addresses other nodes dial it at (`advertiseAddress` × `listenPort`). */
-export interface RelayNode { nodeName: string, addresses: ReadonlyArray<{ ip: string, port: number }> }
+/** A relay and the TCP addresses other nodes dial it at (`advertiseAddress` × `listenPort`); `host` is an IP or a DNS name. */
+export interface RelayNode { nodeName: string, addresses: ReadonlyArray<{ host: string, port: number }> }
+
+function tcpAddr (a: { host: string, port: number }): string {
+  return `/${isIP(a.host) === 6 ? 'ip6' : isIP(a.host) === 4 ? 'ip4' : 'dns4'}/${a.host}/tcp/${a.port}`
+}
 
 export interface EdgeTunnelInit {
   nodeName: string
@@ -182,7 +186,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
       if (r.nodeName === init.nodeName) continue
       const peerId = await compatPeerId(r.nodeName)
       this.#nodeNames.set(peerId.toString(), r.nodeName)
-      this.#relays.push({ nodeName: r.nodeName, peerId, addrs: r.addresses.map(a => multiaddr(`/ip4/${a.ip}/tcp/${a.port}`)) })
+      this.#relays.push({ nodeName: r.nodeName, peerId, addrs: r.addresses.map(a => multiaddr(tcpAddr(a))) })
     }
     const listen = (init.listenAddresses ?? ['0.0.0.0']).map(a => `/ip4/${a}/tcp/${init.listenPort}`)
     // Behind NAT nobody can dial us: hold a reservation on every relay (HA).
@@ -204,7 +208,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
       privateKey,
       addresses: {
         listen,
-        ...(self !== undefined ? { appendAnnounce: self.addresses.map(a => `/ip4/${a.ip}/tcp/${a.port}`) } : {})
+        ...(self !== undefined ? { appendAnnounce: self.addresses.map(tcpAddr) } : {})
       },
       transports: [tcp(), relayMod.circuitRelayTransport({ reservationCompletionTimeout: 10_000, reservationConcurrency: 4 })],
       connectionEncrypters: [noise()],

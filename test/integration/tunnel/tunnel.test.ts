@@ -48,7 +48,7 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
       nodeName,
       listenPort: port,
       listenAddresses: ['127.0.0.1'],
-      relayNodes: [{ nodeName: 'relay-1', addresses: [{ ip: '127.0.0.1', port: relayPort }] }],
+      relayNodes: [{ nodeName: 'relay-1', addresses: [{ host: '127.0.0.1', port: relayPort }] }],
       pskFile
     }
     const t = new EdgeTunnel({ logger, metrics: new Registry() }, init)

@@ -98,7 +98,7 @@ test('every invalid value is reported with path, expectation and given value', (
   const ipIssues = issuesOf(() => parseConfig('agent', 'commonConfig: {bridgeDeviceIP: 169.254.96}\nmodules: {edgeTunnel: {relayNodes: [{nodeName: a, advertiseAddress: ["not an ip!"]}]}}', { env: edge }))
   assert.deepEqual(ipIssues, [
     { path: 'commonConfig.bridgeDeviceIP', expected: 'an IPv4 address', given: '"169.254.96"' },
-    { path: 'modules.edgeTunnel.relayNodes[0].advertiseAddress[0]', expected: 'an IP address or host name', given: '"not an ip!"' }
+    { path: 'modules.edgeTunnel.relayNodes[0].advertiseAddress[0]', expected: 'an IP address or host name, optionally with :port', given: '"not an ip!"' }
   ])
 })
 
