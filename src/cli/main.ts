@@ -2,6 +2,7 @@ import { runDaemon } from './daemon.ts'
 import { runPsk } from './psk.ts'
 import { runDemo } from './demo.ts'
 import { runCleanup } from './cleanup.ts'
+import { runStatus } from './status.ts'
 import { versionString } from './version.ts'
 import { EXIT_OK, EXIT_USAGE } from './io.ts'
 import type { CommandIO } from './io.ts'
@@ -13,6 +14,7 @@ const COMMANDS: Record<string, { run: Command, summary: string }> = {
   gateway: { run: (a, io) => runDaemon('gateway', a, io), summary: 'run the ingress gateway' },
   demo: { run: runDemo, summary: 'run a local mesh with no cluster (standalone services file)' },
   psk: { run: runPsk, summary: 'generate a PSK or derive its tunnel key' },
+  status: { run: runStatus, summary: 'show what the agent on this node knows: services, rules, tunnel peers' },
   cleanup: { run: runCleanup, summary: 'remove the interception rules and the bridge device from this node' }
 }
 

@@ -129,6 +129,15 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
     assert.ok(peers.some(p => p.nodeName === 'k8s-node1' && p.path === 'direct'), JSON.stringify(peers))
   })
 
+  test('edgemesh status shows which peers are direct and which relayed', async () => {
+    const r = await lab.exec('edge-a1', [process.execPath, entry, 'status'])
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stdout, /^ready: {5}yes$/m)
+    assert.match(r.stdout, /^edge-b1\s+12D3KooW\w+\s+relay\s/m)
+    assert.match(r.stdout, /^k8s-node1\s+12D3KooW\w+\s+direct\s/m)
+    assert.match(r.stdout, /^k8s-master\s+12D3KooW\w+\s+direct\s/m)
+  })
+
   test('with one relay gone, new connections succeed within 3 s through the other', async () => {
     const relay = agents.get('k8s-master') as LabProcess
     await relay.stop({ graceMs: 0 })

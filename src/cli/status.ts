@@ -1,0 +1,69 @@
+import { parseArgs } from 'node:util'
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './io.ts'
+import type { CommandIO } from './io.ts'
+
+const HELP = `Usage: edgemesh status [--address HOST:PORT] [--json]
+
+Asks the agent on this node (its status server, 127.0.0.1:10551 by default;
+commonConfig.statusAddress/statusPort) what it knows: readiness, services,
+proxy rules, and the tunnel's peers with their path (direct or via a relay).
+
+  --address HOST:PORT   another status server
+  --json                print the raw JSON
+`
+
+interface Status {
+  ready?: boolean
+  notReady?: string[]
+  services?: { count: number, source: string, synced: boolean }
+  proxy?: { servicePorts: number, kernel: number, userspace: number }
+  tunnel?: { peerId?: string, relay?: boolean, addresses?: string[], peers?: Array<{ nodeName?: string, peerId: string, path: string, addresses: string[], since: number }> }
+}
+
+function table (rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map(r => (r[i] ?? '').length))) ?? []
+  return rows.map(r => r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  ')).join('\n') + '\n'
+}
+
+function ago (ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000))
+  return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`
+}
+
+/** Renders /status for people. */
+export function renderStatus (st: Status, now = Date.now()): string {
+  const lines: string[] = []
+  lines.push(`ready:     ${st.ready === true ? 'yes' : `no (waiting for ${(st.notReady ?? []).join(', ') || '?'})`}`)
+  if (st.services !== undefined) lines.push(`services:  ${st.services.count} (${st.services.source}${st.services.synced ? '' : ', not synced'})`)
+  if (st.proxy !== undefined) lines.push(`proxy:     ${st.proxy.servicePorts} service ports (${st.proxy.kernel} kernel DNAT, ${st.proxy.userspace} userspace)`)
+  if (st.tunnel !== undefined) {
+    lines.push(`tunnel:    ${st.tunnel.peerId ?? '(not started)'}${st.tunnel.relay === true ? ' (relay)' : ''}`)
+    const peers = st.tunnel.peers ?? []
+    lines.push('', table([['NODE', 'PEER-ID', 'PATH', 'SINCE', 'ADDRESS'],
+      ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.path, ago(now - p.since), p.addresses[0] ?? ''])]).trimEnd())
+  }
+  return lines.join('\n') + '\n'
+}
+
+export async function runStatus (argv: string[], io: CommandIO): Promise<number> {
+  let values: { address?: string, json?: boolean, help?: boolean }
+  try {
+    values = parseArgs({ args: argv, options: { address: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }).values
+  } catch (err) {
+    io.stderr.write(`edgemesh status: ${(err as Error).message}\n\n${HELP}`)
+    return EXIT_USAGE
+  }
+  if (values.help === true) { io.stdout.write(HELP); return EXIT_OK }
+  const address = values.address ?? '127.0.0.1:10551'
+  let body: string
+  try {
+    const res = await fetch(`http://${address}/status`, { signal: AbortSignal.timeout(5000) })
+    body = await res.text()
+    if (!res.ok) throw new Error(`HTTP ${res.status}: ${body.trim()}`)
+  } catch (err) {
+    io.stderr.write(`edgemesh status: no agent status at ${address} (${(err as Error).message}); is the agent running on this node?\n`)
+    return EXIT_FAILURE
+  }
+  io.stdout.write(values.json === true ? body : renderStatus(JSON.parse(body) as Status))
+  return EXIT_OK
+}
