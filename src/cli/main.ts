@@ -3,6 +3,7 @@ import { runPsk } from './psk.ts'
 import { runDemo } from './demo.ts'
 import { runCleanup } from './cleanup.ts'
 import { runStatus } from './status.ts'
+import { runDoctorCommand } from './doctor.ts'
 import { versionString } from './version.ts'
 import { EXIT_OK, EXIT_USAGE } from './io.ts'
 import type { CommandIO } from './io.ts'
@@ -14,6 +15,7 @@ const COMMANDS: Record<string, { run: Command, summary: string }> = {
   gateway: { run: (a, io) => runDaemon('gateway', a, io), summary: 'run the ingress gateway' },
   demo: { run: runDemo, summary: 'run a local mesh with no cluster (standalone services file)' },
   psk: { run: runPsk, summary: 'generate a PSK or derive its tunnel key' },
+  doctor: { run: runDoctorCommand, summary: 'check this node: edgecore, DNS, relays, PSK, rules; says how to fix what fails' },
   status: { run: runStatus, summary: 'show what the agent on this node knows: services, rules, tunnel peers' },
   cleanup: { run: runCleanup, summary: 'remove the interception rules and the bridge device from this node' }
 }

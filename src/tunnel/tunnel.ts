@@ -46,6 +46,18 @@ export interface EdgeTunnelInit {
   relay?: { maxReservations?: number, reservationTtlMs?: number }
   /** How long a proxied dial may take, handshake included. @default 10000 */
   dialTimeoutMs?: number
+  /** Hold reservations on the relays (a node that only dials out, like `edgemesh doctor`, does not). @default true */
+  reserve?: boolean
+}
+
+/** The outcome of a handshake with one relay. */
+export interface RelayProbe {
+  nodeName: string
+  addresses: string[]
+  ok: boolean
+  /** Why it failed: `psk` (the handshake failed: another PSK, or not an EdgeMesh peer) or `unreachable`. */
+  reason?: 'psk' | 'unreachable'
+  error?: string
 }
 
 export interface PeerInfo {
@@ -190,7 +202,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
     }
     const listen = (init.listenAddresses ?? ['0.0.0.0']).map(a => `/ip4/${a}/tcp/${init.listenPort}`)
     // Behind NAT nobody can dial us: hold a reservation on every relay (HA).
-    if (!this.isRelay) for (const r of this.#relays) for (const a of r.addrs) listen.push(`${a.toString()}/p2p/${r.peerId.toString()}/p2p-circuit`)
+    if (!this.isRelay && init.reserve !== false) for (const r of this.#relays) for (const a of r.addrs) listen.push(`${a.toString()}/p2p/${r.peerId.toString()}/p2p-circuit`)
     const self = init.relayNodes.find(r => r.nodeName === init.nodeName)
     const privateKey = await generateKeyPairFromSeed('Ed25519', compatSeed(init.nodeName))
     const services: Record<string, unknown> = { identify: identify() }
@@ -249,6 +261,22 @@ export class EdgeTunnel implements Component, EndpointDialer {
         this.#log.warn(isHandshakeFailure(err) ? 'PSK mismatch or not an EdgeMesh peer' : 'relay unreachable', { relay: r.nodeName, addresses: r.addrs.map(String), err: err.message })
       })
     }
+  }
+
+  /** Dials every relay once (a full pnet + Noise handshake) and reports each. */
+  async probeRelays (timeoutMs = 5000): Promise<RelayProbe[]> {
+    const node = this.#node
+    if (node === undefined) throw new TunnelDialError('', 'the tunnel is not running')
+    return await Promise.all(this.#relays.map(async (r): Promise<RelayProbe> => {
+      const addresses = r.addrs.map(String)
+      try {
+        await node.dial(r.addrs.map(a => a.encapsulate(`/p2p/${r.peerId.toString()}`)), { signal: AbortSignal.timeout(timeoutMs) })
+        return { nodeName: r.nodeName, addresses, ok: true }
+      } catch (err) {
+        const e = err as Error
+        return { nodeName: r.nodeName, addresses, ok: false, reason: isHandshakeFailure(e) ? 'psk' : 'unreachable', error: e.message }
+      }
+    }))
   }
 
   async stop (): Promise<void> {

@@ -1,0 +1,263 @@
+/**
+ * `edgemesh doctor`: the troubleshooting list users run by hand, as one
+ * command. Each check says what it looked at and, when it fails, the fix.
+ */
+import { execFile } from 'node:child_process'
+import { createSocket } from 'node:dgram'
+import { readFile } from 'node:fs/promises'
+import { connect } from 'node:net'
+import { parse as parseYaml } from 'yaml'
+import dnsPacket from 'dns-packet'
+import { Registry } from 'prom-client'
+import type { AgentConfig } from '../config/schema.ts'
+import { noopLogger } from '../observability/logger.ts'
+import { EdgeTunnel } from '../tunnel/tunnel.ts'
+
+export type CheckStatus = 'pass' | 'fail' | 'warn' | 'skip'
+
+export interface CheckResult {
+  id: string
+  title: string
+  status: CheckStatus
+  detail: string
+  fix?: string
+}
+
+export interface DoctorInput {
+  config: AgentConfig
+  /** edgecore's config; a missing file means "not a KubeEdge edge node" and its checks are skipped. */
+  edgecorePath: string
+  nodeName: string
+  /** Injected for tests. */
+  run?: (argv: string[]) => Promise<{ code: number, stdout: string, stderr: string }>
+}
+
+const execRun = async (argv: string[]): Promise<{ code: number, stdout: string, stderr: string }> => await new Promise(resolve => {
+  execFile(argv[0] as string, argv.slice(1), { timeout: 10_000 }, (err, stdout, stderr) => {
+    resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr })
+  })
+})
+
+function get (obj: unknown, path: string[]): unknown {
+  let cur = obj
+  for (const k of path) {
+    if (cur === null || typeof cur !== 'object') return undefined
+    cur = (cur as Record<string, unknown>)[k]
+  }
+  return cur
+}
+
+async function edgecoreChecks (input: DoctorInput): Promise<CheckResult[]> {
+  const ip = input.config.commonConfig.bridgeDeviceIP
+  let text: string
+  try {
+    text = await readFile(input.edgecorePath, 'utf8')
+  } catch {
+    const skip = (id: string, title: string): CheckResult => ({ id, title, status: 'skip', detail: `no ${input.edgecorePath}: not a KubeEdge edge node` })
+    return [skip('edgecore.metaServer', 'edgecore metaServer enabled'), skip('edgecore.clusterDNS', `edgecore clusterDNS is ${ip}`)]
+  }
+  let doc: unknown
+  try {
+    doc = parseYaml(text)
+  } catch (err) {
+    return [{ id: 'edgecore.parse', title: 'edgecore.yaml readable', status: 'fail', detail: `${input.edgecorePath}: ${(err as Error).message}`, fix: 'fix the YAML syntax of edgecore.yaml' }]
+  }
+  const out: CheckResult[] = []
+  const meta = get(doc, ['modules', 'metaManager', 'metaServer', 'enable'])
+  out.push(meta === true
+    ? { id: 'edgecore.metaServer', title: 'edgecore metaServer enabled', status: 'pass', detail: `modules.metaManager.metaServer.enable: true (${String(get(doc, ['modules', 'metaManager', 'metaServer', 'server']) ?? '127.0.0.1:10550')})` }
+    : {
+        id: 'edgecore.metaServer',
+        title: 'edgecore metaServer enabled',
+        status: 'fail',
+        detail: `modules.metaManager.metaServer.enable is ${JSON.stringify(meta ?? null)} in ${input.edgecorePath}: the agent cannot list Services on this node`,
+        fix: `set modules.metaManager.metaServer.enable: true in ${input.edgecorePath}, enable dynamicController in cloudcore, then systemctl restart edgecore`
+      })
+  // KubeEdge ≥ 1.12 moved clusterDNS under tailoredKubeletConfig (a list); older releases have edged.clusterDNS (a string).
+  const tailored = get(doc, ['modules', 'edged', 'tailoredKubeletConfig', 'clusterDNS'])
+  const legacy = get(doc, ['modules', 'edged', 'clusterDNS'])
+  const dns = Array.isArray(tailored) ? tailored.map(String) : typeof legacy === 'string' ? legacy.split(',').map(s => s.trim()) : []
+  out.push(dns.includes(ip)
+    ? { id: 'edgecore.clusterDNS', title: `edgecore clusterDNS is ${ip}`, status: 'pass', detail: `clusterDNS: [${dns.join(', ')}]` }
+    : {
+        id: 'edgecore.clusterDNS',
+        title: `edgecore clusterDNS is ${ip}`,
+        status: 'fail',
+        detail: dns.length === 0 ? `no clusterDNS in ${input.edgecorePath}: pods get the host's resolvers and cannot resolve Services` : `clusterDNS is [${dns.join(', ')}]: pods ask another server than EdgeMesh`,
+        fix: `set modules.edged.tailoredKubeletConfig.clusterDNS: ["${ip}"] (KubeEdge < 1.12: modules.edged.clusterDNS: ${ip}) in ${input.edgecorePath}, restart edgecore, then recreate the pods`
+      })
+  return out
+}
+
+async function interfaceCheck (input: DoctorInput, run: NonNullable<DoctorInput['run']>): Promise<CheckResult> {
+  const { bridgeDeviceName: dev, bridgeDeviceIP: ip } = input.config.commonConfig
+  const title = `interface ${dev} carries ${ip}`
+  const m = input.config.modules
+  if (!m.edgeDNS.enable && !m.edgeProxy.enable) return { id: 'interface', title, status: 'skip', detail: 'DNS and proxy are off' }
+  const r = await run(['ip', '-j', 'addr', 'show', 'dev', dev])
+  if (r.code !== 0) return { id: 'interface', title, status: 'fail', detail: `no interface ${dev}: ${r.stderr.trim()}`, fix: 'start the agent (it creates the interface), or check its log for "bridge device" errors; it needs CAP_NET_ADMIN' }
+  const has = (JSON.parse(r.stdout) as Array<{ addr_info?: Array<{ local?: string }> }>).some(l => (l.addr_info ?? []).some(a => a.local === ip))
+  return has
+    ? { id: 'interface', title, status: 'pass', detail: `${dev} has ${ip}/32` }
+    : { id: 'interface', title, status: 'fail', detail: `${dev} exists without ${ip}`, fix: `restart the agent, or: ip addr add ${ip}/32 dev ${dev}` }
+}
+
+async function dnsCheck (input: DoctorInput): Promise<CheckResult> {
+  const ip = input.config.commonConfig.bridgeDeviceIP
+  const port = input.config.modules.edgeDNS.listenPort
+  const zone = input.config.modules.edgeDNS.clusterDomain
+  const name = `kubernetes.default.svc.${zone}`
+  const title = `DNS answers on ${ip}:${port}`
+  if (!input.config.modules.edgeDNS.enable) return { id: 'dns', title, status: 'skip', detail: 'edgeDNS is off (cloud node: pods use the cluster DNS)' }
+  const socket = createSocket('udp4')
+  try {
+    const rcode = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no answer within 2 s')), 2000)
+      socket.once('error', err => { clearTimeout(timer); reject(err) })
+      socket.on('message', msg => { clearTimeout(timer); resolve((dnsPacket.decode(msg) as { rcode?: string }).rcode ?? 'NOERROR') })
+      socket.send(dnsPacket.encode({ type: 'query', id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name }] }), port, ip)
+    })
+    return { id: 'dns', title, status: 'pass', detail: `${name}: ${rcode}` }
+  } catch (err) {
+    return { id: 'dns', title, status: 'fail', detail: `${name}: ${(err as Error).message}`, fix: 'check that the agent runs with edgeDNS enabled and its log says "DNS listening"; see the interface check' }
+  } finally {
+    socket.close()
+  }
+}
+
+async function apiCheck (input: DoctorInput): Promise<CheckResult> {
+  const k = input.config.kubeAPIConfig
+  const title = 'Kubernetes API reachable'
+  if (k.standaloneFile !== '') return { id: 'api', title, status: 'skip', detail: `standalone services file ${k.standaloneFile}` }
+  if (k.master !== '' || k.kubeConfig !== '') return { id: 'api', title, status: 'skip', detail: 'manual mode (master/kubeConfig): the agent\'s readiness covers it' }
+  const server = k.metaServer.server
+  try {
+    const res = await fetch(`${server}/api/v1/services?limit=1`, { signal: AbortSignal.timeout(3000) })
+    return res.ok
+      ? { id: 'api', title, status: 'pass', detail: `metaServer ${server} lists Services` }
+      : { id: 'api', title, status: 'fail', detail: `metaServer ${server} answered HTTP ${res.status}`, fix: 'enable dynamicController in cloudcore and metaServer in edgecore, then restart both' }
+  } catch (err) {
+    return { id: 'api', title, status: 'fail', detail: `metaServer ${server}: ${(err as Error).message}`, fix: `enable metaServer in edgecore (it listens on ${server}); on a cloud node the agent uses the in-cluster API instead` }
+  }
+}
+
+async function tcpOpen (host: string, port: number, ms: number): Promise<string | undefined> {
+  return await new Promise(resolve => {
+    const s = connect({ host, port })
+    const done = (err?: string): void => { clearTimeout(t); s.destroy(); resolve(err) }
+    const t = setTimeout(() => done(`no answer within ${ms} ms (filtered?)`), ms)
+    s.once('connect', () => done())
+    s.once('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message))
+  })
+}
+
+async function relayChecks (input: DoctorInput): Promise<CheckResult[]> {
+  const t = input.config.modules.edgeTunnel
+  if (!t.enable) return [{ id: 'relays', title: 'relays reachable', status: 'skip', detail: 'edgeTunnel is off' }]
+  const relays = t.relayNodes.filter(r => r.nodeName !== input.nodeName)
+  if (relays.length === 0) {
+    return [{ id: 'relays', title: 'relays reachable', status: t.relayNodes.length === 0 ? 'warn' : 'pass', detail: t.relayNodes.length === 0 ? 'no relayNodes: nodes behind NAT cannot reach each other' : 'this node is the only relay', ...(t.relayNodes.length === 0 ? { fix: 'set modules.edgeTunnel.relayNodes (cloud nodes with a public address)' } : {}) }]
+  }
+  const out: CheckResult[] = []
+  const reachable: typeof relays = []
+  for (const r of relays) {
+    const results = await Promise.all(r.advertiseAddress.map(async a => [a, await tcpOpen(a, t.listenPort, 3000)] as const))
+    const ok = results.filter(([, err]) => err === undefined)
+    if (ok.length > 0) reachable.push(r)
+    out.push(ok.length > 0
+      ? { id: `relay.${r.nodeName}`, title: `relay ${r.nodeName} reachable on TCP ${t.listenPort}`, status: 'pass', detail: ok.map(([a]) => a).join(', ') }
+      : {
+          id: `relay.${r.nodeName}`,
+          title: `relay ${r.nodeName} reachable on TCP ${t.listenPort}`,
+          status: 'fail',
+          detail: results.map(([a, err]) => `${a}:${t.listenPort} ${err ?? ''}`).join('; ') || 'no advertiseAddress',
+          fix: `open TCP ${t.listenPort} to ${r.nodeName} (firewall, security group), and check that advertiseAddress is the address this node can reach`
+        })
+  }
+  if (!t.psk.enable) {
+    out.push({ id: 'psk', title: 'PSK agrees with the relays', status: 'warn', detail: 'psk.enable is false: the tunnel is not a private network' })
+    return out
+  }
+  if (reachable.length === 0) {
+    out.push({ id: 'psk', title: 'PSK agrees with the relays', status: 'skip', detail: 'no relay reachable' })
+    return out
+  }
+  // A full handshake (pnet + Noise) with each reachable relay, with a throw-away identity and no reservation.
+  const tunnel = new EdgeTunnel({ logger: noopLogger, metrics: new Registry() }, {
+    nodeName: `edgemesh-doctor-${process.pid}`,
+    listenPort: 0,
+    listenAddresses: ['127.0.0.1'],
+    relayNodes: reachable.map(r => ({ nodeName: r.nodeName, addresses: r.advertiseAddress.map(a => ({ host: a, port: t.listenPort })) })),
+    pskFile: t.psk.path,
+    reserve: false
+  })
+  try {
+    await tunnel.start()
+  } catch (err) {
+    out.push({ id: 'psk', title: 'PSK agrees with the relays', status: 'fail', detail: (err as Error).message, fix: 'mount the cluster PSK at psk.path (Helm: agent.psk; see edgemesh-psk.txt)' })
+    return out
+  }
+  try {
+    const probes = await tunnel.probeRelays(5000)
+    const bad = probes.filter(p => !p.ok)
+    out.push(bad.length === 0
+      ? { id: 'psk', title: 'PSK agrees with the relays', status: 'pass', detail: `handshake ok with ${probes.map(p => p.nodeName).join(', ')}` }
+      : {
+          id: 'psk',
+          title: 'PSK agrees with the relays',
+          status: 'fail',
+          detail: bad.map(p => `${p.nodeName}: ${p.reason === 'psk' ? 'PSK mismatch or not an EdgeMesh peer' : 'unreachable'} (${p.error ?? ''})`).join('; '),
+          fix: `every node needs the same PSK: compare \`edgemesh psk derive ${t.psk.path}\` here and on the relays (Helm: agent.psk, edgemesh-psk.txt)`
+        })
+  } finally {
+    await tunnel.stop()
+  }
+  return out
+}
+
+async function rulesChecks (input: DoctorInput, run: NonNullable<DoctorInput['run']>): Promise<CheckResult[]> {
+  const p = input.config.modules.edgeProxy
+  if (!p.enable || p.interception !== 'nftables') return [{ id: 'rules', title: 'interception rules installed', status: 'skip', detail: p.enable ? 'interception: none' : 'edgeProxy is off' }]
+  const out: CheckResult[] = []
+  const r = await run(['nft', 'list', 'map', 'ip', 'edgemesh', 'kernel'])
+  const u = await run(['nft', 'list', 'map', 'ip', 'edgemesh', 'userspace'])
+  if (r.code !== 0 || u.code !== 0) {
+    out.push({ id: 'rules', title: 'interception rules installed', status: 'fail', detail: (r.stderr || u.stderr).trim() || 'no table ip edgemesh', fix: 'start the agent with CAP_NET_ADMIN (it installs table ip edgemesh); check its log for EM_ERR_PROXY_INTERCEPTION' })
+  } else {
+    const count = (s: string): number => (s.match(/ : /g) ?? []).length
+    out.push({ id: 'rules', title: 'interception rules installed', status: 'pass', detail: `table ip edgemesh: ${count(r.stdout)} kernel-path and ${count(u.stdout)} userspace service ports` })
+  }
+  const tables = await run(['nft', 'list', 'tables'])
+  const kubeProxy = /table ip kube-proxy\b/.test(tables.stdout) || (await run(['nft', 'list', 'chain', 'ip', 'nat', 'KUBE-SERVICES'])).code === 0
+  out.push({
+    id: 'kube-proxy',
+    title: 'kube-proxy coexistence',
+    status: kubeProxy ? 'warn' : 'pass',
+    detail: kubeProxy
+      ? 'kube-proxy rules found: EdgeMesh (priority -110) answers first for the services it proxies; kube-proxy keeps the rest'
+      : 'no kube-proxy rules on this node',
+    ...(kubeProxy ? { fix: `label Services that kube-proxy should keep with service.edgemesh.kubeedge.io/service-proxy-name (serviceFilterMode ${p.serviceFilterMode})` } : {})
+  })
+  return out
+}
+
+export async function runDoctor (input: DoctorInput): Promise<CheckResult[]> {
+  const run = input.run ?? execRun
+  return [
+    ...await edgecoreChecks(input),
+    await interfaceCheck(input, run),
+    await dnsCheck(input),
+    await apiCheck(input),
+    ...await relayChecks(input),
+    ...await rulesChecks(input, run)
+  ]
+}
+
+const MARK: Record<CheckStatus, string> = { pass: '✔', fail: '✖', warn: '!', skip: '-' }
+
+export function renderChecks (results: readonly CheckResult[]): string {
+  const lines = results.map(r => `${MARK[r.status]} ${r.title}: ${r.detail}${r.status === 'fail' || r.status === 'warn' ? (r.fix !== undefined ? `\n    fix: ${r.fix}` : '') : ''}`)
+  const failed = results.filter(r => r.status === 'fail').length
+  lines.push('', failed === 0 ? 'all checks passed' : `${failed} check${failed === 1 ? '' : 's'} failed`)
+  return lines.join('\n') + '\n'
+}
