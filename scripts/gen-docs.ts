@@ -5,11 +5,13 @@ import { fileURLToPath } from 'node:url'
 import { renderConfigDocs } from '../src/config/docs.ts'
 import { collectErrors, renderErrorDocs } from '../src/errors-catalog.ts'
 import { renderValuesSchema } from './chart-schema.ts'
+import { renderMetricsDocs } from '../src/observability/metrics-docs.ts'
 
 const docs: Array<[string, string]> = [
   ['../docs/config.md', renderConfigDocs()],
   ['../docs/errors.md', renderErrorDocs(collectErrors(fileURLToPath(new URL('../src', import.meta.url))))],
-  ['../deploy/helm/edgemesh/values.schema.json', renderValuesSchema()]
+  ['../deploy/helm/edgemesh/values.schema.json', renderValuesSchema()],
+  ['../docs/metrics.md', renderMetricsDocs()]
 ]
 let stale = false
 for (const [rel, text] of docs) {

@@ -100,6 +100,12 @@ class AppGroup extends LifecycleGroup implements App, StatusSource {
     await super.start()
   }
 
+  setLogLevel (level: string): boolean {
+    if (!['debug', 'info', 'warn', 'error'].includes(level)) return false
+    this.#log.setLevel(level as Parameters<Logger['setLevel']>[0])
+    return true
+  }
+
   status (): Record<string, unknown> {
     const out: Record<string, unknown> = {
       ready: this.isReady(),

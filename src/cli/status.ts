@@ -2,7 +2,7 @@ import { parseArgs } from 'node:util'
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './io.ts'
 import type { CommandIO } from './io.ts'
 
-const HELP = `Usage: edgemesh status [--address HOST:PORT] [--json]
+const HELP = `Usage: edgemesh status [--address HOST:PORT] [--json] [--log-level LEVEL]
 
 Asks the agent on this node (its status server, 127.0.0.1:10551 by default;
 commonConfig.statusAddress/statusPort) what it knows: readiness, services,
@@ -10,6 +10,7 @@ proxy rules, and the tunnel's peers with their path (direct or via a relay).
 
   --address HOST:PORT   another status server
   --json                print the raw JSON
+  --log-level LEVEL     change the agent's log level now (debug, info, warn, error)
 `
 
 interface Status {
@@ -46,15 +47,28 @@ export function renderStatus (st: Status, now = Date.now()): string {
 }
 
 export async function runStatus (argv: string[], io: CommandIO): Promise<number> {
-  let values: { address?: string, json?: boolean, help?: boolean }
+  let values: { address?: string, json?: boolean, help?: boolean, 'log-level'?: string }
   try {
-    values = parseArgs({ args: argv, options: { address: { type: 'string' }, json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } } }).values
+    values = parseArgs({ args: argv, options: { address: { type: 'string' }, json: { type: 'boolean' }, 'log-level': { type: 'string' }, help: { type: 'boolean', short: 'h' } } }).values
   } catch (err) {
     io.stderr.write(`edgemesh status: ${(err as Error).message}\n\n${HELP}`)
     return EXIT_USAGE
   }
   if (values.help === true) { io.stdout.write(HELP); return EXIT_OK }
   const address = values.address ?? '127.0.0.1:10551'
+  const level = values['log-level']
+  if (level !== undefined) {
+    try {
+      const res = await fetch(`http://${address}/loglevel`, { method: 'POST', body: level, signal: AbortSignal.timeout(5000) })
+      const text = await res.text()
+      if (!res.ok) { io.stderr.write(`edgemesh status: ${text}`); return EXIT_USAGE }
+      io.stdout.write(text)
+      return EXIT_OK
+    } catch (err) {
+      io.stderr.write(`edgemesh status: no agent status at ${address} (${(err as Error).message})\n`)
+      return EXIT_FAILURE
+    }
+  }
   let body: string
   try {
     const res = await fetch(`http://${address}/status`, { signal: AbortSignal.timeout(5000) })

@@ -34,6 +34,7 @@ class LocalHistogram {
   readonly help: string
   readonly type = 'histogram'
   readonly aggregator = 'sum'
+  readonly labelNames = ['served_by'] as const
   readonly #counts = SERVED_BY.map(() => new Float64Array(DURATION_BUCKETS.length + 1))
   readonly #sums = new Float64Array(SERVED_BY.length)
 

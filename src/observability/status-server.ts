@@ -2,7 +2,8 @@
  * The agent's status endpoint: `/healthz` (the process serves requests),
  * `/readyz` (every component ready: informers synced, DNS bound, rules
  * installed), `/metrics` (Prometheus) and `/status` (JSON for
- * `edgemesh status`). Probes and scrapers use it; it never blocks the data path.
+ * `edgemesh status`), plus `POST /loglevel` to change the log level at
+ * runtime. Probes and scrapers use it; it never blocks the data path.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Registry } from 'prom-client'
@@ -12,6 +13,8 @@ import type { Logger } from './logger.ts'
 export interface StatusSource {
   /** Names of components that are not ready; empty when ready. */
   notReady (): string[]
+  /** Changes the log level at runtime (`POST /loglevel` with `debug`, `info`, `warn` or `error`). */
+  setLogLevel? (level: string): boolean
   /** A JSON-serialisable summary (services, rules, peers, …). */
   status (): Record<string, unknown>
 }
@@ -74,6 +77,14 @@ export class StatusServer implements Component {
 
   async #handle (req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0]
+    if (req.method === 'POST' && path === '/loglevel' && this.#init.metricsOnly !== true) {
+      let body = ''
+      for await (const chunk of req) { body += String(chunk); if (body.length > 64) break }
+      const level = body.trim()
+      const ok = this.#source().setLogLevel?.(level) ?? false
+      if (ok) this.#log.info('log level changed', { level })
+      return ok ? send(res, 200, `log level ${level}\n`) : send(res, 400, 'expected one of: debug, info, warn, error\n')
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed\n')
     if (path === '/metrics') {
       const body = await this.#registry.metrics()

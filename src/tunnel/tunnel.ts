@@ -67,6 +67,39 @@ export interface PeerInfo {
   /** `direct`, or `relay` when the connection runs through a circuit. */
   path: 'direct' | 'relay'
   since: number
+  /** This node holds a reservation on this peer (a relay). */
+  reserved?: boolean
+}
+
+/** Tunnel metrics (`edgemesh_tunnel_*`); the peer gauge is computed when scraped. */
+export class TunnelMetrics {
+  readonly streams: Counter<'direction' | 'result'>
+  readonly peers: Gauge<'path'>
+  readonly reservations: Gauge
+
+  constructor (registry: Registry, peers: () => PeerInfo[] = () => []) {
+    const registers = [registry]
+    this.streams = new Counter({ name: 'edgemesh_tunnel_streams_total', help: 'Proxy streams, by direction (inbound/outbound) and result.', labelNames: ['direction', 'result'], registers })
+    this.peers = new Gauge({
+      name: 'edgemesh_tunnel_peers',
+      help: 'Connected peers by path (direct or relay).',
+      labelNames: ['path'],
+      registers,
+      collect () {
+        const list = peers()
+        this.set({ path: 'direct' }, list.filter(p => p.path === 'direct').length)
+        this.set({ path: 'relay' }, list.filter(p => p.path === 'relay').length)
+      }
+    })
+    this.reservations = new Gauge({
+      name: 'edgemesh_tunnel_relay_reservations',
+      help: 'Relays this node holds a reservation on (reachable through them).',
+      registers,
+      collect () {
+        this.set(new Set(peers().filter(p => p.reserved === true).map(p => p.peerId)).size)
+      }
+    })
+  }
 }
 
 /** An open connection that does not carry a new stream within this long is considered dead. */
@@ -126,7 +159,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
   readonly #init: EdgeTunnelInit
   #node: Libp2p | undefined
   #relays: Array<{ nodeName: string, peerId: PeerId, addrs: Multiaddr[] }> = []
-  #metrics: { streams: Counter<'direction' | 'result'>, peers: Gauge<'path'> } | undefined
+  #metrics: TunnelMetrics | undefined
   #multiaddr: ((addr: string) => Multiaddr) | undefined
   readonly #nodeNames = new Map<string, string>()
 
@@ -150,8 +183,11 @@ export class EdgeTunnel implements Component, EndpointDialer {
     return this.#node?.getMultiaddrs().map(a => a.toString()) ?? []
   }
 
+  /** Started, and (unless this node is a relay or has none) holding a reservation on at least one relay. */
   isReady (): boolean {
-    return this.#node !== undefined
+    if (this.#node === undefined) return false
+    if (this.isRelay || this.#relays.length === 0 || this.#init.reserve === false) return true
+    return this.addresses().some(a => a.includes('/p2p-circuit'))
   }
 
   /** Connected peers with their path; node names where known (relays, peers we dialed, peers that dialed us). */
@@ -159,9 +195,11 @@ export class EdgeTunnel implements Component, EndpointDialer {
     const node = this.#node
     if (node === undefined) return []
     const out: PeerInfo[] = []
+    const reservedOn = new Set(this.addresses().filter(a => a.includes('/p2p-circuit')).map(a => /\/p2p\/(\w+)\/p2p-circuit/.exec(a)?.[1]))
     for (const conn of node.getConnections()) {
       const id = conn.remotePeer.toString()
       out.push({
+        reserved: reservedOn.has(id),
         nodeName: this.#nodeNames.get(id),
         peerId: id,
         addresses: [conn.remoteAddr.toString()],
@@ -238,20 +276,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
     for (const r of this.#relays) await node.peerStore.merge(r.peerId, { multiaddrs: r.addrs })
     await node.start()
     this.#node = node
-    this.#metrics ??= {
-      streams: new Counter({ name: 'edgemesh_tunnel_streams_total', help: 'Proxy streams, by direction (inbound/outbound) and result.', labelNames: ['direction', 'result'], registers: [this.#registry] }),
-      peers: new Gauge({
-        name: 'edgemesh_tunnel_peers',
-        help: 'Connected peers by path (direct or relay).',
-        labelNames: ['path'],
-        registers: [this.#registry],
-        collect: () => {
-          const peers = this.peers()
-          this.#metrics?.peers.set({ path: 'direct' }, peers.filter(p => p.path === 'direct').length)
-          this.#metrics?.peers.set({ path: 'relay' }, peers.filter(p => p.path === 'relay').length)
-        }
-      })
-    }
+    this.#metrics ??= new TunnelMetrics(this.#registry, () => this.peers())
     this.#log.info('tunnel listening', { peerId: node.peerId.toString(), relay: this.isRelay, addresses: this.addresses() })
     // Reservations are made by the circuit transport; connect to relays anyway so failures are named now.
     for (const r of this.#relays) {

@@ -54,3 +54,24 @@ test('a port in use is logged and does not stop the agent', async () => {
     await second.stop()
   }
 })
+
+test('POST /loglevel changes the level at runtime; a bad level is refused', async () => {
+  let level = 'info'
+  const server = new StatusServer({
+    logger: recordingLogger([]),
+    metrics: new Registry(),
+    source: () => ({ notReady: () => [], status: () => ({}), setLogLevel: (l: string) => { if (!['debug', 'info'].includes(l)) return false; level = l; return true } })
+  }, { address: '127.0.0.1', port: 0 })
+  await server.start()
+  try {
+    const port = server.port() as number
+    const ok = await fetch(`http://127.0.0.1:${port}/loglevel`, { method: 'POST', body: 'debug\n' })
+    assert.equal(ok.status, 200)
+    assert.equal(level, 'debug')
+    const bad = await fetch(`http://127.0.0.1:${port}/loglevel`, { method: 'POST', body: 'loud' })
+    assert.equal(bad.status, 400)
+    assert.equal(level, 'debug')
+  } finally {
+    await server.stop()
+  }
+})

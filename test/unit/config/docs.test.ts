@@ -31,3 +31,13 @@ test('the chart values.schema.json is generated from the config schema and up to
   const { renderValuesSchema } = await import('../../../scripts/chart-schema.ts')
   assert.equal(read('deploy/helm/edgemesh/values.schema.json'), renderValuesSchema())
 })
+
+test('docs/metrics.md lists every metric, and the Grafana dashboard only uses metrics that exist', async () => {
+  const { metricsCatalog, renderMetricsDocs } = await import('../../../src/observability/metrics-docs.ts')
+  assert.equal(read('docs/metrics.md'), renderMetricsDocs())
+  const names = new Set(metricsCatalog().map(m => m.name))
+  const dashboard = JSON.parse(read('deploy/grafana/edgemesh.json')) as { panels: Array<{ targets: Array<{ expr: string }> }> }
+  const used = dashboard.panels.flatMap(p => p.targets.flatMap(t => [...t.expr.matchAll(/edgemesh_[a-z_]+/g)].map(m => m[0].replace(/_(bucket|sum|count)$/, ''))))
+  assert.ok(used.length > 10)
+  for (const name of used) assert.ok(names.has(name), `${name} used by the dashboard is not a metric`)
+})
