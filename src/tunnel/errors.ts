@@ -25,8 +25,11 @@ export class TunnelDialError extends EdgeMeshError {
   override readonly name = 'TunnelDialError'
   readonly code = 'EM_ERR_TUNNEL_DIAL'
   readonly nodeName: string
-  constructor (nodeName: string, detail: string, options?: ErrorOptions) {
+  /** The far agent answered FAILED (as opposed to not being reached at all). */
+  readonly refused: boolean
+  constructor (nodeName: string, detail: string, options?: ErrorOptions & { refused?: boolean }) {
     super(`tunnel to node ${nodeName === '' ? '(unknown)' : nodeName}: ${detail}`, options)
     this.nodeName = nodeName
+    this.refused = options?.refused === true
   }
 }

@@ -23,6 +23,7 @@ import { PROXY_PROTOCOL, MessageType, decodeProxyBody, encodeProxy, takeFrame } 
 import type { ProxyMessage } from './messages.ts'
 import { derivePnetKey, pnetKeyFile } from './psk.ts'
 import { streamToDuplex } from './stream.ts'
+import { UDP_FRAMED, serveDatagrams, streamChannel } from './datagrams.ts'
 import { TunnelDialError, TunnelPskError } from './errors.ts'
 
 /** A relay and the TCP addresses other nodes dial it at (`advertiseAddress` × `listenPort`); `host` is an IP or a DNS name. */
@@ -315,11 +316,19 @@ export class EdgeTunnel implements Component, EndpointDialer {
     return streamToDuplex(stream, rest)
   }
 
-  async dialUdp (target: DialTarget): Promise<DatagramChannel> {
-    throw new TunnelDialError(target.nodeName ?? '', 'UDP through the tunnel is not supported yet')
+  async dialUdp (target: DialTarget, signal?: AbortSignal): Promise<DatagramChannel> {
+    // Framed datagrams between our agents; upstream's plain `udp` for a Go peer, which refuses the framed mode.
+    try {
+      const { stream, rest } = await this.#open(target, UDP_FRAMED, signal)
+      return streamChannel(stream, true, rest)
+    } catch (err) {
+      if (!(err instanceof TunnelDialError && err.refused)) throw err
+      const { stream, rest } = await this.#open(target, 'udp', signal)
+      return streamChannel(stream, false, rest)
+    }
   }
 
-  async #open (target: DialTarget, protocol: 'tcp' | 'udp', signal?: AbortSignal): Promise<{ stream: Stream, rest: Buffer }> {
+  async #open (target: DialTarget, protocol: string, signal?: AbortSignal): Promise<{ stream: Stream, rest: Buffer }> {
     const node = this.#node
     const nodeName = target.nodeName
     if (node === undefined) throw new TunnelDialError(nodeName ?? '', 'the tunnel is not running')
@@ -347,13 +356,13 @@ export class EdgeTunnel implements Component, EndpointDialer {
     stream.send(encodeProxy({ type: MessageType.CONNECT, protocol, nodeName, ip: target.ip, port: target.port }))
     try {
       const { message, rest } = await readMessage(stream, abort)
-      if (message.type === MessageType.FAILED) throw new Error(`the agent on ${nodeName} could not reach ${target.ip}:${target.port}`)
+      if (message.type === MessageType.FAILED) throw Object.assign(new Error(`the agent on ${nodeName} could not reach ${target.ip}:${target.port} (${protocol})`), { refused: true })
       this.#metrics?.streams.inc({ direction: 'outbound', result: 'ok' })
       return { stream, rest }
     } catch (err) {
       this.#metrics?.streams.inc({ direction: 'outbound', result: 'refused' })
       stream.abort(err as Error)
-      throw new TunnelDialError(nodeName, (err as Error).message, { cause: err })
+      throw new TunnelDialError(nodeName, (err as Error).message, { cause: err, refused: (err as { refused?: boolean }).refused === true })
     }
   }
 
@@ -380,6 +389,21 @@ export class EdgeTunnel implements Component, EndpointDialer {
   async #serveProxy (stream: Stream): Promise<void> {
     const { message, rest } = await readMessage(stream, AbortSignal.timeout(10_000))
     if (message.type !== MessageType.CONNECT) { stream.abort(new Error('expected CONNECT')); return }
+    if ((message.protocol === 'udp' || message.protocol === UDP_FRAMED) && message.ip !== undefined && message.port !== undefined) {
+      try {
+        await serveDatagrams(stream, { ip: message.ip, port: message.port }, message.protocol === UDP_FRAMED, Buffer.alloc(0))
+      } catch {
+        stream.send(encodeProxy({ type: MessageType.FAILED }))
+        this.#metrics?.streams.inc({ direction: 'inbound', result: 'target_unreachable' })
+        await stream.close().catch(() => {})
+        return
+      }
+      // SUCCESS goes out before any reply datagram: serveDatagrams only sends once the target answers.
+      stream.send(encodeProxy({ ...message, type: MessageType.SUCCESS }))
+      this.#metrics?.streams.inc({ direction: 'inbound', result: 'ok' })
+      if (rest.length > 0) stream.unshift(rest)
+      return
+    }
     if (message.protocol !== 'tcp' || message.ip === undefined || message.port === undefined) {
       stream.send(encodeProxy({ type: MessageType.FAILED }))
       this.#metrics?.streams.inc({ direction: 'inbound', result: 'unsupported' })

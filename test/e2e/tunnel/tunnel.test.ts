@@ -15,6 +15,7 @@ import { rootOnly, waitFor } from '../lab/helpers.ts'
 const root = fileURLToPath(new URL('../../../', import.meta.url))
 const entry = join(root, 'src/bin/edgemesh.ts')
 const PSK = 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ='
+const udpClient = fileURLToPath(new URL('../proxy/fixtures/client.ts', import.meta.url))
 
 const SERVICES = `apiVersion: v1
 kind: Service
@@ -41,6 +42,19 @@ addressType: IPv4
 ports: [{name: http, port: 9376, protocol: TCP}]
 endpoints:
 - {addresses: [203.0.113.11], conditions: {ready: true}, nodeName: k8s-node1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: udp-echo, namespace: default}
+spec: {clusterIP: 10.96.0.20, ports: [{name: echo, port: 7, protocol: UDP, targetPort: 7007}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: udp-echo-1, namespace: default, labels: {kubernetes.io/service-name: udp-echo}}
+addressType: IPv4
+ports: [{name: echo, port: 7007, protocol: UDP}]
+endpoints:
+- {addresses: [192.168.1.21], conditions: {ready: true}, nodeName: edge-b1}
 `
 
 describe('EdgeTunnel in the seed lab', rootOnly, () => {
@@ -98,6 +112,7 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
       const p = lab.spawn(node, workload('hostname', '--name', node))
       await p.waitForOutput('listening', 10_000)
     }
+    await lab.spawn('edge-b1', workload('echo', 'udp', '--port', '7007')).waitForOutput('listening', 10_000)
     await Promise.all([startAgent('k8s-master', { proxy: false }), startAgent('k8s-node1', { proxy: false })])
     await startAgent('edge-b1', { proxy: false })
     await startAgent('edge-a1', { proxy: true })
@@ -127,6 +142,14 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
     assert.equal(r.out, 'k8s-node1')
     const peers = (await status('edge-a1')).tunnel.peers
     assert.ok(peers.some(p => p.nodeName === 'k8s-node1' && p.path === 'direct'), JSON.stringify(peers))
+  })
+
+  test('UDP to an endpoint on site B keeps datagram boundaries through the relay', async () => {
+    const sizes = [1, 1400, 33, 8000, 512]
+    const r = await lab.exec('edge-a1', [process.execPath, udpClient, 'udp', '10.96.0.20:7', ...sizes.map(String)], { pod: 'client' })
+    const result = JSON.parse(r.stdout) as { sizes: number[], complete: boolean }
+    assert.ok(result.complete, r.stdout + r.stderr)
+    assert.deepEqual([...result.sizes].sort((a, b) => a - b), [...sizes].sort((a, b) => a - b))
   })
 
   test('edgemesh status shows which peers are direct and which relayed', async () => {

@@ -4,6 +4,7 @@
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
+import { createSocket } from 'node:dgram'
 import type { Server } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -100,6 +101,27 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
     assert.equal((await roundTrip(bulk, big)).length, big.length + 5)
   })
 
+  test('UDP through the relay keeps datagram boundaries (framed between our agents)', async () => {
+    const echoUdp = createSocket('udp4')
+    echoUdp.on('message', (m, r) => echoUdp.send(m, r.port, r.address))
+    await new Promise<void>(resolve => echoUdp.bind(0, '127.0.0.1', resolve))
+    try {
+      const a = tunnels.find(t => t.peerId() !== undefined && !t.isRelay) as EdgeTunnel
+      const channel = await a.dialUdp({ ip: '127.0.0.1', port: echoUdp.address().port, nodeName: 'node-b', service: 'default/udp' })
+      const sizes = [1, 1400, 7, 9000, 300]
+      const got: number[] = []
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`got ${got.join(',')}`)), 5000)
+        channel.onMessage(m => { got.push(m.every(b => b === m.length % 251) ? m.length : -1); if (got.length === sizes.length) { clearTimeout(t); resolve() } })
+        for (const n of sizes) channel.send(Buffer.alloc(n, n % 251))
+      })
+      assert.deepEqual([...got].sort((x, y) => x - y), [...sizes].sort((x, y) => x - y))
+      channel.close()
+    } finally {
+      echoUdp.close()
+    }
+  })
+
   test('an unreachable endpoint on the far node fails the dial with a reason', async () => {
     const a = tunnels.find(t => t.peerId() !== undefined && !t.isRelay) as EdgeTunnel
     const closed = await freePort()
@@ -110,7 +132,7 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
     const stranger = tunnel('stranger', await freePort(), join(dir, 'other-psk'), recordingLogger(lines))
     await stranger.start()
     await eventually('the mismatch is logged', () => lines.some(l => l.msg === 'PSK mismatch or not an EdgeMesh peer'), 15_000, 50)
-    await assert.rejects(stranger.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-b', service: 'default/echo' }))
+    await assert.rejects(stranger.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-b', service: 'default/echo' }, AbortSignal.timeout(3000)))
   })
 
   test('a missing PSK file stops the start with the file named', async () => {
