@@ -32,8 +32,8 @@ export interface AppDeps {
 /** A running agent or gateway: its lifecycle plus the views other parts (CLI, tests) read. */
 export interface App extends Component {
   readonly serviceMap: ServiceMap
-  /** What /status serves: readiness, services, proxy rules and listeners, tunnel peers. */
-  status (): Record<string, unknown>
+  /** What /status serves: readiness, services, proxy rules and listeners, tunnel peers, counters. */
+  status (): Promise<Record<string, unknown>>
 }
 
 interface ServiceSources {
@@ -76,10 +76,11 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps): ServiceSo
 class AppGroup extends LifecycleGroup implements App, StatusSource {
   readonly serviceMap: ServiceMap
   /** Filled by the composition root: module summaries for /status. */
-  readonly summaries: Array<() => Record<string, unknown>> = []
+  readonly summaries: Array<() => Record<string, unknown> | Promise<Record<string, unknown>>> = []
   readonly #log: Logger
   readonly #onStopped: () => void
   #unsubscribe: (() => void) | undefined
+  #lastChange: number | undefined
 
   constructor (name: string, components: Component[], serviceMap: ServiceMap, log: Logger, onStopped: () => void) {
     super(name, components, log)
@@ -92,6 +93,7 @@ class AppGroup extends LifecycleGroup implements App, StatusSource {
     // Say once per source (persisted, then live) how many services are known.
     let announced: string | undefined
     this.#unsubscribe = this.serviceMap.subscribe(() => {
+      this.#lastChange = Date.now()
       const source = this.serviceMap.source()
       if (source === announced) return
       announced = source
@@ -106,13 +108,13 @@ class AppGroup extends LifecycleGroup implements App, StatusSource {
     return true
   }
 
-  status (): Record<string, unknown> {
+  async status (): Promise<Record<string, unknown>> {
     const out: Record<string, unknown> = {
       ready: this.isReady(),
       notReady: this.notReady(),
-      services: { count: this.serviceMap.snapshot().size, source: this.serviceMap.source(), synced: this.serviceMap.hasSynced() }
+      services: { count: this.serviceMap.snapshot().size, source: this.serviceMap.source(), synced: this.serviceMap.hasSynced(), lastChange: this.#lastChange }
     }
-    for (const s of this.summaries) Object.assign(out, s())
+    for (const s of this.summaries) Object.assign(out, await s())
     return out
   }
 
@@ -254,6 +256,8 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   // The status server reads the group it belongs to; it is asked only after start.
   components.push(...createStatusServers(config.commonConfig, m.edgeTunnel.metricConfig, { logger: log, metrics, source: () => app }))
   const app = new AppGroup('agent', components, serviceMap, log, sources.close)
+  // Counters for `edgemesh status`, read from the same registry /metrics serves.
+  app.summaries.push(async () => ({ counters: await countersOf(metrics) }))
   if (tunnel !== undefined) {
     app.summaries.push(() => ({ tunnel: { peerId: tunnel.peerId(), relay: tunnel.isRelay, addresses: tunnel.addresses(), peers: tunnel.peers() } }))
   }
@@ -268,6 +272,23 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
     })
   }
   return app
+}
+
+const COUNTERS: Record<string, string> = {
+  dnsQueries: 'edgemesh_dns_queries_total',
+  proxyConnections: 'edgemesh_proxy_connections_total',
+  proxyConnectErrors: 'edgemesh_proxy_connect_errors_total',
+  tunnelStreams: 'edgemesh_tunnel_streams_total'
+}
+
+async function countersOf (metrics: Registry): Promise<Record<string, number>> {
+  const out: Record<string, number> = {}
+  for (const [key, name] of Object.entries(COUNTERS)) {
+    const m = metrics.getSingleMetric(name)
+    if (m === undefined) continue
+    out[key] = (await m.get()).values.reduce((sum, v) => sum + v.value, 0)
+  }
+  return out
 }
 
 /** The status server (last to start, first to stop) and, when upstream's metricConfig asks for it, a /metrics listener on all interfaces. */

@@ -176,7 +176,7 @@ export async function runDemo (argv: string[], io: CommandIO): Promise<number> {
     const fqdn = `hostname-svc.${DEMO_NS}.svc.cluster.local`
     out.write(`DNS   ${fqdn} → ${(await resolveA(dnsPort, fqdn)).join(', ') || '(no answer)'}   (asked demo-edge-1)\n`)
     // Without interception (no root) the client connects to the proxy listener that the DNAT rule would pick.
-    const listeners = ((edge1.status().proxy as { listeners?: Record<string, number> } | undefined)?.listeners) ?? {}
+    const listeners = (((await edge1.status()).proxy as { listeners?: Record<string, number> } | undefined)?.listeners) ?? {}
     const listener = listeners[`${CLUSTER_IP}/tcp/${SERVICE_PORT}`]
     if (listener === undefined) throw new Error('demo-edge-1 has no proxy listener for hostname-svc')
     for (let i = 1; i <= 3; i++) {
@@ -185,7 +185,7 @@ export async function runDemo (argv: string[], io: CommandIO): Promise<number> {
       try { reply = await httpGet(listener) } catch (err) { reply = `failed: ${(err as Error).message}` }
       out.write(`HTTP  #${i} ${CLUSTER_IP}:${SERVICE_PORT} from demo-edge-1 → "${reply}"   ${(performance.now() - t0).toFixed(1)} ms\n`)
     }
-    const peers = ((edge1.status().tunnel as { peers?: PeerRow[] } | undefined)?.peers) ?? []
+    const peers = (((await edge1.status()).tunnel as { peers?: PeerRow[] } | undefined)?.peers) ?? []
     out.write(`\npeers of demo-edge-1:\n${table([['NODE', 'PEER-ID', 'PATH', 'ADDRESS'], ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.path, p.addresses[0] ?? ''])])}`)
 
     if (values.once !== true) {

@@ -16,9 +16,10 @@ proxy rules, and the tunnel's peers with their path (direct or via a relay).
 interface Status {
   ready?: boolean
   notReady?: string[]
-  services?: { count: number, source: string, synced: boolean }
+  services?: { count: number, source: string, synced: boolean, lastChange?: number }
+  counters?: Record<string, number>
   proxy?: { servicePorts: number, kernel: number, userspace: number }
-  tunnel?: { peerId?: string, relay?: boolean, addresses?: string[], peers?: Array<{ nodeName?: string, peerId: string, path: string, addresses: string[], since: number }> }
+  tunnel?: { peerId?: string, relay?: boolean, addresses?: string[], peers?: Array<{ nodeName?: string, peerId: string, path: string, via?: string, rttMs?: number, addresses: string[], since: number }> }
 }
 
 function table (rows: string[][]): string {
@@ -35,13 +36,15 @@ function ago (ms: number): string {
 export function renderStatus (st: Status, now = Date.now()): string {
   const lines: string[] = []
   lines.push(`ready:     ${st.ready === true ? 'yes' : `no (waiting for ${(st.notReady ?? []).join(', ') || '?'})`}`)
-  if (st.services !== undefined) lines.push(`services:  ${st.services.count} (${st.services.source}${st.services.synced ? '' : ', not synced'})`)
+  if (st.services !== undefined) lines.push(`services:  ${st.services.count} (${st.services.source}${st.services.synced ? '' : ', not synced'}${st.services.lastChange !== undefined ? `, last change ${ago(now - st.services.lastChange)} ago` : ''})`)
+  const c = st.counters ?? {}
+  if (Object.keys(c).length > 0) lines.push(`counters:  ${Object.entries(c).map(([k, v]) => `${k} ${v}`).join(', ')}`)
   if (st.proxy !== undefined) lines.push(`proxy:     ${st.proxy.servicePorts} service ports (${st.proxy.kernel} kernel DNAT, ${st.proxy.userspace} userspace)`)
   if (st.tunnel !== undefined) {
     lines.push(`tunnel:    ${st.tunnel.peerId ?? '(not started)'}${st.tunnel.relay === true ? ' (relay)' : ''}`)
     const peers = st.tunnel.peers ?? []
-    lines.push('', table([['NODE', 'PEER-ID', 'PATH', 'SINCE', 'ADDRESS'],
-      ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.path, ago(now - p.since), p.addresses[0] ?? ''])]).trimEnd())
+    lines.push('', table([['NODE', 'PEER-ID', 'PATH', 'RTT', 'SINCE', 'ADDRESS'],
+      ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.via !== undefined ? `relay via ${p.via}` : p.path, p.rttMs !== undefined ? `${p.rttMs}ms` : '-', ago(now - p.since), p.addresses[0] ?? ''])]).trimEnd())
   }
   return lines.join('\n') + '\n'
 }

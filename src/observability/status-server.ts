@@ -16,7 +16,7 @@ export interface StatusSource {
   /** Changes the log level at runtime (`POST /loglevel` with `debug`, `info`, `warn` or `error`). */
   setLogLevel? (level: string): boolean
   /** A JSON-serialisable summary (services, rules, peers, …). */
-  status (): Record<string, unknown>
+  status (): Record<string, unknown> | Promise<Record<string, unknown>>
 }
 
 export interface StatusServerInit {
@@ -97,7 +97,7 @@ export class StatusServer implements Component {
         const waiting = this.#source().notReady()
         return waiting.length === 0 ? send(res, 200, 'ok\n') : send(res, 503, `not ready: ${waiting.join(', ')}\n`)
       }
-      case '/status': return send(res, 200, JSON.stringify(this.#source().status(), null, 2) + '\n', 'application/json')
+      case '/status': return send(res, 200, JSON.stringify(await this.#source().status(), null, 2) + '\n', 'application/json')
       default: return send(res, 404, 'not found: try /healthz, /readyz, /metrics, /status\n')
     }
   }

@@ -70,6 +70,10 @@ export interface PeerInfo {
   since: number
   /** This node holds a reservation on this peer (a relay). */
   reserved?: boolean
+  /** The relay a relayed connection runs through, by node name when known. */
+  via?: string
+  /** Round-trip time from libp2p's connection monitor, ms. */
+  rttMs?: number
 }
 
 /** Tunnel metrics (`edgemesh_tunnel_*`); the peer gauge is computed when scraped. */
@@ -199,8 +203,11 @@ export class EdgeTunnel implements Component, EndpointDialer {
     const reservedOn = new Set(this.addresses().filter(a => a.includes('/p2p-circuit')).map(a => /\/p2p\/(\w+)\/p2p-circuit/.exec(a)?.[1]))
     for (const conn of node.getConnections()) {
       const id = conn.remotePeer.toString()
+      const relayId = /\/p2p\/(\w+)\/p2p-circuit/.exec(conn.remoteAddr.toString())?.[1]
       out.push({
         reserved: reservedOn.has(id),
+        ...(relayId !== undefined ? { via: this.#nodeNames.get(relayId) ?? relayId } : {}),
+        ...(conn.rtt !== undefined ? { rttMs: Math.round(conn.rtt * 10) / 10 } : {}),
         nodeName: this.#nodeNames.get(id),
         peerId: id,
         addresses: [conn.remoteAddr.toString()],
