@@ -41,7 +41,7 @@ export async function runDoctorCommand (argv: string[], io: CommandIO): Promise<
     io.stderr.write(`edgemesh doctor: ${(err as Error).message}\n`)
     return EXIT_USAGE
   }
-  const results = await runDoctor({ config, edgecorePath: values.edgecore ?? DEFAULT_EDGECORE, nodeName: io.env.NODE_NAME ?? '' })
+  const results = await runDoctor({ config, edgecorePath: values.edgecore ?? DEFAULT_EDGECORE, nodeName: io.env.NODE_NAME ?? '', env: io.env })
   io.stdout.write(values.json === true ? JSON.stringify(results, null, 2) + '\n' : renderChecks(results))
   return results.some(r => r.status === 'fail') ? EXIT_FAILURE : EXIT_OK
 }

@@ -12,6 +12,7 @@ import { Registry } from 'prom-client'
 import type { AgentConfig } from '../config/schema.ts'
 import { noopLogger } from '../observability/logger.ts'
 import { EdgeTunnel } from '../tunnel/tunnel.ts'
+import { KubeClient, RESOURCES, resolveKubeConnection } from '../kube/index.ts'
 
 export type CheckStatus = 'pass' | 'fail' | 'warn' | 'skip'
 
@@ -28,6 +29,8 @@ export interface DoctorInput {
   /** edgecore's config; a missing file means "not a KubeEdge edge node" and its checks are skipped. */
   edgecorePath: string
   nodeName: string
+  /** Environment for mode detection, KUBECONFIG and in-cluster settings. @default process.env */
+  env?: NodeJS.ProcessEnv
   /** Injected for tests. */
   run?: (argv: string[]) => Promise<{ code: number, stdout: string, stderr: string }>
 }
@@ -129,15 +132,26 @@ async function apiCheck (input: DoctorInput): Promise<CheckResult> {
   const k = input.config.kubeAPIConfig
   const title = 'Kubernetes API reachable'
   if (k.standaloneFile !== '') return { id: 'api', title, status: 'skip', detail: `standalone services file ${k.standaloneFile}` }
-  if (k.master !== '' || k.kubeConfig !== '') return { id: 'api', title, status: 'skip', detail: 'manual mode (master/kubeConfig): the agent\'s readiness covers it' }
-  const server = k.metaServer.server
+  const env = input.env ?? process.env
+  let client: KubeClient | undefined
+  let where = ''
   try {
-    const res = await fetch(`${server}/api/v1/services?limit=1`, { signal: AbortSignal.timeout(3000) })
-    return res.ok
-      ? { id: 'api', title, status: 'pass', detail: `metaServer ${server} lists Services` }
-      : { id: 'api', title, status: 'fail', detail: `metaServer ${server} answered HTTP ${res.status}`, fix: 'enable dynamicController in cloudcore and metaServer in edgecore, then restart both' }
+    const settings = k.master === '' && k.kubeConfig === '' && (env.KUBECONFIG ?? '') !== '' ? { ...k, kubeConfig: env.KUBECONFIG as string } : k
+    const connection = resolveKubeConnection(settings, { env })
+    where = connection.description
+    client = new KubeClient(connection)
+    // One page of one item: proves reachability and the right to list Services, whatever the cluster size.
+    const pages = client.listPages(RESOURCES.services, { limit: 1, timeoutMs: 3000 })
+    await pages.next()
+    await pages.return(undefined)
+    return { id: 'api', title, status: 'pass', detail: `${where} lists Services` }
   } catch (err) {
-    return { id: 'api', title, status: 'fail', detail: `metaServer ${server}: ${(err as Error).message}`, fix: `enable metaServer in edgecore (it listens on ${server}); on a cloud node the agent uses the in-cluster API instead` }
+    const fix = where.includes('metaServer') || where === ''
+      ? 'enable metaServer in edgecore (modules.metaManager.metaServer.enable) and dynamicController in cloudcore, then restart both'
+      : 'check the API server address, the ServiceAccount token and the ClusterRole (the Helm chart creates them)'
+    return { id: 'api', title, status: 'fail', detail: `${where === '' ? 'API' : where}: ${(err as Error).message}`, fix }
+  } finally {
+    client?.close()
   }
 }
 
