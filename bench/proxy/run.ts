@@ -11,14 +11,14 @@
 // 10.96.0.20 is the userspace path (a DestinationRule hashing the source IP,
 // which nftables cannot express). Needs root (namespaces, nftables; apt-get
 // for iperf3 when missing).
-import { spawn, spawnSync } from 'node:child_process'
-import type { ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
+import { ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
 
 const { values: opt } = parseArgs({
   options: {
@@ -36,25 +36,7 @@ const C = 'emp-c'
 const S = 'emp-s'
 const NODE = 'bench-node'
 
-if (process.getuid?.() !== 0) {
-  console.error('bench:proxy needs root (network namespaces and nftables)')
-  process.exit(2)
-}
-
-function sh (argv: string[], input?: string): string {
-  const r = spawnSync(argv[0] as string, argv.slice(1), { encoding: 'utf8', input })
-  if (r.status !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr}`)
-  return r.stdout
-}
-
-function ensureIperf (): void {
-  if (spawnSync('sh', ['-c', 'command -v iperf3']).status === 0) return
-  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
-  if (spawnSync('apt-get', ['install', '-y', '-qq', 'iperf3'], { stdio: 'inherit', env }).status !== 0) {
-    spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env })
-    sh(['apt-get', 'install', '-y', '-qq', 'iperf3'])
-  }
-}
+requireRoot('bench:proxy')
 
 function teardown (): void {
   for (const ns of [C, S]) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' })
@@ -77,30 +59,6 @@ function setup (): void {
   for (const ns of [C, S]) {
     exec(ns, ['sysctl', '-q', '-w', 'net.ipv4.tcp_tw_reuse=1', 'net.ipv4.ip_local_port_range=1024 65535'])
   }
-}
-
-const children: ChildProcess[] = []
-function run (ns: string, argv: string[], env: Record<string, string> = {}): ChildProcess & { out: () => string } {
-  const child = spawn('ip', ['netns', 'exec', ns, ...argv], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d })
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => { out += d })
-  children.push(child)
-  return Object.assign(child, { out: () => out })
-}
-
-async function waitFor (child: { out: () => string }, pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
-  const deadline = Date.now() + timeoutMs
-  while (Date.now() < deadline) {
-    const m = pattern.exec(child.out())
-    if (m !== null) return m
-    await new Promise(resolve => setTimeout(resolve, 20))
-  }
-  throw new Error(`timed out waiting for ${String(pattern)}:\n${child.out().slice(-3000)}`)
-}
-
-function exec (ns: string, argv: string[]): string {
-  return sh(['ip', 'netns', 'exec', ns, ...argv])
 }
 
 function servicesYaml (): string {
@@ -139,28 +97,18 @@ function agentConfig (dir: string, services: string): string {
   return file
 }
 
-function rssMB (pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return Number(m?.[1] ?? NaN) / 1024
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2] as number : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2
-}
-
 type Path = 'direct' | 'kernel' | 'userspace'
 const TARGET: Record<Path, string> = { direct: '10.77.0.2', kernel: '10.96.0.10', userspace: '10.96.0.20' }
 interface Sample { mbps: number, p50: number, p99: number, connPerSec: number, connP50: number }
 
 function measure (path: Path): Sample {
   const ip = TARGET[path]
-  const iperf = JSON.parse(exec(C, ['iperf3', '-c', ip, '-p', '5201', '-t', String(SECONDS), '-J'])) as { end: { sum_received: { bits_per_second: number } } }
+  const mbps = iperf(C, ip, 5201, SECONDS)
   const client = join(here, 'client.ts')
   const rr = JSON.parse(exec(C, [process.execPath, client, 'rr', `${ip}:7000`, '2'])) as { p50: number, p99: number }
   const conn = JSON.parse(exec(C, [process.execPath, client, 'conn', `${ip}:7000`, '2', '4'])) as { perSecond: number, p50: number, errors: number }
   if (conn.errors > 0) console.error(`${path}: ${conn.errors} connection errors`)
-  return { mbps: iperf.end.sum_received.bits_per_second / 8 / 1e6, p50: rr.p50, p99: rr.p99, connPerSec: conn.perSecond, connP50: conn.p50 }
+  return { mbps, p50: rr.p50, p99: rr.p99, connPerSec: conn.perSecond, connP50: conn.p50 }
 }
 
 async function main (): Promise<void> {
@@ -223,7 +171,7 @@ async function main (): Promise<void> {
     console.log(report)
     if (opt.out !== undefined) writeFileSync(opt.out, report + '\n')
   } finally {
-    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
+    killAll()
     teardown()
     rmSync(dir, { recursive: true, force: true })
   }

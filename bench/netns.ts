@@ -1,0 +1,81 @@
+// Helpers the network benches share: commands, processes inside network
+// namespaces, waiting for their output, medians, RSS. Root only.
+import { spawn, spawnSync } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+
+export function requireRoot (bench: string): void {
+  if (process.getuid?.() !== 0) {
+    console.error(`${bench} needs root (network namespaces and nftables)`)
+    process.exit(2)
+  }
+}
+
+export function sh (argv: string[], input?: string): string {
+  const r = spawnSync(argv[0] as string, argv.slice(1), { encoding: 'utf8', input })
+  if (r.status !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr}`)
+  return r.stdout
+}
+
+export function exec (ns: string, argv: string[]): string {
+  return sh(['ip', 'netns', 'exec', ns, ...argv])
+}
+
+export function ensureIperf (): void {
+  if (spawnSync('sh', ['-c', 'command -v iperf3']).status === 0) return
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+  if (spawnSync('apt-get', ['install', '-y', '-qq', 'iperf3'], { stdio: 'inherit', env }).status !== 0) {
+    spawnSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env })
+    sh(['apt-get', 'install', '-y', '-qq', 'iperf3'])
+  }
+}
+
+export type Proc = ChildProcess & { out: () => string }
+
+/** Processes started by `run`, killed by `killAll`. */
+const children: ChildProcess[] = []
+
+export function run (ns: string, argv: string[], env: Record<string, string> = {}): Proc {
+  const child = spawn('ip', ['netns', 'exec', ns, ...argv], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
+  let out = ''
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d })
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => { out += d })
+  children.push(child)
+  return Object.assign(child, { out: () => out })
+}
+
+export function killAll (): void {
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
+}
+
+export async function waitFor (child: { out: () => string }, pattern: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    const m = pattern.exec(child.out())
+    if (m !== null) return m
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+  throw new Error(`timed out waiting for ${String(pattern)}:\n${child.out().slice(-3000)}`)
+}
+
+export function rssMB (pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return Number(m?.[1] ?? NaN) / 1024
+}
+
+/** CPU seconds (user + system) a process has used so far. */
+export function cpuSeconds (pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+  return (Number(fields[11]) + Number(fields[12])) / 100
+}
+
+export const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b)
+  return s.length === 0 ? NaN : s.length % 2 === 1 ? s[(s.length - 1) / 2] as number : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2
+}
+
+/** iperf3 single stream for `seconds`: received MB/s. */
+export function iperf (ns: string, host: string, port: number, seconds: number): number {
+  const r = JSON.parse(exec(ns, ['iperf3', '-c', host, '-p', String(port), '-t', String(seconds), '-J'])) as { end: { sum_received: { bits_per_second: number } } }
+  return r.end.sum_received.bits_per_second / 8 / 1e6
+}
