@@ -220,7 +220,7 @@ async function relayChecks (input: DoctorInput): Promise<CheckResult[]> {
           id: 'psk',
           title: 'PSK agrees with the relays',
           status: 'fail',
-          detail: bad.map(p => `${p.nodeName}: ${p.reason === 'psk' ? 'PSK mismatch or not an EdgeMesh peer' : 'unreachable'} (${p.error ?? ''})`).join('; '),
+          detail: bad.map(p => `${p.nodeName}: ${p.reason === 'psk' ? 'PSK mismatch or not an EdgeMesh peer (TCP connects, the handshake does not)' : 'unreachable'} (${p.error ?? ''})`).join('; '),
           fix: `every node needs the same PSK: compare \`edgemesh psk derive ${t.psk.path}\` here and on the relays (Helm: agent.psk, edgemesh-psk.txt)`
         })
   } finally {

@@ -290,8 +290,9 @@ export class EdgeTunnel implements Component, EndpointDialer {
     for (const r of this.#relays) {
       node.dial(r.peerId, { signal: AbortSignal.timeout(10_000) }).then(() => {
         this.#log.info('connected to relay', { relay: r.nodeName })
-      }, (err: Error) => {
-        this.#log.warn(isHandshakeFailure(err) ? 'PSK mismatch or not an EdgeMesh peer' : 'relay unreachable', { relay: r.nodeName, addresses: r.addrs.map(String), err: err.message })
+      }, async (err: Error) => {
+        const reason = await classifyFailure(err, r.addrs)
+        this.#log.warn(reason === 'psk' ? 'PSK mismatch or not an EdgeMesh peer' : 'relay unreachable', { relay: r.nodeName, addresses: r.addrs.map(String), err: err.message })
       })
     }
   }
@@ -307,7 +308,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
         return { nodeName: r.nodeName, addresses, ok: true }
       } catch (err) {
         const e = err as Error
-        return { nodeName: r.nodeName, addresses, ok: false, reason: isHandshakeFailure(e) ? 'psk' : 'unreachable', error: e.message }
+        return { nodeName: r.nodeName, addresses, ok: false, reason: await classifyFailure(e, r.addrs), error: e.message }
       }
     }))
   }
@@ -435,6 +436,28 @@ export class EdgeTunnel implements Component, EndpointDialer {
     duplex.pipe(socket)
     socket.pipe(duplex)
   }
+}
+
+/**
+ * Why a dial to a relay failed. A peer with another PSK sometimes answers the
+ * garbled handshake with an error and sometimes just waits: when the dial
+ * failed but a plain TCP connect succeeds, the handshake is what failed.
+ */
+async function classifyFailure (err: Error, addrs: readonly Multiaddr[]): Promise<'psk' | 'unreachable'> {
+  if (isHandshakeFailure(err)) return 'psk'
+  for (const a of addrs) {
+    const m = /^\/(?:ip4|ip6|dns4)\/([^/]+)\/tcp\/(\d+)/.exec(a.toString())
+    if (m === null) continue
+    const open = await new Promise<boolean>(resolve => {
+      const s = connect({ host: m[1] as string, port: Number(m[2]) })
+      const done = (ok: boolean): void => { clearTimeout(t); s.destroy(); resolve(ok) }
+      const t = setTimeout(() => done(false), 1500)
+      s.once('connect', () => done(true))
+      s.once('error', () => done(false))
+    })
+    if (open) return 'psk'
+  }
+  return 'unreachable'
 }
 
 function isHandshakeFailure (err: Error): boolean {
