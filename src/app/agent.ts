@@ -186,7 +186,8 @@ function createTunnel (t: EdgeTunnelConfig, nodeName: string, deps: { logger: Lo
     listenPort: t.listenPort,
     relayNodes: t.relayNodes.map(r => ({ nodeName: r.nodeName, addresses: r.advertiseAddress.map(a => relayAddress(a, t.listenPort)) })),
     pskFile: t.psk.enable ? t.psk.path : undefined,
-    maxInboundStreams: t.tunnelLimitConfig.enable ? t.tunnelLimitConfig.tunnelBaseStreamIn : undefined
+    maxInboundStreams: t.tunnelLimitConfig.enable ? t.tunnelLimitConfig.tunnelBaseStreamIn : undefined,
+    heartbeatMs: t.heartbeatPeriod * 1000
   })
 }
 

@@ -49,6 +49,8 @@ export interface EdgeTunnelInit {
   dialTimeoutMs?: number
   /** Hold reservations on the relays (a node that only dials out, like `edgemesh doctor`, does not). @default true */
   reserve?: boolean
+  /** How often lost relay connections and reservations are re-established (`heartbeatPeriod`). @default 120000 */
+  heartbeatMs?: number
 }
 
 /** The outcome of a handshake with one relay. */
@@ -166,6 +168,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
   #relays: Array<{ nodeName: string, peerId: PeerId, addrs: Multiaddr[] }> = []
   #metrics: TunnelMetrics | undefined
   #multiaddr: ((addr: string) => Multiaddr) | undefined
+  #heartbeat: NodeJS.Timeout | undefined
   readonly #nodeNames = new Map<string, string>()
 
   constructor (deps: { logger: Logger, metrics: Registry }, init: EdgeTunnelInit) {
@@ -286,6 +289,13 @@ export class EdgeTunnel implements Component, EndpointDialer {
     this.#node = node
     this.#metrics ??= new TunnelMetrics(this.#registry, () => this.peers())
     this.#log.info('tunnel listening', { peerId: node.peerId.toString(), relay: this.isRelay, addresses: this.addresses() })
+    let beating = false
+    this.#heartbeat = setInterval(() => {
+      if (beating) return
+      beating = true
+      this.#beat().catch(() => {}).finally(() => { beating = false })
+    }, init.heartbeatMs ?? 120_000)
+    this.#heartbeat.unref()
     // Reservations are made by the circuit transport; connect to relays anyway so failures are named now.
     for (const r of this.#relays) {
       node.dial(r.peerId, { signal: AbortSignal.timeout(10_000) }).then(() => {
@@ -313,7 +323,33 @@ export class EdgeTunnel implements Component, EndpointDialer {
     }))
   }
 
+  /**
+   * Upstream's heartbeat: reconnect to relays we lost and, on nodes that
+   * reserve, listen on a relay's circuit again once its reservation is gone
+   * (a restarted relay forgets them; js-libp2p does not renew them by itself).
+   */
+  async #beat (): Promise<void> {
+    const node = this.#node
+    if (node === undefined) return
+    const reserve = !this.isRelay && this.#init.reserve !== false
+    const held = new Set(node.getMultiaddrs().map(String).filter(a => a.includes('/p2p-circuit')))
+    for (const r of this.#relays) {
+      const id = r.peerId.toString()
+      if (reserve && ![...held].some(a => a.includes(`/p2p/${id}/p2p-circuit`))) {
+        // Not part of the Libp2p interface: the transport manager is the only way to listen again.
+        const tm = (node as unknown as { components?: { transportManager?: { listen: (addrs: Multiaddr[]) => Promise<void> } } }).components?.transportManager
+        await tm?.listen(r.addrs.map(a => a.encapsulate(`/p2p/${id}/p2p-circuit`))).then(() => {
+          this.#log.info('reservation re-established', { relay: r.nodeName })
+        }, (err: Error) => this.#log.debug('relay reservation not re-established yet', { relay: r.nodeName, err: err.message }))
+      } else if (node.getConnections(r.peerId).length === 0) {
+        await node.dial(r.peerId, { signal: AbortSignal.timeout(5000) }).catch(() => {})
+      }
+    }
+  }
+
   async stop (): Promise<void> {
+    clearInterval(this.#heartbeat)
+    this.#heartbeat = undefined
     const node = this.#node
     this.#node = undefined
     await node?.stop()

@@ -74,6 +74,7 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
       `  edgeProxy: {enable: ${String(opts.proxy)}}`,
       '  edgeTunnel:',
       '    enable: true',
+      '    heartbeatPeriod: 2',
       `    psk: {path: ${pskFile}}`,
       '    relayNodes:',
       '    - {nodeName: k8s-master, advertiseAddress: [203.0.113.10]}',
@@ -176,6 +177,13 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
     }
     assert.equal(last.out, 'edge-b1', `no answer within 3 s: ${attempts.join('; ')}`)
     assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms: ${attempts.join('; ')}`)
+  })
+
+  test('a restarted relay gets its reservations back', async () => {
+    // k8s-master was stopped by the previous test; edge-b1 lost its reservation there.
+    await startAgent('k8s-master', { proxy: false })
+    await waitFor('edge-b1 reserves on k8s-master again', async () =>
+      (await status('edge-b1')).tunnel.addresses.some(x => x.includes('203.0.113.10') && x.includes('p2p-circuit')), 30_000)
   })
 
   test('a node with a different PSK reaches nothing and logs why', async () => {
