@@ -10,6 +10,8 @@ import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { AgentConfig, EdgeTunnelConfig, GatewayConfig, KubeAPIConfig } from '../config/schema.ts'
 import { EdgeTunnel } from '../tunnel/tunnel.ts'
+import { RelayWatcher } from '../tunnel/relay-watcher.ts'
+import { loadConfigFile } from '../config/load.ts'
 import type { NodeIdentity } from '../config/node-identity.ts'
 import { KubeClient, KubeForbiddenError, KubeInformer, KubeResourceNotFoundError, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
 import { EndpointSliceSource } from '../kube/endpoint-slice-source.ts'
@@ -27,6 +29,8 @@ import { parseDestinationRule } from '../loadbalancer/index.ts'
 export interface AppDeps {
   logger: Logger
   env: NodeJS.ProcessEnv
+  /** The config file the agent was started with: watched for `relayNodes` changes. */
+  configFile?: string
 }
 
 /** A running agent or gateway: its lifecycle plus the views other parts (CLI, tests) read. */
@@ -191,6 +195,15 @@ function createTunnel (t: EdgeTunnelConfig, nodeName: string, deps: { logger: Lo
   })
 }
 
+/** Applies `relayNodes` edits of the config file to the running tunnel. */
+function relayWatcher (file: string, tunnel: EdgeTunnel, listenPort: number, deps: { logger: Logger, env: NodeJS.ProcessEnv }): Component {
+  return new RelayWatcher({ logger: deps.logger }, {
+    file,
+    read: async f => (await loadConfigFile('agent', f, { env: deps.env })).config.modules.edgeTunnel.relayNodes,
+    apply: async relays => await tunnel.updateRelays(relays.map(r => ({ nodeName: r.nodeName, addresses: r.advertiseAddress.map(a => relayAddress(a, listenPort)) })))
+  })
+}
+
 /** `ip`, `host` or `host:port` (ours) → where to dial a relay. */
 function relayAddress (a: string, listenPort: number): { host: string, port: number } {
   const m = /^(.*[^:]):(\d{1,5})$/.exec(a)
@@ -247,7 +260,11 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
     components.push(new DnsServer({ logger: log.forComponent('dns'), metrics, serviceMap }, dnsServerInit(m.edgeDNS, bridgeDeviceIP)))
   }
   const tunnel = m.edgeTunnel.enable ? createTunnel(m.edgeTunnel, node.nodeName, { logger: log.forComponent('tunnel'), metrics }) : undefined
-  if (tunnel !== undefined) components.push(tunnel)
+  if (tunnel !== undefined) {
+    components.push(tunnel)
+    const file = m.edgeTunnel.configPath !== '' ? m.edgeTunnel.configPath : deps.configFile
+    if (file !== undefined) components.push(relayWatcher(file, tunnel, m.edgeTunnel.listenPort, { logger: log.forComponent('tunnel'), env: deps.env }))
+  }
   let proxy: EdgeProxy | undefined
   if (m.edgeProxy.enable) {
     const created = createProxy(config, node, { ...deps, metrics, serviceMap, destinationRules: sources.destinationRules, tunnel })

@@ -108,7 +108,7 @@ export async function runDaemon (kind: ConfigKind, argv: string[], io: CommandIO
   try {
     if (kind === 'agent') {
       const c = config as AgentConfig
-      app = createAgent(c, agentIdentity(c.kubeAPIConfig, io.env), { logger: log, env: io.env })
+      app = createAgent(c, agentIdentity(c.kubeAPIConfig, io.env), { logger: log, env: io.env, configFile: file })
     } else {
       const c = config as GatewayConfig
       app = createGateway(c, gatewayIdentity(c.kubeAPIConfig, io.env), { logger: log, env: io.env })

@@ -324,6 +324,34 @@ export class EdgeTunnel implements Component, EndpointDialer {
   }
 
   /**
+   * Applies a new `relayNodes` list without a restart: new relays are dialed
+   * and reserved on at once, removed ones are no longer used for new
+   * connections. Becoming (or ceasing to be) a relay needs a restart.
+   */
+  async updateRelays (relayNodes: readonly RelayNode[]): Promise<void> {
+    const wasRelay = this.isRelay
+    const nowRelay = relayNodes.some(r => r.nodeName === this.#init.nodeName)
+    if (wasRelay !== nowRelay) this.#log.warn('this node was added to or removed from relayNodes: restart the agent to apply that part', { node: this.#init.nodeName })
+    const multiaddr = this.#multiaddr
+    const node = this.#node
+    if (multiaddr === undefined || node === undefined) return
+    const next: Array<{ nodeName: string, peerId: PeerId, addrs: Multiaddr[] }> = []
+    for (const r of relayNodes) {
+      if (r.nodeName === this.#init.nodeName) continue
+      const peerId = await compatPeerId(r.nodeName)
+      this.#nodeNames.set(peerId.toString(), r.nodeName)
+      const addrs = r.addresses.map(a => multiaddr(tcpAddr(a)))
+      await node.peerStore.merge(peerId, { multiaddrs: addrs })
+      next.push({ nodeName: r.nodeName, peerId, addrs })
+    }
+    const before = new Set(this.#relays.map(r => r.nodeName))
+    const after = new Set(next.map(r => r.nodeName))
+    this.#relays = next
+    this.#log.info('relayNodes updated', { added: [...after].filter(n => !before.has(n)), removed: [...before].filter(n => !after.has(n)) })
+    await this.#beat()
+  }
+
+  /**
    * Upstream's heartbeat: reconnect to relays we lost and, on nodes that
    * reserve, listen on a relay's circuit again once its reservation is gone
    * (a restarted relay forgets them; js-libp2p does not renew them by itself).

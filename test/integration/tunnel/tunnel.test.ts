@@ -7,12 +7,14 @@ import { createServer } from 'node:net'
 import { createSocket } from 'node:dgram'
 import type { Server } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
 import { EdgeTunnel } from '../../../src/tunnel/tunnel.ts'
-import type { EdgeTunnelInit } from '../../../src/tunnel/tunnel.ts'
+import type { EdgeTunnelInit, RelayNode } from '../../../src/tunnel/tunnel.ts'
+import { RelayWatcher } from '../../../src/tunnel/relay-watcher.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
 import { recordingLogger } from '../../helpers/recording-logger.ts'
 import type { LogLine } from '../../helpers/recording-logger.ts'
@@ -133,6 +135,36 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
     await stranger.start()
     await eventually('the mismatch is logged', () => lines.some(l => l.msg === 'PSK mismatch or not an EdgeMesh peer'), 15_000, 50)
     await assert.rejects(stranger.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-b', service: 'default/echo' }, AbortSignal.timeout(3000)))
+  })
+
+  test('relayNodes edited in the config file apply without a restart; a broken edit keeps them', async () => {
+    const cfg = join(dir, 'relays.json')
+    writeFileSync(cfg, JSON.stringify([]))
+    const late = new EdgeTunnel({ logger: noopLogger, metrics: new Registry() }, { nodeName: 'node-late', listenPort: await freePort(), listenAddresses: ['127.0.0.1'], relayNodes: [], pskFile: join(dir, 'psk') })
+    tunnels.push(late)
+    await late.start()
+    const log: LogLine[] = []
+    const watcher = new RelayWatcher<RelayNode[]>({ logger: recordingLogger(log) }, {
+      file: cfg,
+      read: async f => JSON.parse(await readFile(f, 'utf8')) as RelayNode[],
+      apply: async relays => await late.updateRelays(relays)
+    })
+    await watcher.start()
+    try {
+      assert.ok(!late.addresses().some(a => a.includes('/p2p-circuit')))
+      writeFileSync(cfg + '.tmp', JSON.stringify([{ nodeName: 'relay-1', addresses: [{ host: '127.0.0.1', port: relayPort }] }]))
+      renameSync(cfg + '.tmp', cfg)
+      await eventually('node-late reserves on the new relay', () => late.addresses().some(a => a.includes('/p2p-circuit')), 10_000, 50)
+      // Reachable through it now.
+      const b = tunnels.find(t => t.peerId() !== undefined && !t.isRelay && t !== late) as EdgeTunnel
+      const conn = await b.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-late', service: 'default/echo' })
+      assert.equal(await roundTrip(conn, 'late'), 'echo:late')
+      writeFileSync(cfg, '{ not json')
+      await eventually('the broken edit is reported', () => log.some(l => l.level === 'error'), 5000, 50)
+      assert.ok(late.addresses().some(a => a.includes('/p2p-circuit')), 'relays kept')
+    } finally {
+      await watcher.stop()
+    }
   })
 
   test('a missing PSK file stops the start with the file named', async () => {

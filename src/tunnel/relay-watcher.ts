@@ -1,0 +1,66 @@
+/**
+ * Reloads `modules.edgeTunnel.relayNodes` when the config file changes
+ * (upstream reloads only that key, without a restart). The directory is
+ * watched because ConfigMap updates and editors replace the file by rename.
+ * A file that fails to load keeps the current relays and says why.
+ */
+import { watch } from 'node:fs'
+import type { FSWatcher } from 'node:fs'
+import { basename, dirname } from 'node:path'
+import { isDeepStrictEqual } from 'node:util'
+import type { Component } from '../lifecycle/component.ts'
+import type { Logger } from '../observability/logger.ts'
+
+const DEBOUNCE_MS = 200
+
+export interface RelayWatcherInit<T> {
+  file: string
+  /** Reads the file and returns its relay list (throws when the file is broken). */
+  read: (file: string) => Promise<T>
+  apply: (relays: T) => Promise<void>
+}
+
+export class RelayWatcher<T> implements Component {
+  readonly name = 'relay-watcher'
+  readonly #log: Logger
+  readonly #init: RelayWatcherInit<T>
+  #watcher: FSWatcher | undefined
+  #timer: NodeJS.Timeout | undefined
+  #current: T | undefined
+  #work: Promise<void> = Promise.resolve()
+
+  constructor (deps: { logger: Logger }, init: RelayWatcherInit<T>) {
+    this.#log = deps.logger
+    this.#init = init
+  }
+
+  async start (): Promise<void> {
+    if (this.#watcher !== undefined) return
+    this.#current = await this.#init.read(this.#init.file).catch(() => undefined)
+    this.#watcher = watch(dirname(this.#init.file), (_, name) => {
+      if (name !== null && name !== basename(this.#init.file) && !name.startsWith('..')) return
+      clearTimeout(this.#timer)
+      this.#timer = setTimeout(() => { this.#work = this.#work.then(async () => await this.#reload()) }, DEBOUNCE_MS)
+    })
+  }
+
+  async stop (): Promise<void> {
+    clearTimeout(this.#timer)
+    this.#watcher?.close()
+    this.#watcher = undefined
+    await this.#work
+  }
+
+  async #reload (): Promise<void> {
+    let relays: T
+    try {
+      relays = await this.#init.read(this.#init.file)
+    } catch (err) {
+      this.#log.error('config file changed but does not load; keeping the current relayNodes', { file: this.#init.file, err: (err as Error).message })
+      return
+    }
+    if (isDeepStrictEqual(relays, this.#current)) return
+    this.#current = relays
+    await this.#init.apply(relays).catch(err => this.#log.error('relayNodes not applied', { err }))
+  }
+}
