@@ -1,7 +1,7 @@
 // Tunnel bench: raw TCP vs the libp2p tunnel direct vs through a relay, in
 // one run, rotating order, medians; relay CPU and RSS under load.
 //
-//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --out /tmp/tunnel.md]   (results go into docs/benchmarks.md)
+//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --no-psk --out /tmp/tunnel.md]   (results go into docs/benchmarks.md)
 //
 // Layout: four namespaces on one bridge (10.88.0.0/24): `a` (client, agent
 // with proxy + tunnel), `r` (relay), `b1` (a relay too, so `a` dials it
@@ -18,7 +18,7 @@ import { bundleForBench } from '../bundle.ts'
 import { cpuSeconds, ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
 import type { Proc } from '../netns.ts'
 
-const { values: opt } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, seconds: { type: 'string', default: '3' }, out: { type: 'string' } } })
+const { values: opt } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, seconds: { type: 'string', default: '3' }, out: { type: 'string' }, 'no-psk': { type: 'boolean' } } })
 const ROUNDS = Number(opt.rounds)
 const SECONDS = Number(opt.seconds)
 const here = fileURLToPath(new URL('.', import.meta.url))
@@ -73,6 +73,8 @@ type Path = 'raw' | 'direct' | 'relayed'
 const TARGET: Record<Path, string> = { raw: NODES.b1, direct: '10.96.0.31', relayed: '10.96.0.32' }
 interface Sample { mbps: number, p50: number, p99: number, relayCpu: number, relayRss: number }
 
+const agentsByName = new Map<Node, Proc>()
+
 async function main (): Promise<void> {
   ensureIperf()
   const dir = mkdtempSync(join(tmpdir(), 'edgemesh-bench-tunnel-'))
@@ -81,7 +83,7 @@ async function main (): Promise<void> {
   try {
     writeFileSync(join(dir, 'psk'), 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=')
     writeFileSync(join(dir, 'services.yaml'), services())
-    const agents = new Map<Node, Proc>()
+    const agents = agentsByName
     for (const n of ['r', 'b1', 'b2', 'a'] as const) {
       const cfg = join(dir, `${n}.yaml`)
       writeFileSync(cfg, [
@@ -92,11 +94,12 @@ async function main (): Promise<void> {
         `  edgeProxy: {enable: ${String(n === 'a')}}`,
         '  edgeTunnel:',
         '    enable: true',
-        `    psk: {path: ${join(dir, 'psk')}}`,
+        `    psk: {enable: ${String(opt['no-psk'] !== true)}, path: ${join(dir, 'psk')}}`,
         `    relayNodes: [{nodeName: r, advertiseAddress: [${NODES.r}]}, {nodeName: b1, advertiseAddress: [${NODES.b1}]}]`,
         ''
       ].join('\n'))
-      const p = run(NS(n), [process.execPath, entry, 'agent', '--config-file', cfg], { NODE_NAME: n, NAMESPACE: 'kubeedge' })
+      const extra = n === 'a' && process.env.BENCH_PROFILE_DIR !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : []
+      const p = run(NS(n), [process.execPath, ...extra, entry, 'agent', '--config-file', cfg], { NODE_NAME: n, NAMESPACE: 'kubeedge' })
       await waitFor(p, /"msg":"running"/, 30_000)
       agents.set(n, p)
     }
@@ -125,7 +128,7 @@ async function main (): Promise<void> {
       return `| ${p} | ${med(p, 'mbps').toFixed(0)} | ${(100 * med(p, 'mbps') / med('raw', 'mbps')).toFixed(0)} % | ${med(p, 'p50').toFixed(0)} | ${med(p, 'p99').toFixed(0)} | ${p === 'relayed' ? `${(med(p, 'relayCpu') / gb).toFixed(1)} CPU-s/GB, ${med(p, 'relayRss').toFixed(0)} MB` : '–'} |`
     }
     const report = [
-      `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; ${ROUNDS} rounds, medians; iperf3 ${SECONDS} s single stream through the agent's userspace proxy and the tunnel (PSK on: js-libp2p pnet, XSalsa20 in JavaScript); RR = 64-byte request/response.`,
+      `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; ${ROUNDS} rounds, medians; iperf3 ${SECONDS} s single stream through the agent's userspace proxy and the tunnel (${opt['no-psk'] === true ? 'PSK off' : 'PSK on: js-libp2p pnet, XSalsa20 in JavaScript'}); RR = 64-byte request/response.`,
       '',
       '| path | throughput MB/s | of raw TCP | RR p50 µs | RR p99 µs | relay under load |',
       '|---|---|---|---|---|---|',
@@ -134,6 +137,8 @@ async function main (): Promise<void> {
     console.log(report)
     if (opt.out !== undefined) writeFileSync(opt.out, report + '\n')
   } finally {
+    for (const n of ['a', 'b1', 'b2', 'r'] as const) agentsByName.get(n)?.kill('SIGTERM')
+    await new Promise(resolve => setTimeout(resolve, 1500))
     killAll()
     teardown()
     rmSync(dir, { recursive: true, force: true })
