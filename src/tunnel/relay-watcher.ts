@@ -12,6 +12,8 @@ import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
 
 const DEBOUNCE_MS = 200
+/** A re-read now and then catches edits a file watch missed (overlay filesystems, inotify limits). */
+const POLL_MS = 10_000
 
 export interface RelayWatcherInit<T> {
   file: string
@@ -26,7 +28,9 @@ export class RelayWatcher<T> implements Component {
   readonly #init: RelayWatcherInit<T>
   #watcher: FSWatcher | undefined
   #timer: NodeJS.Timeout | undefined
+  #poll: NodeJS.Timeout | undefined
   #current: T | undefined
+  #lastError: string | undefined
   #work: Promise<void> = Promise.resolve()
 
   constructor (deps: { logger: Logger }, init: RelayWatcherInit<T>) {
@@ -40,12 +44,19 @@ export class RelayWatcher<T> implements Component {
     this.#watcher = watch(dirname(this.#init.file), (_, name) => {
       if (name !== null && name !== basename(this.#init.file) && !name.startsWith('..')) return
       clearTimeout(this.#timer)
-      this.#timer = setTimeout(() => { this.#work = this.#work.then(async () => await this.#reload()) }, DEBOUNCE_MS)
+      this.#timer = setTimeout(() => this.#schedule(), DEBOUNCE_MS)
     })
+    this.#poll = setInterval(() => this.#schedule(), POLL_MS)
+    this.#poll.unref()
+  }
+
+  #schedule (): void {
+    this.#work = this.#work.then(async () => await this.#reload())
   }
 
   async stop (): Promise<void> {
     clearTimeout(this.#timer)
+    clearInterval(this.#poll)
     this.#watcher?.close()
     this.#watcher = undefined
     await this.#work
@@ -56,9 +67,13 @@ export class RelayWatcher<T> implements Component {
     try {
       relays = await this.#init.read(this.#init.file)
     } catch (err) {
-      this.#log.error('config file changed but does not load; keeping the current relayNodes', { file: this.#init.file, err: (err as Error).message })
+      // Once per distinct problem: the periodic re-read must not repeat it every few seconds.
+      const message = (err as Error).message
+      if (message !== this.#lastError) this.#log.error('config file changed but does not load; keeping the current relayNodes', { file: this.#init.file, err: message })
+      this.#lastError = message
       return
     }
+    this.#lastError = undefined
     if (isDeepStrictEqual(relays, this.#current)) return
     this.#current = relays
     await this.#init.apply(relays).catch(err => this.#log.error('relayNodes not applied', { err }))

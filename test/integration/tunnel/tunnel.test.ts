@@ -140,7 +140,9 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
   test('relayNodes edited in the config file apply without a restart; a broken edit keeps them', async () => {
     const cfg = join(dir, 'relays.json')
     writeFileSync(cfg, JSON.stringify([]))
-    const late = new EdgeTunnel({ logger: noopLogger, metrics: new Registry() }, { nodeName: 'node-late', listenPort: await freePort(), listenAddresses: ['127.0.0.1'], relayNodes: [], pskFile: join(dir, 'psk') })
+    const lateLog: LogLine[] = []
+    // A short heartbeat: under load the first reservation attempt may fail, and the heartbeat retries it.
+    const late = new EdgeTunnel({ logger: recordingLogger(lateLog), metrics: new Registry() }, { nodeName: 'node-late', listenPort: await freePort(), listenAddresses: ['127.0.0.1'], relayNodes: [], pskFile: join(dir, 'psk'), heartbeatMs: 1000 })
     tunnels.push(late)
     await late.start()
     const log: LogLine[] = []
@@ -154,7 +156,8 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
       assert.ok(!late.addresses().some(a => a.includes('/p2p-circuit')))
       writeFileSync(cfg + '.tmp', JSON.stringify([{ nodeName: 'relay-1', addresses: [{ host: '127.0.0.1', port: relayPort }] }]))
       renameSync(cfg + '.tmp', cfg)
-      await eventually('node-late reserves on the new relay', () => late.addresses().some(a => a.includes('/p2p-circuit')), 10_000, 50)
+      await eventually('node-late reserves on the new relay', () => late.addresses().some(a => a.includes('/p2p-circuit')), 20_000, 50)
+        .catch((err: Error) => { throw new Error(`${err.message}\n${JSON.stringify(lateLog)}`) })
       // Reachable through it now.
       const b = tunnels.find(t => t.peerId() !== undefined && !t.isRelay && t !== late) as EdgeTunnel
       const conn = await b.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-late', service: 'default/echo' })
