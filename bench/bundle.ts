@@ -7,10 +7,14 @@ import { join } from 'node:path'
 
 /** Bundles `entry` (a .ts file URL or path) into a temp .mjs and returns its path. */
 export async function bundleForBench (entry: string): Promise<string> {
-  const outfile = join(mkdtempSync(join(tmpdir(), 'edgemesh-bench-')), 'entry.mjs')
+  const outdir = mkdtempSync(join(tmpdir(), 'edgemesh-bench-'))
+  const outfile = join(outdir, 'entry.mjs')
+  // Split like scripts/build.ts: lazily imported code stays out of the entry chunk.
   await build({
-    entryPoints: [entry],
-    outfile,
+    entryPoints: { entry },
+    outdir,
+    outExtension: { '.js': '.mjs' },
+    splitting: true,
     bundle: true,
     platform: 'node',
     format: 'esm',
