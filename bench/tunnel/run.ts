@@ -1,7 +1,11 @@
 // Tunnel bench: raw TCP vs the libp2p tunnel direct vs through a relay, in
 // one run, rotating order, medians; relay CPU and RSS under load.
 //
-//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --no-psk --out /tmp/tunnel.md]   (results go into docs/benchmarks.md)
+//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --no-psk --no-native --out /tmp/tunnel.md]   (results go into docs/benchmarks.md)
+//
+// --no-native runs pnet's XSalsa20 in the xsalsa20 WebAssembly instead of
+// libsodium: the bundle then finds no `sodium-native` next to it, as a
+// deployment without the addon would not.
 //
 // Layout: four namespaces on one bridge (10.88.0.0/24): `a` (client, agent
 // with proxy + tunnel), `r` (relay), `b1` (a relay too, so `a` dials it
@@ -9,16 +13,16 @@
 // and a TCP echo. ClusterIP 10.96.0.31 → endpoint on b1 (direct tunnel),
 // 10.96.0.32 → endpoint on b2 (relayed). All bundled agents, PSK on.
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
 import { cpuSeconds, ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
 import type { Proc } from '../netns.ts'
 
-const { values: opt } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, seconds: { type: 'string', default: '3' }, out: { type: 'string' }, 'no-psk': { type: 'boolean' } } })
+const { values: opt } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, seconds: { type: 'string', default: '3' }, out: { type: 'string' }, 'no-psk': { type: 'boolean' }, 'no-native': { type: 'boolean' } } })
 const ROUNDS = Number(opt.rounds)
 const SECONDS = Number(opt.seconds)
 const here = fileURLToPath(new URL('.', import.meta.url))
@@ -79,6 +83,9 @@ async function main (): Promise<void> {
   ensureIperf()
   const dir = mkdtempSync(join(tmpdir(), 'edgemesh-bench-tunnel-'))
   const entry = await bundleForBench(join(root, 'src/bin/edgemesh.ts'))
+  // The native addon loads from a node_modules beside the bundle, as it would be shipped.
+  if (opt['no-native'] !== true) symlinkSync(join(root, 'node_modules'), join(dirname(entry), 'node_modules'))
+  let pnet = 'off'
   setup()
   try {
     writeFileSync(join(dir, 'psk'), 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=')
@@ -100,6 +107,7 @@ async function main (): Promise<void> {
       ].join('\n'))
       const extra = n === 'a' && process.env.BENCH_PROFILE_DIR !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : []
       const p = run(NS(n), [process.execPath, ...extra, entry, 'agent', '--config-file', cfg], { NODE_NAME: n, NAMESPACE: 'kubeedge' })
+      pnet = (await waitFor(p, /"pnet":"(\w+)"[^\n]*"msg":"tunnel listening"/, 30_000))[1] ?? pnet
       await waitFor(p, /"msg":"running"/, 30_000)
       agents.set(n, p)
     }
@@ -128,7 +136,7 @@ async function main (): Promise<void> {
       return `| ${p} | ${med(p, 'mbps').toFixed(0)} | ${(100 * med(p, 'mbps') / med('raw', 'mbps')).toFixed(0)} % | ${med(p, 'p50').toFixed(0)} | ${med(p, 'p99').toFixed(0)} | ${p === 'relayed' ? `${(med(p, 'relayCpu') / gb).toFixed(1)} CPU-s/GB, ${med(p, 'relayRss').toFixed(0)} MB` : '–'} |`
     }
     const report = [
-      `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; ${ROUNDS} rounds, medians; iperf3 ${SECONDS} s single stream through the agent's userspace proxy and the tunnel (${opt['no-psk'] === true ? 'PSK off' : 'PSK on: js-libp2p pnet, XSalsa20 in JavaScript'}); RR = 64-byte request/response.`,
+      `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; ${ROUNDS} rounds, medians; iperf3 ${SECONDS} s single stream through the agent's userspace proxy and the tunnel (${opt['no-psk'] === true ? 'PSK off' : `PSK on, XSalsa20: ${pnet === 'native' ? 'libsodium (sodium-native)' : 'xsalsa20 WebAssembly'}`}); RR = 64-byte request/response.`,
       '',
       '| path | throughput MB/s | of raw TCP | RR p50 µs | RR p99 µs | relay under load |',
       '|---|---|---|---|---|---|',

@@ -21,7 +21,9 @@ import type { DatagramChannel, DialTarget, EndpointDialer } from '../proxy/diale
 import { compatSeed } from './identity.ts'
 import { PROXY_PROTOCOL, MessageType, decodeProxyBody, encodeProxy, takeFrame } from './messages.ts'
 import type { ProxyMessage } from './messages.ts'
-import { derivePnetKey, pnetKeyFile } from './psk.ts'
+import { derivePnetKey } from './psk.ts'
+import { createProtector } from './pnet.ts'
+import type { PnetImplementation } from './pnet.ts'
 import { streamToDuplex } from './stream.ts'
 import { UDP_FRAMED, serveDatagrams, streamChannel } from './datagrams.ts'
 import { TunnelDialError, TunnelPskError } from './errors.ts'
@@ -51,6 +53,14 @@ export interface EdgeTunnelInit {
   reserve?: boolean
   /** How often lost relay connections and reservations are re-established (`heartbeatPeriod`). @default 120000 */
   heartbeatMs?: number
+  /** XSalsa20 for the private network: libsodium (`native`) or the `xsalsa20` WebAssembly (`wasm`, also the fallback when the addon does not load). @default 'native' */
+  pnet?: PnetImplementation
+  /**
+   * Largest Yamux receive window per stream: what one stream may have in
+   * flight, and so what a relay or a slow reader buffers for it. Yamux starts
+   * at 256 KiB and grows towards this on fast links. @default 1048576
+   */
+  maxStreamWindowBytes?: number
 }
 
 /** The outcome of a handshake with one relay. */
@@ -233,12 +243,12 @@ export class EdgeTunnel implements Component, EndpointDialer {
         throw new TunnelPskError(init.pskFile, (err as NodeJS.ErrnoException).code ?? String(err), { cause: err })
       }
       if (bytes.length === 0) throw new TunnelPskError(init.pskFile, 'the file is empty')
-      psk = new TextEncoder().encode(pnetKeyFile(derivePnetKey(bytes)))
+      psk = derivePnetKey(bytes)
     }
     // Loaded here, not at import: nodes without the tunnel never pay for libp2p.
-    const [{ createLibp2p }, { tcp }, { noise }, { yamux }, { preSharedKey }, relayMod, { identify }, { generateKeyPairFromSeed }, { multiaddr }] = await Promise.all([
+    const [{ createLibp2p }, { tcp }, { noise }, { yamux }, relayMod, { identify }, { generateKeyPairFromSeed }, { multiaddr }] = await Promise.all([
       import('libp2p'), import('@libp2p/tcp'), import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'),
-      import('@libp2p/pnet'), import('@libp2p/circuit-relay-v2'), import('@libp2p/identify'), import('@libp2p/crypto/keys'),
+      import('@libp2p/circuit-relay-v2'), import('@libp2p/identify'), import('@libp2p/crypto/keys'),
       import('@multiformats/multiaddr')
     ])
     this.#multiaddr = multiaddr
@@ -253,6 +263,8 @@ export class EdgeTunnel implements Component, EndpointDialer {
     // Behind NAT nobody can dial us: hold a reservation on every relay (HA).
     if (!this.isRelay && init.reserve !== false) for (const r of this.#relays) for (const a of r.addrs) listen.push(`${a.toString()}/p2p/${r.peerId.toString()}/p2p-circuit`)
     const self = init.relayNodes.find(r => r.nodeName === init.nodeName)
+    const protector = psk !== undefined ? await createProtector(psk, init.pnet) : undefined
+    const window = Math.max(256 * 1024, init.maxStreamWindowBytes ?? 1024 * 1024)
     const privateKey = await generateKeyPairFromSeed('Ed25519', compatSeed(init.nodeName))
     const services: Record<string, unknown> = { identify: identify() }
     if (this.isRelay) {
@@ -273,8 +285,8 @@ export class EdgeTunnel implements Component, EndpointDialer {
       },
       transports: [tcp(), relayMod.circuitRelayTransport({ reservationCompletionTimeout: 10_000, reservationConcurrency: 4 })],
       connectionEncrypters: [noise()],
-      streamMuxers: [yamux()],
-      ...(psk !== undefined ? { connectionProtector: preSharedKey({ psk }) } : {}),
+      streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: window, maxReadBufferLength: 2 * window } })],
+      ...(protector !== undefined ? { connectionProtector: protector.protector } : {}),
       connectionGater: { denyDialMultiaddr: () => false },
       // A relay that is down at start must not stop the agent: reservations are retried.
       transportManager: { faultTolerance: 1 /* FaultTolerance.NO_FATAL */ },
@@ -288,7 +300,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
     await node.start()
     this.#node = node
     this.#metrics ??= new TunnelMetrics(this.#registry, () => this.peers())
-    this.#log.info('tunnel listening', { peerId: node.peerId.toString(), relay: this.isRelay, addresses: this.addresses() })
+    this.#log.info('tunnel listening', { peerId: node.peerId.toString(), relay: this.isRelay, addresses: this.addresses(), pnet: protector?.implementation ?? 'off' })
     let beating = false
     this.#heartbeat = setInterval(() => {
       if (beating) return

@@ -9,6 +9,7 @@ import type { Server } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
@@ -46,9 +47,10 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
   let relayPort: number
   const lines: LogLine[] = []
 
-  function tunnel (nodeName: string, port: number, pskFile: string, logger = noopLogger): EdgeTunnel {
+  function tunnel (nodeName: string, port: number, pskFile: string, logger = noopLogger, pnet?: EdgeTunnelInit['pnet']): EdgeTunnel {
     const init: EdgeTunnelInit = {
       nodeName,
+      pnet,
       listenPort: port,
       listenAddresses: ['127.0.0.1'],
       relayNodes: [{ nodeName: 'relay-1', addresses: [{ host: '127.0.0.1', port: relayPort }] }],
@@ -167,6 +169,21 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
       assert.ok(late.addresses().some(a => a.includes('/p2p-circuit')), 'relays kept')
     } finally {
       await watcher.stop()
+    }
+  })
+
+  test('a node on the WebAssembly XSalsa20 fallback and native nodes carry 8 MB both ways intact', async () => {
+    const log: LogLine[] = []
+    const wasm = tunnel('node-wasm', await freePort(), join(dir, 'psk'), recordingLogger(log), 'wasm')
+    await wasm.start()
+    assert.ok(log.some(l => l.msg === 'tunnel listening' && l.fields?.pnet === 'wasm'), JSON.stringify(log))
+    await eventually('the wasm node holds a reservation on the native relay', () => wasm.addresses().some(x => x.includes('/p2p-circuit')), 15_000, 50)
+    const a = tunnels.find(t => t.peerId() !== undefined && !t.isRelay) as EdgeTunnel
+    const big = Buffer.from(randomBytes(6 << 20)).toString('base64')
+    for (const [from, to] of [[a, 'node-wasm'], [wasm, 'node-b']] as const) {
+      const conn = await from.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: to, service: 'default/echo' })
+      const got = await roundTrip(conn, big)
+      assert.ok(got === `echo:${big}`, `to ${to}: ${got.length} bytes back of ${big.length + 5}`)
     }
   })
 

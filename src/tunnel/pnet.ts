@@ -1,0 +1,162 @@
+/**
+ * libp2p private networks (pnet v1) with a native XSalsa20.
+ *
+ * Same wire as `@libp2p/pnet` and go-libp2p: each side sends a random
+ * 24-byte nonce first, then every byte of the connection is XORed with
+ * XSalsa20(key, nonce) of the sending side. `@libp2p/pnet` runs the whole
+ * queued write through the `xsalsa20` WebAssembly at once: about half the
+ * tunnel's throughput, and a multi-megabyte write corrupts the stream (seen
+ * as truncated transfers). Here the cipher is libsodium's (`sodium-native`,
+ * prebuilt for linux x64/arm64/arm), fed 64 KiB at a time; where the addon
+ * cannot load, the same `xsalsa20` package is used, chunked the same way.
+ */
+import { randomBytes } from 'node:crypto'
+import type { AbortOptions, ConnectionProtector, MessageStream, MultiaddrConnection } from '@libp2p/interface'
+
+const NONCE_LENGTH = 24
+/** Bytes run through the cipher per call: bounds the temporary buffers whatever the layers above queue. */
+const CHUNK_BYTES = 64 * 1024
+/** How long the nonce exchange may take when the caller gives no signal (as `@libp2p/pnet`). */
+const NONCE_TIMEOUT_MS = 5000
+
+/** A keystream cipher: XORs the next bytes of the stream into `out`. */
+export interface XorCipher {
+  update: (data: Uint8Array) => Uint8Array
+}
+
+/** Makes the cipher for one direction of one connection. */
+export type CipherFactory = (nonce: Uint8Array, key: Uint8Array) => XorCipher
+
+interface SodiumXor {
+  crypto_stream_xor_init: (state: Buffer, nonce: Uint8Array, key: Uint8Array) => void
+  crypto_stream_xor_update: (state: Buffer, out: Uint8Array, data: Uint8Array) => void
+  crypto_stream_xor_STATEBYTES: number
+}
+
+/**
+ * libsodium's XSalsa20 (`crypto_stream_xor`, 64-bit block counter) through
+ * sodium-native's stateful binding; undefined when the addon does not load.
+ * (The binding's functions, not the `*_wrap_*` JavaScript wrappers: in
+ * sodium-native 5.1.0 those check the state against a constant that is not
+ * exported and always throw.)
+ */
+export async function loadSodiumCipher (): Promise<CipherFactory | undefined> {
+  let sodium: SodiumXor
+  try {
+    // A computed name keeps bundlers from inlining the addon: it loads its prebuilt binary from its own package folder.
+    const name = ['sodium', 'native'].join('-')
+    const mod = await import(name) as { default?: SodiumXor } & SodiumXor
+    sodium = mod.default ?? mod
+  } catch {
+    return undefined
+  }
+  const stateBytes = sodium.crypto_stream_xor_STATEBYTES
+  if (typeof stateBytes !== 'number' || typeof sodium.crypto_stream_xor_update !== 'function') return undefined
+  return (nonce, key) => {
+    const state = Buffer.alloc(stateBytes)
+    sodium.crypto_stream_xor_init(state, nonce, key)
+    return {
+      update (data) {
+        const out = Buffer.allocUnsafe(data.byteLength)
+        sodium.crypto_stream_xor_update(state, out, data)
+        return out
+      }
+    }
+  }
+}
+
+/** The `xsalsa20` package (WebAssembly, with a JavaScript fallback of its own): what `@libp2p/pnet` uses. */
+export async function loadWasmCipher (): Promise<CipherFactory> {
+  const mod = await import('xsalsa20') as { default: (nonce: Uint8Array, key: Uint8Array) => XorCipher }
+  return (nonce, key) => mod.default(nonce, key)
+}
+
+/** Which XSalsa20 protects connections: `native` (libsodium) or `wasm` (the `xsalsa20` package). */
+export type PnetImplementation = 'native' | 'wasm'
+
+/** The connection protector for a derived 32-byte pnet key, native where possible. */
+export async function createProtector (key: Uint8Array, prefer: PnetImplementation = 'native'): Promise<{ protector: () => ConnectionProtector, implementation: PnetImplementation }> {
+  const native = prefer === 'native' ? await loadSodiumCipher() : undefined
+  const cipher = native ?? await loadWasmCipher()
+  const { AbstractMultiaddrConnection, byteStream } = await import('@libp2p/utils')
+  return { protector: () => new ChunkedProtector(key, cipher, AbstractMultiaddrConnection, byteStream), implementation: native !== undefined ? 'native' : 'wasm' }
+}
+
+type Utils = typeof import('@libp2p/utils')
+
+class ChunkedProtector implements ConnectionProtector {
+  readonly #key: Uint8Array
+  readonly #cipher: CipherFactory
+  readonly #Base: Utils['AbstractMultiaddrConnection']
+  readonly #byteStream: Utils['byteStream']
+
+  constructor (key: Uint8Array, cipher: CipherFactory, Base: Utils['AbstractMultiaddrConnection'], byteStream: Utils['byteStream']) {
+    this.#key = key
+    this.#cipher = cipher
+    this.#Base = Base
+    this.#byteStream = byteStream
+  }
+
+  readonly [Symbol.toStringTag] = '@edgemesh/pnet'
+
+  async protect (connection: MessageStream, options?: AbortOptions): Promise<MessageStream> {
+    const signal = options?.signal ?? AbortSignal.timeout(NONCE_TIMEOUT_MS)
+    const localNonce = randomBytes(NONCE_LENGTH)
+    const bytes = this.#byteStream(connection)
+    const [remote] = await Promise.all([
+      bytes.read({ bytes: NONCE_LENGTH, signal }),
+      bytes.write(localNonce, { signal })
+    ])
+    const maConn = bytes.unwrap() as MultiaddrConnection
+    return boxedConnection(this.#Base, maConn, this.#cipher(remote.subarray(), this.#key), this.#cipher(localNonce, this.#key))
+  }
+}
+
+/** The protected connection: the same events as the raw one, with every byte run through the ciphers. */
+function boxedConnection (Base: Utils['AbstractMultiaddrConnection'], maConn: MultiaddrConnection, inbound: XorCipher, outbound: XorCipher): MultiaddrConnection {
+  class Boxed extends Base {
+    constructor () {
+      super({ log: maConn.log.newScope('pnet'), remoteAddr: maConn.remoteAddr, direction: maConn.direction })
+      maConn.addEventListener('message', (evt) => {
+        const data = evt.data
+        for (const buf of data instanceof Uint8Array ? [data] : data) {
+          for (let at = 0; at < buf.byteLength; at += CHUNK_BYTES) this.onData(inbound.update(buf.subarray(at, at + CHUNK_BYTES)))
+        }
+      })
+      maConn.addEventListener('drain', () => { this.onMuxerDrain() })
+      maConn.addEventListener('close', (evt) => {
+        if (evt.error == null) this.onTransportClosed()
+        else if (evt.local) this.abort(evt.error)
+        else this.onRemoteReset()
+      })
+    }
+
+    async sendClose (options?: AbortOptions): Promise<void> {
+      await maConn.close(options)
+    }
+
+    sendData (data: Iterable<Uint8Array> & { byteLength: number }): { sentBytes: number, canSendMore: boolean } {
+      let canSendMore = true
+      // Chunk by chunk, never concatenated: the list can hold megabytes the layers above queued.
+      for (const buf of data) {
+        for (let at = 0; at < buf.byteLength; at += CHUNK_BYTES) {
+          canSendMore = maConn.send(outbound.update(buf.subarray(at, at + CHUNK_BYTES)))
+        }
+      }
+      return { sentBytes: data.byteLength, canSendMore }
+    }
+
+    sendReset (err: Error): void {
+      maConn.abort(err)
+    }
+
+    sendPause (): void {
+      maConn.pause()
+    }
+
+    sendResume (): void {
+      maConn.resume()
+    }
+  }
+  return new Boxed() as unknown as MultiaddrConnection
+}
