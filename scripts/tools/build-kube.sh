@@ -28,12 +28,18 @@ fi
 if command -v systemctl >/dev/null 2>&1; then systemctl disable --now etcd >/dev/null 2>&1 || true; fi
 ln -sf "$(command -v etcd || echo /usr/bin/etcd)" "$bin/etcd"
 
-target="$cache/kube-apiserver-$KUBE_VERSION"
-if [ ! -x "$target" ]; then
-  command -v go >/dev/null || { log "go is required to build kube-apiserver"; exit 1; }
-  work="$cache/src-kube-apiserver-$KUBE_VERSION"
+# kube-apiserver for every control-plane test; kube-controller-manager for the
+# installer test (a DaemonSet rollout needs the DaemonSet controller); kubectl,
+# which the offline installer drives.
+for cmd in kube-apiserver kube-controller-manager kubectl; do
+  target="$cache/$cmd-$KUBE_VERSION"
+  [ -x "$target" ] && { ln -sf "$target" "$bin/$cmd"; continue; }
+  command -v go >/dev/null || { log "go is required to build $cmd"; exit 1; }
+  work="$cache/src-kube-$KUBE_VERSION"
+  # Older caches used a per-binary folder; reuse it (same module, same downloads).
+  [ -d "$cache/src-kube-apiserver-$KUBE_VERSION" ] && [ ! -d "$work" ] && mv "$cache/src-kube-apiserver-$KUBE_VERSION" "$work"
   mkdir -p "$work"
-  log "building kube-apiserver $KUBE_VERSION (first time only; takes a while on 2 cores)"
+  log "building $cmd $KUBE_VERSION (first time only; takes a while on 2 cores)"
   modfile="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",/\1/p')"
   staging_version="v0.${KUBE_VERSION#v1.}"
   {
@@ -52,11 +58,15 @@ if [ ! -x "$target" ]; then
 
 package tools
 
-import _ "k8s.io/kubernetes/cmd/kube-apiserver"
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
 GO
   (cd "$work" && GOFLAGS=-mod=mod go mod tidy -e >/dev/null 2>&1 || true)
-  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$target.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
+  (cd "$work" && GOFLAGS=-mod=mod CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$target.tmp" "k8s.io/kubernetes/cmd/$cmd")
   mv "$target.tmp" "$target"
-fi
-ln -sf "$target" "$bin/kube-apiserver"
-log "ready: $bin/kube-apiserver ($KUBE_VERSION), $bin/etcd"
+  ln -sf "$target" "$bin/$cmd"
+done
+log "ready: $bin/kube-apiserver, kube-controller-manager, kubectl ($KUBE_VERSION), $bin/etcd"

@@ -247,10 +247,18 @@ async function waitFor (what: string, p: ChildProcess, log: string, probe: () =>
   throw new Error(`${what} not ready within ${deadlineMs} ms:\n${tail(log)}`)
 }
 
-export async function startControlPlane (): Promise<ControlPlane> {
+export interface ControlPlaneOptions {
+  /**
+   * Also run kube-controller-manager with these controllers (e.g. `daemonset`),
+   * for tests that wait on a rollout as a user would.
+   */
+  controllers?: string[]
+}
+
+export async function startControlPlane (options: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const t0 = performance.now()
   const bin = toolsBin()
-  for (const b of ['etcd', 'kube-apiserver']) {
+  for (const b of ['etcd', 'kube-apiserver', ...(options.controllers !== undefined ? ['kube-controller-manager'] : [])]) {
     if (!existsSync(join(bin, b))) throw new Error(`${join(bin, b)} is missing: run bash scripts/tools/build-kube.sh`)
   }
   installExitHook()
@@ -358,6 +366,14 @@ export async function startControlPlane (): Promise<ControlPlane> {
       `  user: {token: ${adminToken}}`,
       ''
     ].join('\n'))
+    if (options.controllers !== undefined) {
+      const kcm = spawnLogged('kube-controller-manager', join(bin, 'kube-controller-manager'), [
+        `--kubeconfig=${kubeconfigPath}`, `--controllers=${options.controllers.join(',')}`,
+        '--leader-elect=false', '--secure-port=0', '--use-service-account-credentials=false'
+      ])
+      await delay(200)
+      if (kcm.proc.exitCode !== null) throw new Error(`kube-controller-manager exited:\n${readFileSync(kcm.log, 'utf8').slice(-2000)}`)
+    }
 
     let stopped = false
     const cp: ControlPlane = {
