@@ -10,12 +10,18 @@ import type { Stream } from '@libp2p/interface'
 
 /** Enough for a yamux window and then some; a stream whose reader stalls is aborted beyond it. */
 const MAX_READ_BUFFER = 4 * 1024 * 1024
+const READ_HIGH_WATER_MARK = 1024 * 1024
+const WRITE_HIGH_WATER_MARK = 256 * 1024
 
 export function streamToDuplex (stream: Stream, initial?: Uint8Array): Duplex {
   stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, MAX_READ_BUFFER)
   let ended = false
   const duplex = new Duplex({
     allowHalfOpen: true,
+    // A Yamux frame is up to 256 KiB: with Node's 16 KiB default every frame
+    // would pause the stream, and a paused Yamux stream sends no window updates.
+    readableHighWaterMark: READ_HIGH_WATER_MARK,
+    writableHighWaterMark: WRITE_HIGH_WATER_MARK,
     read () { stream.resume() },
     write (chunk: Buffer, _enc, cb) {
       try {
