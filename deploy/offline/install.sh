@@ -182,7 +182,7 @@ fi
 # --- images ------------------------------------------------------------------
 arch_of() { case "$(uname -m)" in x86_64|amd64) echo amd64 ;; aarch64|arm64) echo arm64 ;; *) uname -m ;; esac; }
 image_tar=""
-for f in "$here"/images/edgemesh-agent-*-"$(arch_of)".docker.tar; do [ -f "$f" ] && image_tar="$f"; done
+for f in "$here"/images/edgemesh-agent-*-"$(arch_of)".tar; do [ -f "$f" ] && image_tar="$f"; done
 if [ -z "$image" ]; then image="$(cat "$here/images/IMAGE" 2>/dev/null || echo "kubeedge/edgemesh-agent:v$version")"; fi
 
 # --- the plan ----------------------------------------------------------------

@@ -2,7 +2,7 @@
 # Installs the Debian packages the tests and the lab use, if missing.
 set -euo pipefail
 need=()
-for pair in ip:iproute2 nft:nftables iptables:iptables dig:dnsutils curl:curl openssl:openssl etcd:etcd-server tc:iproute2; do
+for pair in ip:iproute2 nft:nftables iptables:iptables dig:dnsutils curl:curl openssl:openssl etcd:etcd-server tc:iproute2 qemu-aarch64-static:qemu-user-static script:bsdutils; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || [ -x "/usr/bin/${pair%%:*}" ] || [ -x "/usr/sbin/${pair%%:*}" ] || need+=("${pair#*:}")
 done
 [ "${#need[@]}" -eq 0 ] && exit 0
