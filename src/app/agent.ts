@@ -191,7 +191,8 @@ function createTunnel (t: EdgeTunnelConfig, nodeName: string, deps: { logger: Lo
     relayNodes: t.relayNodes.map(r => ({ nodeName: r.nodeName, addresses: r.advertiseAddress.map(a => relayAddress(a, t.listenPort)) })),
     pskFile: t.psk.enable ? t.psk.path : undefined,
     maxInboundStreams: t.tunnelLimitConfig.enable ? t.tunnelLimitConfig.tunnelBaseStreamIn : undefined,
-    heartbeatMs: t.heartbeatPeriod * 1000
+    heartbeatMs: t.heartbeatPeriod * 1000,
+    dataPath: t.dataPath.enable ? { port: t.dataPath.port, poolSize: t.dataPath.poolSize } : undefined
   })
 }
 

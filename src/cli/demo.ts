@@ -91,7 +91,7 @@ async function httpGet (port: number): Promise<string> {
   return await res.text()
 }
 
-interface PeerRow { nodeName?: string, peerId: string, path: string, addresses: string[], since: number }
+interface PeerRow { nodeName?: string, peerId: string, path: string, dataPath?: string, dataPathVia?: string, addresses: string[], since: number }
 
 function table (rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map(r => (r[i] ?? '').length))) ?? []
@@ -142,13 +142,14 @@ export async function runDemo (argv: string[], io: CommandIO): Promise<number> {
     await writeFile(services, userServices + '\n' + hostnameService(backendPort))
     await writeFile(join(dir, 'psk'), generatePsk())
     const [relayPort, edge1Port, edge2Port, dnsPort] = [await freePort(), await freePort(), await freePort(), await freePort()]
+    const dataPorts = [await freePort(), await freePort(), await freePort()]
     const agent = (nodeName: string, tunnelPort: number, modules: Record<string, unknown>): App => {
       const { config } = parseConfig('agent', JSON.stringify({
         kubeAPIConfig: { standaloneFile: services },
         commonConfig: { stateDir: join(dir, nodeName), statusPort: 0, bridgeDeviceIP: '127.0.0.1' },
         modules: {
           edgeDNS: { enable: false },
-          edgeTunnel: { enable: true, listenPort: tunnelPort, psk: { path: join(dir, 'psk') }, relayNodes: [{ nodeName: 'demo-relay', advertiseAddress: [`127.0.0.1:${relayPort}`] }] },
+          edgeTunnel: { enable: true, listenPort: tunnelPort, dataPath: { port: dataPorts[apps.length] }, psk: { path: join(dir, 'psk') }, relayNodes: [{ nodeName: 'demo-relay', advertiseAddress: [`127.0.0.1:${relayPort}`] }] },
           ...modules
         }
       }), { env: io.env })
@@ -186,7 +187,8 @@ export async function runDemo (argv: string[], io: CommandIO): Promise<number> {
       out.write(`HTTP  #${i} ${CLUSTER_IP}:${SERVICE_PORT} from demo-edge-1 → "${reply}"   ${(performance.now() - t0).toFixed(1)} ms\n`)
     }
     const peers = (((await edge1.status()).tunnel as { peers?: PeerRow[] } | undefined)?.peers) ?? []
-    out.write(`\npeers of demo-edge-1:\n${table([['NODE', 'PEER-ID', 'PATH', 'ADDRESS'], ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.path, p.addresses[0] ?? ''])])}`)
+    out.write(`\npeers of demo-edge-1 (PATH: libp2p; DATA: the TLS data path the requests took):\n${table([['NODE', 'PEER-ID', 'PATH', 'DATA', 'ADDRESS'],
+      ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.path, p.dataPath === undefined ? '-' : p.dataPathVia !== undefined ? `relay via ${p.dataPathVia}` : p.dataPath, p.addresses[0] ?? ''])])}`)
 
     if (values.once !== true) {
       out.write('\nCtrl-C to stop\n')

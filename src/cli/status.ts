@@ -19,7 +19,7 @@ interface Status {
   services?: { count: number, source: string, synced: boolean, lastChange?: number }
   counters?: Record<string, number>
   proxy?: { servicePorts: number, kernel: number, userspace: number }
-  tunnel?: { peerId?: string, relay?: boolean, addresses?: string[], peers?: Array<{ nodeName?: string, peerId: string, path: string, via?: string, rttMs?: number, addresses: string[], since: number }> }
+  tunnel?: { peerId?: string, relay?: boolean, addresses?: string[], peers?: Array<{ nodeName?: string, peerId: string, path: string, via?: string, rttMs?: number, dataPath?: string, dataPathVia?: string, addresses: string[], since: number }> }
 }
 
 function table (rows: string[][]): string {
@@ -43,8 +43,10 @@ export function renderStatus (st: Status, now = Date.now()): string {
   if (st.tunnel !== undefined) {
     lines.push(`tunnel:    ${st.tunnel.peerId ?? '(not started)'}${st.tunnel.relay === true ? ' (relay)' : ''}`)
     const peers = st.tunnel.peers ?? []
-    lines.push('', table([['NODE', 'PEER-ID', 'PATH', 'RTT', 'SINCE', 'ADDRESS'],
-      ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.via !== undefined ? `relay via ${p.via}` : p.path, p.rttMs !== undefined ? `${p.rttMs}ms` : '-', ago(now - p.since), p.addresses[0] ?? ''])]).trimEnd())
+    // PATH is the libp2p connection; DATA the TLS data path proxied TCP last took to that peer.
+    const data = (p: { dataPath?: string, dataPathVia?: string }): string => p.dataPath === undefined ? '-' : p.dataPathVia !== undefined ? `relay via ${p.dataPathVia}` : p.dataPath
+    lines.push('', table([['NODE', 'PEER-ID', 'PATH', 'RTT', 'DATA', 'SINCE', 'ADDRESS'],
+      ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.via !== undefined ? `relay via ${p.via}` : p.path, p.rttMs !== undefined ? `${p.rttMs}ms` : '-', data(p), ago(now - p.since), p.addresses[0] ?? ''])]).trimEnd())
   }
   return lines.join('\n') + '\n'
 }

@@ -125,7 +125,12 @@ export const EdgeTunnelConfig = obj({
     enable: bool(false, 'Serve Prometheus metrics.'),
     port: port(9999, 'Metrics port.')
   }, 'Metrics endpoint.'),
-  configPath: str('', 'File watched for relayNodes changes.', { defaultDoc: 'the config file path' })
+  configPath: str('', 'File watched for relayNodes changes.', { defaultDoc: 'the config file path' }),
+  dataPath: obj({
+    enable: bool(true, 'Carry proxied TCP between EdgeMesh-TS agents over TLS 1.3 (keyed by the PSK) instead of libp2p streams, spliced by relays; Go peers keep the libp2p proxy protocol. Needs `psk.enable`.', { ours: true }),
+    port: port(20008, 'TCP port of the data path on every node; relays splice on it too.', { ours: true }),
+    poolSize: int(2, 'Idle connections kept per peer, already through their handshake.', 0, 64, { ours: true })
+  }, 'Agent-to-agent data path.', { ours: true })
 }, 'Cross-network tunnel.')
 
 export const EdgeDNSConfig = obj({

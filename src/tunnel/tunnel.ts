@@ -27,6 +27,13 @@ import type { PnetImplementation } from './pnet.ts'
 import { streamToDuplex } from './stream.ts'
 import { UDP_FRAMED, serveDatagrams, streamChannel } from './datagrams.ts'
 import { TunnelDialError, TunnelPskError } from './errors.ts'
+import type { DataPath, HostPort, PeerRoute } from '../datapath/datapath.ts'
+
+/** Ours: where a node's TLS data path listens (`{"port":…,"hosts":[…]}`); a Go peer does not speak it and keeps the proxy protocol. */
+export const DATAPATH_PROTOCOL = '/edgemesh/datapath/1.0.0'
+/** How long a peer's data path address is trusted, and how long a peer without one is not asked again. */
+const ROUTE_TTL_MS = 60_000
+const NO_ROUTE_TTL_MS = 5 * 60_000
 
 /** A relay and the TCP addresses other nodes dial it at (`advertiseAddress` × `listenPort`); `host` is an IP or a DNS name. */
 export interface RelayNode { nodeName: string, addresses: ReadonlyArray<{ host: string, port: number }> }
@@ -61,6 +68,8 @@ export interface EdgeTunnelInit {
    * at 256 KiB and grows towards this on fast links. @default 1048576
    */
   maxStreamWindowBytes?: number
+  /** The TLS data path between our agents (needs the PSK); undefined keeps every connection on libp2p. */
+  dataPath?: { port: number, poolSize?: number }
 }
 
 /** The outcome of a handshake with one relay. */
@@ -86,6 +95,10 @@ export interface PeerInfo {
   via?: string
   /** Round-trip time from libp2p's connection monitor, ms. */
   rttMs?: number
+  /** The path this peer's latest proxied TCP connection took on the TLS data path, when it took it. */
+  dataPath?: 'direct' | 'relay'
+  /** The relay that spliced it. */
+  dataPathVia?: string
 }
 
 /** Tunnel metrics (`edgemesh_tunnel_*`); the peer gauge is computed when scraped. */
@@ -180,6 +193,12 @@ export class EdgeTunnel implements Component, EndpointDialer {
   #multiaddr: ((addr: string) => Multiaddr) | undefined
   #heartbeat: NodeJS.Timeout | undefined
   readonly #nodeNames = new Map<string, string>()
+  #dataPath: DataPath | undefined
+  /** Data path routes by node name (undefined: the peer has none, e.g. a Go EdgeMesh). */
+  readonly #routes = new Map<string, { route: PeerRoute | undefined, at: number }>()
+  /** Relays' data path addresses, learned from each relay. */
+  #relayData: Array<{ nodeName: string, address: HostPort }> = []
+  #relayDataTimer: NodeJS.Timeout | undefined
 
   constructor (deps: { logger: Logger, metrics: Registry }, init: EdgeTunnelInit) {
     this.#log = deps.logger
@@ -213,6 +232,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
     const node = this.#node
     if (node === undefined) return []
     const out: PeerInfo[] = []
+    const dataPeers = new Map((this.#dataPath?.peers() ?? []).map(p => [p.nodeName, p]))
     const reservedOn = new Set(this.addresses().filter(a => a.includes('/p2p-circuit')).map(a => /\/p2p\/(\w+)\/p2p-circuit/.exec(a)?.[1]))
     for (const conn of node.getConnections()) {
       const id = conn.remotePeer.toString()
@@ -227,6 +247,12 @@ export class EdgeTunnel implements Component, EndpointDialer {
         path: conn.remoteAddr.toString().includes('/p2p-circuit') ? 'relay' : 'direct',
         since: conn.timeline.open
       })
+    }
+    for (const p of out) {
+      const d = p.nodeName !== undefined ? dataPeers.get(p.nodeName) : undefined
+      if (d === undefined) continue
+      p.dataPath = d.path
+      if (d.via !== undefined) p.dataPathVia = d.via
     }
     return out
   }
@@ -297,10 +323,41 @@ export class EdgeTunnel implements Component, EndpointDialer {
       this.#serveProxy(stream).catch(err => this.#log.debug('proxy stream failed', { err }))
     }, { runOnLimitedConnection: true, maxInboundStreams: init.maxInboundStreams ?? 10_240 })
     for (const r of this.#relays) await node.peerStore.merge(r.peerId, { multiaddrs: r.addrs })
+    if (init.dataPath !== undefined && psk !== undefined) {
+      const { DataPath } = await import('../datapath/datapath.ts')
+      // One instance for the tunnel's life: it registers its metrics once.
+      this.#dataPath ??= new DataPath({ logger: this.#log, metrics: this.#registry }, {
+        nodeName: init.nodeName,
+        port: init.dataPath.port,
+        listenHost: init.listenAddresses?.[0] ?? '0.0.0.0',
+        pnetKey: psk,
+        isRelay: this.isRelay,
+        poolSize: init.dataPath.poolSize
+      })
+      await this.#dataPath.start()
+      await node.handle(DATAPATH_PROTOCOL, (stream) => {
+        stream.send(Buffer.from(JSON.stringify({ port: this.#dataPath?.port(), hosts: this.#dataHosts() }) + '\n'))
+        stream.close().catch(() => {})
+      }, { runOnLimitedConnection: true })
+    } else if (init.dataPath !== undefined) {
+      this.#log.warn('the TLS data path needs the PSK (psk.enable): proxied connections stay on libp2p')
+    }
     await node.start()
     this.#node = node
     this.#metrics ??= new TunnelMetrics(this.#registry, () => this.peers())
-    this.#log.info('tunnel listening', { peerId: node.peerId.toString(), relay: this.isRelay, addresses: this.addresses(), pnet: protector?.implementation ?? 'off' })
+    this.#log.info('tunnel listening', {
+      peerId: node.peerId.toString(),
+      relay: this.isRelay,
+      addresses: this.addresses(),
+      pnet: protector?.implementation ?? 'off',
+      ...(this.#dataPath !== undefined ? { dataPathPort: this.#dataPath.port() } : {})
+    })
+    if (this.#dataPath !== undefined) {
+      this.#refreshRelayData(false).catch(() => {})
+      // Relays that were down at start are asked again until each answers.
+      this.#relayDataTimer = setInterval(() => { this.#refreshRelayData(true).catch(() => {}) }, 5000)
+      this.#relayDataTimer.unref()
+    }
     let beating = false
     this.#heartbeat = setInterval(() => {
       if (beating) return
@@ -361,6 +418,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
     this.#relays = next
     this.#log.info('relayNodes updated', { added: [...after].filter(n => !before.has(n)), removed: [...before].filter(n => !after.has(n)) })
     await this.#beat()
+    await this.#refreshRelayData(false)
   }
 
   /**
@@ -390,14 +448,149 @@ export class EdgeTunnel implements Component, EndpointDialer {
   async stop (): Promise<void> {
     clearInterval(this.#heartbeat)
     this.#heartbeat = undefined
+    clearInterval(this.#relayDataTimer)
+    this.#relayDataTimer = undefined
     const node = this.#node
     this.#node = undefined
+    await this.#dataPath?.stop()
+    this.#routes.clear()
     await node?.stop()
   }
 
   async dialTcp (target: DialTarget, signal?: AbortSignal): Promise<Duplex> {
+    const viaData = await this.#dialDataPath(target, signal)
+    if (viaData !== undefined) return viaData
     const { stream, rest } = await this.#open(target, 'tcp', signal)
     return streamToDuplex(stream, rest)
+  }
+
+  /**
+   * The TLS data path when the peer is one of our agents: undefined when it
+   * is not (or its data path failed: libp2p carries the connection then).
+   */
+  async #dialDataPath (target: DialTarget, signal?: AbortSignal): Promise<Duplex | undefined> {
+    const dataPath = this.#dataPath
+    const nodeName = target.nodeName
+    if (dataPath === undefined || nodeName === undefined || nodeName === '' || nodeName === this.#init.nodeName) return undefined
+    const timeout = AbortSignal.timeout(this.#init.dialTimeoutMs ?? 10_000)
+    const abort = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
+    const route = await this.#routeTo(nodeName, abort)
+    if (route === undefined) return undefined
+    try {
+      const { socket } = await dataPath.dial(route, { ip: target.ip, port: target.port }, abort)
+      this.#metrics?.streams.inc({ direction: 'outbound', result: 'ok_datapath' })
+      return socket
+    } catch (err) {
+      if ((err as { refused?: boolean }).refused === true) {
+        this.#metrics?.streams.inc({ direction: 'outbound', result: 'refused' })
+        throw new TunnelDialError(nodeName, (err as Error).message, { cause: err, refused: true })
+      }
+      if (abort.aborted) throw new TunnelDialError(nodeName, (err as Error).message, { cause: err })
+      // Ask again next time: the peer may have moved or restarted on another address.
+      this.#routes.delete(nodeName)
+      this.#log.debug('data path failed; this connection goes over libp2p', { node: nodeName, err: (err as Error).message })
+      return undefined
+    }
+  }
+
+  /** A peer's data path address and this node's relays; asked over libp2p and cached. */
+  async #routeTo (nodeName: string, signal: AbortSignal): Promise<PeerRoute | undefined> {
+    const cached = this.#routes.get(nodeName)
+    if (cached !== undefined && Date.now() - cached.at < (cached.route !== undefined ? ROUTE_TTL_MS : NO_ROUTE_TTL_MS)) {
+      return cached.route === undefined ? undefined : { ...cached.route, relays: this.#relayData }
+    }
+    const node = this.#node
+    if (node === undefined) return undefined
+    let answer: { port: number, hosts: string[] } | undefined
+    try {
+      const peerId = await compatPeerId(nodeName)
+      this.#nodeNames.set(peerId.toString(), nodeName)
+      answer = await this.#askDataPath(node, peerId, this.#dialTargets(nodeName, peerId), signal)
+    } catch (err) {
+      if (signal.aborted) throw err
+      // A Go EdgeMesh (protocol not supported) or an agent with the data path off.
+      this.#log.debug('peer has no data path; using libp2p', { node: nodeName, err: (err as Error).message })
+      this.#routes.set(nodeName, { route: undefined, at: Date.now() })
+      return undefined
+    }
+    const route: PeerRoute = { nodeName, direct: answer.hosts.map(host => ({ host, port: answer.port })), relays: [] }
+    this.#routes.set(nodeName, { route, at: Date.now() })
+    return { ...route, relays: this.#relayData }
+  }
+
+  async #askDataPath (node: Libp2p, peerId: PeerId, targets: Multiaddr[], signal: AbortSignal): Promise<{ port: number, hosts: string[] }> {
+    const stream = await this.#openStream(node, peerId, targets, DATAPATH_PROTOCOL, signal)
+    const text = await new Promise<string>((resolve, reject) => {
+      let buf = ''
+      const onMessage = (e: { data: Uint8Array | { subarray: () => Uint8Array } }): void => {
+        buf += Buffer.from(e.data instanceof Uint8Array ? e.data : e.data.subarray()).toString()
+        if (buf.includes('\n')) finish()
+      }
+      const finish = (): void => {
+        stream.removeEventListener('message', onMessage as never)
+        stream.removeEventListener('close', finish)
+        signal.removeEventListener('abort', finish)
+        if (buf.includes('\n')) resolve(buf.slice(0, buf.indexOf('\n')))
+        else reject(new Error(signal.aborted ? 'timed out' : 'closed without an answer'))
+      }
+      stream.addEventListener('message', onMessage as never)
+      stream.addEventListener('close', finish)
+      signal.addEventListener('abort', finish, { once: true })
+    })
+    stream.close().catch(() => {})
+    const parsed = JSON.parse(text) as { port?: unknown, hosts?: unknown }
+    if (typeof parsed.port !== 'number' || !Array.isArray(parsed.hosts)) throw new Error(`unexpected data path answer ${text.slice(0, 100)}`)
+    return { port: parsed.port, hosts: parsed.hosts.filter((h): h is string => typeof h === 'string' && isIP(h) !== 0) }
+  }
+
+  /**
+   * The addresses this node's data path can be reached at: a relay's
+   * configured advertise addresses, otherwise the addresses libp2p listens on
+   * (loopback only when there is nothing else).
+   */
+  #dataHosts (): string[] {
+    const self = this.#init.relayNodes.find(r => r.nodeName === this.#init.nodeName)
+    const own = (this.#node?.getMultiaddrs() ?? []).map(String).filter(a => !a.includes('/p2p-circuit'))
+      .map(a => /^\/ip[46]\/([^/]+)\/tcp\//.exec(a)?.[1]).filter((h): h is string => h !== undefined)
+    const routable = own.filter(h => !h.startsWith('127.') && h !== '::1')
+    const hosts = [...(self?.addresses.map(a => a.host) ?? []), ...(routable.length > 0 ? routable : own)]
+    return [...new Set(hosts)].filter(h => isIP(h) !== 0)
+  }
+
+  /**
+   * Learns each relay's data path port (over libp2p) and hands the relays to
+   * the data path, which parks connections on them. `onlyMissing` asks just
+   * the relays not known yet.
+   */
+  async #refreshRelayData (onlyMissing: boolean): Promise<void> {
+    const node = this.#node
+    const dataPath = this.#dataPath
+    if (node === undefined || dataPath === undefined) return
+    const known = new Map(this.#relayData.map(r => [r.nodeName, r]))
+    const wanted = this.#relays
+    if (onlyMissing && wanted.every(r => known.has(r.nodeName))) return
+    const next: Array<{ nodeName: string, address: HostPort }> = []
+    await Promise.all(wanted.map(async r => {
+      const have = this.#relayData.filter(d => d.nodeName === r.nodeName)
+      if (onlyMissing && have.length > 0) { next.push(...have); return }
+      try {
+        const answer = await this.#askDataPath(node, r.peerId, r.addrs.map(a => a.encapsulate(`/p2p/${r.peerId.toString()}`)), AbortSignal.timeout(5000))
+        const config = this.#init.relayNodes.find(n => n.nodeName === r.nodeName)?.addresses.map(a => a.host) ?? []
+        for (const host of new Set([...config, ...answer.hosts])) next.push({ nodeName: r.nodeName, address: { host, port: answer.port } })
+      } catch (err) {
+        this.#log.debug('relay data path not known yet', { relay: r.nodeName, err: (err as Error).message })
+        next.push(...have)
+      }
+    }))
+    // Keep relayNodes' order: it is the order relays are tried in.
+    const order = wanted.map(r => r.nodeName)
+    next.sort((a, b) => order.indexOf(a.nodeName) - order.indexOf(b.nodeName))
+    const changed = JSON.stringify(next) !== JSON.stringify(this.#relayData)
+    this.#relayData = next
+    if (changed) {
+      dataPath.setRelays(next)
+      this.#log.info('data path relays', { relays: next.map(r => `${r.nodeName}@${r.address.host}:${r.address.port}`) })
+    }
   }
 
   async dialUdp (target: DialTarget, signal?: AbortSignal): Promise<DatagramChannel> {
@@ -419,19 +612,12 @@ export class EdgeTunnel implements Component, EndpointDialer {
     if (nodeName === undefined || nodeName === '') throw new TunnelDialError('', 'the endpoint has no node name')
     const peerId = await compatPeerId(nodeName)
     this.#nodeNames.set(peerId.toString(), nodeName)
-    const multiaddr = this.#multiaddr as (a: string) => Multiaddr
-    // Every relay may carry the connection; libp2p prefers a direct address when it knows one.
-    const circuits = this.#relays.filter(r => r.nodeName !== nodeName)
-      .flatMap(r => r.addrs.map(a => multiaddr(`${a.toString()}/p2p/${r.peerId.toString()}/p2p-circuit/p2p/${peerId.toString()}`)))
-    const relay = this.#relays.find(r => r.nodeName === nodeName)
-    // Dial these, not whatever the peer store learned: identify hands us the peer's LAN addresses,
-    // and on another site those are unreachable (or another host) and can stall a dial for seconds.
-    const targets = relay !== undefined ? relay.addrs.map(a => multiaddr(`${a.toString()}/p2p/${peerId.toString()}`)) : circuits
+    const targets = this.#dialTargets(nodeName, peerId)
     const timeout = AbortSignal.timeout(this.#init.dialTimeoutMs ?? 10_000)
     const abort = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
     let stream: Stream
     try {
-      stream = await this.#openStream(node, peerId, targets, abort)
+      stream = await this.#openStream(node, peerId, targets, PROXY_PROTOCOL, abort)
     } catch (err) {
       this.#metrics?.streams.inc({ direction: 'outbound', result: 'dial_failed' })
       throw new TunnelDialError(nodeName, (err as Error).message, { cause: err })
@@ -451,22 +637,38 @@ export class EdgeTunnel implements Component, EndpointDialer {
   }
 
   /**
-   * Opens a proxy stream. A connection whose relay just died can look open
+   * Where to dial a peer: a relay at its configured addresses, anyone else
+   * through every relay's circuit. Not whatever the peer store learned:
+   * identify hands us the peer's LAN addresses, and on another site those are
+   * unreachable (or another host) and can stall a dial for seconds. libp2p
+   * still prefers a direct connection it already has.
+   */
+  #dialTargets (nodeName: string, peerId: PeerId): Multiaddr[] {
+    const multiaddr = this.#multiaddr as (a: string) => Multiaddr
+    const relay = this.#relays.find(r => r.nodeName === nodeName)
+    if (relay !== undefined) return relay.addrs.map(a => multiaddr(`${a.toString()}/p2p/${peerId.toString()}`))
+    return this.#relays.filter(r => r.nodeName !== nodeName)
+      .flatMap(r => r.addrs.map(a => multiaddr(`${a.toString()}/p2p/${r.peerId.toString()}/p2p-circuit/p2p/${peerId.toString()}`)))
+  }
+
+  /**
+   * Opens a stream. A connection whose relay just died can look open
    * for a while and swallow the stream: if the first try on an existing
    * connection does not answer quickly, drop that connection and dial again
    * (the other relays' circuits, or a direct address).
    */
-  async #openStream (node: Libp2p, peerId: PeerId, targets: Multiaddr[], signal: AbortSignal): Promise<Stream> {
+  async #openStream (node: Libp2p, peerId: PeerId, targets: Multiaddr[], protocol: string, signal: AbortSignal): Promise<Stream> {
     if (node.getConnections(peerId).length > 0) {
       try {
-        return await node.dialProtocol(peerId, PROXY_PROTOCOL, { signal: AbortSignal.any([signal, AbortSignal.timeout(STALE_CONNECTION_MS)]), runOnLimitedConnection: true })
+        return await node.dialProtocol(peerId, protocol, { signal: AbortSignal.any([signal, AbortSignal.timeout(STALE_CONNECTION_MS)]), runOnLimitedConnection: true })
       } catch (err) {
-        if (signal.aborted) throw err
+        // A peer that answered "not supported" (a Go EdgeMesh asked for the data path) is alive.
+        if (signal.aborted || (err as Error).name === 'UnsupportedProtocolError') throw err
         this.#log.debug('existing connection did not answer; redialing', { peer: peerId.toString(), err })
         await node.hangUp(peerId).catch(() => {})
       }
     }
-    return await node.dialProtocol(targets.length > 0 ? targets : peerId, PROXY_PROTOCOL, { signal, runOnLimitedConnection: true })
+    return await node.dialProtocol(targets.length > 0 ? targets : peerId, protocol, { signal, runOnLimitedConnection: true })
   }
 
   /** The responder: dial the requested ip:port from this node, answer SUCCESS or FAILED, then pipe. */

@@ -1,0 +1,495 @@
+/**
+ * The agent-to-agent data path: proxied TCP connections between two of our
+ * agents travel over TLS 1.3 instead of libp2p (pnet + Noise + Yamux in
+ * JavaScript). One TLS connection per proxied connection, so the kernel does
+ * the flow control and a stalled peer or stream blocks nobody else; a small
+ * pool of connections that finished their handshake ahead of time keeps a new
+ * proxied connection at one round trip.
+ *
+ * Authentication: a TLS 1.3 external PSK (with ECDHE) per node pair, derived
+ * from the tunnel's PSK. A node without the PSK cannot finish a handshake,
+ * and a server only accepts identities that name it.
+ *
+ * Behind NAT, a node parks a few idle TCP connections on every relay's data
+ * port. A peer that cannot connect directly asks a relay to join it to one of
+ * them; the relay then splices the two sockets byte for byte and never sees
+ * the plaintext (the TLS handshake runs end to end through the splice).
+ *
+ * Which addresses a peer has, and whether it speaks this at all, is learned
+ * over libp2p (`tunnel.ts`): a Go EdgeMesh peer keeps getting
+ * `/libp2p/tunnel-proxy/1.0.0`.
+ */
+import { randomBytes } from 'node:crypto'
+import type { Server, Socket } from 'node:net'
+import type { TLSSocket } from 'node:tls'
+import type { Registry } from 'prom-client'
+import { Counter, Gauge } from 'prom-client'
+import type { Logger } from '../observability/logger.ts'
+import { cipherPreference, jsonLine, macMatches, pairIdentity, parseIdentity, relayMac, RELAY_MAGIC, tlsKey } from './wire.ts'
+import { connectWithin, peekByte, readLine, splice } from './socket-io.ts'
+
+const net = process.getBuiltinModule('node:net')
+// Loaded on first use: agents without the tunnel never pay for TLS.
+let tlsModule: typeof import('node:tls') | undefined
+function tls (): typeof import('node:tls') {
+  tlsModule ??= process.getBuiltinModule('node:tls')
+  return tlsModule
+}
+
+export interface HostPort { host: string, port: number }
+
+/** Where a peer's data path can be reached: its own addresses, and the relays it parks on. */
+export interface PeerRoute {
+  nodeName: string
+  direct: HostPort[]
+  relays: Array<{ nodeName: string, address: HostPort }>
+}
+
+export interface DataPathInit {
+  nodeName: string
+  /** TCP port of the data path (TLS for everyone, splicing on relays). 0 picks one (tests). */
+  port: number
+  listenHost?: string
+  /** The tunnel's 32-byte private-network key (from the PSK file). */
+  pnetKey: Uint8Array
+  isRelay: boolean
+  /** Idle, handshaken connections kept per peer. @default 2 */
+  poolSize?: number
+  /** Idle connections parked on each relay. @default 2 */
+  parkedPerRelay?: number
+  /** How long a direct connect may take before the relay is tried. @default 1000 */
+  connectTimeoutMs?: number
+  /** A direct failure sends a peer's new connections through relays for this long. @default 30000 */
+  directRetryMs?: number
+  /** How long direct gets before relays are tried alongside it. @default 250 */
+  relayHeadStartMs?: number
+  /** Relay limits: nodes parked, parked connections and concurrent splices per node. */
+  relayLimits?: { maxNodes?: number, maxParkedPerNode?: number, maxSplicesPerNode?: number }
+}
+
+export interface DataPathPeer {
+  nodeName: string
+  path: 'direct' | 'relay'
+  via?: string
+  since: number
+}
+
+interface Pooled { socket: TLSSocket, path: 'direct' | 'relay', via?: string, at: number }
+
+const CONTROL_TIMEOUT_MS = 5000
+const POOL_IDLE_MS = 30_000
+const SERVER_IDLE_MS = 120_000
+const PARK_RETRY_MS = 1000
+
+/** Data path metrics (`edgemesh_datapath_*`). */
+export class DataPathMetrics {
+  readonly connections: Counter<'path' | 'result'>
+  readonly parked: Gauge
+  readonly splices: Gauge
+  readonly relayParked: Gauge
+
+  constructor (registry: Registry) {
+    const registers = [registry]
+    this.connections = new Counter({ name: 'edgemesh_datapath_connections_total', help: 'Proxied connections over the TLS data path, by path (direct/relay) and result.', labelNames: ['path', 'result'], registers })
+    this.parked = new Gauge({ name: 'edgemesh_datapath_parked_connections', help: 'Idle connections this node keeps parked on relays.', registers })
+    this.splices = new Gauge({ name: 'edgemesh_datapath_relay_splices', help: 'Connections this relay is splicing now.', registers })
+    this.relayParked = new Gauge({ name: 'edgemesh_datapath_relay_parked_connections', help: 'Connections other nodes keep parked on this relay.', registers })
+  }
+}
+
+export class DataPath {
+  readonly #log: Logger
+  readonly #init: DataPathInit
+  readonly #metrics: DataPathMetrics
+  readonly #ciphers = cipherPreference()
+  #server: Server | undefined
+  #stopped = false
+  readonly #sockets = new Set<Socket>()
+  readonly #pools = new Map<string, Pooled[]>()
+  readonly #peers = new Map<string, DataPathPeer>()
+  readonly #directFailedAt = new Map<string, number>()
+  // Relay side: parked connections by node, and live splices by node.
+  readonly #parkedHere = new Map<string, Set<Socket>>()
+  readonly #splicesByNode = new Map<string, number>()
+  // Node side: the relays to park on, and the parked connections per relay.
+  #relays: Array<{ nodeName: string, address: HostPort }> = []
+  readonly #parkedThere = new Map<string, Set<Socket>>()
+  #parkTimer: NodeJS.Timeout | undefined
+
+  constructor (deps: { logger: Logger, metrics: Registry }, init: DataPathInit) {
+    this.#log = deps.logger
+    this.#init = init
+    this.#metrics = new DataPathMetrics(deps.metrics)
+  }
+
+  async start (): Promise<void> {
+    if (this.#server !== undefined) return
+    this.#stopped = false
+    const server = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: 15_000 }, s => { this.#accept(s) })
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(this.#init.port, this.#init.listenHost ?? '0.0.0.0', () => { server.off('error', reject); resolve() })
+    })
+    this.#server = server
+    this.#parkTimer = setInterval(() => { this.#keepParked() }, PARK_RETRY_MS)
+    this.#parkTimer.unref()
+  }
+
+  async stop (): Promise<void> {
+    this.#stopped = true
+    clearInterval(this.#parkTimer)
+    const server = this.#server
+    this.#server = undefined
+    for (const s of this.#sockets) s.destroy()
+    for (const pool of this.#pools.values()) for (const p of pool) p.socket.destroy()
+    this.#pools.clear()
+    if (server !== undefined) await new Promise(resolve => server.close(resolve))
+  }
+
+  /** The bound port (the configured one, or the one picked for port 0). */
+  port (): number {
+    const a = this.#server?.address()
+    return typeof a === 'object' && a !== null ? a.port : this.#init.port
+  }
+
+  /** Which path each peer's latest connection took. */
+  peers (): DataPathPeer[] {
+    return [...this.#peers.values()]
+  }
+
+  /** Relays to park on (their data path addresses); parking follows within a second. */
+  setRelays (relays: Array<{ nodeName: string, address: HostPort }>): void {
+    this.#relays = relays.filter(r => r.nodeName !== this.#init.nodeName)
+    const keep = new Set(this.#relays.map(r => relayKey(r)))
+    for (const [key, set] of this.#parkedThere) {
+      if (!keep.has(key)) { for (const s of set) s.destroy(); this.#parkedThere.delete(key) }
+    }
+    this.#keepParked()
+  }
+
+  /** Connections this node holds parked, per relay node name. */
+  parkedOn (): Record<string, number> {
+    const out: Record<string, number> = {}
+    for (const r of this.#relays) out[r.nodeName] = this.#parkedThere.get(relayKey(r))?.size ?? 0
+    return out
+  }
+
+  /**
+   * A proxied TCP connection to `target` through the agent on `route.nodeName`:
+   * direct when its addresses answer, else through each relay in turn.
+   */
+  async dial (route: PeerRoute, target: { ip: string, port: number }, signal?: AbortSignal): Promise<{ socket: TLSSocket, path: 'direct' | 'relay', via?: string }> {
+    let conn = this.#fromPool(route.nodeName)
+    if (conn === undefined) conn = await this.#connect(route, signal)
+    const { socket } = conn
+    try {
+      socket.write(jsonLine({ ip: target.ip, port: target.port }))
+      const answer = await readLine(socket, CONTROL_TIMEOUT_MS)
+      if (answer !== 'ok') throw Object.assign(new Error(`the agent on ${route.nodeName} could not reach ${target.ip}:${target.port} (${answer.replace(/^err /, '')})`), { refused: true })
+    } catch (err) {
+      socket.destroy()
+      this.#metrics.connections.inc({ path: conn.path, result: (err as { refused?: boolean }).refused === true ? 'refused' : 'failed' })
+      throw err
+    }
+    this.#metrics.connections.inc({ path: conn.path, result: 'ok' })
+    this.#notePath(route.nodeName, conn.path, conn.via)
+    // Top the pool up in the background for the next connection.
+    this.#refill(route)
+    return { socket, path: conn.path, via: conn.via }
+  }
+
+  #notePath (nodeName: string, path: 'direct' | 'relay', via?: string): void {
+    const prev = this.#peers.get(nodeName)
+    if (prev?.path === path && prev.via === via) return
+    this.#peers.set(nodeName, { nodeName, path, via, since: Date.now() })
+  }
+
+  #fromPool (nodeName: string): Pooled | undefined {
+    const pool = this.#pools.get(nodeName) ?? []
+    for (let p = pool.shift(); p !== undefined; p = pool.shift()) {
+      if (!p.socket.destroyed && p.socket.readyState === 'open' && Date.now() - p.at < POOL_IDLE_MS) return p
+      p.socket.destroy()
+    }
+    return undefined
+  }
+
+  #refill (route: PeerRoute): void {
+    const want = this.#init.poolSize ?? 2
+    const pool = this.#pools.get(route.nodeName) ?? []
+    this.#pools.set(route.nodeName, pool)
+    const missing = want - pool.length
+    for (let i = 0; i < missing; i++) this.#connect(route).then(p => { this.#addToPool(route.nodeName, p) }, () => {})
+  }
+
+  #addToPool (nodeName: string, p: Pooled): void {
+    let pool = this.#pools.get(nodeName)
+    if (pool === undefined) { pool = []; this.#pools.set(nodeName, pool) }
+    if (this.#stopped || pool.length >= (this.#init.poolSize ?? 2)) { p.socket.destroy(); return }
+    // An idle pooled connection must not die unnoticed.
+    p.socket.on('error', () => {})
+    const list = pool
+    p.socket.once('close', () => { const at = list.indexOf(p); if (at >= 0) list.splice(at, 1) })
+    // A direct connection goes first: the next dial takes it.
+    if (p.path === 'direct') pool.unshift(p)
+    else pool.push(p)
+  }
+
+  /**
+   * A handshaken TLS connection to the peer. Direct first; when it has not
+   * answered within `relayHeadStartMs` (a peer behind NAT advertises
+   * addresses nobody else can reach), the relays are tried alongside, and
+   * whichever finishes first carries the connection. A direct connection
+   * that finishes later goes into the pool, so the next one is direct.
+   */
+  async #connect (route: PeerRoute, signal?: AbortSignal): Promise<Pooled> {
+    const failedAt = this.#directFailedAt.get(route.nodeName)
+    const tryDirect = route.direct.length > 0 && (failedAt === undefined || Date.now() - failedAt > (this.#init.directRetryMs ?? 30_000))
+    const relays = route.relays.filter(r => r.nodeName !== this.#init.nodeName)
+    if (!tryDirect) return await this.#viaRelays(route, relays, [], signal)
+    const direct = this.#direct(route, signal)
+    if (relays.length === 0) return await direct.then(r => { if ('error' in r) throw new Error(r.error); return r })
+    const headStart = new Promise<undefined>(resolve => setTimeout(() => { resolve(undefined) }, this.#init.relayHeadStartMs ?? 250).unref())
+    const early = await Promise.race([direct, headStart])
+    if (early !== undefined && !('error' in early)) return early
+    if (early !== undefined) return await this.#viaRelays(route, relays, [early.error], signal)
+    // Direct is slow: race it against the relays; a late direct winner is pooled.
+    const relayed = this.#viaRelays(route, relays, [], signal)
+    const first = await Promise.race([direct.then(r => 'error' in r ? relayed : r), relayed.catch(async (err: Error) => {
+      const r = await direct
+      if ('error' in r) throw new Error(`${r.error}; ${err.message}`)
+      return r
+    })])
+    if (first.path === 'relay') {
+      direct.then(r => { if (!('error' in r)) this.#addToPool(route.nodeName, r) }, () => {})
+    } else {
+      relayed.then(r => { this.#addToPool(route.nodeName, r) }, () => {})
+    }
+    return first
+  }
+
+  /** Direct to each advertised address in turn; failure is remembered so later connections skip it for a while. */
+  async #direct (route: PeerRoute, signal?: AbortSignal): Promise<Pooled | { error: string }> {
+    const errors: string[] = []
+    for (const a of route.direct) {
+      try {
+        const raw = await connectWithin(() => net.connect({ host: a.host, port: a.port, noDelay: true, allowHalfOpen: true }), this.#init.connectTimeoutMs ?? 1000, signal)
+        const socket = await this.#tlsClient(raw, route.nodeName)
+        this.#directFailedAt.delete(route.nodeName)
+        return { socket, path: 'direct', at: Date.now() }
+      } catch (err) {
+        errors.push(`direct ${a.host}:${a.port}: ${(err as Error).message}`)
+      }
+    }
+    this.#directFailedAt.set(route.nodeName, Date.now())
+    return { error: errors.join('; ') }
+  }
+
+  async #viaRelays (route: PeerRoute, relays: PeerRoute['relays'], errors: string[], signal?: AbortSignal): Promise<Pooled> {
+    for (const r of relays) {
+      try {
+        const raw = await this.#join(r.address, route.nodeName, signal)
+        const socket = await this.#tlsClient(raw, route.nodeName)
+        return { socket, path: 'relay', via: r.nodeName, at: Date.now() }
+      } catch (err) {
+        errors.push(`relay ${r.nodeName}: ${(err as Error).message}`)
+      }
+    }
+    throw new Error(errors.length > 0 ? errors.join('; ') : 'no address and no relay known')
+  }
+
+  async #tlsClient (raw: Socket, server: string): Promise<TLSSocket> {
+    const identity = pairIdentity(this.#init.nodeName, server)
+    const key = tlsKey(this.#init.pnetKey, identity)
+    const socket = tls().connect({
+      socket: raw,
+      minVersion: 'TLSv1.3',
+      ciphers: this.#ciphers,
+      pskCallback: () => ({ psk: key, identity }),
+      checkServerIdentity: () => undefined
+    })
+    await new Promise<void>((resolve, reject) => {
+      const done = (err?: Error): void => {
+        clearTimeout(timer)
+        socket.off('secureConnect', onSecure)
+        socket.off('error', onError)
+        socket.off('close', onClose)
+        if (err === undefined) { resolve(); return }
+        socket.destroy()
+        reject(err)
+      }
+      const onSecure = (): void => done()
+      const onError = (err: Error): void => done(new Error(`TLS handshake failed (another PSK, or not ${server}): ${err.message}`))
+      const onClose = (): void => done(new Error('closed during the TLS handshake (another PSK?)'))
+      const timer = setTimeout(() => done(new Error('TLS handshake timed out (another PSK?)')), CONTROL_TIMEOUT_MS)
+      socket.once('secureConnect', onSecure)
+      socket.once('error', onError)
+      socket.once('close', onClose)
+    })
+    return socket
+  }
+
+  /** Asks a relay to splice this connection to one that `target` parked there. */
+  async #join (relay: HostPort, target: string, signal?: AbortSignal): Promise<Socket> {
+    const raw = await connectWithin(() => net.connect({ host: relay.host, port: relay.port, noDelay: true, allowHalfOpen: true }), this.#init.connectTimeoutMs ?? 1000, signal)
+    try {
+      const answer = await this.#relayRequest(raw, { op: 'join', node: this.#init.nodeName, target })
+      if (answer !== 'ok') throw new Error(answer.replace(/^err /, ''))
+      return raw
+    } catch (err) {
+      raw.destroy()
+      throw err
+    }
+  }
+
+  async #relayRequest (raw: Socket, request: { op: 'join' | 'park', node: string, target?: string }): Promise<string> {
+    raw.write(Buffer.from([RELAY_MAGIC]))
+    const nonce = Buffer.from(await readLine(raw, CONTROL_TIMEOUT_MS), 'hex')
+    raw.write(jsonLine({ ...request, mac: relayMac(this.#init.pnetKey, nonce, request) }))
+    return await readLine(raw, CONTROL_TIMEOUT_MS)
+  }
+
+  // --- parking (nodes) -------------------------------------------------------
+
+  #keepParked (): void {
+    if (this.#stopped || this.#init.isRelay) return
+    const want = this.#init.parkedPerRelay ?? 2
+    for (const r of this.#relays) {
+      const key = relayKey(r)
+      let set = this.#parkedThere.get(key)
+      if (set === undefined) { set = new Set(); this.#parkedThere.set(key, set) }
+      for (let i = set.size; i < want; i++) this.#park(r, set)
+    }
+    this.#metrics.parked.set([...this.#parkedThere.values()].reduce((n, s) => n + s.size, 0))
+  }
+
+  #park (relay: { nodeName: string, address: HostPort }, set: Set<Socket>): void {
+    const placeholder = net.connect({ host: relay.address.host, port: relay.address.port, noDelay: true, allowHalfOpen: true, keepAlive: true, keepAliveInitialDelay: 15_000 })
+    set.add(placeholder)
+    const drop = (): void => { set.delete(placeholder) }
+    placeholder.once('error', (err) => { drop(); this.#log.debug('parking on a relay failed', { relay: relay.nodeName, err }) })
+    placeholder.once('close', drop)
+    placeholder.once('connect', () => {
+      this.#relayRequest(placeholder, { op: 'park', node: this.#init.nodeName }).then(async answer => {
+        if (answer !== 'ok') throw new Error(answer.replace(/^err /, ''))
+        // Parked: the relay says `go` when a peer joins; from then on this is a TLS server connection.
+        const go = await readLine(placeholder, 0)
+        if (go !== 'go') throw new Error(`relay sent ${JSON.stringify(go)}`)
+        placeholder.off('close', drop)
+        drop()
+        this.#keepParked()
+        this.#serveTls(placeholder)
+      }).catch((err: Error) => {
+        if (!this.#stopped) this.#log.debug('parked connection ended', { relay: relay.nodeName, err: err.message })
+        placeholder.destroy()
+      })
+    })
+  }
+
+  // --- server side -----------------------------------------------------------
+
+  #accept (socket: Socket): void {
+    this.#sockets.add(socket)
+    socket.once('close', () => this.#sockets.delete(socket))
+    socket.on('error', () => {})
+    peekByte(socket, CONTROL_TIMEOUT_MS).then(first => {
+      if (first === 0x16) this.#serveTls(socket)
+      else if (first === RELAY_MAGIC && this.#init.isRelay) this.#serveRelay(socket).catch(() => socket.destroy())
+      else socket.destroy()
+    }, () => socket.destroy())
+  }
+
+  #serveTls (raw: Socket): void {
+    this.#sockets.add(raw)
+    raw.once('close', () => this.#sockets.delete(raw))
+    const me = this.#init.nodeName
+    const socket = new (tls().TLSSocket)(raw, {
+      isServer: true,
+      minVersion: 'TLSv1.3',
+      ciphers: this.#ciphers,
+      pskCallback: (_s: TLSSocket, identity: string) => {
+        const id = parseIdentity(identity)
+        return id !== undefined && id.server === me ? tlsKey(this.#init.pnetKey, identity) : null
+      }
+    } as ConstructorParameters<typeof import('node:tls').TLSSocket>[1])
+    socket.on('error', () => { raw.destroy() })
+    socket.setTimeout(SERVER_IDLE_MS, () => socket.destroy())
+    socket.once('secure', () => {
+      readLine(socket, SERVER_IDLE_MS).then(async line => {
+        socket.setTimeout(0)
+        const request = JSON.parse(line) as { ip?: unknown, port?: unknown }
+        if (typeof request.ip !== 'string' || typeof request.port !== 'number') throw new Error('bad request')
+        const upstream = await connectWithin(() => net.connect({ host: request.ip as string, port: request.port as number, noDelay: true, allowHalfOpen: true }), 10_000).catch((err: Error) => {
+          socket.end(`err ${err.message}\n`)
+          return undefined
+        })
+        if (upstream === undefined) return
+        socket.write('ok\n')
+        splice(socket, upstream)
+        socket.resume()
+      }).catch(() => socket.destroy())
+    })
+  }
+
+  // --- relay side ------------------------------------------------------------
+
+  async #serveRelay (socket: Socket): Promise<void> {
+    socket.read(1)
+    const nonce = randomBytes(16)
+    socket.write(`${nonce.toString('hex')}\n`)
+    const request = JSON.parse(await readLine(socket, CONTROL_TIMEOUT_MS)) as { op?: string, node?: string, target?: string, mac?: string }
+    const { op, node, target, mac } = request
+    if ((op !== 'park' && op !== 'join') || typeof node !== 'string' || typeof mac !== 'string' ||
+        !macMatches(mac, relayMac(this.#init.pnetKey, nonce, { op, node, target }))) {
+      socket.end('err not authorized (another PSK?)\n')
+      return
+    }
+    const limits = this.#init.relayLimits ?? {}
+    if (op === 'park') {
+      let set = this.#parkedHere.get(node)
+      if (set === undefined) {
+        if (this.#parkedHere.size >= (limits.maxNodes ?? 10_000)) { socket.end('err relay full\n'); return }
+        set = new Set()
+        this.#parkedHere.set(node, set)
+      }
+      if (set.size >= (limits.maxParkedPerNode ?? 8)) { socket.end('err too many parked connections\n'); return }
+      set.add(socket)
+      this.#metrics.relayParked.inc()
+      socket.once('close', () => {
+        if (set.delete(socket)) this.#metrics.relayParked.dec()
+        if (set.size === 0 && this.#parkedHere.get(node) === set) this.#parkedHere.delete(node)
+      })
+      socket.write('ok\n')
+      return
+    }
+    if (typeof target !== 'string') { socket.end('err no target\n'); return }
+    const busy = this.#splicesByNode.get(node) ?? 0
+    if (busy >= (limits.maxSplicesPerNode ?? 256)) { socket.end(`err ${node} has too many relayed connections\n`); return }
+    const parked = this.#parkedHere.get(target)
+    const peer = parked?.values().next().value
+    if (parked === undefined || peer === undefined) { socket.end(`err ${target} holds no reservation on this relay\n`); return }
+    parked.delete(peer)
+    this.#metrics.relayParked.dec()
+    peer.write('go\n')
+    socket.write('ok\n')
+    this.#splicesByNode.set(node, busy + 1)
+    this.#metrics.splices.inc()
+    let counted = true
+    const release = (): void => {
+      if (!counted) return
+      counted = false
+      this.#metrics.splices.dec()
+      const n = (this.#splicesByNode.get(node) ?? 1) - 1
+      if (n <= 0) this.#splicesByNode.delete(node)
+      else this.#splicesByNode.set(node, n)
+    }
+    socket.once('close', release)
+    peer.once('close', release)
+    splice(socket, peer)
+    socket.resume()
+    peer.resume()
+  }
+}
+
+function relayKey (r: { nodeName: string, address: HostPort }): string {
+  return `${r.nodeName}@${r.address.host}:${r.address.port}`
+}

@@ -1,0 +1,76 @@
+/**
+ * The data path's small wire pieces: key derivation, cipher preference and
+ * newline-terminated JSON control lines. Pure functions, no sockets.
+ */
+import { createHmac, hkdfSync, timingSafeEqual } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+
+/** First byte of a relay control connection (a TLS client starts with 0x16). */
+export const RELAY_MAGIC = 0x52 // 'R'
+/** A control line longer than this is refused: nothing legitimate comes close. */
+export const MAX_LINE_BYTES = 4096
+
+/**
+ * TLS 1.3 external PSK for one direction of one node pair. The identity is
+ * `client>server`, so a server refuses identities not naming it, and a node
+ * reached by mistake (another host on the same private address) fails the
+ * handshake instead of serving the connection.
+ */
+export function pairIdentity (client: string, server: string): string {
+  return `${client}>${server}`
+}
+
+export function parseIdentity (identity: string): { client: string, server: string } | undefined {
+  const at = identity.indexOf('>')
+  if (at <= 0 || at === identity.length - 1) return undefined
+  return { client: identity.slice(0, at), server: identity.slice(at + 1) }
+}
+
+/** The TLS PSK for an identity: HKDF-SHA256 of the tunnel's 32-byte pnet key. */
+export function tlsKey (pnetKey: Uint8Array, identity: string): Buffer {
+  return Buffer.from(hkdfSync('sha256', pnetKey, 'edgemesh-datapath/1', identity, 32))
+}
+
+/** MAC of a relay control request, bound to the relay's challenge so it cannot be replayed. */
+export function relayMac (pnetKey: Uint8Array, nonce: Uint8Array, request: { op: string, node: string, target?: string }): string {
+  const key = hkdfSync('sha256', pnetKey, 'edgemesh-relay/1', 'control', 32)
+  return createHmac('sha256', Buffer.from(key)).update(nonce).update(`${request.op}\n${request.node}\n${request.target ?? ''}`).digest('hex')
+}
+
+export function macMatches (a: string, b: string): boolean {
+  const x = Buffer.from(a, 'hex')
+  const y = Buffer.from(b, 'hex')
+  return x.length === y.length && x.length > 0 && timingSafeEqual(x, y)
+}
+
+/**
+ * TLS 1.3 suites in preference order: AES-GCM where the CPU has AES
+ * instructions, ChaCha20-Poly1305 otherwise (much faster without them,
+ * e.g. on a Raspberry Pi 4, whose Cortex-A72 lacks the crypto extension).
+ */
+export function cipherPreference (cpuinfo = readCpuinfo()): string {
+  const aes = /^(flags|Features)\s*:.*\baes\b/m.test(cpuinfo)
+  return aes ? 'TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256' : 'TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256'
+}
+
+function readCpuinfo (): string {
+  try {
+    return readFileSync('/proc/cpuinfo', 'utf8')
+  } catch {
+    return ''
+  }
+}
+
+/** Splits the first newline-terminated line off a buffer. */
+export function takeLine (buf: Buffer): { line: string, rest: Buffer } | undefined {
+  const at = buf.indexOf(0x0a)
+  if (at < 0) {
+    if (buf.length > MAX_LINE_BYTES) throw new Error(`control line longer than ${MAX_LINE_BYTES} bytes`)
+    return undefined
+  }
+  return { line: buf.subarray(0, at).toString('utf8'), rest: buf.subarray(at + 1) }
+}
+
+export function jsonLine (value: unknown): string {
+  return `${JSON.stringify(value)}\n`
+}

@@ -1,0 +1,142 @@
+// The TLS data path on loopback: real sockets, real TLS 1.3 PSK handshakes,
+// a relay that splices parked connections.
+import { describe, test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { createServer } from 'node:net'
+import type { Server } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { randomBytes } from 'node:crypto'
+import { Registry } from 'prom-client'
+import { DataPath } from '../../../src/datapath/datapath.ts'
+import type { DataPathInit, PeerRoute } from '../../../src/datapath/datapath.ts'
+import { noopLogger } from '../../../src/observability/logger.ts'
+import { eventually } from '../../helpers/control-plane.ts'
+
+const KEY = randomBytes(32)
+
+async function roundTrip (conn: Duplex, payload: Buffer): Promise<Buffer> {
+  return await new Promise((resolve, reject) => {
+    const parts: Buffer[] = []
+    conn.on('data', (d: Buffer) => parts.push(d))
+    conn.on('end', () => resolve(Buffer.concat(parts)))
+    conn.on('error', reject)
+    conn.end(payload)
+  })
+}
+
+describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
+  let echo: Server
+  let echoPort: number
+  const paths: DataPath[] = []
+
+  async function node (nodeName: string, extra: Partial<DataPathInit> = {}): Promise<DataPath> {
+    const d = new DataPath({ logger: noopLogger, metrics: new Registry() }, { nodeName, port: 0, listenHost: '127.0.0.1', pnetKey: KEY, isRelay: false, ...extra })
+    await d.start()
+    paths.push(d)
+    return d
+  }
+  const at = (d: DataPath): { host: string, port: number } => ({ host: '127.0.0.1', port: d.port() })
+
+  before(async () => {
+    echo = createServer({ allowHalfOpen: true }, s => {
+      const parts: Buffer[] = []
+      s.on('data', d => parts.push(d))
+      s.on('end', () => s.end(Buffer.concat(parts)))
+    })
+    await new Promise<void>(resolve => echo.listen(0, '127.0.0.1', resolve))
+    echoPort = (echo.address() as { port: number }).port
+  })
+
+  after(async () => {
+    for (const d of paths) await d.stop()
+    echo.close()
+  })
+
+  test('direct: bytes both ways intact, path reported, the pool makes later connections cheaper', async () => {
+    const a = await node('node-a')
+    const b = await node('node-b')
+    const route: PeerRoute = { nodeName: 'node-b', direct: [at(b)], relays: [] }
+    const payload = randomBytes(8 << 20)
+    const first = await a.dial(route, { ip: '127.0.0.1', port: echoPort })
+    assert.equal(first.path, 'direct')
+    assert.ok((await roundTrip(first.socket, payload)).equals(payload))
+    assert.deepEqual(a.peers().map(p => [p.nodeName, p.path]), [['node-b', 'direct']])
+    // Pooled connections are already through their handshake.
+    await eventually('the pool fills', async () => {
+      const t0 = performance.now()
+      const c = await a.dial(route, { ip: '127.0.0.1', port: echoPort })
+      const ms = performance.now() - t0
+      assert.equal((await roundTrip(c.socket, Buffer.from('x'))).toString(), 'x')
+      return ms < 50
+    }, 5000, 100)
+  })
+
+  test('a target the far agent cannot reach is refused with the reason', async () => {
+    const a = await node('node-c')
+    const b = await node('node-d')
+    const closed = createServer()
+    await new Promise<void>(resolve => closed.listen(0, '127.0.0.1', resolve))
+    const port = (closed.address() as { port: number }).port
+    closed.close()
+    await assert.rejects(a.dial({ nodeName: 'node-d', direct: [at(b)], relays: [] }, { ip: '127.0.0.1', port }), /could not reach 127\.0\.0\.1:\d+ \(.*ECONNREFUSED/)
+  })
+
+  test('no handshake without the PSK, and none with a node that is not the one asked for', async () => {
+    const b = await node('node-e')
+    const stranger = await node('stranger', { pnetKey: randomBytes(32) })
+    await assert.rejects(stranger.dial({ nodeName: 'node-e', direct: [at(b)], relays: [] }, { ip: '127.0.0.1', port: echoPort }), /TLS handshake/)
+    const a = await node('node-f')
+    // node-e's address, but we ask for node-x: node-e refuses an identity not naming it.
+    await assert.rejects(a.dial({ nodeName: 'node-x', direct: [at(b)], relays: [] }, { ip: '127.0.0.1', port: echoPort }), /TLS handshake/)
+  })
+
+  test('through a relay: the parked node is reached, the relay splices, 8 MB intact', async () => {
+    const relay = await node('relay-1', { isRelay: true })
+    const a = await node('edge-a')
+    const b = await node('edge-b')
+    b.setRelays([{ nodeName: 'relay-1', address: at(relay) }])
+    await eventually('edge-b parks on the relay', () => b.parkedOn()['relay-1'] === 2, 5000, 20)
+    // A direct address nobody listens on: the relay is tried next.
+    const route: PeerRoute = { nodeName: 'edge-b', direct: [{ host: '127.0.0.1', port: 1 }], relays: [{ nodeName: 'relay-1', address: at(relay) }] }
+    const payload = randomBytes(8 << 20)
+    const c = await a.dial(route, { ip: '127.0.0.1', port: echoPort })
+    assert.equal(c.path, 'relay')
+    assert.equal(c.via, 'relay-1')
+    assert.ok((await roundTrip(c.socket, payload)).equals(payload))
+    assert.deepEqual(a.peers().find(p => p.nodeName === 'edge-b'), { nodeName: 'edge-b', path: 'relay', via: 'relay-1', since: a.peers().find(p => p.nodeName === 'edge-b')?.since })
+    // The used parked connection is replaced.
+    await eventually('edge-b parks again', () => b.parkedOn()['relay-1'] === 2, 5000, 20)
+  })
+
+  test('a node without the PSK cannot park on or join through a relay', async () => {
+    const relay = await node('relay-2', { isRelay: true })
+    const stranger = await node('stranger-2', { pnetKey: randomBytes(32) })
+    stranger.setRelays([{ nodeName: 'relay-2', address: at(relay) }])
+    await new Promise(resolve => setTimeout(resolve, 1500))
+    assert.equal(stranger.parkedOn()['relay-2'], 0)
+    const b = await node('edge-g')
+    b.setRelays([{ nodeName: 'relay-2', address: at(relay) }])
+    await eventually('edge-g parks', () => b.parkedOn()['relay-2'] === 2, 5000, 20)
+    await assert.rejects(stranger.dial({ nodeName: 'edge-g', direct: [], relays: [{ nodeName: 'relay-2', address: at(relay) }] }, { ip: '127.0.0.1', port: echoPort }), /not authorized/)
+  })
+
+  test('with two relays, losing one lets new connections through the other within 3 s', async () => {
+    const r1 = await node('relay-a', { isRelay: true })
+    const r2 = await node('relay-b', { isRelay: true })
+    const a = await node('edge-h', { poolSize: 0 })
+    const b = await node('edge-i')
+    const relays = [{ nodeName: 'relay-a', address: at(r1) }, { nodeName: 'relay-b', address: at(r2) }]
+    b.setRelays(relays)
+    await eventually('edge-i parks on both', () => b.parkedOn()['relay-a'] === 2 && b.parkedOn()['relay-b'] === 2, 5000, 20)
+    const route: PeerRoute = { nodeName: 'edge-i', direct: [], relays }
+    const open = await a.dial(route, { ip: '127.0.0.1', port: echoPort })
+    assert.equal(open.via, 'relay-a')
+    await r1.stop()
+    const t0 = performance.now()
+    const c = await a.dial(route, { ip: '127.0.0.1', port: echoPort })
+    const ms = performance.now() - t0
+    assert.equal(c.via, 'relay-b')
+    assert.ok(ms < 3000, `${ms} ms`)
+    assert.equal((await roundTrip(c.socket, Buffer.from('after failover'))).toString(), 'after failover')
+  })
+})

@@ -1,0 +1,122 @@
+// EdgeTunnel with the TLS data path on loopback: between two of our agents a
+// proxied TCP connection takes the data path (learned over libp2p); a peer
+// without it (as a Go EdgeMesh) still gets the libp2p proxy protocol.
+import { describe, test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { createServer } from 'node:net'
+import type { Server } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Registry } from 'prom-client'
+import { EdgeTunnel } from '../../../src/tunnel/tunnel.ts'
+import type { EdgeTunnelInit } from '../../../src/tunnel/tunnel.ts'
+import { TunnelDialError } from '../../../src/tunnel/errors.ts'
+import { noopLogger } from '../../../src/observability/logger.ts'
+import { eventually } from '../../helpers/control-plane.ts'
+
+async function freePort (): Promise<number> {
+  const s = createServer()
+  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
+  const port = (s.address() as { port: number }).port
+  await new Promise(resolve => s.close(resolve))
+  return port
+}
+
+async function roundTrip (conn: Duplex, payload: Buffer): Promise<Buffer> {
+  return await new Promise((resolve, reject) => {
+    const parts: Buffer[] = []
+    conn.on('data', (d: Buffer) => parts.push(d))
+    conn.on('end', () => resolve(Buffer.concat(parts)))
+    conn.on('error', reject)
+    conn.end(payload)
+  })
+}
+
+describe('EdgeTunnel + TLS data path on loopback', () => {
+  let dir: string
+  let echo: Server
+  let echoPort: number
+  let relayPort: number
+  const tunnels: EdgeTunnel[] = []
+  const registries = new Map<string, Registry>()
+
+  function tunnel (nodeName: string, port: number, dataPath: boolean): EdgeTunnel {
+    const init: EdgeTunnelInit = {
+      nodeName,
+      listenPort: port,
+      listenAddresses: ['127.0.0.1'],
+      relayNodes: [{ nodeName: 'relay-1', addresses: [{ host: '127.0.0.1', port: relayPort }] }],
+      pskFile: join(dir, 'psk'),
+      ...(dataPath ? { dataPath: { port: 0 } } : {})
+    }
+    const registry = new Registry()
+    registries.set(nodeName, registry)
+    const t = new EdgeTunnel({ logger: noopLogger, metrics: registry }, init)
+    tunnels.push(t)
+    return t
+  }
+
+  async function streams (nodeName: string): Promise<Record<string, number>> {
+    const m = await registries.get(nodeName)?.getSingleMetric('edgemesh_tunnel_streams_total')?.get()
+    return Object.fromEntries((m?.values ?? []).map(v => [`${String(v.labels.direction)}/${String(v.labels.result)}`, v.value]))
+  }
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'edgemesh-tunnel-dp-'))
+    writeFileSync(join(dir, 'psk'), 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=')
+    echo = createServer({ allowHalfOpen: true }, s => {
+      const parts: Buffer[] = []
+      s.on('data', d => parts.push(d))
+      s.on('end', () => s.end(Buffer.concat(parts)))
+    })
+    await new Promise<void>(resolve => echo.listen(0, '127.0.0.1', resolve))
+    echoPort = (echo.address() as { port: number }).port
+    relayPort = await freePort()
+  })
+
+  after(async () => {
+    for (const t of tunnels.reverse()) await t.stop()
+    echo.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  test('between our agents proxied TCP takes the data path; a peer without it gets libp2p; refusals keep their reason', async () => {
+    const relay = tunnel('relay-1', relayPort, true)
+    await relay.start()
+    const a = tunnel('node-a', await freePort(), true)
+    const b = tunnel('node-b', await freePort(), true)
+    // Stands in for a Go EdgeMesh: no data path protocol.
+    const legacy = tunnel('node-legacy', await freePort(), false)
+    await Promise.all([a.start(), b.start(), legacy.start()])
+    await eventually('reservations', () => [a, b, legacy].every(t => t.addresses().some(x => x.includes('/p2p-circuit'))), 15_000, 50)
+
+    const payload = randomBytes(4 << 20)
+    const conn = await a.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-b', service: 'default/echo' })
+    assert.ok((await roundTrip(conn, payload)).equals(payload), '4 MB intact over the data path')
+    assert.ok(a.peers().some(p => p.nodeName === 'node-b' && p.dataPath === 'direct'), JSON.stringify(a.peers()))
+    assert.equal((await streams('node-a'))['outbound/ok_datapath'], 1)
+    assert.equal((await streams('node-b'))['inbound/ok'], undefined, 'no libp2p proxy stream was served by B')
+
+    const old = await a.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-legacy', service: 'default/echo' })
+    assert.ok((await roundTrip(old, Buffer.from('hello'))).equals(Buffer.from('hello')))
+    assert.equal((await streams('node-legacy'))['inbound/ok'], 1, 'the legacy peer served it over /libp2p/tunnel-proxy/1.0.0')
+    assert.ok(a.peers().some(p => p.nodeName === 'node-legacy' && p.dataPath === undefined))
+
+    await assert.rejects(a.dialTcp({ ip: '127.0.0.1', port: 1, nodeName: 'node-b', service: 'default/closed' }), (err: Error) => {
+      assert.ok(err instanceof TunnelDialError)
+      assert.equal(err.refused, true)
+      assert.match(err.message, /could not reach 127\.0\.0\.1:1/)
+      return true
+    })
+    // Many connections at once all go through, none on libp2p.
+    const many = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+      const c = await a.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-b', service: 'default/echo' })
+      return (await roundTrip(c, Buffer.from(`n${i}`))).toString()
+    }))
+    assert.deepEqual(many, Array.from({ length: 20 }, (_, i) => `n${i}`))
+    assert.equal((await streams('node-a'))['outbound/ok_datapath'], 21)
+  })
+})
