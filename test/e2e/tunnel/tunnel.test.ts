@@ -95,7 +95,7 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
     return p
   }
 
-  async function status (node: string): Promise<{ tunnel: { addresses: string[], peers: Array<{ nodeName?: string, path: string }> } }> {
+  async function status (node: string): Promise<{ tunnel: { addresses: string[], peers: Array<{ nodeName?: string, path: string, dataPath?: string, dataPathVia?: string }> } }> {
     const r = await lab.exec(node, ['curl', '-sS', '--max-time', '2', 'http://127.0.0.1:10551/status'])
     return JSON.parse(r.stdout === '' ? '{"tunnel":{"addresses":[],"peers":[]}}' : r.stdout)
   }
@@ -135,6 +135,8 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
     assert.equal(r.out, 'edge-b1')
     const peers = (await status('edge-a1')).tunnel.peers
     assert.ok(peers.some(p => p.nodeName === 'edge-b1' && p.path === 'relay'), JSON.stringify(peers))
+    // Both ends are our agents: the bytes took the TLS data path, spliced by a relay (site B is behind NAT).
+    assert.ok(peers.some(p => p.nodeName === 'edge-b1' && p.dataPath === 'relay' && /^k8s-(master|node1)$/.test(p.dataPathVia ?? '')), JSON.stringify(peers))
   })
 
   test('and a service whose endpoint is on a cloud node, directly', async () => {
@@ -143,6 +145,7 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
     assert.equal(r.out, 'k8s-node1')
     const peers = (await status('edge-a1')).tunnel.peers
     assert.ok(peers.some(p => p.nodeName === 'k8s-node1' && p.path === 'direct'), JSON.stringify(peers))
+    assert.ok(peers.some(p => p.nodeName === 'k8s-node1' && p.dataPath === 'direct'), JSON.stringify(peers))
   })
 
   test('UDP to an endpoint on site B keeps datagram boundaries through the relay', async () => {
@@ -157,7 +160,7 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
     const r = await lab.exec('edge-a1', [process.execPath, entry, 'status'])
     assert.equal(r.code, 0, r.stderr)
     assert.match(r.stdout, /^ready: {5}yes$/m)
-    assert.match(r.stdout, /^edge-b1\s+12D3KooW\w+\s+relay via k8s-(master|node1)\s+(\d+(\.\d+)?ms|-)\s/m)
+    assert.match(r.stdout, /^edge-b1\s+12D3KooW\w+\s+relay via k8s-(master|node1)\s+(\d+(\.\d+)?ms|-)\s+relay via k8s-(master|node1)\s/m)
     assert.match(r.stdout, /^counters: {2}dnsQueries \d+, proxyConnections [1-9]/m)
     assert.match(r.stdout, /^k8s-node1\s+12D3KooW\w+\s+direct\s/m)
     assert.match(r.stdout, /^k8s-master\s+12D3KooW\w+\s+direct\s/m)
