@@ -220,19 +220,36 @@ fi
 
 # --- import images -------------------------------------------------------------
 if ! $skip_images; then
+  # The first runtime whose CLI answers (a docker CLI without its daemon does not).
+  runtime=""
+  present=()
+  for r in ctr docker nerdctl podman; do
+    command -v "$r" >/dev/null 2>&1 || continue
+    present+=("$r")
+    case "$r" in
+      ctr) timeout 10 ctr --namespace k8s.io version >/dev/null 2>&1 && runtime=ctr ;;
+      *) timeout 10 "$r" info >/dev/null 2>&1 && runtime="$r" ;;
+    esac
+    [ -z "$runtime" ] || break
+  done
+  import_cmd=()
+  case "$runtime" in
+    ctr) import_cmd=(ctr --namespace k8s.io images import) ;;
+    docker) import_cmd=(docker load --input) ;;
+    nerdctl) import_cmd=(nerdctl --namespace k8s.io load --input) ;;
+    podman) import_cmd=(podman load --input) ;;
+  esac
   if [ -z "$image_tar" ]; then
     say "no image for $(arch_of) in $here/images: skipping the import"
-  elif command -v ctr >/dev/null 2>&1; then
-    ctr --namespace k8s.io images import "$image_tar"
-  elif command -v docker >/dev/null 2>&1; then
-    docker load --input "$image_tar"
-  elif command -v nerdctl >/dev/null 2>&1; then
-    nerdctl --namespace k8s.io load --input "$image_tar"
-  elif command -v podman >/dev/null 2>&1; then
-    podman load --input "$image_tar"
-  else
-    say "no container runtime CLI here (ctr, docker, nerdctl, podman): import the image on every node yourself,"
+  elif [ -z "$runtime" ]; then
+    if [ ${#present[@]} -gt 0 ]; then
+      say "found ${present[*]} but none answers here (is its daemon running?): import the image on every node yourself,"
+    else
+      say "no container runtime CLI here (ctr, docker, nerdctl, podman): import the image on every node yourself,"
+    fi
     say "  e.g. ctr -n k8s.io images import $(basename "${image_tar}")   (images/ holds one per architecture)"
+  elif ! "${import_cmd[@]}" "$image_tar"; then
+    say "importing $(basename "$image_tar") with $runtime failed: import it on every node yourself (images/ holds one per architecture)"
   fi
   say "Nodes without internet need the image too: copy images/*.tar to each node and import it there."
 fi
