@@ -1,7 +1,10 @@
-// Tunnel bench: raw TCP vs the libp2p tunnel direct vs through a relay, in
-// one run, rotating order, medians; relay CPU and RSS under load.
+// Tunnel bench: raw TCP vs the libp2p tunnel and vs the TLS data path, each
+// direct and through a relay, in one run (two phases: agents with the data
+// path off, then on), rotating order, medians; relay CPU and RSS under a
+// 50-stream load; a relay holding 200 simulated edge nodes.
 //
-//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --no-psk --no-native --out /tmp/tunnel.md]   (results go into docs/benchmarks.md)
+//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --phases libp2p,datapath --streams 50 --sim-nodes 200 --sim-rate 0.25 --no-psk --no-native --out /tmp/tunnel.md]
+//   (results go into docs/benchmarks.md)
 //
 // --no-native runs pnet's XSalsa20 in the xsalsa20 WebAssembly instead of
 // libsodium: the bundle then finds no `sodium-native` next to it, as a
@@ -9,7 +12,7 @@
 //
 // Layout: four namespaces on one bridge (10.88.0.0/24): `a` (client, agent
 // with proxy + tunnel), `r` (relay), `b1` (a relay too, so `a` dials it
-// directly), `b2` (reached only through `r`). b1 and b2 run an iperf3 server
+// directly), `b2` (reached only through `r`: `a` drops packets to it, as a NAT would). b1 and b2 run an iperf3 server
 // and a TCP echo. ClusterIP 10.96.0.31 → endpoint on b1 (direct tunnel),
 // 10.96.0.32 → endpoint on b2 (relayed). All bundled agents, PSK on.
 import { spawnSync } from 'node:child_process'
@@ -22,9 +25,26 @@ import { bundleForBench } from '../bundle.ts'
 import { cpuSeconds, ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
 import type { Proc } from '../netns.ts'
 
-const { values: opt } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, seconds: { type: 'string', default: '3' }, out: { type: 'string' }, 'no-psk': { type: 'boolean' }, 'no-native': { type: 'boolean' } } })
+const { values: opt } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    seconds: { type: 'string', default: '3' },
+    out: { type: 'string' },
+    'no-psk': { type: 'boolean' },
+    'no-native': { type: 'boolean' },
+    phases: { type: 'string', default: 'libp2p,datapath' },
+    streams: { type: 'string', default: '50' },
+    'sim-nodes': { type: 'string', default: '200' },
+    'sim-rate': { type: 'string', default: '0.25' },
+    'sim-seconds': { type: 'string', default: '5' }
+  }
+})
 const ROUNDS = Number(opt.rounds)
 const SECONDS = Number(opt.seconds)
+const STREAMS = Number(opt.streams)
+const SIM_NODES = Number(opt['sim-nodes'])
+const SIM_RATE_MB = Number(opt['sim-rate'])
+const SIM_SECONDS = Number(opt['sim-seconds'])
 const here = fileURLToPath(new URL('.', import.meta.url))
 const root = join(here, '..', '..')
 const NODES = { a: '10.88.0.1', r: '10.88.0.2', b1: '10.88.0.3', b2: '10.88.0.4' } as const
@@ -53,6 +73,8 @@ function setup (): void {
     // ClusterIPs need a route before DNAT picks the real destination.
     sh(['ip', '-n', ns, 'route', 'add', 'default', 'via', NODES.r])
   }
+  // b2 is behind NAT as far as a is concerned: only the relay reaches it.
+  sh(['ip', 'netns', 'exec', NS('a'), 'nft', '-f', '-'], `table inet emt {\n  chain out {\n    type filter hook output priority 0;\n    ip daddr ${NODES.b2} drop\n  }\n}\n`)
 }
 
 function services (): string {
@@ -74,10 +96,68 @@ endpoints:
 }
 
 type Path = 'raw' | 'direct' | 'relayed'
+type Phase = 'libp2p' | 'datapath'
 const TARGET: Record<Path, string> = { raw: NODES.b1, direct: '10.96.0.31', relayed: '10.96.0.32' }
 interface Sample { mbps: number, p50: number, p99: number, relayCpu: number, relayRss: number }
 
 const agentsByName = new Map<Node, Proc>()
+
+async function startAgents (dir: string, entry: string, phase: Phase): Promise<string> {
+  let pnet = 'off'
+  for (const n of ['r', 'b1', 'b2', 'a'] as const) {
+    const cfg = join(dir, `${n}-${phase}.yaml`)
+    writeFileSync(cfg, [
+      'kubeAPIConfig:', `  standaloneFile: ${join(dir, 'services.yaml')}`,
+      'commonConfig:', `  stateDir: ${join(dir, n)}`,
+      'modules:',
+      '  edgeDNS: {enable: false}',
+      `  edgeProxy: {enable: ${String(n === 'a')}}`,
+      '  edgeTunnel:',
+      '    enable: true',
+      `    psk: {enable: ${String(opt['no-psk'] !== true)}, path: ${join(dir, 'psk')}}`,
+      `    dataPath: {enable: ${String(phase === 'datapath')}}`,
+      `    relayNodes: [{nodeName: r, advertiseAddress: [${NODES.r}]}, {nodeName: b1, advertiseAddress: [${NODES.b1}]}]`,
+      ''
+    ].join('\n'))
+    const extra = [
+      ...((process.env.BENCH_PROFILE_NODES ?? 'a').split(',').includes(n) && process.env.BENCH_PROFILE_DIR !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : []),
+      // Node flags for every agent, e.g. BENCH_AGENT_FLAGS=--no-optimize-for-size to compare heap settings.
+      ...(process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== '')
+    ]
+    const p = run(NS(n), [process.execPath, ...extra, entry, 'agent', '--config-file', cfg], { NODE_NAME: n, NAMESPACE: 'kubeedge' })
+    pnet = (await waitFor(p, /"pnet":"(\w+)"[^\n]*"msg":"tunnel listening"/, 30_000))[1] ?? pnet
+    await waitFor(p, /"msg":"running"/, 30_000)
+    agentsByName.set(n, p)
+  }
+  if (phase === 'datapath') await waitFor(agentsByName.get('b2') as Proc, /"msg":"data path relays"/, 30_000)
+  await new Promise(resolve => setTimeout(resolve, 1500))
+  return pnet
+}
+
+async function stopAgents (): Promise<void> {
+  const procs = [...agentsByName.values()]
+  for (const p of procs) p.kill('SIGTERM')
+  await Promise.all(procs.map(async p => { if (p.exitCode === null) await new Promise(resolve => p.once('exit', resolve)) }))
+  agentsByName.clear()
+}
+
+/** iperf3 with `streams` parallel connections while the relay's RSS is sampled: MB/s, peak RSS MB, CPU-s. */
+async function parallelLoad (target: string, streams: number, seconds: number): Promise<{ mbps: number, peakRss: number, cpu: number }> {
+  const relay = agentsByName.get('r') as Proc
+  const pid = relay.pid as number
+  const cpu0 = cpuSeconds(pid)
+  let peakRss = rssMB(pid)
+  const sampler = setInterval(() => { peakRss = Math.max(peakRss, rssMB(pid)) }, 100)
+  const client = run(NS('a'), ['iperf3', '-c', target, '-p', '5201', '-t', String(seconds), '-P', String(streams), '-J'])
+  await new Promise(resolve => client.once('exit', resolve))
+  clearInterval(sampler)
+  const json = client.out().slice(client.out().indexOf('{'))
+  let r: { end?: { sum_received?: { bits_per_second: number } }, error?: string } = {}
+  try { r = JSON.parse(json) } catch { r = { error: json.slice(0, 200) } }
+  // iperf3 gives up when streams stall (the libp2p relay under 50 streams): that is a result too.
+  if (r.end?.sum_received === undefined) console.error(`iperf3 -P ${streams} failed: ${r.error ?? 'no result'}`)
+  return { mbps: (r.end?.sum_received?.bits_per_second ?? NaN) / 8 / 1e6, peakRss, cpu: cpuSeconds(pid) - cpu0 }
+}
 
 async function main (): Promise<void> {
   ensureIperf()
@@ -90,67 +170,91 @@ async function main (): Promise<void> {
   try {
     writeFileSync(join(dir, 'psk'), 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=')
     writeFileSync(join(dir, 'services.yaml'), services())
-    const agents = agentsByName
-    for (const n of ['r', 'b1', 'b2', 'a'] as const) {
-      const cfg = join(dir, `${n}.yaml`)
-      writeFileSync(cfg, [
-        'kubeAPIConfig:', `  standaloneFile: ${join(dir, 'services.yaml')}`,
-        'commonConfig:', `  stateDir: ${join(dir, n)}`,
-        'modules:',
-        '  edgeDNS: {enable: false}',
-        `  edgeProxy: {enable: ${String(n === 'a')}}`,
-        '  edgeTunnel:',
-        '    enable: true',
-        `    psk: {enable: ${String(opt['no-psk'] !== true)}, path: ${join(dir, 'psk')}}`,
-        `    relayNodes: [{nodeName: r, advertiseAddress: [${NODES.r}]}, {nodeName: b1, advertiseAddress: [${NODES.b1}]}]`,
-        ''
-      ].join('\n'))
-      const extra = n === 'a' && process.env.BENCH_PROFILE_DIR !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : []
-      const p = run(NS(n), [process.execPath, ...extra, entry, 'agent', '--config-file', cfg], { NODE_NAME: n, NAMESPACE: 'kubeedge' })
-      pnet = (await waitFor(p, /"pnet":"(\w+)"[^\n]*"msg":"tunnel listening"/, 30_000))[1] ?? pnet
-      await waitFor(p, /"msg":"running"/, 30_000)
-      agents.set(n, p)
-    }
     for (const n of ['b1', 'b2'] as const) {
       run(NS(n), ['iperf3', '-s', '-p', '5201'])
       run(NS(n), [process.execPath, join(root, 'src/lab/workloads/echo-server.ts'), 'tcp', '--port', '7000'])
     }
-    await new Promise(resolve => setTimeout(resolve, 1000))
-    const relay = agents.get('r') as Proc
-    const samples: Record<Path, Sample[]> = { raw: [], direct: [], relayed: [] }
-    const paths: Path[] = ['raw', 'direct', 'relayed']
-    for (let round = 0; round < ROUNDS; round++) {
-      for (const p of paths.map((_, i) => paths[(i + round) % paths.length] as Path)) {
-        const cpu0 = cpuSeconds(relay.pid as number)
-        const mbps = iperf(NS('a'), TARGET[p], 5201, SECONDS)
-        const relayCpu = cpuSeconds(relay.pid as number) - cpu0
-        const relayRss = rssMB(relay.pid as number)
-        const rr = JSON.parse(exec(NS('a'), [process.execPath, join(root, 'bench/proxy/client.ts'), 'rr', `${TARGET[p]}:7000`, '2'])) as { p50: number, p99: number }
-        samples[p].push({ mbps, p50: rr.p50, p99: rr.p99, relayCpu, relayRss })
-        console.error(`round ${round + 1} ${p}: ${mbps.toFixed(0)} MB/s, rr p50 ${rr.p50.toFixed(0)} µs, relay ${relayCpu.toFixed(2)} CPU-s, ${relayRss.toFixed(0)} MB`)
+    const phases = (opt.phases as string).split(',') as Phase[]
+    const samples: Record<Phase, Record<Path, Sample[]>> = { libp2p: { raw: [], direct: [], relayed: [] }, datapath: { raw: [], direct: [], relayed: [] } }
+    const loads: Partial<Record<Phase, { mbps: number, peakRss: number, cpu: number }>> = {}
+    let sim: { nodes: number, parked: number, relayRss: number, relayRssIdle: number, mbps: number, p50: number, p99: number, relayCpu: number } | undefined
+    for (const phase of phases) {
+      pnet = await startAgents(dir, entry, phase)
+      const relay = agentsByName.get('r') as Proc
+      const paths: Path[] = ['raw', 'direct', 'relayed']
+      for (let round = 0; round < ROUNDS; round++) {
+        for (const p of paths.map((_, i) => paths[(i + round) % paths.length] as Path)) {
+          const cpu0 = cpuSeconds(relay.pid as number)
+          const mbps = iperf(NS('a'), TARGET[p], 5201, SECONDS)
+          const relayCpu = cpuSeconds(relay.pid as number) - cpu0
+          const relayRss = rssMB(relay.pid as number)
+          const rr = JSON.parse(exec(NS('a'), [process.execPath, join(root, 'bench/proxy/client.ts'), 'rr', `${TARGET[p]}:7000`, '2'])) as { p50: number, p99: number }
+          samples[phase][p].push({ mbps, p50: rr.p50, p99: rr.p99, relayCpu, relayRss })
+          console.error(`${phase} round ${round + 1} ${p}: ${mbps.toFixed(0)} MB/s, rr p50 ${rr.p50.toFixed(0)} µs, relay ${relayCpu.toFixed(2)} CPU-s, ${relayRss.toFixed(0)} MB`)
+        }
       }
+      loads[phase] = await parallelLoad(TARGET.relayed, STREAMS, SECONDS)
+      console.error(`${phase} ${STREAMS} streams relayed: ${loads[phase]?.mbps.toFixed(0)} MB/s, relay peak ${loads[phase]?.peakRss.toFixed(0)} MB`)
+      if (phase === 'datapath' && SIM_NODES > 0) sim = await simulateNodes(dir, relay)
+      await stopAgents()
     }
-    const med = (p: Path, k: keyof Sample): number => median(samples[p].map(s => s[k]))
-    const row = (p: Path): string => {
-      const gb = med(p, 'mbps') * SECONDS / 1000
-      return `| ${p} | ${med(p, 'mbps').toFixed(0)} | ${(100 * med(p, 'mbps') / med('raw', 'mbps')).toFixed(0)} % | ${med(p, 'p50').toFixed(0)} | ${med(p, 'p99').toFixed(0)} | ${p === 'relayed' ? `${(med(p, 'relayCpu') / gb).toFixed(1)} CPU-s/GB, ${med(p, 'relayRss').toFixed(0)} MB` : '–'} |`
+    const all = (p: Path): Sample[] => phases.flatMap(ph => samples[ph][p])
+    const raw = median(all('raw').map(s => s.mbps))
+    const rawP50 = median(all('raw').map(s => s.p50))
+    const med = (ph: Phase, p: Path, k: keyof Sample): number => median(samples[ph][p].map(s => s[k]))
+    const row = (label: string, ph: Phase, p: Path): string => {
+      const gb = med(ph, p, 'mbps') * SECONDS / 1000
+      const load = loads[ph]
+      return `| ${label} | ${med(ph, p, 'mbps').toFixed(0)} | ${(100 * med(ph, p, 'mbps') / raw).toFixed(0)} % | ${med(ph, p, 'p50').toFixed(0)} (+${(med(ph, p, 'p50') - rawP50).toFixed(0)}) | ${med(ph, p, 'p99').toFixed(0)} | ${p === 'relayed' ? `${(med(ph, p, 'relayCpu') / gb).toFixed(1)} CPU-s/GB, ${med(ph, p, 'relayRss').toFixed(0)} MB; ${STREAMS} streams: ${Number.isNaN(load?.mbps) ? 'iperf3 failed (streams stalled)' : `${load?.mbps.toFixed(0) ?? '?'} MB/s`}, peak ${load?.peakRss.toFixed(0) ?? '?'} MB, ${load !== undefined ? (load.cpu / (load.mbps * SECONDS / 1000)).toFixed(1) : '?'} CPU-s/GB` : '–'} |`
     }
+    const rows = [`| raw TCP (a → b1) | ${raw.toFixed(0)} | 100 % | ${rawP50.toFixed(0)} | ${median(all('raw').map(s => s.p99)).toFixed(0)} | – |`]
+    if (phases.includes('libp2p')) rows.push(row('libp2p tunnel, direct', 'libp2p', 'direct'), row('libp2p tunnel, relayed', 'libp2p', 'relayed'))
+    if (phases.includes('datapath')) rows.push(row('TLS data path, direct', 'datapath', 'direct'), row('TLS data path, relay-spliced', 'datapath', 'relayed'))
     const report = [
-      `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; ${ROUNDS} rounds, medians; iperf3 ${SECONDS} s single stream through the agent's userspace proxy and the tunnel (${opt['no-psk'] === true ? 'PSK off' : `PSK on, XSalsa20: ${pnet === 'native' ? 'libsodium (sodium-native)' : 'xsalsa20 WebAssembly'}`}); RR = 64-byte request/response.`,
+      `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; ${ROUNDS} rounds per phase, medians; iperf3 ${SECONDS} s single stream through the agent's userspace proxy (${opt['no-psk'] === true ? 'PSK off' : `PSK on, pnet XSalsa20: ${pnet === 'native' ? 'libsodium (sodium-native)' : 'xsalsa20 WebAssembly'}`}); RR = 64-byte request/response, p50 (+ added over raw TCP). b2 is unreachable from a except through the relay r.`,
       '',
       '| path | throughput MB/s | of raw TCP | RR p50 µs | RR p99 µs | relay under load |',
       '|---|---|---|---|---|---|',
-      row('raw'), row('direct'), row('relayed')
+      ...rows,
+      ...(sim !== undefined
+        ? ['', `Relay with ${sim.nodes} simulated edge nodes (data path, ${sim.parked} parked connections; one relayed connection per node at ${SIM_RATE_MB} MB/s each): ${sim.mbps.toFixed(0)} MB/s total, relay RSS ${sim.relayRssIdle.toFixed(0)} MB parked idle → ${sim.relayRss.toFixed(0)} MB peak under load, ${sim.relayCpu.toFixed(1)} CPU-s/GB; RR through the relay meanwhile p50 ${sim.p50.toFixed(0)} µs, p99 ${sim.p99.toFixed(0)} µs.`]
+        : [])
     ].join('\n')
     console.log(report)
     if (opt.out !== undefined) writeFileSync(opt.out, report + '\n')
   } finally {
-    for (const n of ['a', 'b1', 'b2', 'r'] as const) agentsByName.get(n)?.kill('SIGTERM')
-    await new Promise(resolve => setTimeout(resolve, 1500))
+    await stopAgents().catch(() => {})
     killAll()
     teardown()
     rmSync(dir, { recursive: true, force: true })
   }
+}
+
+/**
+ * 200 edge nodes behind the relay: one process in b2 runs a DataPath per
+ * simulated node, each parked on r; a driver in a joins each through r and
+ * streams at a fixed rate while it measures request/response latency.
+ */
+async function simulateNodes (dir: string, relay: Proc): Promise<{ nodes: number, parked: number, relayRss: number, relayRssIdle: number, mbps: number, p50: number, p99: number, relayCpu: number }> {
+  const sim = join(here, 'sim-nodes.ts')
+  const common = ['--psk', join(dir, 'psk'), '--relay', `${NODES.r}:20008`, '--nodes', String(SIM_NODES)]
+  const nodes = run(NS('b2'), [process.execPath, sim, 'park', ...common, '--host', NODES.b2])
+  await waitFor(nodes, /"parked":(\d+)/, 60_000)
+  await new Promise(resolve => setTimeout(resolve, 1000))
+  const relayRssIdle = rssMB(relay.pid as number)
+  const cpu0 = cpuSeconds(relay.pid as number)
+  let peak = relayRssIdle
+  const sampler = setInterval(() => { peak = Math.max(peak, rssMB(relay.pid as number)) }, 100)
+  // Spawned, not exec'd: the RSS sampler keeps running meanwhile.
+  const driver = run(NS('a'), [process.execPath, sim, 'drive', ...common, '--target', `${NODES.b2}:7000`, '--rate', String(SIM_RATE_MB), '--seconds', String(SIM_SECONDS)])
+  await new Promise(resolve => driver.once('exit', resolve))
+  clearInterval(sampler)
+  const out = /\{"mbps".*\}/.exec(driver.out())?.[0] ?? `{"error": ${JSON.stringify(driver.out().slice(-2000))}}`
+  const parked = Number(/"parked":(\d+)/.exec(nodes.out())?.[1] ?? 0)
+  nodes.kill('SIGTERM')
+  const r = JSON.parse(out) as { mbps: number, p50: number, p99: number }
+  const gb = r.mbps * SIM_SECONDS / 1000
+  return { nodes: SIM_NODES, parked, relayRss: peak, relayRssIdle, mbps: r.mbps, p50: r.p50, p99: r.p99, relayCpu: (cpuSeconds(relay.pid as number) - cpu0) / gb }
 }
 
 await main()

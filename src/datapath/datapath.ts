@@ -111,6 +111,9 @@ export class DataPath {
   // Relay side: parked connections by node, and live splices by node.
   readonly #parkedHere = new Map<string, Set<Socket>>()
   readonly #splicesByNode = new Map<string, number>()
+  /** Joins waiting for a node to park its next connection, and when each node last parked. */
+  readonly #joinWaiters = new Map<string, Array<(s: Socket) => boolean>>()
+  readonly #lastParkedAt = new Map<string, number>()
   // Node side: the relays to park on, and the parked connections per relay.
   #relays: Array<{ nodeName: string, address: HostPort }> = []
   readonly #parkedThere = new Map<string, Set<Socket>>()
@@ -432,6 +435,29 @@ export class DataPath {
 
   // --- relay side ------------------------------------------------------------
 
+  /** Waits for `target` to park a connection; undefined after JOIN_WAIT_MS or when the joiner leaves. */
+  async #awaitParked (target: string, joiner: Socket): Promise<Socket | undefined> {
+    return await new Promise(resolve => {
+      let list = this.#joinWaiters.get(target)
+      if (list === undefined) { list = []; this.#joinWaiters.set(target, list) }
+      const waiters = list
+      const forget = (): void => {
+        clearTimeout(timer)
+        const at = waiters.indexOf(take)
+        if (at >= 0) waiters.splice(at, 1)
+        if (waiters.length === 0 && this.#joinWaiters.get(target) === waiters) this.#joinWaiters.delete(target)
+      }
+      const take = (s: Socket): boolean => {
+        forget()
+        if (joiner.destroyed) { resolve(undefined); return false }
+        resolve(s)
+        return true
+      }
+      const timer = setTimeout(() => { forget(); resolve(undefined) }, JOIN_WAIT_MS)
+      waiters.push(take)
+    })
+  }
+
   async #serveRelay (socket: Socket): Promise<void> {
     socket.read(1)
     const nonce = randomBytes(16)
@@ -452,23 +478,36 @@ export class DataPath {
         this.#parkedHere.set(node, set)
       }
       if (set.size >= (limits.maxParkedPerNode ?? 8)) { socket.end('err too many parked connections\n'); return }
+      this.#lastParkedAt.set(node, Date.now())
+      if (this.#lastParkedAt.size > (limits.maxNodes ?? 10_000)) {
+        for (const [n, at] of this.#lastParkedAt) if (Date.now() - at > RECENTLY_PARKED_MS) this.#lastParkedAt.delete(n)
+      }
+      socket.write('ok\n')
+      // A join already waiting for this node takes the connection at once.
+      for (let w = this.#joinWaiters.get(node)?.shift(); w !== undefined; w = this.#joinWaiters.get(node)?.shift()) {
+        if (w(socket)) return
+      }
       set.add(socket)
       this.#metrics.relayParked.inc()
       socket.once('close', () => {
         if (set.delete(socket)) this.#metrics.relayParked.dec()
         if (set.size === 0 && this.#parkedHere.get(node) === set) this.#parkedHere.delete(node)
       })
-      socket.write('ok\n')
       return
     }
     if (typeof target !== 'string') { socket.end('err no target\n'); return }
     const busy = this.#splicesByNode.get(node) ?? 0
     if (busy >= (limits.maxSplicesPerNode ?? 256)) { socket.end(`err ${node} has too many relayed connections\n`); return }
     const parked = this.#parkedHere.get(target)
-    const peer = parked?.values().next().value
-    if (parked === undefined || peer === undefined) { socket.end(`err ${target} holds no reservation on this relay\n`); return }
-    parked.delete(peer)
-    this.#metrics.relayParked.dec()
+    let peer = parked?.values().next().value
+    if (parked !== undefined && peer !== undefined) {
+      parked.delete(peer)
+      this.#metrics.relayParked.dec()
+    } else if (Date.now() - (this.#lastParkedAt.get(target) ?? 0) < RECENTLY_PARKED_MS) {
+      // A burst used up what the node had parked: it parks again within a round trip.
+      peer = await this.#awaitParked(target, socket)
+    }
+    if (peer === undefined) { socket.end(`err ${target} holds no reservation on this relay\n`); return }
     peer.write('go\n')
     socket.write('ok\n')
     this.#splicesByNode.set(node, busy + 1)
@@ -489,6 +528,11 @@ export class DataPath {
     peer.resume()
   }
 }
+
+/** How long a node that parked here counts as present when it has nothing parked right now. */
+const RECENTLY_PARKED_MS = 60_000
+/** How long a join waits for such a node to park again. */
+const JOIN_WAIT_MS = 2000
 
 function relayKey (r: { nodeName: string, address: HostPort }): string {
   return `${r.nodeName}@${r.address.host}:${r.address.port}`

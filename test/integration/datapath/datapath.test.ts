@@ -108,6 +108,25 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
     await eventually('edge-b parks again', () => b.parkedOn()['relay-1'] === 2, 5000, 20)
   })
 
+  test('a burst of connections to a node with two parked on the relay all go through: joins wait for it to park again', async () => {
+    const relay = await node('relay-burst', { isRelay: true })
+    const a = await node('edge-burst-a', { poolSize: 0 })
+    const b = await node('edge-burst-b')
+    b.setRelays([{ nodeName: 'relay-burst', address: at(relay) }])
+    await eventually('edge-burst-b parks on the relay', () => b.parkedOn()['relay-burst'] === 2, 5000, 20)
+    const route: PeerRoute = { nodeName: 'edge-burst-b', direct: [], relays: [{ nodeName: 'relay-burst', address: at(relay) }] }
+    const replies = await Promise.all(Array.from({ length: 30 }, async (_, i) => {
+      const c = await a.dial(route, { ip: '127.0.0.1', port: echoPort })
+      assert.equal(c.path, 'relay')
+      return (await roundTrip(c.socket, Buffer.from(`burst ${i}`))).toString()
+    }))
+    assert.deepEqual(replies, Array.from({ length: 30 }, (_, i) => `burst ${i}`))
+    // A node that never parked there is refused at once, so the next relay is tried without waiting.
+    const t0 = Date.now()
+    await assert.rejects(a.dial({ nodeName: 'nobody', direct: [], relays: [{ nodeName: 'relay-burst', address: at(relay) }] }, { ip: '127.0.0.1', port: echoPort }), /nobody holds no reservation/)
+    assert.ok(Date.now() - t0 < 1000, `refused after ${Date.now() - t0} ms`)
+  })
+
   test('a node without the PSK cannot park on or join through a relay', async () => {
     const relay = await node('relay-2', { isRelay: true })
     const stranger = await node('stranger-2', { pnetKey: randomBytes(32) })
