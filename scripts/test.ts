@@ -1,5 +1,5 @@
 // The one test command (`npm test`). With no arguments: installs missing
-// Debian packages (as root), builds/links the real control plane and Helm if missing,
+// Debian packages (as root), builds/links the real control plane, Helm and the Go interop peer if missing,
 // type-checks, lints, then runs every test/**/*.test.ts with node:test.
 // Arguments are passed to `node --test` (file globs, --test-name-pattern=...).
 import { spawnSync } from 'node:child_process'
@@ -31,6 +31,8 @@ if (!existsSync(join(tools, 'kube-apiserver')) || !existsSync(join(tools, 'etcd'
 if (!existsSync(join(tools, 'helm'))) {
   step('building helm (scripts/tools/build-helm.sh)', 'bash', [join(root, 'scripts/tools/build-helm.sh')])
 }
+// Cached by the hash of its sources, so this is quick unless the peer changed.
+step('building the Go interop peer (scripts/tools/build-go-peer.sh)', 'bash', [join(root, 'scripts/tools/build-go-peer.sh')])
 if (full) {
   step('type check', join(bin, 'tsc'), ['-p', 'tsconfig.json'])
   step('lint', join(bin, 'eslint'), ['.'])

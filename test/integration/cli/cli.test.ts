@@ -100,7 +100,8 @@ test('demo runs a relay and two edge agents: service map, a DNS answer, requests
   assert.match(once.stdout, /default\/hostname-svc\s+10\.96\.0\.100\s+http-0:12345\/TCP\s+192\.168\.1\.11@ke-edge1/)
   assert.match(once.stdout, /DNS {3}hostname-svc\.demo\.svc\.cluster\.local → 10\.96\.0\.10 /)
   assert.equal(once.stdout.match(/HTTP {2}#\d 10\.96\.0\.10:12345 from demo-edge-1 → "demo-edge-2"/g)?.length, 3, once.stdout)
-  assert.match(once.stdout, /demo-edge-2\s+12D3KooW\w+\s+relay\s+\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/12D3KooW\w+\/p2p-circuit/)
+  // PATH: libp2p goes through the relay; DATA: the requests took the TLS data path, direct on loopback.
+  assert.match(once.stdout, /demo-edge-2\s+12D3KooW\w+\s+relay\s+direct\s+\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/12D3KooW\w+\/p2p-circuit/)
   assert.match(once.stdout, /stopped\n$/)
 
   const { spawn } = await import('node:child_process')

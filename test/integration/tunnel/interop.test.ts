@@ -1,0 +1,133 @@
+// Interop with go-libp2p: a Go peer built from Go modules
+// (test/interop/go-peer, scripts/tools/build-go-peer.sh) with upstream's
+// node-name identity, PSK derivation and /libp2p/tunnel-proxy/1.0.0, against
+// our tunnel, both ways. Our side has the data path on: the Go peer does not
+// speak it, so proxied connections to it must fall back to the proxy protocol.
+import { describe, test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { execFile, spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { createServer } from 'node:net'
+import type { Server } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Registry } from 'prom-client'
+import { EdgeTunnel } from '../../../src/tunnel/tunnel.ts'
+import { noopLogger } from '../../../src/observability/logger.ts'
+import { toolsBin } from '../../helpers/control-plane.ts'
+
+const goPeer = join(toolsBin(), 'edgemesh-go-peer')
+const skip = existsSync(goPeer) ? {} : { skip: 'needs the Go interop peer (bash scripts/tools/build-go-peer.sh)' }
+const PSK = 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ='
+
+async function freePort (): Promise<number> {
+  const s = createServer()
+  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
+  const port = (s.address() as { port: number }).port
+  await new Promise(resolve => s.close(resolve))
+  return port
+}
+
+async function roundTrip (conn: Duplex, payload: string): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    let out = ''
+    conn.on('data', (d: Buffer) => { out += d.toString() })
+    conn.on('end', () => resolve(out))
+    conn.on('error', reject)
+    conn.end(payload)
+  })
+}
+
+describe('interop with a go-libp2p peer (upstream identity, PSK and proxy protocol)', skip, () => {
+  let dir: string
+  let echo: Server
+  let echoPort: number
+  const children: ChildProcess[] = []
+  const tunnels: EdgeTunnel[] = []
+
+  async function serveGo (name: string, psk: string): Promise<{ port: number, peerId: string }> {
+    const port = await freePort()
+    const child = spawn(goPeer, ['serve', '--name', name, '--listen', String(port), '--psk', psk], { stdio: ['ignore', 'pipe', 'pipe'] })
+    children.push(child)
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = ''
+      child.stdout?.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('\n')) resolve(out) })
+      child.once('exit', code => reject(new Error(`go peer exited ${String(code)}`)))
+    })
+    return { port, peerId: /\/p2p\/(\w+)/.exec(line)?.[1] ?? '' }
+  }
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'edgemesh-interop-'))
+    writeFileSync(join(dir, 'psk'), PSK)
+    writeFileSync(join(dir, 'other-psk'), 'not the cluster key, but long enough')
+    echo = createServer({ allowHalfOpen: true }, s => {
+      let got = ''
+      s.on('data', d => { got += d.toString() })
+      s.on('end', () => s.end(`echo:${got}`))
+    })
+    await new Promise<void>(resolve => echo.listen(0, '127.0.0.1', resolve))
+    echoPort = (echo.address() as { port: number }).port
+  })
+
+  after(async () => {
+    for (const t of tunnels) await t.stop()
+    for (const c of children) c.kill('SIGKILL')
+    echo.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  test('our agent reaches an endpoint through the Go peer, and the Go peer through ours', async () => {
+    const go = await serveGo('go-b', join(dir, 'psk'))
+    const ours = new EdgeTunnel({ logger: noopLogger, metrics: new Registry() }, {
+      nodeName: 'ts-a',
+      listenPort: await freePort(),
+      listenAddresses: ['127.0.0.1'],
+      relayNodes: [{ nodeName: 'go-b', addresses: [{ host: '127.0.0.1', port: go.port }] }],
+      pskFile: join(dir, 'psk'),
+      reserve: false,
+      dataPath: { port: 0 }
+    })
+    tunnels.push(ours)
+    await ours.start()
+    // TypeScript → Go: the PeerID derived from the node name is the one go-libp2p derives.
+    const conn = await ours.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'go-b', service: 'default/echo' })
+    assert.equal(await roundTrip(conn, 'from typescript'), 'echo:from typescript')
+    const peer = ours.peers().find(p => p.nodeName === 'go-b')
+    assert.equal(peer?.peerId, go.peerId)
+    assert.equal(peer?.dataPath, undefined, 'the Go peer has no data path: the proxy protocol carried it')
+    const again = await ours.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'go-b', service: 'default/echo' })
+    assert.equal(await roundTrip(again, 'twice'), 'echo:twice')
+    // Go → TypeScript.
+    const port = Number(/\/tcp\/(\d+)/.exec(ours.addresses().find(a => a.startsWith('/ip4/127.0.0.1/tcp/')) ?? '')?.[1])
+    const r = await new Promise<{ code: number, out: string }>(resolve => {
+      execFile(goPeer, ['dial', '--name', 'go-c', '--psk', join(dir, 'psk'), '--peer-name', 'ts-a', '--peer-addr', `/ip4/127.0.0.1/tcp/${port}`,
+        '--target', `127.0.0.1:${echoPort}`, '--payload', 'from go'], { timeout: 30_000 }, (err, stdout, stderr) => {
+        resolve({ code: err === null ? 0 : 1, out: stdout + stderr })
+      })
+    })
+    assert.equal(r.code, 0, r.out)
+    assert.match(r.out, /^reply echo:from go$/m)
+  })
+
+  test('a Go peer with another PSK is not reached', async () => {
+    const go = await serveGo('go-x', join(dir, 'other-psk'))
+    const ours = new EdgeTunnel({ logger: noopLogger, metrics: new Registry() }, {
+      nodeName: 'ts-x',
+      listenPort: await freePort(),
+      listenAddresses: ['127.0.0.1'],
+      relayNodes: [{ nodeName: 'go-x', addresses: [{ host: '127.0.0.1', port: go.port }] }],
+      pskFile: join(dir, 'psk'),
+      reserve: false,
+      dialTimeoutMs: 3000
+    })
+    tunnels.push(ours)
+    await ours.start()
+    await assert.rejects(ours.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'go-x', service: 'default/echo' }))
+    const probes = await ours.probeRelays(3000)
+    assert.equal(probes[0]?.ok, false)
+    assert.equal(probes[0]?.reason, 'psk')
+  })
+})

@@ -1,0 +1,233 @@
+// A Go EdgeMesh stand-in for interop tests: go-libp2p with upstream's
+// identity (Ed25519 from the node name), private network key (from the PSK
+// file), TCP + Noise + Yamux, and the proxy protocol /libp2p/tunnel-proxy/1.0.0.
+// It is built by scripts/tools/build-go-peer.sh and driven by
+// test/e2e/tunnel/interop.test.ts.
+//
+//	go-peer serve --name N --listen PORT --psk FILE
+//	go-peer dial  --name N --psk FILE --peer-name M --peer-addr MULTIADDR --target IP:PORT --payload TEXT
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/md5"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand"
+	"net"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	"github.com/multiformats/go-multiaddr"
+)
+
+const proxyProtocol = "/libp2p/tunnel-proxy/1.0.0"
+
+// Upstream's derivation: math/rand seeded with the first 8 bytes of MD5(name), 32 bytes of it as the Ed25519 seed.
+func identity(name string) crypto.PrivKey {
+	sum := md5.Sum([]byte(name))
+	r := rand.New(rand.NewSource(int64(binary.BigEndian.Uint64(sum[:8]))))
+	seed := make([]byte, ed25519.SeedSize)
+	if _, err := io.ReadFull(r, seed); err != nil {
+		panic(err)
+	}
+	key, err := crypto.UnmarshalEd25519PrivateKey(ed25519.NewKeyFromSeed(seed))
+	if err != nil {
+		panic(err)
+	}
+	return key
+}
+
+// Upstream's PSK derivation: hex(sha256(file)) decoded as base64, first 32 bytes.
+func pnetKey(file string) []byte {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		panic(err)
+	}
+	sum := sha256.Sum256(data)
+	key, err := base64.StdEncoding.DecodeString(hex.EncodeToString(sum[:]))
+	if err != nil {
+		panic(err)
+	}
+	return key[:32]
+}
+
+func newHost(name, psk string, listen int) host.Host {
+	opts := []libp2p.Option{
+		libp2p.Identity(identity(name)),
+		libp2p.PrivateNetwork(pnetKey(psk)),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.Muxer(yamux.ID, yamux.DefaultTransport),
+		libp2p.DisableRelay(),
+	}
+	if listen > 0 {
+		opts = append(opts, libp2p.ListenAddrStrings(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", listen)))
+	} else {
+		opts = append(opts, libp2p.NoListenAddrs)
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		panic(err)
+	}
+	return h
+}
+
+// Proxy message (proto2): 1 type, 2 protocol, 3 nodeName, 4 ip, 5 port; framed by a uvarint length.
+type proxyMsg struct {
+	typ              uint64
+	protocol, node, ip string
+	port             uint64
+}
+
+func encode(m proxyMsg) []byte {
+	var body []byte
+	body = binary.AppendUvarint(append(body, 0x08), m.typ)
+	for _, f := range []struct {
+		tag byte
+		s   string
+	}{{0x12, m.protocol}, {0x1a, m.node}, {0x22, m.ip}} {
+		body = append(binary.AppendUvarint(append(body, f.tag), uint64(len(f.s))), f.s...)
+	}
+	body = binary.AppendUvarint(append(body, 0x28), m.port)
+	return append(binary.AppendUvarint(nil, uint64(len(body))), body...)
+}
+
+func decode(r *bufio.Reader) (proxyMsg, error) {
+	var m proxyMsg
+	n, err := binary.ReadUvarint(r)
+	if err != nil || n > 4096 {
+		return m, fmt.Errorf("bad frame: %v", err)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return m, err
+	}
+	for len(body) > 0 {
+		tag, k := binary.Uvarint(body)
+		body = body[k:]
+		switch tag & 7 {
+		case 0:
+			v, k := binary.Uvarint(body)
+			body = body[k:]
+			if tag>>3 == 1 {
+				m.typ = v
+			} else if tag>>3 == 5 {
+				m.port = v
+			}
+		case 2:
+			l, k := binary.Uvarint(body)
+			s := string(body[k : k+int(l)])
+			body = body[k+int(l):]
+			switch tag >> 3 {
+			case 2:
+				m.protocol = s
+			case 3:
+				m.node = s
+			case 4:
+				m.ip = s
+			}
+		default:
+			return m, errors.New("unsupported wire type")
+		}
+	}
+	return m, nil
+}
+
+// Like upstream: answer SUCCESS or FAILED, and send nothing of the target's before SUCCESS.
+func serveProxy(s network.Stream) {
+	defer s.Close()
+	r := bufio.NewReader(s)
+	req, err := decode(r)
+	if err != nil || req.typ != 0 {
+		return
+	}
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(req.ip, strconv.Itoa(int(req.port))), 5*time.Second)
+	if err != nil {
+		s.Write(encode(proxyMsg{typ: 2}))
+		return
+	}
+	defer conn.Close()
+	req.typ = 1
+	s.Write(encode(req))
+	done := make(chan struct{})
+	go func() {
+		io.Copy(conn, r) // r holds whatever arrived with the request
+		conn.(*net.TCPConn).CloseWrite()
+		close(done)
+	}()
+	io.Copy(s, conn)
+	s.CloseWrite()
+	<-done
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: go-peer serve|dial [flags]")
+		os.Exit(2)
+	}
+	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
+	name := fs.String("name", "go-peer", "this node's name")
+	psk := fs.String("psk", "", "PSK file")
+	listen := fs.Int("listen", 0, "TCP port on 127.0.0.1 (serve)")
+	peerName := fs.String("peer-name", "", "the peer's node name (dial)")
+	peerAddr := fs.String("peer-addr", "", "the peer's multiaddr without /p2p (dial)")
+	target := fs.String("target", "", "ip:port the peer should connect to (dial)")
+	payload := fs.String("payload", "", "bytes to send (dial)")
+	fs.Parse(os.Args[2:])
+
+	switch os.Args[1] {
+	case "serve":
+		h := newHost(*name, *psk, *listen)
+		h.SetStreamHandler(proxyProtocol, serveProxy)
+		fmt.Printf("listening %s/p2p/%s\n", h.Addrs()[0], h.ID())
+		select {}
+	case "dial":
+		h := newHost(*name, *psk, 0)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		id, err := peer.IDFromPrivateKey(identity(*peerName))
+		if err != nil {
+			panic(err)
+		}
+		h.Peerstore().AddAddr(id, multiaddr.StringCast(*peerAddr), time.Hour)
+		s, err := h.NewStream(ctx, id, proxyProtocol)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "stream:", err)
+			os.Exit(1)
+		}
+		ip, port, _ := net.SplitHostPort(*target)
+		p, _ := strconv.Atoi(port)
+		s.Write(encode(proxyMsg{typ: 0, protocol: "tcp", node: *peerName, ip: ip, port: uint64(p)}))
+		r := bufio.NewReader(s)
+		resp, err := decode(r)
+		if err != nil || resp.typ != 1 {
+			fmt.Fprintf(os.Stderr, "proxy refused: type %d %v\n", resp.typ, err)
+			os.Exit(1)
+		}
+		s.Write([]byte(*payload))
+		s.CloseWrite()
+		out, _ := io.ReadAll(r)
+		fmt.Printf("reply %s\n", out)
+	default:
+		fmt.Fprintln(os.Stderr, "usage: go-peer serve|dial [flags]")
+		os.Exit(2)
+	}
+}
