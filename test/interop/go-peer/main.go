@@ -92,9 +92,9 @@ func newHost(name, psk string, listen int) host.Host {
 
 // Proxy message (proto2): 1 type, 2 protocol, 3 nodeName, 4 ip, 5 port; framed by a uvarint length.
 type proxyMsg struct {
-	typ              uint64
+	typ                uint64
 	protocol, node, ip string
-	port             uint64
+	port               uint64
 }
 
 func encode(m proxyMsg) []byte {
