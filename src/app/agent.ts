@@ -13,7 +13,7 @@ import { EdgeTunnel } from '../tunnel/tunnel.ts'
 import { RelayWatcher } from '../tunnel/relay-watcher.ts'
 import { loadConfigFile } from '../config/load.ts'
 import type { NodeIdentity } from '../config/node-identity.ts'
-import { KubeClient, KubeForbiddenError, KubeInformer, KubeResourceNotFoundError, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
+import { KubeClient, KubeForbiddenError, KubeInformer, KubeNotFoundError, KubeResourceNotFoundError, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
 import { EndpointSliceSource } from '../kube/endpoint-slice-source.ts'
 import type { Informer, KubeObject, Service } from '../kube/index.ts'
 import { ServiceMap, FileStateStore, createStandaloneInformers, compactService, compactSlice } from '../servicemap/index.ts'
@@ -23,7 +23,7 @@ import { BridgeDevice, IpHostNet } from '../net/index.ts'
 import { DnsServer, dnsServerInit } from '../dns/index.ts'
 import { StatusServer } from '../observability/status-server.ts'
 import type { StatusSource } from '../observability/status-server.ts'
-import { DirectDialer, EdgeProxy, NftInterceptor, NoInterceptor, RoutingDialer } from '../proxy/index.ts'
+import { DirectDialer, EdgeProxy, NftInterceptor, NoInterceptor, RoutingDialer, Socks5Server } from '../proxy/index.ts'
 import { parseDestinationRule } from '../loadbalancer/index.ts'
 
 export interface AppDeps {
@@ -48,6 +48,28 @@ interface ServiceSources {
   description: string
   /** Istio DestinationRules from the same source; started only by the proxy. */
   destinationRules: Informer<KubeObject>
+  /** A node's InternalIP (else ExternalIP) from the API, null when there is no such node; absent without an API. */
+  nodeAddress?: (nodeName: string) => Promise<string | null>
+}
+
+/** Asks the API for a node's address when the SOCKS5 proxy needs it, cached for a minute (no Node informer: 10k nodes would cost memory for a rarely used feature). */
+function nodeAddressLookup (client: KubeClient): (nodeName: string) => Promise<string | null> {
+  const cache = new Map<string, { ip: string | null, at: number }>()
+  return async (nodeName) => {
+    const hit = cache.get(nodeName)
+    if (hit !== undefined && Date.now() - hit.at < 60_000) return hit.ip
+    let ip: string | null = null
+    try {
+      const node = await client.get<{ status?: { addresses?: Array<{ type: string, address: string }> } }>(`/api/v1/nodes/${encodeURIComponent(nodeName)}`)
+      const addresses = node.status?.addresses ?? []
+      ip = (addresses.find(a => a.type === 'InternalIP') ?? addresses.find(a => a.type === 'ExternalIP'))?.address ?? null
+    } catch (err) {
+      if (!(err instanceof KubeNotFoundError)) throw err
+    }
+    if (cache.size > 1000) cache.clear()
+    cache.set(nodeName, { ip, at: Date.now() })
+    return ip
+  }
 }
 
 /**
@@ -74,7 +96,7 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps): ServiceSo
   // The Istio CRDs may not be installed: then the rules are skipped, not the agent.
   const destinationRules = optional(new KubeInformer({ resource: RESOURCES.destinationRules }, { client, logger: deps.logger.forComponent('kube:destinationrules') }),
     deps.logger, 'DestinationRules are not served (Istio CRDs not installed?); every service uses round robin or its session affinity')
-  return { services, endpointSlices, destinationRules, close: () => client.close(), description: connection.description }
+  return { services, endpointSlices, destinationRules, nodeAddress: nodeAddressLookup(client), close: () => client.close(), description: connection.description }
 }
 
 class AppGroup extends LifecycleGroup implements App, StatusSource {
@@ -271,6 +293,19 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
     const created = createProxy(config, node, { ...deps, metrics, serviceMap, destinationRules: sources.destinationRules, tunnel })
     proxy = created.proxy
     components.push(...created.components)
+    if (m.edgeProxy.socks5Proxy.enable) {
+      const lookup = sources.nodeAddress
+      components.push(new Socks5Server({
+        logger: log.forComponent('socks5'),
+        metrics,
+        dialer: new RoutingDialer({ nodeName: node.nodeName, direct: new DirectDialer(), tunnel }),
+        nodeAddress: async name => lookup === undefined ? undefined : await lookup(name)
+      }, {
+        listenIp: m.edgeProxy.interception === 'none' ? '127.0.0.1' : bridgeDeviceIP,
+        port: m.edgeProxy.socks5Proxy.listenPort,
+        nodeName: node.nodeName
+      }))
+    }
   }
   // The status server reads the group it belongs to; it is asked only after start.
   components.push(...createStatusServers(config.commonConfig, m.edgeTunnel.metricConfig, { logger: log, metrics, source: () => app }))

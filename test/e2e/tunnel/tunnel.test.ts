@@ -71,7 +71,7 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
       'commonConfig:', `  stateDir: ${join(dir, node)}`,
       'modules:',
       `  edgeDNS: {enable: ${String(opts.proxy)}}`,
-      `  edgeProxy: {enable: ${String(opts.proxy)}}`,
+      `  edgeProxy: {enable: ${String(opts.proxy)}, socks5Proxy: {enable: ${String(opts.proxy)}}}`,
       '  edgeTunnel:',
       '    enable: true',
       '    heartbeatPeriod: 2',
@@ -146,6 +146,16 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
     const peers = (await status('edge-a1')).tunnel.peers
     assert.ok(peers.some(p => p.nodeName === 'k8s-node1' && p.path === 'direct'), JSON.stringify(peers))
     assert.ok(peers.some(p => p.nodeName === 'k8s-node1' && p.dataPath === 'direct'), JSON.stringify(peers))
+  })
+
+  test('SOCKS5 by node name: edge-b1 behind NAT is reached from site A through the tunnel', async () => {
+    // curl --socks5-hostname sends the node name; the agent on edge-b1 connects to its own loopback (no API here).
+    const r = await lab.exec('edge-a1', ['curl', '-sS', '--max-time', '5', '--socks5-hostname', '169.254.96.16:10800', 'http://edge-b1:9376'])
+    assert.equal(r.code, 0, r.stdout + r.stderr)
+    assert.equal(r.stdout, 'edge-b1')
+    const unknown = await lab.exec('edge-a1', ['curl', '-sS', '--max-time', '5', '--socks5-hostname', '169.254.96.16:10800', 'http://no-such-node:9376'])
+    assert.notEqual(unknown.code, 0)
+    assert.match(unknown.stderr, /SOCKS5|socks/i)
   })
 
   test('UDP to an endpoint on site B keeps datagram boundaries through the relay', async () => {
