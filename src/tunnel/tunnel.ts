@@ -106,9 +106,11 @@ export class TunnelMetrics {
   readonly streams: Counter<'direction' | 'result'>
   readonly peers: Gauge<'path'>
   readonly reservations: Gauge
+  readonly handshakeFailures: Counter<'reason'>
 
   constructor (registry: Registry, peers: () => PeerInfo[] = () => []) {
     const registers = [registry]
+    this.handshakeFailures = new Counter({ name: 'edgemesh_tunnel_relay_dial_failures_total', help: 'Failed connections to relays, by reason: psk (TCP connects, the handshake fails: another PSK, or not an EdgeMesh peer) or unreachable.', labelNames: ['reason'], registers })
     this.streams = new Counter({ name: 'edgemesh_tunnel_streams_total', help: 'Proxy streams, by direction (inbound/outbound) and result.', labelNames: ['direction', 'result'], registers })
     this.peers = new Gauge({
       name: 'edgemesh_tunnel_peers',
@@ -371,6 +373,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
         this.#log.info('connected to relay', { relay: r.nodeName })
       }, async (err: Error) => {
         const reason = await classifyFailure(err, r.addrs)
+        this.#metrics?.handshakeFailures.inc({ reason })
         this.#log.warn(reason === 'psk' ? 'PSK mismatch or not an EdgeMesh peer' : 'relay unreachable', { relay: r.nodeName, addresses: r.addrs.map(String), err: err.message })
       })
     }
@@ -387,7 +390,9 @@ export class EdgeTunnel implements Component, EndpointDialer {
         return { nodeName: r.nodeName, addresses, ok: true }
       } catch (err) {
         const e = err as Error
-        return { nodeName: r.nodeName, addresses, ok: false, reason: await classifyFailure(e, r.addrs), error: e.message }
+        const reason = await classifyFailure(e, r.addrs)
+        this.#metrics?.handshakeFailures.inc({ reason })
+        return { nodeName: r.nodeName, addresses, ok: false, reason, error: e.message }
       }
     }))
   }

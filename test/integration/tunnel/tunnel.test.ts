@@ -46,6 +46,7 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
   const tunnels: EdgeTunnel[] = []
   let relayPort: number
   const lines: LogLine[] = []
+  const registries = new Map<string, Registry>()
 
   function tunnel (nodeName: string, port: number, pskFile: string, logger = noopLogger, pnet?: EdgeTunnelInit['pnet']): EdgeTunnel {
     const init: EdgeTunnelInit = {
@@ -56,7 +57,9 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
       relayNodes: [{ nodeName: 'relay-1', addresses: [{ host: '127.0.0.1', port: relayPort }] }],
       pskFile
     }
-    const t = new EdgeTunnel({ logger, metrics: new Registry() }, init)
+    const registry = new Registry()
+    registries.set(nodeName, registry)
+    const t = new EdgeTunnel({ logger, metrics: registry }, init)
     tunnels.push(t)
     return t
   }
@@ -137,6 +140,8 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
     await stranger.start()
     await eventually('the mismatch is logged', () => lines.some(l => l.msg === 'PSK mismatch or not an EdgeMesh peer'), 15_000, 50)
     await assert.rejects(stranger.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-b', service: 'default/echo' }, AbortSignal.timeout(3000)))
+    const failures = await registries.get('stranger')?.getSingleMetric('edgemesh_tunnel_relay_dial_failures_total')?.get()
+    assert.ok((failures?.values.find(v => v.labels.reason === 'psk')?.value ?? 0) >= 1, JSON.stringify(failures?.values))
   })
 
   test('relayNodes edited in the config file apply without a restart; a broken edit keeps them', async () => {
