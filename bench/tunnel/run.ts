@@ -193,8 +193,8 @@ async function main (): Promise<void> {
           console.error(`${phase} round ${round + 1} ${p}: ${mbps.toFixed(0)} MB/s, rr p50 ${rr.p50.toFixed(0)} µs, relay ${relayCpu.toFixed(2)} CPU-s, ${relayRss.toFixed(0)} MB`)
         }
       }
-      loads[phase] = await parallelLoad(TARGET.relayed, STREAMS, SECONDS)
-      console.error(`${phase} ${STREAMS} streams relayed: ${loads[phase]?.mbps.toFixed(0)} MB/s, relay peak ${loads[phase]?.peakRss.toFixed(0)} MB`)
+      if (STREAMS > 0) loads[phase] = await parallelLoad(TARGET.relayed, STREAMS, SECONDS)
+      if (STREAMS > 0) console.error(`${phase} ${STREAMS} streams relayed: ${loads[phase]?.mbps.toFixed(0)} MB/s, relay peak ${loads[phase]?.peakRss.toFixed(0)} MB`)
       if (phase === 'datapath' && SIM_NODES > 0) sim = await simulateNodes(dir, relay)
       await stopAgents()
     }

@@ -23,7 +23,8 @@ import { BridgeDevice, IpHostNet } from '../net/index.ts'
 import { DnsServer, dnsServerInit } from '../dns/index.ts'
 import { StatusServer } from '../observability/status-server.ts'
 import type { StatusSource } from '../observability/status-server.ts'
-import { DirectDialer, EdgeProxy, NftInterceptor, NoInterceptor, RoutingDialer, Socks5Server } from '../proxy/index.ts'
+import { DirectDialer, EdgeProxy, FallbackInterceptor, IptablesInterceptor, NftInterceptor, NoInterceptor, RoutingDialer, runNft, Socks5Server } from '../proxy/index.ts'
+import type { Interceptor } from '../proxy/index.ts'
 import { parseDestinationRule } from '../loadbalancer/index.ts'
 
 export interface AppDeps {
@@ -168,6 +169,17 @@ function notYetAvailable (log: Logger, modules: Record<string, boolean>): void {
   }
 }
 
+function interceptorFor (mode: 'nftables' | 'iptables' | 'none', log: Logger): Interceptor {
+  if (mode === 'none') return new NoInterceptor()
+  if (mode === 'iptables') return new IptablesInterceptor({ logger: log })
+  return new FallbackInterceptor({
+    logger: log,
+    primary: new NftInterceptor({ logger: log }),
+    fallback: () => new IptablesInterceptor({ logger: log }),
+    probe: async () => await runNft(['list', 'tables'])
+  })
+}
+
 /** The proxy, and the DestinationRule informer that feeds its policies when an API server is the source. */
 function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & { metrics: Registry, serviceMap: ServiceMap, destinationRules: Informer<KubeObject>, tunnel: EdgeTunnel | undefined }): { proxy: EdgeProxy, components: Component[] } {
   const p = config.modules.edgeProxy
@@ -178,7 +190,7 @@ function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & {
     logger: log,
     metrics: deps.metrics,
     serviceMap: deps.serviceMap,
-    interceptor: p.interception === 'nftables' ? new NftInterceptor({ logger: log }) : new NoInterceptor(),
+    interceptor: interceptorFor(p.interception, log),
     dialer,
     isDirect: nodeName => dialer.isDirect(nodeName)
   }, {

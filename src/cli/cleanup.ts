@@ -1,14 +1,16 @@
 import { parseArgs } from 'node:util'
 import { loadConfigFile } from '../config/load.ts'
 import { IpHostNet } from '../net/index.ts'
-import { runNft, renderCleanup, TABLE } from '../proxy/index.ts'
+import { IptablesInterceptor, IPTABLES_CHAIN, nftUnavailable, runNft, renderCleanup, TABLE } from '../proxy/index.ts'
+import { noopLogger } from '../observability/logger.ts'
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './io.ts'
 import type { CommandIO } from './io.ts'
 
 const HELP = `Usage: edgemesh cleanup [--config-file FILE]
 
 Removes what the agent installed on this node: the nftables table "ip ${TABLE}"
-(ClusterIP interception) and the bridge device (commonConfig.bridgeDeviceName,
+(ClusterIP interception), the iptables chain nat/${IPTABLES_CHAIN} where the
+iptables fallback was used, and the bridge device (commonConfig.bridgeDeviceName,
 default edgemesh0, named by the config file when given). Stop the agent first.
 Needs root (CAP_NET_ADMIN).
 `
@@ -37,8 +39,23 @@ export async function runCleanup (argv: string[], io: CommandIO): Promise<number
     await runNft(['-f', '-'], renderCleanup().join('\n') + '\n')
     io.stdout.write(`removed nftables table ip ${TABLE}\n`)
   } catch (err) {
-    failed = true
-    io.stderr.write(`edgemesh cleanup: nftables table ip ${TABLE} not removed: ${(err as Error).message}\n`)
+    if (nftUnavailable(err)) {
+      io.stdout.write('nftables is not available here: no table to remove\n')
+    } else {
+      failed = true
+      io.stderr.write(`edgemesh cleanup: nftables table ip ${TABLE} not removed: ${(err as Error).message}\n`)
+    }
+  }
+  // The iptables fallback's chain, where an agent used it.
+  const iptables = new IptablesInterceptor({ logger: noopLogger })
+  if (await iptables.installed()) {
+    try {
+      await iptables.remove()
+      io.stdout.write(`removed iptables chain nat/${IPTABLES_CHAIN}\n`)
+    } catch (err) {
+      failed = true
+      io.stderr.write(`edgemesh cleanup: iptables chain nat/${IPTABLES_CHAIN} not removed: ${(err as Error).message}\n`)
+    }
   }
   const host = new IpHostNet()
   try {

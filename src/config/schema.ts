@@ -150,8 +150,8 @@ export const EdgeProxyConfig = obj({
   enable: bool(false, 'Proxy ClusterIP traffic.'),
   serviceFilterMode: oneOf(['FilterIfLabelExists', 'FilterIfLabelDoesNotExists'] as const, 'FilterIfLabelExists',
     'Which services to proxy, by label `service.edgemesh.kubeedge.io/service-proxy-name`.'),
-  interception: oneOf(['nftables', 'none'] as const, 'nftables',
-    'How ClusterIP traffic reaches the proxy: an nftables table of our own, or none (listeners on 127.0.0.1 that clients connect to themselves: local demo, tests).', { ours: true }),
+  interception: oneOf(['nftables', 'iptables', 'none'] as const, 'nftables',
+    'How ClusterIP traffic reaches the proxy: an nftables table of our own (falling back to iptables where nftables is not available), iptables (a nat chain of our own; every service port through the agent), or none (listeners on 127.0.0.1 that clients connect to themselves: local demo, tests).', { ours: true }),
   kernelPath: bool(true, 'DNAT in the kernel for service ports whose endpoints are reached without the tunnel and whose policy nftables can express.', { ours: true }),
   udpIdleTimeout: int(30, 'Seconds after which a UDP session without traffic is closed.', 1, 86_400, { ours: true }),
   socks5Proxy: obj({

@@ -231,7 +231,15 @@ async function relayChecks (input: DoctorInput): Promise<CheckResult[]> {
 
 async function rulesChecks (input: DoctorInput, run: NonNullable<DoctorInput['run']>): Promise<CheckResult[]> {
   const p = input.config.modules.edgeProxy
-  if (!p.enable || p.interception !== 'nftables') return [{ id: 'rules', title: 'interception rules installed', status: 'skip', detail: p.enable ? 'interception: none' : 'edgeProxy is off' }]
+  if (!p.enable || p.interception === 'none') return [{ id: 'rules', title: 'interception rules installed', status: 'skip', detail: p.enable ? 'interception: none' : 'edgeProxy is off' }]
+  // The iptables fallback (explicit, or where nftables is missing): our nat chain.
+  const saved = await run(['iptables-save', '-t', 'nat'])
+  const chain = saved.stdout.split('\n').filter(l => l.startsWith('-A EDGEMESH-SERVICES ')).length
+  if (p.interception === 'iptables' || (chain > 0 && (await run(['nft', 'list', 'table', 'ip', 'edgemesh'])).code !== 0)) {
+    return [chain > 0 || saved.stdout.includes(':EDGEMESH-SERVICES ')
+      ? { id: 'rules', title: 'interception rules installed', status: 'pass', detail: `iptables chain nat/EDGEMESH-SERVICES: ${chain} service ports (userspace)` }
+      : { id: 'rules', title: 'interception rules installed', status: 'fail', detail: saved.stderr.trim() || 'no iptables chain nat/EDGEMESH-SERVICES', fix: 'start the agent with CAP_NET_ADMIN; check its log for EM_ERR_PROXY_INTERCEPTION' }]
+  }
   const out: CheckResult[] = []
   const r = await run(['nft', 'list', 'map', 'ip', 'edgemesh', 'kernel'])
   const u = await run(['nft', 'list', 'map', 'ip', 'edgemesh', 'userspace'])

@@ -22,6 +22,8 @@ export interface Interceptor {
   remove (): Promise<void>
   /** Releases helper processes; the rules stay. */
   close? (): void
+  /** False when this interceptor can only send traffic to listeners (iptables): the proxy then keeps every port in userspace. */
+  readonly kernelPath?: boolean
 }
 
 /** Runs `nft` with a script on stdin; resolves stdout. */

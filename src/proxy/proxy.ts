@@ -269,7 +269,7 @@ export class EdgeProxy implements Component {
 
   /** A kernel target when this service port qualifies for the kernel path, else undefined (userspace). */
   #target (svc: ServicePortKey, entry: ServiceEntry): PortRule['target'] | undefined {
-    if (!this.#init.kernelPath) return undefined
+    if (!this.#init.kernelPath || this.#deps.interceptor.kernelPath === false) return undefined
     const endpoints: HostPort[] = []
     for (const ep of entry.endpoints) {
       if (!ep.ready) continue
