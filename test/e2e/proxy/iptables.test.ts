@@ -12,43 +12,12 @@ import { fileURLToPath } from 'node:url'
 import { Lab, seed, workload } from '../../../src/lab/index.ts'
 import type { LabProcess } from '../../../src/lab/index.ts'
 import { rootOnly } from '../lab/helpers.ts'
+import { SERVICES } from './fixtures/services.ts'
 
 const root = fileURLToPath(new URL('../../../', import.meta.url))
 const entry = join(root, 'src/bin/edgemesh.ts')
 const client = fileURLToPath(new URL('./fixtures/client.ts', import.meta.url))
 const NODE = 'edge-a1'
-
-const SERVICES = `apiVersion: v1
-kind: Service
-metadata: {name: hostname-svc, namespace: default}
-spec:
-  clusterIP: 10.96.0.10
-  ports: [{name: http, port: 12345, protocol: TCP, targetPort: 9376}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: hostname-svc-1, namespace: default, labels: {kubernetes.io/service-name: hostname-svc}}
-addressType: IPv4
-ports: [{name: http, port: 9376, protocol: TCP}]
-endpoints:
-- {addresses: [192.168.1.11], conditions: {ready: true}, nodeName: edge-a1}
-- {addresses: [192.168.1.12], conditions: {ready: true}, nodeName: edge-a2}
----
-apiVersion: v1
-kind: Service
-metadata: {name: udp-echo, namespace: default}
-spec:
-  clusterIP: 10.96.0.20
-  ports: [{name: echo, port: 7, protocol: UDP, targetPort: 7007}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: udp-echo-1, namespace: default, labels: {kubernetes.io/service-name: udp-echo}}
-addressType: IPv4
-ports: [{name: echo, port: 7007, protocol: UDP}]
-endpoints:
-- {addresses: [192.168.1.12], conditions: {ready: true}, nodeName: edge-a2}
-`
 
 describe('EdgeProxy on a node without nftables: the iptables fallback', rootOnly, () => {
   let lab: Lab

@@ -2,27 +2,16 @@
 // a relay that splices parked connections.
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { createServer } from 'node:net'
 import type { Server } from 'node:net'
-import type { Duplex } from 'node:stream'
 import { randomBytes } from 'node:crypto'
 import { Registry } from 'prom-client'
 import { DataPath } from '../../../src/datapath/datapath.ts'
 import type { DataPathInit, PeerRoute } from '../../../src/datapath/datapath.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
 import { eventually } from '../../helpers/control-plane.ts'
+import { freePort, roundTrip, startEcho } from '../../helpers/net.ts'
 
 const KEY = randomBytes(32)
-
-async function roundTrip (conn: Duplex, payload: Buffer): Promise<Buffer> {
-  return await new Promise((resolve, reject) => {
-    const parts: Buffer[] = []
-    conn.on('data', (d: Buffer) => parts.push(d))
-    conn.on('end', () => resolve(Buffer.concat(parts)))
-    conn.on('error', reject)
-    conn.end(payload)
-  })
-}
 
 describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
   let echo: Server
@@ -38,13 +27,7 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
   const at = (d: DataPath): { host: string, port: number } => ({ host: '127.0.0.1', port: d.port() })
 
   before(async () => {
-    echo = createServer({ allowHalfOpen: true }, s => {
-      const parts: Buffer[] = []
-      s.on('data', d => parts.push(d))
-      s.on('end', () => s.end(Buffer.concat(parts)))
-    })
-    await new Promise<void>(resolve => echo.listen(0, '127.0.0.1', resolve))
-    echoPort = (echo.address() as { port: number }).port
+    ;({ server: echo, port: echoPort } = await startEcho())
   })
 
   after(async () => {
@@ -74,10 +57,7 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
   test('a target the far agent cannot reach is refused with the reason', async () => {
     const a = await node('node-c')
     const b = await node('node-d')
-    const closed = createServer()
-    await new Promise<void>(resolve => closed.listen(0, '127.0.0.1', resolve))
-    const port = (closed.address() as { port: number }).port
-    closed.close()
+    const port = await freePort()
     await assert.rejects(a.dial({ nodeName: 'node-d', direct: [at(b)], relays: [] }, { ip: '127.0.0.1', port }), /could not reach 127\.0\.0\.1:\d+ \(.*ECONNREFUSED/)
   })
 

@@ -3,12 +3,13 @@
 // other nodes), and every unsupported or failing request gets a SOCKS reply.
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { connect, createServer } from 'node:net'
+import { connect } from 'node:net'
 import type { Server, Socket } from 'node:net'
 import { Registry } from 'prom-client'
 import { DirectDialer, Socks5Server, SocksReply } from '../../../src/proxy/index.ts'
 import type { DialTarget, EndpointDialer } from '../../../src/proxy/index.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
+import { startEcho } from '../../helpers/net.ts'
 
 /** Reads until `n` bytes arrived (or the socket ended). */
 async function read (s: Socket, n: number): Promise<Buffer> {
@@ -36,13 +37,7 @@ describe('SOCKS5 proxy: nodes by name', () => {
   const registry = new Registry()
 
   before(async () => {
-    echo = createServer({ allowHalfOpen: true }, s => {
-      let got = ''
-      s.on('data', d => { got += d.toString() })
-      s.on('end', () => s.end(`echo:${got}`))
-    })
-    await new Promise<void>(resolve => echo.listen(0, '127.0.0.1', resolve))
-    echoPort = (echo.address() as { port: number }).port
+    ;({ server: echo, port: echoPort } = await startEcho('echo:'))
     const direct = new DirectDialer()
     // Stands in for the tunnel: records where it was asked to go, then connects on loopback.
     const dialer: EndpointDialer = {

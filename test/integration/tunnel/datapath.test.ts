@@ -3,9 +3,7 @@
 // without it (as a Go EdgeMesh) still gets the libp2p proxy protocol.
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { createServer } from 'node:net'
 import type { Server } from 'node:net'
-import type { Duplex } from 'node:stream'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
@@ -16,24 +14,7 @@ import type { EdgeTunnelInit } from '../../../src/tunnel/tunnel.ts'
 import { TunnelDialError } from '../../../src/tunnel/errors.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
 import { eventually } from '../../helpers/control-plane.ts'
-
-async function freePort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as { port: number }).port
-  await new Promise(resolve => s.close(resolve))
-  return port
-}
-
-async function roundTrip (conn: Duplex, payload: Buffer): Promise<Buffer> {
-  return await new Promise((resolve, reject) => {
-    const parts: Buffer[] = []
-    conn.on('data', (d: Buffer) => parts.push(d))
-    conn.on('end', () => resolve(Buffer.concat(parts)))
-    conn.on('error', reject)
-    conn.end(payload)
-  })
-}
+import { freePort, roundTrip, startEcho } from '../../helpers/net.ts'
 
 describe('EdgeTunnel + TLS data path on loopback', () => {
   let dir: string
@@ -67,13 +48,7 @@ describe('EdgeTunnel + TLS data path on loopback', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'edgemesh-tunnel-dp-'))
     writeFileSync(join(dir, 'psk'), 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=')
-    echo = createServer({ allowHalfOpen: true }, s => {
-      const parts: Buffer[] = []
-      s.on('data', d => parts.push(d))
-      s.on('end', () => s.end(Buffer.concat(parts)))
-    })
-    await new Promise<void>(resolve => echo.listen(0, '127.0.0.1', resolve))
-    echoPort = (echo.address() as { port: number }).port
+    ;({ server: echo, port: echoPort } = await startEcho())
     relayPort = await freePort()
   })
 

@@ -7,9 +7,7 @@ import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { createServer } from 'node:net'
 import type { Server } from 'node:net'
-import type { Duplex } from 'node:stream'
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -17,28 +15,11 @@ import { Registry } from 'prom-client'
 import { EdgeTunnel } from '../../../src/tunnel/tunnel.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
 import { toolsBin } from '../../helpers/control-plane.ts'
+import { freePort, roundTrip, startEcho } from '../../helpers/net.ts'
 
 const goPeer = join(toolsBin(), 'edgemesh-go-peer')
 const skip = existsSync(goPeer) ? {} : { skip: 'needs the Go interop peer (bash scripts/tools/build-go-peer.sh)' }
 const PSK = 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ='
-
-async function freePort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as { port: number }).port
-  await new Promise(resolve => s.close(resolve))
-  return port
-}
-
-async function roundTrip (conn: Duplex, payload: string): Promise<string> {
-  return await new Promise((resolve, reject) => {
-    let out = ''
-    conn.on('data', (d: Buffer) => { out += d.toString() })
-    conn.on('end', () => resolve(out))
-    conn.on('error', reject)
-    conn.end(payload)
-  })
-}
 
 describe('interop with a go-libp2p peer (upstream identity, PSK and proxy protocol)', skip, () => {
   let dir: string
@@ -63,13 +44,7 @@ describe('interop with a go-libp2p peer (upstream identity, PSK and proxy protoc
     dir = mkdtempSync(join(tmpdir(), 'edgemesh-interop-'))
     writeFileSync(join(dir, 'psk'), PSK)
     writeFileSync(join(dir, 'other-psk'), 'not the cluster key, but long enough')
-    echo = createServer({ allowHalfOpen: true }, s => {
-      let got = ''
-      s.on('data', d => { got += d.toString() })
-      s.on('end', () => s.end(`echo:${got}`))
-    })
-    await new Promise<void>(resolve => echo.listen(0, '127.0.0.1', resolve))
-    echoPort = (echo.address() as { port: number }).port
+    ;({ server: echo, port: echoPort } = await startEcho('echo:'))
   })
 
   after(async () => {
@@ -94,12 +69,12 @@ describe('interop with a go-libp2p peer (upstream identity, PSK and proxy protoc
     await ours.start()
     // TypeScript → Go: the PeerID derived from the node name is the one go-libp2p derives.
     const conn = await ours.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'go-b', service: 'default/echo' })
-    assert.equal(await roundTrip(conn, 'from typescript'), 'echo:from typescript')
+    assert.equal((await roundTrip(conn, 'from typescript')).toString(), 'echo:from typescript')
     const peer = ours.peers().find(p => p.nodeName === 'go-b')
     assert.equal(peer?.peerId, go.peerId)
     assert.equal(peer?.dataPath, undefined, 'the Go peer has no data path: the proxy protocol carried it')
     const again = await ours.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'go-b', service: 'default/echo' })
-    assert.equal(await roundTrip(again, 'twice'), 'echo:twice')
+    assert.equal((await roundTrip(again, 'twice')).toString(), 'echo:twice')
     // Go → TypeScript.
     const port = Number(/\/tcp\/(\d+)/.exec(ours.addresses().find(a => a.startsWith('/ip4/127.0.0.1/tcp/')) ?? '')?.[1])
     const r = await new Promise<{ code: number, out: string }>(resolve => {
