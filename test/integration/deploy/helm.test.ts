@@ -185,6 +185,9 @@ describe('Helm install against the test API server', { ...skip, ...(haveControlP
       '--set', 'agent.image=kubeedge/edgemesh-agent:v1.17.0', '--set', `agent.psk=${PSK}`,
       '--set', 'agent.relayNodes[0].nodeName=k8s-master', '--set', 'agent.relayNodes[0].advertiseAddress={152.136.201.36}'])
     assert.equal(install.code, 0, install.stderr)
+    // NOTES.txt: the relays and the ports they must accept.
+    assert.match(install.stdout, /Relay nodes: k8s-master \(152\.136\.201\.36\)/)
+    assert.match(install.stdout, /Relays must accept TCP 20006 \(libp2p\) and 20008 \(the TLS data path\)/)
     for (const path of ['/apis/apps/v1/namespaces/kubeedge/daemonsets/edgemesh-agent', '/api/v1/namespaces/kubeedge/configmaps/edgemesh-agent-cfg',
       '/api/v1/namespaces/kubeedge/secrets/edgemesh-agent-psk', '/apis/rbac.authorization.k8s.io/v1/clusterroles/edgemesh-agent',
       '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/destinationrules.networking.istio.io']) {
