@@ -226,7 +226,9 @@ function createTunnel (t: EdgeTunnelConfig, nodeName: string, deps: { logger: Lo
     pskFile: t.psk.enable ? t.psk.path : undefined,
     maxInboundStreams: t.tunnelLimitConfig.enable ? t.tunnelLimitConfig.tunnelBaseStreamIn : undefined,
     heartbeatMs: t.heartbeatPeriod * 1000,
-    dataPath: t.dataPath.enable ? { port: t.dataPath.port, poolSize: t.dataPath.poolSize } : undefined
+    dataPath: t.dataPath.enable
+      ? { port: t.dataPath.port, poolSize: t.dataPath.poolSize, parkedPerRelay: t.dataPath.parkedPerRelay, relayLimits: t.dataPath.relayLimits }
+      : undefined
   })
 }
 

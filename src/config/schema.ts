@@ -129,7 +129,13 @@ export const EdgeTunnelConfig = obj({
   dataPath: obj({
     enable: bool(true, 'Carry proxied TCP between EdgeMesh-TS agents over TLS 1.3 (keyed by the PSK) instead of libp2p streams, spliced by relays; Go peers keep the libp2p proxy protocol. Needs `psk.enable`.', { ours: true }),
     port: port(20008, 'TCP port of the data path on every node; relays splice on it too.', { ours: true }),
-    poolSize: int(2, 'Idle connections kept per peer, already through their handshake.', 0, 64, { ours: true })
+    poolSize: int(2, 'Idle connections kept per peer, already through their handshake.', 0, 64, { ours: true }),
+    parkedPerRelay: int(2, 'Idle connections a node keeps parked on each relay, so peers can reach it through that relay.', 1, 64, { ours: true }),
+    relayLimits: obj({
+      maxNodes: int(10_000, 'Nodes a relay keeps parked connections for.', 1, 1_000_000, { ours: true }),
+      maxParkedPerNode: int(8, 'Parked connections a relay accepts per node.', 1, 1024, { ours: true }),
+      maxSplicesPerNode: int(256, 'Connections a relay splices at once for one joining node (per-peer fairness).', 1, 65_536, { ours: true })
+    }, 'What a relay accepts (relay nodes only).', { ours: true })
   }, 'Agent-to-agent data path.', { ours: true })
 }, 'Cross-network tunnel.')
 

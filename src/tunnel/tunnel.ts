@@ -27,7 +27,7 @@ import type { PnetImplementation } from './pnet.ts'
 import { streamToDuplex } from './stream.ts'
 import { UDP_FRAMED, serveDatagrams, streamChannel } from './datagrams.ts'
 import { TunnelDialError, TunnelPskError } from './errors.ts'
-import type { DataPath, HostPort, PeerRoute } from '../datapath/datapath.ts'
+import type { DataPath, DataPathInit, HostPort, PeerRoute } from '../datapath/datapath.ts'
 
 /** Ours: where a node's TLS data path listens (`{"port":…,"hosts":[…]}`); a Go peer does not speak it and keeps the proxy protocol. */
 export const DATAPATH_PROTOCOL = '/edgemesh/datapath/1.0.0'
@@ -69,7 +69,7 @@ export interface EdgeTunnelInit {
    */
   maxStreamWindowBytes?: number
   /** The TLS data path between our agents (needs the PSK); undefined keeps every connection on libp2p. */
-  dataPath?: { port: number, poolSize?: number }
+  dataPath?: Pick<DataPathInit, 'port' | 'poolSize' | 'parkedPerRelay' | 'relayLimits'>
 }
 
 /** The outcome of a handshake with one relay. */
@@ -334,7 +334,9 @@ export class EdgeTunnel implements Component, EndpointDialer {
         listenHost: init.listenAddresses?.[0] ?? '0.0.0.0',
         pnetKey: psk,
         isRelay: this.isRelay,
-        poolSize: init.dataPath.poolSize
+        poolSize: init.dataPath.poolSize,
+        parkedPerRelay: init.dataPath.parkedPerRelay,
+        relayLimits: init.dataPath.relayLimits
       })
       await this.#dataPath.start()
       await node.handle(DATAPATH_PROTOCOL, (stream) => {

@@ -107,6 +107,26 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
     assert.ok(Date.now() - t0 < 1000, `refused after ${Date.now() - t0} ms`)
   })
 
+  test('relay limits hold: one joining node gets no more concurrent splices than maxSplicesPerNode', async () => {
+    const relay = await node('relay-limited', { isRelay: true, relayLimits: { maxSplicesPerNode: 1 } })
+    const a = await node('edge-lim-a', { poolSize: 0 })
+    const b = await node('edge-lim-b', { parkedPerRelay: 3 })
+    b.setRelays([{ nodeName: 'relay-limited', address: at(relay) }])
+    await eventually('edge-lim-b parks three', () => b.parkedOn()['relay-limited'] === 3, 5000, 20)
+    const route: PeerRoute = { nodeName: 'edge-lim-b', direct: [], relays: [{ nodeName: 'relay-limited', address: at(relay) }] }
+    const held = await a.dial(route, { ip: '127.0.0.1', port: echoPort })
+    await assert.rejects(a.dial(route, { ip: '127.0.0.1', port: echoPort }), /edge-lim-a has too many relayed connections/)
+    // Once the first one ends, the next goes through.
+    assert.equal((await roundTrip(held.socket, Buffer.from('one'))).toString(), 'one')
+    await eventually('a new splice is accepted', async () => {
+      try {
+        const c = await a.dial(route, { ip: '127.0.0.1', port: echoPort })
+        c.socket.destroy()
+        return true
+      } catch { return false }
+    }, 5000, 50)
+  })
+
   test('a node without the PSK cannot park on or join through a relay', async () => {
     const relay = await node('relay-2', { isRelay: true })
     const stranger = await node('stranger-2', { pnetKey: randomBytes(32) })
