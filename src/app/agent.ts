@@ -218,9 +218,10 @@ function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & {
 }
 
 /** The tunnel, with relay addresses as `advertiseAddress` × `listenPort` (upstream's rule). */
-function createTunnel (t: EdgeTunnelConfig, nodeName: string, deps: { logger: Logger, metrics: Registry }): EdgeTunnel {
+function createTunnel (t: EdgeTunnelConfig, nodeName: string, stateDir: string, deps: { logger: Logger, metrics: Registry }): EdgeTunnel {
   return new EdgeTunnel(deps, {
     nodeName,
+    identity: t.identity === 'secure' ? { mode: 'secure', keyFile: join(stateDir, 'tunnel-identity.key'), pinsFile: join(stateDir, 'tunnel-peers.json') } : undefined,
     listenPort: t.listenPort,
     relayNodes: t.relayNodes.map(r => ({ nodeName: r.nodeName, addresses: r.advertiseAddress.map(a => relayAddress(a, t.listenPort)) })),
     pskFile: t.psk.enable ? t.psk.path : undefined,
@@ -296,7 +297,7 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   if (m.edgeDNS.enable) {
     components.push(new DnsServer({ logger: log.forComponent('dns'), metrics, serviceMap }, dnsServerInit(m.edgeDNS, bridgeDeviceIP)))
   }
-  const tunnel = m.edgeTunnel.enable ? createTunnel(m.edgeTunnel, node.nodeName, { logger: log.forComponent('tunnel'), metrics }) : undefined
+  const tunnel = m.edgeTunnel.enable ? createTunnel(m.edgeTunnel, node.nodeName, config.commonConfig.stateDir, { logger: log.forComponent('tunnel'), metrics }) : undefined
   if (tunnel !== undefined) {
     components.push(tunnel)
     const file = m.edgeTunnel.configPath !== '' ? m.edgeTunnel.configPath : deps.configFile

@@ -126,6 +126,8 @@ export const EdgeTunnelConfig = obj({
     port: port(9999, 'Metrics port.')
   }, 'Metrics endpoint.'),
   configPath: str('', 'File watched for relayNodes changes.', { defaultDoc: 'the config file path' }),
+  identity: oneOf(['compat', 'secure'] as const, 'compat',
+    'Node keys: `compat` derives them from node names as upstream does (Go EdgeMesh peers agree, but anyone who knows a node name can compute its key); `secure` uses a random key kept in stateDir/tunnel-identity.key (0600), learns peers through the relays and pins them in stateDir/tunnel-peers.json (EdgeMesh-TS peers only).', { ours: true }),
   dataPath: obj({
     enable: bool(true, 'Carry proxied TCP between EdgeMesh-TS agents over TLS 1.3 (keyed by the PSK) instead of libp2p streams, spliced by relays; Go peers keep the libp2p proxy protocol. Needs `psk.enable`.', { ours: true }),
     port: port(20008, 'TCP port of the data path on every node; relays splice on it too.', { ours: true }),

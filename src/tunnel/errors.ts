@@ -33,3 +33,18 @@ export class TunnelDialError extends EdgeMeshError {
     this.refused = options?.refused === true
   }
 }
+
+/**
+ * The secure identity mode (`edgeTunnel.identity: secure`) cannot use its
+ * files in the state directory: the node's private key (missing ones are
+ * created; one readable by others is refused) or the PeerID pins.
+ */
+export class TunnelIdentityError extends EdgeMeshError {
+  override readonly name = 'TunnelIdentityError'
+  readonly code = 'EM_ERR_TUNNEL_IDENTITY'
+  readonly file: string
+  constructor (file: string, detail: string, options?: ErrorOptions) {
+    super(`tunnel identity file ${file}: ${detail}`, options)
+    this.file = file
+  }
+}

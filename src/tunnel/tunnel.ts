@@ -28,6 +28,7 @@ import { streamToDuplex } from './stream.ts'
 import { UDP_FRAMED, serveDatagrams, streamChannel } from './datagrams.ts'
 import { TunnelDialError, TunnelPskError } from './errors.ts'
 import type { DataPath, DataPathInit, HostPort, PeerRoute } from '../datapath/datapath.ts'
+import { LOOKUP_PROTOCOL, PeerPins, REGISTER_PROTOCOL, WHOIS_PROTOCOL, loadOrCreateKey, readStreamLine, sendLine } from './identities.ts'
 
 /** Ours: where a node's TLS data path listens (`{"port":…,"hosts":[…]}`); a Go peer does not speak it and keeps the proxy protocol. */
 export const DATAPATH_PROTOCOL = '/edgemesh/datapath/1.0.0'
@@ -68,6 +69,12 @@ export interface EdgeTunnelInit {
    * at 256 KiB and grows towards this on fast links. @default 1048576
    */
   maxStreamWindowBytes?: number
+  /**
+   * `secure`: a random key kept in `keyFile` (0600), peers' PeerIDs learned
+   * through the relays and pinned in `pinsFile` (see identities.ts). Absent:
+   * upstream's keys derived from node names (compatible with Go EdgeMesh).
+   */
+  identity?: { mode: 'secure', keyFile: string, pinsFile: string }
   /** The TLS data path between our agents (needs the PSK); undefined keeps every connection on libp2p. */
   dataPath?: Pick<DataPathInit, 'port' | 'poolSize' | 'parkedPerRelay' | 'relayLimits'>
 }
@@ -201,11 +208,18 @@ export class EdgeTunnel implements Component, EndpointDialer {
   /** Relays' data path addresses, learned from each relay. */
   #relayData: Array<{ nodeName: string, address: HostPort }> = []
   #relayDataTimer: NodeJS.Timeout | undefined
+  /** Secure identity mode: the pins, and (on relays) the names nodes registered, by PeerID. */
+  #pins: PeerPins | undefined
+  /** The configured relays (`relayNodes`, as last applied). */
+  #relayNodes: readonly RelayNode[]
+  #resolving = false
+  readonly #registered = new Map<string, string>()
 
   constructor (deps: { logger: Logger, metrics: Registry }, init: EdgeTunnelInit) {
     this.#log = deps.logger
     this.#registry = deps.metrics
     this.#init = init
+    this.#relayNodes = init.relayNodes
   }
 
   get isRelay (): boolean {
@@ -281,7 +295,13 @@ export class EdgeTunnel implements Component, EndpointDialer {
     ])
     this.#multiaddr = multiaddr
     this.#relays = []
-    for (const r of init.relayNodes) {
+    const secure = init.identity?.mode === 'secure'
+    if (secure) {
+      this.#pins = new PeerPins(init.identity?.pinsFile as string)
+      await this.#pins.load()
+    }
+    // Secure mode learns relays' PeerIDs by dialing them after start (#resolveRelays).
+    for (const r of secure ? [] : init.relayNodes) {
       if (r.nodeName === init.nodeName) continue
       const peerId = await compatPeerId(r.nodeName)
       this.#nodeNames.set(peerId.toString(), r.nodeName)
@@ -293,7 +313,14 @@ export class EdgeTunnel implements Component, EndpointDialer {
     const self = init.relayNodes.find(r => r.nodeName === init.nodeName)
     const protector = psk !== undefined ? await createProtector(psk, init.pnet) : undefined
     const window = Math.max(256 * 1024, init.maxStreamWindowBytes ?? 1024 * 1024)
-    const privateKey = await generateKeyPairFromSeed('Ed25519', compatSeed(init.nodeName))
+    let privateKey
+    if (secure) {
+      const own = await loadOrCreateKey(init.identity?.keyFile as string)
+      privateKey = own.key
+      if (own.created) this.#log.info('tunnel identity created', { file: init.identity?.keyFile })
+    } else {
+      privateKey = await generateKeyPairFromSeed('Ed25519', compatSeed(init.nodeName))
+    }
     const services: Record<string, unknown> = { identify: identify() }
     if (this.isRelay) {
       services.relay = relayMod.circuitRelayServer({
@@ -325,7 +352,28 @@ export class EdgeTunnel implements Component, EndpointDialer {
       this.#serveProxy(stream).catch(err => this.#log.debug('proxy stream failed', { err }))
     }, { runOnLimitedConnection: true, maxInboundStreams: init.maxInboundStreams ?? 10_240 })
     for (const r of this.#relays) await node.peerStore.merge(r.peerId, { multiaddrs: r.addrs })
-    if (init.dataPath !== undefined && psk !== undefined) {
+    await node.handle(WHOIS_PROTOCOL, (stream) => {
+      sendLine(stream, { nodeName: init.nodeName })
+      stream.close().catch(() => {})
+    }, { runOnLimitedConnection: true })
+    if (this.isRelay) {
+      // Names → PeerIDs for the secure mode: the PeerID is the one the connection's handshake proved.
+      await node.handle(REGISTER_PROTOCOL, (stream, connection) => {
+        this.#serveRegister(stream, connection.remotePeer.toString()).catch(() => stream.abort(new Error('bad register')))
+      }, { runOnLimitedConnection: true })
+      await node.handle(LOOKUP_PROTOCOL, (stream) => {
+        readStreamLine(stream, AbortSignal.timeout(5000)).then(line => {
+          const name = (JSON.parse(line) as { nodeName?: unknown }).nodeName
+          const peerId = [...this.#registered].find(([, n]) => n === name)?.[0]
+          sendLine(stream, peerId !== undefined ? { peerId } : {})
+          stream.close().catch(() => {})
+        }).catch(() => stream.abort(new Error('bad lookup')))
+      }, { runOnLimitedConnection: true })
+    }
+    if (init.dataPath !== undefined && secure) {
+      // Its TLS keys come from the PSK and node names only: any PSK holder could claim a name there.
+      this.#log.warn('the TLS data path authenticates with the PSK only, not node keys: with identity: secure, proxied connections stay on libp2p')
+    } else if (init.dataPath !== undefined && psk !== undefined) {
       const { DataPath } = await import('../datapath/datapath.ts')
       // One instance for the tunnel's life: it registers its metrics once.
       this.#dataPath ??= new DataPath({ logger: this.#log, metrics: this.#registry }, {
@@ -369,6 +417,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
       this.#beat().catch(() => {}).finally(() => { beating = false })
     }, init.heartbeatMs ?? 120_000)
     this.#heartbeat.unref()
+    if (secure) this.#resolveRelays().catch(() => {})
     // Reservations are made by the circuit transport; connect to relays anyway so failures are named now.
     for (const r of this.#relays) {
       node.dial(r.peerId, { signal: AbortSignal.timeout(10_000) }).then(() => {
@@ -410,7 +459,17 @@ export class EdgeTunnel implements Component, EndpointDialer {
     if (wasRelay !== nowRelay) this.#log.warn('this node was added to or removed from relayNodes: restart the agent to apply that part', { node: this.#init.nodeName })
     const multiaddr = this.#multiaddr
     const node = this.#node
+    this.#relayNodes = relayNodes
     if (multiaddr === undefined || node === undefined) return
+    if (this.#init.identity?.mode === 'secure') {
+      // Kept relays keep their PeerIDs; new ones are dialed and checked by #beat.
+      const names = new Set(relayNodes.map(r => r.nodeName))
+      this.#relays = this.#relays.filter(r => names.has(r.nodeName))
+      this.#log.info('relayNodes updated', { relays: [...names] })
+      await this.#beat()
+      await this.#refreshRelayData(false)
+      return
+    }
     const next: Array<{ nodeName: string, peerId: PeerId, addrs: Multiaddr[] }> = []
     for (const r of relayNodes) {
       if (r.nodeName === this.#init.nodeName) continue
@@ -436,6 +495,12 @@ export class EdgeTunnel implements Component, EndpointDialer {
   async #beat (): Promise<void> {
     const node = this.#node
     if (node === undefined) return
+    if (this.#init.identity?.mode === 'secure') await this.#resolveRelays()
+    await this.#keepRelays(node)
+  }
+
+  /** Redials lost relays, and reserves again where a reservation is gone. */
+  async #keepRelays (node: Libp2p): Promise<void> {
     const reserve = !this.isRelay && this.#init.reserve !== false
     const held = new Set(node.getMultiaddrs().map(String).filter(a => a.includes('/p2p-circuit')))
     for (const r of this.#relays) {
@@ -450,6 +515,124 @@ export class EdgeTunnel implements Component, EndpointDialer {
         await node.dial(r.peerId, { signal: AbortSignal.timeout(5000) }).catch(() => {})
       }
     }
+  }
+
+  /**
+   * Secure identity mode: dials each configured relay not known yet at its
+   * address, checks that it is the node it is configured as (whois), pins
+   * its PeerID, registers this node's name there, and reserves.
+   */
+  async #resolveRelays (): Promise<void> {
+    const node = this.#node
+    const multiaddr = this.#multiaddr
+    if (node === undefined || multiaddr === undefined || this.#resolving) return
+    this.#resolving = true
+    let added = false
+    try {
+      for (const r of this.#relayNodes) {
+        if (r.nodeName === this.#init.nodeName) continue
+        let entry = this.#relays.find(x => x.nodeName === r.nodeName)
+        if (entry === undefined) {
+          const addrs = r.addresses.map(a => multiaddr(tcpAddr(a)))
+          try {
+            const conn = await node.dial(addrs, { signal: AbortSignal.timeout(10_000) })
+            const peerId = conn.remotePeer
+            const who = JSON.parse(await this.#ask(node, peerId, WHOIS_PROTOCOL, undefined, AbortSignal.timeout(5000))) as { nodeName?: unknown }
+            if (who.nodeName !== r.nodeName) {
+              this.#log.warn('the relay at this address is another node: not used', { relay: r.nodeName, says: who.nodeName, addresses: addrs.map(String) })
+              await node.hangUp(peerId).catch(() => {})
+              continue
+            }
+            if (!await this.#pin(r.nodeName, peerId.toString())) { await node.hangUp(peerId).catch(() => {}); continue }
+            this.#nodeNames.set(peerId.toString(), r.nodeName)
+            await node.peerStore.merge(peerId, { multiaddrs: addrs })
+            entry = { nodeName: r.nodeName, peerId, addrs }
+            this.#log.info('connected to relay', { relay: r.nodeName, peerId: peerId.toString() })
+          } catch (err) {
+            const reason = await classifyFailure(err as Error, addrs)
+            this.#metrics?.handshakeFailures.inc({ reason })
+            this.#log.warn(reason === 'psk' ? 'PSK mismatch or not an EdgeMesh peer' : 'relay unreachable', { relay: r.nodeName, addresses: addrs.map(String), err: (err as Error).message })
+            continue
+          }
+        }
+        // Every pass: a restarted relay has forgotten the names.
+        const answer = await this.#ask(node, entry.peerId, REGISTER_PROTOCOL, { nodeName: this.#init.nodeName }, AbortSignal.timeout(5000)).catch((err: Error) => JSON.stringify({ error: err.message }))
+        const parsed = JSON.parse(answer) as { error?: string }
+        if (parsed.error !== undefined) this.#log.warn('relay refused this node\'s name', { relay: r.nodeName, err: parsed.error })
+        // Used (and reserved on) only once registered: a reservation tells peers they can look this node up.
+        if (!this.#relays.includes(entry)) { this.#relays.push(entry); added = true }
+      }
+    } finally {
+      this.#resolving = false
+    }
+    if (added) {
+      await this.#keepRelays(node)
+      await this.#refreshRelayData(false)
+    }
+  }
+
+  /** Relay side of the secure mode's registry: the name a connected, handshake-proven PeerID claims. */
+  async #serveRegister (stream: Stream, peerId: string): Promise<void> {
+    const name = (JSON.parse(await readStreamLine(stream, AbortSignal.timeout(5000))) as { nodeName?: unknown }).nodeName
+    if (typeof name !== 'string' || name === '') throw new Error('no name')
+    const connected = new Set((this.#node?.getConnections() ?? []).map(c => c.remotePeer.toString()))
+    const holder = [...this.#registered].find(([id, n]) => n === name && id !== peerId)
+    let error: string | undefined
+    if (holder !== undefined && connected.has(holder[0])) error = `${name} is registered by another connected peer`
+    else if (this.#pins !== undefined && !await this.#pin(name, peerId)) error = `${name} is pinned to another PeerID on this relay`
+    if (error === undefined) {
+      if (holder !== undefined) this.#registered.delete(holder[0])
+      this.#registered.set(peerId, name)
+      this.#nodeNames.set(peerId, name)
+      // Bounded: forget peers that are gone once the table grows.
+      if (this.#registered.size > 10_000) for (const id of this.#registered.keys()) if (!connected.has(id)) this.#registered.delete(id)
+    } else {
+      this.#log.warn('node name registration refused', { node: name, peerId, err: error })
+    }
+    sendLine(stream, error === undefined ? { ok: true } : { error })
+    await stream.close().catch(() => {})
+  }
+
+  /** Pins name → PeerID (secure mode); false, with a log line, when the name is pinned to another PeerID. */
+  async #pin (nodeName: string, peerId: string): Promise<boolean> {
+    const pins = this.#pins
+    if (pins === undefined) return true
+    const result = await pins.pin(nodeName, peerId)
+    if (result === 'conflict') {
+      this.#log.warn('PeerID of a pinned node changed: refused (remove its pin if the node was reinstalled)', { node: nodeName, pinned: pins.get(nodeName), offered: peerId, file: this.#init.identity?.pinsFile })
+      return false
+    }
+    if (result === 'new') this.#log.info('peer pinned', { node: nodeName, peerId })
+    return true
+  }
+
+  /** A node's PeerID: derived (compat), or pinned / asked of the relays (secure). */
+  async #peerIdOf (nodeName: string, signal?: AbortSignal): Promise<PeerId> {
+    if (this.#init.identity?.mode !== 'secure') return await compatPeerId(nodeName)
+    const { peerIdFromString } = await import('@libp2p/peer-id')
+    const pinned = this.#pins?.get(nodeName)
+    if (pinned !== undefined) return peerIdFromString(pinned)
+    const node = this.#node
+    if (node !== undefined) {
+      for (const r of this.#relays) {
+        const answer = await this.#ask(node, r.peerId, LOOKUP_PROTOCOL, { nodeName }, signal ?? AbortSignal.timeout(5000)).catch((err: Error) => { this.#log.debug('relay lookup failed', { relay: r.nodeName, node: nodeName, err: err.message }); return '{}' })
+        const peerId = (JSON.parse(answer) as { peerId?: unknown }).peerId
+        if (typeof peerId !== 'string') continue
+        if (!await this.#pin(nodeName, peerId)) throw new TunnelDialError(nodeName, 'its PeerID differs from the pinned one (see the log)')
+        this.#nodeNames.set(peerId, nodeName)
+        return peerIdFromString(peerId)
+      }
+    }
+    throw new TunnelDialError(nodeName, 'no relay knows this node yet (secure identity mode: it registers with the relays when it connects)')
+  }
+
+  /** One request line, one answer line, on a new stream to `peerId`. */
+  async #ask (node: Libp2p, peerId: PeerId, protocol: string, request: unknown, signal: AbortSignal, targets: Multiaddr[] = []): Promise<string> {
+    const stream = await this.#openStream(node, peerId, targets, protocol, signal)
+    if (request !== undefined) sendLine(stream, request)
+    const line = await readStreamLine(stream, signal)
+    stream.close().catch(() => {})
+    return line
   }
 
   async stop (): Promise<void> {
@@ -509,9 +692,10 @@ export class EdgeTunnel implements Component, EndpointDialer {
     const node = this.#node
     if (node === undefined) return undefined
     let answer: { port: number, hosts: string[] } | undefined
+    // Not knowing the peer at all is not "no data path": the libp2p dial would fail the same way.
+    const peerId = await this.#peerIdOf(nodeName, signal)
+    this.#nodeNames.set(peerId.toString(), nodeName)
     try {
-      const peerId = await compatPeerId(nodeName)
-      this.#nodeNames.set(peerId.toString(), nodeName)
       answer = await this.#askDataPath(node, peerId, this.#dialTargets(nodeName, peerId), signal)
     } catch (err) {
       if (signal.aborted) throw err
@@ -526,25 +710,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
   }
 
   async #askDataPath (node: Libp2p, peerId: PeerId, targets: Multiaddr[], signal: AbortSignal): Promise<{ port: number, hosts: string[] }> {
-    const stream = await this.#openStream(node, peerId, targets, DATAPATH_PROTOCOL, signal)
-    const text = await new Promise<string>((resolve, reject) => {
-      let buf = ''
-      const onMessage = (e: { data: Uint8Array | { subarray: () => Uint8Array } }): void => {
-        buf += Buffer.from(e.data instanceof Uint8Array ? e.data : e.data.subarray()).toString()
-        if (buf.includes('\n')) finish()
-      }
-      const finish = (): void => {
-        stream.removeEventListener('message', onMessage as never)
-        stream.removeEventListener('close', finish)
-        signal.removeEventListener('abort', finish)
-        if (buf.includes('\n')) resolve(buf.slice(0, buf.indexOf('\n')))
-        else reject(new Error(signal.aborted ? 'timed out' : 'closed without an answer'))
-      }
-      stream.addEventListener('message', onMessage as never)
-      stream.addEventListener('close', finish)
-      signal.addEventListener('abort', finish, { once: true })
-    })
-    stream.close().catch(() => {})
+    const text = await this.#ask(node, peerId, DATAPATH_PROTOCOL, undefined, signal, targets)
     const parsed = JSON.parse(text) as { port?: unknown, hosts?: unknown }
     if (typeof parsed.port !== 'number' || !Array.isArray(parsed.hosts)) throw new Error(`unexpected data path answer ${text.slice(0, 100)}`)
     return { port: parsed.port, hosts: parsed.hosts.filter((h): h is string => typeof h === 'string' && isIP(h) !== 0) }
@@ -617,11 +783,11 @@ export class EdgeTunnel implements Component, EndpointDialer {
     const nodeName = target.nodeName
     if (node === undefined) throw new TunnelDialError(nodeName ?? '', 'the tunnel is not running')
     if (nodeName === undefined || nodeName === '') throw new TunnelDialError('', 'the endpoint has no node name')
-    const peerId = await compatPeerId(nodeName)
-    this.#nodeNames.set(peerId.toString(), nodeName)
-    const targets = this.#dialTargets(nodeName, peerId)
     const timeout = AbortSignal.timeout(this.#init.dialTimeoutMs ?? 10_000)
     const abort = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
+    const peerId = await this.#peerIdOf(nodeName, abort)
+    this.#nodeNames.set(peerId.toString(), nodeName)
+    const targets = this.#dialTargets(nodeName, peerId)
     let stream: Stream
     try {
       stream = await this.#openStream(node, peerId, targets, PROXY_PROTOCOL, abort)
