@@ -97,3 +97,14 @@ export function takeFrame (buf: Buffer): { body: Buffer, rest: Buffer } | undefi
   if (buf.length < len[1] + len[0]) return undefined
   return { body: buf.subarray(len[1], len[1] + len[0]), rest: buf.subarray(len[1] + len[0]) }
 }
+
+/**
+ * Upstream's Discovery message (`/libp2p/tunnel-discovery/1.0.0`): type,
+ * protocol ("MDNS" or "DHT", informative) and node_name, with the same field
+ * numbers as Proxy's first three, so the same codec writes and reads it.
+ */
+export interface DiscoveryMessage { type: number, protocol?: string, nodeName?: string }
+
+export function encodeDiscovery (m: DiscoveryMessage): Buffer {
+  return encodeProxy({ type: m.type, protocol: m.protocol ?? '', nodeName: m.nodeName ?? '' })
+}

@@ -19,7 +19,7 @@ import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { DatagramChannel, DialTarget, EndpointDialer } from '../proxy/dialer.ts'
 import { compatSeed } from './identity.ts'
-import { PROXY_PROTOCOL, MessageType, decodeProxyBody, encodeProxy, takeFrame } from './messages.ts'
+import { DISCOVERY_PROTOCOL, PROXY_PROTOCOL, MessageType, decodeProxyBody, encodeDiscovery, encodeProxy, takeFrame } from './messages.ts'
 import type { ProxyMessage } from './messages.ts'
 import { derivePnetKey } from './psk.ts'
 import { createProtector } from './pnet.ts'
@@ -352,6 +352,16 @@ export class EdgeTunnel implements Component, EndpointDialer {
       this.#serveProxy(stream).catch(err => this.#log.debug('proxy stream failed', { err }))
     }, { runOnLimitedConnection: true, maxInboundStreams: init.maxInboundStreams ?? 10_240 })
     for (const r of this.#relays) await node.peerStore.merge(r.peerId, { multiaddrs: r.addrs })
+    // Upstream's name exchange: a Go EdgeMesh that found us (mDNS, DHT) learns our name this way.
+    await node.handle(DISCOVERY_PROTOCOL, (stream, connection) => {
+      this.#serveDiscovery(stream, connection.remotePeer).catch(() => stream.abort(new Error('bad discovery')))
+    }, { runOnLimitedConnection: true })
+    // And we tell Go peers ours: their proxy dials need our name in their map (they cannot derive PeerIDs of non-relays).
+    node.addEventListener('peer:identify', (evt) => {
+      const { peerId, protocols } = evt.detail
+      if (!protocols.includes(DISCOVERY_PROTOCOL) || protocols.includes(WHOIS_PROTOCOL)) return
+      this.#discover(peerId).catch((err: Error) => this.#log.debug('discovery handshake failed', { peer: peerId.toString(), err: err.message }))
+    })
     await node.handle(WHOIS_PROTOCOL, (stream) => {
       sendLine(stream, { nodeName: init.nodeName })
       stream.close().catch(() => {})
@@ -569,6 +579,38 @@ export class EdgeTunnel implements Component, EndpointDialer {
       await this.#keepRelays(node)
       await this.#refreshRelayData(false)
     }
+  }
+
+  /** Records a name a peer tells us, when it is that peer's (compat: the PeerID follows from the name). */
+  async #learnName (peerId: PeerId, nodeName: string | undefined): Promise<void> {
+    if (nodeName === undefined || nodeName === '') return
+    if (this.#init.identity?.mode !== 'secure' && (await compatPeerId(nodeName)).toString() !== peerId.toString()) {
+      this.#log.warn('a peer gave a node name that is not its own: ignored', { peer: peerId.toString(), nodeName })
+      return
+    }
+    this.#nodeNames.set(peerId.toString(), nodeName)
+  }
+
+  /** Responder of `/libp2p/tunnel-discovery/1.0.0`: SUCCESS with our name, as upstream answers. */
+  async #serveDiscovery (stream: Stream, remote: PeerId): Promise<void> {
+    const { message } = await readMessage(stream, AbortSignal.timeout(5000))
+    if (message.type !== MessageType.CONNECT) { stream.abort(new Error('expected CONNECT')); return }
+    stream.send(encodeDiscovery({ type: MessageType.SUCCESS, protocol: message.protocol, nodeName: this.#init.nodeName }))
+    await stream.close().catch(() => {})
+    await this.#learnName(remote, message.nodeName)
+  }
+
+  /** Initiator of upstream's discovery handshake: the Go peer maps our name to our PeerID. */
+  async #discover (peerId: PeerId): Promise<void> {
+    const node = this.#node
+    if (node === undefined) return
+    const signal = AbortSignal.timeout(5000)
+    const stream = await node.dialProtocol(peerId, DISCOVERY_PROTOCOL, { signal, runOnLimitedConnection: true })
+    stream.send(encodeDiscovery({ type: MessageType.CONNECT, protocol: 'DHT', nodeName: this.#init.nodeName }))
+    const { message } = await readMessage(stream, signal)
+    // Upstream resets the stream after the answer.
+    stream.abort(new Error('discovery done'))
+    if (message.type === MessageType.SUCCESS) await this.#learnName(peerId, message.nodeName)
   }
 
   /** Relay side of the secure mode's registry: the name a connected, handshake-proven PeerID claims. */

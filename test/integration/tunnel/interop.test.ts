@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import { Registry } from 'prom-client'
 import { EdgeTunnel } from '../../../src/tunnel/tunnel.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
-import { toolsBin } from '../../helpers/control-plane.ts'
+import { eventually, toolsBin } from '../../helpers/control-plane.ts'
 import { freePort, roundTrip, startEcho } from '../../helpers/net.ts'
 
 const goPeer = join(toolsBin(), 'edgemesh-go-peer')
@@ -28,16 +28,23 @@ describe('interop with a go-libp2p peer (upstream identity, PSK and proxy protoc
   const children: ChildProcess[] = []
   const tunnels: EdgeTunnel[] = []
 
-  async function serveGo (name: string, psk: string): Promise<{ port: number, peerId: string }> {
+  async function serveGo (name: string, psk: string): Promise<{ port: number, peerId: string, output: () => string }> {
     const port = await freePort()
     const child = spawn(goPeer, ['serve', '--name', name, '--listen', String(port), '--psk', psk], { stdio: ['ignore', 'pipe', 'pipe'] })
     children.push(child)
-    const line = await new Promise<string>((resolve, reject) => {
-      let out = ''
-      child.stdout?.on('data', (d: Buffer) => { out += d.toString(); if (out.includes('\n')) resolve(out) })
+    let out = ''
+    child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+    await new Promise<void>((resolve, reject) => {
+      child.stdout?.on('data', () => { if (out.includes('\n')) resolve() })
       child.once('exit', code => reject(new Error(`go peer exited ${String(code)}`)))
     })
-    return { port, peerId: /\/p2p\/(\w+)/.exec(line)?.[1] ?? '' }
+    return { port, peerId: /\/p2p\/(\w+)/.exec(out)?.[1] ?? '', output: () => out }
+  }
+
+  async function goCommand (args: string[]): Promise<{ code: number, out: string }> {
+    return await new Promise(resolve => {
+      execFile(goPeer, args, { timeout: 30_000 }, (err, stdout, stderr) => { resolve({ code: err === null ? 0 : 1, out: stdout + stderr }) })
+    })
   }
 
   before(async () => {
@@ -77,14 +84,31 @@ describe('interop with a go-libp2p peer (upstream identity, PSK and proxy protoc
     assert.equal((await roundTrip(again, 'twice')).toString(), 'echo:twice')
     // Go → TypeScript.
     const port = Number(/\/tcp\/(\d+)/.exec(ours.addresses().find(a => a.startsWith('/ip4/127.0.0.1/tcp/')) ?? '')?.[1])
-    const r = await new Promise<{ code: number, out: string }>(resolve => {
-      execFile(goPeer, ['dial', '--name', 'go-c', '--psk', join(dir, 'psk'), '--peer-name', 'ts-a', '--peer-addr', `/ip4/127.0.0.1/tcp/${port}`,
-        '--target', `127.0.0.1:${echoPort}`, '--payload', 'from go'], { timeout: 30_000 }, (err, stdout, stderr) => {
-        resolve({ code: err === null ? 0 : 1, out: stdout + stderr })
-      })
-    })
+    const r = await goCommand(['dial', '--name', 'go-c', '--psk', join(dir, 'psk'), '--peer-name', 'ts-a', '--peer-addr', `/ip4/127.0.0.1/tcp/${port}`,
+      '--target', `127.0.0.1:${echoPort}`, '--payload', 'from go'])
     assert.equal(r.code, 0, r.out)
     assert.match(r.out, /^reply echo:from go$/m)
+  })
+
+  test('upstream\'s discovery handshake both ways: we tell the Go peer our name on connecting, and answer when it asks', async () => {
+    const go = await serveGo('go-d', join(dir, 'psk'))
+    const ours = new EdgeTunnel({ logger: noopLogger, metrics: new Registry() }, {
+      nodeName: 'ts-d',
+      listenPort: await freePort(),
+      listenAddresses: ['127.0.0.1'],
+      relayNodes: [{ nodeName: 'go-d', addresses: [{ host: '127.0.0.1', port: go.port }] }],
+      pskFile: join(dir, 'psk'),
+      reserve: false
+    })
+    tunnels.push(ours)
+    await ours.start()
+    // Once connected and identified, we tell the Go peer our name (it cannot derive a non-relay's PeerID).
+    await eventually('the Go peer heard our name', () => go.output().includes(`discovery from ts-d ${ours.peerId() as string}`), 10_000, 50)
+    // The Go side asks; we answer with our name.
+    const port = Number(/\/tcp\/(\d+)/.exec(ours.addresses().find(a => a.startsWith('/ip4/127.0.0.1/tcp/')) ?? '')?.[1])
+    const r = await goCommand(['discover', '--name', 'go-e', '--psk', join(dir, 'psk'), '--peer-name', 'ts-d', '--peer-addr', `/ip4/127.0.0.1/tcp/${port}`])
+    assert.equal(r.code, 0, r.out)
+    assert.match(r.out, new RegExp(`^discovered ts-d ${ours.peerId() as string}$`, 'm'))
   })
 
   test('a Go peer with another PSK is not reached', async () => {

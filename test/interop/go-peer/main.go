@@ -6,6 +6,7 @@
 //
 //	go-peer serve --name N --listen PORT --psk FILE
 //	go-peer dial  --name N --psk FILE --peer-name M --peer-addr MULTIADDR --target IP:PORT --payload TEXT
+//	go-peer discover --name N --psk FILE --peer-name M --peer-addr MULTIADDR
 package main
 
 import (
@@ -39,6 +40,7 @@ import (
 )
 
 const proxyProtocol = "/libp2p/tunnel-proxy/1.0.0"
+const discoveryProtocol = "/libp2p/tunnel-discovery/1.0.0"
 
 // Upstream's derivation: math/rand seeded with the first 8 bytes of MD5(name), 32 bytes of it as the Ed25519 seed.
 func identity(name string) crypto.PrivKey {
@@ -178,6 +180,28 @@ func serveProxy(s network.Stream) {
 	<-done
 }
 
+// Like upstream's responder: answer SUCCESS with our name and remember the caller's.
+func serveDiscovery(name string) network.StreamHandler {
+	return func(s network.Stream) {
+		req, err := decode(bufio.NewReader(s))
+		if err != nil || req.typ != 0 {
+			s.Reset()
+			return
+		}
+		fmt.Printf("discovery from %s %s\n", req.node, s.Conn().RemotePeer())
+		s.Write(encodeDiscovery(1, req.protocol, name))
+	}
+}
+
+// Discovery shares Proxy's first three fields: type, protocol, node_name.
+func encodeDiscovery(typ uint64, protocol, node string) []byte {
+	var body []byte
+	body = binary.AppendUvarint(append(body, 0x08), typ)
+	body = append(binary.AppendUvarint(append(body, 0x12), uint64(len(protocol))), protocol...)
+	body = append(binary.AppendUvarint(append(body, 0x1a), uint64(len(node))), node...)
+	return append(binary.AppendUvarint(nil, uint64(len(body))), body...)
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: go-peer serve|dial [flags]")
@@ -197,6 +221,7 @@ func main() {
 	case "serve":
 		h := newHost(*name, *psk, *listen)
 		h.SetStreamHandler(proxyProtocol, serveProxy)
+		h.SetStreamHandler(discoveryProtocol, serveDiscovery(*name))
 		fmt.Printf("listening %s/p2p/%s\n", h.Addrs()[0], h.ID())
 		select {}
 	case "dial":
@@ -226,6 +251,29 @@ func main() {
 		s.CloseWrite()
 		out, _ := io.ReadAll(r)
 		fmt.Printf("reply %s\n", out)
+	case "discover":
+		// Upstream's initiator: tell the peer our name, learn its own.
+		h := newHost(*name, *psk, 0)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		id, err := peer.IDFromPrivateKey(identity(*peerName))
+		if err != nil {
+			panic(err)
+		}
+		h.Peerstore().AddAddr(id, multiaddr.StringCast(*peerAddr), time.Hour)
+		s, err := h.NewStream(ctx, id, discoveryProtocol)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "stream:", err)
+			os.Exit(1)
+		}
+		s.Write(encodeDiscovery(0, "MDNS", *name))
+		resp, err := decode(bufio.NewReader(s))
+		s.Reset()
+		if err != nil || resp.typ != 1 {
+			fmt.Fprintf(os.Stderr, "discovery refused: type %d %v\n", resp.typ, err)
+			os.Exit(1)
+		}
+		fmt.Printf("discovered %s %s\n", resp.node, id)
 	default:
 		fmt.Fprintln(os.Stderr, "usage: go-peer serve|dial [flags]")
 		os.Exit(2)

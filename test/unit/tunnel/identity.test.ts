@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { generateKeyPairFromSeed } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { compatSeed } from '../../../src/tunnel/identity.ts'
-import { decodeProxyBody, encodeProxy, takeFrame, MessageType } from '../../../src/tunnel/messages.ts'
+import { decodeProxyBody, encodeDiscovery, encodeProxy, takeFrame, MessageType } from '../../../src/tunnel/messages.ts'
 
 // Upstream pkg/tunnel/util_test.go, plus names computed with the same derivation.
 const VECTORS: Array<[string, string]> = [
@@ -38,4 +38,11 @@ test('proxy handshake bytes match upstream (proto2, uvarint-framed)', () => {
   assert.equal(frame.rest.toString(), 'payload', 'bytes after the handshake are kept')
   assert.equal(takeFrame(connect.subarray(0, 10)), undefined, 'a partial frame waits for more')
   assert.throws(() => takeFrame(Buffer.from([0x81, 0x40])), /exceeds 4096/)
+})
+
+test('discovery handshake bytes match upstream', () => {
+  assert.equal(encodeDiscovery({ type: MessageType.CONNECT, protocol: 'MDNS', nodeName: 'ke-edge2' }).toString('hex'), '12' + '0800' + '12044d444e53' + '1a086b652d6564676532')
+  assert.equal(encodeDiscovery({ type: MessageType.SUCCESS, protocol: 'MDNS', nodeName: 'ke-edge1' }).toString('hex'), '12' + '0801' + '12044d444e53' + '1a086b652d6564676531')
+  const frame = takeFrame(Buffer.from('120800' + '12044d444e53' + '1a086b652d6564676532', 'hex'))
+  assert.deepEqual(decodeProxyBody(frame?.body ?? Buffer.alloc(0)), { type: 0, protocol: 'MDNS', nodeName: 'ke-edge2' })
 })
