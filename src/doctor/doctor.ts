@@ -13,6 +13,8 @@ import type { AgentConfig } from '../config/schema.ts'
 import { noopLogger } from '../observability/logger.ts'
 import { EdgeTunnel } from '../tunnel/tunnel.ts'
 import { KubeClient, RESOURCES, resolveKubeConnection } from '../kube/index.ts'
+import { IPTABLES_CHAIN, parseIptables } from '../proxy/iptables.ts'
+import { TABLE } from '../proxy/rules.ts'
 
 export type CheckStatus = 'pass' | 'fail' | 'warn' | 'skip'
 
@@ -234,11 +236,11 @@ async function rulesChecks (input: DoctorInput, run: NonNullable<DoctorInput['ru
   if (!p.enable || p.interception === 'none') return [{ id: 'rules', title: 'interception rules installed', status: 'skip', detail: p.enable ? 'interception: none' : 'edgeProxy is off' }]
   // The iptables fallback (explicit, or where nftables is missing): our nat chain.
   const saved = await run(['iptables-save', '-t', 'nat'])
-  const chain = saved.stdout.split('\n').filter(l => l.startsWith('-A EDGEMESH-SERVICES ')).length
-  if (p.interception === 'iptables' || (chain > 0 && (await run(['nft', 'list', 'table', 'ip', 'edgemesh'])).code !== 0)) {
-    return [chain > 0 || saved.stdout.includes(':EDGEMESH-SERVICES ')
-      ? { id: 'rules', title: 'interception rules installed', status: 'pass', detail: `iptables chain nat/EDGEMESH-SERVICES: ${chain} service ports (userspace)` }
-      : { id: 'rules', title: 'interception rules installed', status: 'fail', detail: saved.stderr.trim() || 'no iptables chain nat/EDGEMESH-SERVICES', fix: 'start the agent with CAP_NET_ADMIN; check its log for EM_ERR_PROXY_INTERCEPTION' }]
+  const chain = parseIptables(saved.stdout).size
+  if (p.interception === 'iptables' || (chain > 0 && (await run(['nft', 'list', 'table', 'ip', TABLE])).code !== 0)) {
+    return [chain > 0 || saved.stdout.includes(`:${IPTABLES_CHAIN} `)
+      ? { id: 'rules', title: 'interception rules installed', status: 'pass', detail: `iptables chain nat/${IPTABLES_CHAIN}: ${chain} service ports (userspace)` }
+      : { id: 'rules', title: 'interception rules installed', status: 'fail', detail: saved.stderr.trim() || `no iptables chain nat/${IPTABLES_CHAIN}`, fix: 'start the agent with CAP_NET_ADMIN; check its log for EM_ERR_PROXY_INTERCEPTION' }]
   }
   const out: CheckResult[] = []
   const r = await run(['nft', 'list', 'map', 'ip', 'edgemesh', 'kernel'])

@@ -11,9 +11,8 @@
  * (atomic for the table; nothing else is touched). The backend (nft or
  * legacy) is the one already holding rules, as kube-proxy decides it.
  */
-import { spawn } from 'node:child_process'
 import type { Logger } from '../observability/logger.ts'
-import { InterceptionError } from './errors.ts'
+import { runCommand } from './nftables.ts'
 import type { Interceptor } from './nftables.ts'
 import type { PortRule } from './rules.ts'
 import { ruleKey } from './rules.ts'
@@ -25,24 +24,7 @@ const JUMP = ['-m', 'comment', '--comment', 'edgemesh service portals', '-j', IP
 /** Runs a command with optional stdin; resolves stdout. */
 export type CommandRunner = (argv: readonly string[], input?: string) => Promise<string>
 
-export const runCommand: CommandRunner = async (argv, input) => await new Promise((resolve, reject) => {
-  const child = spawn(argv[0] as string, argv.slice(1), { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
-  let out = ''
-  let err = ''
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d })
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => { err += d })
-  child.on('error', (e: NodeJS.ErrnoException) => {
-    reject(new InterceptionError(e.code === 'ENOENT' ? `${argv[0] as string} not found (install iptables)` : e.message, '', { cause: e }))
-  })
-  child.on('close', code => {
-    if (code === 0) resolve(out)
-    else reject(new InterceptionError(`${argv.join(' ')} exited with ${String(code)}`, err))
-  })
-  if (child.stdin !== null) {
-    child.stdin.on('error', () => {})
-    child.stdin.end(input)
-  }
-})
+const runIptables: CommandRunner = async (argv, input) => await runCommand(argv, input, 'iptables')
 
 /** An iptables flavour: the command and its save/restore companions. */
 export interface IptablesBackend { name: 'nft' | 'legacy' | 'default', iptables: string, save: string, restore: string }
@@ -110,7 +92,7 @@ export class IptablesInterceptor implements Interceptor {
 
   constructor (deps: { logger: Logger, run?: CommandRunner, backend?: IptablesBackend }) {
     this.#log = deps.logger
-    this.#run = deps.run ?? runCommand
+    this.#run = deps.run ?? runIptables
     this.#backend = deps.backend
   }
 

@@ -29,25 +29,33 @@ export interface Interceptor {
 /** Runs `nft` with a script on stdin; resolves stdout. */
 export type NftRunner = (args: readonly string[], script?: string) => Promise<string>
 
-export const runNft: NftRunner = async (args, script) => await new Promise((resolve, reject) => {
-  const child = spawn('nft', [...args], { stdio: [script === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
-  let out = ''
-  let err = ''
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d })
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => { err += d })
-  child.on('error', (e: NodeJS.ErrnoException) => {
-    reject(new InterceptionError(e.code === 'ENOENT' ? 'nft not found (install nftables)' : e.message, '', { cause: e }))
+/**
+ * Runs a command with optional stdin; resolves stdout. A missing binary
+ * names the Debian package to install; a non-zero exit carries stderr.
+ */
+export async function runCommand (argv: readonly string[], input?: string, debianPackage = argv[0] as string): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    const child = spawn(argv[0] as string, argv.slice(1), { stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d })
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => { err += d })
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      reject(new InterceptionError(e.code === 'ENOENT' ? `${argv[0] as string} not found (install ${debianPackage})` : e.message, '', { cause: e }))
+    })
+    child.on('close', (code) => {
+      if (code === 0) resolve(out)
+      else reject(new InterceptionError(`${argv.join(' ')} exited with ${String(code)}`, err))
+    })
+    if (child.stdin !== null) {
+      // The command may exit (and close its stdin) before reading input it rejects: the exit code tells.
+      child.stdin.on('error', () => {})
+      child.stdin.end(input)
+    }
   })
-  child.on('close', (code) => {
-    if (code === 0) resolve(out)
-    else reject(new InterceptionError(`nft ${args.join(' ')} exited with ${String(code)}`, err))
-  })
-  if (child.stdin !== null) {
-    // nft may exit (and close its stdin) before reading a script it rejects: the exit code tells.
-    child.stdin.on('error', () => {})
-    child.stdin.end(script)
-  }
-})
+}
+
+export const runNft: NftRunner = async (args, script) => await runCommand(['nft', ...args], script, 'nftables')
 
 /**
  * A long-lived `nft -i`: one input line is one atomic transaction, and the
