@@ -432,12 +432,16 @@ export class EdgeTunnel implements Component, EndpointDialer {
     for (const r of this.#relays) {
       node.dial(r.peerId, { signal: AbortSignal.timeout(10_000) }).then(() => {
         this.#log.info('connected to relay', { relay: r.nodeName })
-      }, async (err: Error) => {
-        const reason = await classifyFailure(err, r.addrs)
-        this.#metrics?.handshakeFailures.inc({ reason })
-        this.#log.warn(reason === 'psk' ? 'PSK mismatch or not an EdgeMesh peer' : 'relay unreachable', { relay: r.nodeName, addresses: r.addrs.map(String), err: err.message })
-      })
+      }, async (err: Error) => { await this.#relayDialFailed(r.nodeName, r.addrs, err) })
     }
+  }
+
+  /** Counts and logs a failed relay dial with its reason (the PSK, or the network). */
+  async #relayDialFailed (relay: string, addrs: readonly Multiaddr[], err: Error): Promise<'psk' | 'unreachable'> {
+    const reason = await classifyFailure(err, addrs)
+    this.#metrics?.handshakeFailures.inc({ reason })
+    this.#log.warn(reason === 'psk' ? 'PSK mismatch or not an EdgeMesh peer' : 'relay unreachable', { relay, addresses: addrs.map(String), err: err.message })
+    return reason
   }
 
   /** Dials every relay once (a full pnet + Noise handshake) and reports each. */
@@ -559,9 +563,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
             entry = { nodeName: r.nodeName, peerId, addrs }
             this.#log.info('connected to relay', { relay: r.nodeName, peerId: peerId.toString() })
           } catch (err) {
-            const reason = await classifyFailure(err as Error, addrs)
-            this.#metrics?.handshakeFailures.inc({ reason })
-            this.#log.warn(reason === 'psk' ? 'PSK mismatch or not an EdgeMesh peer' : 'relay unreachable', { relay: r.nodeName, addresses: addrs.map(String), err: (err as Error).message })
+            await this.#relayDialFailed(r.nodeName, addrs, err as Error)
             continue
           }
         }
@@ -648,8 +650,14 @@ export class EdgeTunnel implements Component, EndpointDialer {
     return true
   }
 
-  /** A node's PeerID: derived (compat), or pinned / asked of the relays (secure). */
+  /** A node's PeerID, remembered for the peer table: derived (compat), or pinned / asked of the relays (secure). */
   async #peerIdOf (nodeName: string, signal?: AbortSignal): Promise<PeerId> {
+    const peerId = await this.#lookUpPeerId(nodeName, signal)
+    this.#nodeNames.set(peerId.toString(), nodeName)
+    return peerId
+  }
+
+  async #lookUpPeerId (nodeName: string, signal?: AbortSignal): Promise<PeerId> {
     if (this.#init.identity?.mode !== 'secure') return await compatPeerId(nodeName)
     const { peerIdFromString } = await import('@libp2p/peer-id')
     const pinned = this.#pins?.get(nodeName)
@@ -661,7 +669,6 @@ export class EdgeTunnel implements Component, EndpointDialer {
         const peerId = (JSON.parse(answer) as { peerId?: unknown }).peerId
         if (typeof peerId !== 'string') continue
         if (!await this.#pin(nodeName, peerId)) throw new TunnelDialError(nodeName, 'its PeerID differs from the pinned one (see the log)')
-        this.#nodeNames.set(peerId, nodeName)
         return peerIdFromString(peerId)
       }
     }
@@ -736,7 +743,6 @@ export class EdgeTunnel implements Component, EndpointDialer {
     let answer: { port: number, hosts: string[] } | undefined
     // Not knowing the peer at all is not "no data path": the libp2p dial would fail the same way.
     const peerId = await this.#peerIdOf(nodeName, signal)
-    this.#nodeNames.set(peerId.toString(), nodeName)
     try {
       answer = await this.#askDataPath(node, peerId, this.#dialTargets(nodeName, peerId), signal)
     } catch (err) {
@@ -828,7 +834,6 @@ export class EdgeTunnel implements Component, EndpointDialer {
     const timeout = AbortSignal.timeout(this.#init.dialTimeoutMs ?? 10_000)
     const abort = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
     const peerId = await this.#peerIdOf(nodeName, abort)
-    this.#nodeNames.set(peerId.toString(), nodeName)
     const targets = this.#dialTargets(nodeName, peerId)
     let stream: Stream
     try {
