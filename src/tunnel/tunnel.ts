@@ -697,22 +697,28 @@ export class EdgeTunnel implements Component, EndpointDialer {
   }
 
   async dialTcp (target: DialTarget, signal?: AbortSignal): Promise<Duplex> {
-    const viaData = await this.#dialDataPath(target, signal)
+    // One budget (dialTimeoutMs) for the data path and, when it is not there, libp2p.
+    const abort = this.#dialSignal(signal)
+    const viaData = await this.#dialDataPath(target, abort)
     if (viaData !== undefined) return viaData
-    const { stream, rest } = await this.#open(target, 'tcp', signal)
+    const { stream, rest } = await this.#open(target, 'tcp', abort)
     return streamToDuplex(stream, rest)
+  }
+
+  /** The caller's signal, bounded by `dialTimeoutMs`. */
+  #dialSignal (signal?: AbortSignal): AbortSignal {
+    const timeout = AbortSignal.timeout(this.#init.dialTimeoutMs ?? 10_000)
+    return signal === undefined ? timeout : AbortSignal.any([signal, timeout])
   }
 
   /**
    * The TLS data path when the peer is one of our agents: undefined when it
    * is not (or its data path failed: libp2p carries the connection then).
    */
-  async #dialDataPath (target: DialTarget, signal?: AbortSignal): Promise<Duplex | undefined> {
+  async #dialDataPath (target: DialTarget, abort: AbortSignal): Promise<Duplex | undefined> {
     const dataPath = this.#dataPath
     const nodeName = target.nodeName
     if (dataPath === undefined || nodeName === undefined || nodeName === '' || nodeName === this.#init.nodeName) return undefined
-    const timeout = AbortSignal.timeout(this.#init.dialTimeoutMs ?? 10_000)
-    const abort = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
     const route = await this.#routeTo(nodeName, abort)
     if (route === undefined) return undefined
     try {
@@ -770,7 +776,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
    * (loopback only when there is nothing else).
    */
   #dataHosts (): string[] {
-    const self = this.#init.relayNodes.find(r => r.nodeName === this.#init.nodeName)
+    const self = this.#relayNodes.find(r => r.nodeName === this.#init.nodeName)
     const own = (this.#node?.getMultiaddrs() ?? []).map(String).filter(a => !a.includes('/p2p-circuit'))
       .map(a => /^\/ip[46]\/([^/]+)\/tcp\//.exec(a)?.[1]).filter((h): h is string => h !== undefined)
     const routable = own.filter(h => !h.startsWith('127.') && h !== '::1')
@@ -796,7 +802,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
       if (onlyMissing && have.length > 0) { next.push(...have); return }
       try {
         const answer = await this.#askDataPath(node, r.peerId, r.addrs.map(a => a.encapsulate(`/p2p/${r.peerId.toString()}`)), AbortSignal.timeout(5000))
-        const config = this.#init.relayNodes.find(n => n.nodeName === r.nodeName)?.addresses.map(a => a.host) ?? []
+        const config = this.#relayNodes.find(n => n.nodeName === r.nodeName)?.addresses.map(a => a.host) ?? []
         for (const host of new Set([...config, ...answer.hosts])) next.push({ nodeName: r.nodeName, address: { host, port: answer.port } })
       } catch (err) {
         this.#log.debug('relay data path not known yet', { relay: r.nodeName, err: (err as Error).message })
@@ -817,22 +823,21 @@ export class EdgeTunnel implements Component, EndpointDialer {
   async dialUdp (target: DialTarget, signal?: AbortSignal): Promise<DatagramChannel> {
     // Framed datagrams between our agents; upstream's plain `udp` for a Go peer, which refuses the framed mode.
     try {
-      const { stream, rest } = await this.#open(target, UDP_FRAMED, signal)
+      const { stream, rest } = await this.#open(target, UDP_FRAMED, this.#dialSignal(signal))
       return streamChannel(stream, true, rest)
     } catch (err) {
       if (!(err instanceof TunnelDialError && err.refused)) throw err
-      const { stream, rest } = await this.#open(target, 'udp', signal)
+      const { stream, rest } = await this.#open(target, 'udp', this.#dialSignal(signal))
       return streamChannel(stream, false, rest)
     }
   }
 
-  async #open (target: DialTarget, protocol: string, signal?: AbortSignal): Promise<{ stream: Stream, rest: Buffer }> {
+  /** A proxy stream to the agent on the target's node; `abort` is already bounded by the dial timeout. */
+  async #open (target: DialTarget, protocol: string, abort: AbortSignal): Promise<{ stream: Stream, rest: Buffer }> {
     const node = this.#node
     const nodeName = target.nodeName
     if (node === undefined) throw new TunnelDialError(nodeName ?? '', 'the tunnel is not running')
     if (nodeName === undefined || nodeName === '') throw new TunnelDialError('', 'the endpoint has no node name')
-    const timeout = AbortSignal.timeout(this.#init.dialTimeoutMs ?? 10_000)
-    const abort = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
     const peerId = await this.#peerIdOf(nodeName, abort)
     const targets = this.#dialTargets(nodeName, peerId)
     let stream: Stream
