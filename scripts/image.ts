@@ -48,7 +48,6 @@ const debRoots = ['nftables', 'iptables', 'iproute2', 'dash', 'ca-certificates',
 /** Dependencies a container never runs: package management and the tools maintainer scripts need. */
 const debSkip = new Set(['debconf', 'cdebconf', 'dpkg', 'install-info', 'libdebian-installer4', 'libnewt0.52', 'libslang2',
   'libtextwrap1', 'tar', 'openssl', 'debianutils', 'readline-common', 'libreadline8', 'perl-base', 'sensible-utils'])
-const debArch: Record<string, string> = { amd64: 'amd64', arm64: 'arm64' }
 const npmArch: Record<string, string> = { amd64: 'x64', arm64: 'arm64' }
 
 const run = (cmd: string, args: string[], opts: { cwd?: string } = {}): string =>
@@ -111,7 +110,8 @@ function mergeUsr (rootfs: string): void {
 
 function link (rootfs: string, path: string, target: string): void {
   const full = join(rootfs, path)
-  if (existsSync(full) || (() => { try { return lstatSync(full).isSymbolicLink() } catch { return false } })()) return
+  // lstat: a dangling symlink counts as present.
+  try { lstatSync(full); return } catch {}
   mkdirSync(dirname(full), { recursive: true })
   symlinkSync(target, full)
 }
@@ -207,10 +207,13 @@ function writeBlob (blobs: string, data: Buffer): Blob {
   return { digest: `sha256:${hex}`, size: data.length }
 }
 
+/** GNU tar options for byte-identical archives: sorted entries, mtime 0, root-owned. */
+const REPRODUCIBLE_TAR = ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner']
+
 /** A reproducible tar of a directory's contents (paths without a leading ./). */
 function tarDir (dir: string): Buffer {
   const entries = readdirSync(dir).sort()
-  return execFileSync('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '--format=gnu', '-cf', '-', '-C', dir, ...entries], { maxBuffer: 1 << 30 })
+  return execFileSync('tar', [...REPRODUCIBLE_TAR, '--format=gnu', '-cf', '-', '-C', dir, ...entries], { maxBuffer: 1 << 30 })
 }
 
 function buildImage (arch: string, work: string): { file: string, bytes: number, layers: Array<{ name: string, bytes: number }> } {
@@ -278,7 +281,7 @@ function buildImage (arch: string, work: string): { file: string, bytes: number,
   writeFileSync(join(image, 'manifest.json'), JSON.stringify([{ Config: blobPath(configBlob), RepoTags: [tag], Layers: layers.map(blobPath) }]))
   writeFileSync(join(image, 'repositories'), JSON.stringify({ [opt.repository as string]: { [`v${version}`]: layers.at(-1)?.diffId.slice(7) } }))
   const file = join(out, `edgemesh-agent-${version}-${arch}.tar`)
-  execFileSync('tar', ['--sort=name', '--mtime=@0', '--owner=0', '--group=0', '--numeric-owner', '-cf', file, '-C', image, 'blobs', 'index.json', 'manifest.json', 'oci-layout', 'repositories'])
+  execFileSync('tar', [...REPRODUCIBLE_TAR, '-cf', file, '-C', image, 'blobs', 'index.json', 'manifest.json', 'oci-layout', 'repositories'])
   rmSync(image, { recursive: true, force: true })
   return { file, bytes: statSync(file).size, layers: layers.map((l) => ({ name: l.name, bytes: l.size })) }
 }
@@ -290,7 +293,7 @@ execFileSync(process.execPath, [join(root, 'scripts/build.ts')], { stdio: 'inher
 const work = mkdtempSync(join(tmpdir(), 'edgemesh-image-'))
 try {
   for (const arch of arches) {
-    if (debArch[arch] !== undefined) ensureAptArch(debArch[arch])
+    ensureAptArch(arch)
     const built = buildImage(arch, work)
     const parts = built.layers.map((l) => `${l.name} ${(l.bytes / 1e6).toFixed(1)} MB`).join(', ')
     console.log(`${built.file} (${tag}, ${arch}): ${(built.bytes / 1e6).toFixed(1)} MB compressed [${parts}]`)

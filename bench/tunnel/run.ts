@@ -141,16 +141,25 @@ async function stopAgents (): Promise<void> {
   agentsByName.clear()
 }
 
+/**
+ * Runs argv in a namespace to its end while sampling the RSS of process
+ * `pid` every 100 ms (spawned, not exec'd, so the sampler keeps running).
+ */
+async function runWatchingRss (pid: number, ns: string, argv: string[]): Promise<{ proc: Proc, peakRss: number }> {
+  let peakRss = rssMB(pid)
+  const sampler = setInterval(() => { peakRss = Math.max(peakRss, rssMB(pid)) }, 100)
+  const proc = run(ns, argv)
+  await new Promise(resolve => proc.once('exit', resolve))
+  clearInterval(sampler)
+  return { proc, peakRss }
+}
+
 /** iperf3 with `streams` parallel connections while the relay's RSS is sampled: MB/s, peak RSS MB, CPU-s. */
 async function parallelLoad (target: string, streams: number, seconds: number): Promise<{ mbps: number, peakRss: number, cpu: number }> {
   const relay = agentsByName.get('r') as Proc
   const pid = relay.pid as number
   const cpu0 = cpuSeconds(pid)
-  let peakRss = rssMB(pid)
-  const sampler = setInterval(() => { peakRss = Math.max(peakRss, rssMB(pid)) }, 100)
-  const client = run(NS('a'), ['iperf3', '-c', target, '-p', '5201', '-t', String(seconds), '-P', String(streams), '-J'])
-  await new Promise(resolve => client.once('exit', resolve))
-  clearInterval(sampler)
+  const { proc: client, peakRss } = await runWatchingRss(pid, NS('a'), ['iperf3', '-c', target, '-p', '5201', '-t', String(seconds), '-P', String(streams), '-J'])
   const json = client.out().slice(client.out().indexOf('{'))
   let r: { end?: { sum_received?: { bits_per_second: number } }, error?: string } = {}
   try { r = JSON.parse(json) } catch { r = { error: json.slice(0, 200) } }
@@ -243,12 +252,8 @@ async function simulateNodes (dir: string, relay: Proc): Promise<{ nodes: number
   await new Promise(resolve => setTimeout(resolve, 1000))
   const relayRssIdle = rssMB(relay.pid as number)
   const cpu0 = cpuSeconds(relay.pid as number)
-  let peak = relayRssIdle
-  const sampler = setInterval(() => { peak = Math.max(peak, rssMB(relay.pid as number)) }, 100)
-  // Spawned, not exec'd: the RSS sampler keeps running meanwhile.
-  const driver = run(NS('a'), [process.execPath, sim, 'drive', ...common, '--target', `${NODES.b2}:7000`, '--rate', String(SIM_RATE_MB), '--seconds', String(SIM_SECONDS)])
-  await new Promise(resolve => driver.once('exit', resolve))
-  clearInterval(sampler)
+  const { proc: driver, peakRss: peak } = await runWatchingRss(relay.pid as number, NS('a'),
+    [process.execPath, sim, 'drive', ...common, '--target', `${NODES.b2}:7000`, '--rate', String(SIM_RATE_MB), '--seconds', String(SIM_SECONDS)])
   const out = /\{"mbps".*\}/.exec(driver.out())?.[0] ?? `{"error": ${JSON.stringify(driver.out().slice(-2000))}}`
   const parked = Number(/"parked":(\d+)/.exec(nodes.out())?.[1] ?? 0)
   nodes.kill('SIGTERM')

@@ -15,6 +15,7 @@ import { createLogger } from '../observability/logger.ts'
 import type { ServiceEntry } from '../servicemap/types.ts'
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './io.ts'
 import type { CommandIO } from './io.ts'
+import { dataPathLabel } from './status.ts'
 
 /** examples/ sits two levels above src/cli and one above dist/: look upwards. */
 function defaultServicesFile (): string {
@@ -188,7 +189,7 @@ export async function runDemo (argv: string[], io: CommandIO): Promise<number> {
     }
     const peers = (((await edge1.status()).tunnel as { peers?: PeerRow[] } | undefined)?.peers) ?? []
     out.write(`\npeers of demo-edge-1 (PATH: libp2p; DATA: the TLS data path the requests took):\n${table([['NODE', 'PEER-ID', 'PATH', 'DATA', 'ADDRESS'],
-      ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.path, p.dataPath === undefined ? '-' : p.dataPathVia !== undefined ? `relay via ${p.dataPathVia}` : p.dataPath, p.addresses[0] ?? ''])])}`)
+      ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.path, dataPathLabel(p), p.addresses[0] ?? ''])])}`)
 
     if (values.once !== true) {
       out.write('\nCtrl-C to stop\n')

@@ -32,6 +32,11 @@ function ago (ms: number): string {
   return s < 120 ? `${s}s` : s < 7200 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`
 }
 
+/** The DATA column: the TLS data path a peer's latest proxied connection took, `-` when none. */
+export function dataPathLabel (p: { dataPath?: string, dataPathVia?: string }): string {
+  return p.dataPath === undefined ? '-' : p.dataPathVia !== undefined ? `relay via ${p.dataPathVia}` : p.dataPath
+}
+
 /** Renders /status for people. */
 export function renderStatus (st: Status, now = Date.now()): string {
   const lines: string[] = []
@@ -44,9 +49,8 @@ export function renderStatus (st: Status, now = Date.now()): string {
     lines.push(`tunnel:    ${st.tunnel.peerId ?? '(not started)'}${st.tunnel.relay === true ? ' (relay)' : ''}`)
     const peers = st.tunnel.peers ?? []
     // PATH is the libp2p connection; DATA the TLS data path proxied TCP last took to that peer.
-    const data = (p: { dataPath?: string, dataPathVia?: string }): string => p.dataPath === undefined ? '-' : p.dataPathVia !== undefined ? `relay via ${p.dataPathVia}` : p.dataPath
     lines.push('', table([['NODE', 'PEER-ID', 'PATH', 'RTT', 'DATA', 'SINCE', 'ADDRESS'],
-      ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.via !== undefined ? `relay via ${p.via}` : p.path, p.rttMs !== undefined ? `${p.rttMs}ms` : '-', data(p), ago(now - p.since), p.addresses[0] ?? ''])]).trimEnd())
+      ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.via !== undefined ? `relay via ${p.via}` : p.path, p.rttMs !== undefined ? `${p.rttMs}ms` : '-', dataPathLabel(p), ago(now - p.since), p.addresses[0] ?? ''])]).trimEnd())
   }
   return lines.join('\n') + '\n'
 }

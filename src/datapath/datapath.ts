@@ -217,10 +217,7 @@ export class DataPath {
   }
 
   #refill (route: PeerRoute): void {
-    const want = this.#init.poolSize ?? 2
-    const pool = this.#pools.get(route.nodeName) ?? []
-    this.#pools.set(route.nodeName, pool)
-    const missing = want - pool.length
+    const missing = (this.#init.poolSize ?? 2) - (this.#pools.get(route.nodeName)?.length ?? 0)
     for (let i = 0; i < missing; i++) this.#connect(route).then(p => { this.#addToPool(route.nodeName, p) }, () => {})
   }
 

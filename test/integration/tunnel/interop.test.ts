@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
 import { EdgeTunnel } from '../../../src/tunnel/tunnel.ts'
+import type { EdgeTunnelInit } from '../../../src/tunnel/tunnel.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
 import { eventually, toolsBin } from '../../helpers/control-plane.ts'
 import { freePort, roundTrip, startEcho } from '../../helpers/net.ts'
@@ -41,6 +42,22 @@ describe('interop with a go-libp2p peer (upstream identity, PSK and proxy protoc
     return { port, peerId: /\/p2p\/(\w+)/.exec(out)?.[1] ?? '', output: () => out }
   }
 
+  /** Our tunnel, with the Go peer as its relay (so it is dialed at its address), holding no reservation. */
+  async function startOurs (nodeName: string, goName: string, goPort: number, extra: Partial<EdgeTunnelInit> = {}): Promise<EdgeTunnel> {
+    const ours = new EdgeTunnel({ logger: noopLogger, metrics: new Registry() }, {
+      nodeName,
+      listenPort: await freePort(),
+      listenAddresses: ['127.0.0.1'],
+      relayNodes: [{ nodeName: goName, addresses: [{ host: '127.0.0.1', port: goPort }] }],
+      pskFile: join(dir, 'psk'),
+      reserve: false,
+      ...extra
+    })
+    tunnels.push(ours)
+    await ours.start()
+    return ours
+  }
+
   async function goCommand (args: string[]): Promise<{ code: number, out: string }> {
     return await new Promise(resolve => {
       execFile(goPeer, args, { timeout: 30_000 }, (err, stdout, stderr) => { resolve({ code: err === null ? 0 : 1, out: stdout + stderr }) })
@@ -63,17 +80,7 @@ describe('interop with a go-libp2p peer (upstream identity, PSK and proxy protoc
 
   test('our agent reaches an endpoint through the Go peer, and the Go peer through ours', async () => {
     const go = await serveGo('go-b', join(dir, 'psk'))
-    const ours = new EdgeTunnel({ logger: noopLogger, metrics: new Registry() }, {
-      nodeName: 'ts-a',
-      listenPort: await freePort(),
-      listenAddresses: ['127.0.0.1'],
-      relayNodes: [{ nodeName: 'go-b', addresses: [{ host: '127.0.0.1', port: go.port }] }],
-      pskFile: join(dir, 'psk'),
-      reserve: false,
-      dataPath: { port: 0 }
-    })
-    tunnels.push(ours)
-    await ours.start()
+    const ours = await startOurs('ts-a', 'go-b', go.port, { dataPath: { port: 0 } })
     // TypeScript → Go: the PeerID derived from the node name is the one go-libp2p derives.
     const conn = await ours.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'go-b', service: 'default/echo' })
     assert.equal((await roundTrip(conn, 'from typescript')).toString(), 'echo:from typescript')
@@ -92,16 +99,7 @@ describe('interop with a go-libp2p peer (upstream identity, PSK and proxy protoc
 
   test('upstream\'s discovery handshake both ways: we tell the Go peer our name on connecting, and answer when it asks', async () => {
     const go = await serveGo('go-d', join(dir, 'psk'))
-    const ours = new EdgeTunnel({ logger: noopLogger, metrics: new Registry() }, {
-      nodeName: 'ts-d',
-      listenPort: await freePort(),
-      listenAddresses: ['127.0.0.1'],
-      relayNodes: [{ nodeName: 'go-d', addresses: [{ host: '127.0.0.1', port: go.port }] }],
-      pskFile: join(dir, 'psk'),
-      reserve: false
-    })
-    tunnels.push(ours)
-    await ours.start()
+    const ours = await startOurs('ts-d', 'go-d', go.port)
     // Once connected and identified, we tell the Go peer our name (it cannot derive a non-relay's PeerID).
     await eventually('the Go peer heard our name', () => go.output().includes(`discovery from ts-d ${ours.peerId() as string}`), 10_000, 50)
     // The Go side asks; we answer with our name.
@@ -113,17 +111,7 @@ describe('interop with a go-libp2p peer (upstream identity, PSK and proxy protoc
 
   test('a Go peer with another PSK is not reached', async () => {
     const go = await serveGo('go-x', join(dir, 'other-psk'))
-    const ours = new EdgeTunnel({ logger: noopLogger, metrics: new Registry() }, {
-      nodeName: 'ts-x',
-      listenPort: await freePort(),
-      listenAddresses: ['127.0.0.1'],
-      relayNodes: [{ nodeName: 'go-x', addresses: [{ host: '127.0.0.1', port: go.port }] }],
-      pskFile: join(dir, 'psk'),
-      reserve: false,
-      dialTimeoutMs: 3000
-    })
-    tunnels.push(ours)
-    await ours.start()
+    const ours = await startOurs('ts-x', 'go-x', go.port, { dialTimeoutMs: 3000 })
     await assert.rejects(ours.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'go-x', service: 'default/echo' }))
     const probes = await ours.probeRelays(3000)
     assert.equal(probes[0]?.ok, false)

@@ -33,6 +33,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -202,6 +203,24 @@ func encodeDiscovery(typ uint64, protocol, node string) []byte {
 	return append(binary.AppendUvarint(nil, uint64(len(body))), body...)
 }
 
+// A stream to the named peer at addr (its PeerID derived from its name, as upstream does); exits on failure.
+func openStream(name, psk, peerName, addr string, proto protocol.ID) (network.Stream, peer.ID) {
+	h := newHost(name, psk, 0)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	id, err := peer.IDFromPrivateKey(identity(peerName))
+	if err != nil {
+		panic(err)
+	}
+	h.Peerstore().AddAddr(id, multiaddr.StringCast(addr), time.Hour)
+	s, err := h.NewStream(ctx, id, proto)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "stream:", err)
+		os.Exit(1)
+	}
+	return s, id
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: go-peer serve|dial [flags]")
@@ -225,19 +244,7 @@ func main() {
 		fmt.Printf("listening %s/p2p/%s\n", h.Addrs()[0], h.ID())
 		select {}
 	case "dial":
-		h := newHost(*name, *psk, 0)
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		id, err := peer.IDFromPrivateKey(identity(*peerName))
-		if err != nil {
-			panic(err)
-		}
-		h.Peerstore().AddAddr(id, multiaddr.StringCast(*peerAddr), time.Hour)
-		s, err := h.NewStream(ctx, id, proxyProtocol)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "stream:", err)
-			os.Exit(1)
-		}
+		s, _ := openStream(*name, *psk, *peerName, *peerAddr, proxyProtocol)
 		ip, port, _ := net.SplitHostPort(*target)
 		p, _ := strconv.Atoi(port)
 		s.Write(encode(proxyMsg{typ: 0, protocol: "tcp", node: *peerName, ip: ip, port: uint64(p)}))
@@ -253,19 +260,7 @@ func main() {
 		fmt.Printf("reply %s\n", out)
 	case "discover":
 		// Upstream's initiator: tell the peer our name, learn its own.
-		h := newHost(*name, *psk, 0)
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		defer cancel()
-		id, err := peer.IDFromPrivateKey(identity(*peerName))
-		if err != nil {
-			panic(err)
-		}
-		h.Peerstore().AddAddr(id, multiaddr.StringCast(*peerAddr), time.Hour)
-		s, err := h.NewStream(ctx, id, discoveryProtocol)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "stream:", err)
-			os.Exit(1)
-		}
+		s, id := openStream(*name, *psk, *peerName, *peerAddr, discoveryProtocol)
 		s.Write(encodeDiscovery(0, "MDNS", *name))
 		resp, err := decode(bufio.NewReader(s))
 		s.Reset()
