@@ -3,7 +3,7 @@
 // path off, then on), rotating order, medians; relay CPU and RSS under a
 // 50-stream load; a relay holding 200 simulated edge nodes.
 //
-//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --phases libp2p,datapath --streams 50 --sim-nodes 200 --sim-rate 0.25 --no-psk --no-native --out /tmp/tunnel.md]
+//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --phases libp2p,datapath,ceiling --streams 50 --sim-nodes 200 --sim-rate 0.25 --no-psk --no-native --out /tmp/tunnel.md]
 //   (results go into docs/benchmarks.md)
 //
 // --no-native runs pnet's XSalsa20 in the xsalsa20 WebAssembly instead of
@@ -15,6 +15,9 @@
 // directly), `b2` (reached only through `r`: `a` drops packets to it, as a NAT would). b1 and b2 run an iperf3 server
 // and a TCP echo. ClusterIP 10.96.0.31 → endpoint on b1 (direct tunnel),
 // 10.96.0.32 → endpoint on b2 (relayed). All bundled agents, PSK on.
+// The `ceiling` phase runs no agent: two bare Node forwarders (ceiling.ts)
+// carry the same traffic a → b1, plain and over TLS, as the bound for a
+// Node data path on this machine.
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
@@ -32,7 +35,7 @@ const { values: opt } = parseArgs({
     out: { type: 'string' },
     'no-psk': { type: 'boolean' },
     'no-native': { type: 'boolean' },
-    phases: { type: 'string', default: 'libp2p,datapath' },
+    phases: { type: 'string', default: 'libp2p,datapath,ceiling' },
     streams: { type: 'string', default: '50' },
     'sim-nodes': { type: 'string', default: '200' },
     'sim-rate': { type: 'string', default: '0.25' },
@@ -96,11 +99,30 @@ endpoints:
 }
 
 type Path = 'raw' | 'direct' | 'relayed'
-type Phase = 'libp2p' | 'datapath'
-const TARGET: Record<Path, string> = { raw: NODES.b1, direct: '10.96.0.31', relayed: '10.96.0.32' }
-interface Sample { mbps: number, p50: number, p99: number, relayCpu: number, relayRss: number }
+type Phase = 'libp2p' | 'datapath' | 'ceiling'
+interface Target { host: string, iperf: number, echo: number }
+const AGENT_TARGET: Record<Path, Target> = {
+  raw: { host: NODES.b1, iperf: 5201, echo: 7000 },
+  direct: { host: '10.96.0.31', iperf: 5201, echo: 7000 },
+  relayed: { host: '10.96.0.32', iperf: 5201, echo: 7000 }
+}
+// The ceiling phase runs bench/tunnel/ceiling.ts instead of agents: two Node
+// hops a → b1, plain ("direct" column) and TLS ("relayed" column).
+const CEILING_TARGET: Record<Path, Target> = {
+  raw: AGENT_TARGET.raw,
+  direct: { host: '127.0.0.1', iperf: 15201, echo: 17000 },
+  relayed: { host: '127.0.0.1', iperf: 25201, echo: 27000 }
+}
+interface Sample { mbps: number, p50: number, p99: number, relayCpu: number, relayRss: number, endsCpu: number }
 
-const agentsByName = new Map<Node, Proc>()
+/** The processes at either end of a path: the client node's and the endpoint node's (agent or forwarder). */
+function endsOf (phase: Phase, p: Path): Proc[] {
+  const names = p === 'raw' ? [] : phase === 'ceiling' ? (p === 'direct' ? ['ceiling-2', 'ceiling-0'] : ['ceiling-3', 'ceiling-1']) : ['a', p === 'direct' ? 'b1' : 'b2']
+  return names.map(n => agentsByName.get(n) as Proc)
+}
+const cpuOf = (procs: Proc[]): number => procs.reduce((sum, p) => sum + cpuSeconds(p.pid as number), 0)
+
+const agentsByName = new Map<string, Proc>()
 
 async function startAgents (dir: string, entry: string, phase: Phase): Promise<string> {
   let pnet = 'off'
@@ -132,6 +154,19 @@ async function startAgents (dir: string, entry: string, phase: Phase): Promise<s
   if (phase === 'datapath') await waitFor(agentsByName.get('b2') as Proc, /"msg":"data path relays"/, 30_000)
   await new Promise(resolve => setTimeout(resolve, 1500))
   return pnet
+}
+
+/** The two-hop ceiling: minimal Node forwarders, plain and TLS, a → b1. */
+async function startCeiling (): Promise<void> {
+  const script = join(here, 'ceiling.ts')
+  const procs = [
+    run(NS('b1'), [process.execPath, script, 'exit', '--map', '16201=127.0.0.1:5201', '--map', '17001=127.0.0.1:7000']),
+    run(NS('b1'), [process.execPath, script, 'exit', '--tls', '--map', '26201=127.0.0.1:5201', '--map', '27001=127.0.0.1:7000']),
+    run(NS('a'), [process.execPath, script, 'entry', '--map', `15201=${NODES.b1}:16201`, '--map', `17000=${NODES.b1}:17001`]),
+    run(NS('a'), [process.execPath, script, 'entry', '--tls', '--map', `25201=${NODES.b1}:26201`, '--map', `27000=${NODES.b1}:27001`])
+  ]
+  for (const p of procs) await waitFor(p, /listening on \d+\n.*listening on \d+/s, 10_000)
+  procs.forEach((p, i) => agentsByName.set(`ceiling-${i}`, p))
 }
 
 async function stopAgents (): Promise<void> {
@@ -184,26 +219,31 @@ async function main (): Promise<void> {
       run(NS(n), [process.execPath, join(root, 'src/lab/workloads/echo-server.ts'), 'tcp', '--port', '7000'])
     }
     const phases = (opt.phases as string).split(',') as Phase[]
-    const samples: Record<Phase, Record<Path, Sample[]>> = { libp2p: { raw: [], direct: [], relayed: [] }, datapath: { raw: [], direct: [], relayed: [] } }
+    const samples: Record<Phase, Record<Path, Sample[]>> = { libp2p: { raw: [], direct: [], relayed: [] }, datapath: { raw: [], direct: [], relayed: [] }, ceiling: { raw: [], direct: [], relayed: [] } }
     const loads: Partial<Record<Phase, { mbps: number, peakRss: number, cpu: number }>> = {}
     let sim: { nodes: number, parked: number, relayRss: number, relayRssIdle: number, mbps: number, p50: number, p99: number, relayCpu: number } | undefined
     for (const phase of phases) {
-      pnet = await startAgents(dir, entry, phase)
-      const relay = agentsByName.get('r') as Proc
+      if (phase === 'ceiling') await startCeiling()
+      else pnet = await startAgents(dir, entry, phase)
+      const relay = agentsByName.get('r') ?? agentsByName.get('ceiling-0') as Proc
+      const targets = phase === 'ceiling' ? CEILING_TARGET : AGENT_TARGET
       const paths: Path[] = ['raw', 'direct', 'relayed']
       for (let round = 0; round < ROUNDS; round++) {
         for (const p of paths.map((_, i) => paths[(i + round) % paths.length] as Path)) {
+          const t = targets[p]
           const cpu0 = cpuSeconds(relay.pid as number)
-          const mbps = iperf(NS('a'), TARGET[p], 5201, SECONDS)
+          const ends0 = cpuOf(endsOf(phase, p))
+          const mbps = iperf(NS('a'), t.host, t.iperf, SECONDS)
           const relayCpu = cpuSeconds(relay.pid as number) - cpu0
+          const endsCpu = cpuOf(endsOf(phase, p)) - ends0
           const relayRss = rssMB(relay.pid as number)
-          const rr = JSON.parse(exec(NS('a'), [process.execPath, join(root, 'bench/proxy/client.ts'), 'rr', `${TARGET[p]}:7000`, '2'])) as { p50: number, p99: number }
-          samples[phase][p].push({ mbps, p50: rr.p50, p99: rr.p99, relayCpu, relayRss })
-          console.error(`${phase} round ${round + 1} ${p}: ${mbps.toFixed(0)} MB/s, rr p50 ${rr.p50.toFixed(0)} µs, relay ${relayCpu.toFixed(2)} CPU-s, ${relayRss.toFixed(0)} MB`)
+          const rr = JSON.parse(exec(NS('a'), [process.execPath, join(root, 'bench/proxy/client.ts'), 'rr', `${t.host}:${t.echo}`, '2'])) as { p50: number, p99: number }
+          samples[phase][p].push({ mbps, p50: rr.p50, p99: rr.p99, relayCpu, relayRss, endsCpu })
+          console.error(`${phase} round ${round + 1} ${p}: ${mbps.toFixed(0)} MB/s, rr p50 ${rr.p50.toFixed(0)} µs, ends ${endsCpu.toFixed(2)} CPU-s, relay ${relayCpu.toFixed(2)} CPU-s, ${relayRss.toFixed(0)} MB`)
         }
       }
-      if (STREAMS > 0) loads[phase] = await parallelLoad(TARGET.relayed, STREAMS, SECONDS)
-      if (STREAMS > 0) console.error(`${phase} ${STREAMS} streams relayed: ${loads[phase]?.mbps.toFixed(0)} MB/s, relay peak ${loads[phase]?.peakRss.toFixed(0)} MB`)
+      if (STREAMS > 0 && phase !== 'ceiling') loads[phase] = await parallelLoad(AGENT_TARGET.relayed.host, STREAMS, SECONDS)
+      if (STREAMS > 0 && phase !== 'ceiling') console.error(`${phase} ${STREAMS} streams relayed: ${loads[phase]?.mbps.toFixed(0)} MB/s, relay peak ${loads[phase]?.peakRss.toFixed(0)} MB`)
       if (phase === 'datapath' && SIM_NODES > 0) sim = await simulateNodes(dir, relay)
       await stopAgents()
     }
@@ -211,19 +251,22 @@ async function main (): Promise<void> {
     const raw = median(all('raw').map(s => s.mbps))
     const rawP50 = median(all('raw').map(s => s.p50))
     const med = (ph: Phase, p: Path, k: keyof Sample): number => median(samples[ph][p].map(s => s[k]))
+    const endsPerGb = (ph: Phase, p: Path): string => median(samples[ph][p].map(s => s.endsCpu / (s.mbps * SECONDS / 1000))).toFixed(1)
+    const plainRow = (label: string, p: Path): string => `| ${label} | ${med('ceiling', p, 'mbps').toFixed(0)} | ${(100 * med('ceiling', p, 'mbps') / raw).toFixed(0)} % | ${med('ceiling', p, 'p50').toFixed(0)} (+${(med('ceiling', p, 'p50') - rawP50).toFixed(0)}) | ${med('ceiling', p, 'p99').toFixed(0)} | ${endsPerGb('ceiling', p)} | – |`
     const row = (label: string, ph: Phase, p: Path): string => {
       const gb = med(ph, p, 'mbps') * SECONDS / 1000
       const load = loads[ph]
-      return `| ${label} | ${med(ph, p, 'mbps').toFixed(0)} | ${(100 * med(ph, p, 'mbps') / raw).toFixed(0)} % | ${med(ph, p, 'p50').toFixed(0)} (+${(med(ph, p, 'p50') - rawP50).toFixed(0)}) | ${med(ph, p, 'p99').toFixed(0)} | ${p === 'relayed' ? `${(med(ph, p, 'relayCpu') / gb).toFixed(1)} CPU-s/GB, ${med(ph, p, 'relayRss').toFixed(0)} MB; ${STREAMS} streams: ${Number.isNaN(load?.mbps) ? 'iperf3 failed (streams stalled)' : `${load?.mbps.toFixed(0) ?? '?'} MB/s`}, peak ${load?.peakRss.toFixed(0) ?? '?'} MB, ${load !== undefined ? (load.cpu / (load.mbps * SECONDS / 1000)).toFixed(1) : '?'} CPU-s/GB` : '–'} |`
+      return `| ${label} | ${med(ph, p, 'mbps').toFixed(0)} | ${(100 * med(ph, p, 'mbps') / raw).toFixed(0)} % | ${med(ph, p, 'p50').toFixed(0)} (+${(med(ph, p, 'p50') - rawP50).toFixed(0)}) | ${med(ph, p, 'p99').toFixed(0)} | ${endsPerGb(ph, p)} | ${p === 'relayed' ? `${(med(ph, p, 'relayCpu') / gb).toFixed(1)} CPU-s/GB, ${med(ph, p, 'relayRss').toFixed(0)} MB; ${STREAMS} streams: ${Number.isNaN(load?.mbps) ? 'iperf3 failed (streams stalled)' : `${load?.mbps.toFixed(0) ?? '?'} MB/s`}, peak ${load?.peakRss.toFixed(0) ?? '?'} MB, ${load !== undefined ? (load.cpu / (load.mbps * SECONDS / 1000)).toFixed(1) : '?'} CPU-s/GB` : '–'} |`
     }
-    const rows = [`| raw TCP (a → b1) | ${raw.toFixed(0)} | 100 % | ${rawP50.toFixed(0)} | ${median(all('raw').map(s => s.p99)).toFixed(0)} | – |`]
+    const rows = [`| raw TCP (a → b1) | ${raw.toFixed(0)} | 100 % | ${rawP50.toFixed(0)} | ${median(all('raw').map(s => s.p99)).toFixed(0)} | – | – |`]
     if (phases.includes('libp2p')) rows.push(row('libp2p tunnel, direct', 'libp2p', 'direct'), row('libp2p tunnel, relayed', 'libp2p', 'relayed'))
     if (phases.includes('datapath')) rows.push(row('TLS data path, direct', 'datapath', 'direct'), row('TLS data path, relay-spliced', 'datapath', 'relayed'))
+    if (phases.includes('ceiling')) rows.push(plainRow('ceiling: two bare Node forwarders a → b1, plain', 'direct'), plainRow('ceiling: two bare Node forwarders a → b1, TLS 1.3 PSK', 'relayed'))
     const report = [
       `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; ${ROUNDS} rounds per phase, medians; iperf3 ${SECONDS} s single stream through the agent's userspace proxy (${opt['no-psk'] === true ? 'PSK off' : `PSK on, pnet XSalsa20: ${pnet === 'native' ? 'libsodium (sodium-native)' : 'xsalsa20 WebAssembly'}`}); RR = 64-byte request/response, p50 (+ added over raw TCP). b2 is unreachable from a except through the relay r.`,
       '',
-      '| path | throughput MB/s | of raw TCP | RR p50 µs | RR p99 µs | relay under load |',
-      '|---|---|---|---|---|---|',
+      '| path | throughput MB/s | of raw TCP | RR p50 µs | RR p99 µs | client + endpoint node CPU-s/GB | relay under load |',
+      '|---|---|---|---|---|---|---|',
       ...rows,
       ...(sim !== undefined
         ? ['', `Relay with ${sim.nodes} simulated edge nodes (data path, ${sim.parked} parked connections; one relayed connection per node at ${SIM_RATE_MB} MB/s each): ${sim.mbps.toFixed(0)} MB/s total, relay RSS ${sim.relayRssIdle.toFixed(0)} MB parked idle → ${sim.relayRss.toFixed(0)} MB peak under load, ${sim.relayCpu.toFixed(1)} CPU-s/GB; RR through the relay meanwhile p50 ${sim.p50.toFixed(0)} µs, p99 ${sim.p99.toFixed(0)} µs.`]

@@ -19,7 +19,8 @@ import type { Informer, KubeObject, Service } from '../kube/index.ts'
 import { ServiceMap, FileStateStore, createStandaloneInformers, compactService, compactSlice } from '../servicemap/index.ts'
 import type { CompactService, CompactSlice, ServiceFilterMode } from '../servicemap/index.ts'
 import { Registry } from 'prom-client'
-import { BridgeDevice, IpHostNet } from '../net/index.ts'
+import { BridgeDevice, BufferReclaimer, IpHostNet } from '../net/index.ts'
+import type { CopiedStreams } from '../net/index.ts'
 import { DnsServer, dnsServerInit } from '../dns/index.ts'
 import { StatusServer } from '../observability/status-server.ts'
 import type { StatusSource } from '../observability/status-server.ts'
@@ -181,7 +182,7 @@ function interceptorFor (mode: 'nftables' | 'iptables' | 'none', log: Logger): I
 }
 
 /** The proxy, and the DestinationRule informer that feeds its policies when an API server is the source. */
-function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & { metrics: Registry, serviceMap: ServiceMap, destinationRules: Informer<KubeObject>, tunnel: EdgeTunnel | undefined }): { proxy: EdgeProxy, components: Component[] } {
+function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & { metrics: Registry, serviceMap: ServiceMap, destinationRules: Informer<KubeObject>, tunnel: EdgeTunnel | undefined, copied: CopiedStreams }): { proxy: EdgeProxy, components: Component[] } {
   const p = config.modules.edgeProxy
   const log = deps.logger.forComponent('proxy')
   // Endpoints on other nodes go through the tunnel; without it every endpoint is dialed directly.
@@ -192,7 +193,8 @@ function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & {
     serviceMap: deps.serviceMap,
     interceptor: interceptorFor(p.interception, log),
     dialer,
-    isDirect: nodeName => dialer.isDirect(nodeName)
+    isDirect: nodeName => dialer.isDirect(nodeName),
+    copied: deps.copied
   }, {
     // Without interception nothing DNATs to the bridge IP: clients (demo, tests) connect to loopback listeners.
     listenIp: p.interception === 'none' ? '127.0.0.1' : config.commonConfig.bridgeDeviceIP,
@@ -218,7 +220,7 @@ function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & {
 }
 
 /** The tunnel, with relay addresses as `advertiseAddress` × `listenPort` (upstream's rule). */
-function createTunnel (t: EdgeTunnelConfig, nodeName: string, stateDir: string, deps: { logger: Logger, metrics: Registry }): EdgeTunnel {
+function createTunnel (t: EdgeTunnelConfig, nodeName: string, stateDir: string, deps: { logger: Logger, metrics: Registry, copied: CopiedStreams }): EdgeTunnel {
   return new EdgeTunnel(deps, {
     nodeName,
     identity: t.identity === 'secure' ? { mode: 'secure', keyFile: join(stateDir, 'tunnel-identity.key'), pinsFile: join(stateDir, 'tunnel-peers.json') } : undefined,
@@ -288,6 +290,8 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   const components: Component[] = [serviceMap]
   // One registry for every module, served by the status server's /metrics.
   const metrics = new Registry()
+  // Every module that copies between sockets reports to it (see src/net/buffer-reclaimer.ts).
+  const copied = new BufferReclaimer({ metrics })
   const { bridgeDeviceName, bridgeDeviceIP } = config.commonConfig
   const intercept = m.edgeProxy.enable && m.edgeProxy.interception !== 'none'
   // A loopback bridge IP (local demo, tests without root) needs no interface of ours.
@@ -297,7 +301,7 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   if (m.edgeDNS.enable) {
     components.push(new DnsServer({ logger: log.forComponent('dns'), metrics, serviceMap }, dnsServerInit(m.edgeDNS, bridgeDeviceIP)))
   }
-  const tunnel = m.edgeTunnel.enable ? createTunnel(m.edgeTunnel, node.nodeName, config.commonConfig.stateDir, { logger: log.forComponent('tunnel'), metrics }) : undefined
+  const tunnel = m.edgeTunnel.enable ? createTunnel(m.edgeTunnel, node.nodeName, config.commonConfig.stateDir, { logger: log.forComponent('tunnel'), metrics, copied }) : undefined
   if (tunnel !== undefined) {
     components.push(tunnel)
     const file = m.edgeTunnel.configPath !== '' ? m.edgeTunnel.configPath : deps.configFile
@@ -305,7 +309,7 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   }
   let proxy: EdgeProxy | undefined
   if (m.edgeProxy.enable) {
-    const created = createProxy(config, node, { ...deps, metrics, serviceMap, destinationRules: sources.destinationRules, tunnel })
+    const created = createProxy(config, node, { ...deps, metrics, serviceMap, destinationRules: sources.destinationRules, tunnel, copied })
     proxy = created.proxy
     components.push(...created.components)
     if (m.edgeProxy.socks5Proxy.enable) {
@@ -314,7 +318,8 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
         logger: log.forComponent('socks5'),
         metrics,
         dialer: new RoutingDialer({ nodeName: node.nodeName, direct: new DirectDialer(), tunnel }),
-        nodeAddress: async name => lookup === undefined ? undefined : await lookup(name)
+        nodeAddress: async name => lookup === undefined ? undefined : await lookup(name),
+        copied
       }, {
         listenIp: m.edgeProxy.interception === 'none' ? '127.0.0.1' : bridgeDeviceIP,
         port: m.edgeProxy.socks5Proxy.listenPort,

@@ -25,6 +25,7 @@ import type { TLSSocket } from 'node:tls'
 import type { Registry } from 'prom-client'
 import { Counter, Gauge } from 'prom-client'
 import type { Logger } from '../observability/logger.ts'
+import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import { cipherPreference, jsonLine, macMatches, pairIdentity, parseIdentity, relayMac, RELAY_MAGIC, tlsKey } from './wire.ts'
 import { connectWithin, peekByte, readLine, splice } from './socket-io.ts'
 
@@ -118,9 +119,11 @@ export class DataPath {
   #relays: Array<{ nodeName: string, address: HostPort }> = []
   readonly #parkedThere = new Map<string, Set<Socket>>()
   #parkTimer: NodeJS.Timeout | undefined
+  readonly #copied: CopiedStreams | undefined
 
-  constructor (deps: { logger: Logger, metrics: Registry }, init: DataPathInit) {
+  constructor (deps: { logger: Logger, metrics: Registry, copied?: CopiedStreams }, init: DataPathInit) {
     this.#log = deps.logger
+    this.#copied = deps.copied
     this.#init = init
     this.#metrics = new DataPathMetrics(deps.metrics)
   }
@@ -424,7 +427,7 @@ export class DataPath {
         })
         if (upstream === undefined) return
         socket.write('ok\n')
-        splice(socket, upstream)
+        splice(socket, upstream, this.#copied)
         socket.resume()
       }).catch(() => socket.destroy())
     })
@@ -520,7 +523,7 @@ export class DataPath {
     }
     socket.once('close', release)
     peer.once('close', release)
-    splice(socket, peer)
+    splice(socket, peer, this.#copied)
     socket.resume()
     peer.resume()
   }

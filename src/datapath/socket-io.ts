@@ -1,5 +1,6 @@
 /** Small socket helpers for the data path's control lines. */
 import type { Duplex } from 'node:stream'
+import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import type { Socket } from 'node:net'
 import { takeLine } from './wire.ts'
 
@@ -90,7 +91,9 @@ export async function connectWithin (connect: () => Socket, timeoutMs: number, s
 }
 
 /** Pipes two streams both ways; either side's error or close tears down the other. */
-export function splice (a: Duplex, b: Duplex): void {
+export function splice (a: Duplex, b: Duplex, copied?: CopiedStreams): void {
+  copied?.track(a)
+  copied?.track(b)
   a.pipe(b)
   b.pipe(a)
   a.on('error', () => b.destroy())

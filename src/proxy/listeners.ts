@@ -9,6 +9,7 @@ import { createSocket } from 'node:dgram'
 import type { Socket as UdpSocket, RemoteInfo } from 'node:dgram'
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../observability/logger.ts'
+import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import type { LoadBalancer, PickContext, ServicePortKey } from '../loadbalancer/index.ts'
 import { targetPort } from '../loadbalancer/index.ts'
 import type { Endpoint, ServiceMapView } from '../servicemap/types.ts'
@@ -30,6 +31,7 @@ export interface ListenerRuntime {
   peekTimeoutMs: number
   /** UDP sessions without traffic in either direction are closed after this long. */
   udpIdleTimeoutMs: number
+  copied?: CopiedStreams
 }
 
 export interface ServiceListener {
@@ -162,7 +164,7 @@ export class TcpServiceListener implements ServiceListener {
       }
       return
     }
-    splice(client, upstream, first, clientEnded)
+    splice(client, upstream, first, clientEnded, rt.copied)
   }
 }
 
@@ -171,15 +173,19 @@ export class TcpServiceListener implements ServiceListener {
  * ends, the other's write side is ended, and replies still flow. An error on
  * either side resets the other.
  */
-function splice (client: Socket, upstream: Duplex, first: Buffer | undefined, clientEnded: boolean): void {
+function splice (client: Socket, upstream: Duplex, first: Buffer | undefined, clientEnded: boolean, copied: CopiedStreams | undefined): void {
   const onUpstreamError = (): void => { if (!client.destroyed) client.resetAndDestroy() }
   upstream.on('error', onUpstreamError)
   client.on('error', () => { upstream.destroy() })
   client.once('close', () => { if (!upstream.writableFinished) upstream.destroy() })
   upstream.once('close', () => { if (!client.writableFinished && !client.destroyed) client.destroy() })
   if (first !== undefined) upstream.write(first)
+  copied?.track(upstream)
   if (clientEnded) upstream.end()
-  else client.pipe(upstream)
+  else {
+    copied?.track(client)
+    client.pipe(upstream)
+  }
   upstream.pipe(client)
 }
 

@@ -12,6 +12,7 @@
  */
 import type { Component, StopOptions } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
+import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import type { Registry } from 'prom-client'
 import { LoadBalancer, targetPort } from '../loadbalancer/index.ts'
 import type { DestinationRule, ServicePortKey } from '../loadbalancer/index.ts'
@@ -36,6 +37,8 @@ export interface EdgeProxyDeps {
   isDirect: (nodeName: string | undefined) => boolean
   /** Shared with whoever feeds DestinationRules (`setRule`/`deleteRule`). */
   loadBalancer?: LoadBalancer
+  /** Told about every stream the userspace path copies, so their buffers are reclaimed early. */
+  copied?: CopiedStreams
 }
 
 export interface EdgeProxyInit {
@@ -118,7 +121,8 @@ export class EdgeProxy implements Component {
       metrics: this.#metrics,
       maxAttempts: this.#init.maxAttempts,
       peekTimeoutMs: this.#init.peekTimeoutMs,
-      udpIdleTimeoutMs: this.#init.udpIdleTimeoutMs
+      udpIdleTimeoutMs: this.#init.udpIdleTimeoutMs,
+      copied: deps.copied
     }
     this.#previousPorts = await deps.interceptor.load()
     this.#started = true

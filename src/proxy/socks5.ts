@@ -16,6 +16,7 @@ import { Counter } from 'prom-client'
 import type { Registry } from 'prom-client'
 import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
+import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import type { EndpointDialer } from './dialer.ts'
 
 const net = process.getBuiltinModule('node:net')
@@ -39,6 +40,8 @@ export interface Socks5Deps {
    * undefined when no API is there to ask (the node's loopback is used).
    */
   nodeAddress: (nodeName: string) => Promise<string | null | undefined>
+  /** Told about every stream copied, so their buffers are reclaimed early. */
+  copied?: CopiedStreams
 }
 
 /** Reads exactly `n` bytes from a paused socket. */
@@ -190,6 +193,8 @@ export class Socks5Server implements Component {
     socket.on('error', () => upstream.destroy())
     socket.once('close', () => { if (!upstream.writableFinished) upstream.destroy() })
     upstream.once('close', () => { if (!socket.writableFinished) socket.destroy() })
+    this.#deps.copied?.track(socket)
+    this.#deps.copied?.track(upstream)
     socket.pipe(upstream)
     upstream.pipe(socket)
     socket.resume()

@@ -17,6 +17,7 @@ import { Gauge, Counter } from 'prom-client'
 import type { Registry } from 'prom-client'
 import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
+import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import type { DatagramChannel, DialTarget, EndpointDialer } from '../proxy/dialer.ts'
 import { compatSeed } from './identity.ts'
 import { DISCOVERY_PROTOCOL, PROXY_PROTOCOL, MessageType, decodeProxyBody, encodeDiscovery, encodeProxy, takeFrame } from './messages.ts'
@@ -214,9 +215,11 @@ export class EdgeTunnel implements Component, EndpointDialer {
   #relayNodes: readonly RelayNode[]
   #resolving = false
   readonly #registered = new Map<string, string>()
+  readonly #copied: CopiedStreams | undefined
 
-  constructor (deps: { logger: Logger, metrics: Registry }, init: EdgeTunnelInit) {
+  constructor (deps: { logger: Logger, metrics: Registry, copied?: CopiedStreams }, init: EdgeTunnelInit) {
     this.#log = deps.logger
+    this.#copied = deps.copied
     this.#registry = deps.metrics
     this.#init = init
     this.#relayNodes = init.relayNodes
@@ -386,7 +389,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
     } else if (init.dataPath !== undefined && psk !== undefined) {
       const { DataPath } = await import('../datapath/datapath.ts')
       // One instance for the tunnel's life: it registers its metrics once.
-      this.#dataPath ??= new DataPath({ logger: this.#log, metrics: this.#registry }, {
+      this.#dataPath ??= new DataPath({ logger: this.#log, metrics: this.#registry, copied: this.#copied }, {
         nodeName: init.nodeName,
         port: init.dataPath.port,
         listenHost: init.listenAddresses?.[0] ?? '0.0.0.0',
@@ -936,6 +939,8 @@ export class EdgeTunnel implements Component, EndpointDialer {
     const duplex = streamToDuplex(stream, rest)
     socket.on('error', () => duplex.destroy())
     duplex.on('error', () => socket.destroy())
+    this.#copied?.track(duplex)
+    this.#copied?.track(socket)
     duplex.pipe(socket)
     socket.pipe(duplex)
   }

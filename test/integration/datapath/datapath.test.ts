@@ -8,6 +8,7 @@ import { Registry } from 'prom-client'
 import { DataPath } from '../../../src/datapath/datapath.ts'
 import type { DataPathInit, PeerRoute } from '../../../src/datapath/datapath.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
+import { BufferReclaimer } from '../../../src/net/buffer-reclaimer.ts'
 import { eventually } from '../../helpers/control-plane.ts'
 import { freePort, roundTrip, startEcho } from '../../helpers/net.ts'
 
@@ -18,8 +19,10 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
   let echoPort: number
   const paths: DataPath[] = []
 
-  async function node (nodeName: string, extra: Partial<DataPathInit> = {}): Promise<DataPath> {
-    const d = new DataPath({ logger: noopLogger, metrics: new Registry() }, { nodeName, port: 0, listenHost: '127.0.0.1', pnetKey: KEY, isRelay: false, ...extra })
+  async function node (nodeName: string, extra: Partial<DataPathInit> = {}, metrics = new Registry()): Promise<DataPath> {
+    // A real reclaimer, every 1 MiB, so tests can see the splices report to it.
+    const copied = new BufferReclaimer({ metrics }, { everyBytes: 1 << 20 })
+    const d = new DataPath({ logger: noopLogger, metrics, copied }, { nodeName, port: 0, listenHost: '127.0.0.1', pnetKey: KEY, isRelay: false, ...extra })
     await d.start()
     paths.push(d)
     return d
@@ -70,10 +73,12 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
     await assert.rejects(a.dial({ nodeName: 'node-x', direct: [at(b)], relays: [] }, { ip: '127.0.0.1', port: echoPort }), /TLS handshake/)
   })
 
-  test('through a relay: the parked node is reached, the relay splices, 8 MB intact', async () => {
-    const relay = await node('relay-1', { isRelay: true })
+  test('through a relay: the parked node is reached, the relay splices, 8 MB intact, young-generation collections along the way', async () => {
+    const relayMetrics = new Registry()
+    const bMetrics = new Registry()
+    const relay = await node('relay-1', { isRelay: true }, relayMetrics)
     const a = await node('edge-a')
-    const b = await node('edge-b')
+    const b = await node('edge-b', {}, bMetrics)
     b.setRelays([{ nodeName: 'relay-1', address: at(relay) }])
     await eventually('edge-b parks on the relay', () => b.parkedOn()['relay-1'] === 2, 5000, 20)
     // A direct address nobody listens on: the relay is tried next.
@@ -83,6 +88,11 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
     assert.equal(c.path, 'relay')
     assert.equal(c.via, 'relay-1')
     assert.ok((await roundTrip(c.socket, payload)).equals(payload))
+    // 8 MB each way through the relay's splice and edge-b's: at least 16 collections of 1 MiB each, counted.
+    for (const registry of [relayMetrics, bMetrics]) {
+      const collections = (await registry.getSingleMetric('edgemesh_net_buffer_collections_total')?.get())?.values[0]?.value ?? 0
+      assert.ok(collections >= 14, `${collections} collections`)
+    }
     assert.deepEqual(a.peers().find(p => p.nodeName === 'edge-b'), { nodeName: 'edge-b', path: 'relay', via: 'relay-1', since: a.peers().find(p => p.nodeName === 'edge-b')?.since })
     // The used parked connection is replaced.
     await eventually('edge-b parks again', () => b.parkedOn()['relay-1'] === 2, 5000, 20)
