@@ -1,5 +1,6 @@
-// Proxy bench: direct TCP vs the kernel DNAT path vs the userspace path, in
-// one run, rotating order, medians; plus the memory of 1,000 open proxied
+// Proxy bench: direct TCP vs the kernel DNAT path vs the userspace path vs a
+// bare Node forwarder (the ceiling of any userspace hop here), in one run,
+// rotating order, medians; plus the memory of 1,000 open proxied
 // connections and the time to program 10k services and one change
 // (program.ts).
 //
@@ -9,7 +10,8 @@
 // emp-s (iperf3 server, TCP echo) joined by a veth, 10.77.0.1 ↔ 10.77.0.2.
 // ClusterIP 10.96.0.10 is the kernel path (round robin, endpoint on this node);
 // 10.96.0.20 is the userspace path (a DestinationRule hashing the source IP,
-// which nftables cannot express). Needs root (namespaces, nftables; apt-get
+// which nftables cannot express); 10.96.0.99 is DNATed to bench/forwarder.ts.
+// Needs root (namespaces, nftables; apt-get
 // for iperf3 when missing).
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
@@ -97,8 +99,10 @@ function agentConfig (dir: string, services: string): string {
   return file
 }
 
-type Path = 'direct' | 'kernel' | 'userspace'
-const TARGET: Record<Path, string> = { direct: '10.77.0.2', kernel: '10.96.0.10', userspace: '10.96.0.20' }
+type Path = 'direct' | 'kernel' | 'userspace' | 'bare forwarder'
+// 'bare forwarder': bench/forwarder.ts in the client namespace, reached through
+// its own DNAT as the agent's listeners are: the ceiling of a userspace hop here.
+const TARGET: Record<Path, string> = { direct: '10.77.0.2', kernel: '10.96.0.10', userspace: '10.96.0.20', 'bare forwarder': '10.96.0.99' }
 interface Sample { mbps: number, p50: number, p99: number, connPerSec: number, connP50: number }
 
 function measure (path: Path): Sample {
@@ -122,12 +126,26 @@ async function main (): Promise<void> {
     run(S, [process.execPath, join(root, 'src/lab/workloads/echo-server.ts'), 'tcp', '--port', '7000'])
     const services = join(dir, 'services.yaml')
     writeFileSync(services, servicesYaml())
-    const agent = run(C, [process.execPath, entry, 'agent', '--config-file', agentConfig(dir, services)], env)
+    // Node flags for the agent, e.g. BENCH_AGENT_FLAGS='--cpu-prof --cpu-prof-dir=/tmp/prof' to profile it.
+    const flags = (process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== '')
+    const agent = run(C, [process.execPath, ...flags, entry, 'agent', '--config-file', agentConfig(dir, services)], env)
     await waitFor(agent, /"msg":"proxy rules installed"/, 20_000)
     await new Promise(resolve => setTimeout(resolve, 500))
 
-    const paths: Path[] = ['direct', 'kernel', 'userspace']
-    const samples: Record<Path, Sample[]> = { direct: [], kernel: [], userspace: [] }
+    const forwarder = run(C, [process.execPath, join(here, '..', 'forwarder.ts'), 'entry', '--map', '15201=10.77.0.2:5201', '--map', '17000=10.77.0.2:7000'])
+    await waitFor(forwarder, /listening on 15201\n.*listening on 17000|listening on 17000\n.*listening on 15201/s, 10_000)
+    sh(['ip', 'netns', 'exec', C, 'nft', '-f', '-'], [
+      'table ip bench {',
+      '  chain out {',
+      '    type nat hook output priority -120;',
+      '    ip daddr 10.96.0.99 tcp dport 5201 dnat to 10.77.0.1:15201',
+      '    ip daddr 10.96.0.99 tcp dport 7000 dnat to 10.77.0.1:17000',
+      '  }',
+      '}', ''
+    ].join('\n'))
+
+    const paths: Path[] = ['direct', 'kernel', 'userspace', 'bare forwarder']
+    const samples: Record<Path, Sample[]> = { direct: [], kernel: [], userspace: [], 'bare forwarder': [] }
     for (let round = 0; round < ROUNDS; round++) {
       const order = paths.map((_, i) => paths[(i + round) % paths.length] as Path)
       for (const p of order) {
@@ -163,7 +181,7 @@ async function main (): Promise<void> {
       '',
       '| path | throughput MB/s | of direct | RR p50 µs (added) | RR p99 µs (added) | new conn/s | new conn p50 µs |',
       '|---|---|---|---|---|---|---|',
-      row('direct'), row('kernel'), row('userspace'),
+      row('direct'), row('kernel'), row('userspace'), row('bare forwarder'),
       '',
       `- 1,000 idle connections through the userspace path: agent RSS ${before.toFixed(1)} → ${held.toFixed(1)} MB (+${(held - before).toFixed(1)} MB).`,
       `- ${count} services (half kernel path, half userspace listeners), proxy alone fed by an in-memory map: full programming ${prog.fullMs.toFixed(0)} ms (plan + ${count / 2} listeners + one nft transaction); one changed service p50 ${prog.changeP50.toFixed(1)} ms, max ${prog.changeMax.toFixed(1)} ms (20 changes); RSS ${prog.rssMB.toFixed(0)} MB, of which the proxy's plan and listeners ${prog.rssOverViewMB.toFixed(0)} MB.`

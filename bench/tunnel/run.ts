@@ -15,7 +15,7 @@
 // directly), `b2` (reached only through `r`: `a` drops packets to it, as a NAT would). b1 and b2 run an iperf3 server
 // and a TCP echo. ClusterIP 10.96.0.31 → endpoint on b1 (direct tunnel),
 // 10.96.0.32 → endpoint on b2 (relayed). All bundled agents, PSK on.
-// The `ceiling` phase runs no agent: two bare Node forwarders (ceiling.ts)
+// The `ceiling` phase runs no agent: two bare Node forwarders (bench/forwarder.ts)
 // carry the same traffic a → b1, plain and over TLS, as the bound for a
 // Node data path on this machine.
 import { spawnSync } from 'node:child_process'
@@ -106,7 +106,7 @@ const AGENT_TARGET: Record<Path, Target> = {
   direct: { host: '10.96.0.31', iperf: 5201, echo: 7000 },
   relayed: { host: '10.96.0.32', iperf: 5201, echo: 7000 }
 }
-// The ceiling phase runs bench/tunnel/ceiling.ts instead of agents: two Node
+// The ceiling phase runs bench/forwarder.ts instead of agents: two Node
 // hops a → b1, plain ("direct" column) and TLS ("relayed" column).
 const CEILING_TARGET: Record<Path, Target> = {
   raw: AGENT_TARGET.raw,
@@ -158,7 +158,7 @@ async function startAgents (dir: string, entry: string, phase: Phase): Promise<s
 
 /** The two-hop ceiling: minimal Node forwarders, plain and TLS, a → b1. */
 async function startCeiling (): Promise<void> {
-  const script = join(here, 'ceiling.ts')
+  const script = join(here, '..', 'forwarder.ts')
   const procs = [
     run(NS('b1'), [process.execPath, script, 'exit', '--map', '16201=127.0.0.1:5201', '--map', '17001=127.0.0.1:7000']),
     run(NS('b1'), [process.execPath, script, 'exit', '--tls', '--map', '26201=127.0.0.1:5201', '--map', '27001=127.0.0.1:7000']),

@@ -1,24 +1,24 @@
-// The two-hop ceiling: the least a Node data path can do between two nodes,
-// without any of the agent's logic. `entry` accepts plain TCP and forwards to
-// `exit` over TLS 1.3 (external PSK, the data path's cipher order) or plain
-// TCP; `exit` forwards to the local server. bench/tunnel runs it in the same
-// namespaces as the agents, so its throughput bounds what the data path can
-// reach on this machine.
+// A bare Node forwarder, the ceiling the benches measure the agent against:
+// what a userspace hop costs on this machine without any of the agent's logic.
+// `entry` accepts plain TCP and forwards over TLS 1.3 (external PSK, the data
+// path's cipher order) with --tls, else plain TCP; `exit` accepts TLS with
+// --tls, else plain, and forwards plain. bench/proxy runs one entry (one hop),
+// bench/tunnel an entry and an exit (two hops, as the data path has).
 //
-//   node bench/tunnel/ceiling.ts entry|exit --map <listenPort>=<host>:<port> [--map …] [--tls]
+//   node bench/forwarder.ts entry|exit --map <listenPort>=<host>:<port> [--map …] [--tls]
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import type { Socket } from 'node:net'
 import tls from 'node:tls'
 import { parseArgs } from 'node:util'
-import { cipherPreference } from '../../src/datapath/wire.ts'
+import { cipherPreference } from '../src/datapath/wire.ts'
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
   options: { map: { type: 'string', multiple: true, default: [] }, tls: { type: 'boolean' } }
 })
 const role = positionals[0]
-if (role !== 'entry' && role !== 'exit') throw new Error('usage: ceiling.ts entry|exit --map <listenPort>=<host>:<port> [--tls]')
+if (role !== 'entry' && role !== 'exit') throw new Error('usage: forwarder.ts entry|exit --map <listenPort>=<host>:<port> [--tls]')
 
 // Both ends run from the same command line, so a fixed key is enough: only the
 // cost of the cipher matters here.
@@ -56,5 +56,5 @@ for (const m of opt.map as string[]) {
   const [, listen, host, port] = match
   net.createServer({ noDelay: true }, raw => {
     pipeBoth(accept(raw), connectOut(host as string, Number(port)))
-  }).listen(Number(listen), () => { console.log(`ceiling ${role} listening on ${listen}`) })
+  }).listen(Number(listen), () => { console.log(`forwarder ${role} listening on ${listen}`) })
 }
