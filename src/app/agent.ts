@@ -229,6 +229,7 @@ function createTunnel (t: EdgeTunnelConfig, nodeName: string, stateDir: string, 
     pskFile: t.psk.enable ? t.psk.path : undefined,
     maxInboundStreams: t.tunnelLimitConfig.enable ? t.tunnelLimitConfig.tunnelBaseStreamIn : undefined,
     heartbeatMs: t.heartbeatPeriod * 1000,
+    mdns: t.mdns.enable ? { serviceName: t.rendezvous } : undefined,
     dataPath: t.dataPath.enable
       ? { port: t.dataPath.port, poolSize: t.dataPath.poolSize, parkedPerRelay: t.dataPath.parkedPerRelay, relayLimits: t.dataPath.relayLimits }
       : undefined

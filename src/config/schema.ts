@@ -138,7 +138,10 @@ export const EdgeTunnelConfig = obj({
       maxParkedPerNode: int(8, 'Parked connections a relay accepts per node.', 1, 1024, { ours: true }),
       maxSplicesPerNode: int(256, 'Connections a relay splices at once for one joining node (per-peer fairness).', 1, 65_536, { ours: true })
     }, 'What a relay accepts (relay nodes only).', { ours: true })
-  }, 'Agent-to-agent data path.', { ours: true })
+  }, 'Agent-to-agent data path.', { ours: true }),
+  mdns: obj({
+    enable: bool(false, 'Find peers on the same LAN by mDNS under the `rendezvous` name, as upstream always does, and dial them directly over libp2p instead of through a relay. Off by default: it answers on UDP 5353 on every interface.', { ours: true })
+  }, 'LAN discovery.', { ours: true })
 }, 'Cross-network tunnel.')
 
 export const EdgeDNSConfig = obj({

@@ -78,6 +78,8 @@ export interface EdgeTunnelInit {
   identity?: { mode: 'secure', keyFile: string, pinsFile: string }
   /** The TLS data path between our agents (needs the PSK); undefined keeps every connection on libp2p. */
   dataPath?: Pick<DataPathInit, 'port' | 'poolSize' | 'parkedPerRelay' | 'relayLimits'>
+  /** LAN discovery by mDNS under upstream's rendezvous name (`<serviceName>.local`); peers found are dialed directly. */
+  mdns?: { serviceName: string }
 }
 
 /** The outcome of a handshake with one relay. */
@@ -203,6 +205,8 @@ export class EdgeTunnel implements Component, EndpointDialer {
   #multiaddr: ((addr: string) => Multiaddr) | undefined
   #heartbeat: NodeJS.Timeout | undefined
   readonly #nodeNames = new Map<string, string>()
+  /** Direct addresses of peers found by mDNS on this LAN, by PeerID: dialed before relay circuits. */
+  readonly #lanAddrs = new Map<string, Multiaddr[]>()
   #dataPath: DataPath | undefined
   /** Data path routes by node name (undefined: the peer has none, e.g. a Go EdgeMesh). */
   readonly #routes = new Map<string, { route: PeerRoute | undefined, at: number }>()
@@ -298,6 +302,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
     ])
     this.#multiaddr = multiaddr
     this.#relays = []
+    this.#lanAddrs.clear()
     const secure = init.identity?.mode === 'secure'
     if (secure) {
       this.#pins = new PeerPins(init.identity?.pinsFile as string)
@@ -325,6 +330,9 @@ export class EdgeTunnel implements Component, EndpointDialer {
       privateKey = await generateKeyPairFromSeed('Ed25519', compatSeed(init.nodeName))
     }
     const services: Record<string, unknown> = { identify: identify() }
+    const peerDiscovery = init.mdns !== undefined
+      ? [(await import('@libp2p/mdns')).mdns({ serviceTag: `${init.mdns.serviceName}.local`, interval: 10_000 })]
+      : []
     if (this.isRelay) {
       services.relay = relayMod.circuitRelayServer({
         reservations: {
@@ -349,6 +357,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
       // A relay that is down at start must not stop the agent: reservations are retried.
       transportManager: { faultTolerance: 1 /* FaultTolerance.NO_FATAL */ },
       services: services as never,
+      peerDiscovery,
       start: false
     })
     await node.handle(PROXY_PROTOCOL, (stream) => {
@@ -364,6 +373,18 @@ export class EdgeTunnel implements Component, EndpointDialer {
       const { peerId, protocols } = evt.detail
       if (!protocols.includes(DISCOVERY_PROTOCOL) || protocols.includes(WHOIS_PROTOCOL)) return
       this.#discover(peerId).catch((err: Error) => this.#log.debug('discovery handshake failed', { peer: peerId.toString(), err: err.message }))
+    })
+    // mDNS: keep the peer's LAN addresses and connect, as upstream does (identify then runs the name exchange with Go peers).
+    node.addEventListener('peer:discovery', (evt) => {
+      const { id, multiaddrs } = evt.detail
+      if (id.equals(node.peerId)) return
+      const lan = multiaddrs.filter(a => !a.toString().includes('/p2p-circuit') && !a.toString().startsWith('/ip4/127.') && !a.toString().startsWith('/ip6/::1/'))
+      if (lan.length === 0) return
+      const known = this.#lanAddrs.get(id.toString())
+      this.#lanAddrs.set(id.toString(), lan)
+      if (known === undefined) this.#log.info('peer found on the LAN', { peer: id.toString(), node: this.#nodeNames.get(id.toString()), addresses: lan.map(a => a.toString()) })
+      if (node.getConnections(id).some(c => c.limits === undefined)) return
+      node.dial(lan).catch((err: Error) => this.#log.debug('dialing a peer found on the LAN failed', { peer: id.toString(), err: err.message }))
     })
     await node.handle(WHOIS_PROTOCOL, (stream) => {
       sendLine(stream, { nodeName: init.nodeName })
@@ -875,8 +896,10 @@ export class EdgeTunnel implements Component, EndpointDialer {
     const multiaddr = this.#multiaddr as (a: string) => Multiaddr
     const relay = this.#relays.find(r => r.nodeName === nodeName)
     if (relay !== undefined) return relay.addrs.map(a => multiaddr(`${a.toString()}/p2p/${peerId.toString()}`))
-    return this.#relays.filter(r => r.nodeName !== nodeName)
-      .flatMap(r => r.addrs.map(a => multiaddr(`${a.toString()}/p2p/${r.peerId.toString()}/p2p-circuit/p2p/${peerId.toString()}`)))
+    const id = peerId.toString()
+    const lan = (this.#lanAddrs.get(id) ?? []).map(a => a.toString().includes('/p2p/') ? a : multiaddr(`${a.toString()}/p2p/${id}`))
+    return [...lan, ...this.#relays.filter(r => r.nodeName !== nodeName)
+      .flatMap(r => r.addrs.map(a => multiaddr(`${a.toString()}/p2p/${r.peerId.toString()}/p2p-circuit/p2p/${id}`)))]
   }
 
   /**

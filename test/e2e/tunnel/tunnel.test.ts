@@ -45,6 +45,19 @@ endpoints:
 ---
 apiVersion: v1
 kind: Service
+metadata: {name: lan-svc, namespace: default}
+spec: {clusterIP: 10.96.0.12, ports: [{name: http, port: 80, protocol: TCP, targetPort: 9376}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: lan-svc-1, namespace: default, labels: {kubernetes.io/service-name: lan-svc}}
+addressType: IPv4
+ports: [{name: http, port: 9376, protocol: TCP}]
+endpoints:
+- {addresses: [192.168.1.12], conditions: {ready: true}, nodeName: edge-a2}
+---
+apiVersion: v1
+kind: Service
 metadata: {name: udp-echo, namespace: default}
 spec: {clusterIP: 10.96.0.20, ports: [{name: echo, port: 7, protocol: UDP, targetPort: 7007}]}
 ---
@@ -75,6 +88,7 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
       '  edgeTunnel:',
       '    enable: true',
       '    heartbeatPeriod: 2',
+      '    mdns: {enable: true}',
       `    psk: {path: ${pskFile}}`,
       '    relayNodes:',
       '    - {nodeName: k8s-master, advertiseAddress: [203.0.113.10]}',
@@ -109,13 +123,14 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
     dir = await mkdtemp(join(tmpdir(), 'edgemesh-tunnel-e2e-'))
     await writeFile(join(dir, 'services.yaml'), SERVICES)
     lab = await Lab.up(seed, { id: Lab.newId() })
-    for (const node of ['edge-b1', 'k8s-node1']) {
+    for (const node of ['edge-b1', 'k8s-node1', 'edge-a2']) {
       const p = lab.spawn(node, workload('hostname', '--name', node))
       await p.waitForOutput('listening', 10_000)
     }
     await lab.spawn('edge-b1', workload('echo', 'udp', '--port', '7007')).waitForOutput('listening', 10_000)
     await Promise.all([startAgent('k8s-master', { proxy: false }), startAgent('k8s-node1', { proxy: false })])
     await startAgent('edge-b1', { proxy: false })
+    await startAgent('edge-a2', { proxy: false })
     await startAgent('edge-a1', { proxy: true })
     // Site B is reachable only through its reservations: wait for both.
     await waitFor('edge-b1 holds reservations on both relays', async () => {
@@ -146,6 +161,19 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
     const peers = (await status('edge-a1')).tunnel.peers
     assert.ok(peers.some(p => p.nodeName === 'k8s-node1' && p.path === 'direct'), JSON.stringify(peers))
     assert.ok(peers.some(p => p.nodeName === 'k8s-node1' && p.dataPath === 'direct'), JSON.stringify(peers))
+  })
+
+  test('mDNS: edge-a2, on the same LAN as edge-a1, is found and reached directly over libp2p, not through a relay', async () => {
+    const a1 = agents.get('edge-a1') as LabProcess
+    await waitFor('edge-a1 finds edge-a2 on the LAN', async () => /"msg":"peer found on the LAN"[^\n]*192\.168\.1\.12/.test(await a1.output()) || /192\.168\.1\.12[^\n]*"msg":"peer found on the LAN"/.test(await a1.output()), 25_000)
+    const r = await curl('edge-a1', 'http://lan-svc.default.svc.cluster.local')
+    assert.equal(r.code, 0, r.out)
+    assert.equal(r.out, 'edge-a2')
+    const peers = (await status('edge-a1')).tunnel.peers
+    // Without mDNS a non-relay is reached over libp2p through a relay's circuit only.
+    assert.ok(peers.some(p => p.nodeName === 'edge-a2' && p.path === 'direct'), JSON.stringify(peers))
+    // Site B is behind another NAT: no multicast reaches it, so it stays relayed.
+    assert.ok(!/"msg":"peer found on the LAN"[^\n]*203\.0\.113|"msg":"peer found on the LAN"[^\n]*192\.168\.1\.21/.test(await a1.output()))
   })
 
   test('SOCKS5 by node name: edge-b1 behind NAT is reached from site A through the tunnel', async () => {
@@ -200,6 +228,8 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
   })
 
   test('a node with a different PSK reaches nothing and logs why', async () => {
+    // edge-a2's agent (the mDNS test's endpoint) makes way for one with another key.
+    await (agents.get('edge-a2') as LabProcess).stop()
     const stranger = await startAgent('edge-a2', { proxy: true, psk: 'not the cluster key, but long enough' })
     await waitFor('mismatch logged', async () => (await stranger.output()).includes('PSK mismatch or not an EdgeMesh peer'), 15_000)
     const r = await curl('edge-a2', 'http://10.96.0.10:12345', 3)
