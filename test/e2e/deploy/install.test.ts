@@ -40,6 +40,7 @@ describe('offline bundle: install.sh against a real API server', skip, () => {
   let env: Record<string, string>
   let kubeletPaused = false
   let kubelet: NodeJS.Timeout | undefined
+  let kubeletStopped = false
 
   const install = (args: string[], extraEnv: Record<string, string> = {}): Promise<Run> =>
     run('bash', [join(bundle, 'install.sh'), ...args], { ...env, ...extraEnv }, dir)
@@ -95,11 +96,13 @@ describe('offline bundle: install.sh against a real API server', skip, () => {
         }, 'application/merge-patch+json')
       }
     }
-    const loop = (): void => { kubelet = setTimeout(() => { tick().catch(() => {}).finally(loop) }, 200) }
+    // after() stops it; a tick still running then must not schedule the next one (that kept the file's process alive).
+    const loop = (): void => { if (!kubeletStopped) kubelet = setTimeout(() => { tick().catch(() => {}).finally(loop) }, 200) }
     loop()
   })
 
   after(async () => {
+    kubeletStopped = true
     clearTimeout(kubelet)
     kubelet = undefined
     await cp?.stop()
