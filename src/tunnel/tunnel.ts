@@ -29,6 +29,7 @@ import { streamToDuplex } from './stream.ts'
 import { UDP_FRAMED, serveDatagrams, streamChannel } from './datagrams.ts'
 import { TunnelDialError, TunnelPskError } from './errors.ts'
 import type { DataPath, DataPathInit, HostPort, PeerRoute } from '../datapath/datapath.ts'
+import type { LanPeer, MdnsDiscovery } from './mdns.ts'
 import { LOOKUP_PROTOCOL, PeerPins, REGISTER_PROTOCOL, WHOIS_PROTOCOL, loadOrCreateKey, readStreamLine, sendLine } from './identities.ts'
 
 /** Ours: where a node's TLS data path listens (`{"port":…,"hosts":[…]}`); a Go peer does not speak it and keeps the proxy protocol. */
@@ -207,6 +208,8 @@ export class EdgeTunnel implements Component, EndpointDialer {
   readonly #nodeNames = new Map<string, string>()
   /** Direct addresses of peers found by mDNS on this LAN, by PeerID: dialed before relay circuits. */
   readonly #lanAddrs = new Map<string, Multiaddr[]>()
+  #mdns: MdnsDiscovery | undefined
+  #peerIdFromString: ((id: string) => PeerId) | undefined
   #dataPath: DataPath | undefined
   /** Data path routes by node name (undefined: the peer has none, e.g. a Go EdgeMesh). */
   readonly #routes = new Map<string, { route: PeerRoute | undefined, at: number }>()
@@ -330,9 +333,6 @@ export class EdgeTunnel implements Component, EndpointDialer {
       privateKey = await generateKeyPairFromSeed('Ed25519', compatSeed(init.nodeName))
     }
     const services: Record<string, unknown> = { identify: identify() }
-    const peerDiscovery = init.mdns !== undefined
-      ? [(await import('@libp2p/mdns')).mdns({ serviceTag: `${init.mdns.serviceName}.local`, interval: 10_000 })]
-      : []
     if (this.isRelay) {
       services.relay = relayMod.circuitRelayServer({
         reservations: {
@@ -357,7 +357,6 @@ export class EdgeTunnel implements Component, EndpointDialer {
       // A relay that is down at start must not stop the agent: reservations are retried.
       transportManager: { faultTolerance: 1 /* FaultTolerance.NO_FATAL */ },
       services: services as never,
-      peerDiscovery,
       start: false
     })
     await node.handle(PROXY_PROTOCOL, (stream) => {
@@ -373,18 +372,6 @@ export class EdgeTunnel implements Component, EndpointDialer {
       const { peerId, protocols } = evt.detail
       if (!protocols.includes(DISCOVERY_PROTOCOL) || protocols.includes(WHOIS_PROTOCOL)) return
       this.#discover(peerId).catch((err: Error) => this.#log.debug('discovery handshake failed', { peer: peerId.toString(), err: err.message }))
-    })
-    // mDNS: keep the peer's LAN addresses and connect, as upstream does (identify then runs the name exchange with Go peers).
-    node.addEventListener('peer:discovery', (evt) => {
-      const { id, multiaddrs } = evt.detail
-      if (id.equals(node.peerId)) return
-      const lan = multiaddrs.filter(a => !a.toString().includes('/p2p-circuit') && !a.toString().startsWith('/ip4/127.') && !a.toString().startsWith('/ip6/::1/'))
-      if (lan.length === 0) return
-      const known = this.#lanAddrs.get(id.toString())
-      this.#lanAddrs.set(id.toString(), lan)
-      if (known === undefined) this.#log.info('peer found on the LAN', { peer: id.toString(), node: this.#nodeNames.get(id.toString()), addresses: lan.map(a => a.toString()) })
-      if (node.getConnections(id).some(c => c.limits === undefined)) return
-      node.dial(lan).catch((err: Error) => this.#log.debug('dialing a peer found on the LAN failed', { peer: id.toString(), err: err.message }))
     })
     await node.handle(WHOIS_PROTOCOL, (stream) => {
       sendLine(stream, { nodeName: init.nodeName })
@@ -430,6 +417,16 @@ export class EdgeTunnel implements Component, EndpointDialer {
     }
     await node.start()
     this.#node = node
+    if (init.mdns !== undefined) {
+      const [{ MdnsDiscovery }, { peerIdFromString }] = await Promise.all([import('./mdns.ts'), import('@libp2p/peer-id')])
+      this.#peerIdFromString = peerIdFromString
+      this.#mdns = new MdnsDiscovery({ logger: this.#log, onPeer: peer => { this.#onLanPeer(node, peer) } }, {
+        serviceName: init.mdns.serviceName,
+        peerId: node.peerId.toString(),
+        addresses: () => node.getMultiaddrs().map(a => a.toString())
+      })
+      await this.#mdns.start()
+    }
     this.#metrics ??= new TunnelMetrics(this.#registry, () => this.peers())
     this.#log.info('tunnel listening', {
       peerId: node.peerId.toString(),
@@ -708,7 +705,32 @@ export class EdgeTunnel implements Component, EndpointDialer {
     return line
   }
 
+  /** mDNS: keep the peer's LAN addresses and connect, as upstream does (identify then runs the name exchange with Go peers). */
+  #onLanPeer (node: Libp2p, peer: LanPeer): void {
+    if (peer.peerId === node.peerId.toString()) return
+    const multiaddr = this.#multiaddr as (a: string) => Multiaddr
+    // Upstream announces its loopback address too: useless, and on this host it would be ourselves.
+    const addrs = peer.addrs.filter(a => !a.includes('/p2p-circuit') && !a.startsWith('/ip4/127.') && !a.startsWith('/ip6/::1/'))
+    let id: PeerId
+    let lan: Multiaddr[]
+    try {
+      id = (this.#peerIdFromString as (id: string) => PeerId)(peer.peerId)
+      lan = addrs.map(a => multiaddr(`${a}/p2p/${peer.peerId}`))
+    } catch (err) {
+      this.#log.debug('unreadable mDNS announcement', { peer: peer.peerId, err: (err as Error).message })
+      return
+    }
+    if (lan.length === 0) return
+    const known = this.#lanAddrs.get(peer.peerId)
+    this.#lanAddrs.set(peer.peerId, lan)
+    if (known === undefined) this.#log.info('peer found on the LAN', { peer: peer.peerId, node: this.#nodeNames.get(peer.peerId), addresses: addrs })
+    if (node.getConnections(id).some(c => c.limits === undefined)) return
+    node.dial(lan).catch((err: Error) => this.#log.debug('dialing a peer found on the LAN failed', { peer: peer.peerId, err: err.message }))
+  }
+
   async stop (): Promise<void> {
+    await this.#mdns?.stop()
+    this.#mdns = undefined
     clearInterval(this.#heartbeat)
     this.#heartbeat = undefined
     clearInterval(this.#relayDataTimer)

@@ -4,7 +4,7 @@
 // It is built by scripts/tools/build-go-peer.sh and driven by
 // test/e2e/tunnel/interop.test.ts.
 //
-//	go-peer serve --name N --listen PORT --psk FILE
+//	go-peer serve --name N --listen PORT --psk FILE [--listen-ip IP] [--mdns SERVICE]
 //	go-peer dial  --name N --psk FILE --peer-name M --peer-addr MULTIADDR --target IP:PORT --payload TEXT
 //	go-peer discover --name N --psk FILE --peer-name M --peer-addr MULTIADDR
 package main
@@ -34,6 +34,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -72,7 +73,7 @@ func pnetKey(file string) []byte {
 	return key[:32]
 }
 
-func newHost(name, psk string, listen int) host.Host {
+func newHost(name, psk string, listen int, listenIP string) host.Host {
 	opts := []libp2p.Option{
 		libp2p.Identity(identity(name)),
 		libp2p.PrivateNetwork(pnetKey(psk)),
@@ -82,7 +83,7 @@ func newHost(name, psk string, listen int) host.Host {
 		libp2p.DisableRelay(),
 	}
 	if listen > 0 {
-		opts = append(opts, libp2p.ListenAddrStrings(fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", listen)))
+		opts = append(opts, libp2p.ListenAddrStrings(fmt.Sprintf("/ip4/%s/tcp/%d", listenIP, listen)))
 	} else {
 		opts = append(opts, libp2p.NoListenAddrs)
 	}
@@ -194,6 +195,40 @@ func serveDiscovery(name string) network.StreamHandler {
 	}
 }
 
+// Like upstream's mDNS notifee: connect to the peer found, then tell it our name and learn its own.
+type lanNotifee struct {
+	h    host.Host
+	name string
+}
+
+func (n *lanNotifee) HandlePeerFound(pi peer.AddrInfo) {
+	if pi.ID == n.h.ID() {
+		return
+	}
+	fmt.Printf("found %s\n", pi.ID)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := n.h.Connect(ctx, pi); err != nil {
+			fmt.Printf("connect %s failed: %v\n", pi.ID, err)
+			return
+		}
+		s, err := n.h.NewStream(ctx, pi.ID, discoveryProtocol)
+		if err != nil {
+			fmt.Printf("discovery stream to %s failed: %v\n", pi.ID, err)
+			return
+		}
+		s.Write(encodeDiscovery(0, "MDNS", n.name))
+		resp, err := decode(bufio.NewReader(s))
+		s.Reset()
+		if err != nil || resp.typ != 1 {
+			fmt.Printf("discovery with %s refused: %v\n", pi.ID, err)
+			return
+		}
+		fmt.Printf("discovered %s %s\n", resp.node, pi.ID)
+	}()
+}
+
 // Discovery shares Proxy's first three fields: type, protocol, node_name.
 func encodeDiscovery(typ uint64, protocol, node string) []byte {
 	var body []byte
@@ -205,7 +240,7 @@ func encodeDiscovery(typ uint64, protocol, node string) []byte {
 
 // A stream to the named peer at addr (its PeerID derived from its name, as upstream does); exits on failure.
 func openStream(name, psk, peerName, addr string, proto protocol.ID) (network.Stream, peer.ID) {
-	h := newHost(name, psk, 0)
+	h := newHost(name, psk, 0, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	id, err := peer.IDFromPrivateKey(identity(peerName))
@@ -229,7 +264,9 @@ func main() {
 	fs := flag.NewFlagSet(os.Args[1], flag.ExitOnError)
 	name := fs.String("name", "go-peer", "this node's name")
 	psk := fs.String("psk", "", "PSK file")
-	listen := fs.Int("listen", 0, "TCP port on 127.0.0.1 (serve)")
+	listen := fs.Int("listen", 0, "TCP port (serve)")
+	listenIP := fs.String("listen-ip", "127.0.0.1", "address to listen on (serve)")
+	mdnsName := fs.String("mdns", "", "announce and browse this mDNS service name, as upstream does with its rendezvous (serve)")
 	peerName := fs.String("peer-name", "", "the peer's node name (dial)")
 	peerAddr := fs.String("peer-addr", "", "the peer's multiaddr without /p2p (dial)")
 	target := fs.String("target", "", "ip:port the peer should connect to (dial)")
@@ -238,9 +275,14 @@ func main() {
 
 	switch os.Args[1] {
 	case "serve":
-		h := newHost(*name, *psk, *listen)
+		h := newHost(*name, *psk, *listen, *listenIP)
 		h.SetStreamHandler(proxyProtocol, serveProxy)
 		h.SetStreamHandler(discoveryProtocol, serveDiscovery(*name))
+		if *mdnsName != "" {
+			if err := mdns.NewMdnsService(h, *mdnsName, &lanNotifee{h: h, name: *name}).Start(); err != nil {
+				panic(err)
+			}
+		}
 		fmt.Printf("listening %s/p2p/%s\n", h.Addrs()[0], h.ID())
 		select {}
 	case "dial":
