@@ -2,7 +2,7 @@
 // identity (Ed25519 from the node name), private network key (from the PSK
 // file), TCP + Noise + Yamux, and the proxy protocol /libp2p/tunnel-proxy/1.0.0.
 // It is built by scripts/tools/build-go-peer.sh and driven by
-// test/e2e/tunnel/interop.test.ts.
+// test/integration/tunnel/interop.test.ts and test/e2e/tunnel/mdns-interop.test.ts.
 //
 //	go-peer serve --name N --listen PORT --psk FILE [--listen-ip IP] [--mdns SERVICE]
 //	go-peer dial  --name N --psk FILE --peer-name M --peer-addr MULTIADDR --target IP:PORT --payload TEXT
