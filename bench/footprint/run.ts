@@ -5,7 +5,8 @@
 //
 // Scenarios: the agent on a standalone services file with DNS off (no root);
 // the same with EdgeDNS on, and with every module (DNS, proxy with nftables,
-// tunnel), inside a throw-away network namespace (root only);
+// tunnel), and with upstream's discovery too (mDNS, DHT), inside a
+// throw-away network namespace (root only);
 // and the agent's kube data layer over TLS against a real kube-apiserver.
 import { spawn, execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
@@ -49,6 +50,8 @@ const standalone = writeConfig('standalone.yaml', `kubeAPIConfig: {standaloneFil
 const withDns = writeConfig('dns.yaml', `kubeAPIConfig: {standaloneFile: ${services}}\ncommonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: true}}\n`)
 writeFileSync(join(dir, 'psk'), 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=')
 const everything = writeConfig('all.yaml', `kubeAPIConfig: {standaloneFile: ${services}}\ncommonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: true}, edgeProxy: {enable: true}, edgeTunnel: {enable: true, psk: {path: ${join(dir, 'psk')}}, relayNodes: [{nodeName: relay, advertiseAddress: [127.0.0.1]}]}}\n`)
+// Upstream's discovery on top (ours is off by default): mDNS and both DHTs.
+const withDiscovery = writeConfig('discovery.yaml', `kubeAPIConfig: {standaloneFile: ${services}}\ncommonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: true}, edgeProxy: {enable: true}, edgeTunnel: {enable: true, mdns: {enable: true}, dht: {enable: true}, psk: {path: ${join(dir, 'psk')}}, relayNodes: [{nodeName: relay, advertiseAddress: [127.0.0.1]}]}}\n`)
 const env = { NODE_NAME: 'bench-node', NAMESPACE: 'kubeedge' }
 const node = process.execPath
 
@@ -65,6 +68,7 @@ const scenarios: Array<[string, () => Promise<number>]> = [
   ['agent, standalone file, DNS off', () => idleRss([node, bundle, 'agent', '--config-file', standalone], env)],
   ...(isRoot ? [['agent, standalone file, EdgeDNS on (netns)', () => idleRss(['ip', 'netns', 'exec', ns, node, bundle, 'agent', '--config-file', withDns], env)]] as Array<[string, () => Promise<number>]> : []),
   ...(isRoot ? [['agent, every module: DNS + proxy (nftables) + tunnel (netns)', () => idleRss(['ip', 'netns', 'exec', ns, node, bundle, 'agent', '--config-file', everything], env)]] as Array<[string, () => Promise<number>]> : []),
+  ...(isRoot ? [['agent, every module + mDNS + DHT (netns)', () => idleRss(['ip', 'netns', 'exec', ns, node, bundle, 'agent', '--config-file', withDiscovery], env)]] as Array<[string, () => Promise<number>]> : []),
   ...(cp !== undefined && kube !== undefined ? [['agent, kube-apiserver over TLS (empty cluster)', () => idleRss([node, bundle, 'agent', '--config-file', kube], { ...env, KUBECONFIG: cp.kubeconfigPath, KUBERNETES_PORT: 'tcp://10.96.0.1:443' })]] as Array<[string, () => Promise<number>]> : [])
 ]
 const results = new Map<string, number[]>(scenarios.map(([name]) => [name, []]))

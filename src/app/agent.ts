@@ -230,6 +230,7 @@ function createTunnel (t: EdgeTunnelConfig, nodeName: string, stateDir: string, 
     maxInboundStreams: t.tunnelLimitConfig.enable ? t.tunnelLimitConfig.tunnelBaseStreamIn : undefined,
     heartbeatMs: t.heartbeatPeriod * 1000,
     mdns: t.mdns.enable ? { serviceName: t.rendezvous } : undefined,
+    dht: t.dht.enable ? { rendezvous: t.rendezvous, findIntervalMs: t.finderPeriod * 1000 } : undefined,
     dataPath: t.dataPath.enable
       ? { port: t.dataPath.port, poolSize: t.dataPath.poolSize, parkedPerRelay: t.dataPath.parkedPerRelay, relayLimits: t.dataPath.relayLimits }
       : undefined

@@ -141,7 +141,10 @@ export const EdgeTunnelConfig = obj({
   }, 'Agent-to-agent data path.', { ours: true }),
   mdns: obj({
     enable: bool(false, 'Find peers on the same LAN by mDNS under the `rendezvous` name, as upstream always does, and dial them directly over libp2p instead of through a relay. Off by default: it answers on UDP 5353 on every interface.', { ours: true })
-  }, 'LAN discovery.', { ours: true })
+  }, 'LAN discovery.', { ours: true }),
+  dht: obj({
+    enable: bool(false, 'Join the Kademlia DHT (upstream\'s `/ipfs/kad/1.0.0` and `/ipfs/lan/kad/1.0.0`), advertise the `rendezvous` there and look it up every `finderPeriod`, as upstream always does; peers found are connected, so Go EdgeMesh agents learn this node\'s name. Off by default: it costs memory, and relays already connect our agents.', { ours: true })
+  }, 'DHT discovery.', { ours: true })
 }, 'Cross-network tunnel.')
 
 export const EdgeDNSConfig = obj({

@@ -11,7 +11,7 @@
 import { readFile } from 'node:fs/promises'
 import { connect, isIP } from 'node:net'
 import type { Duplex } from 'node:stream'
-import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
+import type { Libp2p, PeerId, PeerInfo as Libp2pPeerInfo, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { Gauge, Counter } from 'prom-client'
 import type { Registry } from 'prom-client'
@@ -30,6 +30,7 @@ import { UDP_FRAMED, serveDatagrams, streamChannel } from './datagrams.ts'
 import { TunnelDialError, TunnelPskError } from './errors.ts'
 import type { DataPath, DataPathInit, HostPort, PeerRoute } from '../datapath/datapath.ts'
 import type { LanPeer, MdnsDiscovery } from './mdns.ts'
+import type { DhtDiscovery } from './dht.ts'
 import { LOOKUP_PROTOCOL, PeerPins, REGISTER_PROTOCOL, WHOIS_PROTOCOL, loadOrCreateKey, readStreamLine, sendLine } from './identities.ts'
 
 /** Ours: where a node's TLS data path listens (`{"port":…,"hosts":[…]}`); a Go peer does not speak it and keeps the proxy protocol. */
@@ -81,6 +82,8 @@ export interface EdgeTunnelInit {
   dataPath?: Pick<DataPathInit, 'port' | 'poolSize' | 'parkedPerRelay' | 'relayLimits'>
   /** LAN discovery by mDNS under upstream's rendezvous name (`<serviceName>.local`); peers found are dialed directly. */
   mdns?: { serviceName: string }
+  /** Upstream's DHT discovery: provider records for the rendezvous on both of its DHTs, looked up every `findIntervalMs`. */
+  dht?: { rendezvous: string, findIntervalMs: number }
 }
 
 /** The outcome of a handshake with one relay. */
@@ -209,6 +212,9 @@ export class EdgeTunnel implements Component, EndpointDialer {
   /** Direct addresses of peers found by mDNS on this LAN, by PeerID: dialed before relay circuits. */
   readonly #lanAddrs = new Map<string, Multiaddr[]>()
   #mdns: MdnsDiscovery | undefined
+  #dht: DhtDiscovery | undefined
+  /** Peers the DHT reported, logged once each. */
+  readonly #dhtPeers = new Set<string>()
   #peerIdFromString: ((id: string) => PeerId) | undefined
   #dataPath: DataPath | undefined
   /** Data path routes by node name (undefined: the peer has none, e.g. a Go EdgeMesh). */
@@ -333,6 +339,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
       privateKey = await generateKeyPairFromSeed('Ed25519', compatSeed(init.nodeName))
     }
     const services: Record<string, unknown> = { identify: identify() }
+    if (init.dht !== undefined) Object.assign(services, await (await import('./dht.ts')).dhtServices())
     if (this.isRelay) {
       services.relay = relayMod.circuitRelayServer({
         reservations: {
@@ -426,6 +433,11 @@ export class EdgeTunnel implements Component, EndpointDialer {
         addresses: () => node.getMultiaddrs().map(a => a.toString())
       })
       await this.#mdns.start()
+    }
+    if (init.dht !== undefined) {
+      const { DhtDiscovery } = await import('./dht.ts')
+      this.#dht = new DhtDiscovery({ logger: this.#log, node, onPeer: peer => { this.#onDhtPeer(node, peer) } }, init.dht)
+      await this.#dht.start()
     }
     this.#metrics ??= new TunnelMetrics(this.#registry, () => this.peers())
     this.#log.info('tunnel listening', {
@@ -728,7 +740,28 @@ export class EdgeTunnel implements Component, EndpointDialer {
     node.dial(lan).catch((err: Error) => this.#log.debug('dialing a peer found on the LAN failed', { peer: peer.peerId, err: err.message }))
   }
 
+  /**
+   * A peer that advertised the rendezvous on the DHT: connect, as upstream
+   * does (its addresses, then circuits through our relays, since it may be
+   * behind NAT); identify then runs the name exchange with Go peers.
+   */
+  #onDhtPeer (node: Libp2p, peer: Libp2pPeerInfo): void {
+    const id = peer.id.toString()
+    if (!this.#dhtPeers.has(id)) this.#log.info('peer found on the DHT', { peer: id, node: this.#nodeNames.get(id), addresses: peer.multiaddrs.map(a => a.toString()) })
+    this.#dhtPeers.add(id)
+    if (node.getConnections(peer.id).length > 0) return
+    const multiaddr = this.#multiaddr as (a: string) => Multiaddr
+    const targets = [
+      ...peer.multiaddrs.filter(a => !a.toString().startsWith('/ip4/127.')).map(a => a.toString().includes('/p2p/') ? a : multiaddr(`${a.toString()}/p2p/${id}`)),
+      ...this.#relays.filter(r => r.peerId.toString() !== id).flatMap(r => r.addrs.map(a => multiaddr(`${a.toString()}/p2p/${r.peerId.toString()}/p2p-circuit/p2p/${id}`)))
+    ]
+    if (targets.length === 0) return
+    node.dial(targets).catch((err: Error) => this.#log.debug('dialing a peer found on the DHT failed', { peer: id, err: err.message }))
+  }
+
   async stop (): Promise<void> {
+    await this.#dht?.stop()
+    this.#dht = undefined
     await this.#mdns?.stop()
     this.#mdns = undefined
     clearInterval(this.#heartbeat)

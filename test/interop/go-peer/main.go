@@ -4,7 +4,7 @@
 // It is built by scripts/tools/build-go-peer.sh and driven by
 // test/integration/tunnel/interop.test.ts and test/e2e/tunnel/mdns-interop.test.ts.
 //
-//	go-peer serve --name N --listen PORT --psk FILE [--listen-ip IP] [--mdns SERVICE]
+//	go-peer serve --name N --listen PORT --psk FILE [--listen-ip IP] [--mdns SERVICE] [--dht RENDEZVOUS --bootstrap MULTIADDR]
 //	go-peer dial  --name N --psk FILE --peer-name M --peer-addr MULTIADDR --target IP:PORT --payload TEXT
 //	go-peer discover --name N --psk FILE --peer-name M --peer-addr MULTIADDR
 package main
@@ -29,12 +29,15 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+	dht "github.com/libp2p/go-libp2p-kad-dht"
+	"github.com/libp2p/go-libp2p-kad-dht/dual"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/discovery/mdns"
+	drouting "github.com/libp2p/go-libp2p/p2p/discovery/routing"
 	"github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -195,17 +198,18 @@ func serveDiscovery(name string) network.StreamHandler {
 	}
 }
 
-// Like upstream's mDNS notifee: connect to the peer found, then tell it our name and learn its own.
-type lanNotifee struct {
-	h    host.Host
-	name string
+// Like upstream's handling of a peer found by mDNS or the DHT: connect, then tell it our name and learn its own.
+type peerNotifee struct {
+	h        host.Host
+	name     string
+	protocol string // "MDNS" or "DHT", as upstream sends it
 }
 
-func (n *lanNotifee) HandlePeerFound(pi peer.AddrInfo) {
+func (n *peerNotifee) HandlePeerFound(pi peer.AddrInfo) {
 	if pi.ID == n.h.ID() {
 		return
 	}
-	fmt.Printf("found %s\n", pi.ID)
+	fmt.Printf("found %s by %s\n", pi.ID, n.protocol)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -218,7 +222,7 @@ func (n *lanNotifee) HandlePeerFound(pi peer.AddrInfo) {
 			fmt.Printf("discovery stream to %s failed: %v\n", pi.ID, err)
 			return
 		}
-		s.Write(encodeDiscovery(0, "MDNS", n.name))
+		s.Write(encodeDiscovery(0, n.protocol, n.name))
 		resp, err := decode(bufio.NewReader(s))
 		s.Reset()
 		if err != nil || resp.typ != 1 {
@@ -256,6 +260,55 @@ func openStream(name, psk, peerName, addr string, proto protocol.ID) (network.St
 	return s, id
 }
 
+// Upstream's DHT discovery: a dual DHT (/ipfs/kad/1.0.0 and /ipfs/lan/kad/1.0.0) in server mode, a
+// provider record for the rendezvous, and FindPeers on it. Unlike upstream (advertise retried after
+// 2 minutes, FindPeers once), both repeat every 2 s so a test does not wait.
+func joinDHT(h host.Host, name, rendezvous, bootstrap string) {
+	ctx := context.Background()
+	d, err := dual.New(h, dual.DHTOption(dht.Mode(dht.ModeServer)))
+	if err != nil {
+		panic(err)
+	}
+	if bootstrap != "" {
+		ai, err := peer.AddrInfoFromString(bootstrap)
+		if err != nil {
+			panic(err)
+		}
+		go func() {
+			for h.Connect(ctx, *ai) != nil {
+				time.Sleep(time.Second)
+			}
+			fmt.Printf("dht bootstrap connected %s\n", ai.ID)
+		}()
+	}
+	if err := d.Bootstrap(ctx); err != nil {
+		panic(err)
+	}
+	rd := drouting.NewRoutingDiscovery(d)
+	n := &peerNotifee{h: h, name: name, protocol: "DHT"}
+	seen := map[peer.ID]bool{}
+	go func() {
+		advertised := false
+		for {
+			if !advertised {
+				if _, err := rd.Advertise(ctx, rendezvous); err == nil {
+					advertised = true
+					fmt.Printf("dht advertised %s\n", rendezvous)
+				}
+			}
+			if peers, err := rd.FindPeers(ctx, rendezvous); err == nil {
+				for p := range peers {
+					if p.ID != h.ID() && len(p.Addrs) > 0 && !seen[p.ID] {
+						seen[p.ID] = true
+						n.HandlePeerFound(p)
+					}
+				}
+			}
+			time.Sleep(2 * time.Second)
+		}
+	}()
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: go-peer serve|dial [flags]")
@@ -267,6 +320,8 @@ func main() {
 	listen := fs.Int("listen", 0, "TCP port (serve)")
 	listenIP := fs.String("listen-ip", "127.0.0.1", "address to listen on (serve)")
 	mdnsName := fs.String("mdns", "", "announce and browse this mDNS service name, as upstream does with its rendezvous (serve)")
+	dhtRendezvous := fs.String("dht", "", "join the dual DHT and advertise and look up this rendezvous, as upstream does (serve)")
+	bootstrap := fs.String("bootstrap", "", "multiaddr with /p2p of a peer to join the DHT through (serve)")
 	peerName := fs.String("peer-name", "", "the peer's node name (dial)")
 	peerAddr := fs.String("peer-addr", "", "the peer's multiaddr without /p2p (dial)")
 	target := fs.String("target", "", "ip:port the peer should connect to (dial)")
@@ -279,9 +334,12 @@ func main() {
 		h.SetStreamHandler(proxyProtocol, serveProxy)
 		h.SetStreamHandler(discoveryProtocol, serveDiscovery(*name))
 		if *mdnsName != "" {
-			if err := mdns.NewMdnsService(h, *mdnsName, &lanNotifee{h: h, name: *name}).Start(); err != nil {
+			if err := mdns.NewMdnsService(h, *mdnsName, &peerNotifee{h: h, name: *name, protocol: "MDNS"}).Start(); err != nil {
 				panic(err)
 			}
+		}
+		if *dhtRendezvous != "" {
+			joinDHT(h, *name, *dhtRendezvous, *bootstrap)
 		}
 		fmt.Printf("listening %s/p2p/%s\n", h.Addrs()[0], h.ID())
 		select {}

@@ -1,8 +1,9 @@
-// mDNS with a Go EdgeMesh on the same LAN: the go-libp2p interop peer
-// (test/interop/go-peer) runs go-libp2p's mDNS under upstream's rendezvous
-// name on edge-a2, our agent runs with edgeTunnel.mdns on edge-a1 (site A of
-// the seed lab). Each must find the other, connect, and exchange node names
-// over /libp2p/tunnel-discovery/1.0.0, as a Go EdgeMesh does with Go peers.
+// Discovery with a Go EdgeMesh on the same LAN: the go-libp2p interop peer
+// (test/interop/go-peer) runs go-libp2p's mDNS and dual DHT under upstream's
+// rendezvous on edge-a2; our agent runs with edgeTunnel.mdns and
+// edgeTunnel.dht on edge-a1 (site A of the seed lab). Each must find the
+// other both ways, connect, and exchange node names over
+// /libp2p/tunnel-discovery/1.0.0, as a Go EdgeMesh does with Go peers.
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
@@ -29,7 +30,7 @@ async function compatPeerId (nodeName: string): Promise<string> {
   return peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', compatSeed(nodeName))).toString()
 }
 
-describe('mDNS interop: our agent and a go-libp2p peer find each other on a LAN', skip, () => {
+describe('discovery interop: our agent and a go-libp2p peer find each other on a LAN, by mDNS and by the DHT', skip, () => {
   let lab: Lab
   let dir: string
   let agent: LabProcess
@@ -51,10 +52,13 @@ describe('mDNS interop: our agent and a go-libp2p peer find each other on a LAN'
       '    enable: true',
       `    psk: {path: ${psk}}`,
       '    mdns: {enable: true}',
+      '    dht: {enable: true}',
+      '    finderPeriod: 2',
       ''
     ].join('\n'))
     lab = await Lab.up(seed, { id: Lab.newId() })
-    go = lab.spawn('edge-a2', [goPeer, 'serve', '--name', 'go-lan', '--psk', psk, '--listen', '20006', '--listen-ip', '0.0.0.0', '--mdns', 'EDGEMESH_PLAYGOUND'], { name: 'go-peer' })
+    const bootstrap = `/ip4/192.168.1.11/tcp/20006/p2p/${await compatPeerId('edge-a1')}`
+    go = lab.spawn('edge-a2', [goPeer, 'serve', '--name', 'go-lan', '--psk', psk, '--listen', '20006', '--listen-ip', '0.0.0.0', '--mdns', 'EDGEMESH_PLAYGOUND', '--dht', 'EDGEMESH_PLAYGOUND', '--bootstrap', bootstrap], { name: 'go-peer' })
     await go.waitForOutput('listening', 10_000)
     agent = lab.spawn('edge-a1', [process.execPath, entry, 'agent', '--config-file', config], { env: { NAMESPACE: 'kubeedge' }, name: 'agent' })
     await agent.waitForOutput('"msg":"running"', 20_000)
@@ -65,11 +69,12 @@ describe('mDNS interop: our agent and a go-libp2p peer find each other on a LAN'
     if (dir !== undefined) await rm(dir, { recursive: true, force: true })
   })
 
-  test('each finds the other, and both learn the other\'s node name', async () => {
+  test('mDNS: each finds the other, and both learn the other\'s node name', async () => {
     const ours = await compatPeerId('edge-a1')
     const theirs = await compatPeerId('go-lan')
     // The Go side, as upstream: found by mDNS, connected, told our name in the discovery reply.
-    await waitFor('the Go peer finds us and learns our name', async () => (await go.output()).includes(`discovered edge-a1 ${ours}`), 25_000)
+    await waitFor('the Go peer finds us by mDNS', async () => (await go.output()).includes(`found ${ours} by MDNS`), 25_000)
+    await waitFor('the Go peer learns our name', async () => (await go.output()).includes(`discovered edge-a1 ${ours}`), 25_000)
       .catch(async (err: Error) => { throw new Error(`${err.message}\ngo peer:\n${(await go.output()).slice(-3000)}\nagent:\n${(await agent.output()).slice(-3000)}`) })
     // Ours: the Go peer's announcement found, and our name sent to it when identify shows a Go peer.
     await waitFor('our agent finds the Go peer', async () => new RegExp(`"msg":"peer found on the LAN"[^\\n]*${theirs}|${theirs}[^\\n]*"msg":"peer found on the LAN"`).test(await agent.output()), 25_000)
@@ -78,5 +83,15 @@ describe('mDNS interop: our agent and a go-libp2p peer find each other on a LAN'
     const found = (await agent.output()).split('\n').find(l => l.includes('peer found on the LAN') && l.includes(theirs)) ?? ''
     assert.match(found, /192\.168\.1\.12/)
     assert.doesNotMatch(found, /127\.0\.0\.1/)
+  })
+
+  test('DHT: each reads the other\'s provider record for the rendezvous', async () => {
+    const ours = await compatPeerId('edge-a1')
+    const theirs = await compatPeerId('go-lan')
+    await waitFor('our agent advertises the rendezvous', async () => (await agent.output()).includes('"msg":"rendezvous advertised on the DHT"'), 30_000)
+    await waitFor('the Go peer finds us on the DHT', async () => (await go.output()).includes(`found ${ours} by DHT`), 30_000)
+      .catch(async (err: Error) => { throw new Error(`${err.message}\ngo peer:\n${(await go.output()).slice(-3000)}`) })
+    await waitFor('our agent finds the Go peer on the DHT', async () => new RegExp(`"msg":"peer found on the DHT"[^\\n]*${theirs}|${theirs}[^\\n]*"msg":"peer found on the DHT"`).test(await agent.output()), 30_000)
+      .catch(async (err: Error) => { throw new Error(`${err.message}\nagent:\n${(await agent.output()).slice(-3000)}`) })
   })
 })
