@@ -80,7 +80,7 @@ export class MdnsDiscovery {
     if (!asked || this.#mdns === undefined) return
     const addrs = this.#init.addresses()
       .map(a => a.replace(/\/p2p\/[^/]+$/, ''))
-      .filter(a => !a.includes('/p2p-circuit') && !isLoopback(a))
+      .filter(a => !isHostOnly(a))
     if (addrs.length === 0) return
     const instance = `${this.#instance}.${this.#service}`
     const host = `${this.#instance}.local`
@@ -120,6 +120,7 @@ export class MdnsDiscovery {
   }
 }
 
-function isLoopback (multiaddr: string): boolean {
-  return multiaddr.startsWith('/ip4/127.') || multiaddr.startsWith('/ip6/::1/')
+/** Addresses only this host can use: loopback, and circuits (a relay's, not ours to announce or dial on a LAN). */
+export function isHostOnly (multiaddr: string): boolean {
+  return multiaddr.startsWith('/ip4/127.') || multiaddr.startsWith('/ip6/::1/') || multiaddr.includes('/p2p-circuit')
 }

@@ -29,6 +29,7 @@ import { streamToDuplex } from './stream.ts'
 import { UDP_FRAMED, serveDatagrams, streamChannel } from './datagrams.ts'
 import { TunnelDialError, TunnelPskError } from './errors.ts'
 import type { DataPath, DataPathInit, HostPort, PeerRoute } from '../datapath/datapath.ts'
+import { isHostOnly } from './mdns.ts'
 import type { LanPeer, MdnsDiscovery } from './mdns.ts'
 import type { DhtDiscovery } from './dht.ts'
 import { LOOKUP_PROTOCOL, PeerPins, REGISTER_PROTOCOL, WHOIS_PROTOCOL, loadOrCreateKey, readStreamLine, sendLine } from './identities.ts'
@@ -722,7 +723,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
     if (peer.peerId === node.peerId.toString()) return
     const multiaddr = this.#multiaddr as (a: string) => Multiaddr
     // Upstream announces its loopback address too: useless, and on this host it would be ourselves.
-    const addrs = peer.addrs.filter(a => !a.includes('/p2p-circuit') && !a.startsWith('/ip4/127.') && !a.startsWith('/ip6/::1/'))
+    const addrs = peer.addrs.filter(a => !isHostOnly(a))
     let id: PeerId
     let lan: Multiaddr[]
     try {
@@ -752,8 +753,8 @@ export class EdgeTunnel implements Component, EndpointDialer {
     if (node.getConnections(peer.id).length > 0) return
     const multiaddr = this.#multiaddr as (a: string) => Multiaddr
     const targets = [
-      ...peer.multiaddrs.filter(a => !a.toString().startsWith('/ip4/127.')).map(a => a.toString().includes('/p2p/') ? a : multiaddr(`${a.toString()}/p2p/${id}`)),
-      ...this.#relays.filter(r => r.peerId.toString() !== id).flatMap(r => r.addrs.map(a => multiaddr(`${a.toString()}/p2p/${r.peerId.toString()}/p2p-circuit/p2p/${id}`)))
+      ...peer.multiaddrs.filter(a => !isHostOnly(a.toString())).map(a => a.toString().includes('/p2p/') ? a : multiaddr(`${a.toString()}/p2p/${id}`)),
+      ...this.#circuitsTo(id)
     ]
     if (targets.length === 0) return
     node.dial(targets).catch((err: Error) => this.#log.debug('dialing a peer found on the DHT failed', { peer: id, err: err.message }))
@@ -952,9 +953,14 @@ export class EdgeTunnel implements Component, EndpointDialer {
     const relay = this.#relays.find(r => r.nodeName === nodeName)
     if (relay !== undefined) return relay.addrs.map(a => multiaddr(`${a.toString()}/p2p/${peerId.toString()}`))
     const id = peerId.toString()
-    const lan = (this.#lanAddrs.get(id) ?? []).map(a => a.toString().includes('/p2p/') ? a : multiaddr(`${a.toString()}/p2p/${id}`))
-    return [...lan, ...this.#relays.filter(r => r.nodeName !== nodeName)
-      .flatMap(r => r.addrs.map(a => multiaddr(`${a.toString()}/p2p/${r.peerId.toString()}/p2p-circuit/p2p/${id}`)))]
+    return [...(this.#lanAddrs.get(id) ?? []), ...this.#circuitsTo(id)]
+  }
+
+  /** Circuits to a peer through each of our relays (other than the peer itself). */
+  #circuitsTo (peerId: string): Multiaddr[] {
+    const multiaddr = this.#multiaddr as (a: string) => Multiaddr
+    return this.#relays.filter(r => r.peerId.toString() !== peerId)
+      .flatMap(r => r.addrs.map(a => multiaddr(`${a.toString()}/p2p/${r.peerId.toString()}/p2p-circuit/p2p/${peerId}`)))
   }
 
   /**
