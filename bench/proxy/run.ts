@@ -20,6 +20,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
+import { serviceYaml } from '../../test/helpers/services.ts'
 import { ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
 
 const { values: opt } = parseArgs({
@@ -64,22 +65,13 @@ function setup (): void {
 }
 
 function servicesYaml (): string {
-  const svc = (name: string, ip: string): string => `apiVersion: v1
-kind: Service
-metadata: {name: ${name}, namespace: bench}
-spec:
-  clusterIP: ${ip}
-  ports: [{name: iperf, port: 5201, protocol: TCP}, {name: echo, port: 7000, protocol: TCP}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: ${name}-1, namespace: bench, labels: {kubernetes.io/service-name: ${name}}}
-addressType: IPv4
-ports: [{name: iperf, port: 5201, protocol: TCP}, {name: echo, port: 7000, protocol: TCP}]
-endpoints:
-- {addresses: [10.77.0.2], conditions: {ready: true}, nodeName: ${NODE}}
----
-`
+  const svc = (name: string, clusterIP: string): string => serviceYaml({
+    name,
+    namespace: 'bench',
+    clusterIP,
+    ports: [{ name: 'iperf', port: 5201 }, { name: 'echo', port: 7000 }],
+    endpoints: [{ ip: '10.77.0.2', nodeName: NODE }]
+  })
   return svc('kernel', '10.96.0.10') + svc('userspace', '10.96.0.20') + `apiVersion: networking.istio.io/v1alpha3
 kind: DestinationRule
 metadata: {name: userspace, namespace: bench}

@@ -25,6 +25,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
+import { serviceYaml } from '../../test/helpers/services.ts'
 import { cpuSeconds, ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
 import type { Proc } from '../netns.ts'
 
@@ -81,20 +82,13 @@ function setup (): void {
 }
 
 function services (): string {
-  const svc = (name: string, ip: string, epIp: string, node: string): string => `apiVersion: v1
-kind: Service
-metadata: {name: ${name}, namespace: bench}
-spec: {clusterIP: ${ip}, ports: [{name: iperf, port: 5201, protocol: TCP}, {name: echo, port: 7000, protocol: TCP}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: ${name}-1, namespace: bench, labels: {kubernetes.io/service-name: ${name}}}
-addressType: IPv4
-ports: [{name: iperf, port: 5201, protocol: TCP}, {name: echo, port: 7000, protocol: TCP}]
-endpoints:
-- {addresses: [${epIp}], conditions: {ready: true}, nodeName: ${node}}
----
-`
+  const svc = (name: string, clusterIP: string, ip: string, nodeName: string): string => serviceYaml({
+    name,
+    namespace: 'bench',
+    clusterIP,
+    ports: [{ name: 'iperf', port: 5201 }, { name: 'echo', port: 7000 }],
+    endpoints: [{ ip, nodeName }]
+  })
   return svc('direct', '10.96.0.31', NODES.b1, 'b1') + svc('relayed', '10.96.0.32', NODES.b2, 'b2')
 }
 

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url'
 import { Lab, seed } from '../../../src/lab/index.ts'
 import type { LabProcess, Topology } from '../../../src/lab/index.ts'
 import { rootOnly } from '../lab/helpers.ts'
+import { serviceYaml } from '../../helpers/services.ts'
 
 const root = fileURLToPath(new URL('../../../', import.meta.url))
 const entry = join(root, 'src/bin/edgemesh.ts')
@@ -21,24 +22,12 @@ const UPSTREAM_NODE = 'k8s-master'
 const LOAD_QPS = 1000
 const MAX_LOSS = 0.0002
 
-const SERVICES = `apiVersion: v1
-kind: Service
-metadata: {name: hostname-svc, namespace: default}
-spec:
-  clusterIP: 10.96.0.10
-  ports: [{name: http, port: 12345, protocol: TCP, targetPort: 9376}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: hostname-svc-1, namespace: default, labels: {kubernetes.io/service-name: hostname-svc}}
-addressType: IPv4
-ports: [{name: http, port: 9376, protocol: TCP}]
-endpoints:
-- addresses: [192.168.1.12]
-  conditions: {ready: true}
-  nodeName: edge-a2
-  targetRef: {kind: Pod, name: hostname-1}
-`
+const SERVICES = serviceYaml({
+  name: 'hostname-svc',
+  clusterIP: '10.96.0.10',
+  ports: [{ name: 'http', port: 12345, targetPort: 9376 }],
+  endpoints: [{ ip: '192.168.1.12', nodeName: 'edge-a2', pod: 'hostname-1' }]
+})
 
 describe('EdgeDNS in the seed lab', rootOnly, () => {
   let lab: Lab

@@ -11,64 +11,19 @@ import { fileURLToPath } from 'node:url'
 import { Lab, seed, workload } from '../../../src/lab/index.ts'
 import type { LabProcess } from '../../../src/lab/index.ts'
 import { rootOnly, waitFor } from '../lab/helpers.ts'
+import { serviceYaml } from '../../helpers/services.ts'
 
 const root = fileURLToPath(new URL('../../../', import.meta.url))
 const entry = join(root, 'src/bin/edgemesh.ts')
 const PSK = 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ='
 const udpClient = fileURLToPath(new URL('../proxy/fixtures/client.ts', import.meta.url))
 
-const SERVICES = `apiVersion: v1
-kind: Service
-metadata: {name: hostname-svc, namespace: default}
-spec: {clusterIP: 10.96.0.10, ports: [{name: http, port: 12345, protocol: TCP, targetPort: 9376}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: hostname-svc-1, namespace: default, labels: {kubernetes.io/service-name: hostname-svc}}
-addressType: IPv4
-ports: [{name: http, port: 9376, protocol: TCP}]
-endpoints:
-- {addresses: [192.168.1.21], conditions: {ready: true}, nodeName: edge-b1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: cloud-svc, namespace: default}
-spec: {clusterIP: 10.96.0.11, ports: [{name: http, port: 80, protocol: TCP, targetPort: 9376}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: cloud-svc-1, namespace: default, labels: {kubernetes.io/service-name: cloud-svc}}
-addressType: IPv4
-ports: [{name: http, port: 9376, protocol: TCP}]
-endpoints:
-- {addresses: [203.0.113.11], conditions: {ready: true}, nodeName: k8s-node1}
----
-apiVersion: v1
-kind: Service
-metadata: {name: lan-svc, namespace: default}
-spec: {clusterIP: 10.96.0.12, ports: [{name: http, port: 80, protocol: TCP, targetPort: 9376}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: lan-svc-1, namespace: default, labels: {kubernetes.io/service-name: lan-svc}}
-addressType: IPv4
-ports: [{name: http, port: 9376, protocol: TCP}]
-endpoints:
-- {addresses: [192.168.1.12], conditions: {ready: true}, nodeName: edge-a2}
----
-apiVersion: v1
-kind: Service
-metadata: {name: udp-echo, namespace: default}
-spec: {clusterIP: 10.96.0.20, ports: [{name: echo, port: 7, protocol: UDP, targetPort: 7007}]}
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: udp-echo-1, namespace: default, labels: {kubernetes.io/service-name: udp-echo}}
-addressType: IPv4
-ports: [{name: echo, port: 7007, protocol: UDP}]
-endpoints:
-- {addresses: [192.168.1.21], conditions: {ready: true}, nodeName: edge-b1}
-`
+const SERVICES = [
+  serviceYaml({ name: 'hostname-svc', clusterIP: '10.96.0.10', ports: [{ name: 'http', port: 12345, targetPort: 9376 }], endpoints: [{ ip: '192.168.1.21', nodeName: 'edge-b1' }] }),
+  serviceYaml({ name: 'cloud-svc', clusterIP: '10.96.0.11', ports: [{ name: 'http', port: 80, targetPort: 9376 }], endpoints: [{ ip: '203.0.113.11', nodeName: 'k8s-node1' }] }),
+  serviceYaml({ name: 'lan-svc', clusterIP: '10.96.0.12', ports: [{ name: 'http', port: 80, targetPort: 9376 }], endpoints: [{ ip: '192.168.1.12', nodeName: 'edge-a2' }] }),
+  serviceYaml({ name: 'udp-echo', clusterIP: '10.96.0.20', ports: [{ name: 'echo', port: 7, targetPort: 7007, protocol: 'UDP' }], endpoints: [{ ip: '192.168.1.21', nodeName: 'edge-b1' }] })
+].join('')
 
 describe('EdgeTunnel in the seed lab', rootOnly, () => {
   let lab: Lab
