@@ -2,7 +2,9 @@
 // namespaces, waiting for their output, medians, RSS. Root only.
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 export function requireRoot (bench: string): void {
   if (process.getuid?.() !== 0) {
@@ -36,12 +38,27 @@ export type Proc = ChildProcess & { out: () => string }
 const children: ChildProcess[] = []
 
 export function run (ns: string, argv: string[], env: Record<string, string> = {}): Proc {
-  const child = spawn('ip', ['netns', 'exec', ns, ...argv], { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
-  let out = ''
-  child.stdout?.setEncoding('utf8').on('data', (d: string) => { out += d })
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => { out += d })
+  // Output goes to a file, not a pipe: the bench blocks in spawnSync while it measures, and a process
+  // writing to a full pipe nobody drains stalls (Node writes pipes synchronously on Linux).
+  const log = join(logDir(), `${children.length}-${ns}.log`)
+  const fd = openSync(log, 'w')
+  const child = spawn('ip', ['netns', 'exec', ns, ...argv], { env: { ...process.env, ...env }, stdio: ['pipe', fd, fd] })
+  closeSync(fd)
   children.push(child)
-  return Object.assign(child, { out: () => out })
+  return Object.assign(child, { out: () => readFileSync(log, 'utf8') })
+}
+
+let logs: string | undefined
+function logDir (): string {
+  if (logs === undefined) {
+    // BENCH_LOG_DIR keeps every process's output after the run (e.g. with --trace-gc in BENCH_AGENT_FLAGS).
+    const keep = process.env.BENCH_LOG_DIR
+    if (keep !== undefined) mkdirSync(keep, { recursive: true })
+    const dir = keep ?? mkdtempSync(join(tmpdir(), 'edgemesh-bench-logs-'))
+    logs = dir
+    if (keep === undefined) process.on('exit', () => rmSync(dir, { recursive: true, force: true }))
+  }
+  return logs
 }
 
 export function killAll (): void {

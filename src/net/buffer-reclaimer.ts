@@ -22,6 +22,8 @@ import type { Registry } from 'prom-client'
 /** What a module that copies between streams needs: a place to report each stream it reads from. */
 export interface CopiedStreams {
   track (stream: Readable): void
+  /** Bytes copied in buffers no tracked stream delivers (e.g. a protocol stack's own layers). */
+  add (bytes: number): void
 }
 
 export class BufferReclaimerMetrics {
@@ -59,9 +61,14 @@ export class BufferReclaimer implements CopiedStreams {
     stream.on('data', this.#onData)
   }
 
-  readonly #onData = (chunk: { length: number }): void => {
-    this.#bytes += chunk.length
-    if (this.#bytes < this.#everyBytes) return
+  add (bytes: number): void {
+    this.#bytes += bytes
+    if (this.#bytes >= this.#everyBytes) this.#reclaim()
+  }
+
+  readonly #onData = (chunk: { length: number }): void => { this.add(chunk.length) }
+
+  #reclaim (): void {
     this.#bytes = 0
     if (this.#collect === undefined) this.#collect = youngGenerationCollector() ?? null
     if (this.#collect === null) return

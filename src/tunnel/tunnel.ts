@@ -12,6 +12,7 @@ import { readFile } from 'node:fs/promises'
 import { connect, isIP } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Libp2p, PeerId, PeerInfo as Libp2pPeerInfo, Stream } from '@libp2p/interface'
+import type { ICryptoInterface } from '@chainsafe/libp2p-noise'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { Gauge, Counter } from 'prom-client'
 import type { Registry } from 'prom-client'
@@ -24,6 +25,7 @@ import { DISCOVERY_PROTOCOL, PROXY_PROTOCOL, MessageType, decodeProxyBody, encod
 import type { ProxyMessage } from './messages.ts'
 import { derivePnetKey } from './psk.ts'
 import { createProtector } from './pnet.ts'
+import { loadSodium } from './sodium.ts'
 import type { PnetImplementation } from './pnet.ts'
 import { streamToDuplex } from './stream.ts'
 import { UDP_FRAMED, serveDatagrams, streamChannel } from './datagrams.ts'
@@ -329,8 +331,9 @@ export class EdgeTunnel implements Component, EndpointDialer {
     // Behind NAT nobody can dial us: hold a reservation on every relay (HA).
     if (!this.isRelay && init.reserve !== false) for (const r of this.#relays) for (const a of r.addrs) listen.push(`${a.toString()}/p2p/${r.peerId.toString()}/p2p-circuit`)
     const self = init.relayNodes.find(r => r.nodeName === init.nodeName)
-    const protector = psk !== undefined ? await createProtector(psk, init.pnet) : undefined
+    const protector = psk !== undefined ? await createProtector(psk, init.pnet, this.#copied) : undefined
     const window = Math.max(256 * 1024, init.maxStreamWindowBytes ?? 1024 * 1024)
+    const noiseCrypto = await loadNoiseCrypto()
     let privateKey
     if (secure) {
       const own = await loadOrCreateKey(init.identity?.keyFile as string)
@@ -358,7 +361,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
         ...(self !== undefined ? { appendAnnounce: self.addresses.map(tcpAddr) } : {})
       },
       transports: [tcp(), relayMod.circuitRelayTransport({ reservationCompletionTimeout: 10_000, reservationConcurrency: 4 })],
-      connectionEncrypters: [noise()],
+      connectionEncrypters: [noise(noiseCrypto !== undefined ? { crypto: noiseCrypto } : {})],
       streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: window, maxReadBufferLength: 2 * window } })],
       ...(protector !== undefined ? { connectionProtector: protector.protector } : {}),
       connectionGater: { denyDialMultiaddr: () => false },
@@ -1055,4 +1058,12 @@ async function classifyFailure (err: Error, addrs: readonly Multiaddr[]): Promis
 function isHandshakeFailure (err: Error): boolean {
   // pnet with another key garbles the Noise handshake; the peer then looks like something else entirely.
   return /encrypt|decrypt|handshake|protocol selection|multistream|unexpected end|invalid|mac/i.test(`${err.name} ${err.message} ${String((err as { cause?: Error }).cause?.message ?? '')}`)
+}
+
+/** Noise on libsodium where the addon loads; undefined keeps the package's own crypto. */
+async function loadNoiseCrypto (): Promise<ICryptoInterface | undefined> {
+  const sodium = await loadSodium()
+  if (sodium === undefined) return undefined
+  const [{ sodiumNoiseCrypto }, { defaultCrypto }] = await Promise.all([import('./noise-crypto.ts'), import('@chainsafe/libp2p-noise/crypto')])
+  return sodiumNoiseCrypto(sodium, defaultCrypto)
 }

@@ -27,6 +27,20 @@ test('tracked streams are counted together: one collection per everyBytes, count
   assert.equal(counted, 5)
 })
 
+test('bytes a protocol stack copies itself count towards the same total as tracked streams', () => {
+  let collections = 0
+  const reclaimer = new BufferReclaimer({ collect: () => { collections++ } }, { everyBytes: 1000 })
+  const a = new PassThrough()
+  reclaimer.track(a)
+  a.write(Buffer.alloc(600))
+  reclaimer.add(300)
+  assert.equal(collections, 0)
+  reclaimer.add(100)
+  assert.equal(collections, 1)
+  reclaimer.add(999)
+  assert.equal(collections, 1)
+})
+
 test('the collector asks V8 for a young-generation collection (a real one, seen by the gc observer)', async () => {
   const collect = youngGenerationCollector()
   assert.ok(collect !== undefined, 'V8 accepts --expose-gc at runtime')

@@ -28,3 +28,21 @@ test('native XSalsa20 matches the reference keystream across odd chunk boundarie
     at += n
   }
 })
+
+test('native XSalsa20 in place and into a given buffer gives the same keystream as into new buffers', async () => {
+  const native = await loadSodiumCipher()
+  assert.ok(native !== undefined)
+  const key = randomBytes(32)
+  const nonce = randomBytes(24)
+  const data = randomBytes(10_000)
+  const expected = Buffer.from(native(nonce, key).update(data))
+  const inPlace = Buffer.from(data)
+  const c = native(nonce, key)
+  // Two pieces in place, then one into a slice of a bigger buffer (how a batched write is enciphered).
+  c.update(inPlace.subarray(0, 333), inPlace.subarray(0, 333))
+  c.update(inPlace.subarray(333, 5000), inPlace.subarray(333, 5000))
+  const batch = Buffer.alloc(6000)
+  c.update(data.subarray(5000), batch.subarray(1000))
+  assert.deepEqual(inPlace.subarray(0, 5000), expected.subarray(0, 5000))
+  assert.deepEqual(batch.subarray(1000), expected.subarray(5000))
+})
