@@ -41,6 +41,10 @@ export const DATAPATH_PROTOCOL = '/edgemesh/datapath/1.0.0'
 /** How long a peer's data path address is trusted, and how long a peer without one is not asked again. */
 const ROUTE_TTL_MS = 60_000
 const NO_ROUTE_TTL_MS = 5 * 60_000
+/** Streams a new connection may carry before our side has finished upgrading it (see the muxer options). */
+const EARLY_STREAMS = 1024
+/** Least time libp2p's connection monitor gives a ping before it drops the connection. */
+const PING_TIMEOUT_MS = 30_000
 
 /** A relay and the TCP addresses other nodes dial it at (`advertiseAddress` × `listenPort`); `host` is an IP or a DNS name. */
 export interface RelayNode { nodeName: string, addresses: ReadonlyArray<{ host: string, port: number }> }
@@ -214,6 +218,8 @@ export class EdgeTunnel implements Component, EndpointDialer {
   readonly #nodeNames = new Map<string, string>()
   /** Direct addresses of peers found by mDNS on this LAN, by PeerID: dialed before relay circuits. */
   readonly #lanAddrs = new Map<string, Multiaddr[]>()
+  /** When data last arrived from each peer (performance.now()): a busy connection is not a dead one. */
+  readonly #heardAt = new Map<string, number>()
   #mdns: MdnsDiscovery | undefined
   #dht: DhtDiscovery | undefined
   /** Peers the DHT reported, logged once each. */
@@ -362,15 +368,26 @@ export class EdgeTunnel implements Component, EndpointDialer {
       },
       transports: [tcp(), relayMod.circuitRelayTransport({ reservationCompletionTimeout: 10_000, reservationConcurrency: 4 })],
       connectionEncrypters: [noise(noiseCrypto !== undefined ? { crypto: noiseCrypto } : {})],
-      streamMuxers: [yamux({ streamOptions: { maxStreamWindowSize: window, maxReadBufferLength: 2 * window } })],
+      streamMuxers: [yamux({
+        // Streams the far side opens while our end of a new connection is still being upgraded wait as
+        // "early streams"; beyond 10 (the default) yamux aborts the whole connection. A burst of proxied
+        // connections to a node we just connected to (50 at once through a relay) did exactly that.
+        maxEarlyStreams: EARLY_STREAMS,
+        streamOptions: { maxStreamWindowSize: window, maxReadBufferLength: 2 * window }
+      })],
       ...(protector !== undefined ? { connectionProtector: protector.protector } : {}),
       connectionGater: { denyDialMultiaddr: () => false },
+      // libp2p pings every connection every 10 s and, by default, aborts one whose ping takes over 5 s. On a
+      // relayed connection carrying many bulk streams the ping queues behind their data for longer, and the
+      // abort cut them all (iperf3 -P 50 through a relay). A dead connection still fails its pings.
+      connectionMonitor: { pingTimeout: { minTimeout: PING_TIMEOUT_MS } },
       // A relay that is down at start must not stop the agent: reservations are retried.
       transportManager: { faultTolerance: 1 /* FaultTolerance.NO_FATAL */ },
       services: services as never,
       start: false
     })
-    await node.handle(PROXY_PROTOCOL, (stream) => {
+    await node.handle(PROXY_PROTOCOL, (stream, connection) => {
+      this.#hearFrom(connection.remotePeer.toString(), stream)
       this.#serveProxy(stream).catch(err => this.#log.debug('proxy stream failed', { err }))
     }, { runOnLimitedConnection: true, maxInboundStreams: init.maxInboundStreams ?? 10_240 })
     for (const r of this.#relays) await node.peerStore.merge(r.peerId, { multiaddrs: r.addrs })
@@ -378,6 +395,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
     await node.handle(DISCOVERY_PROTOCOL, (stream, connection) => {
       this.#serveDiscovery(stream, connection.remotePeer).catch(() => stream.abort(new Error('bad discovery')))
     }, { runOnLimitedConnection: true })
+    node.addEventListener('peer:disconnect', (evt) => { this.#heardAt.delete(evt.detail.toString()) })
     // And we tell Go peers ours: their proxy dials need our name in their map (they cannot derive PeerIDs of non-relays).
     node.addEventListener('peer:identify', (evt) => {
       const { peerId, protocols } = evt.detail
@@ -970,20 +988,37 @@ export class EdgeTunnel implements Component, EndpointDialer {
    * Opens a stream. A connection whose relay just died can look open
    * for a while and swallow the stream: if the first try on an existing
    * connection does not answer quickly, drop that connection and dial again
-   * (the other relays' circuits, or a direct address).
+   * (the other relays' circuits, or a direct address). Unless the peer was
+   * heard from just now: then the connection is alive but busy (a new
+   * stream's frames queue behind the data of the others), and dropping it
+   * would cut every stream it carries.
    */
   async #openStream (node: Libp2p, peerId: PeerId, targets: Multiaddr[], protocol: string, signal: AbortSignal): Promise<Stream> {
+    const peer = peerId.toString()
+    let stream: Stream | undefined
     if (node.getConnections(peerId).length > 0) {
       try {
-        return await node.dialProtocol(peerId, protocol, { signal: AbortSignal.any([signal, AbortSignal.timeout(STALE_CONNECTION_MS)]), runOnLimitedConnection: true })
+        stream = await node.dialProtocol(peerId, protocol, { signal: AbortSignal.any([signal, AbortSignal.timeout(STALE_CONNECTION_MS)]), runOnLimitedConnection: true })
       } catch (err) {
         // A peer that answered "not supported" (a Go EdgeMesh asked for the data path) is alive.
         if (signal.aborted || (err as Error).name === 'UnsupportedProtocolError') throw err
-        this.#log.debug('existing connection did not answer; redialing', { peer: peerId.toString(), err })
-        await node.hangUp(peerId).catch(() => {})
+        if (performance.now() - (this.#heardAt.get(peer) ?? -Infinity) < STALE_CONNECTION_MS) {
+          this.#log.debug('existing connection is busy; waiting for the stream', { peer })
+          stream = await node.dialProtocol(peerId, protocol, { signal, runOnLimitedConnection: true })
+        } else {
+          this.#log.debug('existing connection did not answer; redialing', { peer, err })
+          await node.hangUp(peerId).catch(() => {})
+        }
       }
     }
-    return await node.dialProtocol(targets.length > 0 ? targets : peerId, protocol, { signal, runOnLimitedConnection: true })
+    stream ??= await node.dialProtocol(targets.length > 0 ? targets : peerId, protocol, { signal, runOnLimitedConnection: true })
+    this.#hearFrom(peer, stream)
+    return stream
+  }
+
+  /** Notes when data last arrived from a peer on any stream we opened to it or it opened to us. */
+  #hearFrom (peer: string, stream: Stream): void {
+    stream.addEventListener('message', () => { this.#heardAt.set(peer, performance.now()) })
   }
 
   /** The responder: dial the requested ip:port from this node, answer SUCCESS or FAILED, then pipe. */

@@ -145,6 +145,40 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
     }
   })
 
+  test('50 proxied connections opened at once through the relay all carry their bytes (a burst of streams on a new relayed connection)', async () => {
+    // A fresh pair of nodes, so the burst meets a relayed connection still being set up: yamux let only 10
+    // streams wait there and then aborted the whole connection.
+    const dirPsk = join(dir, 'psk')
+    const b = tunnel('burst-b', await freePort(), dirPsk)
+    const a = tunnel('burst-a', await freePort(), dirPsk)
+    await b.start()
+    await a.start()
+    const sizes = new Map<number, number>()
+    const sink = createServer(s => {
+      let n = 0
+      let id = -1
+      s.on('data', (d: Buffer) => { if (id < 0) id = d[0] as number; n += d.length })
+      s.on('end', () => { sizes.set(id, n); s.end() })
+    })
+    await new Promise<void>(resolve => sink.listen(0, '127.0.0.1', resolve))
+    try {
+      const port = (sink.address() as { port: number }).port
+      const PER = 1 << 20
+      await Promise.all(Array.from({ length: 50 }, async (_, i) => {
+        const conn = await a.dialTcp({ ip: '127.0.0.1', port, nodeName: 'burst-b', service: 'default/sink' })
+        const chunk = Buffer.alloc(64 << 10, i)
+        for (let sent = 0; sent < PER; sent += chunk.length) if (!conn.write(chunk)) await once(conn, 'drain')
+        conn.end()
+        conn.resume()
+        await once(conn, 'end')
+      }))
+      await eventually('every connection delivered all its bytes', () => sizes.size === 50, 30_000, 50)
+      for (let i = 0; i < 50; i++) assert.equal(sizes.get(i), PER, `connection ${i}`)
+    } finally {
+      sink.close()
+    }
+  })
+
   test('UDP through the relay keeps datagram boundaries (framed between our agents)', async () => {
     const echoUdp = createSocket('udp4')
     echoUdp.on('message', (m, r) => echoUdp.send(m, r.port, r.address))
