@@ -4,18 +4,29 @@
 // path's cipher order) with --tls, else plain TCP; `exit` accepts TLS with
 // --tls, else plain, and forwards plain. bench/proxy runs one entry (one hop),
 // bench/tunnel an entry and an exit (two hops, as the data path has).
+// With --libp2p the hop between entry and exit is one js-libp2p stream per
+// connection over the agent's stack (TCP, our pnet, Noise on libsodium, Yamux,
+// the buffer reclaimer) without any of its logic; an entry's <host>:<port> is
+// then the exit's address and the exit's --map port.
 //
-//   node bench/forwarder.ts entry|exit --map <listenPort>=<host>:<port> [--map …] [--tls]
+//   node bench/forwarder.ts entry|exit --map <listenPort>=<host>:<port> [--map …] [--tls | --libp2p]
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import { parseArgs } from 'node:util'
 import { cipherPreference } from '../src/datapath/wire.ts'
+import { BufferReclaimer } from '../src/net/buffer-reclaimer.ts'
+import type { CopiedStreams } from '../src/net/buffer-reclaimer.ts'
+import { sodiumNoiseCrypto } from '../src/tunnel/noise-crypto.ts'
+import { createProtector } from '../src/tunnel/pnet.ts'
+import { loadSodium } from '../src/tunnel/sodium.ts'
+import { streamToDuplex } from '../src/tunnel/stream.ts'
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,
-  options: { map: { type: 'string', multiple: true, default: [] }, tls: { type: 'boolean' } }
+  options: { map: { type: 'string', multiple: true, default: [] }, tls: { type: 'boolean' }, libp2p: { type: 'boolean' } }
 })
 const role = positionals[0]
 if (role !== 'entry' && role !== 'exit') throw new Error('usage: forwarder.ts entry|exit --map <listenPort>=<host>:<port> [--tls]')
@@ -50,11 +61,64 @@ function accept (raw: Socket): Socket {
   return raw
 }
 
-for (const m of opt.map as string[]) {
+const maps = (opt.map as string[]).map(m => {
   const match = /^(\d+)=([\d.]+):(\d+)$/.exec(m)
   if (match === null) throw new Error(`--map ${m}: expected <listenPort>=<host>:<port>`)
-  const [, listen, host, port] = match
-  net.createServer({ noDelay: true }, raw => {
-    pipeBoth(accept(raw), connectOut(host as string, Number(port)))
-  }).listen(Number(listen), () => { console.log(`forwarder ${role} listening on ${listen}`) })
+  return { listen: Number(match[1]), host: match[2] as string, port: Number(match[3]) }
+})
+
+if (opt.libp2p === true) await libp2pHop()
+else tcpHop()
+
+function tcpHop (): void {
+  for (const { listen, host, port } of maps) {
+    net.createServer({ noDelay: true }, raw => {
+      pipeBoth(accept(raw), connectOut(host, port))
+    }).listen(listen, () => { console.log(`forwarder ${role} listening on ${listen}`) })
+  }
+}
+
+function pipeDuplex (a: Duplex, b: Duplex, copied: CopiedStreams): void {
+  copied.track(a)
+  copied.track(b)
+  a.pipe(b)
+  b.pipe(a)
+  a.on('error', () => b.destroy())
+  b.on('error', () => a.destroy())
+}
+
+async function libp2pHop (): Promise<void> {
+  const [{ createLibp2p }, { tcp }, { noise }, { yamux }, { generateKeyPairFromSeed }, { peerIdFromPrivateKey }, { defaultCrypto }, { multiaddr }] = await Promise.all([
+    import('libp2p'), import('@libp2p/tcp'), import('@chainsafe/libp2p-noise'), import('@chainsafe/libp2p-yamux'),
+    import('@libp2p/crypto/keys'), import('@libp2p/peer-id'), import('@chainsafe/libp2p-noise/crypto'), import('@multiformats/multiaddr')
+  ])
+  const LIBP2P_PORT = 39000
+  const window = 1024 * 1024
+  const copied = new BufferReclaimer()
+  const sodium = await loadSodium()
+  const exitKey = await generateKeyPairFromSeed('Ed25519', Buffer.alloc(32, 1))
+  const node = await createLibp2p({
+    privateKey: role === 'exit' ? exitKey : await generateKeyPairFromSeed('Ed25519', Buffer.alloc(32, 2)),
+    addresses: { listen: role === 'exit' ? [`/ip4/0.0.0.0/tcp/${LIBP2P_PORT}`] : [] },
+    transports: [tcp()],
+    connectionEncrypters: [noise(sodium !== undefined ? { crypto: sodiumNoiseCrypto(sodium, defaultCrypto) } : {})],
+    streamMuxers: [yamux({ maxEarlyStreams: 1024, streamOptions: { maxStreamWindowSize: window, maxReadBufferLength: 2 * window } })],
+    connectionProtector: (await createProtector(psk, 'native', copied)).protector
+  })
+  for (const { listen, host, port } of maps) {
+    if (role === 'exit') {
+      await node.handle(`/bench/forward/${listen}`, stream => {
+        pipeDuplex(streamToDuplex(stream), net.connect({ host, port, noDelay: true }), copied)
+      }, { maxInboundStreams: 4096 })
+      console.log(`forwarder exit listening on ${listen}`)
+      continue
+    }
+    const exit = multiaddr(`/ip4/${host}/tcp/${LIBP2P_PORT}/p2p/${peerIdFromPrivateKey(exitKey).toString()}`)
+    net.createServer({ noDelay: true }, raw => {
+      raw.pause()
+      node.dialProtocol(exit, `/bench/forward/${port}`, { maxOutboundStreams: 4096 }).then(stream => {
+        pipeDuplex(raw, streamToDuplex(stream), copied)
+      }, () => raw.destroy())
+    }).listen(listen, () => { console.log(`forwarder entry listening on ${listen}`) })
+  }
 }

@@ -3,7 +3,7 @@
 // path off, then on), rotating order, medians; relay CPU and RSS under a
 // 50-stream load; a relay holding 200 simulated edge nodes.
 //
-//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --phases libp2p,datapath,ceiling --streams 50 --sim-nodes 200 --sim-rate 0.25 --no-psk --no-native --out /tmp/tunnel.md]
+//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --phases libp2p,datapath,ceiling,libp2p-ceiling --streams 50 --sim-nodes 200 --sim-rate 0.25 --no-psk --no-native --out /tmp/tunnel.md]
 //   (results go into docs/benchmarks.md)
 //
 // --no-native runs pnet's XSalsa20 in the xsalsa20 WebAssembly instead of
@@ -17,7 +17,9 @@
 // 10.96.0.32 → endpoint on b2 (relayed). All bundled agents, PSK on.
 // The `ceiling` phase runs no agent: two bare Node forwarders (bench/forwarder.ts)
 // carry the same traffic a → b1, plain and over TLS, as the bound for a
-// Node data path on this machine.
+// Node data path on this machine. `libp2p-ceiling` joins the same two hops
+// with bare js-libp2p nodes (forwarder.ts --libp2p): the bound for the libp2p
+// tunnel.
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
@@ -36,7 +38,7 @@ const { values: opt } = parseArgs({
     out: { type: 'string' },
     'no-psk': { type: 'boolean' },
     'no-native': { type: 'boolean' },
-    phases: { type: 'string', default: 'libp2p,datapath,ceiling' },
+    phases: { type: 'string', default: 'libp2p,datapath,ceiling,libp2p-ceiling' },
     streams: { type: 'string', default: '50' },
     'sim-nodes': { type: 'string', default: '200' },
     'sim-rate': { type: 'string', default: '0.25' },
@@ -93,7 +95,7 @@ function services (): string {
 }
 
 type Path = 'raw' | 'direct' | 'relayed'
-type Phase = 'libp2p' | 'datapath' | 'ceiling'
+type Phase = 'libp2p' | 'datapath' | 'ceiling' | 'libp2p-ceiling'
 interface Target { host: string, iperf: number, echo: number }
 const AGENT_TARGET: Record<Path, Target> = {
   raw: { host: NODES.b1, iperf: 5201, echo: 7000 },
@@ -107,11 +109,13 @@ const CEILING_TARGET: Record<Path, Target> = {
   direct: { host: '127.0.0.1', iperf: 15201, echo: 17000 },
   relayed: { host: '127.0.0.1', iperf: 25201, echo: 27000 }
 }
+// The libp2p-ceiling phase: the same two hops joined by bare js-libp2p (forwarder.ts --libp2p), "direct" only.
+const LIBP2P_CEILING_TARGET: Record<Path, Target> = { ...CEILING_TARGET, direct: { host: '127.0.0.1', iperf: 35201, echo: 37000 } }
 interface Sample { mbps: number, p50: number, p99: number, relayCpu: number, relayRss: number, endsCpu: number }
 
 /** The processes at either end of a path: the client node's and the endpoint node's (agent or forwarder). */
 function endsOf (phase: Phase, p: Path): Proc[] {
-  const names = p === 'raw' ? [] : phase === 'ceiling' ? (p === 'direct' ? ['ceiling-2', 'ceiling-0'] : ['ceiling-3', 'ceiling-1']) : ['a', p === 'direct' ? 'b1' : 'b2']
+  const names = p === 'raw' ? [] : phase === 'libp2p-ceiling' ? ['ceiling-1', 'ceiling-0'] : phase === 'ceiling' ? (p === 'direct' ? ['ceiling-2', 'ceiling-0'] : ['ceiling-3', 'ceiling-1']) : ['a', p === 'direct' ? 'b1' : 'b2']
   return names.map(n => agentsByName.get(n) as Proc)
 }
 const cpuOf = (procs: Proc[]): number => procs.reduce((sum, p) => sum + cpuSeconds(p.pid as number), 0)
@@ -160,6 +164,17 @@ async function startCeiling (): Promise<void> {
     run(NS('a'), [process.execPath, script, 'entry', '--tls', '--map', `25201=${NODES.b1}:26201`, '--map', `27000=${NODES.b1}:27001`])
   ]
   for (const p of procs) await waitFor(p, /listening on \d+\n.*listening on \d+/s, 10_000)
+  procs.forEach((p, i) => agentsByName.set(`ceiling-${i}`, p))
+}
+
+/** The same two hops over bare js-libp2p: the agent's stack, none of its logic. */
+async function startLibp2pCeiling (): Promise<void> {
+  const script = join(here, '..', 'forwarder.ts')
+  const procs = [
+    run(NS('b1'), [process.execPath, script, 'exit', '--libp2p', '--map', '36201=127.0.0.1:5201', '--map', '37001=127.0.0.1:7000']),
+    run(NS('a'), [process.execPath, script, 'entry', '--libp2p', '--map', `35201=${NODES.b1}:36201`, '--map', `37000=${NODES.b1}:37001`])
+  ]
+  for (const p of procs) await waitFor(p, /listening on \d+\n.*listening on \d+/s, 20_000)
   procs.forEach((p, i) => agentsByName.set(`ceiling-${i}`, p))
 }
 
@@ -213,15 +228,16 @@ async function main (): Promise<void> {
       run(NS(n), [process.execPath, join(root, 'src/lab/workloads/echo-server.ts'), 'tcp', '--port', '7000'])
     }
     const phases = (opt.phases as string).split(',') as Phase[]
-    const samples: Record<Phase, Record<Path, Sample[]>> = { libp2p: { raw: [], direct: [], relayed: [] }, datapath: { raw: [], direct: [], relayed: [] }, ceiling: { raw: [], direct: [], relayed: [] } }
+    const samples: Record<Phase, Record<Path, Sample[]>> = { libp2p: { raw: [], direct: [], relayed: [] }, datapath: { raw: [], direct: [], relayed: [] }, ceiling: { raw: [], direct: [], relayed: [] }, 'libp2p-ceiling': { raw: [], direct: [], relayed: [] } }
     const loads: Partial<Record<Phase, { mbps: number, peakRss: number, cpu: number }>> = {}
     let sim: { nodes: number, parked: number, relayRss: number, relayRssIdle: number, mbps: number, p50: number, p99: number, relayCpu: number } | undefined
     for (const phase of phases) {
       if (phase === 'ceiling') await startCeiling()
+      else if (phase === 'libp2p-ceiling') await startLibp2pCeiling()
       else pnet = await startAgents(dir, entry, phase)
       const relay = agentsByName.get('r') ?? agentsByName.get('ceiling-0') as Proc
-      const targets = phase === 'ceiling' ? CEILING_TARGET : AGENT_TARGET
-      const paths: Path[] = ['raw', 'direct', 'relayed']
+      const targets = phase === 'ceiling' ? CEILING_TARGET : phase === 'libp2p-ceiling' ? LIBP2P_CEILING_TARGET : AGENT_TARGET
+      const paths: Path[] = phase === 'libp2p-ceiling' ? ['raw', 'direct'] : ['raw', 'direct', 'relayed']
       for (let round = 0; round < ROUNDS; round++) {
         for (const p of paths.map((_, i) => paths[(i + round) % paths.length] as Path)) {
           const t = targets[p]
@@ -236,8 +252,8 @@ async function main (): Promise<void> {
           console.error(`${phase} round ${round + 1} ${p}: ${mbps.toFixed(0)} MB/s, rr p50 ${rr.p50.toFixed(0)} µs, ends ${endsCpu.toFixed(2)} CPU-s, relay ${relayCpu.toFixed(2)} CPU-s, ${relayRss.toFixed(0)} MB`)
         }
       }
-      if (STREAMS > 0 && phase !== 'ceiling') loads[phase] = await parallelLoad(AGENT_TARGET.relayed.host, STREAMS, SECONDS)
-      if (STREAMS > 0 && phase !== 'ceiling') console.error(`${phase} ${STREAMS} streams relayed: ${loads[phase]?.mbps.toFixed(0)} MB/s, relay peak ${loads[phase]?.peakRss.toFixed(0)} MB`)
+      if (STREAMS > 0 && (phase === 'libp2p' || phase === 'datapath')) loads[phase] = await parallelLoad(AGENT_TARGET.relayed.host, STREAMS, SECONDS)
+      if (STREAMS > 0 && (phase === 'libp2p' || phase === 'datapath')) console.error(`${phase} ${STREAMS} streams relayed: ${loads[phase]?.mbps.toFixed(0)} MB/s, relay peak ${loads[phase]?.peakRss.toFixed(0)} MB`)
       if (phase === 'datapath' && SIM_NODES > 0) sim = await simulateNodes(dir, relay)
       await stopAgents()
     }
@@ -246,7 +262,7 @@ async function main (): Promise<void> {
     const rawP50 = median(all('raw').map(s => s.p50))
     const med = (ph: Phase, p: Path, k: keyof Sample): number => median(samples[ph][p].map(s => s[k]))
     const endsPerGb = (ph: Phase, p: Path): string => median(samples[ph][p].map(s => s.endsCpu / (s.mbps * SECONDS / 1000))).toFixed(1)
-    const plainRow = (label: string, p: Path): string => `| ${label} | ${med('ceiling', p, 'mbps').toFixed(0)} | ${(100 * med('ceiling', p, 'mbps') / raw).toFixed(0)} % | ${med('ceiling', p, 'p50').toFixed(0)} (+${(med('ceiling', p, 'p50') - rawP50).toFixed(0)}) | ${med('ceiling', p, 'p99').toFixed(0)} | ${endsPerGb('ceiling', p)} | – |`
+    const plainRow = (label: string, p: Path, ph: Phase = 'ceiling'): string => `| ${label} | ${med(ph, p, 'mbps').toFixed(0)} | ${(100 * med(ph, p, 'mbps') / raw).toFixed(0)} % | ${med(ph, p, 'p50').toFixed(0)} (+${(med(ph, p, 'p50') - rawP50).toFixed(0)}) | ${med(ph, p, 'p99').toFixed(0)} | ${endsPerGb(ph, p)} | – |`
     const row = (label: string, ph: Phase, p: Path): string => {
       const gb = med(ph, p, 'mbps') * SECONDS / 1000
       const load = loads[ph]
@@ -256,6 +272,7 @@ async function main (): Promise<void> {
     if (phases.includes('libp2p')) rows.push(row('libp2p tunnel, direct', 'libp2p', 'direct'), row('libp2p tunnel, relayed', 'libp2p', 'relayed'))
     if (phases.includes('datapath')) rows.push(row('TLS data path, direct', 'datapath', 'direct'), row('TLS data path, relay-spliced', 'datapath', 'relayed'))
     if (phases.includes('ceiling')) rows.push(plainRow('ceiling: two bare Node forwarders a → b1, plain', 'direct'), plainRow('ceiling: two bare Node forwarders a → b1, TLS 1.3 PSK', 'relayed'))
+    if (phases.includes('libp2p-ceiling')) rows.push(plainRow('ceiling: two bare js-libp2p nodes a → b1 (pnet, Noise, Yamux)', 'direct', 'libp2p-ceiling'))
     const report = [
       `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; ${ROUNDS} rounds per phase, medians; iperf3 ${SECONDS} s single stream through the agent's userspace proxy (${opt['no-psk'] === true ? 'PSK off' : `PSK on, pnet XSalsa20: ${pnet === 'native' ? 'libsodium (sodium-native)' : 'xsalsa20 WebAssembly'}`}); RR = 64-byte request/response, p50 (+ added over raw TCP). b2 is unreachable from a except through the relay r.`,
       '',
