@@ -7,7 +7,9 @@
 // "external" names; dnsmasq under test on 127.0.0.3:5301 holds the cluster
 // names in a hosts file and forwards the rest to the upstream (with its
 // cache); our server on 127.0.0.2:5300 answers the cluster zone from its
-// service map and forwards the rest to the same upstream (with its cache).
+// service map and forwards the rest to the same upstream (with its cache);
+// bare.ts on 127.0.0.5:5303 answers everything with one fixed record, the
+// floor for a Node UDP server on this machine.
 // Workloads: "cluster" (1000 cluster A names, all hits) and "forward" (1000
 // external names, cache warmed right before each run: cache-hit forwarding).
 // Each round runs every (server, workload) pair once, in rotating order, as
@@ -89,7 +91,7 @@ async function answers (host: string, port: number, name: string, timeoutMs = 10
   throw new Error(`${host}:${port} does not answer ${name}`)
 }
 
-interface Server { name: 'edgemesh' | 'dnsmasq', host: string, port: number, proc: ChildProcess }
+interface Server { name: 'edgemesh' | 'dnsmasq' | 'bare node', host: string, port: number, proc: ChildProcess }
 interface Sample { qps: number, lost: number, sent: number, p50?: number, p99?: number }
 
 function dnsperf (server: Server, file: string, args: string[]): string {
@@ -154,6 +156,13 @@ async function main (): Promise<void> {
       port: 5301,
       // Cluster names at TTL 30 as ours; forwarded names cached (upstream TTL 600).
       proc: start([dnsmasqBin, ...common, '--port=5301', '--listen-address=127.0.0.3', `--addn-hosts=${join(dir, 'hosts')}`, '--local-ttl=30', '--server=127.0.0.4#5302'])
+    },
+    {
+      // The floor for any Node server here: a fixed answer, nothing looked up (bare.ts).
+      name: 'bare node',
+      host: '127.0.0.5',
+      port: 5303,
+      proc: start([process.execPath, join(here, 'bare.ts'), '127.0.0.5', '5303'])
     }
   ]
   await answers('127.0.0.4', 5302, 'ext-0.example.test')

@@ -13,7 +13,8 @@ const MAX_READ_BUFFER = 4 * 1024 * 1024
 const READ_HIGH_WATER_MARK = 1024 * 1024
 const WRITE_HIGH_WATER_MARK = 256 * 1024
 
-export function streamToDuplex (stream: Stream, initial?: Uint8Array): Duplex {
+/** `onData` is told each time data arrives (the tunnel notes the peer is alive). */
+export function streamToDuplex (stream: Stream, initial?: Uint8Array, onData?: () => void): Duplex {
   stream.maxReadBufferLength = Math.max(stream.maxReadBufferLength, MAX_READ_BUFFER)
   let ended = false
   const duplex = new Duplex({
@@ -45,6 +46,7 @@ export function streamToDuplex (stream: Stream, initial?: Uint8Array): Duplex {
   if (initial !== undefined && initial.length > 0) duplex.push(Buffer.from(initial))
   stream.addEventListener('message', (e) => {
     const data = e.data instanceof Uint8Array ? e.data : e.data.subarray()
+    onData?.()
     if (!duplex.push(Buffer.from(data.buffer, data.byteOffset, data.byteLength))) stream.pause()
   })
   stream.addEventListener('remoteCloseWrite', end)

@@ -387,8 +387,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
       start: false
     })
     await node.handle(PROXY_PROTOCOL, (stream, connection) => {
-      this.#hearFrom(connection.remotePeer.toString(), stream)
-      this.#serveProxy(stream).catch(err => this.#log.debug('proxy stream failed', { err }))
+      this.#serveProxy(stream, connection.remotePeer.toString()).catch(err => this.#log.debug('proxy stream failed', { err }))
     }, { runOnLimitedConnection: true, maxInboundStreams: init.maxInboundStreams ?? 10_240 })
     for (const r of this.#relays) await node.peerStore.merge(r.peerId, { multiaddrs: r.addrs })
     // Upstream's name exchange: a Go EdgeMesh that found us (mDNS, DHT) learns our name this way.
@@ -802,8 +801,8 @@ export class EdgeTunnel implements Component, EndpointDialer {
     const abort = this.#dialSignal(signal)
     const viaData = await this.#dialDataPath(target, abort)
     if (viaData !== undefined) return viaData
-    const { stream, rest } = await this.#open(target, 'tcp', abort)
-    return streamToDuplex(stream, rest)
+    const { stream, rest, peer } = await this.#open(target, 'tcp', abort)
+    return streamToDuplex(stream, rest, this.#hearFrom(peer))
   }
 
   /** The caller's signal, bounded by `dialTimeoutMs`. */
@@ -934,7 +933,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
   }
 
   /** A proxy stream to the agent on the target's node; `abort` is already bounded by the dial timeout. */
-  async #open (target: DialTarget, protocol: string, abort: AbortSignal): Promise<{ stream: Stream, rest: Buffer }> {
+  async #open (target: DialTarget, protocol: string, abort: AbortSignal): Promise<{ stream: Stream, rest: Buffer, peer: string }> {
     const node = this.#node
     const nodeName = target.nodeName
     if (node === undefined) throw new TunnelDialError(nodeName ?? '', 'the tunnel is not running')
@@ -954,7 +953,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
       const { message, rest } = await readMessage(stream, abort)
       if (message.type === MessageType.FAILED) throw Object.assign(new Error(`the agent on ${nodeName} could not reach ${target.ip}:${target.port} (${protocol})`), { refused: true })
       this.#metrics?.streams.inc({ direction: 'outbound', result: 'ok' })
-      return { stream, rest }
+      return { stream, rest, peer: peerId.toString() }
     } catch (err) {
       this.#metrics?.streams.inc({ direction: 'outbound', result: 'refused' })
       stream.abort(err as Error)
@@ -1011,18 +1010,20 @@ export class EdgeTunnel implements Component, EndpointDialer {
         }
       }
     }
-    stream ??= await node.dialProtocol(targets.length > 0 ? targets : peerId, protocol, { signal, runOnLimitedConnection: true })
-    this.#hearFrom(peer, stream)
-    return stream
+    return stream ?? await node.dialProtocol(targets.length > 0 ? targets : peerId, protocol, { signal, runOnLimitedConnection: true })
   }
 
-  /** Notes when data last arrived from a peer on any stream we opened to it or it opened to us. */
-  #hearFrom (peer: string, stream: Stream): void {
-    stream.addEventListener('message', () => { this.#heardAt.set(peer, performance.now()) })
+  /**
+   * Notes when data last arrives from a peer on a proxied stream. (Given to
+   * the stream's reader, not added as a listener of its own: a listener
+   * added before the reader's would take the data the stream has buffered.)
+   */
+  #hearFrom (peer: string): () => void {
+    return () => { this.#heardAt.set(peer, performance.now()) }
   }
 
   /** The responder: dial the requested ip:port from this node, answer SUCCESS or FAILED, then pipe. */
-  async #serveProxy (stream: Stream): Promise<void> {
+  async #serveProxy (stream: Stream, peer: string): Promise<void> {
     const { message, rest } = await readMessage(stream, AbortSignal.timeout(10_000))
     if (message.type !== MessageType.CONNECT) { stream.abort(new Error('expected CONNECT')); return }
     if ((message.protocol === 'udp' || message.protocol === UDP_FRAMED) && message.ip !== undefined && message.port !== undefined) {
@@ -1058,7 +1059,7 @@ export class EdgeTunnel implements Component, EndpointDialer {
     }
     stream.send(encodeProxy({ ...message, type: MessageType.SUCCESS }))
     this.#metrics?.streams.inc({ direction: 'inbound', result: 'ok' })
-    const duplex = streamToDuplex(stream, rest)
+    const duplex = streamToDuplex(stream, rest, this.#hearFrom(peer))
     socket.on('error', () => duplex.destroy())
     duplex.on('error', () => socket.destroy())
     this.#copied?.track(duplex)
