@@ -204,12 +204,13 @@ export class DnsServer implements Component {
 
   async #bindUdp (handler: DnsHandler): Promise<UdpSocket> {
     const { listenAddress, listenPort } = this.#init
+    const family = isIPv6(listenAddress) ? 6 : 4
     const sock = createSocket({
-      type: isIPv6(listenAddress) ? 'udp6' : 'udp4',
+      type: family === 6 ? 'udp6' : 'udp4',
       reusePort: true,
       recvBufferSize: RECV_BUFFER_BYTES,
-      // Replies go to literal addresses: skip dns.lookup and its nextTick per send.
-      lookup: (address, _family, cb) => { (cb as (err: null, address: string, family: number) => void)(null, address, isIPv6(address) ? 6 : 4) }
+      // Replies go to literal addresses of the socket's own family: skip dns.lookup and its nextTick per send.
+      lookup: (address, _options, cb) => { (cb as (err: null, address: string, family: number) => void)(null, address, family) }
     })
     await new Promise<void>((resolve, reject) => {
       sock.once('error', err => reject(new DnsBindError('udp', listenAddress, listenPort, { cause: err })))
