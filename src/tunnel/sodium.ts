@@ -4,7 +4,7 @@
  * undefined where the addon does not load, and callers fall back.
  */
 
-/** The binding functions used (not the `*_wrap_*` JavaScript wrappers). */
+/** What the tunnel uses of the module (for XSalsa20 the stateful `crypto_stream_xor_*`, not the `*_wrap_*` wrappers: see pnet.ts). */
 export interface Sodium {
   crypto_stream_xor_init: (state: Buffer, nonce: Uint8Array, key: Uint8Array) => void
   crypto_stream_xor_update: (state: Buffer, out: Uint8Array, data: Uint8Array) => void
