@@ -14,6 +14,7 @@ import { cpus, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
+import { HEAP_FLAGS } from '../../src/bin/heap-flags.ts'
 import { startControlPlane, haveControlPlaneTools } from '../../test/helpers/control-plane.ts'
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, 'idle-ms': { type: 'string', default: '5000' } } })
@@ -53,7 +54,9 @@ const everything = writeConfig('all.yaml', `kubeAPIConfig: {standaloneFile: ${se
 // Upstream's discovery on top (ours is off by default): mDNS and both DHTs.
 const withDiscovery = writeConfig('discovery.yaml', `kubeAPIConfig: {standaloneFile: ${services}}\ncommonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: true}, edgeProxy: {enable: true}, edgeTunnel: {enable: true, mdns: {enable: true}, dht: {enable: true}, psk: {path: ${join(dir, 'psk')}}, relayNodes: [{nodeName: relay, advertiseAddress: [127.0.0.1]}]}}\n`)
 const env = { NODE_NAME: 'bench-node', NAMESPACE: 'kubeedge' }
+// As the image runs it: the heap flags on the command line.
 const node = process.execPath
+const agent = [node, ...HEAP_FLAGS, bundle, 'agent', '--config-file']
 
 const cp = haveControlPlaneTools() ? await startControlPlane() : undefined
 const kube = cp !== undefined ? writeConfig('kube.yaml', `commonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: false}}\n`) : undefined
@@ -65,11 +68,11 @@ if (isRoot) {
 
 const scenarios: Array<[string, () => Promise<number>]> = [
   ['bare node (baseline)', () => idleRss([node, '-e', 'setInterval(() => {}, 1000)'])],
-  ['agent, standalone file, DNS off', () => idleRss([node, bundle, 'agent', '--config-file', standalone], env)],
-  ...(isRoot ? [['agent, standalone file, EdgeDNS on (netns)', () => idleRss(['ip', 'netns', 'exec', ns, node, bundle, 'agent', '--config-file', withDns], env)]] as Array<[string, () => Promise<number>]> : []),
-  ...(isRoot ? [['agent, every module: DNS + proxy (nftables) + tunnel (netns)', () => idleRss(['ip', 'netns', 'exec', ns, node, bundle, 'agent', '--config-file', everything], env)]] as Array<[string, () => Promise<number>]> : []),
-  ...(isRoot ? [['agent, every module + mDNS + DHT (netns)', () => idleRss(['ip', 'netns', 'exec', ns, node, bundle, 'agent', '--config-file', withDiscovery], env)]] as Array<[string, () => Promise<number>]> : []),
-  ...(cp !== undefined && kube !== undefined ? [['agent, kube-apiserver over TLS (empty cluster)', () => idleRss([node, bundle, 'agent', '--config-file', kube], { ...env, KUBECONFIG: cp.kubeconfigPath, KUBERNETES_PORT: 'tcp://10.96.0.1:443' })]] as Array<[string, () => Promise<number>]> : [])
+  ['agent, standalone file, DNS off', () => idleRss([...agent, standalone], env)],
+  ...(isRoot ? [['agent, standalone file, EdgeDNS on (netns)', () => idleRss(['ip', 'netns', 'exec', ns, ...agent, withDns], env)]] as Array<[string, () => Promise<number>]> : []),
+  ...(isRoot ? [['agent, every module: DNS + proxy (nftables) + tunnel (netns)', () => idleRss(['ip', 'netns', 'exec', ns, ...agent, everything], env)]] as Array<[string, () => Promise<number>]> : []),
+  ...(isRoot ? [['agent, every module + mDNS + DHT (netns)', () => idleRss(['ip', 'netns', 'exec', ns, ...agent, withDiscovery], env)]] as Array<[string, () => Promise<number>]> : []),
+  ...(cp !== undefined && kube !== undefined ? [['agent, kube-apiserver over TLS (empty cluster)', () => idleRss([...agent, kube], { ...env, KUBECONFIG: cp.kubeconfigPath, KUBERNETES_PORT: 'tcp://10.96.0.1:443' })]] as Array<[string, () => Promise<number>]> : [])
 ]
 const results = new Map<string, number[]>(scenarios.map(([name]) => [name, []]))
 try {

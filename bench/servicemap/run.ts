@@ -9,6 +9,7 @@
 // deliver), so ratios are comparable across machines.
 import { spawn } from 'node:child_process'
 import { bundleForBench } from '../bundle.ts'
+import { HEAP_FLAGS } from '../../src/bin/heap-flags.ts'
 import { cpus, release } from 'node:os'
 import { parseArgs } from 'node:util'
 import https from 'node:https'
@@ -154,7 +155,7 @@ async function runProbe (cp: ControlPlane, run: number): Promise<ProbeRun> {
 }
 
 // The V8 flags src/bin/edgemesh.ts sets, and the production bundle.
-const PROBE_FLAGS = ['--max-semi-space-size=1', '--optimize-for-size']
+const PROBE_FLAGS = HEAP_FLAGS
 const probeBundle = await bundleForBench(new URL('./probe.ts', import.meta.url).pathname)
 const cp = await startControlPlane()
 try {

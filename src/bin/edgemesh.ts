@@ -2,15 +2,13 @@
 // Thin entry point: tune the heap, wire process signals and streams, run the
 // CLI, exit.
 import { setFlagsFromString } from 'node:v8'
+import { HEAP_FLAGS } from './heap-flags.ts'
 
 // Edge nodes are small (the agent's budget is 60 MB idle, 120 MB at 10k
-// services). A 1 MB young generation and a size-optimised heap cut RSS by a
-// third at 10k services (bench/servicemap) for a little more GC work. Set
-// before anything else is loaded so the heap never grows past them; flags
-// given on the command line or NODE_OPTIONS win.
+// services): the heap flags, when the command line did not give them (see
+// heap-flags.ts). Flags given on the command line or NODE_OPTIONS win.
 const given = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ')
-if (!given.includes('semi-space')) setFlagsFromString('--max-semi-space-size=1')
-if (!given.includes('optimize-for-size')) setFlagsFromString('--optimize-for-size')
+for (const flag of HEAP_FLAGS) if (!given.includes(flag.replace(/^--(no-)?/, '').split('=')[0] as string)) setFlagsFromString(flag)
 
 const { main } = await import('../cli/main.ts')
 

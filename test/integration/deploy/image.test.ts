@@ -10,6 +10,7 @@ import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
+import { HEAP_FLAGS } from '../../../src/bin/heap-flags.ts'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gunzipSync } from 'node:zlib'
@@ -125,6 +126,10 @@ describe('container images (npm run image)', skip, () => {
     const cli = await run('chroot', [fs, '/usr/local/bin/edgemesh', '--version'])
     assert.equal(cli.code, 0, cli.stderr)
     assert.match(cli.stdout, new RegExp(`^EdgeMesh-TS ${version.replaceAll('.', '\\.')} \\(node v24\\.\\d+\\.\\d+, linux/x64\\)`))
+    // The heap flags go on node's command line: V8 sizes the young generation only at start.
+    const launcher = /^exec (.*) \/app\/edgemesh\.mjs/m.exec(readFileSync(join(fs, 'usr/local/bin/edgemesh'), 'utf8'))?.[1]?.split(' ') ?? []
+    const launched = await run('chroot', [fs, ...launcher, '-p', 'process.execArgv.filter(a => a.startsWith("--")).join(" ")'])
+    assert.equal(launched.stdout.trim(), HEAP_FLAGS.join(' '), launched.stderr)
     assert.match((await run('chroot', [fs, 'nft', '--version'])).stdout, /^nftables v1\./)
     assert.match((await run('chroot', [fs, 'iptables', '--version'])).stdout, /\(nf_tables\)/)
     assert.match((await run('chroot', [fs, 'ip', '-V'])).stdout, /iproute2/)
