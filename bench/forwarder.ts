@@ -13,12 +13,11 @@
 import { randomBytes } from 'node:crypto'
 import net from 'node:net'
 import type { Socket } from 'node:net'
-import type { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import { parseArgs } from 'node:util'
+import { splice } from '../src/datapath/socket-io.ts'
 import { cipherPreference } from '../src/datapath/wire.ts'
 import { BufferReclaimer } from '../src/net/buffer-reclaimer.ts'
-import type { CopiedStreams } from '../src/net/buffer-reclaimer.ts'
 import { sodiumNoiseCrypto } from '../src/tunnel/noise-crypto.ts'
 import { createProtector } from '../src/tunnel/pnet.ts'
 import { loadSodium } from '../src/tunnel/sodium.ts'
@@ -36,15 +35,6 @@ if (role !== 'entry' && role !== 'exit') throw new Error('usage: forwarder.ts en
 const psk = Buffer.alloc(32, 7)
 const ciphers = cipherPreference()
 const tlsBase = { minVersion: 'TLSv1.3', ciphers } as const
-
-function pipeBoth (a: Socket, b: Socket): void {
-  a.pipe(b)
-  b.pipe(a)
-  a.on('error', () => b.destroy())
-  b.on('error', () => a.destroy())
-  a.on('close', () => b.destroy())
-  b.on('close', () => a.destroy())
-}
 
 function connectOut (host: string, port: number): Socket {
   if (role === 'entry' && opt.tls === true) {
@@ -73,18 +63,9 @@ else tcpHop()
 function tcpHop (): void {
   for (const { listen, host, port } of maps) {
     net.createServer({ noDelay: true }, raw => {
-      pipeBoth(accept(raw), connectOut(host, port))
+      splice(accept(raw), connectOut(host, port))
     }).listen(listen, () => { console.log(`forwarder ${role} listening on ${listen}`) })
   }
-}
-
-function pipeDuplex (a: Duplex, b: Duplex, copied: CopiedStreams): void {
-  copied.track(a)
-  copied.track(b)
-  a.pipe(b)
-  b.pipe(a)
-  a.on('error', () => b.destroy())
-  b.on('error', () => a.destroy())
 }
 
 async function libp2pHop (): Promise<void> {
@@ -108,7 +89,7 @@ async function libp2pHop (): Promise<void> {
   for (const { listen, host, port } of maps) {
     if (role === 'exit') {
       await node.handle(`/bench/forward/${listen}`, stream => {
-        pipeDuplex(streamToDuplex(stream), net.connect({ host, port, noDelay: true }), copied)
+        splice(streamToDuplex(stream), net.connect({ host, port, noDelay: true }), copied)
       }, { maxInboundStreams: 4096 })
       console.log(`forwarder exit listening on ${listen}`)
       continue
@@ -117,7 +98,7 @@ async function libp2pHop (): Promise<void> {
     net.createServer({ noDelay: true }, raw => {
       raw.pause()
       node.dialProtocol(exit, `/bench/forward/${port}`, { maxOutboundStreams: 4096 }).then(stream => {
-        pipeDuplex(raw, streamToDuplex(stream), copied)
+        splice(raw, streamToDuplex(stream), copied)
       }, () => raw.destroy())
     }).listen(listen, () => { console.log(`forwarder entry listening on ${listen}`) })
   }

@@ -159,25 +159,27 @@ async function startAgents (dir: string, entry: string, phase: Phase): Promise<s
 
 /** The two-hop ceiling: minimal Node forwarders, plain and TLS, a → b1. */
 async function startCeiling (): Promise<void> {
-  const script = join(here, '..', 'forwarder.ts')
-  const procs = [
-    run(NS('b1'), [process.execPath, script, 'exit', '--map', '16201=127.0.0.1:5201', '--map', '17001=127.0.0.1:7000']),
-    run(NS('b1'), [process.execPath, script, 'exit', '--tls', '--map', '26201=127.0.0.1:5201', '--map', '27001=127.0.0.1:7000']),
-    run(NS('a'), [process.execPath, script, 'entry', '--map', `15201=${NODES.b1}:16201`, '--map', `17000=${NODES.b1}:17001`]),
-    run(NS('a'), [process.execPath, script, 'entry', '--tls', '--map', `25201=${NODES.b1}:26201`, '--map', `27000=${NODES.b1}:27001`])
-  ]
-  for (const p of procs) await waitFor(p, /listening on \d+\n.*listening on \d+/s, 10_000)
-  procs.forEach((p, i) => agentsByName.set(`ceiling-${i}`, p))
+  await startForwarders([
+    ['b1', ['exit', '--map', '16201=127.0.0.1:5201', '--map', '17001=127.0.0.1:7000']],
+    ['b1', ['exit', '--tls', '--map', '26201=127.0.0.1:5201', '--map', '27001=127.0.0.1:7000']],
+    ['a', ['entry', '--map', `15201=${NODES.b1}:16201`, '--map', `17000=${NODES.b1}:17001`]],
+    ['a', ['entry', '--tls', '--map', `25201=${NODES.b1}:26201`, '--map', `27000=${NODES.b1}:27001`]]
+  ], 10_000)
 }
 
 /** The same two hops over bare js-libp2p: the agent's stack, none of its logic. */
 async function startLibp2pCeiling (): Promise<void> {
+  await startForwarders([
+    ['b1', ['exit', '--libp2p', '--map', '36201=127.0.0.1:5201', '--map', '37001=127.0.0.1:7000']],
+    ['a', ['entry', '--libp2p', '--map', `35201=${NODES.b1}:36201`, '--map', `37000=${NODES.b1}:37001`]]
+  ], 20_000)
+}
+
+/** Starts bench/forwarder.ts with each (node, arguments), waits until both its ports listen, registers them as ceiling-0, ceiling-1, … */
+async function startForwarders (specs: Array<[Node, string[]]>, timeoutMs: number): Promise<void> {
   const script = join(here, '..', 'forwarder.ts')
-  const procs = [
-    run(NS('b1'), [process.execPath, script, 'exit', '--libp2p', '--map', '36201=127.0.0.1:5201', '--map', '37001=127.0.0.1:7000']),
-    run(NS('a'), [process.execPath, script, 'entry', '--libp2p', '--map', `35201=${NODES.b1}:36201`, '--map', `37000=${NODES.b1}:37001`])
-  ]
-  for (const p of procs) await waitFor(p, /listening on \d+\n.*listening on \d+/s, 20_000)
+  const procs = specs.map(([node, args]) => run(NS(node), [process.execPath, script, ...args]))
+  for (const p of procs) await waitFor(p, /listening on \d+\n.*listening on \d+/s, timeoutMs)
   procs.forEach((p, i) => agentsByName.set(`ceiling-${i}`, p))
 }
 
