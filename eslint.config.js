@@ -14,7 +14,7 @@ export default [
   },
   {
     // Entry points, scripts, benches and the lab CLI talk to a terminal.
-    files: ['src/bin/**', 'scripts/**', 'bench/**', 'src/lab/cli.ts', 'src/cli/**'],
+    files: ['src/bin/**', 'scripts/**', 'bench/**', 'test/lab/cli.ts', 'src/cli/**'],
     rules: { 'no-console': 'off' }
   }
 ]

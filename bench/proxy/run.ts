@@ -116,7 +116,7 @@ async function main (): Promise<void> {
   setup()
   try {
     run(S, ['iperf3', '-s', '-p', '5201'])
-    run(S, [process.execPath, join(root, 'src/lab/workloads/echo-server.ts'), 'tcp', '--port', '7000'])
+    run(S, [process.execPath, join(root, 'test/lab/workloads/echo-server.ts'), 'tcp', '--port', '7000'])
     const services = join(dir, 'services.yaml')
     writeFileSync(services, servicesYaml())
     // Node flags for the agent, e.g. BENCH_AGENT_FLAGS='--cpu-prof --cpu-prof-dir=/tmp/prof' to profile it.

@@ -230,7 +230,7 @@ async function main (): Promise<void> {
     writeFileSync(join(dir, 'services.yaml'), services())
     for (const n of ['b1', 'b2'] as const) {
       run(NS(n), ['iperf3', '-s', '-p', '5201'])
-      run(NS(n), [process.execPath, join(root, 'src/lab/workloads/echo-server.ts'), 'tcp', '--port', '7000'])
+      run(NS(n), [process.execPath, join(root, 'test/lab/workloads/echo-server.ts'), 'tcp', '--port', '7000'])
     }
     const phases = (opt.phases as string).split(',') as Phase[]
     const samples: Record<Phase, Record<Path, Sample[]>> = { libp2p: { raw: [], direct: [], relayed: [] }, datapath: { raw: [], direct: [], relayed: [] }, ceiling: { raw: [], direct: [], relayed: [] }, 'libp2p-ceiling': { raw: [], direct: [], relayed: [] } }

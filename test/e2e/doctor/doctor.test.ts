@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { Lab, seed } from '../../../src/lab/index.ts'
+import { Lab, seed } from '../../lab/index.ts'
 import { rootOnly } from '../lab/helpers.ts'
 
 const root = fileURLToPath(new URL('../../../', import.meta.url))

@@ -4,12 +4,12 @@ import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { existsSync, readdirSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { Lab, mini } from '../../../src/lab/index.ts'
-import { run } from '../../../src/lab/netns.ts'
+import { Lab, mini } from '../../lab/index.ts'
+import { run } from '../../lab/netns.ts'
 import { rootOnly, waitFor } from './helpers.ts'
 
 const root = fileURLToPath(new URL('../../../', import.meta.url))
-const cli = fileURLToPath(new URL('../../../src/lab/cli.ts', import.meta.url))
+const cli = fileURLToPath(new URL('../../lab/cli.ts', import.meta.url))
 const holdLab = fileURLToPath(new URL('./fixtures/hold-lab.ts', import.meta.url))
 
 function names (dir: string): string[] {

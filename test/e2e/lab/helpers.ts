@@ -1,6 +1,6 @@
 import { setTimeout as delay } from 'node:timers/promises'
-import type { Lab } from '../../../src/lab/index.ts'
-import { workload } from '../../../src/lab/index.ts'
+import type { Lab } from '../../lab/index.ts'
+import { workload } from '../../lab/index.ts'
 
 export const isRoot = process.getuid?.() === 0
 /** For describe(): skip the suite unless root (namespaces and nftables need it). */

@@ -1,6 +1,6 @@
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { Lab, mini, parseRate, workload } from '../../../src/lab/index.ts'
+import { Lab, mini, parseRate, workload } from '../../lab/index.ts'
 import { probe, rootOnly } from './helpers.ts'
 
 interface BulkResult { direction: string, bytes: number, seconds: number, bitsPerSecond: number }

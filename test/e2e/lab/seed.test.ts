@@ -2,7 +2,7 @@ import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
-import { Lab, seed, workload } from '../../../src/lab/index.ts'
+import { Lab, seed, workload } from '../../lab/index.ts'
 import { probe, rootOnly } from './helpers.ts'
 
 const tinyDns = fileURLToPath(new URL('./fixtures/tiny-dns.ts', import.meta.url))

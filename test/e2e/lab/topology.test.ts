@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import {
   Lab, TopologyError, loadTopology, mini, natRuleset, parseRate, seed, tbfParams, validateTopology, withLab
-} from '../../../src/lab/index.ts'
-import type { Topology } from '../../../src/lab/index.ts'
+} from '../../lab/index.ts'
+import type { Topology } from '../../lab/index.ts'
 import { isRoot } from './helpers.ts'
 
 describe('topology descriptions', () => {
