@@ -1,5 +1,5 @@
 import type { TSchema } from '@sinclair/typebox'
-import { SCHEMAS } from './schema.ts'
+import { NO_EFFECT, SCHEMAS } from './schema.ts'
 import type { ConfigKind } from './schema.ts'
 import { describeExpected } from './validate.ts'
 import { schemaProperties } from './util.ts'
@@ -35,6 +35,8 @@ empty value means "use the default". Unknown keys are ignored with a warning nam
 key. An invalid value stops the program with exit code 2 and a message naming the key,
 what was expected and what was given, before anything on the host is touched.
 Keys marked (EdgeMesh-TS) are additions; upstream files load unchanged.
+Keys described as "${NO_EFFECT}" are validated,
+so upstream files load, but nothing acts on them.
 
 Runtime facts are not configuration: \`NODE_NAME\` and \`NAMESPACE\` come from the
 environment, and the running mode is detected (\`KUBERNETES_PORT\` set → CloudMode,

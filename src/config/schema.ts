@@ -21,11 +21,18 @@ interface Extra {
   /** Item check for arrays. */
   itemCheck?: CheckName
   ours?: boolean
+  /** Accepted so upstream files load, but nothing reads it; test/unit/config/leaves.test.ts keeps this honest. */
+  noEffect?: boolean
 }
 
+/** Leads the description of every key marked `noEffect` (`x-no-effect` in the schema). */
+export const NO_EFFECT = 'Accepted for compatibility, no effect.'
+
 function ext (description: string, extra: Extra = {}): Record<string, unknown> {
+  const text = extra.noEffect === true ? `${NO_EFFECT} ${description}` : description
   return {
-    description: extra.ours === true ? `${description} (EdgeMesh-TS)` : description,
+    description: extra.ours === true ? `${text} (EdgeMesh-TS)` : text,
+    ...(extra.noEffect === true ? { 'x-no-effect': true } : {}),
     ...(extra.defaultDoc !== undefined ? { 'x-default-doc': extra.defaultDoc } : {}),
     ...(extra.check !== undefined ? { 'x-check': extra.check } : {}),
     ...(extra.itemCheck !== undefined ? { 'x-item-check': extra.itemCheck } : {})
@@ -49,6 +56,20 @@ const strList = (description: string, extra?: Extra) =>
 const obj = <P extends TProperties>(properties: P, description: string, extra?: Extra): TObject<P> =>
   Type.Object(properties, { default: {}, ...ext(description, extra) })
 
+/** A copy of `schema` whose every key is marked no-effect with the reason `why` (a whole section nothing reads). */
+function noEffectTree<T extends TSchema> (schema: T, why: string): T {
+  // The spread keeps TypeBox's symbol keys ([Kind]), which Value.Default and Value.Errors need.
+  const out: Record<string, unknown> = { ...schema }
+  const ours = typeof schema.description === 'string' && schema.description.endsWith(' (EdgeMesh-TS)')
+  Object.assign(out, ext(why, { noEffect: true, ours }))
+  if (schema.type === 'object' && schema.properties !== undefined) {
+    out.properties = Object.fromEntries(Object.entries(schema.properties as Record<string, TSchema>).map(([k, s]) => [k, noEffectTree(s, why)]))
+  } else if (schema.type === 'array' && (schema.items as TSchema).type === 'object') {
+    out.items = noEffectTree(schema.items as TSchema, why)
+  }
+  return out as T
+}
+
 export const RUNNING_MODES = ['EdgeMode', 'CloudMode', 'ManualMode'] as const
 export type RunningMode = typeof RUNNING_MODES[number]
 
@@ -62,7 +83,8 @@ const MetaServerSecurity = obj({
 
 export const KubeAPIConfig = obj({
   master: str('', 'API server address; non-empty selects manual mode.'),
-  contentType: str('application/vnd.kubernetes.protobuf', 'Requested content type. Accepted for compatibility; the agent always speaks JSON.', {
+  contentType: str('application/vnd.kubernetes.protobuf', 'Requested content type; the agent always speaks JSON.', {
+    noEffect: true,
     defaultDoc: '`application/json` in EdgeMode, `application/vnd.kubernetes.protobuf` otherwise'
   }),
   qps: int(100, 'Client-side request rate limit (requests per second).', 1, 100_000),
@@ -75,15 +97,15 @@ export const KubeAPIConfig = obj({
     server: str('http://127.0.0.1:10550', 'Address of the edgecore metaServer (the edge Kube-API endpoint).'),
     security: MetaServerSecurity
   }, 'The edge Kube-API endpoint served by edgecore.'),
-  deleteKubeConfig: bool(false, 'Accepted for compatibility; the agent never writes a kubeconfig file.'),
+  deleteKubeConfig: bool(false, 'Upstream deletes the kubeconfig file it wrote; the agent never writes one.', { noEffect: true }),
   standaloneFile: str('', 'Path of a YAML file of Services and EndpointSlices to use instead of an API server (watched for changes).', { ours: true })
 }, 'How the agent reaches the Kubernetes API.')
 
 const PprofConfig = obj({
-  enableProfiling: bool(false, 'Accepted for compatibility; use `node --inspect` instead (not served).'),
-  profilingAddress: str('', 'Accepted for compatibility.'),
-  profilingPort: int(0, 'Accepted for compatibility.', 0, 65535)
-}, 'Go pprof settings of upstream.')
+  enableProfiling: bool(false, 'Upstream\'s Go pprof server (not served; use `node --inspect`).', { noEffect: true }),
+  profilingAddress: str('', 'Upstream\'s Go pprof address.', { noEffect: true }),
+  profilingPort: int(0, 'Upstream\'s Go pprof port.', 0, 65535, { noEffect: true })
+}, 'Go pprof settings of upstream.', { noEffect: true })
 
 const ConsistentHash = obj({
   partitionCount: int(100, 'Partitions of the consistent hash ring.', 1, 1_000_000),
@@ -101,26 +123,26 @@ const RelayNode = Type.Object({
 export const EdgeTunnelConfig = obj({
   enable: bool(false, 'Run the libp2p tunnel.'),
   listenPort: port(20006, 'Tunnel listen port (the gateway listens on listenPort+1).'),
-  transport: oneOf(['tcp', 'ws'] as const, 'tcp', 'Tunnel transport. (Upstream also lists quic, which cannot work with the PSK that is on by default.)'),
+  transport: oneOf(['tcp', 'ws'] as const, 'tcp', 'Only tcp is used, whatever the value. (Upstream also lists quic, which cannot work with the PSK that is on by default.)', { noEffect: true }),
   rendezvous: str('EDGEMESH_PLAYGOUND', 'mDNS service name and DHT rendezvous key (upstream spelling kept).'),
   relayNodes: Type.Array(RelayNode, { default: [], ...ext('Relay nodes; reloaded from the config file without restart.') }),
-  enableIpfsLog: bool(false, 'Verbose libp2p logs.'),
-  maxCandidates: int(15, 'Maximum relay candidates.', 0, 1000),
+  enableIpfsLog: bool(false, 'Upstream\'s verbose libp2p logs.', { noEffect: true }),
+  maxCandidates: int(15, 'Upstream\'s maximum of relay candidates.', 0, 1000, { noEffect: true }),
   heartbeatPeriod: int(120, 'Seconds between relay reconnection checks.', 1, 86_400),
-  finderPeriod: int(60, 'Seconds between relay discovery runs.', 1, 86_400),
+  finderPeriod: int(60, 'Seconds between DHT lookups of the `rendezvous` (with `dht.enable`).', 1, 86_400),
   psk: obj({
     enable: bool(true, 'Protect the tunnel with a pre-shared key (private network).'),
     path: str('/etc/edgemesh/psk', 'File holding the pre-shared key.')
   }, 'Pre-shared key.'),
   tunnelLimitConfig: obj({
-    enable: bool(true, 'Limit tunnel streams.'),
-    tunnelBaseStreamIn: int(10240, 'Inbound proxy streams.', 1, 10_000_000),
-    tunnelBaseStreamOut: int(10240, 'Outbound proxy streams.', 1, 10_000_000),
-    tunnelPeerBaseStreamIn: int(1024, 'Inbound streams per peer.', 1, 10_000_000),
-    tunnelPeerBaseStreamOut: int(1024, 'Outbound streams per peer.', 1, 10_000_000)
+    enable: bool(true, 'Apply `tunnelBaseStreamIn`; off leaves the default of 10240.'),
+    tunnelBaseStreamIn: int(10240, 'Inbound libp2p proxy streams at once, per connection.', 1, 10_000_000),
+    tunnelBaseStreamOut: int(10240, 'Upstream\'s limit of outbound proxy streams.', 1, 10_000_000, { noEffect: true }),
+    tunnelPeerBaseStreamIn: int(1024, 'Upstream\'s limit of inbound streams per peer.', 1, 10_000_000, { noEffect: true }),
+    tunnelPeerBaseStreamOut: int(1024, 'Upstream\'s limit of outbound streams per peer.', 1, 10_000_000, { noEffect: true })
   }, 'Stream limits.'),
-  listenInterfaces: str('*', 'Comma-separated interface names to listen on; `*` or empty means all.', { check: 'nicList' }),
-  extraFilteredInterfaces: str('', 'Comma-separated interface name prefixes never to listen on.'),
+  listenInterfaces: str('*', 'Upstream\'s interfaces to listen on; the tunnel listens on all.', { check: 'nicList', noEffect: true }),
+  extraFilteredInterfaces: str('', 'Upstream\'s interface name prefixes never to listen on.', { noEffect: true }),
   metricConfig: obj({
     enable: bool(false, 'Serve Prometheus metrics.'),
     port: port(9999, 'Metrics port.')
@@ -176,18 +198,18 @@ export const EdgeProxyConfig = obj({
 }, 'ClusterIP proxy.')
 
 export const EdgeCNIConfig = obj({
-  enable: bool(false, 'Edge CNI: route pod CIDRs across subnets through the tunnel.'),
-  encapsulationIP: str('', 'Unused (upstream compatibility).'),
-  tunMode: int(0, 'Unused (upstream compatibility).', 0, 1_000_000),
+  enable: bool(false, 'The edge CNI is not part of this build; enabling it only logs a warning.', { noEffect: true }),
+  encapsulationIP: str('', 'Upstream\'s edge CNI encapsulation IP.', { noEffect: true }),
+  tunMode: int(0, 'Upstream\'s edge CNI TUN mode.', 0, 1_000_000, { noEffect: true }),
   meshCIDRConfig: obj({
-    cloudCIDR: strList('Cloud pod CIDRs.', { itemCheck: 'cidr' }),
-    edgeCIDR: strList('Edge pod CIDRs.', { itemCheck: 'cidr' })
-  }, 'Pod CIDRs of the cloud and edge.')
-}, 'Edge CNI.')
+    cloudCIDR: strList('Cloud pod CIDRs of upstream\'s edge CNI.', { itemCheck: 'cidr', noEffect: true }),
+    edgeCIDR: strList('Edge pod CIDRs of upstream\'s edge CNI.', { itemCheck: 'cidr', noEffect: true })
+  }, 'Pod CIDRs of the cloud and edge.', { noEffect: true })
+}, 'Edge CNI (not part of this build).', { noEffect: true })
 
 export const AgentConfig = Type.Object({
-  apiVersion: str('agent.edgemesh.config.kubeedge.io/v1alpha1', 'Config API version.'),
-  kind: str('EdgeMeshAgent', 'Config kind.'),
+  apiVersion: str('agent.edgemesh.config.kubeedge.io/v1alpha1', 'Config API version (not checked).', { noEffect: true }),
+  kind: str('EdgeMeshAgent', 'Config kind (not checked).', { noEffect: true }),
   kubeAPIConfig: KubeAPIConfig,
   commonConfig: obj({
     bridgeDeviceName: str('edgemesh0', 'Interface that carries the bridge IP.'),
@@ -207,12 +229,13 @@ export const AgentConfig = Type.Object({
 }, { description: 'edgemesh-agent.yaml' })
 
 export const GatewayConfig = Type.Object({
-  apiVersion: str('gateway.edgemesh.config.kubeedge.io/v1alpha1', 'Config API version.'),
-  kind: str('EdgeMeshGateway', 'Config kind.'),
+  apiVersion: str('gateway.edgemesh.config.kubeedge.io/v1alpha1', 'Config API version (not checked).', { noEffect: true }),
+  kind: str('EdgeMeshGateway', 'Config kind (not checked).', { noEffect: true }),
   kubeAPIConfig: KubeAPIConfig,
   pprofConfig: PprofConfig,
   logLevel: oneOf(['debug', 'info', 'warn', 'error'] as const, 'info', 'Log level.', { ours: true }),
-  modules: obj({
+  // The gateway only syncs the service map so far: its modules are accepted and ignored.
+  modules: noEffectTree(obj({
     edgeGateway: obj({
       enable: bool(false, 'Run the ingress gateway.'),
       nic: str('*', 'Comma-separated interfaces to listen on; `*` or empty means all.', { check: 'nicList' }),
@@ -221,7 +244,7 @@ export const GatewayConfig = Type.Object({
       loadBalancer: LoadBalancer
     }, 'Ingress gateway.'),
     edgeTunnel: EdgeTunnelConfig
-  }, 'Modules.')
+  }, 'Modules.'), 'The gateway\'s modules are not part of this build; enabling one only logs a warning.')
 }, { description: 'edgemesh-gateway.yaml' })
 
 export type AgentConfig = Static<typeof AgentConfig>
