@@ -10,6 +10,7 @@ import type { Informer, InformerHandlers } from './informer-types.ts'
 import type { KubeObject, ResourceType, WatchEvent } from './types.ts'
 import { objectKey } from './types.ts'
 import type { KubeClient, WatchStream } from './client.ts'
+import type { KubeMetrics, KubeResourceMetrics } from './metrics.ts'
 import {
   KubeConfigError, KubeForbiddenError, KubeInformerStoppedError, KubeRequestError, KubeResourceExpiredError,
   KubeResourceNotFoundError, KubeUnauthorizedError
@@ -49,6 +50,8 @@ export interface KubeInformerOptions<T extends KubeObject> {
 export interface KubeInformerDeps {
   client: KubeClient
   logger: Logger
+  /** Shared by every informer on one registry; series are labelled by resource. */
+  metrics?: KubeMetrics
 }
 
 /** Counters for logs and tests. */
@@ -73,6 +76,8 @@ export class KubeInformer<T extends KubeObject> implements Informer<T> {
   readonly #opts: KubeInformerOptions<T>
   readonly #client: KubeClient
   readonly #log: Logger
+  readonly #metricsSource: KubeMetrics | undefined
+  #metrics: KubeResourceMetrics | undefined
   readonly #handlers: Array<InformerHandlers<T>> = []
   readonly #store = new Map<string, T>()
   readonly #stats: InformerStats = { lists: 0, watches: 0, expired: 0, errors: 0, resourceVersion: '', lastError: undefined }
@@ -92,6 +97,7 @@ export class KubeInformer<T extends KubeObject> implements Informer<T> {
     this.#client = deps.client
     this.name = `kube:${options.resource.resource}`
     this.#log = deps.logger.forComponent(this.name)
+    this.#metricsSource = deps.metrics
   }
 
   addHandlers (handlers: InformerHandlers<T>): void {
@@ -113,6 +119,8 @@ export class KubeInformer<T extends KubeObject> implements Informer<T> {
   async start (): Promise<void> {
     if (this.#started) return
     this.#started = true
+    // Series appear at start, so an informer built as a fallback and never started has none.
+    this.#metrics = this.#metricsSource?.forResource(this.#opts.resource.resource)
     const signal = this.#abort.signal
     let firstWatch: WatchStream<T> | undefined
     let needList = true
@@ -125,6 +133,7 @@ export class KubeInformer<T extends KubeObject> implements Informer<T> {
       if (isFatal(err)) {
         this.#stopped = true
         this.#abort.abort()
+        this.#metrics?.remove()
         this.#rejectWaiters(err as Error)
         throw err
       }
@@ -182,13 +191,23 @@ export class KubeInformer<T extends KubeObject> implements Informer<T> {
         const opened = performance.now()
         const events = await this.#consume(watch, signal)
         watch = undefined
+        if (signal.aborted) break
+        this.#metrics?.watchRestarted()
         // A watch that closes at once without events is a failure in disguise (proxy, metaServer quirk).
-        if (events === 0 && performance.now() - opened < 1000) await this.#sleep(signal, this.#nextBackoff())
-        else this.#failures = 0
+        if (events === 0 && performance.now() - opened < 1000) {
+          await this.#sleep(signal, this.#nextBackoff())
+        } else {
+          this.#failures = 0
+          // The server ended a healthy watch: proof of contact even on a quiet cluster without bookmarks.
+          this.#metrics?.heard()
+        }
       } catch (err) {
+        // True when an open watch failed, not the list or the request that opens one.
+        const watchFailed = watch !== undefined
         watch?.close()
         watch = undefined
         if (signal.aborted) break
+        if (watchFailed) this.#metrics?.watchRestarted()
         if (err instanceof KubeResourceExpiredError) {
           this.#stats.expired++
           this.#log.info('watch expired; relisting', { resourceVersion: this.#stats.resourceVersion, reason: err.message })
@@ -261,6 +280,7 @@ export class KubeInformer<T extends KubeObject> implements Informer<T> {
   #apply (ev: WatchEvent<T>): void {
     const rv = ev.object?.metadata?.resourceVersion
     this.#eventsSinceList++
+    this.#metrics?.heard()
     if (ev.type === 'BOOKMARK') {
       if (rv !== undefined) this.#stats.resourceVersion = rv
       return
@@ -336,6 +356,8 @@ export class KubeInformer<T extends KubeObject> implements Informer<T> {
       deleted++
       this.#emit(h => h.onDelete?.(prev))
     }
+    if (this.#stats.lists > 0) this.#metrics?.relisted()
+    this.#metrics?.heard()
     this.#stats.lists++
     this.#stats.resourceVersion = rv
     this.#eventsSinceList = 0

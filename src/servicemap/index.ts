@@ -1,5 +1,6 @@
 export type * from './types.ts'
 export { ServiceMap } from './service-map.ts'
+export { ServiceMapMetrics } from './metrics.ts'
 export type { ServiceMapDeps, ServiceMapInit, ServiceMapSource } from './service-map.ts'
 export { compactService, compactSlice, mergeEndpoints, buildServiceInfo, buildEndpoints, sliceServiceKey, SERVICE_NAME_LABEL } from './build.ts'
 export type { CompactService, CompactSlice } from './build.ts'

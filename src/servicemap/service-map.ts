@@ -1,9 +1,11 @@
 import { isDeepStrictEqual } from 'node:util'
+import type { Registry } from 'prom-client'
 import type { Component, StopOptions } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { Informer } from '../kube/informer-types.ts'
 import { objectKey } from '../kube/types.ts'
 import { mergeEndpoints } from './build.ts'
+import { ServiceMapMetrics } from './metrics.ts'
 import type { CompactService, CompactSlice } from './build.ts'
 import type { ServiceFilterMode } from './filter.ts'
 import type { StateStore } from './state-store.ts'
@@ -17,6 +19,8 @@ export interface ServiceMapDeps {
   endpointSlices: Informer<CompactSlice>
   /** Persists the last live state and serves it when the API is unreachable at start. */
   persistence?: StateStore
+  /** Registry the `edgemesh_servicemap_*` metrics are registered on (one ServiceMap per registry). */
+  metrics?: Registry
 }
 
 export interface ServiceMapInit {
@@ -62,12 +66,17 @@ export class ServiceMap implements ServiceMapView, Component {
   #lastPersist = 0
   #started = false
   #stopped = false
+  readonly #metrics: ServiceMapMetrics | undefined
 
   constructor (deps: ServiceMapDeps, init: ServiceMapInit) {
     this.#deps = deps
     this.#init = init
     this.#log = deps.logger
     this.serviceFilterMode = init.serviceFilterMode
+    if (deps.metrics !== undefined) {
+      this.#metrics = new ServiceMapMetrics(deps.metrics)
+      this.#metrics.view = () => ({ services: this.#entries.size, source: this.#source })
+    }
   }
 
   hasSynced (): boolean { return this.#source !== 'none' }
@@ -225,6 +234,11 @@ export class ServiceMap implements ServiceMapView, Component {
 
   #publish (changes: readonly ServiceChange[], always: boolean): void {
     if (changes.length === 0 && !always) return
+    if (this.#metrics !== undefined) {
+      let deletes = 0
+      for (const c of changes) if (c.type === 'delete') deletes++
+      this.#metrics.published(changes.length - deletes, deletes)
+    }
     for (const listener of this.#listeners) {
       try {
         listener(changes)
