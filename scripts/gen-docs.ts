@@ -3,9 +3,9 @@
 import { readFileSync, writeFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { renderConfigDocs } from '../src/config/docs.ts'
-import { collectErrors, renderErrorDocs } from '../src/errors-catalog.ts'
+import { collectErrors, renderErrorDocs } from '../src/docs/errors-catalog.ts'
 import { renderValuesSchema } from './chart-schema.ts'
-import { renderMetricsDocs } from '../src/observability/metrics-docs.ts'
+import { renderMetricsDocs } from '../src/docs/metrics-docs.ts'
 
 const docs: Array<[string, string]> = [
   ['../docs/config.md', renderConfigDocs()],

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { renderConfigDocs } from '../../../src/config/docs.ts'
-import { collectErrors, renderErrorDocs } from '../../../src/errors-catalog.ts'
+import { collectErrors, renderErrorDocs } from '../../../src/docs/errors-catalog.ts'
 
 const read = (rel: string): string => readFileSync(new URL(`../../../${rel}`, import.meta.url), 'utf8')
 
@@ -33,7 +33,7 @@ test('the chart values.schema.json is generated from the config schema and up to
 })
 
 test('docs/metrics.md lists every metric, and the Grafana dashboard only uses metrics that exist', async () => {
-  const { metricsCatalog, renderMetricsDocs } = await import('../../../src/observability/metrics-docs.ts')
+  const { metricsCatalog, renderMetricsDocs } = await import('../../../src/docs/metrics-docs.ts')
   assert.equal(read('docs/metrics.md'), renderMetricsDocs())
   const names = new Set(metricsCatalog().map(m => m.name))
   const dashboard = JSON.parse(read('deploy/grafana/edgemesh.json')) as { panels: Array<{ targets: Array<{ expr: string }> }> }
