@@ -19,7 +19,7 @@ import type { DestinationRule, ServicePortKey } from '../loadbalancer/index.ts'
 import { serviceProxyFilter } from '../servicemap/filter.ts'
 import type { ServiceFilterMode } from '../servicemap/filter.ts'
 import type { ServiceChange, ServiceEntry, ServiceKey, ServiceMapView } from '../servicemap/types.ts'
-import type { EndpointDialer } from './dialer.ts'
+import type { EndpointDialer } from '../mesh/endpoint-dialer.ts'
 import type { Interceptor } from './nftables.ts'
 import { ProxyMetrics } from './metrics.ts'
 import { TcpServiceListener, UdpServiceListener } from './listeners.ts'
@@ -53,6 +53,10 @@ export interface EdgeProxyInit {
   peekTimeoutMs?: number
   /** @default 30000 */
   udpIdleTimeoutMs?: number
+  /** First retry after a failed sync; doubles per failed retry. @default 1000 */
+  syncRetryMinMs?: number
+  /** @default 30000 */
+  syncRetryMaxMs?: number
 }
 
 /** One intercepted (ClusterIP, protocol, port) and how it is served. */
@@ -82,11 +86,16 @@ export class EdgeProxy implements Component {
   #started = false
   #synced = false
   #work: Promise<void> = Promise.resolve()
+  /** Failed syncs since the last good full sync (0 = healthy). */
+  #failures = 0
+  #retryDelay: number
+  #retryTimer: NodeJS.Timeout | undefined
 
   constructor (deps: EdgeProxyDeps, init: EdgeProxyInit) {
     this.#deps = deps
     this.loadBalancer = deps.loadBalancer ?? new LoadBalancer()
-    this.#init = { kernelPath: true, maxAttempts: 3, peekTimeoutMs: 5000, udpIdleTimeoutMs: 30_000, ...init }
+    this.#init = { kernelPath: true, maxAttempts: 3, peekTimeoutMs: 5000, udpIdleTimeoutMs: 30_000, syncRetryMinMs: 1000, syncRetryMaxMs: 30_000, ...init }
+    this.#retryDelay = this.#init.syncRetryMinMs
     this.#filter = serviceProxyFilter(init.serviceFilterMode)
   }
 
@@ -135,7 +144,11 @@ export class EdgeProxy implements Component {
     this.#started = false
     this.#unsubscribe?.()
     this.#unsubscribe = undefined
+    clearTimeout(this.#retryTimer)
+    this.#retryTimer = undefined
     await this.#work
+    this.#failures = 0
+    this.#retryDelay = this.#init.syncRetryMinMs
     const listeners = [...this.#draining]
     for (const ports of this.#ports.values()) for (const p of ports.values()) if (p.listener !== undefined) listeners.push(p.listener)
     await Promise.all(listeners.map(async l => await l.close()))
@@ -172,8 +185,37 @@ export class EdgeProxy implements Component {
 
   async #enqueue (task: () => Promise<void>): Promise<void> {
     const run = this.#work.then(async () => { if (this.#started) await task() })
-    this.#work = run.catch(err => this.#deps.logger.error('proxy update failed', { err }))
+    this.#work = run.catch(err => { this.#syncFailed(err) })
     await this.#work
+  }
+
+  /**
+   * Without a retry a failed sync (say `nft` erroring) would leave the kernel
+   * stale until the next service change. Like kube-proxy, retry a full sync
+   * on a backoff timer; one timer at most, its delay grows only when a retry fails.
+   */
+  #syncFailed (err: unknown): void {
+    this.#failures++
+    const log = this.#deps.logger
+    if (this.#failures === 1) log.warn('proxy rules sync failed; retrying', { err, retryMs: this.#retryDelay })
+    else log.debug('proxy rules sync failed again', { err, failures: this.#failures })
+    if (!this.#started || this.#retryTimer !== undefined) return
+    const delay = this.#retryDelay
+    this.#retryDelay = Math.min(delay * 2, this.#init.syncRetryMaxMs)
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined
+      this.#enqueue(async () => await this.#fullSync()).catch(() => {})
+    }, delay)
+  }
+
+  /** After a good full sync: nothing is left stale, end the failure streak. */
+  #syncSucceeded (): void {
+    if (this.#failures === 0) return
+    this.#deps.logger.info('proxy rules sync recovered', { failures: this.#failures })
+    this.#failures = 0
+    this.#retryDelay = this.#init.syncRetryMinMs
+    clearTimeout(this.#retryTimer)
+    this.#retryTimer = undefined
   }
 
   async #fullSync (): Promise<void> {
@@ -183,6 +225,7 @@ export class EdgeProxy implements Component {
     const planned: Array<[ServiceKey, ServiceEntry | undefined]> = [...snapshot]
     for (const key of this.#ports.keys()) if (!snapshot.has(key)) planned.push([key, undefined])
     await this.#apply(planned)
+    this.#syncSucceeded()
   }
 
   async #onChanges (changes: readonly ServiceChange[]): Promise<void> {
