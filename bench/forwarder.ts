@@ -15,7 +15,7 @@ import net from 'node:net'
 import type { Socket } from 'node:net'
 import tls from 'node:tls'
 import { parseArgs } from 'node:util'
-import { splice } from '../src/datapath/socket-io.ts'
+import { splice } from '../src/net/splice.ts'
 import { cipherPreference } from '../src/datapath/wire.ts'
 import { BufferReclaimer } from '../src/net/buffer-reclaimer.ts'
 import { sodiumNoiseCrypto } from '../src/tunnel/noise-crypto.ts'
@@ -89,7 +89,7 @@ async function libp2pHop (): Promise<void> {
   for (const { listen, host, port } of maps) {
     if (role === 'exit') {
       await node.handle(`/bench/forward/${listen}`, stream => {
-        splice(streamToDuplex(stream), net.connect({ host, port, noDelay: true }), copied)
+        splice(streamToDuplex(stream), net.connect({ host, port, noDelay: true }), { copied })
       }, { maxInboundStreams: 4096 })
       console.log(`forwarder exit listening on ${listen}`)
       continue
@@ -98,7 +98,7 @@ async function libp2pHop (): Promise<void> {
     net.createServer({ noDelay: true }, raw => {
       raw.pause()
       node.dialProtocol(exit, `/bench/forward/${port}`, { maxOutboundStreams: 4096 }).then(stream => {
-        splice(raw, streamToDuplex(stream), copied)
+        splice(raw, streamToDuplex(stream), { copied })
       }, () => raw.destroy())
     }).listen(listen, () => { console.log(`forwarder entry listening on ${listen}`) })
   }

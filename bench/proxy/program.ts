@@ -3,7 +3,8 @@
 // inside a scratch network namespace by run.ts. Prints one JSON line.
 //   program.ts COUNT CHANGES
 import { Registry } from 'prom-client'
-import { EdgeProxy, NftInterceptor, DirectDialer } from '../../src/proxy/index.ts'
+import { EdgeProxy, NftInterceptor } from '../../src/proxy/index.ts'
+import { DirectDialer } from '../../src/mesh/index.ts'
 import { noopLogger } from '../../src/observability/logger.ts'
 import type { ServiceChange, ServiceEntry, ServiceKey, ServiceMapView } from '../../src/servicemap/types.ts'
 

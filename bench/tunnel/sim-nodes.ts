@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util'
 import { Registry } from 'prom-client'
 import { DataPath } from '../../src/datapath/datapath.ts'
 import { noopLogger } from '../../src/observability/logger.ts'
-import { derivePnetKey } from '../../src/tunnel/psk.ts'
+import { derivePnetKey } from '../../src/mesh/psk.ts'
 
 const { values: opt, positionals } = parseArgs({
   allowPositionals: true,

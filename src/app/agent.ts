@@ -4,13 +4,21 @@
  * (declared order = start order; stop runs in reverse).
  */
 import { join } from 'node:path'
-import { isIP } from 'node:net'
 import { LifecycleGroup } from '../lifecycle/group.ts'
+import { ComponentStartError } from '../errors.ts'
 import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { AgentConfig, EdgeTunnelConfig, GatewayConfig, KubeAPIConfig } from '../config/schema.ts'
+import { relayEndpoints } from '../config/relays.ts'
 import { EdgeTunnel } from '../tunnel/tunnel.ts'
+import type { EdgeTunnelInit, PeerInfo, RelayNode, RelayProbe } from '../tunnel/tunnel.ts'
 import { RelayWatcher } from '../tunnel/relay-watcher.ts'
+import { DataPath } from '../datapath/datapath.ts'
+import type { DataPathInit } from '../datapath/datapath.ts'
+import { DataPathTransport } from '../datapath/transport.ts'
+import { DirectDialer, PeerDialer, RoutingDialer } from '../mesh/index.ts'
+import type { DatagramChannel, DialTarget, EndpointDialer, PeerTransport } from '../mesh/index.ts'
+import type { Duplex } from 'node:stream'
 import { loadConfigFile } from '../config/load.ts'
 import type { NodeIdentity } from '../config/node-identity.ts'
 import { KubeClient, KubeForbiddenError, KubeInformer, KubeNotFoundError, KubeResourceNotFoundError, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
@@ -24,9 +32,9 @@ import type { CopiedStreams } from '../net/index.ts'
 import { DnsServer, dnsServerInit } from '../dns/index.ts'
 import { StatusServer } from '../observability/status-server.ts'
 import type { StatusSource } from '../observability/status-server.ts'
-import { DirectDialer, EdgeProxy, FallbackInterceptor, IptablesInterceptor, NftInterceptor, NoInterceptor, RoutingDialer, runNft, Socks5Server } from '../proxy/index.ts'
+import { EdgeProxy, FallbackInterceptor, IptablesInterceptor, NftInterceptor, NoInterceptor, runNft, Socks5Server } from '../proxy/index.ts'
 import type { Interceptor } from '../proxy/index.ts'
-import { parseDestinationRule } from '../loadbalancer/index.ts'
+import { LoadBalancer, parseDestinationRule } from '../loadbalancer/index.ts'
 
 export interface AppDeps {
   logger: Logger
@@ -182,15 +190,16 @@ function interceptorFor (mode: 'nftables' | 'iptables' | 'none', log: Logger): I
 }
 
 /** The proxy, and the DestinationRule informer that feeds its policies when an API server is the source. */
-function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & { metrics: Registry, serviceMap: ServiceMap, destinationRules: Informer<KubeObject>, tunnel: EdgeTunnel | undefined, copied: CopiedStreams }): { proxy: EdgeProxy, components: Component[] } {
+export function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & { metrics: Registry, serviceMap: ServiceMap, destinationRules: Informer<KubeObject>, peers: EndpointDialer | undefined, copied: CopiedStreams }): { proxy: EdgeProxy, components: Component[] } {
   const p = config.modules.edgeProxy
   const log = deps.logger.forComponent('proxy')
-  // Endpoints on other nodes go through the tunnel; without it every endpoint is dialed directly.
-  const dialer = new RoutingDialer({ nodeName: node.nodeName, direct: new DirectDialer(), tunnel: deps.tunnel })
+  // Endpoints on other nodes go through the peers; without a tunnel every endpoint is dialed directly.
+  const dialer = new RoutingDialer({ nodeName: node.nodeName, direct: new DirectDialer(), peers: deps.peers })
   const proxy = new EdgeProxy({
     logger: log,
     metrics: deps.metrics,
     serviceMap: deps.serviceMap,
+    loadBalancer: new LoadBalancer({ ring: p.loadBalancer.consistentHash }),
     interceptor: interceptorFor(p.interception, log),
     dialer,
     isDirect: nodeName => dialer.isDirect(nodeName),
@@ -203,9 +212,10 @@ function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & {
     udpIdleTimeoutMs: p.udpIdleTimeout * 1000
   })
   const rules = deps.destinationRules
+  const failed = (err: Error): void => log.warn('DestinationRule not applied', { err })
   const apply = (obj: unknown): void => {
     try {
-      proxy.setRule(parseDestinationRule(obj)).catch(() => {})
+      proxy.setRule(parseDestinationRule(obj)).catch(failed)
     } catch (err) {
       log.warn('DestinationRule ignored', { err })
     }
@@ -213,19 +223,121 @@ function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppDeps & {
   rules.addHandlers({
     onAdd: apply,
     onUpdate: (_, obj) => apply(obj),
-    onDelete: obj => { proxy.deleteRule(obj.metadata.namespace ?? '', obj.metadata.name).catch(() => {}) }
+    onDelete: obj => { proxy.deleteRule(obj.metadata.namespace ?? '', obj.metadata.name).catch(failed) }
   })
   // Rules first: the proxy's first sync then already knows the policies.
   return { proxy, components: [rules, proxy] }
 }
 
-/** The tunnel, with relay addresses as `advertiseAddress` × `listenPort` (upstream's rule). */
-function createTunnel (t: EdgeTunnelConfig, nodeName: string, stateDir: string, deps: { logger: Logger, metrics: Registry, copied: CopiedStreams }): EdgeTunnel {
-  return new EdgeTunnel(deps, {
+/** What `createMesh` takes: the tunnel's settings, our data path's, and one dial budget. */
+export type MeshInit = EdgeTunnelInit & {
+  /** The TLS data path between our agents (needs the PSK); undefined keeps every connection on libp2p. */
+  dataPath?: Pick<DataPathInit, 'port' | 'poolSize' | 'parkedPerRelay' | 'relayLimits'> | undefined
+  /** One budget for a proxied dial, every transport it tries included. @default 10000 */
+  dialTimeoutMs?: number
+}
+
+/**
+ * The mesh: the tunnel (control plane: names, relays, discovery) and the two
+ * peer transports, side by side. Our TLS data path carries proxied TCP
+ * between our agents; upstream's libp2p proxy protocol carries UDP, the
+ * connections to Go agents, and TCP whenever the data path fails.
+ */
+export class Mesh extends LifecycleGroup implements EndpointDialer {
+  readonly tunnel: EdgeTunnel
+  readonly dataPath: DataPath | undefined
+  readonly dialer: PeerDialer
+
+  constructor (parts: { tunnel: EdgeTunnel, dataPath: DataPath | undefined, dialer: PeerDialer }, log: Logger) {
+    // The data path first: the tunnel tells peers where it listens.
+    // Named as the tunnel module: readiness, start errors and logs speak of the tunnel, as the config does.
+    super('tunnel', parts.dataPath !== undefined ? [parts.dataPath, parts.tunnel] : [parts.tunnel], log)
+    this.tunnel = parts.tunnel
+    this.dataPath = parts.dataPath
+    this.dialer = parts.dialer
+  }
+
+  get isRelay (): boolean {
+    return this.tunnel.isRelay
+  }
+
+  override async start (): Promise<void> {
+    try {
+      await super.start()
+    } catch (err) {
+      // Rolled back; the caller sees the part's own error (its code), not the group's wrapper.
+      throw err instanceof ComponentStartError && err.cause instanceof Error ? err.cause : err
+    }
+  }
+
+  peerId (): string | undefined {
+    return this.tunnel.peerId()
+  }
+
+  addresses (): string[] {
+    return this.tunnel.addresses()
+  }
+
+  async dialTcp (target: DialTarget, signal?: AbortSignal): Promise<Duplex> {
+    return await this.dialer.dialTcp(target, signal)
+  }
+
+  async dialUdp (target: DialTarget, signal?: AbortSignal): Promise<DatagramChannel> {
+    return await this.dialer.dialUdp(target, signal)
+  }
+
+  /** Connected peers, with the path each one's latest data path connection took. */
+  peers (): PeerInfo[] {
+    const dataPeers = new Map((this.dataPath?.peers() ?? []).map(p => [p.nodeName, p]))
+    return this.tunnel.peers().map(p => {
+      const d = p.nodeName !== undefined ? dataPeers.get(p.nodeName) : undefined
+      return d === undefined ? p : { ...p, dataPath: d.path, ...(d.via !== undefined ? { dataPathVia: d.via } : {}) }
+    })
+  }
+
+  async probeRelays (timeoutMs?: number): Promise<RelayProbe[]> {
+    return await this.tunnel.probeRelays(timeoutMs)
+  }
+
+  async updateRelays (relayNodes: readonly RelayNode[]): Promise<void> {
+    await this.tunnel.updateRelays(relayNodes)
+  }
+}
+
+export function createMesh (deps: { logger: Logger, metrics: Registry, copied?: CopiedStreams | undefined }, init: MeshInit): Mesh {
+  const log = deps.logger
+  let dataPath: DataPath | undefined
+  if (init.dataPath !== undefined && init.identity?.mode === 'secure') {
+    // Its TLS keys come from the PSK and node names only: any PSK holder could claim a name there.
+    log.warn('the TLS data path authenticates with the PSK only, not node keys: with identity: secure, proxied connections stay on libp2p')
+  } else if (init.dataPath !== undefined && init.pskFile === undefined) {
+    log.warn('the TLS data path needs the PSK (psk.enable): proxied connections stay on libp2p')
+  } else if (init.dataPath !== undefined) {
+    dataPath = new DataPath(deps, {
+      ...init.dataPath,
+      nodeName: init.nodeName,
+      listenHost: init.listenAddresses?.[0] ?? '0.0.0.0',
+      pskFile: init.pskFile,
+      isRelay: init.relayNodes.some(r => r.nodeName === init.nodeName)
+    })
+  }
+  const tunnel = new EdgeTunnel({ ...deps, dataPath }, init)
+  const routes = tunnel.dataPathRoutes
+  const transports: PeerTransport[] = [
+    ...(dataPath !== undefined && routes !== undefined ? [new DataPathTransport({ dataPath, routes, logger: log })] : []),
+    tunnel.proxyTransport
+  ]
+  const dialer = new PeerDialer({ logger: log, transports }, { dialTimeoutMs: init.dialTimeoutMs })
+  return new Mesh({ tunnel, dataPath, dialer }, log)
+}
+
+/** The mesh as the agent's config describes it. */
+function meshInit (t: EdgeTunnelConfig, nodeName: string, stateDir: string): MeshInit {
+  return {
     nodeName,
     identity: t.identity === 'secure' ? { mode: 'secure', keyFile: join(stateDir, 'tunnel-identity.key'), pinsFile: join(stateDir, 'tunnel-peers.json') } : undefined,
     listenPort: t.listenPort,
-    relayNodes: t.relayNodes.map(r => ({ nodeName: r.nodeName, addresses: r.advertiseAddress.map(a => relayAddress(a, t.listenPort)) })),
+    relayNodes: relayEndpoints(t.relayNodes, t.listenPort),
     pskFile: t.psk.enable ? t.psk.path : undefined,
     maxInboundStreams: t.tunnelLimitConfig.enable ? t.tunnelLimitConfig.tunnelBaseStreamIn : undefined,
     heartbeatMs: t.heartbeatPeriod * 1000,
@@ -234,22 +346,19 @@ function createTunnel (t: EdgeTunnelConfig, nodeName: string, stateDir: string, 
     dataPath: t.dataPath.enable
       ? { port: t.dataPath.port, poolSize: t.dataPath.poolSize, parkedPerRelay: t.dataPath.parkedPerRelay, relayLimits: t.dataPath.relayLimits }
       : undefined
-  })
+  }
 }
 
-/** Applies `relayNodes` edits of the config file to the running tunnel. */
-function relayWatcher (file: string, tunnel: EdgeTunnel, listenPort: number, deps: { logger: Logger, env: NodeJS.ProcessEnv }): Component {
+/** Applies `relayNodes` edits of the config file to the running mesh. */
+function relayWatcher (file: string, mesh: Mesh, deps: { logger: Logger, env: NodeJS.ProcessEnv }): Component {
   return new RelayWatcher({ logger: deps.logger }, {
     file,
-    read: async f => (await loadConfigFile('agent', f, { env: deps.env })).config.modules.edgeTunnel.relayNodes,
-    apply: async relays => await tunnel.updateRelays(relays.map(r => ({ nodeName: r.nodeName, addresses: r.advertiseAddress.map(a => relayAddress(a, listenPort)) })))
+    read: async f => {
+      const t = (await loadConfigFile('agent', f, { env: deps.env })).config.modules.edgeTunnel
+      return relayEndpoints(t.relayNodes, t.listenPort)
+    },
+    apply: async relays => { await mesh.updateRelays(relays) }
   })
-}
-
-/** `ip`, `host` or `host:port` (ours) → where to dial a relay. */
-function relayAddress (a: string, listenPort: number): { host: string, port: number } {
-  const m = /^(.*[^:]):(\d{1,5})$/.exec(a)
-  return m !== null && isIP(a) === 0 ? { host: m[1] as string, port: Number(m[2]) } : { host: a, port: listenPort }
 }
 
 /** An informer whose refusal to start (resource not served, forbidden) is logged, not fatal. */
@@ -303,15 +412,15 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   if (m.edgeDNS.enable) {
     components.push(new DnsServer({ logger: log.forComponent('dns'), metrics, serviceMap }, dnsServerInit(m.edgeDNS, bridgeDeviceIP)))
   }
-  const tunnel = m.edgeTunnel.enable ? createTunnel(m.edgeTunnel, node.nodeName, config.commonConfig.stateDir, { logger: log.forComponent('tunnel'), metrics, copied }) : undefined
-  if (tunnel !== undefined) {
-    components.push(tunnel)
+  const mesh = m.edgeTunnel.enable ? createMesh({ logger: log.forComponent('tunnel'), metrics, copied }, meshInit(m.edgeTunnel, node.nodeName, config.commonConfig.stateDir)) : undefined
+  if (mesh !== undefined) {
+    components.push(mesh)
     const file = m.edgeTunnel.configPath !== '' ? m.edgeTunnel.configPath : deps.configFile
-    if (file !== undefined) components.push(relayWatcher(file, tunnel, m.edgeTunnel.listenPort, { logger: log.forComponent('tunnel'), env: deps.env }))
+    if (file !== undefined) components.push(relayWatcher(file, mesh, { logger: log.forComponent('tunnel'), env: deps.env }))
   }
   let proxy: EdgeProxy | undefined
   if (m.edgeProxy.enable) {
-    const created = createProxy(config, node, { ...deps, metrics, serviceMap, destinationRules: sources.destinationRules, tunnel, copied })
+    const created = createProxy(config, node, { ...deps, metrics, serviceMap, destinationRules: sources.destinationRules, peers: mesh, copied })
     proxy = created.proxy
     components.push(...created.components)
     if (m.edgeProxy.socks5Proxy.enable) {
@@ -319,7 +428,7 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
       components.push(new Socks5Server({
         logger: log.forComponent('socks5'),
         metrics,
-        dialer: new RoutingDialer({ nodeName: node.nodeName, direct: new DirectDialer(), tunnel }),
+        dialer: new RoutingDialer({ nodeName: node.nodeName, direct: new DirectDialer(), peers: mesh }),
         nodeAddress: async name => lookup === undefined ? undefined : await lookup(name),
         copied
       }, {
@@ -334,8 +443,9 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   const app = new AppGroup('agent', components, serviceMap, log, sources.close)
   // Counters for `edgemesh status`, read from the same registry /metrics serves.
   app.summaries.push(async () => ({ counters: await countersOf(metrics) }))
-  if (tunnel !== undefined) {
-    app.summaries.push(() => ({ tunnel: { peerId: tunnel.peerId(), relay: tunnel.isRelay, addresses: tunnel.addresses(), peers: tunnel.peers() } }))
+  if (mesh !== undefined) {
+    const t = mesh.tunnel
+    app.summaries.push(() => ({ tunnel: { peerId: t.peerId(), relay: t.isRelay, addresses: t.addresses(), peers: mesh.peers() } }))
   }
   if (proxy !== undefined) {
     const p = proxy
@@ -354,7 +464,8 @@ const COUNTERS: Record<string, string> = {
   dnsQueries: 'edgemesh_dns_queries_total',
   proxyConnections: 'edgemesh_proxy_connections_total',
   proxyConnectErrors: 'edgemesh_proxy_connect_errors_total',
-  tunnelStreams: 'edgemesh_tunnel_streams_total'
+  tunnelStreams: 'edgemesh_tunnel_streams_total',
+  dataPathConnections: 'edgemesh_datapath_connections_total'
 }
 
 async function countersOf (metrics: Registry): Promise<Record<string, number>> {

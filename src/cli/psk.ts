@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises'
 import { parseArgs } from 'node:util'
-import { derivePnetKey, generatePsk } from '../tunnel/psk.ts'
+import { derivePnetKey, generatePsk } from '../mesh/psk.ts'
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './io.ts'
 import type { CommandIO } from './io.ts'
 

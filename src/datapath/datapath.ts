@@ -27,7 +27,12 @@ import { Counter, Gauge } from 'prom-client'
 import type { Logger } from '../observability/logger.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import { cipherPreference, jsonLine, macMatches, pairIdentity, parseIdentity, relayMac, RELAY_MAGIC, tlsKey } from './wire.ts'
-import { connectWithin, peekByte, readLine, splice } from './socket-io.ts'
+import { peekByte, readLine } from './socket-io.ts'
+import { connectWithin } from '../net/connect.ts'
+import { splice } from '../net/splice.ts'
+import { EndpointRefusedError } from '../mesh/errors.ts'
+import { serveTarget } from '../mesh/serve-target.ts'
+import { readPnetKey } from '../mesh/psk.ts'
 
 const net = process.getBuiltinModule('node:net')
 // Loaded on first use: agents without the tunnel never pay for TLS.
@@ -51,8 +56,9 @@ export interface DataPathInit {
   /** TCP port of the data path (TLS for everyone, splicing on relays). 0 picks one (tests). */
   port: number
   listenHost?: string
-  /** The tunnel's 32-byte private-network key (from the PSK file). */
-  pnetKey: Uint8Array
+  /** The PSK file the keys derive from (read at start), or the 32-byte private-network key itself. */
+  pskFile?: string
+  pnetKey?: Uint8Array
   isRelay: boolean
   /** Idle, handshaken connections kept per peer. @default 2 */
   poolSize?: number
@@ -120,6 +126,9 @@ export class DataPath {
   readonly #parkedThere = new Map<string, Set<Socket>>()
   #parkTimer: NodeJS.Timeout | undefined
   readonly #copied: CopiedStreams | undefined
+  #key: Uint8Array = new Uint8Array(0)
+
+  readonly name = 'datapath'
 
   constructor (deps: { logger: Logger, metrics: Registry, copied?: CopiedStreams }, init: DataPathInit) {
     this.#log = deps.logger
@@ -131,6 +140,9 @@ export class DataPath {
   async start (): Promise<void> {
     if (this.#server !== undefined) return
     this.#stopped = false
+    const { pnetKey, pskFile } = this.#init
+    if (pnetKey === undefined && pskFile === undefined) throw new Error('the data path needs the PSK')
+    this.#key = pnetKey ?? await readPnetKey(pskFile as string)
     const server = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: 15_000 }, s => { this.#accept(s) })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -191,10 +203,10 @@ export class DataPath {
     try {
       socket.write(jsonLine({ ip: target.ip, port: target.port }))
       const answer = await readLine(socket, CONTROL_TIMEOUT_MS)
-      if (answer !== 'ok') throw Object.assign(new Error(`the agent on ${route.nodeName} could not reach ${target.ip}:${target.port} (${answer.replace(/^err /, '')})`), { refused: true })
+      if (answer !== 'ok') throw new EndpointRefusedError(route.nodeName, `${target.ip}:${target.port}`, answer.replace(/^err /, ''))
     } catch (err) {
       socket.destroy()
-      this.#metrics.connections.inc({ path: conn.path, result: (err as { refused?: boolean }).refused === true ? 'refused' : 'failed' })
+      this.#metrics.connections.inc({ path: conn.path, result: err instanceof EndpointRefusedError ? 'refused' : 'failed' })
       throw err
     }
     this.#metrics.connections.inc({ path: conn.path, result: 'ok' })
@@ -275,7 +287,7 @@ export class DataPath {
     const errors: string[] = []
     for (const a of route.direct) {
       try {
-        const raw = await connectWithin(() => net.connect({ host: a.host, port: a.port, noDelay: true, allowHalfOpen: true }), this.#init.connectTimeoutMs ?? 1000, signal)
+        const raw = await connectWithin({ host: a.host, port: a.port, noDelay: true, allowHalfOpen: true }, this.#init.connectTimeoutMs ?? 1000, signal)
         const socket = await this.#tlsClient(raw, route.nodeName)
         this.#directFailedAt.delete(route.nodeName)
         return { socket, path: 'direct', at: Date.now() }
@@ -302,7 +314,7 @@ export class DataPath {
 
   async #tlsClient (raw: Socket, server: string): Promise<TLSSocket> {
     const identity = pairIdentity(this.#init.nodeName, server)
-    const key = tlsKey(this.#init.pnetKey, identity)
+    const key = tlsKey(this.#key, identity)
     const socket = tls().connect({
       socket: raw,
       minVersion: 'TLSv1.3',
@@ -333,7 +345,7 @@ export class DataPath {
 
   /** Asks a relay to splice this connection to one that `target` parked there. */
   async #join (relay: HostPort, target: string, signal?: AbortSignal): Promise<Socket> {
-    const raw = await connectWithin(() => net.connect({ host: relay.host, port: relay.port, noDelay: true, allowHalfOpen: true }), this.#init.connectTimeoutMs ?? 1000, signal)
+    const raw = await connectWithin({ host: relay.host, port: relay.port, noDelay: true, allowHalfOpen: true }, this.#init.connectTimeoutMs ?? 1000, signal)
     try {
       const answer = await this.#relayRequest(raw, { op: 'join', node: this.#init.nodeName, target })
       if (answer !== 'ok') throw new Error(answer.replace(/^err /, ''))
@@ -347,7 +359,7 @@ export class DataPath {
   async #relayRequest (raw: Socket, request: { op: 'join' | 'park', node: string, target?: string }): Promise<string> {
     raw.write(Buffer.from([RELAY_MAGIC]))
     const nonce = Buffer.from(await readLine(raw, CONTROL_TIMEOUT_MS), 'hex')
-    raw.write(jsonLine({ ...request, mac: relayMac(this.#init.pnetKey, nonce, request) }))
+    raw.write(jsonLine({ ...request, mac: relayMac(this.#key, nonce, request) }))
     return await readLine(raw, CONTROL_TIMEOUT_MS)
   }
 
@@ -411,7 +423,7 @@ export class DataPath {
       ciphers: this.#ciphers,
       pskCallback: (_s: TLSSocket, identity: string) => {
         const id = parseIdentity(identity)
-        return id !== undefined && id.server === me ? tlsKey(this.#init.pnetKey, identity) : null
+        return id !== undefined && id.server === me ? tlsKey(this.#key, identity) : null
       }
     } as ConstructorParameters<typeof import('node:tls').TLSSocket>[1])
     socket.on('error', () => { raw.destroy() })
@@ -421,13 +433,10 @@ export class DataPath {
         socket.setTimeout(0)
         const request = JSON.parse(line) as { ip?: unknown, port?: unknown }
         if (typeof request.ip !== 'string' || typeof request.port !== 'number') throw new Error('bad request')
-        const upstream = await connectWithin(() => net.connect({ host: request.ip as string, port: request.port as number, noDelay: true, allowHalfOpen: true }), 10_000).catch((err: Error) => {
-          socket.end(`err ${err.message}\n`)
-          return undefined
-        })
-        if (upstream === undefined) return
+        const served = await serveTarget({ ip: request.ip, port: request.port })
+        if ('refused' in served) { socket.end(`err ${served.refused}\n`); return }
         socket.write('ok\n')
-        splice(socket, upstream, this.#copied)
+        splice(socket, served.socket, { copied: this.#copied })
         socket.resume()
       }).catch(() => socket.destroy())
     })
@@ -465,7 +474,7 @@ export class DataPath {
     const request = JSON.parse(await readLine(socket, CONTROL_TIMEOUT_MS)) as { op?: string, node?: string, target?: string, mac?: string }
     const { op, node, target, mac } = request
     if ((op !== 'park' && op !== 'join') || typeof node !== 'string' || typeof mac !== 'string' ||
-        !macMatches(mac, relayMac(this.#init.pnetKey, nonce, { op, node, target }))) {
+        !macMatches(mac, relayMac(this.#key, nonce, { op, node, target }))) {
       socket.end('err not authorized (another PSK?)\n')
       return
     }
@@ -523,7 +532,7 @@ export class DataPath {
     }
     socket.once('close', release)
     peer.once('close', release)
-    splice(socket, peer, this.#copied)
+    splice(socket, peer, { copied: this.#copied })
     socket.resume()
     peer.resume()
   }

@@ -1,6 +1,5 @@
 /** Small socket helpers for the data path's control lines. */
 import type { Duplex } from 'node:stream'
-import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import type { Socket } from 'node:net'
 import { takeLine } from './wire.ts'
 
@@ -67,37 +66,4 @@ export async function peekByte (socket: Socket, timeoutMs: number): Promise<numb
     socket.on('readable', onReadable)
     socket.once('close', onClose)
   })
-}
-
-/** Connects a TCP socket, failing after `timeoutMs` or when `signal` aborts. */
-export async function connectWithin (connect: () => Socket, timeoutMs: number, signal?: AbortSignal): Promise<Socket> {
-  const socket = connect()
-  return await new Promise((resolve, reject) => {
-    const done = (err?: Error): void => {
-      clearTimeout(timer)
-      signal?.removeEventListener('abort', onAbort)
-      socket.off('connect', onConnect)
-      socket.off('error', onError)
-      if (err !== undefined) { socket.destroy(); reject(err) } else resolve(socket)
-    }
-    const onConnect = (): void => done()
-    const onError = (err: Error): void => done(err)
-    const onAbort = (): void => done(signal?.reason instanceof Error ? signal.reason : new Error('aborted'))
-    const timer = setTimeout(() => done(new Error(`connect timed out after ${timeoutMs} ms`)), timeoutMs)
-    socket.once('connect', onConnect)
-    socket.once('error', onError)
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
-}
-
-/** Pipes two streams both ways; either side's error or close tears down the other. */
-export function splice (a: Duplex, b: Duplex, copied?: CopiedStreams): void {
-  copied?.track(a)
-  copied?.track(b)
-  a.pipe(b)
-  b.pipe(a)
-  a.on('error', () => b.destroy())
-  b.on('error', () => a.destroy())
-  a.on('close', () => { if (!b.writableEnded) b.destroy() })
-  b.on('close', () => { if (!a.writableEnded) a.destroy() })
 }

@@ -1,8 +1,7 @@
-import { connect } from 'node:net'
-import type { Socket } from 'node:net'
 import { createSocket } from 'node:dgram'
 import type { Duplex } from 'node:stream'
-import type { DatagramChannel, DialTarget, EndpointDialer } from './dialer.ts'
+import { connectWithin } from '../net/connect.ts'
+import type { DatagramChannel, DialTarget, EndpointDialer } from './endpoint-dialer.ts'
 
 export interface DirectDialerInit {
   /** Give up on a TCP connect after this long. @default 5000 */
@@ -18,16 +17,7 @@ export class DirectDialer implements EndpointDialer {
   }
 
   async dialTcp (target: DialTarget, signal?: AbortSignal): Promise<Duplex> {
-    return await new Promise<Socket>((resolve, reject) => {
-      const socket = connect({ host: target.ip, port: target.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000, allowHalfOpen: true })
-      const fail = (err: Error): void => { cleanup(); socket.destroy(); reject(err) }
-      const onAbort = (): void => fail(signal?.reason instanceof Error ? signal.reason : new Error('dial aborted'))
-      const timer = setTimeout(() => fail(Object.assign(new Error(`connect ${target.ip}:${target.port} timed out after ${this.#timeoutMs} ms`), { code: 'ETIMEDOUT' })), this.#timeoutMs)
-      const cleanup = (): void => { clearTimeout(timer); socket.off('error', fail); signal?.removeEventListener('abort', onAbort) }
-      socket.once('error', fail)
-      socket.once('connect', () => { cleanup(); resolve(socket) })
-      signal?.addEventListener('abort', onAbort, { once: true })
-    })
+    return await connectWithin({ host: target.ip, port: target.port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000, allowHalfOpen: true }, this.#timeoutMs, signal)
   }
 
   async dialUdp (target: DialTarget): Promise<DatagramChannel> {
@@ -52,35 +42,5 @@ export class DirectDialer implements EndpointDialer {
       onClose: listener => { closeListeners.push(listener) },
       close: () => close()
     }
-  }
-}
-
-/**
- * Sends each connection the way its endpoint needs: direct for endpoints on
- * this node (or of unknown node), through the tunnel for endpoints on other
- * nodes. Without a tunnel every endpoint is dialed directly.
- */
-export class RoutingDialer implements EndpointDialer {
-  readonly #nodeName: string
-  readonly #direct: EndpointDialer
-  readonly #tunnel: EndpointDialer | undefined
-
-  constructor (init: { nodeName: string, direct: EndpointDialer, tunnel?: EndpointDialer | undefined }) {
-    this.#nodeName = init.nodeName
-    this.#direct = init.direct
-    this.#tunnel = init.tunnel
-  }
-
-  /** True when connections to an endpoint on `nodeName` do not use the tunnel. */
-  isDirect (nodeName: string | undefined): boolean {
-    return this.#tunnel === undefined || nodeName === undefined || nodeName === '' || nodeName === this.#nodeName
-  }
-
-  async dialTcp (target: DialTarget, signal?: AbortSignal): Promise<Duplex> {
-    return await (this.isDirect(target.nodeName) ? this.#direct : this.#tunnel as EndpointDialer).dialTcp(target, signal)
-  }
-
-  async dialUdp (target: DialTarget, signal?: AbortSignal): Promise<DatagramChannel> {
-    return await (this.isDirect(target.nodeName) ? this.#direct : this.#tunnel as EndpointDialer).dialUdp(target, signal)
   }
 }

@@ -24,16 +24,42 @@ export interface DatagramChannel {
 }
 
 /**
- * Opens connections to endpoints. The proxy depends on this interface only:
- * `DirectDialer` connects from this node; the tunnel implements it for
- * endpoints on other nodes.
+ * Opens connections to endpoints anywhere in the mesh. The proxy (and SOCKS5)
+ * depend on this interface only: `DirectDialer` connects from this node,
+ * `PeerDialer` reaches the agent on the endpoint's node through a peer
+ * transport, and `RoutingDialer` picks between them.
  */
 export interface EndpointDialer {
   /**
-   * Resolves with a connected byte stream once the far end accepted (for the
-   * tunnel: after the remote agent reported SUCCESS), rejects when it could
-   * not connect. `signal` aborts a pending dial.
+   * Resolves with a connected byte stream once the far end accepted (through
+   * a peer: after the remote agent connected to the endpoint), rejects when it
+   * could not connect (`EndpointRefusedError` when the remote agent was reached
+   * but the endpoint was not). `signal` aborts a pending dial.
    */
   dialTcp (target: DialTarget, signal?: AbortSignal): Promise<Duplex>
   dialUdp (target: DialTarget, signal?: AbortSignal): Promise<DatagramChannel>
+}
+
+/** A dial to an endpoint on another node: the target, with the node it runs on. */
+export interface PeerTarget extends DialTarget {
+  nodeName: string
+}
+
+/**
+ * One way to reach the agent on another node and have it connect to an
+ * endpoint there: our TLS data path, or upstream's libp2p proxy protocol.
+ * `PeerDialer` tries them in order.
+ */
+export interface PeerTransport {
+  /** `datapath`, `libp2p`: for logs and metrics. */
+  readonly name: string
+  /**
+   * A connected stream to the endpoint, `undefined` when this transport has
+   * no way to that peer (the peer does not speak it), so the next one is
+   * tried. Rejects with `EndpointRefusedError` when the peer was reached and
+   * the endpoint refused; any other rejection is this transport failing.
+   */
+  dialTcp (target: PeerTarget, signal: AbortSignal): Promise<Duplex | undefined>
+  /** As dialTcp, for a UDP endpoint; absent when the transport carries TCP only. */
+  dialUdp? (target: PeerTarget, signal: AbortSignal): Promise<DatagramChannel | undefined>
 }

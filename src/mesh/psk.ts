@@ -1,4 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { TunnelPskError } from './errors.ts'
 
 /**
  * Upstream EdgeMesh's PSK → libp2p private-network key derivation (compat:
@@ -21,4 +23,16 @@ export function pnetKeyFile (key: Uint8Array): string {
 /** A new PSK: 32 random bytes, base64 (what `openssl rand -base64 32` prints). */
 export function generatePsk (): string {
   return randomBytes(32).toString('base64')
+}
+
+/** Reads the PSK file and derives the 32-byte private-network key both peer transports use. */
+export async function readPnetKey (file: string): Promise<Buffer> {
+  let bytes: Buffer
+  try {
+    bytes = await readFile(file)
+  } catch (err) {
+    throw new TunnelPskError(file, (err as NodeJS.ErrnoException).code ?? String(err), { cause: err })
+  }
+  if (bytes.length === 0) throw new TunnelPskError(file, 'the file is empty')
+  return derivePnetKey(bytes)
 }

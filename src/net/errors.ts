@@ -13,3 +13,12 @@ export class HostCommandError extends EdgeMeshError {
     this.stderr = stderr
   }
 }
+
+/** A TCP connect did not complete within its deadline (an endpoint, a peer agent or a relay that does not answer). */
+export class ConnectTimeoutError extends EdgeMeshError {
+  override readonly name = 'ConnectTimeoutError'
+  readonly code = 'EM_ERR_NET_CONNECT_TIMEOUT'
+  constructor (host: string, port: number, timeoutMs: number) {
+    super(`connect ${host}:${port} timed out after ${timeoutMs} ms`)
+  }
+}

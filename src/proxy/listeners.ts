@@ -13,7 +13,8 @@ import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import type { LoadBalancer, PickContext, ServicePortKey } from '../loadbalancer/index.ts'
 import { targetPort } from '../loadbalancer/index.ts'
 import type { Endpoint, ServiceMapView } from '../servicemap/types.ts'
-import type { DatagramChannel, EndpointDialer } from './dialer.ts'
+import type { DatagramChannel, EndpointDialer } from '../mesh/endpoint-dialer.ts'
+import { splice } from '../net/splice.ts'
 import { peekRequestHead } from './http-peek.ts'
 import type { ProxyMetrics } from './metrics.ts'
 
@@ -164,29 +165,8 @@ export class TcpServiceListener implements ServiceListener {
       }
       return
     }
-    splice(client, upstream, first, clientEnded, rt.copied)
+    splice(client, upstream, { head: first, aEnded: clientEnded, copied: rt.copied })
   }
-}
-
-/**
- * Copies both ways with backpressure (pipe) and half-close: when one side
- * ends, the other's write side is ended, and replies still flow. An error on
- * either side resets the other.
- */
-function splice (client: Socket, upstream: Duplex, first: Buffer | undefined, clientEnded: boolean, copied: CopiedStreams | undefined): void {
-  const onUpstreamError = (): void => { if (!client.destroyed) client.resetAndDestroy() }
-  upstream.on('error', onUpstreamError)
-  client.on('error', () => { upstream.destroy() })
-  client.once('close', () => { if (!upstream.writableFinished) upstream.destroy() })
-  upstream.once('close', () => { if (!client.writableFinished && !client.destroyed) client.destroy() })
-  if (first !== undefined) upstream.write(first)
-  copied?.track(upstream)
-  if (clientEnded) upstream.end()
-  else {
-    copied?.track(client)
-    client.pipe(upstream)
-  }
-  upstream.pipe(client)
 }
 
 interface UdpSession {

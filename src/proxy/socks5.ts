@@ -17,7 +17,9 @@ import type { Registry } from 'prom-client'
 import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
-import type { EndpointDialer } from './dialer.ts'
+import type { EndpointDialer } from '../mesh/endpoint-dialer.ts'
+import { EndpointRefusedError } from '../mesh/errors.ts'
+import { splice } from '../net/splice.ts'
 
 const net = process.getBuiltinModule('node:net')
 
@@ -180,7 +182,7 @@ export class Socks5Server implements Component {
     try {
       upstream = await this.#deps.dialer.dialTcp({ ip: ip ?? '127.0.0.1', port, nodeName: self ? undefined : nodeName, service: 'socks5' })
     } catch (err) {
-      const refused = (err as { refused?: boolean, code?: string }).refused === true || (err as { code?: string }).code === 'ECONNREFUSED'
+      const refused = err instanceof EndpointRefusedError || (err as NodeJS.ErrnoException).code === 'ECONNREFUSED'
       socket.end(reply(refused ? SocksReply.REFUSED : SocksReply.HOST_UNREACHABLE))
       this.#connections.inc({ result: refused ? 'refused' : 'failed' })
       this.#deps.logger.info('socks5: could not connect', { node: nodeName, port, err: (err as Error).message })
@@ -189,14 +191,7 @@ export class Socks5Server implements Component {
     if (socket.destroyed) { upstream.destroy(); return }
     socket.write(reply(SocksReply.OK))
     this.#connections.inc({ result: 'ok' })
-    upstream.on('error', () => socket.destroy())
-    socket.on('error', () => upstream.destroy())
-    socket.once('close', () => { if (!upstream.writableFinished) upstream.destroy() })
-    upstream.once('close', () => { if (!socket.writableFinished) socket.destroy() })
-    this.#deps.copied?.track(socket)
-    this.#deps.copied?.track(upstream)
-    socket.pipe(upstream)
-    upstream.pipe(socket)
+    splice(socket, upstream, { copied: this.#deps.copied })
     socket.resume()
   }
 }

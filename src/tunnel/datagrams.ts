@@ -8,7 +8,7 @@
 import { createSocket } from 'node:dgram'
 import type { Socket } from 'node:dgram'
 import type { Stream } from '@libp2p/interface'
-import type { DatagramChannel } from '../proxy/dialer.ts'
+import type { DatagramChannel } from '../mesh/endpoint-dialer.ts'
 
 export const UDP_FRAMED = 'udp/framed'
 /** Larger than any UDP payload; a bigger frame means a broken peer. */

@@ -1,36 +1,16 @@
 import { EdgeMeshError } from '../errors.ts'
 
 /**
- * The tunnel's pre-shared key file (`modules.edgeTunnel.psk.path`) is
- * missing, unreadable or empty. Every EdgeMesh node must hold the same PSK;
- * the agent does not start without it (set `psk.enable: false` to run an
- * unprotected tunnel on purpose).
- */
-export class TunnelPskError extends EdgeMeshError {
-  override readonly name = 'TunnelPskError'
-  readonly code = 'EM_ERR_TUNNEL_PSK'
-  readonly file: string
-  constructor (file: string, detail: string, options?: ErrorOptions) {
-    super(`tunnel PSK file ${file} cannot be used: ${detail} (generate one with \`edgemesh psk generate\`)`, options)
-    this.file = file
-  }
-}
-
-/**
- * A proxied connection through the tunnel failed: the peer agent could not
- * be reached (directly or through any relay), or it could not reach the
- * endpoint it was asked for.
+ * The libp2p tunnel could not open a stream to a peer agent (directly or
+ * through any relay), or the tunnel is not running.
  */
 export class TunnelDialError extends EdgeMeshError {
   override readonly name = 'TunnelDialError'
   readonly code = 'EM_ERR_TUNNEL_DIAL'
   readonly nodeName: string
-  /** The far agent answered FAILED (as opposed to not being reached at all). */
-  readonly refused: boolean
-  constructor (nodeName: string, detail: string, options?: ErrorOptions & { refused?: boolean }) {
+  constructor (nodeName: string, detail: string, options?: ErrorOptions) {
     super(`tunnel to node ${nodeName === '' ? '(unknown)' : nodeName}: ${detail}`, options)
     this.nodeName = nodeName
-    this.refused = options?.refused === true
   }
 }
 

@@ -9,9 +9,10 @@ import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
-import { EdgeTunnel } from '../../../src/tunnel/tunnel.ts'
-import type { EdgeTunnelInit } from '../../../src/tunnel/tunnel.ts'
-import { TunnelDialError } from '../../../src/tunnel/errors.ts'
+import { createMesh } from '../../../src/app/agent.ts'
+import type { Mesh } from '../../../src/app/agent.ts'
+import type { MeshInit } from '../../../src/app/agent.ts'
+import { EndpointRefusedError } from '../../../src/mesh/errors.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
 import { eventually } from '../../helpers/control-plane.ts'
 import { freePort, roundTrip, startEcho } from '../../helpers/net.ts'
@@ -21,11 +22,11 @@ describe('EdgeTunnel + TLS data path on loopback', () => {
   let echo: Server
   let echoPort: number
   let relayPort: number
-  const tunnels: EdgeTunnel[] = []
+  const tunnels: Mesh[] = []
   const registries = new Map<string, Registry>()
 
-  function tunnel (nodeName: string, port: number, dataPath: boolean): EdgeTunnel {
-    const init: EdgeTunnelInit = {
+  function tunnel (nodeName: string, port: number, dataPath: boolean): Mesh {
+    const init: MeshInit = {
       nodeName,
       listenPort: port,
       listenAddresses: ['127.0.0.1'],
@@ -35,7 +36,7 @@ describe('EdgeTunnel + TLS data path on loopback', () => {
     }
     const registry = new Registry()
     registries.set(nodeName, registry)
-    const t = new EdgeTunnel({ logger: noopLogger, metrics: registry }, init)
+    const t = createMesh({ logger: noopLogger, metrics: registry }, init)
     tunnels.push(t)
     return t
   }
@@ -43,6 +44,11 @@ describe('EdgeTunnel + TLS data path on loopback', () => {
   async function streams (nodeName: string): Promise<Record<string, number>> {
     const m = await registries.get(nodeName)?.getSingleMetric('edgemesh_tunnel_streams_total')?.get()
     return Object.fromEntries((m?.values ?? []).map(v => [`${String(v.labels.direction)}/${String(v.labels.result)}`, v.value]))
+  }
+
+  async function dataPathConnections (nodeName: string): Promise<number> {
+    const m = await registries.get(nodeName)?.getSingleMetric('edgemesh_datapath_connections_total')?.get()
+    return (m?.values ?? []).filter(v => v.labels.result === 'ok').reduce((n, v) => n + v.value, 0)
   }
 
   before(async () => {
@@ -72,7 +78,8 @@ describe('EdgeTunnel + TLS data path on loopback', () => {
     const conn = await a.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-b', service: 'default/echo' })
     assert.ok((await roundTrip(conn, payload)).equals(payload), '4 MB intact over the data path')
     assert.ok(a.peers().some(p => p.nodeName === 'node-b' && p.dataPath === 'direct'), JSON.stringify(a.peers()))
-    assert.equal((await streams('node-a'))['outbound/ok_datapath'], 1)
+    assert.equal((await streams('node-a'))['outbound/ok'], undefined, 'no libp2p proxy stream was opened by A')
+    assert.equal(await dataPathConnections('node-a'), 1, 'counted once, as a data path connection')
     assert.equal((await streams('node-b'))['inbound/ok'], undefined, 'no libp2p proxy stream was served by B')
 
     const old = await a.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-legacy', service: 'default/echo' })
@@ -81,8 +88,7 @@ describe('EdgeTunnel + TLS data path on loopback', () => {
     assert.ok(a.peers().some(p => p.nodeName === 'node-legacy' && p.dataPath === undefined))
 
     await assert.rejects(a.dialTcp({ ip: '127.0.0.1', port: 1, nodeName: 'node-b', service: 'default/closed' }), (err: Error) => {
-      assert.ok(err instanceof TunnelDialError)
-      assert.equal(err.refused, true)
+      assert.ok(err instanceof EndpointRefusedError, String(err))
       assert.match(err.message, /could not reach 127\.0\.0\.1:1/)
       return true
     })
@@ -92,6 +98,7 @@ describe('EdgeTunnel + TLS data path on loopback', () => {
       return (await roundTrip(c, Buffer.from(`n${i}`))).toString()
     }))
     assert.deepEqual(many, Array.from({ length: 20 }, (_, i) => `n${i}`))
-    assert.equal((await streams('node-a'))['outbound/ok_datapath'], 21)
+    assert.equal(await dataPathConnections('node-a'), 21)
+    assert.equal((await streams('node-a'))['outbound/ok'], 1, 'only the legacy peer\'s connection took libp2p')
   })
 })

@@ -12,8 +12,9 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
-import { EdgeTunnel } from '../../../src/tunnel/tunnel.ts'
-import type { EdgeTunnelInit } from '../../../src/tunnel/tunnel.ts'
+import { createMesh } from '../../../src/app/agent.ts'
+import type { Mesh } from '../../../src/app/agent.ts'
+import type { MeshInit } from '../../../src/app/agent.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
 import { eventually, toolsBin } from '../../helpers/control-plane.ts'
 import { freePort, roundTrip, startEcho } from '../../helpers/net.ts'
@@ -27,7 +28,7 @@ describe('interop with a go-libp2p peer (upstream identity, PSK and proxy protoc
   let echo: Server
   let echoPort: number
   const children: ChildProcess[] = []
-  const tunnels: EdgeTunnel[] = []
+  const tunnels: Mesh[] = []
 
   async function serveGo (name: string, psk: string): Promise<{ port: number, peerId: string, output: () => string }> {
     const port = await freePort()
@@ -43,8 +44,8 @@ describe('interop with a go-libp2p peer (upstream identity, PSK and proxy protoc
   }
 
   /** Our tunnel, with the Go peer as its relay (so it is dialed at its address), holding no reservation. */
-  async function startOurs (nodeName: string, goName: string, goPort: number, extra: Partial<EdgeTunnelInit> = {}): Promise<EdgeTunnel> {
-    const ours = new EdgeTunnel({ logger: noopLogger, metrics: new Registry() }, {
+  async function startOurs (nodeName: string, goName: string, goPort: number, extra: Partial<MeshInit> = {}): Promise<Mesh> {
+    const ours = createMesh({ logger: noopLogger, metrics: new Registry() }, {
       nodeName,
       listenPort: await freePort(),
       listenAddresses: ['127.0.0.1'],

@@ -8,8 +8,9 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync }
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
-import { EdgeTunnel } from '../../../src/tunnel/tunnel.ts'
-import type { EdgeTunnelInit } from '../../../src/tunnel/tunnel.ts'
+import { createMesh } from '../../../src/app/agent.ts'
+import type { Mesh } from '../../../src/app/agent.ts'
+import type { MeshInit } from '../../../src/app/agent.ts'
 import { compatSeed } from '../../../src/tunnel/identity.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
 import { recordingLogger } from '../../helpers/recording-logger.ts'
@@ -22,11 +23,11 @@ describe('EdgeTunnel secure identity mode: random keys, PeerIDs learned through 
   let echo: Server
   let echoPort: number
   let relayPort: number
-  const tunnels: EdgeTunnel[] = []
-  let nodeA: EdgeTunnel
+  const tunnels: Mesh[] = []
+  let nodeA: Mesh
 
-  function tunnel (nodeName: string, port: number, stateDir: string, logger = noopLogger, extra: Partial<EdgeTunnelInit> = {}): EdgeTunnel {
-    const t = new EdgeTunnel({ logger, metrics: new Registry() }, {
+  function tunnel (nodeName: string, port: number, stateDir: string, logger = noopLogger, extra: Partial<MeshInit> = {}): Mesh {
+    const t = createMesh({ logger, metrics: new Registry() }, {
       nodeName,
       listenPort: port,
       listenAddresses: ['127.0.0.1'],

@@ -15,8 +15,10 @@ import { randomBytes } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
-import { EdgeTunnel } from '../../../src/tunnel/tunnel.ts'
-import type { EdgeTunnelInit, RelayNode } from '../../../src/tunnel/tunnel.ts'
+import { createMesh } from '../../../src/app/agent.ts'
+import type { Mesh } from '../../../src/app/agent.ts'
+import type { RelayNode } from '../../../src/tunnel/tunnel.ts'
+import type { MeshInit } from '../../../src/app/agent.ts'
 import { RelayWatcher } from '../../../src/tunnel/relay-watcher.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
 import { recordingLogger } from '../../helpers/recording-logger.ts'
@@ -45,13 +47,13 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
   let dir: string
   let echo: Server
   let echoPort: number
-  const tunnels: EdgeTunnel[] = []
+  const tunnels: Mesh[] = []
   let relayPort: number
   const lines: LogLine[] = []
   const registries = new Map<string, Registry>()
 
-  function tunnel (nodeName: string, port: number, pskFile: string, logger = noopLogger, pnet?: EdgeTunnelInit['pnet']): EdgeTunnel {
-    const init: EdgeTunnelInit = {
+  function tunnel (nodeName: string, port: number, pskFile: string, logger = noopLogger, pnet?: MeshInit['pnet']): Mesh {
+    const init: MeshInit = {
       nodeName,
       pnet,
       listenPort: port,
@@ -61,7 +63,7 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
     }
     const registry = new Registry()
     registries.set(nodeName, registry)
-    const t = new EdgeTunnel({ logger, metrics: registry }, init)
+    const t = createMesh({ logger, metrics: registry }, init)
     tunnels.push(t)
     return t
   }
@@ -111,7 +113,7 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
   })
 
   test('a receiver that stops reading holds the sender back: the relay does not queue the transfer, and every byte arrives once it reads again', async () => {
-    const a = tunnels[1] as EdgeTunnel
+    const a = tunnels[1] as Mesh
     let sinkSocket: Socket | undefined
     const received: Buffer[] = []
     // A server that reads nothing until told to.
@@ -184,7 +186,7 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
     echoUdp.on('message', (m, r) => echoUdp.send(m, r.port, r.address))
     await new Promise<void>(resolve => echoUdp.bind(0, '127.0.0.1', resolve))
     try {
-      const a = tunnels.find(t => t.peerId() !== undefined && !t.isRelay) as EdgeTunnel
+      const a = tunnels.find(t => t.peerId() !== undefined && !t.isRelay) as Mesh
       const channel = await a.dialUdp({ ip: '127.0.0.1', port: echoUdp.address().port, nodeName: 'node-b', service: 'default/udp' })
       const sizes = [1, 1400, 7, 9000, 300]
       const got: number[] = []
@@ -201,7 +203,7 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
   })
 
   test('an unreachable endpoint on the far node fails the dial with a reason', async () => {
-    const a = tunnels.find(t => t.peerId() !== undefined && !t.isRelay) as EdgeTunnel
+    const a = tunnels.find(t => t.peerId() !== undefined && !t.isRelay) as Mesh
     const closed = await freePort()
     await assert.rejects(a.dialTcp({ ip: '127.0.0.1', port: closed, nodeName: 'node-b', service: 'default/x' }), /could not reach 127\.0\.0\.1/)
   })
@@ -220,7 +222,7 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
     writeFileSync(cfg, JSON.stringify([]))
     const lateLog: LogLine[] = []
     // A short heartbeat: under load the first reservation attempt may fail, and the heartbeat retries it.
-    const late = new EdgeTunnel({ logger: recordingLogger(lateLog), metrics: new Registry() }, { nodeName: 'node-late', listenPort: await freePort(), listenAddresses: ['127.0.0.1'], relayNodes: [], pskFile: join(dir, 'psk'), heartbeatMs: 1000 })
+    const late = createMesh({ logger: recordingLogger(lateLog), metrics: new Registry() }, { nodeName: 'node-late', listenPort: await freePort(), listenAddresses: ['127.0.0.1'], relayNodes: [], pskFile: join(dir, 'psk'), heartbeatMs: 1000 })
     tunnels.push(late)
     await late.start()
     const log: LogLine[] = []
@@ -237,7 +239,7 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
       await eventually('node-late reserves on the new relay', () => late.addresses().some(a => a.includes('/p2p-circuit')), 20_000, 50)
         .catch((err: Error) => { throw new Error(`${err.message}\n${JSON.stringify(lateLog)}`) })
       // Reachable through it now.
-      const b = tunnels.find(t => t.peerId() !== undefined && !t.isRelay && t !== late) as EdgeTunnel
+      const b = tunnels.find(t => t.peerId() !== undefined && !t.isRelay && t !== late) as Mesh
       const conn = await b.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-late', service: 'default/echo' })
       assert.equal(await roundTrip(conn, 'late'), 'echo:late')
       writeFileSync(cfg, '{ not json')
@@ -254,7 +256,7 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
     await wasm.start()
     assert.ok(log.some(l => l.msg === 'tunnel listening' && l.fields?.pnet === 'wasm'), JSON.stringify(log))
     await eventually('the wasm node holds a reservation on the native relay', () => wasm.addresses().some(x => x.includes('/p2p-circuit')), 15_000, 50)
-    const a = tunnels.find(t => t.peerId() !== undefined && !t.isRelay) as EdgeTunnel
+    const a = tunnels.find(t => t.peerId() !== undefined && !t.isRelay) as Mesh
     const big = Buffer.from(randomBytes(6 << 20)).toString('base64')
     for (const [from, to] of [[a, 'node-wasm'], [wasm, 'node-b']] as const) {
       const conn = await from.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: to, service: 'default/echo' })

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { derivePnetKey } from '../../../src/tunnel/psk.ts'
+import { derivePnetKey } from '../../../src/mesh/psk.ts'
 
 // Vectors from upstream EdgeMesh's GeneratePSKReader + pnet.DecodeV1PSK.
 test('PSK derivation matches upstream vectors', () => {

@@ -1,0 +1,8 @@
+/** How a proxied connection reaches an endpoint anywhere in the mesh. */
+export type { DatagramChannel, DialTarget, EndpointDialer, PeerTarget, PeerTransport } from './endpoint-dialer.ts'
+export { DirectDialer } from './direct-dialer.ts'
+export type { DirectDialerInit } from './direct-dialer.ts'
+export { PeerDialer, RoutingDialer } from './peer-dialer.ts'
+export { serveTarget, SERVE_CONNECT_TIMEOUT_MS } from './serve-target.ts'
+export { EndpointRefusedError, PeerUnreachableError, TunnelPskError } from './errors.ts'
+export { derivePnetKey, generatePsk, readPnetKey } from './psk.ts'
