@@ -8,6 +8,15 @@ export default [
     }
   },
   {
+    // Type-aware rules for the product: a promise nobody awaits or catches is a silent failure.
+    files: ['src/**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error'
+    }
+  },
+  {
     // TypeBox idiom: a schema constant and its Static type share one name.
     files: ['src/config/schema.ts'],
     rules: { '@typescript-eslint/no-redeclare': 'off' }

@@ -21,7 +21,7 @@ import type { DatagramChannel, DialTarget, EndpointDialer, PeerTransport } from 
 import type { Duplex } from 'node:stream'
 import { loadConfigFile } from '../config/load.ts'
 import type { NodeIdentity } from '../config/node-identity.ts'
-import { KubeClient, KubeForbiddenError, KubeInformer, KubeNotFoundError, KubeResourceNotFoundError, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
+import { KubeClient, KubeForbiddenError, KubeInformer, KubeMetrics, KubeNotFoundError, KubeResourceNotFoundError, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
 import { EndpointSliceSource } from '../kube/endpoint-slice-source.ts'
 import type { Informer, KubeObject, Service } from '../kube/index.ts'
 import { ServiceMap, FileStateStore, createStandaloneInformers, compactService, compactSlice } from '../servicemap/index.ts'
@@ -32,6 +32,7 @@ import type { CopiedStreams } from '../net/index.ts'
 import { DnsServer, dnsServerInit } from '../dns/index.ts'
 import { StatusServer } from '../observability/status-server.ts'
 import type { StatusSource } from '../observability/status-server.ts'
+import type { StatusDocument } from '../observability/status.ts'
 import { EdgeProxy, FallbackInterceptor, IptablesInterceptor, NftInterceptor, NoInterceptor, runNft, Socks5Server } from '../proxy/index.ts'
 import type { Interceptor } from '../proxy/index.ts'
 import { LoadBalancer, parseDestinationRule } from '../loadbalancer/index.ts'
@@ -47,7 +48,7 @@ export interface AppDeps {
 export interface App extends Component {
   readonly serviceMap: ServiceMap
   /** What /status serves: readiness, services, proxy rules and listeners, tunnel peers, counters. */
-  status (): Promise<Record<string, unknown>>
+  status (): Promise<StatusDocument>
 }
 
 interface ServiceSources {
@@ -88,7 +89,7 @@ function nodeAddressLookup (client: KubeClient): (nodeName: string) => Promise<s
  * kubeconfig). `KUBECONFIG` in the environment is used when the file names
  * neither `master` nor `kubeConfig` (EdgeMesh-TS; upstream ignores it).
  */
-function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps): ServiceSources {
+function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics: Registry }): ServiceSources {
   if (kubeApi.standaloneFile !== '') {
     const { services, endpointSlices, destinationRules } = createStandaloneInformers(kubeApi.standaloneFile, deps.logger.forComponent('standalone'))
     return { services, endpointSlices, destinationRules, close: () => {}, description: `standalone file ${kubeApi.standaloneFile}` }
@@ -98,13 +99,14 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps): ServiceSo
     : kubeApi
   const connection = resolveKubeConnection(settings, { env: deps.env })
   const client = new KubeClient(connection)
+  const metrics = new KubeMetrics(deps.metrics)
   // Informers store compact models, not raw objects: the raw JSON is dropped on arrival.
   const services = new KubeInformer<CompactService>({ resource: RESOURCES.services, transform: raw => compactService(raw as unknown as Service) },
-    { client, logger: deps.logger.forComponent('kube:services') })
-  const endpointSlices = new EndpointSliceSource({ client, logger: deps.logger.forComponent('kube:endpointslices') },
+    { client, logger: deps.logger.forComponent('kube:services'), metrics })
+  const endpointSlices = new EndpointSliceSource({ client, logger: deps.logger.forComponent('kube:endpointslices'), metrics },
     { transform: compactSlice })
   // The Istio CRDs may not be installed: then the rules are skipped, not the agent.
-  const destinationRules = optional(new KubeInformer({ resource: RESOURCES.destinationRules }, { client, logger: deps.logger.forComponent('kube:destinationrules') }),
+  const destinationRules = optional(new KubeInformer({ resource: RESOURCES.destinationRules }, { client, logger: deps.logger.forComponent('kube:destinationrules'), metrics }),
     deps.logger, 'DestinationRules are not served (Istio CRDs not installed?); every service uses round robin or its session affinity')
   return { services, endpointSlices, destinationRules, nodeAddress: nodeAddressLookup(client), close: () => client.close(), description: connection.description }
 }
@@ -112,7 +114,7 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps): ServiceSo
 class AppGroup extends LifecycleGroup implements App, StatusSource {
   readonly serviceMap: ServiceMap
   /** Filled by the composition root: module summaries for /status. */
-  readonly summaries: Array<() => Record<string, unknown> | Promise<Record<string, unknown>>> = []
+  readonly summaries: Array<() => Partial<StatusDocument> | Promise<Partial<StatusDocument>>> = []
   readonly #log: Logger
   readonly #onStopped: () => void
   #unsubscribe: (() => void) | undefined
@@ -144,8 +146,8 @@ class AppGroup extends LifecycleGroup implements App, StatusSource {
     return true
   }
 
-  async status (): Promise<Record<string, unknown>> {
-    const out: Record<string, unknown> = {
+  async status (): Promise<StatusDocument> {
+    const out: StatusDocument = {
       ready: this.isReady(),
       notReady: this.notReady(),
       services: { count: this.serviceMap.snapshot().size, source: this.serviceMap.source(), synced: this.serviceMap.hasSynced(), lastChange: this.#lastChange }
@@ -161,12 +163,13 @@ class AppGroup extends LifecycleGroup implements App, StatusSource {
   }
 }
 
-function createServiceMap (kubeApi: KubeAPIConfig, deps: AppDeps, init: { serviceFilterMode: ServiceFilterMode, nodeName: string, stateFile?: string | undefined }): { serviceMap: ServiceMap, sources: ServiceSources } {
+function createServiceMap (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics: Registry }, init: { serviceFilterMode: ServiceFilterMode, nodeName: string, stateFile?: string | undefined }): { serviceMap: ServiceMap, sources: ServiceSources } {
   const sources = createServiceSources(kubeApi, deps)
   const serviceMap = new ServiceMap({
     logger: deps.logger.forComponent('servicemap'),
     services: sources.services,
     endpointSlices: sources.endpointSlices,
+    metrics: deps.metrics,
     persistence: init.stateFile !== undefined ? new FileStateStore(init.stateFile) : undefined
   }, { serviceFilterMode: init.serviceFilterMode, nodeName: init.nodeName })
   return { serviceMap, sources }
@@ -388,7 +391,9 @@ function optional<T extends KubeObject> (component: Informer<T>, log: Logger, wh
 
 export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppDeps): App {
   const log = deps.logger
-  const { serviceMap, sources } = createServiceMap(config.kubeAPIConfig, deps, {
+  // One registry for every module, served by the status server's /metrics.
+  const metrics = new Registry()
+  const { serviceMap, sources } = createServiceMap(config.kubeAPIConfig, { ...deps, metrics }, {
     serviceFilterMode: config.modules.edgeProxy.serviceFilterMode,
     nodeName: node.nodeName,
     // The standalone file is its own persistence.
@@ -399,8 +404,6 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   notYetAvailable(log, { edgeCNI: m.edgeCNI.enable })
   // modules: created here in dependency order (service map first).
   const components: Component[] = [serviceMap]
-  // One registry for every module, served by the status server's /metrics.
-  const metrics = new Registry()
   // Every module that copies between sockets reports to it (see src/net/buffer-reclaimer.ts).
   const copied = new BufferReclaimer({ metrics })
   const { bridgeDeviceName, bridgeDeviceIP } = config.commonConfig
@@ -488,7 +491,7 @@ function createStatusServers (common: AgentConfig['commonConfig'], metricConfig:
 
 export function createGateway (config: GatewayConfig, node: NodeIdentity, deps: AppDeps): App {
   const log = deps.logger
-  const { serviceMap, sources } = createServiceMap(config.kubeAPIConfig, deps, { serviceFilterMode: 'FilterIfLabelExists', nodeName: node.nodeName })
+  const { serviceMap, sources } = createServiceMap(config.kubeAPIConfig, { ...deps, metrics: new Registry() }, { serviceFilterMode: 'FilterIfLabelExists', nodeName: node.nodeName })
   log.info('gateway configured', { node: node.nodeName, mode: node.mode, source: sources.description })
   notYetAvailable(log, { edgeGateway: config.modules.edgeGateway.enable, edgeTunnel: config.modules.edgeTunnel.enable })
   return new AppGroup('gateway', [serviceMap], serviceMap, log, sources.close)

@@ -92,8 +92,6 @@ async function httpGet (port: number): Promise<string> {
   return await res.text()
 }
 
-interface PeerRow { nodeName?: string, peerId: string, path: string, dataPath?: string, dataPathVia?: string, addresses: string[], since: number }
-
 function table (rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map(r => (r[i] ?? '').length))) ?? []
   return rows.map(r => r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  ')).join('\n') + '\n'
@@ -178,7 +176,7 @@ export async function runDemo (argv: string[], io: CommandIO): Promise<number> {
     const fqdn = `hostname-svc.${DEMO_NS}.svc.cluster.local`
     out.write(`DNS   ${fqdn} → ${(await resolveA(dnsPort, fqdn)).join(', ') || '(no answer)'}   (asked demo-edge-1)\n`)
     // Without interception (no root) the client connects to the proxy listener that the DNAT rule would pick.
-    const listeners = (((await edge1.status()).proxy as { listeners?: Record<string, number> } | undefined)?.listeners) ?? {}
+    const listeners = (await edge1.status()).proxy?.listeners ?? {}
     const listener = listeners[`${CLUSTER_IP}/tcp/${SERVICE_PORT}`]
     if (listener === undefined) throw new Error('demo-edge-1 has no proxy listener for hostname-svc')
     for (let i = 1; i <= 3; i++) {
@@ -187,7 +185,7 @@ export async function runDemo (argv: string[], io: CommandIO): Promise<number> {
       try { reply = await httpGet(listener) } catch (err) { reply = `failed: ${(err as Error).message}` }
       out.write(`HTTP  #${i} ${CLUSTER_IP}:${SERVICE_PORT} from demo-edge-1 → "${reply}"   ${(performance.now() - t0).toFixed(1)} ms\n`)
     }
-    const peers = (((await edge1.status()).tunnel as { peers?: PeerRow[] } | undefined)?.peers) ?? []
+    const peers = (await edge1.status()).tunnel?.peers ?? []
     out.write(`\npeers of demo-edge-1 (PATH: libp2p; DATA: the TLS data path the requests took):\n${table([['NODE', 'PEER-ID', 'PATH', 'DATA', 'ADDRESS'],
       ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.path, dataPathLabel(p), p.addresses[0] ?? ''])])}`)
 

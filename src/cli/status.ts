@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util'
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './io.ts'
 import type { CommandIO } from './io.ts'
+import type { StatusDocument } from '../observability/status.ts'
 
 const HELP = `Usage: edgemesh status [--address HOST:PORT] [--json] [--log-level LEVEL]
 
@@ -13,14 +14,7 @@ proxy rules, and the tunnel's peers with their path (direct or via a relay).
   --log-level LEVEL     change the agent's log level now (debug, info, warn, error)
 `
 
-interface Status {
-  ready?: boolean
-  notReady?: string[]
-  services?: { count: number, source: string, synced: boolean, lastChange?: number }
-  counters?: Record<string, number>
-  proxy?: { servicePorts: number, kernel: number, userspace: number }
-  tunnel?: { peerId?: string, relay?: boolean, addresses?: string[], peers?: Array<{ nodeName?: string, peerId: string, path: string, via?: string, rttMs?: number, dataPath?: string, dataPathVia?: string, addresses: string[], since: number }> }
-}
+type Status = Partial<StatusDocument>
 
 function table (rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map(r => (r[i] ?? '').length))) ?? []

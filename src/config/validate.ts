@@ -5,6 +5,7 @@ import type { TSchema } from '@sinclair/typebox'
 import type { CheckName } from './schema.ts'
 import type { ConfigIssue } from './errors.ts'
 import { isRecord, schemaProperties } from './util.ts'
+import { relayAddress } from './relays.ts'
 
 /** "one of "tcp", "ws"", "an integer from 1 to 65535", ... for messages and docs. */
 export function describeExpected (schema: TSchema): string {
@@ -27,7 +28,7 @@ const CHECKS: Record<CheckName, { expected: string, test: (v: string) => boolean
   ipv4: { expected: 'an IPv4 address', test: v => isIP(v) === 4 },
   ip: { expected: 'an IP address', test: v => isIP(v) !== 0 },
   hostOrIp: { expected: 'an IP address or host name', test: v => isIP(v) !== 0 || isHostName(v) },
-  relayAddress: { expected: 'an IP address or host name, optionally with :port', test: v => isIP(v) !== 0 || isHostName(v) || isHostPort(v) || (/^(.+):(\d{1,5})$/.test(v) && isHostName(v.slice(0, v.lastIndexOf(':')))) },
+  relayAddress: { expected: 'an IP address or host name, optionally with :port', test: v => { const { host, port } = relayAddress(v, 1); return port >= 1 && port <= 65535 && (isIP(host) !== 0 || isHostName(host)) } },
   hostPort: { expected: '`ip` or `ip:port`', test: isHostPort },
   cidr: { expected: 'a CIDR such as 10.244.0.0/16', test: isCidr },
   nicList: { expected: 'comma-separated interface names or `*`', test: v => v.split(',').every(s => s.trim() === '*' || s.trim() === '' || /^[\w.:@-]{1,15}$/.test(s.trim())) },

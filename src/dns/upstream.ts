@@ -144,7 +144,7 @@ export class Forwarder {
     this.#stopped = false
     if (this.#init.resolvConfPath !== undefined) {
       await this.#reload()
-      this.#timer = setInterval(() => { this.#reload().catch(() => {}) }, this.#init.reloadIntervalMs)
+      this.#timer = setInterval(() => { this.#reload().catch((err: Error) => this.#log.debug('resolv.conf reload failed', { err: err.message })) }, this.#init.reloadIntervalMs)
       this.#timer.unref()
     }
   }

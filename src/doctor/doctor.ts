@@ -5,11 +5,13 @@
 import { execFile } from 'node:child_process'
 import { createSocket } from 'node:dgram'
 import { readFile } from 'node:fs/promises'
-import { connect } from 'node:net'
+import { connectWithin } from '../net/connect.ts'
+import { ConnectTimeoutError } from '../net/errors.ts'
 import { parse as parseYaml } from 'yaml'
 import dnsPacket from 'dns-packet'
 import { Registry } from 'prom-client'
 import type { AgentConfig } from '../config/schema.ts'
+import { relayEndpoints } from '../config/relays.ts'
 import { noopLogger } from '../observability/logger.ts'
 import { EdgeTunnel } from '../tunnel/tunnel.ts'
 import { KubeClient, RESOURCES, resolveKubeConnection } from '../kube/index.ts'
@@ -158,36 +160,36 @@ async function apiCheck (input: DoctorInput): Promise<CheckResult> {
 }
 
 async function tcpOpen (host: string, port: number, ms: number): Promise<string | undefined> {
-  return await new Promise(resolve => {
-    const s = connect({ host, port })
-    const done = (err?: string): void => { clearTimeout(t); s.destroy(); resolve(err) }
-    const t = setTimeout(() => done(`no answer within ${ms} ms (filtered?)`), ms)
-    s.once('connect', () => done())
-    s.once('error', (e: NodeJS.ErrnoException) => done(e.code ?? e.message))
-  })
+  try {
+    (await connectWithin({ host, port }, ms)).destroy()
+    return undefined
+  } catch (err) {
+    return err instanceof ConnectTimeoutError ? `no answer within ${ms} ms (filtered?)` : (err as NodeJS.ErrnoException).code ?? (err as Error).message
+  }
 }
 
 async function relayChecks (input: DoctorInput): Promise<CheckResult[]> {
   const t = input.config.modules.edgeTunnel
   if (!t.enable) return [{ id: 'relays', title: 'relays reachable', status: 'skip', detail: 'edgeTunnel is off' }]
-  const relays = t.relayNodes.filter(r => r.nodeName !== input.nodeName)
+  const relays = relayEndpoints(t.relayNodes, t.listenPort).filter(r => r.nodeName !== input.nodeName)
   if (relays.length === 0) {
     return [{ id: 'relays', title: 'relays reachable', status: t.relayNodes.length === 0 ? 'warn' : 'pass', detail: t.relayNodes.length === 0 ? 'no relayNodes: nodes behind NAT cannot reach each other' : 'this node is the only relay', ...(t.relayNodes.length === 0 ? { fix: 'set modules.edgeTunnel.relayNodes (cloud nodes with a public address)' } : {}) }]
   }
   const out: CheckResult[] = []
   const reachable: typeof relays = []
   for (const r of relays) {
-    const results = await Promise.all(r.advertiseAddress.map(async a => [a, await tcpOpen(a, t.listenPort, 3000)] as const))
+    const results = await Promise.all(r.addresses.map(async a => [`${a.host}:${a.port}`, await tcpOpen(a.host, a.port, 3000)] as const))
     const ok = results.filter(([, err]) => err === undefined)
+    const ports = [...new Set(r.addresses.map(a => a.port))].join(', ') || String(t.listenPort)
     if (ok.length > 0) reachable.push(r)
     out.push(ok.length > 0
-      ? { id: `relay.${r.nodeName}`, title: `relay ${r.nodeName} reachable on TCP ${t.listenPort}`, status: 'pass', detail: ok.map(([a]) => a).join(', ') }
+      ? { id: `relay.${r.nodeName}`, title: `relay ${r.nodeName} reachable on TCP ${ports}`, status: 'pass', detail: ok.map(([a]) => a).join(', ') }
       : {
           id: `relay.${r.nodeName}`,
-          title: `relay ${r.nodeName} reachable on TCP ${t.listenPort}`,
+          title: `relay ${r.nodeName} reachable on TCP ${ports}`,
           status: 'fail',
-          detail: results.map(([a, err]) => `${a}:${t.listenPort} ${err ?? ''}`).join('; ') || 'no advertiseAddress',
-          fix: `open TCP ${t.listenPort} to ${r.nodeName} (firewall, security group), and check that advertiseAddress is the address this node can reach`
+          detail: results.map(([a, err]) => `${a} ${err ?? ''}`).join('; ') || 'no advertiseAddress',
+          fix: `open TCP ${ports} to ${r.nodeName} (firewall, security group), and check that advertiseAddress is the address this node can reach`
         })
   }
   if (!t.psk.enable) {
@@ -203,7 +205,7 @@ async function relayChecks (input: DoctorInput): Promise<CheckResult[]> {
     nodeName: `edgemesh-doctor-${process.pid}`,
     listenPort: 0,
     listenAddresses: ['127.0.0.1'],
-    relayNodes: reachable.map(r => ({ nodeName: r.nodeName, addresses: r.advertiseAddress.map(a => ({ host: a, port: t.listenPort })) })),
+    relayNodes: reachable,
     pskFile: t.psk.path,
     reserve: false
   })

@@ -4,8 +4,9 @@ import type { Logger } from '../observability/logger.ts'
 
 /**
  * Starts components sequentially in declared order; on a failure stops the
- * ones already started, in reverse, and throws ComponentStartError. `stop()`
- * runs in reverse order and is idempotent.
+ * one that failed (it may hold what it opened before failing) and the ones
+ * already started, in reverse, and throws ComponentStartError. `stop()` runs
+ * in reverse order and is idempotent.
  */
 export class LifecycleGroup implements Component {
   readonly name: string
@@ -28,6 +29,7 @@ export class LifecycleGroup implements Component {
         await c.start()
       } catch (err) {
         this.#log.error('start failed, rolling back', { component: c.name, err })
+        this.#started.push(c)
         await this.#stopStarted({})
         throw new ComponentStartError(c.name, { cause: err })
       }

@@ -91,6 +91,11 @@ export class LoadBalancer {
     this.#missingKey = init.missingKey ?? 'fallback'
   }
 
+  /** The ring parameters consistent-hash policies are built with (`loadBalancer.consistentHash`). */
+  get ring (): Readonly<RingConfig> {
+    return this.#ring
+  }
+
   /**
    * Picks an endpoint for a new connection, or undefined when no candidate is
    * left. Candidates are the endpoints that are ready and serve

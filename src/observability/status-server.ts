@@ -8,6 +8,7 @@
 import type { IncomingMessage, Server, ServerResponse } from 'node:http'
 import type { Registry } from 'prom-client'
 import type { Component } from '../lifecycle/component.ts'
+import type { StatusDocument } from './status.ts'
 import type { Logger } from './logger.ts'
 
 export interface StatusSource {
@@ -16,7 +17,7 @@ export interface StatusSource {
   /** Changes the log level at runtime (`POST /loglevel` with `debug`, `info`, `warn` or `error`). */
   setLogLevel? (level: string): boolean
   /** A JSON-serialisable summary (services, rules, peers, …). */
-  status (): Record<string, unknown> | Promise<Record<string, unknown>>
+  status (): StatusDocument | Promise<StatusDocument>
 }
 
 export interface StatusServerInit {

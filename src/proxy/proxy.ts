@@ -135,7 +135,8 @@ export class EdgeProxy implements Component {
     }
     this.#previousPorts = await deps.interceptor.load()
     this.#started = true
-    this.#unsubscribe = deps.serviceMap.subscribe(changes => this.#enqueue(async () => await this.#onChanges(changes)))
+    // #enqueue never rejects: a failed sync is logged and retried.
+    this.#unsubscribe = deps.serviceMap.subscribe(changes => { this.#enqueue(async () => await this.#onChanges(changes)).catch(() => {}) })
     if (deps.serviceMap.hasSynced()) await this.#enqueue(async () => await this.#fullSync())
   }
 

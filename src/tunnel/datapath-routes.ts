@@ -6,6 +6,7 @@
  */
 import { isIP } from 'node:net'
 import type { Libp2p, PeerId } from '@libp2p/interface'
+import type { RepeatingTask } from '@libp2p/utils'
 import type { Logger } from '../observability/logger.ts'
 import type { DataPathRoutes } from '../datapath/transport.ts'
 import type { HostPort, PeerRoute } from '../datapath/datapath.ts'
@@ -43,7 +44,7 @@ export class DataPathDirectory implements DataPathRoutes {
   readonly #dataPath: DataPathEndpoint
   readonly #routes = new Map<string, { route: PeerRoute | undefined, at: number }>()
   #relayData: Array<{ nodeName: string, address: HostPort }> = []
-  #timer: NodeJS.Timeout | undefined
+  #retry: RepeatingTask | undefined
 
   constructor (deps: { logger: Logger, host: RoutesHost, dataPath: DataPathEndpoint }) {
     this.#log = deps.logger
@@ -58,15 +59,16 @@ export class DataPathDirectory implements DataPathRoutes {
       closeQuietly(stream, this.#log)
     }, { runOnLimitedConnection: true })
     this.refreshRelays(false).catch((err: Error) => this.#log.debug('relay data paths not learned', { err: err.message }))
-    this.#timer = setInterval(() => {
-      this.refreshRelays(true).catch((err: Error) => this.#log.debug('relay data paths not learned', { err: err.message }))
+    const { repeatingTask } = await import('@libp2p/utils')
+    this.#retry = repeatingTask(async () => {
+      await this.refreshRelays(true).catch((err: Error) => this.#log.debug('relay data paths not learned', { err: err.message }))
     }, RELAY_RETRY_MS)
-    this.#timer.unref()
+    this.#retry.start()
   }
 
   stop (): void {
-    clearInterval(this.#timer)
-    this.#timer = undefined
+    this.#retry?.stop()
+    this.#retry = undefined
     this.#routes.clear()
   }
 

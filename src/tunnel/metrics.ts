@@ -1,25 +1,9 @@
 import { Counter, Gauge } from 'prom-client'
 import type { Registry } from 'prom-client'
+import type { StatusPeer } from '../observability/status.ts'
 
 /** A connected peer as `edgemesh status` shows it. */
-export interface PeerInfo {
-  nodeName: string | undefined
-  peerId: string
-  addresses: string[]
-  /** `direct`, or `relay` when the connection runs through a circuit. */
-  path: 'direct' | 'relay'
-  since: number
-  /** This node holds a reservation on this peer (a relay). */
-  reserved?: boolean
-  /** The relay a relayed connection runs through, by node name when known. */
-  via?: string
-  /** Round-trip time from libp2p's connection monitor, ms. */
-  rttMs?: number
-  /** The path this peer's latest proxied TCP connection took on the TLS data path, when it took it. */
-  dataPath?: 'direct' | 'relay'
-  /** The relay that spliced it. */
-  dataPathVia?: string
-}
+export type PeerInfo = StatusPeer
 
 /** Tunnel metrics (`edgemesh_tunnel_*`); the peer gauges are computed when scraped. */
 export class TunnelMetrics {

@@ -3,7 +3,7 @@
  * lost ones on upstream's heartbeat, applying `relayNodes` edits, and naming
  * why a relay cannot be used (the PSK, or the network).
  */
-import { connect } from 'node:net'
+import { connectWithin } from '../net/connect.ts'
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Logger } from '../observability/logger.ts'
@@ -66,13 +66,7 @@ export async function classifyDialFailure (err: Error, addrs: ReadonlyArray<{ ho
   const names = [err.name, ...(err instanceof AggregateError ? err.errors.map((e: Error) => e.name) : []), (err.cause as Error | undefined)?.name]
   if (names.some(n => n !== undefined && HANDSHAKE_ERRORS.has(n))) return 'psk'
   for (const a of addrs) {
-    const open = await new Promise<boolean>(resolve => {
-      const s = connect({ host: a.host, port: a.port })
-      const done = (ok: boolean): void => { clearTimeout(t); s.destroy(); resolve(ok) }
-      const t = setTimeout(() => done(false), probeMs)
-      s.once('connect', () => done(true))
-      s.once('error', () => done(false))
-    })
+    const open = await connectWithin({ host: a.host, port: a.port }, probeMs).then(s => { s.destroy(); return true }, () => false)
     if (open) return 'psk'
   }
   return 'unreachable'
@@ -145,7 +139,10 @@ export class Relays {
         this.#log.info('connected to relay', { relay: r.nodeName })
       }, async (err: Error) => { await this.#dialFailed(r.nodeName, r.addrs, err) })
     }
-    if (this.#entries.length < this.#configured.filter(r => r.nodeName !== this.#nodeName).length) await this.#resolve()
+    // Relays known only by address (secure mode) are resolved in the background: a relay that is down must not hold up the start.
+    if (this.#entries.length < this.#configured.filter(r => r.nodeName !== this.#nodeName).length) {
+      this.#resolve().catch((err: Error) => this.#log.debug('relays not resolved yet', { err: err.message }))
+    }
   }
 
   detach (): void {

@@ -11,6 +11,7 @@
  * of them.
  */
 import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
+import type { RepeatingTask } from '@libp2p/utils'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Registry } from 'prom-client'
 import type { Component } from '../lifecycle/component.ts'
@@ -224,7 +225,7 @@ export class EdgeTunnel implements Component {
     if (this.#group !== undefined) return
     const init = this.#init
     let node: Libp2p | undefined
-    let heartbeat: NodeJS.Timeout | undefined
+    let heartbeat: RepeatingTask | undefined
     const group = new LifecycleGroup('tunnel', [
       step('host', async () => {
         const pnetKey = init.pskFile !== undefined ? await readPnetKey(init.pskFile) : undefined
@@ -257,16 +258,13 @@ export class EdgeTunnel implements Component {
       step('discovery', async () => { await this.#discovery.start(node as Libp2p, this.#multiaddr as (a: string) => Multiaddr) }, async () => { await this.#discovery.stop() }),
       step('datapath-routes', async () => { await this.#routes?.start(node as Libp2p) }, () => { this.#routes?.stop() }),
       step('heartbeat', async () => {
-        let beating = false
-        heartbeat = setInterval(() => {
-          if (beating) return
-          beating = true
-          this.#relays.beat()
-            .catch((err: Error) => this.#log.debug('relay heartbeat failed', { err: err.message }))
-            .finally(() => { beating = false })
+        // One run at a time; a run that is slower than the period delays the next.
+        const { repeatingTask } = await import('@libp2p/utils')
+        heartbeat = repeatingTask(async () => {
+          await this.#relays.beat().catch((err: Error) => this.#log.debug('relay heartbeat failed', { err: err.message }))
         }, init.heartbeatMs ?? 120_000)
-        heartbeat.unref()
-      }, () => { clearInterval(heartbeat) })
+        heartbeat.start()
+      }, () => { heartbeat?.stop() })
     ], this.#log)
     try {
       await group.start()

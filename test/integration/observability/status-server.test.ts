@@ -2,6 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { Counter, Registry } from 'prom-client'
 import { StatusServer } from '../../../src/observability/status-server.ts'
+import type { StatusSource } from '../../../src/observability/status-server.ts'
 import { recordingLogger } from '../../helpers/recording-logger.ts'
 import type { LogLine } from '../../helpers/recording-logger.ts'
 
@@ -17,7 +18,7 @@ test('readyz names what is not ready; healthz, metrics and status answer', async
   const server = new StatusServer({
     logger: recordingLogger([]),
     metrics,
-    source: () => ({ notReady: () => waiting, status: () => ({ services: { count: 7 } }) })
+    source: () => ({ notReady: () => waiting, status: () => ({ ready: waiting.length === 0, notReady: waiting, services: { count: 7, source: 'live', synced: true } }) })
   }, { address: '127.0.0.1', port: 0 })
   await server.start()
   try {
@@ -31,7 +32,7 @@ test('readyz names what is not ready; healthz, metrics and status answer', async
     const m = await get(port, '/metrics')
     assert.match(m.body, /^edgemesh_test_total 3$/m)
     assert.match(m.type, /text\/plain/)
-    assert.deepEqual(JSON.parse((await get(port, '/status')).body), { services: { count: 7 } })
+    assert.deepEqual(JSON.parse((await get(port, '/status')).body), { ready: true, notReady: [], services: { count: 7, source: 'live', synced: true } })
     assert.equal((await get(port, '/nope')).status, 404)
   } finally {
     await server.stop()
@@ -40,7 +41,7 @@ test('readyz names what is not ready; healthz, metrics and status answer', async
 
 test('a port in use is logged and does not stop the agent', async () => {
   const metrics = new Registry()
-  const source = (): { notReady: () => string[], status: () => Record<string, unknown> } => ({ notReady: () => [], status: () => ({}) })
+  const source = (): StatusSource => ({ notReady: () => [], status: () => ({ ready: true, notReady: [], services: { count: 0, source: 'none', synced: false } }) })
   const first = new StatusServer({ logger: recordingLogger([]), metrics, source }, { address: '127.0.0.1', port: 0 })
   await first.start()
   const lines: LogLine[] = []
@@ -60,7 +61,7 @@ test('POST /loglevel changes the level at runtime; a bad level is refused', asyn
   const server = new StatusServer({
     logger: recordingLogger([]),
     metrics: new Registry(),
-    source: () => ({ notReady: () => [], status: () => ({}), setLogLevel: (l: string) => { if (!['debug', 'info'].includes(l)) return false; level = l; return true } })
+    source: () => ({ notReady: () => [], status: () => ({ ready: true, notReady: [], services: { count: 0, source: 'none', synced: false } }), setLogLevel: (l: string) => { if (!['debug', 'info'].includes(l)) return false; level = l; return true } })
   }, { address: '127.0.0.1', port: 0 })
   await server.start()
   try {

@@ -23,12 +23,29 @@ test('starts in order, stops in reverse, stop is idempotent', async () => {
   assert.deepEqual(events, ['start a', 'start b', 'start c', 'stop c', 'stop b', 'stop a'])
 })
 
-test('a failed start rolls back what started, in reverse, and names the component', async () => {
+test('a failed start rolls back the failed component and what started before it, in reverse, and names the component', async () => {
   const events: string[] = []
   const g = new LifecycleGroup('app', [component('a', events), component('b', events), component('c', events, true), component('d', events)], noopLogger)
   await assert.rejects(g.start(), (err: unknown) =>
     err instanceof ComponentStartError && err.component === 'c' && err.code === 'EM_ERR_COMPONENT_START' && /c broke/.test(err.message))
-  assert.deepEqual(events, ['start a', 'start b', 'start c', 'stop b', 'stop a'])
+  assert.deepEqual(events, ['start a', 'start b', 'start c', 'stop c', 'stop b', 'stop a'])
+})
+
+test('a component that fails half way through its start releases what it opened', async () => {
+  // As the tunnel did when its data path listened and libp2p then failed: the port stayed bound.
+  const { createServer } = await import('node:net')
+  const server = createServer()
+  const halfway: Component = {
+    name: 'halfway',
+    async start () {
+      await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+      throw new Error('second step failed')
+    },
+    async stop () { if (server.listening) await new Promise(resolve => server.close(resolve)) }
+  }
+  const g = new LifecycleGroup('app', [halfway], noopLogger)
+  await assert.rejects(g.start(), ComponentStartError)
+  assert.equal(server.listening, false, 'the listener is closed by the rollback')
 })
 
 test('one component failing to stop does not keep the others running', async () => {

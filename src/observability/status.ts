@@ -1,0 +1,35 @@
+/**
+ * The `/status` document: what the agent serves and `edgemesh status`, the
+ * demo and the tests read. One type for both sides of the wire.
+ */
+
+/** A connected tunnel peer. */
+export interface StatusPeer {
+  nodeName: string | undefined
+  peerId: string
+  addresses: string[]
+  /** `direct`, or `relay` when the libp2p connection runs through a circuit. */
+  path: 'direct' | 'relay'
+  since: number
+  /** This node holds a reservation on this peer (a relay). */
+  reserved?: boolean
+  /** The relay a relayed connection runs through, by node name when known. */
+  via?: string
+  /** Round-trip time from libp2p's connection monitor, ms. */
+  rttMs?: number
+  /** The path this peer's latest proxied TCP connection took on the TLS data path, when it took it. */
+  dataPath?: 'direct' | 'relay'
+  /** The relay that spliced it. */
+  dataPathVia?: string
+}
+
+export interface StatusDocument {
+  ready: boolean
+  /** Components not started or not ready yet. */
+  notReady: string[]
+  services: { count: number, source: string, synced: boolean, lastChange?: number | undefined }
+  /** Totals of a few counters from /metrics. */
+  counters?: Record<string, number>
+  proxy?: { servicePorts: number, kernel: number, userspace: number, listeners: Record<string, number> }
+  tunnel?: { peerId?: string | undefined, relay: boolean, addresses: string[], peers: StatusPeer[] }
+}
