@@ -23,13 +23,20 @@ export async function runPsk (argv: string[], io: CommandIO): Promise<number> {
     return EXIT_OK
   }
   if (sub === 'derive' && file !== undefined) {
+    let bytes: Buffer
     try {
-      io.stdout.write(derivePnetKey(await readFile(file)).toString('hex') + '\n')
-      return EXIT_OK
+      bytes = await readFile(file)
     } catch (err) {
       io.stderr.write(`edgemesh psk: cannot read PSK file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}\n`)
       return EXIT_FAILURE
     }
+    // The agent refuses an empty PSK file; deriving a key from one would only mislead.
+    if (bytes.length === 0) {
+      io.stderr.write(`edgemesh psk: PSK file ${file} is empty (generate one with \`edgemesh psk generate\`)\n`)
+      return EXIT_FAILURE
+    }
+    io.stdout.write(derivePnetKey(bytes).toString('hex') + '\n')
+    return EXIT_OK
   }
   io.stderr.write(`edgemesh psk: unknown arguments: ${positionals.join(' ')}\n\n${HELP}`)
   return EXIT_USAGE

@@ -23,7 +23,6 @@ import { randomBytes } from 'node:crypto'
 import type { Server, Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import type { Registry } from 'prom-client'
-import { Counter, Gauge } from 'prom-client'
 import type { Logger } from '../observability/logger.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import { cipherPreference, jsonLine, macMatches, pairIdentity, parseIdentity, relayMac, RELAY_MAGIC, tlsKey } from './wire.ts'
@@ -33,6 +32,11 @@ import { splice } from '../net/splice.ts'
 import { EndpointRefusedError } from '../mesh/errors.ts'
 import { serveTarget } from '../mesh/serve-target.ts'
 import { readPnetKey } from '../mesh/psk.ts'
+import { Admission } from './admission.ts'
+import type { AdmissionLimits } from './admission.ts'
+import { DataPathMetrics } from './metrics.ts'
+
+export { DataPathMetrics } from './metrics.ts'
 
 const net = process.getBuiltinModule('node:net')
 // Loaded on first use: agents without the tunnel never pay for TLS.
@@ -70,6 +74,8 @@ export interface DataPathInit {
   directRetryMs?: number
   /** How long direct gets before relays are tried alongside it. @default 250 */
   relayHeadStartMs?: number
+  /** Limits on inbound connections that have not proved the PSK yet. */
+  admission?: AdmissionLimits
   /** Relay limits: nodes parked, parked connections and concurrent splices per node. */
   relayLimits?: { maxNodes?: number, maxParkedPerNode?: number, maxSplicesPerNode?: number }
 }
@@ -87,22 +93,6 @@ const CONTROL_TIMEOUT_MS = 5000
 const POOL_IDLE_MS = 30_000
 const SERVER_IDLE_MS = 120_000
 const PARK_RETRY_MS = 1000
-
-/** Data path metrics (`edgemesh_datapath_*`). */
-export class DataPathMetrics {
-  readonly connections: Counter<'path' | 'result'>
-  readonly parked: Gauge
-  readonly splices: Gauge
-  readonly relayParked: Gauge
-
-  constructor (registry: Registry) {
-    const registers = [registry]
-    this.connections = new Counter({ name: 'edgemesh_datapath_connections_total', help: 'Proxied connections over the TLS data path, by path (direct/relay) and result.', labelNames: ['path', 'result'], registers })
-    this.parked = new Gauge({ name: 'edgemesh_datapath_parked_connections', help: 'Idle connections this node keeps parked on relays.', registers })
-    this.splices = new Gauge({ name: 'edgemesh_datapath_relay_splices', help: 'Connections this relay is splicing now.', registers })
-    this.relayParked = new Gauge({ name: 'edgemesh_datapath_relay_parked_connections', help: 'Connections other nodes keep parked on this relay.', registers })
-  }
-}
 
 export class DataPath {
   readonly #log: Logger
@@ -125,6 +115,7 @@ export class DataPath {
   #relays: Array<{ nodeName: string, address: HostPort }> = []
   readonly #parkedThere = new Map<string, Set<Socket>>()
   #parkTimer: NodeJS.Timeout | undefined
+  readonly #admission: Admission
   readonly #copied: CopiedStreams | undefined
   #key: Uint8Array = new Uint8Array(0)
 
@@ -135,6 +126,7 @@ export class DataPath {
     this.#copied = deps.copied
     this.#init = init
     this.#metrics = new DataPathMetrics(deps.metrics)
+    this.#admission = new Admission({ logger: deps.logger, rejected: this.#metrics.rejected }, init.admission)
   }
 
   async start (): Promise<void> {
@@ -402,18 +394,31 @@ export class DataPath {
 
   // --- server side -----------------------------------------------------------
 
+  /** Connections this node holds on its data path port (accepted, spliced or waiting). */
+  openConnections (): number {
+    return this.#sockets.size
+  }
+
   #accept (socket: Socket): void {
     this.#sockets.add(socket)
     socket.once('close', () => this.#sockets.delete(socket))
     socket.on('error', () => {})
-    peekByte(socket, CONTROL_TIMEOUT_MS).then(first => {
-      if (first === 0x16) this.#serveTls(socket)
-      else if (first === RELAY_MAGIC && this.#init.isRelay) this.#serveRelay(socket).catch(() => socket.destroy())
-      else socket.destroy()
-    }, () => socket.destroy())
+    const authenticated = this.#admission.admit(socket)
+    if (authenticated === undefined) return
+    const pending = (): boolean => !socket.destroyed
+    peekByte(socket, this.#admission.timeoutMs).then(first => {
+      if (first === 0x16) this.#serveTls(socket, authenticated)
+      else if (first === RELAY_MAGIC && this.#init.isRelay) {
+        this.#serveRelay(socket, authenticated).catch((err: Error) => {
+          this.#log.debug('relay request failed', { err: err.message })
+          this.#admission.reject('handshake_failed', socket)
+        })
+      } else this.#admission.reject('unknown_protocol', socket)
+    }, () => { if (pending()) this.#admission.reject(socket.readableEnded ? 'eof_before_handshake' : 'handshake_timeout', socket) })
   }
 
-  #serveTls (raw: Socket): void {
+  /** A TLS server on `raw`; `authenticated` once the handshake proved the PSK. */
+  #serveTls (raw: Socket, authenticated: () => void = () => {}): void {
     this.#sockets.add(raw)
     raw.once('close', () => this.#sockets.delete(raw))
     const me = this.#init.nodeName
@@ -426,9 +431,18 @@ export class DataPath {
         return id !== undefined && id.server === me ? tlsKey(this.#key, identity) : null
       }
     } as ConstructorParameters<typeof import('node:tls').TLSSocket>[1])
-    socket.on('error', () => { raw.destroy() })
+    let secure = false
+    // A parked connection a relay handed over gets the same deadline as one accepted here.
+    const deadline = setTimeout(() => { if (!secure) this.#admission.reject('handshake_timeout', raw) }, this.#admission.timeoutMs)
+    socket.once('close', () => clearTimeout(deadline))
+    socket.on('error', () => { if (!secure) this.#admission.reject('handshake_failed', raw); else raw.destroy() })
+    // A client that sends part of a handshake and leaves must not hold the socket.
+    socket.once('end', () => { if (!secure) this.#admission.reject('eof_before_handshake', raw) })
     socket.setTimeout(SERVER_IDLE_MS, () => socket.destroy())
     socket.once('secure', () => {
+      secure = true
+      clearTimeout(deadline)
+      authenticated()
       readLine(socket, SERVER_IDLE_MS).then(async line => {
         socket.setTimeout(0)
         const request = JSON.parse(line) as { ip?: unknown, port?: unknown }
@@ -467,7 +481,7 @@ export class DataPath {
     })
   }
 
-  async #serveRelay (socket: Socket): Promise<void> {
+  async #serveRelay (socket: Socket, authenticated: () => void): Promise<void> {
     socket.read(1)
     const nonce = randomBytes(16)
     socket.write(`${nonce.toString('hex')}\n`)
@@ -478,6 +492,7 @@ export class DataPath {
       socket.end('err not authorized (another PSK?)\n')
       return
     }
+    authenticated()
     const limits = this.#init.relayLimits ?? {}
     if (op === 'park') {
       let set = this.#parkedHere.get(node)

@@ -87,6 +87,7 @@ export class DnsMetrics {
   readonly #upstreamErrors: Counter<'upstream' | 'reason'>
   readonly #upstreamRequests: Counter<'upstream' | 'protocol'>
   readonly #dropped: Counter<'reason'>
+  readonly #tcpClosed: Counter<'reason'>
   readonly #upstreams: Gauge
   readonly #cacheEntries: Gauge<'cache'>
   /** Set by the server: current sizes of its answer tables. */
@@ -161,6 +162,12 @@ export class DnsMetrics {
       labelNames: ['reason'],
       registers
     })
+    this.#tcpClosed = new Counter({
+      name: 'edgemesh_dns_tcp_closed_total',
+      help: 'TCP connections the server closed: idle (no query within the idle timeout), read_deadline (a query started and not finished in time), evicted (the oldest idle one, to make room at the cap), refused (at the cap with none idle).',
+      labelNames: ['reason'],
+      registers
+    })
     this.#upstreams = new Gauge({
       name: 'edgemesh_dns_upstream_servers',
       help: 'Usable upstream servers (0 means forwarded names fail with SERVFAIL).',
@@ -183,6 +190,7 @@ export class DnsMetrics {
   cacheHit (): void { this.#hits++ }
   cacheMiss (): void { this.#misses++ }
   dropped (reason: 'malformed' | 'overload'): void { this.#dropped.inc({ reason }) }
+  tcpClosed (reason: 'idle' | 'read_deadline' | 'evicted' | 'refused'): void { this.#tcpClosed.inc({ reason }) }
   upstreamRequest (upstream: string, protocol: 'udp' | 'tcp'): void { this.#upstreamRequests.inc({ upstream, protocol }) }
   upstreamError (upstream: string, reason: 'timeout' | 'servfail' | 'refused' | 'network' | 'malformed'): void {
     this.#upstreamErrors.inc({ upstream, reason })

@@ -46,7 +46,9 @@ export interface DnsServerInit {
   upstreamTimeoutMs?: number
   /** Idle TCP connections are closed after this. @default 10000 */
   tcpIdleTimeoutMs?: number
-  /** @default 1000 */
+  /** A query whose first bytes arrived must be complete within this (a client dripping bytes is cut). @default 2000 */
+  tcpReadTimeoutMs?: number
+  /** At the cap a new connection evicts the one idle longest; refused only when none is idle. @default 1000 */
   maxTcpConnections?: number
 }
 
@@ -74,7 +76,8 @@ export class DnsServer implements Component {
   #handler: DnsHandler | undefined
   #udp: UdpSocket[] = []
   #tcp: TcpServer | undefined
-  readonly #conns = new Set<TcpSocket>()
+  /** Open TCP connections, with when each last went idle. */
+  readonly #conns = new Map<TcpSocket, { since: number, idle: () => boolean }>()
   #unsubscribe: (() => void) | undefined
   #started = false
   #stopping: Promise<void> | undefined
@@ -183,7 +186,7 @@ export class DnsServer implements Component {
       const aborted = new Promise<void>(resolve => signal?.addEventListener('abort', () => resolve(), { once: true }))
       await Promise.race([handler.whenIdle(), aborted])
     }
-    for (const c of this.#conns) c.end()
+    for (const c of this.#conns.keys()) c.end()
     await this.#release()
     this.#started = false
     this.#log.info('DNS stopped')
@@ -192,7 +195,7 @@ export class DnsServer implements Component {
   async #release (): Promise<void> {
     await Promise.all(this.#udp.map(async s => await new Promise<void>(resolve => { try { s.close(() => resolve()) } catch { resolve() } })))
     this.#udp = []
-    for (const c of this.#conns) c.destroy()
+    for (const c of this.#conns.keys()) c.destroy()
     this.#conns.clear()
     const tcp = this.#tcp
     this.#tcp = undefined
@@ -244,13 +247,23 @@ export class DnsServer implements Component {
   }
 
   #serveTcp (sock: TcpSocket, handler: DnsHandler, idleMs: number, max: number): void {
-    if (this.#conns.size >= max || this.#stopping !== undefined) { sock.destroy(); return }
-    this.#conns.add(sock)
-    sock.setTimeout(idleMs, () => sock.destroy())
-    sock.on('error', () => {})
-    sock.on('close', () => this.#conns.delete(sock))
+    const metrics = this.#metrics
+    if (this.#stopping !== undefined) { sock.destroy(); return }
+    if (this.#conns.size >= max && !this.#evictIdlest()) {
+      metrics?.tcpClosed('refused')
+      sock.destroy()
+      return
+    }
     let buf: Buffer = Buffer.alloc(0)
     let inflight = 0
+    // Idle: nothing buffered and nothing being answered; `since` orders eviction.
+    const state = { since: performance.now(), idle: () => buf.length === 0 && inflight === 0 }
+    this.#conns.set(sock, state)
+    sock.setTimeout(idleMs, () => { metrics?.tcpClosed('idle'); sock.destroy() })
+    sock.on('error', () => {})
+    let deadline: NodeJS.Timeout | undefined
+    sock.on('close', () => { clearTimeout(deadline); this.#conns.delete(sock) })
+    const readMs = this.#init.tcpReadTimeoutMs ?? 2000
     const send = (out: Buffer): void => {
       if (sock.destroyed) return
       const len = Buffer.allocUnsafe(2)
@@ -273,9 +286,31 @@ export class DnsServer implements Component {
         // Pipelined queries may be answered out of order (RFC 7766); bound what one connection holds.
         if (++inflight >= 64) sock.pause()
         reply.then(out => { if (out !== undefined) send(out) }, () => {}).finally(() => {
-          if (--inflight < 64 && sock.isPaused()) sock.resume()
+          if (--inflight === 0) state.since = performance.now()
+          if (inflight < 64 && sock.isPaused()) sock.resume()
         })
       }
+      // A started query has readMs to arrive whole; the idle timer alone restarts on every byte.
+      if (buf.length === 0) {
+        clearTimeout(deadline)
+        deadline = undefined
+        state.since = performance.now()
+      } else {
+        deadline ??= setTimeout(() => { metrics?.tcpClosed('read_deadline'); sock.destroy() }, readMs)
+      }
     })
+  }
+
+  /** Closes the connection idle the longest, to make room for a new one; false when none is idle. */
+  #evictIdlest (): boolean {
+    let oldest: [TcpSocket, number] | undefined
+    for (const [sock, state] of this.#conns) {
+      if (state.idle() && (oldest === undefined || state.since < oldest[1])) oldest = [sock, state.since]
+    }
+    if (oldest === undefined) return false
+    this.#metrics?.tcpClosed('evicted')
+    this.#conns.delete(oldest[0])
+    oldest[0].destroy()
+    return true
   }
 }

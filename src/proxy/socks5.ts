@@ -148,7 +148,8 @@ export class Socks5Server implements Component {
       return
     }
     socket.write(Buffer.from([0x05, 0x00]))
-    const [, cmd, , atyp] = await readExactly(socket, 4, timeout)
+    const [requestVersion, cmd, , atyp] = await readExactly(socket, 4, timeout)
+    if (requestVersion !== 0x05) throw new Error(`not a SOCKS5 request (version ${String(requestVersion)})`)
     let host: string | undefined
     if (atyp === 0x03) host = (await readExactly(socket, (await readExactly(socket, 1, timeout))[0] as number, timeout)).toString('utf8')
     else if (atyp === 0x01) await readExactly(socket, 4, timeout)

@@ -92,6 +92,12 @@ test('psk generate and derive match upstream vectors', async () => {
     const d = await edgemesh(['psk', 'derive', file])
     assert.equal(d.stdout.trim(), 'ef4d5fdb6d1b75ad1b7bc79a7b7f5e69ed77ddfdf8ddee3579de5bf35d1b7bdd')
   })
+  await withFile('', async file => {
+    const empty = await edgemesh(['psk', 'derive', file])
+    assert.equal(empty.code, 1)
+    assert.equal(empty.stdout, '')
+    assert.match(empty.stderr, /is empty/)
+  })
 })
 
 test('demo runs a relay and two edge agents: service map, a DNS answer, requests across the relay, the peer table; stops on Ctrl-C', async () => {

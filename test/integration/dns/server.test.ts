@@ -3,6 +3,7 @@ import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { createSocket } from 'node:dgram'
+import { connect } from 'node:net'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -232,5 +233,40 @@ describe('DnsServer on 127.0.0.1', { skip: HAVE_DIG ? false : 'dig not installed
       assert.match(err.message, /192\.0\.2\.200.*EADDRNOTAVAIL.*bridge device/)
       return true
     })
+  })
+
+  test('TCP under abuse: idle connections at the cap make room for a new query, a dripping client is cut', async () => {
+    const reg = new Registry()
+    const s = await startServer({ maxTcpConnections: 10, tcpReadTimeoutMs: 300 }, reg)
+    const p = s.address().port
+    const closedBy = async (reason: string): Promise<number> =>
+      (await reg.getSingleMetric('edgemesh_dns_tcp_closed_total')?.get())?.values.find(v => v.labels.reason === reason)?.value ?? 0
+    const idle = await Promise.all(Array.from({ length: 10 }, async () => {
+      const c = connect({ host: '127.0.0.1', port: p })
+      c.on('error', () => {})
+      await new Promise(resolve => c.once('connect', resolve))
+      return c
+    }))
+    try {
+      // The eleventh client is answered at once: the oldest idle connection gives way.
+      const t0 = performance.now()
+      assert.equal((await dig(p, ['+tcp', '+tries=1', '+time=2', 'hostname-svc.default.svc.cluster.local'])).status, 'NOERROR')
+      assert.ok(performance.now() - t0 < 2000)
+      assert.ok(await closedBy('evicted') >= 1)
+      // A length prefix for 32 bytes, then one byte every 100 ms: cut at the read deadline, not kept alive.
+      const drip = connect({ host: '127.0.0.1', port: p })
+      drip.on('error', () => {})
+      await new Promise(resolve => drip.once('connect', resolve))
+      drip.write(Buffer.from([0x00, 0x20]))
+      const timer = setInterval(() => drip.write(Buffer.from([0x41])), 100)
+      const t1 = performance.now()
+      await new Promise(resolve => drip.once('close', resolve))
+      clearInterval(timer)
+      assert.ok(performance.now() - t1 < 1500, 'cut within the read deadline')
+      assert.equal(await closedBy('read_deadline'), 1)
+    } finally {
+      idle.forEach(c => c.destroy())
+      await s.stop()
+    }
   })
 })

@@ -9,6 +9,7 @@ import { Registry } from 'prom-client'
 import { Socks5Server, SocksReply } from '../../../src/proxy/index.ts'
 import { DirectDialer } from '../../../src/mesh/index.ts'
 import type { DialTarget, EndpointDialer } from '../../../src/mesh/index.ts'
+import { EndpointRefusedError } from '../../../src/mesh/index.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
 import { startEcho } from '../../helpers/net.ts'
 
@@ -42,7 +43,12 @@ describe('SOCKS5 proxy: nodes by name', () => {
     const direct = new DirectDialer()
     // Stands in for the tunnel: records where it was asked to go, then connects on loopback.
     const dialer: EndpointDialer = {
-      dialTcp: async (t, signal) => { dialed.push(t); return await direct.dialTcp(t, signal) },
+      dialTcp: async (t, signal) => {
+        dialed.push(t)
+        // The far agent reached, the endpoint refused: what a peer transport reports.
+        if (t.port === 2) throw new EndpointRefusedError(t.nodeName ?? '', `${t.ip}:2`, 'ECONNREFUSED')
+        return await direct.dialTcp(t, signal)
+      },
       dialUdp: async (t) => await direct.dialUdp(t)
     }
     const nodes: Record<string, string | null> = { 'edge-1': '127.0.0.1', 'edge-2': '127.0.0.1' }
@@ -94,8 +100,25 @@ describe('SOCKS5 proxy: nodes by name', () => {
     assert.equal((await request([0x05, 0x01, 0x00], ipv4)).reply[1], SocksReply.ADDRESS_NOT_SUPPORTED)
     const auth = await request([0x05, 0x01, 0x02], byName('edge-2', echoPort))
     assert.deepEqual([...auth.method], [0x05, 0xff], 'only no-authentication is offered')
+    assert.equal((await request([0x05, 0x01, 0x00], byName('edge-2', 2))).reply[1], SocksReply.REFUSED, 'a refusal by the far agent is a refusal')
     const metric = await registry.getSingleMetric('edgemesh_socks5_connections_total')?.get()
     const by = Object.fromEntries((metric?.values ?? []).map(v => [String(v.labels.result), v.value]))
-    assert.deepEqual(by, { ok: 2, unknown_node: 1, refused: 1, unsupported: 3 })
+    assert.deepEqual(by, { ok: 2, unknown_node: 1, refused: 2, unsupported: 3 })
+  })
+
+  test('a request whose version byte is not 5 is dropped without a dial', async () => {
+    const before = dialed.length
+    const socket = connect({ host: '127.0.0.1', port: socks.port() })
+    socket.on('error', () => {})
+    await new Promise(resolve => socket.once('connect', resolve))
+    socket.write(Buffer.from([0x05, 0x01, 0x00]))
+    assert.deepEqual([...await read(socket, 2)], [0x05, 0x00])
+    const v4 = byName('edge-2', echoPort)
+    v4[0] = 0x04
+    socket.write(v4)
+    await new Promise(resolve => socket.once('close', resolve))
+    assert.equal(dialed.length, before)
+    const metric = await registry.getSingleMetric('edgemesh_socks5_connections_total')?.get()
+    assert.equal(metric?.values.find(v => v.labels.result === 'bad_handshake')?.value, 1)
   })
 })

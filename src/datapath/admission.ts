@@ -1,0 +1,94 @@
+/**
+ * Who may hold a socket on the data path port before proving the PSK.
+ * Anyone can connect to this port (relays are public), and each held socket
+ * costs memory: until a connection authenticates (a finished TLS handshake,
+ * or a relay request with a valid MAC) it gets a deadline, and only so many
+ * such connections are held at once, per source address and in total.
+ */
+import type { Socket } from 'node:net'
+import type { Counter } from 'prom-client'
+import type { Logger } from '../observability/logger.ts'
+
+export type RejectReason = 'handshake_timeout' | 'eof_before_handshake' | 'handshake_failed' | 'too_many_pending' | 'unknown_protocol'
+
+export interface AdmissionLimits {
+  /** @default 5000 */
+  handshakeTimeoutMs?: number
+  /** @default 512 */
+  maxPending?: number
+  /** @default 128 */
+  maxPendingPerSource?: number
+}
+
+/** At most one warn line this often about connections closed before they authenticated. */
+const WARN_EVERY_MS = 30_000
+
+export class Admission {
+  readonly #log: Logger
+  readonly #rejected: Counter<'reason'>
+  readonly #timeoutMs: number
+  readonly #max: number
+  readonly #maxPerSource: number
+  readonly #bySource = new Map<string, number>()
+  #total = 0
+  #sinceWarn: Partial<Record<RejectReason, number>> = {}
+  #lastWarn = -Infinity
+
+  constructor (deps: { logger: Logger, rejected: Counter<'reason'> }, limits: AdmissionLimits = {}) {
+    this.#log = deps.logger
+    this.#rejected = deps.rejected
+    this.#timeoutMs = limits.handshakeTimeoutMs ?? 5000
+    this.#max = limits.maxPending ?? 512
+    this.#maxPerSource = limits.maxPendingPerSource ?? 128
+  }
+
+  get timeoutMs (): number {
+    return this.#timeoutMs
+  }
+
+  /** Connections admitted and not authenticated yet. */
+  pending (): number {
+    return this.#total
+  }
+
+  /**
+   * Admits a new connection until it authenticates or its deadline passes;
+   * returns the callback that marks it authenticated, or undefined when it
+   * was over a cap and is closed already.
+   */
+  admit (socket: Socket): (() => void) | undefined {
+    const source = socket.remoteAddress ?? ''
+    const fromSource = this.#bySource.get(source) ?? 0
+    if (this.#total >= this.#max || fromSource >= this.#maxPerSource) {
+      this.reject('too_many_pending', socket)
+      return undefined
+    }
+    this.#bySource.set(source, fromSource + 1)
+    this.#total++
+    let pending = true
+    const release = (): void => {
+      if (!pending) return
+      pending = false
+      clearTimeout(deadline)
+      this.#total--
+      const n = (this.#bySource.get(source) ?? 1) - 1
+      if (n <= 0) this.#bySource.delete(source)
+      else this.#bySource.set(source, n)
+    }
+    const deadline = setTimeout(() => { if (pending) this.reject('handshake_timeout', socket) }, this.#timeoutMs)
+    socket.once('close', release)
+    return release
+  }
+
+  /** Closes a connection that did not authenticate; counted, and warned about at most every 30 s with the counts. */
+  reject (reason: RejectReason, socket: Socket): void {
+    socket.destroy()
+    this.#rejected.inc({ reason })
+    this.#sinceWarn[reason] = (this.#sinceWarn[reason] ?? 0) + 1
+    const now = performance.now()
+    if (now - this.#lastWarn < WARN_EVERY_MS) return
+    this.#lastWarn = now
+    this.#log.warn('data path connections closed before proving the PSK (another PSK, a scanner, or a flood)', { counts: this.#sinceWarn, pending: this.#total })
+    this.#sinceWarn = {}
+  }
+}
