@@ -6,6 +6,8 @@
 import { join } from 'node:path'
 import { LifecycleGroup } from '../lifecycle/group.ts'
 import { ComponentStartError } from '../errors.ts'
+import { TunnelIdentityError } from '../tunnel/errors.ts'
+import type { StopOptions } from '../lifecycle/component.ts'
 import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { AgentConfig, EdgeTunnelConfig, GatewayConfig, KubeAPIConfig } from '../config/schema.ts'
@@ -238,6 +240,8 @@ export type MeshInit = EdgeTunnelInit & {
   dataPath?: Pick<DataPathInit, 'port' | 'poolSize' | 'parkedPerRelay' | 'relayLimits'> | undefined
   /** One budget for a proxied dial, every transport it tries included. @default 10000 */
   dialTimeoutMs?: number
+  /** How often a tunnel whose state files could not be used is started again. @default 30000 */
+  stateRetryMs?: number
 }
 
 /**
@@ -250,27 +254,78 @@ export class Mesh extends LifecycleGroup implements EndpointDialer {
   readonly tunnel: EdgeTunnel
   readonly dataPath: DataPath | undefined
   readonly dialer: PeerDialer
+  readonly #log: Logger
+  readonly #retryMs: number
+  #failed: TunnelIdentityError | undefined
+  #retry: NodeJS.Timeout | undefined
+  #stopped = false
 
-  constructor (parts: { tunnel: EdgeTunnel, dataPath: DataPath | undefined, dialer: PeerDialer }, log: Logger) {
+  constructor (parts: { tunnel: EdgeTunnel, dataPath: DataPath | undefined, dialer: PeerDialer }, log: Logger, retryMs = 30_000) {
     // The data path first: the tunnel tells peers where it listens.
     // Named as the tunnel module: readiness, start errors and logs speak of the tunnel, as the config does.
     super('tunnel', parts.dataPath !== undefined ? [parts.dataPath, parts.tunnel] : [parts.tunnel], log)
     this.tunnel = parts.tunnel
     this.dataPath = parts.dataPath
     this.dialer = parts.dialer
+    this.#log = log
+    this.#retryMs = retryMs
   }
 
   get isRelay (): boolean {
     return this.tunnel.isRelay
   }
 
+  /**
+   * A tunnel whose state files cannot be used (a corrupt or world-readable
+   * key, unreadable pins) does not take the node down: DNS and the proxy keep
+   * serving, readiness names the tunnel, and the start is retried until the
+   * files are fixed. Any other failure stops the agent, rolled back.
+   */
   override async start (): Promise<void> {
+    this.#stopped = false
     try {
       await super.start()
     } catch (err) {
-      // Rolled back; the caller sees the part's own error (its code), not the group's wrapper.
-      throw err instanceof ComponentStartError && err.cause instanceof Error ? err.cause : err
+      const cause = err instanceof ComponentStartError && err.cause instanceof Error ? err.cause : err
+      if (!(cause instanceof TunnelIdentityError)) throw cause
+      this.#degrade(cause)
     }
+  }
+
+  override async stop (options?: StopOptions): Promise<void> {
+    this.#stopped = true
+    clearTimeout(this.#retry)
+    this.#retry = undefined
+    await super.stop(options)
+  }
+
+  override isReady (): boolean {
+    return this.#failed === undefined && super.isReady()
+  }
+
+  /** Why the tunnel is not running, when its state files keep it from starting. */
+  failure (): string | undefined {
+    return this.#failed?.message
+  }
+
+  #degrade (err: TunnelIdentityError): void {
+    if (this.#failed?.message !== err.message) {
+      this.#log.error('tunnel not started: its state file cannot be used; DNS and the proxy keep serving, endpoints on other nodes are unreachable until it is fixed (retried every 30 s)', { file: err.file, err: err.message })
+    }
+    this.#failed = err
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined
+      if (this.#stopped) return
+      super.start().then(() => {
+        this.#failed = undefined
+        this.#log.info('tunnel started after its state file was fixed', { file: err.file })
+      }, (e: unknown) => {
+        const cause = e instanceof ComponentStartError && e.cause instanceof Error ? e.cause : e
+        if (!this.#stopped && cause instanceof TunnelIdentityError) { this.#degrade(cause); return }
+        this.#log.error('tunnel start failed', { err: cause })
+      })
+    }, this.#retryMs)
+    this.#retry.unref()
   }
 
   peerId (): string | undefined {
@@ -331,7 +386,7 @@ export function createMesh (deps: { logger: Logger, metrics: Registry, copied?: 
     tunnel.proxyTransport
   ]
   const dialer = new PeerDialer({ logger: log, transports }, { dialTimeoutMs: init.dialTimeoutMs })
-  return new Mesh({ tunnel, dataPath, dialer }, log)
+  return new Mesh({ tunnel, dataPath, dialer }, log, init.stateRetryMs)
 }
 
 /** The mesh as the agent's config describes it. */
@@ -448,7 +503,7 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   app.summaries.push(async () => ({ counters: await countersOf(metrics) }))
   if (mesh !== undefined) {
     const t = mesh.tunnel
-    app.summaries.push(() => ({ tunnel: { peerId: t.peerId(), relay: t.isRelay, addresses: t.addresses(), peers: mesh.peers() } }))
+    app.summaries.push(() => ({ tunnel: { peerId: t.peerId(), relay: t.isRelay, addresses: t.addresses(), peers: mesh.peers(), ...(mesh.failure() !== undefined ? { error: mesh.failure() } : {}) } }))
   }
   if (proxy !== undefined) {
     const p = proxy

@@ -41,6 +41,7 @@ export function renderStatus (st: Status, now = Date.now()): string {
   if (st.proxy !== undefined) lines.push(`proxy:     ${st.proxy.servicePorts} service ports (${st.proxy.kernel} kernel DNAT, ${st.proxy.userspace} userspace)`)
   if (st.tunnel !== undefined) {
     lines.push(`tunnel:    ${st.tunnel.peerId ?? '(not started)'}${st.tunnel.relay === true ? ' (relay)' : ''}`)
+    if (st.tunnel.error !== undefined) lines.push(`           not running: ${st.tunnel.error}`)
     const peers = st.tunnel.peers ?? []
     // PATH is the libp2p connection; DATA the TLS data path proxied TCP last took to that peer.
     lines.push('', table([['NODE', 'PEER-ID', 'PATH', 'RTT', 'DATA', 'SINCE', 'ADDRESS'],

@@ -31,5 +31,6 @@ export interface StatusDocument {
   /** Totals of a few counters from /metrics. */
   counters?: Record<string, number>
   proxy?: { servicePorts: number, kernel: number, userspace: number, listeners: Record<string, number> }
-  tunnel?: { peerId?: string | undefined, relay: boolean, addresses: string[], peers: StatusPeer[] }
+  /** `error`: why the tunnel is not running (its state files cannot be used), while the rest serves. */
+  tunnel?: { peerId?: string | undefined, relay: boolean, addresses: string[], peers: StatusPeer[], error?: string | undefined }
 }

@@ -8,8 +8,18 @@ import { mkdtemp, rm, readFile, writeFile } from 'node:fs/promises'
 import { parseDocument } from 'yaml'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { execFile, execFileSync } from 'node:child_process'
 import { startControlPlane, haveControlPlaneTools } from '../../helpers/control-plane.ts'
+import { freePort } from '../../helpers/net.ts'
 import type { ControlPlane } from '../../helpers/control-plane.ts'
+
+const HAVE_DIG = (() => { try { execFileSync('dig', ['-v'], { stdio: 'ignore' }); return true } catch { return false } })()
+
+async function digA (port: number, name: string): Promise<string> {
+  return await new Promise((resolve, reject) => {
+    execFile('dig', ['@127.0.0.1', '-p', String(port), '+short', '+tries=3', '+time=2', name], (err, stdout) => { if (err !== null) reject(err); else resolve(stdout.trim()) })
+  })
+}
 
 const entry = new URL('../../../src/bin/edgemesh.ts', import.meta.url).pathname
 const upstreamConfig = new URL('../../fixtures/config/upstream-agent-configmap.yaml', import.meta.url).pathname
@@ -113,6 +123,48 @@ describe('edgemesh agent process', { skip: haveControlPlaneTools() ? false : 'co
       await stopAgent(second)
     } finally {
       await cp.startApiServer()
+    }
+  })
+})
+
+describe('edgemesh agent process with unusable tunnel state', { skip: HAVE_DIG ? false : 'dig not installed (apt-get install dnsutils)' }, () => {
+  test('a corrupt tunnel key: DNS keeps answering, readiness and status name the tunnel and why', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'edgemesh-badstate-'))
+    const [dnsPort, statusPort] = [await freePort(), await freePort()]
+    try {
+      await writeFile(join(dir, 'psk'), 'a test PSK that is long enough to use')
+      await writeFile(join(dir, 'tunnel-identity.key'), 'not a key', { mode: 0o600 })
+      const file = join(dir, 'edgemesh-agent.yaml')
+      await writeFile(file, [
+        'kubeAPIConfig:',
+        `  standaloneFile: ${new URL('../../fixtures/standalone/services.yaml', import.meta.url).pathname}`,
+        'commonConfig:',
+        `  stateDir: ${dir}`,
+        '  bridgeDeviceIP: 127.0.0.1',
+        `  statusPort: ${statusPort}`,
+        'modules:',
+        '  edgeDNS: { enable: true, listenPort: ' + String(dnsPort) + ' }',
+        '  edgeProxy: { enable: true, interception: none }',
+        `  edgeTunnel: { enable: true, identity: secure, listenPort: ${await freePort()}, psk: { path: ${join(dir, 'psk')} } }`
+      ].join('\n'))
+      const agent = startAgent({}, file)
+      try {
+        const err = await waitForLine(agent, l => typeof l.msg === 'string' && l.msg.startsWith('tunnel not started'), 15_000)
+        assert.equal(err.file, join(dir, 'tunnel-identity.key'))
+        assert.match(String(err.err), /not a libp2p private key/)
+        const answer = await digA(dnsPort, 'hostname-svc.default.svc.cluster.local')
+        assert.equal(answer, '10.96.0.100')
+        const ready = await fetch(`http://127.0.0.1:${statusPort}/readyz`)
+        assert.equal(ready.status, 503)
+        assert.match(await ready.text(), /tunnel/)
+        const status = await (await fetch(`http://127.0.0.1:${statusPort}/status`)).json() as { tunnel?: { error?: string } }
+        assert.match(status.tunnel?.error ?? '', /tunnel-identity\.key/)
+      } finally {
+        agent.proc.kill('SIGTERM')
+        assert.equal((await agent.exited).code, 0)
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true })
     }
   })
 })
