@@ -22,6 +22,7 @@ import type { ServiceChange, ServiceEntry, ServiceKey, ServiceMapView } from '..
 import type { EndpointDialer } from '../mesh/endpoint-dialer.ts'
 import type { Interceptor } from './nftables.ts'
 import { ProxyMetrics } from './metrics.ts'
+import { FailureLog } from './failure-log.ts'
 import { TcpServiceListener, UdpServiceListener } from './listeners.ts'
 import type { ListenerRuntime, ServiceListener } from './listeners.ts'
 import { ruleKey } from './rules.ts'
@@ -123,6 +124,7 @@ export class EdgeProxy implements Component {
     this.#metrics ??= new ProxyMetrics(deps.metrics)
     this.#runtime = {
       log: deps.logger,
+      failures: new FailureLog(deps.logger),
       lb: this.loadBalancer,
       view: deps.serviceMap,
       dialer: deps.dialer,
@@ -147,6 +149,8 @@ export class EdgeProxy implements Component {
     this.#unsubscribe = undefined
     clearTimeout(this.#retryTimer)
     this.#retryTimer = undefined
+    this.#runtime?.failures.flush()
+    this.#runtime?.failures.stop()
     await this.#work
     this.#failures = 0
     this.#retryDelay = this.#init.syncRetryMinMs
