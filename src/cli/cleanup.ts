@@ -1,7 +1,9 @@
 import { parseArgs } from 'node:util'
 import { loadConfigFile } from '../config/load.ts'
 import { IpHostNet } from '../net/index.ts'
-import { IptablesInterceptor, IPTABLES_CHAIN, nftUnavailable, runNft, renderCleanup, TABLE } from '../proxy/index.ts'
+import type { CommandRunner as HostRunner } from '../net/index.ts'
+import { InterceptionError, IptablesInterceptor, IPTABLES_CHAIN, nftUnavailable, runNft, renderCleanup, TABLE } from '../proxy/index.ts'
+import type { CommandRunner, NftRunner } from '../proxy/index.ts'
 import { noopLogger } from '../observability/logger.ts'
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './io.ts'
 import type { CommandIO } from './io.ts'
@@ -15,8 +17,16 @@ default edgemesh0, named by the config file when given). Stop the agent first.
 Needs root (CAP_NET_ADMIN).
 `
 
+/** Command runners, injected for tests. */
+export interface CleanupDeps {
+  nft?: NftRunner
+  iptables?: CommandRunner
+  ip?: HostRunner
+}
+
 /** `edgemesh cleanup`: the agent never removes these on a normal stop, so kernel-path services survive restarts. */
-export async function runCleanup (argv: string[], io: CommandIO): Promise<number> {
+export async function runCleanup (argv: string[], io: CommandIO, deps: CleanupDeps = {}): Promise<number> {
+  const nft = deps.nft ?? runNft
   let values: { 'config-file'?: string, help?: boolean }
   try {
     values = parseArgs({ args: argv, options: { 'config-file': { type: 'string' }, help: { type: 'boolean', short: 'h' } } }).values
@@ -35,9 +45,20 @@ export async function runCleanup (argv: string[], io: CommandIO): Promise<number
     }
   }
   let failed = false
+  let removed = 0
   try {
-    await runNft(['-f', '-'], renderCleanup().join('\n') + '\n')
-    io.stdout.write(`removed nftables table ip ${TABLE}\n`)
+    // Look first: the cleanup transaction succeeds whether or not the table was there.
+    const present = await nft(['list', 'table', 'ip', TABLE]).then(() => true, (err: unknown) => {
+      if (err instanceof InterceptionError && /No such file or directory/.test(err.stderr)) return false
+      throw err
+    })
+    if (present) {
+      await nft(['-f', '-'], renderCleanup().join('\n') + '\n')
+      io.stdout.write(`removed nftables table ip ${TABLE}\n`)
+      removed++
+    } else {
+      io.stdout.write(`no nftables table ip ${TABLE}: nothing to remove\n`)
+    }
   } catch (err) {
     if (nftUnavailable(err)) {
       io.stdout.write('nftables is not available here: no table to remove\n')
@@ -47,27 +68,32 @@ export async function runCleanup (argv: string[], io: CommandIO): Promise<number
     }
   }
   // The iptables fallback's chain, where an agent used it.
-  const iptables = new IptablesInterceptor({ logger: noopLogger })
+  const iptables = new IptablesInterceptor({ logger: noopLogger, run: deps.iptables })
   if (await iptables.installed()) {
     try {
       await iptables.remove()
       io.stdout.write(`removed iptables chain nat/${IPTABLES_CHAIN}\n`)
+      removed++
     } catch (err) {
       failed = true
       io.stderr.write(`edgemesh cleanup: iptables chain nat/${IPTABLES_CHAIN} not removed: ${(err as Error).message}\n`)
     }
+  } else {
+    io.stdout.write(`no iptables chain nat/${IPTABLES_CHAIN}: nothing to remove\n`)
   }
-  const host = new IpHostNet()
+  const host = new IpHostNet(deps.ip)
   try {
     if (await host.link(device) === undefined) {
-      io.stdout.write(`no interface ${device}\n`)
+      io.stdout.write(`no interface ${device}: nothing to remove\n`)
     } else {
       await host.deleteLink(device)
       io.stdout.write(`removed interface ${device}\n`)
+      removed++
     }
   } catch (err) {
     failed = true
     io.stderr.write(`edgemesh cleanup: interface ${device} not removed: ${(err as Error).message}\n`)
   }
+  if (!failed && removed === 0) io.stdout.write('nothing to remove: EdgeMesh left nothing on this node\n')
   return failed ? EXIT_FAILURE : EXIT_OK
 }

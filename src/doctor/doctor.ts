@@ -250,7 +250,8 @@ async function rulesChecks (input: DoctorInput, run: NonNullable<DoctorInput['ru
   if (r.code !== 0 || u.code !== 0) {
     out.push({ id: 'rules', title: 'interception rules installed', status: 'fail', detail: (r.stderr || u.stderr).trim() || 'no table ip edgemesh', fix: 'start the agent with CAP_NET_ADMIN (it installs table ip edgemesh); check its log for EM_ERR_PROXY_INTERCEPTION' })
   } else {
-    const count = (s: string): number => (s.match(/ : /g) ?? []).length
+    // Only inside `elements = { … }`: the map's `type … : …` line has a colon too.
+    const count = (s: string): number => (/elements = \{([^}]*)\}/.exec(s)?.[1]?.match(/ : /g) ?? []).length
     out.push({ id: 'rules', title: 'interception rules installed', status: 'pass', detail: `table ip edgemesh: ${count(r.stdout)} kernel-path and ${count(u.stdout)} userspace service ports` })
   }
   const tables = await run(['nft', 'list', 'tables'])

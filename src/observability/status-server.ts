@@ -25,6 +25,30 @@ export interface StatusServerInit {
   port: number
   /** Serve only `/metrics` (upstream's `metricConfig` listener). @default false */
   metricsOnly?: boolean
+  /** Overrides of STATUS_SERVER_LIMITS (tests shorten them). */
+  limits?: Partial<StatusServerLimits>
+}
+
+/** Bounds on what one client can hold: probes and scrapers send small requests at once. */
+export interface StatusServerLimits {
+  /** Request headers must arrive within this (slow-drip clients are cut with 408). */
+  headersTimeoutMs: number
+  /** The whole request must arrive within this. */
+  requestTimeoutMs: number
+  /** Idle keep-alive connections are closed after this. */
+  keepAliveTimeoutMs: number
+  /** How often the two timeouts above are checked: Node's default (30 s) would stretch them. */
+  checkIntervalMs: number
+  /** Connections beyond this are refused. */
+  maxConnections: number
+}
+
+export const STATUS_SERVER_LIMITS: StatusServerLimits = {
+  headersTimeoutMs: 5000,
+  requestTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 5000,
+  checkIntervalMs: 1000,
+  maxConnections: 64
 }
 
 export class StatusServer implements Component {
@@ -52,8 +76,14 @@ export class StatusServer implements Component {
   async start (): Promise<void> {
     if (this.#server !== undefined) return
     // getBuiltinModule: `import http` would load undici through a lazy getter (+13 MB RSS).
-    const server = process.getBuiltinModule('node:http').createServer((req, res) => { this.#handle(req, res).catch(() => res.destroy()) })
-    server.keepAliveTimeout = 5000
+    const limits = { ...STATUS_SERVER_LIMITS, ...this.#init.limits }
+    const server = process.getBuiltinModule('node:http').createServer({
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      connectionsCheckingInterval: limits.checkIntervalMs
+    }, (req, res) => { this.#handle(req, res).catch(() => res.destroy()) })
+    server.maxConnections = limits.maxConnections
     try {
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject)
