@@ -49,7 +49,7 @@ const services = join(root, 'examples/standalone/services.yaml')
 const writeConfig = (name: string, yaml: string): string => { const f = join(dir, name); writeFileSync(f, yaml); return f }
 const standalone = writeConfig('standalone.yaml', `kubeAPIConfig: {standaloneFile: ${services}}\ncommonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: false}}\n`)
 const withDns = writeConfig('dns.yaml', `kubeAPIConfig: {standaloneFile: ${services}}\ncommonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: true}}\n`)
-writeFileSync(join(dir, 'psk'), 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=')
+writeFileSync(join(dir, 'psk'), 'edgemesh-ts-test-psk-not-for-any-real-cluster')
 const everything = writeConfig('all.yaml', `kubeAPIConfig: {standaloneFile: ${services}}\ncommonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: true}, edgeProxy: {enable: true}, edgeTunnel: {enable: true, psk: {path: ${join(dir, 'psk')}}, relayNodes: [{nodeName: relay, advertiseAddress: [127.0.0.1]}]}}\n`)
 // Upstream's discovery on top (ours is off by default): mDNS and both DHTs.
 const withDiscovery = writeConfig('discovery.yaml', `kubeAPIConfig: {standaloneFile: ${services}}\ncommonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: true}, edgeProxy: {enable: true}, edgeTunnel: {enable: true, mdns: {enable: true}, dht: {enable: true}, psk: {path: ${join(dir, 'psk')}}, relayNodes: [{nodeName: relay, advertiseAddress: [127.0.0.1]}]}}\n`)

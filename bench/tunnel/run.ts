@@ -226,7 +226,7 @@ async function main (): Promise<void> {
   let pnet = 'off'
   setup()
   try {
-    writeFileSync(join(dir, 'psk'), 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=')
+    writeFileSync(join(dir, 'psk'), 'edgemesh-ts-test-psk-not-for-any-real-cluster')
     writeFileSync(join(dir, 'services.yaml'), services())
     for (const n of ['b1', 'b2'] as const) {
       run(NS(n), ['iperf3', '-s', '-p', '5201'])

@@ -113,6 +113,9 @@ fi
 valid_psk() {
   [ "${#1}" -ge 16 ] || die "the PSK is too short (${#1} characters): use at least 16, e.g. 32 random bytes in base64"
   case "$1" in *[![:print:]]*) die "the PSK must be one line of printable characters" ;; esac
+  case "$1" in
+    "<"*">"|'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=') die "the PSK is a published placeholder or upstream's default, which anyone can read: leave --psk out to have one generated" ;;
+  esac
 }
 cluster_psk=""
 if data="$("$KUBECTL" --namespace "$namespace" get secret "$release-agent-psk" -o 'jsonpath={.data.psk}' 2>/dev/null)" && [ -n "$data" ]; then

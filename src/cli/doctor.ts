@@ -7,7 +7,8 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './io.ts'
 import type { CommandIO } from './io.ts'
 
 const DEFAULT_CONFIG = '/etc/edgemesh/config/edgemesh-agent.yaml'
-const DEFAULT_EDGECORE = '/etc/kubeedge/config/edgecore.yaml'
+/** Where edgecore keeps its config: keadm's place, then the one the install guide reads. */
+const DEFAULT_EDGECORE = ['/etc/kubeedge/config/edgecore.yaml', '/etc/kubeedge/edgecore.yaml']
 
 const HELP = `Usage: edgemesh doctor [--config-file FILE] [--edgecore FILE] [--json]
 
@@ -18,7 +19,7 @@ interception rules and kube-proxy coexistence. Prints each check with the
 fix for failures; exits 1 when a check fails.
 
   --config-file FILE   the agent's config (default ${DEFAULT_CONFIG}; built-in defaults if absent)
-  --edgecore FILE      edgecore's config (default ${DEFAULT_EDGECORE}; skipped if absent)
+  --edgecore FILE      edgecore's config (default: the first of ${DEFAULT_EDGECORE.join(', ')}; skipped if none)
   --json               machine-readable results
 `
 

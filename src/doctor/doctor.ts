@@ -30,8 +30,8 @@ export interface CheckResult {
 
 export interface DoctorInput {
   config: AgentConfig
-  /** edgecore's config; a missing file means "not a KubeEdge edge node" and its checks are skipped. */
-  edgecorePath: string
+  /** edgecore's config, or places to look for it in order (the first that exists is read); none means "not a KubeEdge edge node" and its checks are skipped. */
+  edgecorePath: string | readonly string[]
   nodeName: string
   /** Environment for mode detection, KUBECONFIG and in-cluster settings. @default process.env */
   env?: NodeJS.ProcessEnv
@@ -56,42 +56,49 @@ function get (obj: unknown, path: string[]): unknown {
 
 async function edgecoreChecks (input: DoctorInput): Promise<CheckResult[]> {
   const ip = input.config.commonConfig.bridgeDeviceIP
-  let text: string
-  try {
-    text = await readFile(input.edgecorePath, 'utf8')
-  } catch {
-    const skip = (id: string, title: string): CheckResult => ({ id, title, status: 'skip', detail: `no ${input.edgecorePath}: not a KubeEdge edge node` })
+  const places = typeof input.edgecorePath === 'string' ? [input.edgecorePath] : input.edgecorePath
+  let text: string | undefined
+  let path = places[0] ?? ''
+  for (const place of places) {
+    try {
+      text = await readFile(place, 'utf8')
+      path = place
+      break
+    } catch {}
+  }
+  if (text === undefined) {
+    const skip = (id: string, title: string): CheckResult => ({ id, title, status: 'skip', detail: `no edgecore config at ${places.join(' or ')}: not a KubeEdge edge node (--edgecore names another file)` })
     return [skip('edgecore.metaServer', 'edgecore metaServer enabled'), skip('edgecore.clusterDNS', `edgecore clusterDNS is ${ip}`)]
   }
   let doc: unknown
   try {
     doc = parseYaml(text)
   } catch (err) {
-    return [{ id: 'edgecore.parse', title: 'edgecore.yaml readable', status: 'fail', detail: `${input.edgecorePath}: ${(err as Error).message}`, fix: 'fix the YAML syntax of edgecore.yaml' }]
+    return [{ id: 'edgecore.parse', title: 'edgecore.yaml readable', status: 'fail', detail: `${path}: ${(err as Error).message}`, fix: 'fix the YAML syntax of edgecore.yaml' }]
   }
   const out: CheckResult[] = []
   const meta = get(doc, ['modules', 'metaManager', 'metaServer', 'enable'])
   out.push(meta === true
-    ? { id: 'edgecore.metaServer', title: 'edgecore metaServer enabled', status: 'pass', detail: `modules.metaManager.metaServer.enable: true (${String(get(doc, ['modules', 'metaManager', 'metaServer', 'server']) ?? '127.0.0.1:10550')})` }
+    ? { id: 'edgecore.metaServer', title: 'edgecore metaServer enabled', status: 'pass', detail: `modules.metaManager.metaServer.enable: true (${String(get(doc, ['modules', 'metaManager', 'metaServer', 'server']) ?? '127.0.0.1:10550')}), read from ${path}` }
     : {
         id: 'edgecore.metaServer',
         title: 'edgecore metaServer enabled',
         status: 'fail',
-        detail: `modules.metaManager.metaServer.enable is ${JSON.stringify(meta ?? null)} in ${input.edgecorePath}: the agent cannot list Services on this node`,
-        fix: `set modules.metaManager.metaServer.enable: true in ${input.edgecorePath}, enable dynamicController in cloudcore, then systemctl restart edgecore`
+        detail: `modules.metaManager.metaServer.enable is ${JSON.stringify(meta ?? null)} in ${path}: the agent cannot list Services on this node`,
+        fix: `set modules.metaManager.metaServer.enable: true in ${path}, enable dynamicController in cloudcore, then systemctl restart edgecore`
       })
   // KubeEdge ≥ 1.12 moved clusterDNS under tailoredKubeletConfig (a list); older releases have edged.clusterDNS (a string).
   const tailored = get(doc, ['modules', 'edged', 'tailoredKubeletConfig', 'clusterDNS'])
   const legacy = get(doc, ['modules', 'edged', 'clusterDNS'])
   const dns = Array.isArray(tailored) ? tailored.map(String) : typeof legacy === 'string' ? legacy.split(',').map(s => s.trim()) : []
   out.push(dns.includes(ip)
-    ? { id: 'edgecore.clusterDNS', title: `edgecore clusterDNS is ${ip}`, status: 'pass', detail: `clusterDNS: [${dns.join(', ')}]` }
+    ? { id: 'edgecore.clusterDNS', title: `edgecore clusterDNS is ${ip}`, status: 'pass', detail: `clusterDNS: [${dns.join(', ')}], read from ${path}` }
     : {
         id: 'edgecore.clusterDNS',
         title: `edgecore clusterDNS is ${ip}`,
         status: 'fail',
-        detail: dns.length === 0 ? `no clusterDNS in ${input.edgecorePath}: pods get the host's resolvers and cannot resolve Services` : `clusterDNS is [${dns.join(', ')}]: pods ask another server than EdgeMesh`,
-        fix: `set modules.edged.tailoredKubeletConfig.clusterDNS: ["${ip}"] (KubeEdge < 1.12: modules.edged.clusterDNS: ${ip}) in ${input.edgecorePath}, restart edgecore, then recreate the pods`
+        detail: dns.length === 0 ? `no clusterDNS in ${path}: pods get the host's resolvers and cannot resolve Services` : `clusterDNS is [${dns.join(', ')}]: pods ask another server than EdgeMesh`,
+        fix: `set modules.edged.tailoredKubeletConfig.clusterDNS: ["${ip}"] (KubeEdge < 1.12: modules.edged.clusterDNS: ${ip}) in ${path}, restart edgecore, then recreate the pods`
       })
   return out
 }

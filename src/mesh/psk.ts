@@ -25,6 +25,21 @@ export function generatePsk (): string {
   return randomBytes(32).toString('base64')
 }
 
+/**
+ * PSKs that are public: the seed guide's placeholder and upstream's chart
+ * default (published in its values.yaml, so anyone can join a mesh that kept
+ * it). Refused by the agent, the charts and install.sh alike.
+ */
+export const PUBLIC_PSKS: readonly string[] = ['<your-psk-string>', 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=']
+
+/** Why a PSK must not be used, or undefined. */
+export function publicPskReason (psk: string): string | undefined {
+  const text = psk.trim()
+  if (PUBLIC_PSKS.includes(text)) return text.startsWith('<') ? 'it is the placeholder from the install guide' : 'it is the default of upstream\'s Helm chart, published for anyone to read'
+  if (/^<[^<>]*>$/.test(text)) return 'it looks like a placeholder (<...>)'
+  return undefined
+}
+
 /** Reads the PSK file and derives the 32-byte private-network key both peer transports use. */
 export async function readPnetKey (file: string): Promise<Buffer> {
   let bytes: Buffer
@@ -34,5 +49,7 @@ export async function readPnetKey (file: string): Promise<Buffer> {
     throw new TunnelPskError(file, (err as NodeJS.ErrnoException).code ?? String(err), { cause: err })
   }
   if (bytes.length === 0) throw new TunnelPskError(file, 'the file is empty')
+  const reason = publicPskReason(bytes.toString('utf8'))
+  if (reason !== undefined) throw new TunnelPskError(file, `${reason}; every node needs the same secret one`)
   return derivePnetKey(bytes)
 }

@@ -121,6 +121,11 @@ describe('offline bundle: install.sh against a real API server', skip, () => {
     const shortPsk = await install(['--yes', '--psk', 'abc'])
     assert.notEqual(shortPsk.code, 0)
     assert.match(shortPsk.stderr, /PSK is too short/)
+    for (const pub of ['<your-psk-string>', 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=']) {
+      const published = await install(['--yes', '--psk', pub])
+      assert.notEqual(published.code, 0, pub)
+      assert.match(published.stderr, /published placeholder or upstream's default/)
+    }
     const badRelay = await install(['--yes', '--relay', 'k8s-master'])
     assert.notEqual(badRelay.code, 0)
     assert.match(badRelay.stderr, /--relay 'k8s-master': expected NAME=ADDR/)

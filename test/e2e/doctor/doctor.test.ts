@@ -12,7 +12,7 @@ import { rootOnly } from '../lab/helpers.ts'
 const root = fileURLToPath(new URL('../../../', import.meta.url))
 const entry = join(root, 'src/bin/edgemesh.ts')
 const NODE = 'edge-a1'
-const PSK = 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ='
+const PSK = 'edgemesh-ts-test-psk-not-for-any-real-cluster'
 
 function edgecore (metaServer: boolean, clusterDNS: string): string {
   return `apiVersion: edgecore.config.kubeedge.io/v1alpha2

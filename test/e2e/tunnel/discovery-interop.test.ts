@@ -22,7 +22,7 @@ import { isRoot, waitFor } from '../lab/helpers.ts'
 const root = fileURLToPath(new URL('../../../', import.meta.url))
 const entry = join(root, 'src/bin/edgemesh.ts')
 const goPeer = join(toolsBin(), 'edgemesh-go-peer')
-const PSK = 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ='
+const PSK = 'edgemesh-ts-test-psk-not-for-any-real-cluster'
 const skip = !isRoot ? { skip: 'needs root' } : !existsSync(goPeer) ? { skip: 'needs the Go interop peer (bash scripts/tools/build-go-peer.sh)' } : {}
 
 /** A node's PeerID in compat mode (upstream's derivation from the name). */

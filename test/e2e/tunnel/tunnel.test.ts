@@ -15,7 +15,7 @@ import { serviceYaml } from '../../helpers/services.ts'
 
 const root = fileURLToPath(new URL('../../../', import.meta.url))
 const entry = join(root, 'src/bin/edgemesh.ts')
-const PSK = 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ='
+const PSK = 'edgemesh-ts-test-psk-not-for-any-real-cluster'
 const udpClient = fileURLToPath(new URL('../proxy/fixtures/client.ts', import.meta.url))
 
 const SERVICES = [

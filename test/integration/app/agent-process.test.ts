@@ -82,7 +82,7 @@ describe('edgemesh agent process', { skip: haveControlPlaneTools() ? false : 'co
     doc.setIn(['modules', 'edgeTunnel', 'psk', 'path'], join(stateDir, 'psk'))
     doc.setIn(['modules', 'edgeTunnel', 'listenPort'], 20_106)
     config = join(stateDir, 'edgemesh-agent.yaml')
-    await writeFile(join(stateDir, 'psk'), 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=')
+    await writeFile(join(stateDir, 'psk'), 'edgemesh-ts-test-psk-not-for-any-real-cluster')
     await writeFile(config, doc.toString())
     for (let i = 0; i < 3; i++) {
       await cp.apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${i}`, namespace: 'default' }, spec: { ports: [{ name: 'http', port: 80 + i }] } })

@@ -32,7 +32,7 @@ describe('doctor: relays named as host:port', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'edgemesh-doctor-relays-'))
-    writeFileSync(join(dir, 'psk'), 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=')
+    writeFileSync(join(dir, 'psk'), 'edgemesh-ts-test-psk-not-for-any-real-cluster')
     writeFileSync(join(dir, 'other-psk'), 'a different key entirely, 32+ bytes long')
     writeFileSync(join(dir, 'services.yaml'), '')
     relayPort = await freePort()

@@ -53,7 +53,7 @@ describe('EdgeTunnel + TLS data path on loopback', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'edgemesh-tunnel-dp-'))
-    writeFileSync(join(dir, 'psk'), 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=')
+    writeFileSync(join(dir, 'psk'), 'edgemesh-ts-test-psk-not-for-any-real-cluster')
     ;({ server: echo, port: echoPort } = await startEcho())
     relayPort = await freePort()
   })

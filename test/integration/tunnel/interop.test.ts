@@ -21,7 +21,7 @@ import { freePort, roundTrip, startEcho } from '../../helpers/net.ts'
 
 const goPeer = join(toolsBin(), 'edgemesh-go-peer')
 const skip = existsSync(goPeer) ? {} : { skip: 'needs the Go interop peer (bash scripts/tools/build-go-peer.sh)' }
-const PSK = 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ='
+const PSK = 'edgemesh-ts-test-psk-not-for-any-real-cluster'
 
 describe('interop with a go-libp2p peer (upstream identity, PSK and proxy protocol)', skip, () => {
   let dir: string

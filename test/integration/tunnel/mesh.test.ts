@@ -13,7 +13,7 @@ import { freePort } from '../../helpers/net.ts'
 test('a tunnel that fails to start after the data path listened leaves no port bound', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'edgemesh-mesh-'))
   try {
-    writeFileSync(join(dir, 'psk'), 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=')
+    writeFileSync(join(dir, 'psk'), 'edgemesh-ts-test-psk-not-for-any-real-cluster')
     const dataPort = await freePort()
     const mesh = createMesh({ logger: noopLogger, metrics: new Registry() }, {
       nodeName: 'node-a',

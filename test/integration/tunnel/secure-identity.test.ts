@@ -45,7 +45,7 @@ describe('EdgeTunnel secure identity mode: random keys, PeerIDs learned through 
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'edgemesh-secure-'))
-    writeFileSync(join(dir, 'psk'), 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=')
+    writeFileSync(join(dir, 'psk'), 'edgemesh-ts-test-psk-not-for-any-real-cluster')
     ;({ server: echo, port: echoPort } = await startEcho('echo:'))
     relayPort = await freePort()
   })

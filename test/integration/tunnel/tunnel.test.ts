@@ -70,7 +70,7 @@ describe('EdgeTunnel on loopback: relay + two nodes', () => {
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'edgemesh-tunnel-'))
-    writeFileSync(join(dir, 'psk'), 'JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=')
+    writeFileSync(join(dir, 'psk'), 'edgemesh-ts-test-psk-not-for-any-real-cluster')
     writeFileSync(join(dir, 'other-psk'), 'a different key entirely, 32+ bytes long')
     // A half-close-aware echo: answers after the client's FIN, like a request/response server.
     echo = createServer({ allowHalfOpen: true }, s => {

@@ -21,6 +21,9 @@ kubeedge: edgemesh-agent
 {{- if lt (len $raw) 16 -}}
 {{- fail "agent.psk is too short: use at least 16 characters (edgemesh psk generate prints 32 random bytes in base64)" -}}
 {{- end -}}
+{{- if or (regexMatch "^<[^<>]*>$" (trim $raw)) (eq (trim $raw) "JugH9HP1XBouyO5pWGeZa8LtipDURrf17EJvUHcJGuQ=") -}}
+{{- fail "agent.psk is a published placeholder or upstream's default PSK, which anyone can read: generate a secret one with `edgemesh psk generate` or `openssl rand -base64 32`" -}}
+{{- end -}}
 {{- end -}}
 {{- end -}}
 
