@@ -3,6 +3,7 @@ import { NO_EFFECT, SCHEMAS } from './schema.ts'
 import type { ConfigKind } from './schema.ts'
 import { describeExpected } from './validate.ts'
 import { schemaProperties } from './util.ts'
+import { MAX_FILE_BYTES, MAX_YAML_TOKENS, MAX_YAML_VALUES } from './yaml.ts'
 
 interface Row { path: string, type: string, def: string, description: string }
 
@@ -34,6 +35,8 @@ the defaults below (mappings merge, lists replace), keys match case-insensitivel
 empty value means "use the default". Unknown keys are ignored with a warning naming the
 key. An invalid value stops the program with exit code 2 and a message naming the key,
 what was expected and what was given, before anything on the host is touched.
+So does a file that is larger than ${MAX_FILE_BYTES / 1024 / 1024} MiB, has more than ${MAX_YAML_TOKENS} YAML tokens,
+repeats a key (case-insensitively) or whose aliases expand to more than ${MAX_YAML_VALUES} values.
 Keys marked (EdgeMesh-TS) are additions; upstream files load unchanged.
 Keys described as "${NO_EFFECT}" are validated,
 so upstream files load, but nothing acts on them.

@@ -7,6 +7,9 @@ export interface ConfigIssue {
   given: string
 }
 
+/** Issues listed in the message; a broken file can have thousands. */
+const MAX_SHOWN = 20
+
 /** The config file is missing, unreadable or not YAML. */
 export class ConfigFileError extends EdgeMeshError {
   override readonly name = 'ConfigFileError'
@@ -25,7 +28,9 @@ export class ConfigInvalidError extends EdgeMeshError {
   readonly file: string
   readonly issues: readonly ConfigIssue[]
   constructor (file: string, issues: readonly ConfigIssue[]) {
-    super(`invalid config ${file}:\n` + issues.map(i => `  ${i.path}: expected ${i.expected}, got ${i.given}`).join('\n'))
+    const shown = issues.slice(0, MAX_SHOWN).map(i => `  ${i.path}: expected ${i.expected}, got ${i.given}`)
+    if (issues.length > MAX_SHOWN) shown.push(`  … and ${issues.length - MAX_SHOWN} more`)
+    super(`invalid config ${file}:\n` + shown.join('\n'))
     this.file = file
     this.issues = issues
   }

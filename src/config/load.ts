@@ -1,13 +1,12 @@
-import { readFile } from 'node:fs/promises'
-import { isAbsolute } from 'node:path'
-import { parseDocument } from 'yaml'
+import { open } from 'node:fs/promises'
 import { Value } from '@sinclair/typebox/value'
 import type { TSchema } from '@sinclair/typebox'
 import { SCHEMAS } from './schema.ts'
 import type { AgentConfig, ConfigKind, GatewayConfig, RunningMode } from './schema.ts'
 import { ConfigFileError, ConfigInvalidError } from './errors.ts'
 import type { ConfigIssue } from './errors.ts'
-import { checkValue, describeExpected } from './validate.ts'
+import { checkAgent, checkValue, describeExpected } from './validate.ts'
+import { MAX_FILE_BYTES, readYaml } from './yaml.ts'
 import { deepFreeze, isRecord, schemaProperties } from './util.ts'
 
 export interface ParseOptions {
@@ -25,6 +24,9 @@ export interface Loaded<T> {
   warnings: string[]
 }
 
+/** Unknown-key warnings kept; the rest are counted. */
+const MAX_WARNINGS = 20
+
 type ConfigOf<K extends ConfigKind> = K extends 'agent' ? AgentConfig : GatewayConfig
 
 /**
@@ -35,15 +37,13 @@ type ConfigOf<K extends ConfigKind> = K extends 'agent' ? AgentConfig : GatewayC
  * result is deep-frozen.
  */
 export function parseConfig<K extends ConfigKind> (kind: K, text: string, options: ParseOptions = {}): Loaded<ConfigOf<K>> {
+  return parseText(kind, text, options, false)
+}
+
+function parseText<K extends ConfigKind> (kind: K, text: string, options: ParseOptions, truncated: boolean): Loaded<ConfigOf<K>> {
   const schema = SCHEMAS[kind]
   const file = options.file ?? '<config>'
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: false })
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0]
-    const where = e?.linePos?.[0] !== undefined ? `${file}:${e.linePos[0].line}:${e.linePos[0].col}` : file
-    throw new ConfigFileError(where, `is not valid YAML: ${e?.message.split('\n')[0] ?? 'parse error'}`)
-  }
-  const raw: unknown = doc.toJS()
+  const raw = readYaml(text, file, truncated)
   if (raw !== null && raw !== undefined && !isRecord(raw)) {
     throw new ConfigInvalidError(file, [{ path: '(root)', expected: 'a mapping', given: JSON.stringify(raw) }])
   }
@@ -52,6 +52,7 @@ export function parseConfig<K extends ConfigKind> (kind: K, text: string, option
   const issues: ConfigIssue[] = []
   const user = normalize(schema, raw ?? {}, '', warnings, issues) as Record<string, unknown>
   if (issues.length > 0) throw new ConfigInvalidError(file, issues)
+  if (warnings.length > MAX_WARNINGS) warnings.splice(MAX_WARNINGS, Infinity, `${warnings.length - MAX_WARNINGS} more unknown keys ignored`)
 
   applyModeDefaults(kind, user, options.env ?? process.env)
   const value = Value.Default(schema, user) as Record<string, unknown>
@@ -59,13 +60,14 @@ export function parseConfig<K extends ConfigKind> (kind: K, text: string, option
   const seen = new Set<string>()
   for (const e of Value.Errors(schema, value)) {
     const path = pointerToPath(e.path)
-    if ([...seen].some(p => path === p || path.startsWith(p + '.'))) continue
+    if (covered(seen, path)) continue
     seen.add(path)
     issues.push({ path, expected: describeExpected(e.schema), given: show(e.value) })
   }
   for (const issue of checkValue(schema, value, '', options.checkFiles ?? true)) {
-    if (![...seen].some(p => issue.path === p || issue.path.startsWith(p + '.'))) issues.push(issue)
+    if (!covered(seen, issue.path)) issues.push(issue)
   }
+  if (issues.length === 0 && kind === 'agent') issues.push(...checkAgent(value as AgentConfig))
   if (issues.length > 0) throw new ConfigInvalidError(file, issues)
 
   const modules = value.modules as { edgeTunnel: { configPath: string } }
@@ -78,13 +80,31 @@ export function parseConfig<K extends ConfigKind> (kind: K, text: string, option
 /** Reads and parses a config file; a missing file is a ConfigFileError. */
 export async function loadConfigFile<K extends ConfigKind> (kind: K, file: string, options: Omit<ParseOptions, 'file'> = {}): Promise<Loaded<ConfigOf<K>>> {
   let text: string
+  let truncated: boolean
   try {
-    text = await readFile(file, 'utf8')
+    ({ text, truncated } = await readBounded(file, MAX_FILE_BYTES))
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     throw new ConfigFileError(file, code === 'ENOENT' ? 'does not exist' : `cannot be read (${code ?? String(err)})`, { cause: err })
   }
-  return parseConfig(kind, text, { ...options, file: isAbsolute(file) ? file : file })
+  return parseText(kind, text, { ...options, file }, truncated)
+}
+
+/** At most `max` bytes (and whether there was more), whatever the file's stat says (/dev/zero, a FIFO). */
+async function readBounded (file: string, max: number): Promise<{ text: string, truncated: boolean }> {
+  const fh = await open(file, 'r')
+  try {
+    const buf = Buffer.alloc(max + 1)
+    let n = 0
+    while (n < buf.length) {
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, null)
+      if (bytesRead === 0) break
+      n += bytesRead
+    }
+    return { text: buf.toString('utf8', 0, Math.min(n, max)), truncated: n > max }
+  } finally {
+    await fh.close()
+  }
 }
 
 /** The running mode before master/kubeConfig are considered (upstream DetectRunningMode). */
@@ -139,10 +159,28 @@ function normalize (schema: TSchema, value: unknown, path: string, warnings: str
     return out
   }
   if (schema.type === 'array' && Array.isArray(value)) {
+    // Checked before the items so that a huge list costs one issue, not one per item.
+    if (typeof schema.maxItems === 'number' && value.length > schema.maxItems) {
+      issues.push({ path, expected: describeExpected(schema), given: `${value.length} items` })
+      return undefined
+    }
     const items = schema.items as TSchema
     return value.map((v, i) => normalize(items, v, `${path}[${i}]`, warnings, issues) ?? null)
   }
+  if (typeof value === 'string' && typeof schema.maxLength === 'number' && value.length > schema.maxLength) {
+    issues.push({ path, expected: describeExpected(schema), given: `${show(value)} (${value.length} characters)` })
+    return undefined
+  }
   return value
+}
+
+/** Whether `path` or a key above it already has an issue. */
+function covered (seen: ReadonlySet<string>, path: string): boolean {
+  for (let p = path; p !== ''; p = p.replace(/(\.[^.[]*|\[\d+\])$/, '')) {
+    if (seen.has(p)) return true
+    if (!/[.[]/.test(p)) break
+  }
+  return false
 }
 
 function pointerToPath (pointer: string): string {
@@ -153,5 +191,7 @@ function pointerToPath (pointer: string): string {
 
 export function show (v: unknown): string {
   if (v === undefined) return 'nothing'
-  return JSON.stringify(v) ?? String(v)
+  const s = JSON.stringify(v) ?? String(v)
+  // Values can be up to a MiB: messages show their start.
+  return s.length > 80 ? `${s.slice(0, 60)}…` : s
 }

@@ -12,7 +12,7 @@ import { Type } from '@sinclair/typebox'
 import type { Static, TLiteral, TSchema, TObject, TProperties, TUnion } from '@sinclair/typebox'
 
 /** Custom checks keyed by `x-check` on a schema; implemented in validate.ts. */
-export type CheckName = 'absolutePath' | 'ipv4' | 'ip' | 'hostOrIp' | 'relayAddress' | 'hostPort' | 'cidr' | 'nicList' | 'ipOrCidrList'
+export type CheckName = 'absolutePath' | 'ifName' | 'ipv4' | 'ip' | 'hostOrIp' | 'relayAddress' | 'hostPort' | 'cidr' | 'nicList' | 'ipOrCidrList'
 
 interface Extra {
   /** Shown in docs instead of the default when it depends on the running mode. */
@@ -23,7 +23,17 @@ interface Extra {
   ours?: boolean
   /** Accepted so upstream files load, but nothing reads it; test/unit/config/leaves.test.ts keeps this honest. */
   noEffect?: boolean
+  /** Overrides MAX_STRING for a string. */
+  maxLength?: number
 }
+
+/** Bounds that keep a hostile or broken file cheap to refuse; upstream files are far below them. */
+export const MAX_STRING = 4096
+export const MAX_LIST_ITEM = 512
+export const MAX_LIST = 256
+export const MAX_RELAY_NODES = 1000
+/** IFNAMSIZ - 1: longer names fail in `ip link`. */
+export const MAX_IFNAME = 15
 
 /** Leads the description of every key marked `noEffect` (`x-no-effect` in the schema). */
 export const NO_EFFECT = 'Accepted for compatibility, no effect.'
@@ -40,7 +50,7 @@ function ext (description: string, extra: Extra = {}): Record<string, unknown> {
 }
 
 const str = (def: string, description: string, extra?: Extra) =>
-  Type.String({ default: def, ...ext(description, extra) })
+  Type.String({ default: def, maxLength: extra?.maxLength ?? MAX_STRING, ...ext(description, extra) })
 const bool = (def: boolean, description: string, extra?: Extra) =>
   Type.Boolean({ default: def, ...ext(description, extra) })
 const int = (def: number, description: string, min: number, max: number, extra?: Extra) =>
@@ -52,7 +62,7 @@ const num = (def: number, description: string, min: number, extra?: Extra) =>
 const oneOf = <const T extends readonly string[]>(values: T, def: T[number], description: string, extra?: Extra) =>
   Type.Union(values.map(v => Type.Literal(v)), { default: def, ...ext(description, extra) }) as unknown as TUnion<Array<TLiteral<T[number]>>>
 const strList = (description: string, extra?: Extra) =>
-  Type.Array(Type.String(), { default: [], ...ext(description, extra) })
+  Type.Array(Type.String({ maxLength: MAX_LIST_ITEM }), { default: [], maxItems: MAX_LIST, ...ext(description, extra) })
 const obj = <P extends TProperties>(properties: P, description: string, extra?: Extra): TObject<P> =>
   Type.Object(properties, { default: {}, ...ext(description, extra) })
 
@@ -116,8 +126,8 @@ const ConsistentHash = obj({
 const LoadBalancer = obj({ consistentHash: ConsistentHash }, 'Load balancer settings.')
 
 const RelayNode = Type.Object({
-  nodeName: Type.String({ minLength: 1, description: 'Kubernetes node name of the relay.' }),
-  advertiseAddress: Type.Array(Type.String(), { default: [], ...ext('Addresses other nodes dial to reach this relay, on `listenPort`; `host:port` names another port (EdgeMesh-TS).', { itemCheck: 'relayAddress' }) })
+  nodeName: Type.String({ minLength: 1, maxLength: 253, description: 'Kubernetes node name of the relay.' }),
+  advertiseAddress: Type.Array(Type.String({ maxLength: MAX_LIST_ITEM }), { default: [], maxItems: MAX_LIST, ...ext('Addresses other nodes dial to reach this relay, on `listenPort`; `host:port` names another port (EdgeMesh-TS).', { itemCheck: 'relayAddress' }) })
 }, { description: 'A relay node.' })
 
 export const EdgeTunnelConfig = obj({
@@ -125,7 +135,7 @@ export const EdgeTunnelConfig = obj({
   listenPort: port(20006, 'Tunnel listen port (the gateway listens on listenPort+1).'),
   transport: oneOf(['tcp', 'ws'] as const, 'tcp', 'Only tcp is used, whatever the value. (Upstream also lists quic, which cannot work with the PSK that is on by default.)', { noEffect: true }),
   rendezvous: str('EDGEMESH_PLAYGOUND', 'mDNS service name and DHT rendezvous key (upstream spelling kept).'),
-  relayNodes: Type.Array(RelayNode, { default: [], ...ext('Relay nodes; reloaded from the config file without restart.') }),
+  relayNodes: Type.Array(RelayNode, { default: [], maxItems: MAX_RELAY_NODES, ...ext('Relay nodes; reloaded from the config file without restart.') }),
   enableIpfsLog: bool(false, 'Upstream\'s verbose libp2p logs.', { noEffect: true }),
   maxCandidates: int(15, 'Upstream\'s maximum of relay candidates.', 0, 1000, { noEffect: true }),
   heartbeatPeriod: int(120, 'Seconds between relay reconnection checks.', 1, 86_400),
@@ -212,8 +222,8 @@ export const AgentConfig = Type.Object({
   kind: str('EdgeMeshAgent', 'Config kind (not checked).', { noEffect: true }),
   kubeAPIConfig: KubeAPIConfig,
   commonConfig: obj({
-    bridgeDeviceName: str('edgemesh0', 'Interface that carries the bridge IP.'),
-    bridgeDeviceIP: str('169.254.96.16', 'DNS and proxy address; must equal the edge `clusterDNS`.', { check: 'ipv4' }),
+    bridgeDeviceName: str('edgemesh0', 'Interface that carries the bridge IP.', { check: 'ifName', maxLength: MAX_IFNAME }),
+    bridgeDeviceIP: str('169.254.96.16', 'DNS and proxy address; must equal the edge `clusterDNS`. Not 0.0.0.0; a loopback address (127.0.0.0/8) only with `edgeProxy.interception: none` or the proxy off.', { check: 'ipv4' }),
     pprofConfig: PprofConfig,
     stateDir: str('/var/lib/edgemesh', 'Directory for persisted state (service map for edge autonomy, node key).', { ours: true, check: 'absolutePath' }),
     logLevel: oneOf(['debug', 'info', 'warn', 'error'] as const, 'info', 'Log level.', { ours: true }),

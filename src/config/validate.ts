@@ -2,7 +2,8 @@ import { existsSync } from 'node:fs'
 import { isAbsolute } from 'node:path'
 import { isIP } from 'node:net'
 import type { TSchema } from '@sinclair/typebox'
-import type { CheckName } from './schema.ts'
+import { MAX_IFNAME } from './schema.ts'
+import type { AgentConfig, CheckName } from './schema.ts'
 import type { ConfigIssue } from './errors.ts'
 import { isRecord, schemaProperties } from './util.ts'
 import { relayAddress } from './relays.ts'
@@ -16,8 +17,8 @@ export function describeExpected (schema: TSchema): string {
     case 'integer': return `an integer from ${String(schema.minimum)} to ${String(schema.maximum)}`
     case 'number': return `a number ≥ ${String(schema.minimum)}`
     case 'boolean': return 'true or false'
-    case 'string': return schema.minLength !== undefined ? 'a non-empty string' : 'a string'
-    case 'array': return 'a list'
+    case 'string': return (schema.minLength !== undefined ? 'a non-empty string' : 'a string') + (schema.maxLength !== undefined ? ` of at most ${String(schema.maxLength)} characters` : '')
+    case 'array': return schema.maxItems !== undefined ? `a list of at most ${String(schema.maxItems)} items` : 'a list'
     case 'object': return 'a mapping'
     default: return 'a valid value'
   }
@@ -25,6 +26,8 @@ export function describeExpected (schema: TSchema): string {
 
 const CHECKS: Record<CheckName, { expected: string, test: (v: string) => boolean }> = {
   absolutePath: { expected: 'an absolute path', test: v => v === '' || isAbsolute(v) },
+  // The kernel's dev_valid_name(); longer names fail only later, in `ip link`.
+  ifName: { expected: `an interface name of 1 to ${MAX_IFNAME} bytes without "/", ":" or spaces`, test: v => Buffer.byteLength(v) <= MAX_IFNAME && /^[^\s/:]+$/.test(v) && v !== '.' && v !== '..' },
   ipv4: { expected: 'an IPv4 address', test: v => isIP(v) === 4 },
   ip: { expected: 'an IP address', test: v => isIP(v) !== 0 },
   hostOrIp: { expected: 'an IP address or host name', test: v => isIP(v) !== 0 || isHostName(v) },
@@ -63,6 +66,24 @@ export function checkValue (schema: TSchema, value: unknown, path: string, check
     issues.push({ path, expected: 'an existing kubeconfig file', given: `${JSON.stringify(value)} (not found)` })
   }
   return issues
+}
+
+/** Rules that tie keys together (agent only), after each key is valid on its own. */
+export function checkAgent (config: AgentConfig): ConfigIssue[] {
+  const ip = config.commonConfig.bridgeDeviceIP
+  const proxy = config.modules.edgeProxy
+  const path = 'commonConfig.bridgeDeviceIP'
+  const given = JSON.stringify(ip)
+  const first = Number(ip.split('.')[0])
+  // DNS listens and ClusterIPs are DNATed here: an unspecified, multicast or broadcast address cannot serve.
+  if (first === 0 || first >= 224) {
+    return [{ path, expected: 'a unicast IPv4 address (not 0.0.0.0/8, multicast or broadcast)', given }]
+  }
+  // With loopback no bridge device is made (src/app/agent.ts), yet interception would DNAT ClusterIPs to it.
+  if (first === 127 && proxy.enable && proxy.interception !== 'none') {
+    return [{ path, expected: `a non-loopback address while modules.edgeProxy.interception is "${proxy.interception}" (loopback needs interception: none)`, given }]
+  }
+  return []
 }
 
 function isHostName (v: string): boolean {

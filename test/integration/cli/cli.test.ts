@@ -132,3 +132,64 @@ test('a broken kubeconfig exits 2 naming the file, without a stack trace', async
     assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace')
   })
 })
+
+/** Each hostile file: exit 2, the file and the key named, no stack trace. */
+async function refused (content: string, key: RegExp): Promise<{ ms: number, stderr: string }> {
+  let result = { ms: 0, stderr: '' }
+  await withFile(content, async file => {
+    const t0 = performance.now()
+    const r = await edgemesh(['agent', '--config-file', file])
+    result = { ms: performance.now() - t0, stderr: r.stderr }
+    assert.equal(r.code, 2, r.stderr)
+    assert.ok(r.stderr.includes(file), `names the file: ${r.stderr}`)
+    assert.match(r.stderr, key)
+    assert.doesNotMatch(r.stderr, /\n\s+at |Error:/, 'no stack trace')
+    assert.ok(r.stderr.length < 2000, 'a short message')
+  })
+  return result
+}
+
+/** Time the CLI takes to start and refuse a one-line bad config: the cost of the process, not of the file. */
+async function baselineMs (): Promise<number> {
+  return (await refused('modules: {edgeTunnel: {transport: udp}}\n', /modules\.edgeTunnel\.transport/)).ms
+}
+
+test('hostile config 1: an alias bomb exits 2 naming the key', async () => {
+  const lines = ['a: &a [x, x, x, x, x, x, x, x, x]']
+  for (const [p, n] of ['ab', 'bc', 'cd', 'de', 'ef', 'fg', 'gh', 'hi']) lines.push(`${n as string}: &${n as string} [${Array(9).fill('*' + (p as string)).join(', ')}]`)
+  lines.push('modules: {edgeTunnel: {relayNodes: *i}}')
+  await refused(lines.join('\n') + '\n', /\n {2}f: expected at most \d+ values with aliases expanded/)
+})
+
+test('hostile config 2: 100,000 relayNodes exit 2 naming the key, in under a second more than a trivial refusal', async () => {
+  let s = 'modules:\n  edgeTunnel:\n    relayNodes:\n'
+  for (let i = 0; i < 100_000; i++) s += `      - nodeName: node-${i}\n        advertiseAddress: [10.0.${(i >> 8) & 255}.${i & 255}]\n`
+  const base = await baselineMs()
+  const r = await refused(s, /modules\.edgeTunnel\.relayNodes/)
+  assert.ok(r.ms - base < 1000, `${Math.round(r.ms)} ms against ${Math.round(base)} ms`)
+  const compact = await refused('modules: {edgeTunnel: {relayNodes: [' + Array(100_000).fill('{}').join(',') + ']}}\n', /modules\.edgeTunnel\.relayNodes/)
+  assert.ok(compact.ms - base < 1000, `${Math.round(compact.ms)} ms against ${Math.round(base)} ms`)
+  let over = 'modules:\n  edgeTunnel:\n    relayNodes:\n'
+  for (let i = 0; i < 1001; i++) over += `      - nodeName: node-${i}\n`
+  await refused(over, /modules\.edgeTunnel\.relayNodes: expected a list of at most 1000 items, got 1001 items/)
+})
+
+test('hostile config 3: a 10 MB string exits 2 naming the key, in under a second more than a trivial refusal', async () => {
+  const base = await baselineMs()
+  const r = await refused(`modules:\n  edgeTunnel:\n    rendezvous: "${'a'.repeat(10_000_000)}"\n`, /modules\.edgeTunnel\.rendezvous/)
+  assert.ok(r.ms - base < 1000, `${Math.round(r.ms)} ms against ${Math.round(base)} ms`)
+  await refused(`modules:\n  edgeTunnel:\n    rendezvous: "${'a'.repeat(100_000)}"\n`, /modules\.edgeTunnel\.rendezvous: expected a string of at most 4096 characters/)
+})
+
+test('hostile config 4: a duplicate key exits 2 naming the key', async () => {
+  await refused('modules:\n  edgeTunnel:\n    enable: true\n    enable: false\n', /modules\.edgeTunnel\.enable: expected each key once .* at line 4/)
+})
+
+test('hostile config 5: bridgeDeviceIP 0.0.0.0, or loopback with interception, exits 2 naming the key', async () => {
+  await refused('commonConfig: {bridgeDeviceIP: 0.0.0.0}\n', /commonConfig\.bridgeDeviceIP: expected a unicast IPv4 address/)
+  await refused('commonConfig: {bridgeDeviceIP: 127.0.0.1}\nmodules: {edgeProxy: {enable: true}}\n', /commonConfig\.bridgeDeviceIP: expected a non-loopback address while modules\.edgeProxy\.interception is "nftables"/)
+})
+
+test('hostile config 6: a 21-character bridgeDeviceName exits 2 naming the key', async () => {
+  await refused('commonConfig: {bridgeDeviceName: edgemesh0123456789012}\n', /commonConfig\.bridgeDeviceName: expected a string of at most 15 characters/)
+})
