@@ -179,6 +179,14 @@ export class Socks5Server implements Component {
       this.#deps.logger.info('socks5: no such node', { node: nodeName })
       return
     }
+    // Never another node's loopback: its loopback-only services (the status server among them) are not
+    // for the mesh. Without a node address (no API server) only this node can be reached.
+    if (!self && (ip === undefined || isLoopback(ip))) {
+      socket.end(reply(SocksReply.HOST_UNREACHABLE))
+      this.#connections.inc({ result: 'unknown_node' })
+      this.#deps.logger.info('socks5: no routable address for this node', { node: nodeName, address: ip ?? '(unknown: no API server)' })
+      return
+    }
     let upstream: Duplex
     try {
       upstream = await this.#deps.dialer.dialTcp({ ip: ip ?? '127.0.0.1', port, nodeName: self ? undefined : nodeName, service: 'socks5' })
@@ -195,4 +203,8 @@ export class Socks5Server implements Component {
     splice(socket, upstream, { copied: this.#deps.copied })
     socket.resume()
   }
+}
+
+function isLoopback (ip: string): boolean {
+  return ip.startsWith('127.') || ip === '::1' || ip.startsWith('::ffff:127.')
 }

@@ -47,12 +47,12 @@ describe('SOCKS5 proxy: nodes by name', () => {
         dialed.push(t)
         // The far agent reached, the endpoint refused: what a peer transport reports.
         if (t.port === 2) throw new EndpointRefusedError(t.nodeName ?? '', `${t.ip}:2`, 'ECONNREFUSED')
-        return await direct.dialTcp(t, signal)
+        return await direct.dialTcp({ ...t, ip: '127.0.0.1' }, signal)
       },
       dialUdp: async (t) => await direct.dialUdp(t)
     }
-    const nodes: Record<string, string | null> = { 'edge-1': '127.0.0.1', 'edge-2': '127.0.0.1' }
-    socks = new Socks5Server({ logger: noopLogger, metrics: registry, dialer, nodeAddress: async name => nodes[name] ?? null }, { listenIp: '127.0.0.1', port: 0, nodeName: 'edge-1' })
+    const nodes: Record<string, string | null | undefined> = { 'edge-1': '127.0.0.1', 'edge-2': '10.0.0.2', 'edge-loop': '127.0.0.1', 'edge-unknown': undefined }
+    socks = new Socks5Server({ logger: noopLogger, metrics: registry, dialer, nodeAddress: async name => name in nodes ? nodes[name] : null }, { listenIp: '127.0.0.1', port: 0, nodeName: 'edge-1' })
     await socks.start()
     await socks.start() // idempotent
   })
@@ -84,7 +84,7 @@ describe('SOCKS5 proxy: nodes by name', () => {
     assert.equal(reply[1], SocksReply.OK)
     socket.end('through socks')
     assert.equal((await read(socket, 1 << 20)).toString(), 'echo:through socks')
-    assert.deepEqual(dialed.at(-1), { ip: '127.0.0.1', port: echoPort, nodeName: 'edge-2', service: 'socks5' })
+    assert.deepEqual(dialed.at(-1), { ip: '10.0.0.2', port: echoPort, nodeName: 'edge-2', service: 'socks5' })
     const own = await request([0x05, 0x01, 0x00], byName('edge-1', echoPort))
     assert.equal(own.reply[1], SocksReply.OK)
     own.socket.end('self')
@@ -104,6 +104,13 @@ describe('SOCKS5 proxy: nodes by name', () => {
     const metric = await registry.getSingleMetric('edgemesh_socks5_connections_total')?.get()
     const by = Object.fromEntries((metric?.values ?? []).map(v => [String(v.labels.result), v.value]))
     assert.deepEqual(by, { ok: 2, unknown_node: 1, refused: 2, unsupported: 3 })
+  })
+
+  test('another node is never reached at its loopback, nor at an address nobody knows', async () => {
+    const before = dialed.length
+    assert.equal((await request([0x05, 0x01, 0x00], byName('edge-loop', echoPort))).reply[1], SocksReply.HOST_UNREACHABLE)
+    assert.equal((await request([0x05, 0x01, 0x00], byName('edge-unknown', echoPort))).reply[1], SocksReply.HOST_UNREACHABLE)
+    assert.equal(dialed.length, before, 'nothing dialed')
   })
 
   test('a request whose version byte is not 5 is dropped without a dial', async () => {
