@@ -310,7 +310,7 @@ export class Mesh extends LifecycleGroup implements EndpointDialer {
 
   #degrade (err: TunnelIdentityError): void {
     if (this.#failed?.message !== err.message) {
-      this.#log.error('tunnel not started: its state file cannot be used; DNS and the proxy keep serving, endpoints on other nodes are unreachable until it is fixed (retried every 30 s)', { file: err.file, err: err.message })
+      this.#log.error('tunnel not started: its state file cannot be used; DNS and the proxy keep serving, endpoints on other nodes are unreachable until it is fixed', { file: err.file, err: err.message, retryInSeconds: this.#retryMs / 1000 })
     }
     this.#failed = err
     this.#retry = setTimeout(() => {
