@@ -11,6 +11,9 @@ import type { PeerDirectory } from './peer-directory.ts'
 import type { TunnelMetrics } from './metrics.ts'
 import { tcpAddr } from './host.ts'
 
+/** How often a relay whose connection dropped is retried until it is back. */
+const RECOVER_MS = 2000
+
 /** A relay and the TCP addresses other nodes dial it at (`advertiseAddress` × `listenPort`); `host` is an IP or a DNS name. */
 export interface RelayNode { nodeName: string, addresses: ReadonlyArray<{ host: string, port: number }> }
 
@@ -91,6 +94,10 @@ export class Relays {
   #node: Libp2p | undefined
   #multiaddr: ((a: string) => Multiaddr) | undefined
   #resolving = false
+  /** Relays whose connection dropped, by name, until they are back; retried every RECOVER_MS meanwhile. */
+  readonly #lost = new Set<string>()
+  #recovery: NodeJS.Timeout | undefined
+  #keeping = false
 
   constructor (deps: RelaysDeps, init: { nodeName: string, relayNodes: readonly RelayNode[], reserve: boolean }) {
     this.#log = deps.logger
@@ -139,6 +146,7 @@ export class Relays {
         this.#log.info('connected to relay', { relay: r.nodeName })
       }, async (err: Error) => { await this.#dialFailed(r.nodeName, r.addrs, err) })
     }
+    node.addEventListener('peer:disconnect', evt => { this.#disconnected(evt.detail.toString()) })
     // Relays known only by address (secure mode) are resolved in the background: a relay that is down must not hold up the start.
     if (this.#entries.length < this.#configured.filter(r => r.nodeName !== this.#nodeName).length) {
       this.#resolve().catch((err: Error) => this.#log.debug('relays not resolved yet', { err: err.message }))
@@ -147,6 +155,34 @@ export class Relays {
 
   detach (): void {
     this.#node = undefined
+    clearInterval(this.#recovery)
+    this.#recovery = undefined
+    this.#lost.clear()
+  }
+
+  /**
+   * A relay's connection dropped: say so at once (failover to the other
+   * relays is silent otherwise), and retry every few seconds instead of
+   * waiting for the heartbeat, so its return is noticed within seconds.
+   */
+  #disconnected (peerId: string): void {
+    const node = this.#node
+    const relay = this.#entries.find(r => r.peerId.toString() === peerId)
+    if (node === undefined || relay === undefined || node.getConnections(relay.peerId).length > 0 || this.#lost.has(relay.nodeName)) return
+    this.#lost.add(relay.nodeName)
+    const left = this.#entries.filter(r => !this.#lost.has(r.nodeName)).map(r => r.nodeName)
+    this.#log.warn('relay connection lost; reconnecting', { relay: relay.nodeName, relaysLeft: left })
+    this.#recovery ??= setInterval(() => {
+      this.#keep().catch((err: Error) => this.#log.debug('relay recovery failed', { err: err.message }))
+    }, RECOVER_MS)
+    this.#recovery.unref()
+  }
+
+  /** Notes a relay that is connected (and reserved on, where this node reserves) again. */
+  #back (name: string): void {
+    if (!this.#lost.delete(name)) return
+    this.#log.info('relay connection back', { relay: name })
+    if (this.#lost.size === 0) { clearInterval(this.#recovery); this.#recovery = undefined }
   }
 
   /**
@@ -272,10 +308,19 @@ export class Relays {
     }
   }
 
-  /** Redials lost relays, and reserves again where a reservation is gone. */
+  /** Redials lost relays, and reserves again where a reservation is gone; one pass at a time. */
   async #keep (): Promise<void> {
     const node = this.#node
-    if (node === undefined) return
+    if (node === undefined || this.#keeping) return
+    this.#keeping = true
+    try {
+      await this.#keepOnce(node)
+    } finally {
+      this.#keeping = false
+    }
+  }
+
+  async #keepOnce (node: Libp2p): Promise<void> {
     const held = node.getMultiaddrs().map(String).filter(a => a.includes('/p2p-circuit'))
     for (const r of this.#entries) {
       const id = r.peerId.toString()
@@ -284,10 +329,13 @@ export class Relays {
         const tm = (node as unknown as { components?: { transportManager?: { listen: (addrs: Multiaddr[]) => Promise<void> } } }).components?.transportManager
         await tm?.listen(r.addrs.map(a => a.encapsulate(`/p2p/${id}/p2p-circuit`))).then(() => {
           this.#log.info('reservation re-established', { relay: r.nodeName })
+          this.#back(r.nodeName)
         }, (err: Error) => this.#log.debug('relay reservation not re-established yet', { relay: r.nodeName, err: err.message }))
       } else if (node.getConnections(r.peerId).length === 0) {
         await node.dial(r.peerId, { signal: AbortSignal.timeout(5000) })
-          .catch((err: Error) => this.#log.debug('relay not reconnected yet', { relay: r.nodeName, err: err.message }))
+          .then(() => { this.#back(r.nodeName) }, (err: Error) => this.#log.debug('relay not reconnected yet', { relay: r.nodeName, err: err.message }))
+      } else {
+        this.#back(r.nodeName)
       }
     }
   }

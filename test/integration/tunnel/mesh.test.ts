@@ -9,6 +9,9 @@ import { Registry } from 'prom-client'
 import { createMesh } from '../../../src/app/agent.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
 import { freePort } from '../../helpers/net.ts'
+import { eventually } from '../../helpers/control-plane.ts'
+import { recordingLogger } from '../../helpers/recording-logger.ts'
+import type { LogLine } from '../../helpers/recording-logger.ts'
 
 test('a tunnel that fails to start after the data path listened leaves no port bound', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'edgemesh-mesh-'))
@@ -31,6 +34,35 @@ test('a tunnel that fails to start after the data path listened leaves no port b
     await new Promise(resolve => probe.close(resolve))
     await mesh.stop()
   } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('a relay that dies is warned about at once, and its return is noticed within seconds', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgemesh-mesh-'))
+  const lines: LogLine[] = []
+  const relayPort = await freePort()
+  writeFileSync(join(dir, 'psk'), 'edgemesh-ts-test-psk-not-for-any-real-cluster')
+  const relayNodes = [{ nodeName: 'relay-1', addresses: [{ host: '127.0.0.1', port: relayPort }] }]
+  const relay = (): ReturnType<typeof createMesh> => createMesh({ logger: noopLogger, metrics: new Registry() }, { nodeName: 'relay-1', listenPort: relayPort, listenAddresses: ['127.0.0.1'], relayNodes, pskFile: join(dir, 'psk') })
+  let r = relay()
+  // Upstream's heartbeat (120 s) would notice the return only after minutes.
+  const node = createMesh({ logger: recordingLogger(lines), metrics: new Registry() }, { nodeName: 'edge-1', listenPort: await freePort(), listenAddresses: ['127.0.0.1'], relayNodes, pskFile: join(dir, 'psk'), heartbeatMs: 120_000 })
+  try {
+    await r.start()
+    await node.start()
+    await eventually('reserved on the relay', () => node.isReady(), 10_000, 50)
+    await r.stop()
+    const lost = await eventually('the loss is logged', () => lines.some(l => l.level === 'warn' && l.msg === 'relay connection lost; reconnecting'), 5000, 20)
+    assert.ok(lost < 2000, `warned after ${Math.round(lost)} ms`)
+    r = relay()
+    await r.start()
+    const back = await eventually('the return is logged', () => lines.some(l => l.level === 'info' && l.msg === 'relay connection back'), 15_000, 50)
+    assert.ok(back < 10_000, `back after ${Math.round(back)} ms`)
+    await eventually('reserved again', () => node.isReady(), 5000, 50)
+  } finally {
+    await node.stop()
+    await r.stop()
     rmSync(dir, { recursive: true, force: true })
   }
 })
