@@ -19,6 +19,11 @@ export class ComponentStartError extends EdgeMeshError {
   }
 }
 
+/** What a component's start failed with, without the group's ComponentStartError around it. */
+export function startFailure (err: unknown): unknown {
+  return err instanceof ComponentStartError && err.cause instanceof Error ? err.cause : err
+}
+
 /** A required environment variable is missing (e.g. NODE_NAME). */
 export class MissingEnvError extends EdgeMeshError {
   override readonly name = 'MissingEnvError'

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path'
 import { LifecycleGroup } from '../lifecycle/group.ts'
-import { ComponentStartError } from '../errors.ts'
+import { startFailure } from '../errors.ts'
 import { TunnelIdentityError } from '../tunnel/errors.ts'
 import type { StopOptions } from '../lifecycle/component.ts'
 import type { Component } from '../lifecycle/component.ts'
@@ -286,7 +286,7 @@ export class Mesh extends LifecycleGroup implements EndpointDialer {
     try {
       await super.start()
     } catch (err) {
-      const cause = err instanceof ComponentStartError && err.cause instanceof Error ? err.cause : err
+      const cause = startFailure(err)
       if (!(cause instanceof TunnelIdentityError)) throw cause
       this.#degrade(cause)
     }
@@ -320,7 +320,7 @@ export class Mesh extends LifecycleGroup implements EndpointDialer {
         this.#failed = undefined
         this.#log.info('tunnel started after its state file was fixed', { file: err.file })
       }, (e: unknown) => {
-        const cause = e instanceof ComponentStartError && e.cause instanceof Error ? e.cause : e
+        const cause = startFailure(e)
         if (!this.#stopped && cause instanceof TunnelIdentityError) { this.#degrade(cause); return }
         this.#log.error('tunnel start failed', { err: cause })
       })

@@ -8,6 +8,7 @@
 import type { Socket } from 'node:net'
 import type { Counter } from 'prom-client'
 import type { Logger } from '../observability/logger.ts'
+import { WarnSummary } from '../observability/warn-summary.ts'
 
 export type RejectReason = 'handshake_timeout' | 'eof_before_handshake' | 'handshake_failed' | 'too_many_pending' | 'unknown_protocol'
 
@@ -20,23 +21,18 @@ export interface AdmissionLimits {
   maxPendingPerSource?: number
 }
 
-/** At most one warn line this often about connections closed before they authenticated. */
-const WARN_EVERY_MS = 30_000
-
 export class Admission {
-  readonly #log: Logger
   readonly #rejected: Counter<'reason'>
+  readonly #warn: WarnSummary
   readonly #timeoutMs: number
   readonly #max: number
   readonly #maxPerSource: number
   readonly #bySource = new Map<string, number>()
   #total = 0
-  #sinceWarn: Partial<Record<RejectReason, number>> = {}
-  #lastWarn = -Infinity
 
   constructor (deps: { logger: Logger, rejected: Counter<'reason'> }, limits: AdmissionLimits = {}) {
-    this.#log = deps.logger
     this.#rejected = deps.rejected
+    this.#warn = new WarnSummary(deps.logger, 'data path connections closed before proving the PSK (another PSK, a scanner, or a flood)')
     this.#timeoutMs = limits.handshakeTimeoutMs ?? 5000
     this.#max = limits.maxPending ?? 512
     this.#maxPerSource = limits.maxPendingPerSource ?? 128
@@ -44,11 +40,6 @@ export class Admission {
 
   get timeoutMs (): number {
     return this.#timeoutMs
-  }
-
-  /** Connections admitted and not authenticated yet. */
-  pending (): number {
-    return this.#total
   }
 
   /**
@@ -80,15 +71,18 @@ export class Admission {
     return release
   }
 
-  /** Closes a connection that did not authenticate; counted, and warned about at most every 30 s with the counts. */
+  /**
+   * Closes a connection that did not authenticate; counted once, however many
+   * of its deadlines and errors report it, and summed up in a rate-limited warn.
+   */
   reject (reason: RejectReason, socket: Socket): void {
+    if (socket.destroyed) return
     socket.destroy()
     this.#rejected.inc({ reason })
-    this.#sinceWarn[reason] = (this.#sinceWarn[reason] ?? 0) + 1
-    const now = performance.now()
-    if (now - this.#lastWarn < WARN_EVERY_MS) return
-    this.#lastWarn = now
-    this.#log.warn('data path connections closed before proving the PSK (another PSK, a scanner, or a flood)', { counts: this.#sinceWarn, pending: this.#total })
-    this.#sinceWarn = {}
+    this.#warn.record(reason)
+  }
+
+  stop (): void {
+    this.#warn.stop()
   }
 }

@@ -148,6 +148,7 @@ export class DataPath {
   async stop (): Promise<void> {
     this.#stopped = true
     clearInterval(this.#parkTimer)
+    this.#admission.stop()
     const server = this.#server
     this.#server = undefined
     for (const s of this.#sockets) s.destroy()
@@ -405,7 +406,6 @@ export class DataPath {
     socket.on('error', () => {})
     const authenticated = this.#admission.admit(socket)
     if (authenticated === undefined) return
-    const pending = (): boolean => !socket.destroyed
     peekByte(socket, this.#admission.timeoutMs).then(first => {
       if (first === 0x16) this.#serveTls(socket, authenticated)
       else if (first === RELAY_MAGIC && this.#init.isRelay) {
@@ -414,7 +414,7 @@ export class DataPath {
           this.#admission.reject('handshake_failed', socket)
         })
       } else this.#admission.reject('unknown_protocol', socket)
-    }, () => { if (pending()) this.#admission.reject(socket.readableEnded ? 'eof_before_handshake' : 'handshake_timeout', socket) })
+    }, () => { this.#admission.reject(socket.readableEnded ? 'eof_before_handshake' : 'handshake_timeout', socket) })
   }
 
   /** A TLS server on `raw`; `authenticated` once the handshake proved the PSK. */

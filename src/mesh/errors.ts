@@ -2,7 +2,8 @@ import { EdgeMeshError } from '../errors.ts'
 
 /**
  * The mesh's pre-shared key file (`modules.edgeTunnel.psk.path`) is missing,
- * unreadable or empty. Every EdgeMesh node must hold the same PSK; the agent
+ * unreadable, empty, or holds a public PSK (the install guide's placeholder,
+ * upstream's chart default). Every EdgeMesh node must hold the same secret PSK; the agent
  * does not start without it (set `psk.enable: false` to run an unprotected
  * tunnel on purpose).
  */

@@ -16,14 +16,14 @@ import type { Endpoint, ServiceMapView } from '../servicemap/types.ts'
 import type { DatagramChannel, EndpointDialer } from '../mesh/endpoint-dialer.ts'
 import { splice } from '../net/splice.ts'
 import { peekRequestHead } from './http-peek.ts'
-import type { FailureLog } from './failure-log.ts'
+import type { WarnSummary } from '../observability/warn-summary.ts'
 import type { ProxyMetrics } from './metrics.ts'
 
 /** What every listener shares. */
 export interface ListenerRuntime {
   log: Logger
   /** Sums failed connections up into a rate-limited warn line. */
-  failures: FailureLog
+  failures: WarnSummary
   lb: LoadBalancer
   view: ServiceMapView
   dialer: EndpointDialer
@@ -164,7 +164,7 @@ export class TcpServiceListener implements ServiceListener {
       if (!client.destroyed) {
         rt.metrics.refused.inc({ service: this.#label, reason: tried === 0 ? 'no_endpoints' : 'connect_failed' })
         rt.log.debug('no endpoint reachable; resetting the client', { service: this.#label, tried, err: lastErr })
-        rt.failures.record(this.#label, tried === 0 ? 'no endpoints' : (lastErr as Error | undefined)?.name ?? 'connect failed')
+        rt.failures.record(`${this.#label} ${tried === 0 ? 'no endpoints' : (lastErr as Error | undefined)?.name ?? 'connect failed'}`)
         client.resetAndDestroy()
       }
       return
@@ -269,7 +269,7 @@ export class UdpServiceListener implements ServiceListener {
     }, err => {
       rt.metrics.connectErrors.inc({ service: this.#label, path })
       rt.log.debug('udp endpoint unreachable', { service: this.#label, err })
-      rt.failures.record(this.#label, `udp ${(err as Error | undefined)?.name ?? 'failed'}`)
+      rt.failures.record(`${this.#label} udp ${(err as Error | undefined)?.name ?? 'failed'}`)
       if (this.#sessions.get(key) === session) this.#end(key, session)
     })
     return session

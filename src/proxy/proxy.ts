@@ -22,7 +22,7 @@ import type { ServiceChange, ServiceEntry, ServiceKey, ServiceMapView } from '..
 import type { EndpointDialer } from '../mesh/endpoint-dialer.ts'
 import type { Interceptor } from './nftables.ts'
 import { ProxyMetrics } from './metrics.ts'
-import { FailureLog } from './failure-log.ts'
+import { WarnSummary } from '../observability/warn-summary.ts'
 import { TcpServiceListener, UdpServiceListener } from './listeners.ts'
 import type { ListenerRuntime, ServiceListener } from './listeners.ts'
 import { ruleKey } from './rules.ts'
@@ -124,7 +124,7 @@ export class EdgeProxy implements Component {
     this.#metrics ??= new ProxyMetrics(deps.metrics)
     this.#runtime = {
       log: deps.logger,
-      failures: new FailureLog(deps.logger),
+      failures: new WarnSummary(deps.logger, 'proxied connections failed'),
       lb: this.loadBalancer,
       view: deps.serviceMap,
       dialer: deps.dialer,

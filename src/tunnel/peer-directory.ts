@@ -97,9 +97,7 @@ export class CompatDirectory extends NameBook implements PeerDirectory {
   }
 
   async configuredRelayId (nodeName: string): Promise<PeerId> {
-    const id = await compatPeerId(nodeName)
-    this.remember(id.toString(), nodeName)
-    return id
+    return await this.peerIdOf(nodeName)
   }
 
   async admitRelay (): Promise<boolean> { return true }

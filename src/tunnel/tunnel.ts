@@ -16,7 +16,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Registry } from 'prom-client'
 import type { Component } from '../lifecycle/component.ts'
 import { LifecycleGroup } from '../lifecycle/group.ts'
-import { ComponentStartError } from '../errors.ts'
+import { startFailure } from '../errors.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import { readPnetKey } from '../mesh/psk.ts'
@@ -270,7 +270,7 @@ export class EdgeTunnel implements Component {
       await group.start()
     } catch (err) {
       // The group rolled back every step; callers see why it failed, not the wrapper.
-      throw err instanceof ComponentStartError && err.cause instanceof Error ? err.cause : err
+      throw startFailure(err)
     }
     this.#group = group
   }
