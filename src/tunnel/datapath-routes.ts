@@ -35,6 +35,8 @@ export interface RoutesHost {
   dialTargets (nodeName: string, peerId: PeerId): string[]
   relays (): readonly RelayEntry[]
   configuredRelays (): readonly RelayNode[]
+  /** This node's configured advertise addresses when it is a relay. */
+  ownAddresses (): ReadonlyArray<{ host: string }>
   nodeName: string
 }
 
@@ -146,11 +148,10 @@ export class DataPathDirectory implements DataPathRoutes {
    * (loopback only when there is nothing else).
    */
   #dataHosts (node: Libp2p): string[] {
-    const self = this.#host.configuredRelays().find(r => r.nodeName === this.#host.nodeName)
     const own = node.getMultiaddrs().map(String).filter(a => !a.includes('/p2p-circuit'))
       .map(a => /^\/ip[46]\/([^/]+)\/tcp\//.exec(a)?.[1]).filter((h): h is string => h !== undefined)
     const routable = own.filter(h => !h.startsWith('127.') && h !== '::1')
-    const hosts = [...(self?.addresses.map(a => a.host) ?? []), ...(routable.length > 0 ? routable : own)]
+    const hosts = [...this.#host.ownAddresses().map(a => a.host), ...(routable.length > 0 ? routable : own)]
     return [...new Set(hosts)].filter(h => isIP(h) !== 0)
   }
 }

@@ -163,7 +163,8 @@ export class EdgeTunnel implements Component {
           peerIdOf: async (nodeName, signal) => await this.#directory.peerIdOf(nodeName, signal),
           dialTargets: (nodeName, peerId) => this.#dialTargets(nodeName, peerId).map(String),
           relays: () => this.#relays.list(),
-          configuredRelays: () => this.#relays.configured()
+          configuredRelays: () => this.#relays.configured(),
+          ownAddresses: () => this.#relays.ownAddresses()
         }
       })
     }
