@@ -20,4 +20,9 @@ export interface Component {
 export interface StopOptions {
   /** Aborts when the drain deadline has passed: release everything now. */
   signal?: AbortSignal
+  /**
+   * The group's start failed: also undo what this run's start() created on
+   * the host (a plain stop may leave such things for the next run).
+   */
+  rollback?: boolean
 }

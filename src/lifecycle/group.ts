@@ -30,7 +30,7 @@ export class LifecycleGroup implements Component {
       } catch (err) {
         this.#log.error('start failed, rolling back', { component: c.name, err })
         this.#started.push(c)
-        await this.#stopStarted({})
+        await this.#stopStarted({ rollback: true })
         throw new ComponentStartError(c.name, { cause: err })
       }
       this.#started.push(c)

@@ -4,11 +4,12 @@
  * ports, as upstream EdgeMesh uses: it needs no kernel module beyond bridge
  * (some kernels have no `dummy`). Existing links and addresses are reused, so
  * a restarted agent finds its address in place; stop() leaves the link up so
- * queries keep being delivered locally between agent runs. `remove()` is for
+ * queries keep being delivered locally between agent runs, except after a
+ * failed start, which deletes a link that start created. `remove()` is for
  * `edgemesh cleanup`.
  */
 import { isIPv4, isIPv6 } from 'node:net'
-import type { Component } from '../lifecycle/component.ts'
+import type { Component, StopOptions } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { HostNet } from './host-net.ts'
 
@@ -31,6 +32,7 @@ export class BridgeDevice implements Component {
   readonly #log: Logger
   readonly #host: HostNet
   #ready = false
+  #created = false
 
   constructor (deps: BridgeDeviceDeps, init: BridgeDeviceInit = {}) {
     this.#log = deps.logger
@@ -50,6 +52,7 @@ export class BridgeDevice implements Component {
     const created = link === undefined
     if (created) {
       await this.#host.addBridge(this.device)
+      this.#created = true
       link = await this.#host.link(this.device)
     }
     const hasAddress = link?.addresses.some(a => a.split('/')[0] === this.address) ?? false
@@ -59,9 +62,16 @@ export class BridgeDevice implements Component {
     this.#log.info('bridge device ready', { device: this.device, address: cidr, reused: !created, kind: link?.kind ?? 'bridge' })
   }
 
-  /** Leaves the link and its address in place: pods keep their resolver address across restarts. */
-  async stop (): Promise<void> {
+  /**
+   * Leaves the link and its address in place: pods keep their resolver address across restarts.
+   * A rollback deletes the link when this run created it: an agent that never served leaves no trace.
+   */
+  async stop (options: StopOptions = {}): Promise<void> {
     this.#ready = false
+    if (options.rollback === true && this.#created) {
+      this.#created = false
+      await this.remove()
+    }
   }
 
   /** Deletes the link (and its address): `edgemesh cleanup`. */

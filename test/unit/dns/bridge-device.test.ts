@@ -6,6 +6,7 @@ import { IpHostNet } from '../../../src/net/host-net.ts'
 import type { HostNet, LinkState } from '../../../src/net/host-net.ts'
 import { HostCommandError } from '../../../src/net/errors.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
+import { LifecycleGroup } from '../../../src/lifecycle/group.ts'
 
 class FakeHost implements HostNet {
   links = new Map<string, LinkState>()
@@ -33,6 +34,18 @@ describe('BridgeDevice', () => {
     assert.deepEqual(host.calls, [], 'everything reused')
     await dev.remove()
     assert.equal(host.links.has('edgemesh0'), false)
+  })
+
+  test('a failed start deletes the link that run created, and only that one', async () => {
+    const failing = { name: 'dns', start: async () => { throw new Error('EADDRINUSE') }, stop: async () => {} }
+    const host = new FakeHost()
+    const group = new LifecycleGroup('agent', [new BridgeDevice({ logger: noopLogger, host }), failing], noopLogger)
+    await assert.rejects(group.start())
+    assert.equal(host.links.has('edgemesh0'), false, 'no edgemesh0 left behind by an agent that never served')
+    // A link from an earlier run stays: pods resolve through it between runs.
+    host.links.set('edgemesh0', { kind: 'bridge', up: true, addresses: ['169.254.96.16/32'] })
+    await assert.rejects(new LifecycleGroup('agent', [new BridgeDevice({ logger: noopLogger, host }), failing], noopLogger).start())
+    assert.equal(host.links.has('edgemesh0'), true)
   })
 
   test('an existing link without the address (or down) is completed, whatever its type', async () => {
