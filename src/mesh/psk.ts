@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
+import { readFile, stat } from 'node:fs/promises'
 import { TunnelPskError } from './errors.ts'
 
 /**
@@ -52,4 +52,15 @@ export async function readPnetKey (file: string): Promise<Buffer> {
   const reason = publicPskReason(bytes.toString('utf8'))
   if (reason !== undefined) throw new TunnelPskError(file, `${reason}; every node needs the same secret one`)
   return derivePnetKey(bytes)
+}
+
+/**
+ * Why the PSK file is exposed to other users of the host (group or world
+ * permission bits), or undefined. A warning, not a refusal: a ConfigMap or a
+ * Secret mounted with Kubernetes' default mode is 0644.
+ */
+export async function pskFileExposure (file: string): Promise<string | undefined> {
+  const mode = (await stat(file)).mode & 0o777
+  if ((mode & 0o077) === 0) return undefined
+  return `mode ${mode.toString(8).padStart(4, '0')} lets other users of the host read the mesh's secret; chmod 600 it (in Kubernetes: defaultMode: 0400 on its volume)`
 }

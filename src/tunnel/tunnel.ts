@@ -19,7 +19,7 @@ import { LifecycleGroup } from '../lifecycle/group.ts'
 import { startFailure } from '../errors.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
-import { readPnetKey } from '../mesh/psk.ts'
+import { pskFileExposure, readPnetKey } from '../mesh/psk.ts'
 import type { DataPathRoutes } from '../datapath/transport.ts'
 import { PROXY_PROTOCOL } from './messages.ts'
 import type { PnetImplementation } from './pnet.ts'
@@ -230,6 +230,8 @@ export class EdgeTunnel implements Component {
     const group = new LifecycleGroup('tunnel', [
       step('host', async () => {
         const pnetKey = init.pskFile !== undefined ? await readPnetKey(init.pskFile) : undefined
+        const exposure = init.pskFile !== undefined ? await pskFileExposure(init.pskFile) : undefined
+        if (exposure !== undefined) this.#log.warn('the PSK file is readable by others', { file: init.pskFile, hint: exposure })
         await this.#directory.load()
         const { multiaddr } = await import('@multiformats/multiaddr')
         this.#multiaddr = multiaddr

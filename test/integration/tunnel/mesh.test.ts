@@ -2,7 +2,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Registry } from 'prom-client'
@@ -63,6 +63,33 @@ test('a relay that dies is warned about at once, and its return is noticed withi
   } finally {
     await node.stop()
     await r.stop()
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('a PSK file other users can read is warned about with the fix; a 0600 one is not', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'edgemesh-mesh-'))
+  try {
+    for (const mode of [0o644, 0o600]) {
+      const lines: LogLine[] = []
+      const file = join(dir, `psk-${mode.toString(8)}`)
+      writeFileSync(file, 'edgemesh-ts-test-psk-not-for-any-real-cluster', { mode })
+      chmodSync(file, mode)
+      const mesh = createMesh({ logger: recordingLogger(lines), metrics: new Registry() }, { nodeName: 'node-a', listenPort: await freePort(), listenAddresses: ['127.0.0.1'], relayNodes: [], pskFile: file })
+      try {
+        await mesh.start()
+      } finally {
+        await mesh.stop()
+      }
+      const warned = lines.find(l => l.msg === 'the PSK file is readable by others')
+      if (mode === 0o600) assert.equal(warned, undefined)
+      else {
+        assert.equal(warned?.level, 'warn')
+        assert.equal(warned?.fields?.file, file)
+        assert.match(String(warned?.fields?.hint), /mode 0644 .* chmod 600/)
+      }
+    }
+  } finally {
     rmSync(dir, { recursive: true, force: true })
   }
 })
