@@ -536,11 +536,11 @@ async function countersOf (metrics: Registry): Promise<Record<string, number>> {
   return out
 }
 
-/** The status server (last to start, first to stop) and, when upstream's metricConfig asks for it, a /metrics listener on all interfaces. */
-function createStatusServers (common: AgentConfig['commonConfig'], metricConfig: { enable: boolean, port: number }, deps: { logger: Logger, metrics: Registry, source: () => StatusSource }): Component[] {
+/** The status server (last to start, first to stop) and, when upstream's metricConfig asks for it, a /metrics listener (on all interfaces unless `address` says otherwise). */
+function createStatusServers (common: AgentConfig['commonConfig'], metricConfig: { enable: boolean, port: number, address: string }, deps: { logger: Logger, metrics: Registry, source: () => StatusSource }): Component[] {
   const out: Component[] = []
   if (common.statusPort !== 0) out.push(new StatusServer({ ...deps, logger: deps.logger.forComponent('status') }, { address: common.statusAddress, port: common.statusPort }))
-  if (metricConfig.enable) out.push(new StatusServer({ ...deps, logger: deps.logger.forComponent('metrics') }, { address: '0.0.0.0', port: metricConfig.port, metricsOnly: true }))
+  if (metricConfig.enable) out.push(new StatusServer({ ...deps, logger: deps.logger.forComponent('metrics') }, { address: metricConfig.address, port: metricConfig.port, metricsOnly: true }))
   return out
 }
 

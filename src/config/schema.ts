@@ -154,8 +154,9 @@ export const EdgeTunnelConfig = obj({
   listenInterfaces: str('*', 'Upstream\'s interfaces to listen on; the tunnel listens on all.', { check: 'nicList', noEffect: true }),
   extraFilteredInterfaces: str('', 'Upstream\'s interface name prefixes never to listen on.', { noEffect: true }),
   metricConfig: obj({
-    enable: bool(false, 'Serve Prometheus metrics.'),
-    port: port(9999, 'Metrics port.')
+    enable: bool(false, 'Serve Prometheus metrics (`/metrics` only). Its series name services, namespaces and nodes: bind it to an address only your Prometheus reaches, or keep it off and scrape the status server.'),
+    port: port(9999, 'Metrics port.'),
+    address: str('0.0.0.0', 'Address the metrics port listens on (upstream listens on all).', { ours: true, check: 'ipv4' })
   }, 'Metrics endpoint.'),
   configPath: str('', 'File watched for relayNodes changes.', { defaultDoc: 'the config file path' }),
   identity: oneOf(['compat', 'secure'] as const, 'compat',
