@@ -42,22 +42,32 @@ export async function loadOrCreateKey (file: string): Promise<{ key: PrivateKey,
     }
   }
   const key = await generateKeyPair('Ed25519')
-  await mkdir(dirname(file), { recursive: true, mode: 0o700 })
-  const tmp = `${file}.${process.pid}.tmp`
-  await writeFile(tmp, privateKeyToProtobuf(key), { mode: 0o600 })
-  await chmod(tmp, 0o600)
-  await rename(tmp, file)
+  try {
+    await mkdir(dirname(file), { recursive: true, mode: 0o700 })
+    const tmp = `${file}.${process.pid}.tmp`
+    await writeFile(tmp, privateKeyToProtobuf(key), { mode: 0o600 })
+    await chmod(tmp, 0o600)
+    await rename(tmp, file)
+  } catch (err) {
+    // A key that is not kept would change the node's PeerID at every restart, and its pins elsewhere would refuse it.
+    throw new TunnelIdentityError(file, `cannot save a new key (${(err as NodeJS.ErrnoException).code ?? String(err)}); make the state directory (commonConfig.stateDir) writable`, { cause: err })
+  }
   return { key, created: true }
 }
 
-/** Name → PeerID pins, persisted as JSON. */
+/**
+ * Name → PeerID pins, persisted as JSON. A pin that cannot be saved (a
+ * read-only state directory) still holds until restart; `onSaveFailed` is told.
+ */
 export class PeerPins {
   readonly #file: string
+  readonly #onSaveFailed: (err: Error) => void
   #pins = new Map<string, string>()
   #writing: Promise<void> = Promise.resolve()
 
-  constructor (file: string) {
+  constructor (file: string, onSaveFailed: (err: Error) => void = () => {}) {
     this.#file = file
+    this.#onSaveFailed = onSaveFailed
   }
 
   async load (): Promise<void> {
@@ -86,8 +96,8 @@ export class PeerPins {
       await writeFile(tmp, JSON.stringify(Object.fromEntries(this.#pins), null, 2) + '\n', { mode: 0o600 })
       await rename(tmp, this.#file)
     })
-    this.#writing = write.catch(() => {})
-    await write
+    this.#writing = write.catch((err: Error) => { this.#onSaveFailed(err) })
+    await this.#writing
     return 'new'
   }
 }

@@ -131,7 +131,12 @@ export class SecureDirectory extends NameBook implements PeerDirectory {
     super(deps, init.nodeName)
     this.#keyFile = init.keyFile
     this.#pinsFile = init.pinsFile
-    this.#pins = new PeerPins(init.pinsFile)
+    let warned = false
+    this.#pins = new PeerPins(init.pinsFile, err => {
+      if (warned) return
+      warned = true
+      this.log.warn('peer pins cannot be saved: they hold until restart only', { file: init.pinsFile, err: err.message, hint: 'make the state directory (commonConfig.stateDir) writable' })
+    })
   }
 
   async load (): Promise<void> {
