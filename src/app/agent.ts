@@ -29,7 +29,7 @@ import type { Informer, KubeObject, Service } from '../kube/index.ts'
 import { ServiceMap, FileStateStore, createStandaloneInformers, compactService, compactSlice } from '../servicemap/index.ts'
 import type { CompactService, CompactSlice, ServiceFilterMode } from '../servicemap/index.ts'
 import { Registry } from 'prom-client'
-import { BridgeDevice, BufferReclaimer, IpHostNet } from '../net/index.ts'
+import { BridgeDevice, BufferReclaimer, IpHostNet, LocalSources } from '../net/index.ts'
 import type { CopiedStreams } from '../net/index.ts'
 import { DnsServer, dnsServerInit } from '../dns/index.ts'
 import { StatusServer } from '../observability/status-server.ts'
@@ -467,8 +467,10 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   if ((m.edgeDNS.enable || intercept) && !bridgeDeviceIP.startsWith('127.')) {
     components.push(new BridgeDevice({ logger: log.forComponent('bridge-device'), host: new IpHostNet() }, { name: bridgeDeviceName, address: bridgeDeviceIP }))
   }
+  // Hosts that route the bridge address via this node are not its clients (loopback: nobody else can reach it).
+  const clients = bridgeDeviceIP.startsWith('127.') ? undefined : new LocalSources()
   if (m.edgeDNS.enable) {
-    components.push(new DnsServer({ logger: log.forComponent('dns'), metrics, serviceMap }, dnsServerInit(m.edgeDNS, bridgeDeviceIP)))
+    components.push(new DnsServer({ logger: log.forComponent('dns'), metrics, serviceMap, clients }, dnsServerInit(m.edgeDNS, bridgeDeviceIP)))
   }
   const mesh = m.edgeTunnel.enable ? createMesh({ logger: log.forComponent('tunnel'), metrics, copied }, meshInit(m.edgeTunnel, node.nodeName, config.commonConfig.stateDir)) : undefined
   if (mesh !== undefined) {

@@ -158,7 +158,7 @@ export class DnsMetrics {
     })
     this.#dropped = new Counter({
       name: 'edgemesh_dns_dropped_total',
-      help: 'Packets dropped without an answer (too short, a response, overload).',
+      help: 'Queries dropped without an answer: malformed (too short, a response), overload, remote_source (a client that is not on this node; TCP connections count once).',
       labelNames: ['reason'],
       registers
     })
@@ -173,7 +173,7 @@ export class DnsMetrics {
       help: 'Usable upstream servers (0 means forwarded names fail with SERVFAIL).',
       registers
     })
-    for (const reason of ['malformed', 'overload']) this.#dropped.inc({ reason }, 0)
+    for (const reason of ['malformed', 'overload', 'remote_source']) this.#dropped.inc({ reason }, 0)
   }
 
   /** Hot path: one answered query. */
@@ -189,7 +189,7 @@ export class DnsMetrics {
 
   cacheHit (): void { this.#hits++ }
   cacheMiss (): void { this.#misses++ }
-  dropped (reason: 'malformed' | 'overload'): void { this.#dropped.inc({ reason }) }
+  dropped (reason: 'malformed' | 'overload' | 'remote_source'): void { this.#dropped.inc({ reason }) }
   tcpClosed (reason: 'idle' | 'read_deadline' | 'evicted' | 'refused'): void { this.#tcpClosed.inc({ reason }) }
   upstreamRequest (upstream: string, protocol: 'udp' | 'tcp'): void { this.#upstreamRequests.inc({ upstream, protocol }) }
   upstreamError (upstream: string, reason: 'timeout' | 'servfail' | 'refused' | 'network' | 'malformed'): void {

@@ -23,6 +23,8 @@ export interface DnsServerDeps {
   /** Registry the `edgemesh_dns_*` metrics are registered on (one DnsServer per registry). */
   metrics: Registry
   serviceMap: ServiceMapView
+  /** Clients allowed to query (the node's own, see net/local-sources.ts). @default everyone */
+  clients?: { isLocal: (address: string) => boolean }
 }
 
 export interface DnsServerInit {
@@ -70,6 +72,7 @@ export class DnsServer implements Component {
   readonly #log: Logger
   readonly #registry: Registry
   readonly #view: ServiceMapView
+  readonly #clients: { isLocal: (address: string) => boolean } | undefined
   readonly #init: DnsServerInit & Required<Pick<DnsServerInit, 'listenPort' | 'zone' | 'ttl' | 'resolvConfPath' | 'udpSockets' | 'upstreamTimeoutMs' | 'tcpIdleTimeoutMs' | 'maxTcpConnections'>>
   #metrics: DnsMetrics | undefined
   #forwarder: Forwarder | undefined
@@ -86,6 +89,7 @@ export class DnsServer implements Component {
     this.#log = deps.logger
     this.#registry = deps.metrics
     this.#view = deps.serviceMap
+    this.#clients = deps.clients
     this.#init = {
       listenPort: 53,
       zone: 'cluster.local',
@@ -220,7 +224,10 @@ export class DnsServer implements Component {
       sock.bind({ address: listenAddress, port: this.#udp.length > 0 ? this.address().port : listenPort }, () => resolve())
     })
     sock.on('error', err => this.#log.debug('udp socket error', { err: err.message }))
+    const clients = this.#clients
     sock.on('message', (msg, rinfo) => {
+      // No answer at all to a host off the node: not an open resolver, and nothing to amplify.
+      if (clients !== undefined && !clients.isLocal(rinfo.address)) { this.#metrics?.dropped('remote_source'); return }
       const reply = handler.respond(msg, false)
       if (reply === undefined) return
       if (reply instanceof Uint8Array) {
@@ -249,6 +256,7 @@ export class DnsServer implements Component {
   #serveTcp (sock: TcpSocket, handler: DnsHandler, idleMs: number, max: number): void {
     const metrics = this.#metrics
     if (this.#stopping !== undefined) { sock.destroy(); return }
+    if (this.#clients !== undefined && !this.#clients.isLocal(sock.remoteAddress ?? '')) { metrics?.dropped('remote_source'); sock.destroy(); return }
     if (this.#conns.size >= max && !this.#evictIdlest()) {
       metrics?.tcpClosed('refused')
       sock.destroy()

@@ -128,4 +128,17 @@ describe('EdgeDNS in the seed lab', rootOnly, () => {
     const after = await lab.exec(NODE, ['dig', '+time=2', '+tries=1', '+short', 'hostname-svc.default.svc.cluster.local'], { pod: 'client' })
     assert.equal(after.stdout.trim(), '10.96.0.10')
   })
+
+  test('a host on the node\'s LAN that routes 169.254.96.16 via the node gets no answer', async () => {
+    if (agents.find(a => a.running) === undefined) await ready(startAgent('agent-3'))
+    const neighbour = 'edge-a2'
+    await lab.exec(neighbour, ['ip', 'route', 'add', '169.254.96.16/32', 'via', lab.address(NODE)])
+    const udp = await lab.exec(neighbour, ['dig', '@169.254.96.16', '+time=1', '+tries=1', 'hostname-svc.default.svc.cluster.local'])
+    assert.match(udp.stdout, /timed out|no servers could be reached/, udp.stdout)
+    const tcp = await lab.exec(neighbour, ['dig', '+tcp', '@169.254.96.16', '+time=1', '+tries=1', 'hostname-svc.default.svc.cluster.local'])
+    assert.doesNotMatch(tcp.stdout, /status: NOERROR/, tcp.stdout)
+    // The node's own pods still resolve.
+    const own = await lab.exec(NODE, ['dig', '+time=2', '+tries=1', '+short', 'hostname-svc.default.svc.cluster.local'], { pod: 'client' })
+    assert.equal(own.stdout.trim(), '10.96.0.10')
+  })
 })
