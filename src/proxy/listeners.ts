@@ -35,6 +35,8 @@ export interface ListenerRuntime {
   peekTimeoutMs: number
   /** UDP sessions without traffic in either direction are closed after this long. */
   udpIdleTimeoutMs: number
+  /** TCP clients waiting for an endpoint now, over all listeners, and the most allowed. */
+  pending: { now: number, readonly max: number }
   copied?: CopiedStreams
 }
 
@@ -84,7 +86,7 @@ export class TcpServiceListener implements ServiceListener {
     const server = createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, c => { this.#accept(c) })
     this.#port = await bindPreferred(preferredPort, async port => await new Promise<number>((resolve, reject) => {
       server.once('error', reject)
-      server.listen({ host: this.#listenIp, port, backlog: 4096 }, () => {
+      server.listen({ host: this.#listenIp, port, backlog: 1024 }, () => {
         server.off('error', reject)
         resolve((server.address() as { port: number }).port)
       })
@@ -119,10 +121,24 @@ export class TcpServiceListener implements ServiceListener {
       metrics.bytes.inc({ service: this.#label, direction: 'to_client' }, client.bytesWritten)
     })
     client.on('error', () => {}) // handled through 'close'; a reset client is routine
+    const { pending } = this.#rt
+    if (pending.now >= pending.max) {
+      this.#shed(client, 'overload')
+      return
+    }
+    pending.now++
     this.#connect(client).catch(err => {
       this.#rt.log.debug('proxy connection failed', { service: this.#label, err })
       client.destroy()
-    })
+    }).finally(() => { pending.now-- })
+  }
+
+  /** Ends a client without an endpoint, counted and summed up into the warn line. */
+  #shed (client: Socket, reason: 'no_endpoints' | 'connect_failed' | 'overload' | 'client_left', err?: unknown): void {
+    const rt = this.#rt
+    rt.metrics.refused.inc({ service: this.#label, reason })
+    rt.failures.record(`${this.#label} ${reason === 'connect_failed' ? (err as Error | undefined)?.name ?? 'connect failed' : reason.replace('_', ' ')}`)
+    client.resetAndDestroy()
   }
 
   async #connect (client: Socket): Promise<void> {
@@ -142,9 +158,13 @@ export class TcpServiceListener implements ServiceListener {
     let upstream: Duplex | undefined
     let tried = 0
     let lastErr: unknown
+    // A client that left without sending a byte (gave up while queued, under overload) is not dialed for.
+    const left = (): boolean => client.destroyed || (client.readableEnded && client.bytesRead === 0)
+    if (left()) { this.#shed(client, 'client_left'); return }
     const abort = new AbortController()
-    const onClientGone = (): void => abort.abort()
+    const onClientGone = (): void => { if (left()) abort.abort() }
     client.once('close', onClientGone)
+    client.once('end', onClientGone)
     for (const ep of rt.lb.attempts(svc, endpoints, ctx, rt.maxAttempts)) {
       tried++
       const path = pathOf(rt, ep)
@@ -159,13 +179,12 @@ export class TcpServiceListener implements ServiceListener {
       }
     }
     client.off('close', onClientGone)
-    if (upstream === undefined || client.destroyed) {
+    client.off('end', onClientGone)
+    if (upstream === undefined || left()) {
       upstream?.destroy()
       if (!client.destroyed) {
-        rt.metrics.refused.inc({ service: this.#label, reason: tried === 0 ? 'no_endpoints' : 'connect_failed' })
         rt.log.debug('no endpoint reachable; resetting the client', { service: this.#label, tried, err: lastErr })
-        rt.failures.record(`${this.#label} ${tried === 0 ? 'no endpoints' : (lastErr as Error | undefined)?.name ?? 'connect failed'}`)
-        client.resetAndDestroy()
+        this.#shed(client, left() ? 'client_left' : tried === 0 ? 'no_endpoints' : 'connect_failed', lastErr)
       }
       return
     }

@@ -54,6 +54,11 @@ export interface EdgeProxyInit {
   peekTimeoutMs?: number
   /** @default 30000 */
   udpIdleTimeoutMs?: number
+  /**
+   * TCP clients waiting for their endpoint at once, over all listeners; more are reset at once
+   * (load shedding: under overload a queue of waiting clients only delays recovery). @default 512
+   */
+  maxPendingConnections?: number
   /** First retry after a failed sync; doubles per failed retry. @default 1000 */
   syncRetryMinMs?: number
   /** @default 30000 */
@@ -95,7 +100,7 @@ export class EdgeProxy implements Component {
   constructor (deps: EdgeProxyDeps, init: EdgeProxyInit) {
     this.#deps = deps
     this.loadBalancer = deps.loadBalancer ?? new LoadBalancer()
-    this.#init = { kernelPath: true, maxAttempts: 3, peekTimeoutMs: 5000, udpIdleTimeoutMs: 30_000, syncRetryMinMs: 1000, syncRetryMaxMs: 30_000, ...init }
+    this.#init = { kernelPath: true, maxAttempts: 3, peekTimeoutMs: 5000, udpIdleTimeoutMs: 30_000, maxPendingConnections: 512, syncRetryMinMs: 1000, syncRetryMaxMs: 30_000, ...init }
     this.#retryDelay = this.#init.syncRetryMinMs
     this.#filter = serviceProxyFilter(init.serviceFilterMode)
   }
@@ -133,6 +138,7 @@ export class EdgeProxy implements Component {
       maxAttempts: this.#init.maxAttempts,
       peekTimeoutMs: this.#init.peekTimeoutMs,
       udpIdleTimeoutMs: this.#init.udpIdleTimeoutMs,
+      pending: { now: 0, max: this.#init.maxPendingConnections },
       copied: deps.copied
     }
     this.#previousPorts = await deps.interceptor.load()

@@ -12,6 +12,11 @@ import { DirectDialer } from '../../../src/mesh/index.ts'
 import { parseDestinationRule } from '../../../src/loadbalancer/index.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
 import { FakeServiceMap, endpoint, service } from '../../unit/dns/fixtures.ts'
+import { once } from 'node:events'
+import { eventually } from '../../helpers/control-plane.ts'
+import { recordingLogger } from '../../helpers/recording-logger.ts'
+import type { LogLine } from '../../helpers/recording-logger.ts'
+import { scrape } from '../../helpers/scrape.ts'
 import type { ServiceEntry } from '../../../src/servicemap/types.ts'
 
 /** A backend that answers every request line with its own name, and handles half-close like a real server. */
@@ -209,5 +214,71 @@ describe('EdgeProxy userspace path on loopback', () => {
     } finally {
       await kernel.stop()
     }
+  })
+})
+
+describe('EdgeProxy under overload', () => {
+  /** A dialer whose dials hang until aborted, as through a CPU-starved tunnel. */
+  class StuckDialer {
+    started = 0
+    aborted = 0
+    async dialTcp (_target: unknown, signal?: AbortSignal): Promise<never> {
+      this.started++
+      return await new Promise((_resolve, reject) => signal?.addEventListener('abort', () => { this.aborted++; reject(new Error('aborted')) }))
+    }
+
+    async dialUdp (): Promise<never> { throw new Error('no UDP here') }
+  }
+
+  async function withProxy (use: (port: number, dialer: StuckDialer, registry: Registry, lines: LogLine[]) => Promise<void>): Promise<void> {
+    const dialer = new StuckDialer()
+    const registry = new Registry()
+    const lines: LogLine[] = []
+    const proxy = new EdgeProxy({
+      logger: recordingLogger(lines),
+      metrics: registry,
+      serviceMap: new FakeServiceMap([web(['127.0.0.1', 9])]),
+      interceptor: new NoInterceptor(),
+      dialer,
+      isDirect: () => false
+    }, { listenIp: '127.0.0.1', serviceFilterMode: 'FilterIfLabelExists', kernelPath: false, maxPendingConnections: 4 })
+    await proxy.start()
+    try {
+      await use(proxy.listenerPort('10.96.0.10', 'tcp', 80) as number, dialer, registry, lines)
+    } finally {
+      await proxy.stop()
+    }
+  }
+
+  test('a client that leaves without a byte has its dial abandoned', async () => {
+    await withProxy(async (port, dialer, registry) => {
+      const client = connect(port, '127.0.0.1')
+      const reset = once(client, 'error')
+      await once(client, 'connect')
+      client.end()
+      await eventually('the dial is aborted', () => dialer.aborted === 1, 2000, 10)
+      assert.equal((await scrape(registry)).get('edgemesh_proxy_refused_total{service="default/web",reason="client_left"}'), 1)
+      assert.equal(((await reset)[0] as NodeJS.ErrnoException).code, 'ECONNRESET')
+    })
+  })
+
+  test('beyond maxPendingConnections new clients are reset at once and a warn line counts them', async () => {
+    await withProxy(async (port, dialer, registry, lines) => {
+      const waiting = await Promise.all(Array.from({ length: 4 }, async () => { const c = connect(port, '127.0.0.1'); c.on('error', () => {}); await once(c, 'connect'); return c }))
+      await eventually('four dials pending', () => dialer.started === 4, 2000, 10)
+      const started = performance.now()
+      const shed = await request(port, ['x']).then(() => undefined, (e: NodeJS.ErrnoException) => e)
+      assert.equal(shed?.code, 'ECONNRESET')
+      assert.ok(performance.now() - started < 500, 'reset at once, not queued')
+      assert.equal(dialer.started, 4, 'no dial for a shed client')
+      assert.equal((await scrape(registry)).get('edgemesh_proxy_refused_total{service="default/web",reason="overload"}'), 1)
+      assert.ok(lines.some(l => l.level === 'warn' && l.msg.startsWith('proxied connections failed')), JSON.stringify(lines))
+      for (const c of waiting) c.destroy()
+      await eventually('room again', () => dialer.aborted === 4, 2000, 10)
+      const next = connect(port, '127.0.0.1')
+      await once(next, 'connect')
+      await eventually('a new client is dialed for', () => dialer.started === 5, 2000, 10)
+      next.destroy()
+    })
   })
 })
