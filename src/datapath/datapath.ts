@@ -26,7 +26,7 @@ import type { Registry } from 'prom-client'
 import type { Logger } from '../observability/logger.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import { cipherPreference, jsonLine, macMatches, pairIdentity, parseIdentity, relayMac, RELAY_MAGIC, tlsKey } from './wire.ts'
-import { peekByte, readLine } from './socket-io.ts'
+import { peekFirstRecord, readLine } from './socket-io.ts'
 import { connectWithin } from '../net/connect.ts'
 import { splice } from '../net/splice.ts'
 import { EndpointRefusedError } from '../mesh/errors.ts'
@@ -406,7 +406,7 @@ export class DataPath {
     socket.on('error', () => {})
     const authenticated = this.#admission.admit(socket)
     if (authenticated === undefined) return
-    peekByte(socket, this.#admission.timeoutMs).then(first => {
+    peekFirstRecord(socket, this.#admission.timeoutMs).then(first => {
       if (first === 0x16) this.#serveTls(socket, authenticated)
       else if (first === RELAY_MAGIC && this.#init.isRelay) {
         this.#serveRelay(socket, authenticated).catch((err: Error) => {

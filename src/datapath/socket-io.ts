@@ -45,25 +45,45 @@ export async function readLine (stream: Duplex, timeoutMs: number): Promise<stri
   })
 }
 
-/** Resolves with the first byte of a socket, put back so the next reader sees it. */
-export async function peekByte (socket: Socket, timeoutMs: number): Promise<number> {
+/** A TLS record header: type, version (2), length (2). Records carry at most 2^14 bytes plus expansion. */
+const TLS_HEADER = 5
+const TLS_MAX_RECORD = 16_384 + 2048
+
+/**
+ * Resolves with the first byte of a socket, put back with everything read so
+ * the next reader sees it all. When that byte opens a TLS record (0x16), waits
+ * for the whole record first: a TLS session (an OpenSSL object, tens of KB of
+ * native memory) is created only for a client that sent a complete
+ * ClientHello, not for one that sent a byte and went quiet.
+ */
+export async function peekFirstRecord (socket: Socket, timeoutMs: number): Promise<number> {
   return await new Promise((resolve, reject) => {
-    const done = (err?: Error, byte?: number): void => {
+    let buf: Buffer = Buffer.alloc(0)
+    const done = (err?: Error): void => {
       clearTimeout(timer)
       socket.off('readable', onReadable)
-      socket.off('close', onClose)
-      if (err !== undefined) reject(err)
-      else resolve(byte as number)
+      socket.off('end', onEnd)
+      socket.off('close', onEnd)
+      if (err !== undefined) { reject(err); return }
+      socket.unshift(buf)
+      resolve(buf[0] as number)
+    }
+    const complete = (): boolean => {
+      if (buf.length === 0) return false
+      if (buf[0] !== 0x16) return true
+      if (buf.length < TLS_HEADER) return false
+      return buf.length >= TLS_HEADER + Math.min(buf.readUInt16BE(3), TLS_MAX_RECORD)
     }
     const onReadable = (): void => {
-      const b = socket.read(1) as Buffer | null
-      if (b === null) return
-      socket.unshift(b)
-      done(undefined, b[0])
+      for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) {
+        buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
+        if (complete()) { done(); return }
+      }
     }
-    const onClose = (): void => done(new Error('closed before the first byte'))
-    const timer = setTimeout(() => done(new Error(`nothing received within ${timeoutMs} ms`)), timeoutMs)
+    const onEnd = (): void => done(new Error('closed before a complete first record'))
+    const timer = setTimeout(() => done(new Error(`no complete first record within ${timeoutMs} ms`)), timeoutMs)
     socket.on('readable', onReadable)
-    socket.once('close', onClose)
+    socket.once('end', onEnd)
+    socket.once('close', onEnd)
   })
 }
