@@ -17,6 +17,8 @@ import { loadSodium } from './sodium.ts'
 const EARLY_STREAMS = 1024
 /** Least time libp2p's connection monitor gives a ping before it drops the connection. */
 const PING_TIMEOUT_MS = 30_000
+/** Inbound connections in their upgrade (pnet, Noise, yamux) at once; each may take libp2p's 10 s (slow edge links). */
+const MAX_PENDING_UPGRADES = 512
 
 export interface HostInit {
   privateKey: PrivateKey
@@ -85,6 +87,10 @@ export async function createHost (init: HostInit, copied: CopiedStreams | undefi
     // relayed connection carrying many bulk streams the ping queues behind their data for longer, and the
     // abort cut them all (iperf3 -P 50 through a relay). A dead connection still fails its pings.
     connectionMonitor: { pingTimeout: { minTimeout: PING_TIMEOUT_MS } },
+    // libp2p holds at most 10 connections in their upgrade by default, for up to 10 s each: 10 silent TCP
+    // connections from anywhere locked every peer out of a relay. Room for a relay's fleet reconnecting at
+    // once; a silent flood stays bounded (libp2p admits 5 new connections a second per address).
+    connectionManager: { maxIncomingPendingConnections: MAX_PENDING_UPGRADES },
     // A relay that is down at start must not stop the agent: reservations are retried.
     transportManager: { faultTolerance: 1 /* FaultTolerance.NO_FATAL */ },
     services: services as never,
