@@ -213,7 +213,8 @@ export function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppD
     // Without interception nothing DNATs to the bridge IP: clients (demo, tests) connect to loopback listeners.
     listenIp: p.interception === 'none' ? '127.0.0.1' : config.commonConfig.bridgeDeviceIP,
     serviceFilterMode: p.serviceFilterMode,
-    kernelPath: p.kernelPath,
+    // Nothing is in the kernel without interception: every port needs its listener.
+    kernelPath: p.kernelPath && p.interception !== 'none',
     udpIdleTimeoutMs: p.udpIdleTimeout * 1000
   })
   const rules = deps.destinationRules

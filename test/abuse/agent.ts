@@ -39,8 +39,6 @@ export interface AgentOptions {
   identity?: 'secure' | 'compat'
   /** YAML documents served beside the standalone fixture's. */
   services?: string
-  /** `edgeProxy.kernelPath`. @default true */
-  kernelPath?: boolean
 }
 
 export class Agent {
@@ -138,7 +136,7 @@ export async function startAgent (options: AgentOptions = {}): Promise<Agent> {
     `  statusPort: ${ports.status}`,
     'modules:',
     `  edgeDNS: { enable: true, listenPort: ${ports.dns} }`,
-    `  edgeProxy: { enable: true, interception: none, kernelPath: ${String(options.kernelPath ?? true)}, socks5Proxy: { enable: true, listenPort: ${ports.socks5} } }`,
+    `  edgeProxy: { enable: true, interception: none, socks5Proxy: { enable: true, listenPort: ${ports.socks5} } }`,
     '  edgeTunnel:',
     '    enable: true',
     `    identity: ${options.identity ?? 'secure'}`,

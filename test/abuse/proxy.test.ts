@@ -75,9 +75,8 @@ describe('proxy listeners', () => {
   before(async () => {
     let echoPort: number
     ;({ server: echo, port: echoPort } = await startEcho())
-    // With interception none nothing is installed in the kernel, yet a service whose endpoints are all
-    // local is given the kernel path and no listener (an agent bug): keep every service in userspace.
-    agent = await startAgent({ services: services(echoPort), kernelPath: false })
+    // Endpoints on this node, interception none: every service still gets its loopback listener.
+    agent = await startAgent({ services: services(echoPort) })
     const listener = (key: string): number => {
       const port = agent.ports.proxy[key]
       assert.ok(port !== undefined, `no listener for ${key}: ${JSON.stringify(agent.ports.proxy)}`)
