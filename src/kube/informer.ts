@@ -13,7 +13,7 @@ import type { KubeClient, WatchStream } from './client.ts'
 import type { KubeMetrics, KubeResourceMetrics } from './metrics.ts'
 import {
   KubeConfigError, KubeForbiddenError, KubeInformerStoppedError, KubeRequestError, KubeResourceExpiredError,
-  KubeResourceNotFoundError, KubeUnauthorizedError
+  KubeResourceNotFoundError, KubeUnauthorizedError, KubeUnreachableError
 } from './errors.ts'
 
 export interface BackoffOptions {
@@ -45,6 +45,12 @@ export interface KubeInformerOptions<T extends KubeObject> {
   /** Server-side watch duration; random in [300, 600) s when absent, as client-go. */
   watchTimeoutSeconds?: number
   backoff?: BackoffOptions
+  /**
+   * Refusals (401, 403) are retried quietly this long before they are logged
+   * as errors with the fix: an API server that just started refuses until its
+   * RBAC cache is loaded, and a rotated token is re-read on the next try. @default 30000
+   */
+  refusalGraceMs?: number
 }
 
 export interface KubeInformerDeps {
@@ -67,9 +73,18 @@ export interface InformerStats {
 
 /** Errors that more retries cannot fix: start() rejects with them. */
 function isFatal (err: unknown): boolean {
-  return err instanceof KubeForbiddenError || err instanceof KubeUnauthorizedError ||
-    err instanceof KubeResourceNotFoundError || err instanceof KubeConfigError
+  return err instanceof KubeResourceNotFoundError || err instanceof KubeConfigError
 }
+
+/** The server refused the credentials or the verb: retried, and logged with the fix once it persists. */
+function isRefusal (err: unknown): err is KubeForbiddenError | KubeUnauthorizedError {
+  return err instanceof KubeForbiddenError || err instanceof KubeUnauthorizedError
+}
+
+/** A server that cannot be reached is tried again this often: a refused connection costs it nothing, and a Service created right after an outage should reach the node within seconds. */
+const UNREACHABLE_RETRY_MS = 1000
+/** A refusal that persists is logged as an error at most this often. */
+const REFUSAL_LOG_EVERY_MS = 5 * 60_000
 
 export class KubeInformer<T extends KubeObject> implements Informer<T> {
   readonly name: string
@@ -89,6 +104,9 @@ export class KubeInformer<T extends KubeObject> implements Informer<T> {
   #resyncTimer: NodeJS.Timeout | undefined
   #syncWaiters: Array<{ resolve: () => void, reject: (err: Error) => void }> = []
   #failures = 0
+  /** When the refusals (401/403) in a row began; undefined while requests succeed. */
+  #refusedSince: number | undefined
+  #refusalLoggedAt = -Infinity
   /** Watch events applied since the last list: a 410 with none means the list itself is already too old. */
   #eventsSinceList = 0
 
@@ -112,9 +130,10 @@ export class KubeInformer<T extends KubeObject> implements Informer<T> {
   stats (): Readonly<InformerStats> { return { ...this.#stats } }
 
   /**
-   * Lists, then opens the first watch. Rejects if either is refused for good
-   * (403, 401, resource type not served); on transient failures (server
-   * unreachable, 5xx) resolves unsynced and keeps retrying in the background.
+   * Lists, then opens the first watch. Rejects only when no retry can help
+   * (resource type not served, bad config); on refusals (401, 403) and
+   * transient failures (server unreachable, 5xx) resolves unsynced and keeps
+   * retrying in the background.
    */
   async start (): Promise<void> {
     if (this.#started) return
@@ -228,10 +247,26 @@ export class KubeInformer<T extends KubeObject> implements Informer<T> {
     this.#stats.lastError = err instanceof Error ? err : new Error(String(err))
     let wait = this.#nextBackoff()
     if (err instanceof KubeRequestError && err.retryAfterMs !== undefined) wait = Math.max(wait, err.retryAfterMs)
+    if (err instanceof KubeUnreachableError) wait = Math.min(wait, UNREACHABLE_RETRY_MS)
     const fields = { err: this.#stats.lastError.message, code: (err as { code?: unknown }).code, backoffMs: Math.round(wait) }
-    if (isFatal(err)) this.#log.error(msg, fields)
+    if (isRefusal(err)) this.#noteRefusal(err, msg, fields)
+    else if (isFatal(err)) this.#log.error(msg, fields)
     else this.#log.warn(msg, fields)
     return wait
+  }
+
+  /** Quiet (no ClusterRole hint) while the refusal may be the server warming up; then an error with the fix, repeated rarely. */
+  #noteRefusal (err: KubeForbiddenError | KubeUnauthorizedError, msg: string, fields: Record<string, unknown>): void {
+    const now = performance.now()
+    this.#refusedSince ??= now
+    if (now - this.#refusedSince < (this.#opts.refusalGraceMs ?? 30_000)) {
+      const status = err instanceof KubeForbiddenError ? 403 : 401
+      this.#log.warn(`${msg}: refused (${status}); retrying, as an API server that just started refuses until its RBAC cache is loaded`, { code: err.code, backoffMs: fields.backoffMs })
+      return
+    }
+    if (now - this.#refusalLoggedAt < REFUSAL_LOG_EVERY_MS) return
+    this.#refusalLoggedAt = now
+    this.#log.error(`${msg}: still refused after ${Math.round((now - this.#refusedSince) / 1000)} s; serving what is known and retrying`, fields)
   }
 
   #nextBackoff (): number {
@@ -344,6 +379,8 @@ export class KubeInformer<T extends KubeObject> implements Informer<T> {
           }
           rv = page.metadata.resourceVersion
         }
+        this.#refusedSince = undefined
+        this.#refusalLoggedAt = -Infinity
         break
       } catch (err) {
         if (attempt === 0 && err instanceof KubeResourceExpiredError && !signal.aborted) continue

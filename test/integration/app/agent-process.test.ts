@@ -125,6 +125,26 @@ describe('edgemesh agent process', { skip: haveControlPlaneTools() ? false : 'co
       await cp.startApiServer()
     }
   })
+
+  test('a token the API server rejects at start: the agent keeps serving its persisted state and retries', async () => {
+    const first = startAgent({ KUBECONFIG: cp.kubeconfigPath }, config)
+    spawned.push(first)
+    await waitForLine(first, l => l.msg === 'services synced' && l.source === 'live', 15_000)
+    await stopAgent(first)
+    // The admin kubeconfig with a token nobody issued (a deleted ServiceAccount's).
+    const rejected = join(stateDir, 'rejected.kubeconfig')
+    await writeFile(rejected, (await readFile(cp.kubeconfigPath, 'utf8')).replace(/token: [^}\s]+/, 'token: not-a-token-the-server-issued'))
+    const agent = startAgent({ KUBECONFIG: rejected }, config)
+    spawned.push(agent)
+    const warned = await waitForLine(agent, l => typeof l.msg === 'string' && /serving persisted state/.test(l.msg), 20_000)
+    assert.equal(warned.level, 'warn')
+    const synced = await waitForLine(agent, l => l.msg === 'services synced', 5_000)
+    assert.equal(synced.source, 'persisted')
+    const refused = agent.lines().find(l => typeof l.msg === 'string' && /refused \(401\); retrying/.test(l.msg))
+    assert.ok(refused !== undefined, 'the refusal is logged as such')
+    assert.equal(agent.proc.exitCode, null, 'still running')
+    await stopAgent(agent)
+  })
 })
 
 describe('edgemesh agent process with unusable tunnel state', { skip: HAVE_DIG ? false : 'dig not installed (apt-get install dnsutils)' }, () => {

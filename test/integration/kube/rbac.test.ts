@@ -142,7 +142,7 @@ describe('RBAC and connection modes against a real API server', { skip: haveCont
     await assert.rejects(client.list(RESOURCES.pods), KubeForbiddenError)
   })
 
-  test('without watch on endpointslices, start() fails with a KubeForbiddenError naming verb and resource', async () => {
+  test('without watch on endpointslices, the informer retries and names verb and resource, then syncs once RBAC allows it', async () => {
     const client = newClient(resolveKubeConnection(base({ kubeConfig: agentKubeconfig() }), { env: {} }))
     await cp.apply(clusterRole(ROLE, withoutVerb(AGENT_RULES, 'endpointslices', 'watch')) as never)
     try {
@@ -156,14 +156,13 @@ describe('RBAC and connection modes against a real API server', { skip: haveCont
         }
       }, 10_000, 50)
       const inf = newInformer(client, RESOURCES.endpointSlices)
-      await assert.rejects(inf.start(), (err: unknown) => {
-        assert.ok(err instanceof KubeForbiddenError)
-        assert.equal(err.code, 'EM_ERR_KUBE_FORBIDDEN')
-        assert.equal(err.verb, 'watch')
-        assert.equal(err.resource, 'endpointslices')
-        assert.match(err.message, /^forbidden: cannot watch resource "endpointslices" in API group "discovery\.k8s\.io" \(cluster scope\) — grant it in the ClusterRole \(user "system:serviceaccount:kubeedge:edgemesh-agent", server https:\/\/127\.0\.0\.1:\d+ \(kubeconfig .*agent\.kubeconfig \(context agent\)\)\)$/)
-        return true
-      })
+      await inf.start()
+      await eventually('the refusal is recorded', () => inf.stats().lastError instanceof KubeForbiddenError, 5000, 20)
+      const err = inf.stats().lastError as KubeForbiddenError
+      assert.equal(err.code, 'EM_ERR_KUBE_FORBIDDEN')
+      assert.equal(err.verb, 'watch')
+      assert.equal(err.resource, 'endpointslices')
+      assert.match(err.message, /^forbidden: cannot watch resource "endpointslices" in API group "discovery\.k8s\.io" \(cluster scope\) — grant it in the ClusterRole \(user "system:serviceaccount:kubeedge:edgemesh-agent", server https:\/\/127\.0\.0\.1:\d+ \(kubeconfig .*agent\.kubeconfig \(context agent\)\)\)$/)
       // Services are unaffected.
       await newInformer(client, RESOURCES.services).start()
 
@@ -171,8 +170,16 @@ describe('RBAC and connection modes against a real API server', { skip: haveCont
       await eventually('list refused', async () => {
         try { await client.list(RESOURCES.endpointSlices); return false } catch (err) { return err instanceof KubeForbiddenError }
       }, 10_000, 50)
-      await assert.rejects(newInformer(client, RESOURCES.endpointSlices).start(), (err: unknown) =>
-        err instanceof KubeForbiddenError && err.verb === 'list' && /cannot list resource "endpointslices"/.test(err.message))
+      const listing = newInformer(client, RESOURCES.endpointSlices)
+      await listing.start()
+      assert.equal(listing.hasSynced(), false)
+      await eventually('list refusal recorded', () => {
+        const e = listing.stats().lastError
+        return e instanceof KubeForbiddenError && e.verb === 'list' && /cannot list resource "endpointslices"/.test(e.message)
+      }, 5000, 20)
+      // The fix applied: the retrying informer syncs without a restart.
+      await cp.apply(clusterRole(ROLE, AGENT_RULES) as never)
+      await listing.waitForSync(AbortSignal.timeout(40_000))
     } finally {
       await cp.apply(clusterRole(ROLE, AGENT_RULES) as never)
     }

@@ -175,6 +175,26 @@ test('start() does not hang on an unreachable server; waitForSync resolves once 
   assert.equal(inf.get('default/a')?.metadata.name, 'a')
 })
 
+test('an unreachable server is retried every second however long it was gone, so its return is noticed at once', async (t) => {
+  const s = net.createServer()
+  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
+  const port = (s.address() as net.AddressInfo).port
+  await new Promise<void>(resolve => s.close(() => resolve()))
+  const c = new KubeClient(conn(`http://127.0.0.1:${port}`))
+  // The default backoff (500 ms doubling to 30 s) would try 4 times in 6 s.
+  const inf = new KubeInformer<Service>({ resource: RESOURCES.services }, { client: c, logger: recordingLogger([]) })
+  t.after(async () => { await inf.stop(); c.close() })
+  await inf.start()
+  await new Promise(resolve => setTimeout(resolve, 6000))
+  assert.ok(inf.stats().errors >= 6, `${inf.stats().errors} attempts in 6 s`)
+  const late = await new FakeApiServer().listen(port)
+  t.after(() => late.close())
+  late.put(SVC, svc('a'))
+  const back = performance.now()
+  await inf.waitForSync(AbortSignal.timeout(3000))
+  assert.ok(performance.now() - back < 1500, `synced ${Math.round(performance.now() - back)} ms after the server returned`)
+})
+
 test('backoff grows and is capped; 5xx errors are retried until the server recovers', async (t) => {
   fake.failWith = 503
   const inf = informer({ backoff: { initialMs: 5, maxMs: 20, factor: 2, jitter: 0 } })
@@ -186,19 +206,36 @@ test('backoff grows and is capped; 5xx errors are retried until the server recov
   await inf.waitForSync(AbortSignal.timeout(2000))
 })
 
-test('start() fails fast with KubeForbiddenError when list or watch is refused', async () => {
+test('a refused list (403) is retried without the ClusterRole hint at first, with it once it persists, and syncs when allowed', async (t) => {
   fake.forbidden.add(`list ${SVC}`)
-  const a = informer()
-  await assert.rejects(a.start(), (err: unknown) => err instanceof KubeForbiddenError && err.verb === 'list')
-  assert.equal(a.hasSynced(), false)
-  await assert.rejects(a.waitForSync(), KubeInformerStoppedError)
-  await a.stop()
-
+  fake.put(SVC, svc('a'))
+  const lines: LogLine[] = []
+  const inf = informer({ refusalGraceMs: 200 }, lines)
+  t.after(() => inf.stop())
+  await inf.start()
+  assert.equal(inf.hasSynced(), false, 'start() resolves unsynced: the agent keeps serving')
+  const warn = lines.find(l => l.level === 'warn')
+  assert.match(warn?.msg ?? '', /refused \(403\); retrying, as an API server that just started refuses until its RBAC cache is loaded/)
+  assert.doesNotMatch(JSON.stringify(warn), /ClusterRole/)
+  await eventually('the persisting refusal is an error with the fix', () => lines.some(l => l.level === 'error'), 3000)
+  const error = lines.find(l => l.level === 'error')
+  assert.match(String(error?.fields?.err), /forbidden: cannot list resource "services" .* grant it in the ClusterRole/)
+  assert.equal(lines.filter(l => l.level === 'error').length, 1, 'not repeated at every retry')
   fake.forbidden.clear()
+  await inf.waitForSync(AbortSignal.timeout(2000))
+  assert.equal(inf.get('default/a')?.metadata.name, 'a')
+})
+
+test('a refused watch is retried too; KubeForbiddenError still names the verb and resource', async (t) => {
   fake.forbidden.add(`watch ${SVC}`)
-  const b = informer()
-  await assert.rejects(b.start(), (err: unknown) => err instanceof KubeForbiddenError && err.verb === 'watch' && err.resource === 'services')
-  await b.stop()
+  const lines: LogLine[] = []
+  const inf = informer({ refusalGraceMs: 0 }, lines)
+  t.after(() => inf.stop())
+  await inf.start()
+  await eventually('logged', () => lines.some(l => l.level === 'error'), 3000)
+  assert.ok(inf.stats().lastError instanceof KubeForbiddenError)
+  assert.equal((inf.stats().lastError as KubeForbiddenError).verb, 'watch')
+  assert.equal((inf.stats().lastError as KubeForbiddenError).resource, 'services')
 })
 
 test('startWithFallback: no EndpointSlice API → Endpoints informer', async (t) => {
