@@ -139,7 +139,7 @@ export async function runDemo (argv: string[], io: CommandIO): Promise<number> {
     const backendPort = (backend.address() as { port: number }).port
     const services = join(dir, 'services.yaml')
     await writeFile(services, userServices + '\n' + hostnameService(backendPort))
-    await writeFile(join(dir, 'psk'), generatePsk())
+    await writeFile(join(dir, 'psk'), generatePsk(), { mode: 0o600 })
     const [relayPort, edge1Port, edge2Port, dnsPort] = [await freePort(), await freePort(), await freePort(), await freePort()]
     const dataPorts = [await freePort(), await freePort(), await freePort()]
     const agent = (nodeName: string, tunnelPort: number, modules: Record<string, unknown>): App => {
@@ -159,19 +159,27 @@ export async function runDemo (argv: string[], io: CommandIO): Promise<number> {
     const relay = agent('demo-relay', relayPort, {})
     const edge2 = agent('demo-edge-2', edge2Port, {})
     const edge1 = agent('demo-edge-1', edge1Port, { edgeDNS: { enable: true, listenPort: dnsPort }, edgeProxy: { enable: true, interception: 'none' } })
+    const out = io.stdout
+    out.write('EdgeMesh-TS demo: three agents on 127.0.0.1, no cluster, no root\n\n')
     try {
-      for (const app of [relay, edge2, edge1]) await app.start()
+      // Each agent starts its tunnel and reserves a slot on the relay: a few seconds, shown as they pass.
+      for (const [name, app] of [['demo-relay', relay], ['demo-edge-2', edge2], ['demo-edge-1', edge1]] as const) {
+        const t0 = performance.now()
+        out.write(`starting ${name.padEnd(12)} `)
+        await app.start()
+        out.write(`ready in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`)
+      }
     } catch (err) {
       io.stderr.write(`edgemesh demo: ${(err as Error).message}\n`)
       return EXIT_FAILURE
     }
-    const out = io.stdout
-    out.write(`EdgeMesh-TS demo: three agents on 127.0.0.1, no cluster, no root\n\n${table([
+    const mapSize = edge1.serviceMap.snapshot().size
+    out.write(`\n${table([
       ['AGENT', 'ROLE', 'RUNS'],
       ['demo-relay', 'relay', `tunnel :${relayPort}`],
       ['demo-edge-1', 'edge', `tunnel :${edge1Port}, DNS 127.0.0.1:${dnsPort}, proxy`],
       ['demo-edge-2', 'edge', `tunnel :${edge2Port}, "hostname" backend 127.0.0.1:${backendPort}`]
-    ])}\nservice map (${edge1.serviceMap.snapshot().size} services from ${file} + ${DEMO_NS}/hostname-svc):\n${renderServiceTable(edge1.serviceMap.snapshot().values())}\n`)
+    ])}\nservice map (${mapSize} services: ${mapSize - 1} from ${file}, and ${DEMO_NS}/hostname-svc added by the demo):\n${renderServiceTable(edge1.serviceMap.snapshot().values())}\n`)
 
     const fqdn = `hostname-svc.${DEMO_NS}.svc.cluster.local`
     out.write(`DNS   ${fqdn} → ${(await resolveA(dnsPort, fqdn)).join(', ') || '(no answer)'}   (asked demo-edge-1)\n`)
