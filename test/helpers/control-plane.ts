@@ -309,6 +309,8 @@ export async function startControlPlane (options: ControlPlaneOptions = {}): Pro
       `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
       `--token-auth-file=${join(dir, 'tokens.csv')}`,
       '--authorization-mode=RBAC',
+      // As kubeadm and managed clusters run it: upstream's chart (and ours with upstream's image) asks for privileged.
+      '--allow-privileged=true',
       '--service-cluster-ip-range=10.96.0.0/16',
       // Loopback is not a valid endpoint for the kubernetes Service; nothing needs it here.
       '--endpoint-reconciler-type=none',

@@ -68,8 +68,9 @@ describe('Helm chart edgemesh', skip, () => {
     assert.equal(r.code, 0, r.stdout + r.stderr)
   })
 
-  test('the seed command renders relay nodes, the PSK wiring and a least-privilege DaemonSet', async () => {
-    const objs = await render(['agent.image=kubeedge/edgemesh-agent:v1.17.0', `agent.psk=${PSK}`,
+  test('the seed command, with our image, renders relay nodes, the PSK wiring and a least-privilege DaemonSet', async () => {
+    // The seed names upstream's image (covered below); ours is the chart's default.
+    const objs = await render([`agent.psk=${PSK}`,
       'agent.relayNodes[0].nodeName=k8s-master', 'agent.relayNodes[0].advertiseAddress={152.136.201.36}'])
     const { config } = agentConfig(objs)
     assert.deepEqual(config.modules.edgeTunnel.relayNodes, [{ nodeName: 'k8s-master', advertiseAddress: ['152.136.201.36'] }])
@@ -84,7 +85,7 @@ describe('Helm chart edgemesh', skip, () => {
     const pod = ds.spec.template.spec
     assert.equal(pod.hostNetwork, true)
     const c = pod.containers[0]
-    assert.equal(c.image, 'kubeedge/edgemesh-agent:v1.17.0')
+    assert.equal(c.image, 'kubeedge/edgemesh-agent:v0.1.0')
     assert.equal(c.securityContext.privileged, false)
     assert.deepEqual(c.securityContext.capabilities.add, ['NET_ADMIN', 'NET_RAW', 'NET_BIND_SERVICE'])
     assert.deepEqual(c.env.map((e: { name: string }) => e.name), ['NODE_NAME', 'NAMESPACE'])
@@ -120,6 +121,18 @@ describe('Helm chart edgemesh', skip, () => {
     assert.ok(!cm.some(o => o.kind === 'Secret'))
     const secret = await render(['agent.existingPskSecret=my-psk'])
     assert.equal(find(secret, 'DaemonSet', 'edgemesh-agent').spec.template.spec.volumes.find((v: { name: string }) => v.name === 'psk').secret.secretName, 'my-psk')
+  })
+
+  test('upstream\'s Go image runs under the chart: no arguments, no probes it cannot answer, privileged', async () => {
+    const upstream = find(await render([`agent.psk=${PSK}`, 'agent.image=kubeedge/edgemesh-agent:v1.17.0']), 'DaemonSet', 'edgemesh-agent').spec.template.spec.containers[0]
+    assert.equal(upstream.args, undefined)
+    assert.equal(upstream.livenessProbe, undefined)
+    assert.equal(upstream.readinessProbe, undefined)
+    assert.equal(upstream.securityContext.privileged, true)
+    const ours = find(await render([`agent.psk=${PSK}`]), 'DaemonSet', 'edgemesh-agent').spec.template.spec.containers[0]
+    assert.deepEqual(ours.args, ['agent', '--config-file', '/etc/edgemesh/config/edgemesh-agent.yaml'])
+    assert.equal(ours.readinessProbe.httpGet.path, '/readyz')
+    assert.equal(ours.securityContext.privileged, false)
   })
 
   test('a value of the wrong type is refused by values.schema.json, naming the field', async () => {
@@ -164,7 +177,13 @@ describe('Helm chart edgemesh-gateway and the plain manifests', skip, () => {
     assert.deepEqual(config.modules.edgeTunnel.relayNodes, [{ nodeName: 'k8s-master', advertiseAddress: ['152.136.201.36'] }])
     const dep = find(objs, 'Deployment', 'edgemesh-gateway')
     assert.equal(dep.spec.template.spec.nodeName, 'k8s-node1')
-    assert.deepEqual(dep.spec.template.spec.containers[0].args, ['gateway', '--config-file', '/etc/edgemesh/config/edgemesh-gateway.yaml'])
+    // The seed's line names upstream's Go image: its own entry point, privileged as upstream runs it.
+    assert.equal(dep.spec.template.spec.containers[0].args, undefined)
+    assert.equal(dep.spec.template.spec.containers[0].securityContext.privileged, true)
+    const ours = await helm(['template', 'edgemesh-gateway', GATEWAY, '--set', 'nodeName=k8s-node1', '--set', `psk=${PSK}`])
+    const ourDep = find(parseAllDocuments(ours.stdout).map(d => d.toJS() as Obj).filter(o => o !== null), 'Deployment', 'edgemesh-gateway')
+    assert.equal(ourDep.spec.template.spec.containers[0].image, 'kubeedge/edgemesh-agent:v0.1.0', 'the image npm run image and the bundle build')
+    assert.deepEqual(ourDep.spec.template.spec.containers[0].args, ['gateway', '--config-file', '/etc/edgemesh/config/edgemesh-gateway.yaml'])
     assert.deepEqual(find(objs, 'ClusterRole', 'edgemesh-gateway').rules, GATEWAY_RULES.map(x => ({ apiGroups: [...x.apiGroups], resources: [...x.resources], verbs: [...x.verbs] })))
     const missing = await helm(['template', 'edgemesh-gateway', GATEWAY, '--set', `psk=${PSK}`])
     assert.match(missing.stderr, /nodeName is required/)

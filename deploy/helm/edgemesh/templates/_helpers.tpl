@@ -50,3 +50,11 @@ kubeedge: edgemesh-agent
 {{- if .Values.agent.commonConfig -}}{{- $_ := set $cfg "commonConfig" .Values.agent.commonConfig -}}{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
+
+{{/*
+"true" when agent.image is upstream's Go agent (kubeedge/edgemesh-agent:v1.x, any registry): it takes no
+arguments, serves no /healthz or /readyz, and upstream runs it privileged.
+*/}}
+{{- define "edgemesh.upstreamImage" -}}
+{{- if regexMatch "(^|/)kubeedge/edgemesh-agent:v1\\." (.Values.agent.image | toString) -}}true{{- end -}}
+{{- end -}}
