@@ -9,6 +9,7 @@
 //   images/edgemesh-agent-<version>-{amd64,arm64}.tar, images/IMAGE
 //   crds/istio/*.yaml, manifests/*.yaml
 //   bin/edgemesh + lib/ (the CLI for <arch>: Node and the bundled app)
+//   bin/helm, bin/kubectl (static, for <arch>; install.sh uses them when the host has none)
 //
 // Images for both architectures are included: clusters mix amd64 cloud nodes
 // with arm64 edge nodes. <arch> is the machine install.sh and the CLI run on.
@@ -59,6 +60,13 @@ try {
   copyFileSync(join(rootfs, 'usr/local/bin/node'), join(top, 'lib/node'))
   chmodSync(join(top, 'lib/node'), 0o755)
   writeFileSync(join(top, 'bin/edgemesh'), '#!/bin/sh\nhere="$(cd "$(dirname "$0")/.." && pwd)"\nexec "$here/lib/node" "$here/lib/edgemesh.mjs" "$@"\n', { mode: 0o755 })
+
+  // Helm and kubectl for <arch>, built from their Go modules (scripts/tools/build-bundle-clis.sh, cached).
+  const clis = execFileSync('bash', [join(root, 'scripts/tools/build-bundle-clis.sh'), arch], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim()
+  for (const tool of ['helm', 'kubectl']) {
+    copyFileSync(join(clis, tool), join(top, 'bin', tool))
+    chmodSync(join(top, 'bin', tool), 0o755)
+  }
 
   // Charts under the names the upstream guides use (./helm-charts/edgemesh.tgz).
   for (const chart of ['edgemesh', 'edgemesh-gateway']) {

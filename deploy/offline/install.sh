@@ -54,7 +54,8 @@ Usage: $0 [options]
   --uninstall               remove the releases (the PSK file is kept)
   -h, --help                this text
 
-Environment: KUBECONFIG, KUBECTL (default kubectl), HELM (default helm).
+Environment: KUBECONFIG, KUBECTL and HELM (default: kubectl and helm on PATH, else the
+bundle's bin/kubectl and bin/helm).
 EOF
 }
 
@@ -84,8 +85,10 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-KUBECTL="${KUBECTL:-kubectl}"
-HELM="${HELM:-helm}"
+# The host's kubectl and helm if it has them, else the bundle's (bin/, built for this architecture).
+default_tool() { if command -v "$1" >/dev/null 2>&1 || [ ! -x "$here/bin/$1" ]; then echo "$1"; else echo "$here/bin/$1"; fi; }
+KUBECTL="${KUBECTL:-$(default_tool kubectl)}"
+HELM="${HELM:-$(default_tool helm)}"
 [[ "$max_relays" =~ ^[1-9][0-9]*$ ]] || die "--max-relays must be a positive number, got '$max_relays'"
 
 # --- prerequisites ----------------------------------------------------------

@@ -10,7 +10,7 @@
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile, spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -31,6 +31,21 @@ function run (cmd: string, args: string[], env: Record<string, string>, cwd?: st
       resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr })
     })
   })
+}
+
+/** A PATH with every system command except `hidden` (symlinks in a folder under `dir`): a host without them. */
+function pathWithout (hidden: string[], dir: string): string {
+  const shadow = join(dir, 'path-without-' + hidden.join('-'))
+  if (existsSync(shadow)) return shadow
+  mkdirSync(shadow)
+  for (const from of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
+    if (!existsSync(from)) continue
+    for (const name of readdirSync(from)) {
+      if (hidden.includes(name) || existsSync(join(shadow, name))) continue
+      symlinkSync(join(from, name), join(shadow, name))
+    }
+  }
+  return shadow
 }
 
 describe('offline bundle: install.sh against a real API server', skip, () => {
@@ -136,8 +151,8 @@ describe('offline bundle: install.sh against a real API server', skip, () => {
     assert.equal((await helm(['list', '--all-namespaces', '-q'])).stdout.trim(), '')
   })
 
-  test('--yes installs: PSK generated and saved 0600, relays picked from cloud nodes, agents rolled out', async () => {
-    const r = await install(['--yes'])
+  test('--yes installs on a host with no Helm or kubectl: PSK generated and saved 0600, relays picked from cloud nodes, agents rolled out', async () => {
+    const r = await install(['--yes'], { PATH: pathWithout(['helm', 'kubectl'], dir) })
     assert.equal(r.code, 0, r.stdout + r.stderr)
     assert.match(r.stdout, /k8s-master \(152\.136\.201\.36\)/)
     assert.match(r.stdout, /k8s-node1 \(10\.0\.0\.2\)/)
