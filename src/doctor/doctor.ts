@@ -199,6 +199,25 @@ async function relayChecks (input: DoctorInput): Promise<CheckResult[]> {
           fix: `open TCP ${ports} to ${r.nodeName} (firewall, security group), and check that advertiseAddress is the address this node can reach`
         })
   }
+  // The data path (when this node uses it) splices through the relays on its own port: a firewall that opens
+  // only the tunnel port leaves every proxied connection on the slower libp2p fallback.
+  if (t.dataPath.enable && t.psk.enable && t.identity === 'compat') {
+    const port = t.dataPath.port
+    for (const r of reachable) {
+      const hosts = [...new Set(r.addresses.map(a => a.host))]
+      const results = await Promise.all(hosts.map(async h => [`${h}:${port}`, await tcpOpen(h, port, 3000)] as const))
+      const ok = results.filter(([, err]) => err === undefined)
+      out.push(ok.length > 0
+        ? { id: `relay.${r.nodeName}.datapath`, title: `relay ${r.nodeName} data path reachable on TCP ${port}`, status: 'pass', detail: ok.map(([a]) => a).join(', ') }
+        : {
+            id: `relay.${r.nodeName}.datapath`,
+            title: `relay ${r.nodeName} data path reachable on TCP ${port}`,
+            status: 'warn',
+            detail: `${results.map(([a, err]) => `${a} ${err ?? ''}`).join('; ')}: proxied connections through this relay fall back to libp2p, each opening about 2 s slower`,
+            fix: `open TCP ${port} to ${r.nodeName} as well as ${[...new Set(r.addresses.map(a => a.port))].join(', ')} (firewall, security group)`
+          })
+    }
+  }
   if (!t.psk.enable) {
     out.push({ id: 'psk', title: 'PSK agrees with the relays', status: 'warn', detail: 'psk.enable is false: the tunnel is not a private network' })
     return out
@@ -291,7 +310,11 @@ const MARK: Record<CheckStatus, string> = { pass: '✔', fail: '✖', warn: '!',
 
 export function renderChecks (results: readonly CheckResult[]): string {
   const lines = results.map(r => `${MARK[r.status]} ${r.title}: ${r.detail}${r.status === 'fail' || r.status === 'warn' ? (r.fix !== undefined ? `\n    fix: ${r.fix}` : '') : ''}`)
-  const failed = results.filter(r => r.status === 'fail').length
-  lines.push('', failed === 0 ? 'all checks passed' : `${failed} check${failed === 1 ? '' : 's'} failed`)
+  const count = (status: CheckStatus): number => results.filter(r => r.status === status).length
+  const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`
+  const [failed, warned] = [count('fail'), count('warn')]
+  lines.push('', failed > 0
+    ? `${plural(failed, 'check')} failed${warned > 0 ? `, ${plural(warned, 'warning')}` : ''}`
+    : warned > 0 ? `no check failed, ${plural(warned, 'warning')}` : 'all checks passed')
   return lines.join('\n') + '\n'
 }
