@@ -103,10 +103,10 @@ async function scenario (target: Agent, dnsPort: number, port: number, kind: Kin
   const baseFds = fds(pid)
   const baseMB = rssMB(pid)
   let peakMB = baseMB
-  let running = true
-  const sampler = (async () => { while (running) { peakMB = Math.max(peakMB, rssMB(pid)); await sleep(100) } })()
+  const sampling = { on: true }
+  const sampler = (async () => { while (sampling.on) { peakMB = Math.max(peakMB, rssMB(pid)); await sleep(100) } })()
   const dns: [number, number] = [0, 0]
-  const prober = (async () => { while (running) { dns[1]++; if (await dnsAnswered(dnsPort)) dns[0]++; await sleep(100) } })()
+  const prober = (async () => { while (sampling.on) { dns[1]++; if (await dnsAnswered(dnsPort)) dns[0]++; await sleep(100) } })()
   const t0 = performance.now()
   let next = 0
   await Promise.all(Array.from({ length: CONCURRENCY }, async (_, w) => {
@@ -120,7 +120,7 @@ async function scenario (target: Agent, dnsPort: number, port: number, kind: Kin
     await sleep(50)
   }
   await sleep(1000)
-  running = false
+  sampling.on = false
   await Promise.all([sampler, prober])
   if (target.proc.exitCode !== null) throw new Error('the agent died')
   return { peakMB, baseMB, fdsBackMs, dns, ms }
