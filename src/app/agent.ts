@@ -403,7 +403,7 @@ function meshInit (t: EdgeTunnelConfig, nodeName: string, stateDir: string): Mes
     mdns: t.mdns.enable ? { serviceName: t.rendezvous } : undefined,
     dht: t.dht.enable ? { rendezvous: t.rendezvous, findIntervalMs: t.finderPeriod * 1000 } : undefined,
     dataPath: t.dataPath.enable
-      ? { port: t.dataPath.port, poolSize: t.dataPath.poolSize, parkedPerRelay: t.dataPath.parkedPerRelay, relayLimits: t.dataPath.relayLimits }
+      ? { port: t.dataPath.port === 0 ? undefined : t.dataPath.port, poolSize: t.dataPath.poolSize, parkedPerRelay: t.dataPath.parkedPerRelay, relayLimits: t.dataPath.relayLimits }
       : undefined
   }
 }

@@ -163,7 +163,7 @@ export const EdgeTunnelConfig = obj({
     'Node keys: `compat` derives them from node names as upstream does (Go EdgeMesh peers agree, but anyone who knows a node name can compute its key); `secure` uses a random key kept in stateDir/tunnel-identity.key (0600), learns peers through the relays and pins them in stateDir/tunnel-peers.json (EdgeMesh-TS peers only).', { ours: true }),
   dataPath: obj({
     enable: bool(true, 'Carry proxied TCP between EdgeMesh-TS agents over TLS 1.3 (keyed by the PSK) instead of libp2p streams, spliced by relays; Go peers keep the libp2p proxy protocol. Needs `psk.enable`.', { ours: true }),
-    port: port(20008, 'TCP port of the data path on every node; relays splice on it too.', { ours: true }),
+    port: int(0, 'TCP port of a data path listener of its own. 0: the data path shares the tunnel port (`listenPort`), told apart from libp2p by its first bytes, so a relay needs only that one port open, as upstream. Peers learn the port from each other either way.', 0, 65535, { ours: true }),
     poolSize: int(2, 'Idle connections kept per peer, already through their handshake.', 0, 64, { ours: true }),
     parkedPerRelay: int(2, 'Idle connections a node keeps parked on each relay, so peers can reach it through that relay.', 1, 64, { ours: true }),
     relayLimits: obj({

@@ -22,11 +22,13 @@
 import { randomBytes } from 'node:crypto'
 import type { Server, Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
+import type { Duplex } from 'node:stream'
 import type { Registry } from 'prom-client'
 import type { Logger } from '../observability/logger.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
-import { cipherPreference, jsonLine, macMatches, pairIdentity, parseIdentity, relayMac, RELAY_MAGIC, tlsKey } from './wire.ts'
+import { cipherPreference, jsonLine, macMatches, pairIdentity, parseIdentity, parseRelayRequest, parseTargetRequest, relayMac, RELAY_HELLO, RELAY_MAGIC, tlsKey } from './wire.ts'
 import { peekFirstRecord, readLine } from './socket-io.ts'
+import { SharedPort } from './shared-port.ts'
 import { connectWithin } from '../net/connect.ts'
 import { splice } from '../net/splice.ts'
 import { EndpointRefusedError } from '../mesh/errors.ts'
@@ -57,8 +59,12 @@ export interface PeerRoute {
 
 export interface DataPathInit {
   nodeName: string
-  /** TCP port of the data path (TLS for everyone, splicing on relays). 0 picks one (tests). */
-  port: number
+  /**
+   * TCP port of a listener of its own (TLS for everyone, splicing on relays); 0 picks one (tests).
+   * Undefined: no listener of its own; the tunnel hands over the connections to its port that are
+   * the data path's (see shared-port.ts) and says which port that is (useTunnelPort).
+   */
+  port?: number
   listenHost?: string
   /** The PSK file the keys derive from (read at start), or the 32-byte private-network key itself. */
   pskFile?: string
@@ -90,6 +96,7 @@ export interface DataPathPeer {
 interface Pooled { socket: TLSSocket, path: 'direct' | 'relay', via?: string, at: number }
 
 const CONTROL_TIMEOUT_MS = 5000
+const HELLO_REST = RELAY_HELLO.subarray(1).toString('latin1')
 const POOL_IDLE_MS = 30_000
 const SERVER_IDLE_MS = 120_000
 const PARK_RETRY_MS = 1000
@@ -100,6 +107,7 @@ export class DataPath {
   readonly #metrics: DataPathMetrics
   readonly #ciphers = cipherPreference()
   #server: Server | undefined
+  #tunnelPort: number | undefined
   #stopped = false
   readonly #sockets = new Set<Socket>()
   readonly #pools = new Map<string, Pooled[]>()
@@ -130,37 +138,73 @@ export class DataPath {
   }
 
   async start (): Promise<void> {
-    if (this.#server !== undefined) return
+    if (this.#parkTimer !== undefined) return
     this.#stopped = false
     const { pnetKey, pskFile } = this.#init
     if (pnetKey === undefined && pskFile === undefined) throw new Error('the data path needs the PSK')
     this.#key = pnetKey ?? await readPnetKey(pskFile as string)
+    if (this.#init.port !== undefined) await this.#listen(this.#init.port)
+    this.#parkTimer = setInterval(() => { this.#keepParked() }, PARK_RETRY_MS)
+    this.#parkTimer.unref()
+  }
+
+  async #listen (port: number): Promise<void> {
     const server = net.createServer({ allowHalfOpen: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: 15_000 }, s => { this.#accept(s) })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
-      server.listen(this.#init.port, this.#init.listenHost ?? '0.0.0.0', () => { server.off('error', reject); resolve() })
+      server.listen(port, this.#init.listenHost ?? '0.0.0.0', () => { server.off('error', reject); resolve() })
     })
     this.#server = server
-    this.#parkTimer = setInterval(() => { this.#keepParked() }, PARK_RETRY_MS)
-    this.#parkTimer.unref()
   }
 
   async stop (): Promise<void> {
     this.#stopped = true
     clearInterval(this.#parkTimer)
+    this.#parkTimer = undefined
     this.#admission.stop()
     const server = this.#server
     this.#server = undefined
     for (const s of this.#sockets) s.destroy()
+    // Connections parked on relays too: the relays would keep them until their next write failed.
+    for (const set of this.#parkedThere.values()) for (const s of set) s.destroy()
+    this.#parkedThere.clear()
     for (const pool of this.#pools.values()) for (const p of pool) p.socket.destroy()
     this.#pools.clear()
     if (server !== undefined) await new Promise(resolve => server.close(resolve))
   }
 
-  /** The bound port (the configured one, or the one picked for port 0). */
+  /** The port peers reach this data path on: its own listener's, or the tunnel's it shares. */
   port (): number {
     const a = this.#server?.address()
-    return typeof a === 'object' && a !== null ? a.port : this.#init.port
+    return typeof a === 'object' && a !== null ? a.port : this.#init.port ?? this.#tunnelPort ?? 0
+  }
+
+  /**
+   * Serves on the tunnel's TCP listeners too, when this data path has no listener of its own: takes
+   * the connections whose first bytes are its own (see shared-port.ts). Returns how to stop.
+   */
+  shareTunnelPort (servers: readonly Server[]): () => void {
+    if (this.#init.port !== undefined || servers.length === 0) return () => {}
+    // The tunnel's server closes only once every connection it accepted is gone: these go when it stops.
+    const accepted = new Set<Socket>()
+    const shared = new SharedPort({
+      logger: this.#log,
+      dataPath: socket => {
+        if (this.#stopped) { socket.destroy(); return }
+        // libp2p's listener does not allow half-open sockets; a proxied connection needs them (replies after the client's FIN).
+        socket.allowHalfOpen = true
+        accepted.add(socket)
+        socket.once('close', () => accepted.delete(socket))
+        this.#accept(socket)
+      }
+    })
+    const detach = servers.map(server => shared.attach(server))
+    const a = servers[0]?.address()
+    this.#tunnelPort = typeof a === 'object' && a !== null ? a.port : undefined
+    return () => {
+      for (const d of detach) d()
+      for (const s of accepted) s.destroy()
+    }
   }
 
   /** Which path each peer's latest connection took. */
@@ -350,7 +394,7 @@ export class DataPath {
   }
 
   async #relayRequest (raw: Socket, request: { op: 'join' | 'park', node: string, target?: string }): Promise<string> {
-    raw.write(Buffer.from([RELAY_MAGIC]))
+    raw.write(RELAY_HELLO)
     const nonce = Buffer.from(await readLine(raw, CONTROL_TIMEOUT_MS), 'hex')
     raw.write(jsonLine({ ...request, mac: relayMac(this.#key, nonce, request) }))
     return await readLine(raw, CONTROL_TIMEOUT_MS)
@@ -445,10 +489,10 @@ export class DataPath {
       authenticated()
       readLine(socket, SERVER_IDLE_MS).then(async line => {
         socket.setTimeout(0)
-        const request = JSON.parse(line) as { ip?: unknown, port?: unknown }
-        if (typeof request.ip !== 'string' || typeof request.port !== 'number') throw new Error('bad request')
-        const served = await serveTarget({ ip: request.ip, port: request.port })
-        if ('refused' in served) { socket.end(`err ${served.refused}\n`); return }
+        const request = parseTargetRequest(line)
+        if (request === undefined) throw new Error('bad request')
+        const served = await serveTarget(request)
+        if ('refused' in served) { refuse(socket, `err ${served.refused}\n`); return }
         socket.write('ok\n')
         splice(socket, served.socket, { copied: this.#copied })
         socket.resume()
@@ -485,23 +529,24 @@ export class DataPath {
     socket.read(1)
     const nonce = randomBytes(16)
     socket.write(`${nonce.toString('hex')}\n`)
-    const request = JSON.parse(await readLine(socket, CONTROL_TIMEOUT_MS)) as { op?: string, node?: string, target?: string, mac?: string }
-    const { op, node, target, mac } = request
-    if ((op !== 'park' && op !== 'join') || typeof node !== 'string' || typeof mac !== 'string' ||
-        !macMatches(mac, relayMac(this.#key, nonce, { op, node, target }))) {
-      socket.end('err not authorized (another PSK?)\n')
+    const line = await readLine(socket, CONTROL_TIMEOUT_MS)
+    // Clients send RELAY_HELLO: the magic byte was read above, the other seven lead the line.
+    const request = parseRelayRequest(line.startsWith(HELLO_REST) ? line.slice(HELLO_REST.length) : line)
+    if (request === undefined || !macMatches(request.mac, relayMac(this.#key, nonce, request))) {
+      refuse(socket, 'err not authorized (another PSK?)\n')
       return
     }
+    const { op, node, target } = request
     authenticated()
     const limits = this.#init.relayLimits ?? {}
     if (op === 'park') {
       let set = this.#parkedHere.get(node)
       if (set === undefined) {
-        if (this.#parkedHere.size >= (limits.maxNodes ?? 10_000)) { socket.end('err relay full\n'); return }
+        if (this.#parkedHere.size >= (limits.maxNodes ?? 10_000)) { refuse(socket, 'err relay full\n'); return }
         set = new Set()
         this.#parkedHere.set(node, set)
       }
-      if (set.size >= (limits.maxParkedPerNode ?? 8)) { socket.end('err too many parked connections\n'); return }
+      if (set.size >= (limits.maxParkedPerNode ?? 8)) { refuse(socket, 'err too many parked connections\n'); return }
       this.#lastParkedAt.set(node, Date.now())
       if (this.#lastParkedAt.size > (limits.maxNodes ?? 10_000)) {
         for (const [n, at] of this.#lastParkedAt) if (Date.now() - at > RECENTLY_PARKED_MS) this.#lastParkedAt.delete(n)
@@ -519,9 +564,9 @@ export class DataPath {
       })
       return
     }
-    if (typeof target !== 'string') { socket.end('err no target\n'); return }
+    if (typeof target !== 'string') { refuse(socket, 'err no target\n'); return }
     const busy = this.#splicesByNode.get(node) ?? 0
-    if (busy >= (limits.maxSplicesPerNode ?? 256)) { socket.end(`err ${node} has too many relayed connections\n`); return }
+    if (busy >= (limits.maxSplicesPerNode ?? 256)) { refuse(socket, `err ${node} has too many relayed connections\n`); return }
     const parked = this.#parkedHere.get(target)
     let peer = parked?.values().next().value
     if (parked !== undefined && peer !== undefined) {
@@ -531,7 +576,7 @@ export class DataPath {
       // A burst used up what the node had parked: it parks again within a round trip.
       peer = await this.#awaitParked(target, socket)
     }
-    if (peer === undefined) { socket.end(`err ${target} holds no reservation on this relay\n`); return }
+    if (peer === undefined) { refuse(socket, `err ${target} holds no reservation on this relay\n`); return }
     peer.write('go\n')
     socket.write('ok\n')
     this.#splicesByNode.set(node, busy + 1)
@@ -560,4 +605,14 @@ const JOIN_WAIT_MS = 2000
 
 function relayKey (r: { nodeName: string, address: HostPort }): string {
   return `${r.nodeName}@${r.address.host}:${r.address.port}`
+}
+
+/**
+ * Answers an error and ends: what the client sent beyond its request is read
+ * and dropped, so its FIN arrives and the socket closes at once (the server is
+ * half-open; unread bytes would hold it, and its admission slot, until a deadline).
+ */
+function refuse (socket: Duplex, message: string): void {
+  socket.end(message)
+  socket.resume()
 }

@@ -7,6 +7,12 @@ import { readFileSync } from 'node:fs'
 
 /** First byte of a relay control connection (a TLS client starts with 0x16). */
 export const RELAY_MAGIC = 0x52 // 'R'
+/**
+ * What a relay client sends first: RELAY_MAGIC and seven more fixed bytes, so
+ * that on a port shared with libp2p it cannot pass for a pnet nonce (2^-64).
+ * A relay strips the seven from the request line it reads after its nonce.
+ */
+export const RELAY_HELLO = Buffer.from('REMRELAY')
 /** A control line longer than this is refused: nothing legitimate comes close. */
 export const MAX_LINE_BYTES = 4096
 
@@ -61,16 +67,46 @@ function readCpuinfo (): string {
   }
 }
 
-/** Splits the first newline-terminated line off a buffer. */
+/**
+ * Splits the first newline-terminated line off a buffer. A line over
+ * MAX_LINE_BYTES is refused whether or not its newline came in the same read.
+ */
 export function takeLine (buf: Buffer): { line: string, rest: Buffer } | undefined {
   const at = buf.indexOf(0x0a)
-  if (at < 0) {
-    if (buf.length > MAX_LINE_BYTES) throw new Error(`control line longer than ${MAX_LINE_BYTES} bytes`)
-    return undefined
-  }
+  if (at > MAX_LINE_BYTES || (at < 0 && buf.length > MAX_LINE_BYTES)) throw new Error(`control line longer than ${MAX_LINE_BYTES} bytes`)
+  if (at < 0) return undefined
   return { line: buf.subarray(0, at).toString('utf8'), rest: buf.subarray(at + 1) }
 }
 
 export function jsonLine (value: unknown): string {
   return `${JSON.stringify(value)}\n`
+}
+
+/** What a node asks a relay: to park a connection for itself, or to be joined to one `target` parked. */
+export interface RelayRequest { op: 'park' | 'join', node: string, target?: string, mac: string }
+
+/** A relay control line, or undefined when it is not one (not JSON, wrong fields); never throws. */
+export function parseRelayRequest (line: string): RelayRequest | undefined {
+  const v = parseObject(line)
+  if (v === undefined) return undefined
+  const { op, node, target, mac } = v
+  if ((op !== 'park' && op !== 'join') || typeof node !== 'string' || typeof mac !== 'string') return undefined
+  if (target === undefined) return { op, node, mac }
+  return typeof target === 'string' ? { op, node, target, mac } : undefined
+}
+
+/** The endpoint a TLS client asks this node to connect to, or undefined when the line is not such a request; never throws. */
+export function parseTargetRequest (line: string): { ip: string, port: number } | undefined {
+  const v = parseObject(line)
+  return v !== undefined && typeof v.ip === 'string' && typeof v.port === 'number' ? { ip: v.ip, port: v.port } : undefined
+}
+
+function parseObject (line: string): Record<string, unknown> | undefined {
+  let v: unknown
+  try {
+    v = JSON.parse(line)
+  } catch {
+    return undefined
+  }
+  return typeof v === 'object' && v !== null ? v as Record<string, unknown> : undefined
 }

@@ -199,9 +199,10 @@ async function relayChecks (input: DoctorInput): Promise<CheckResult[]> {
           fix: `open TCP ${ports} to ${r.nodeName} (firewall, security group), and check that advertiseAddress is the address this node can reach`
         })
   }
-  // The data path (when this node uses it) splices through the relays on its own port: a firewall that opens
-  // only the tunnel port leaves every proxied connection on the slower libp2p fallback.
-  if (t.dataPath.enable && t.psk.enable && t.identity === 'compat') {
+  // A data path on a port of its own (dataPath.port) splices through the relays there: a firewall that opens
+  // only the tunnel port leaves every proxied connection on the slower libp2p fallback. By default it shares
+  // the tunnel port, checked above.
+  if (t.dataPath.enable && t.dataPath.port !== 0 && t.psk.enable && t.identity === 'compat') {
     const port = t.dataPath.port
     for (const r of reachable) {
       const hosts = [...new Set(r.addresses.map(a => a.host))]

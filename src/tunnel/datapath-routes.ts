@@ -5,6 +5,7 @@
  * A Go EdgeMesh does not speak the protocol and keeps the libp2p proxy.
  */
 import { isIP } from 'node:net'
+import type { Server } from 'node:net'
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import type { RepeatingTask } from '@libp2p/utils'
 import type { Logger } from '../observability/logger.ts'
@@ -25,6 +26,8 @@ const RELAY_RETRY_MS = 5000
 export interface DataPathEndpoint {
   port (): number
   setRelays (relays: Array<{ nodeName: string, address: HostPort }>): void
+  /** Serve on the tunnel's TCP listeners as well (one port per node); returns how to stop. */
+  shareTunnelPort (servers: readonly Server[]): () => void
 }
 
 /** What the routes need from the tunnel. */

@@ -10,6 +10,7 @@
  * reservation on every relay, so a node behind NAT is reachable through any
  * of them.
  */
+import type { Server } from 'node:net'
 import type { Libp2p, PeerId, Stream } from '@libp2p/interface'
 import type { RepeatingTask } from '@libp2p/utils'
 import type { Multiaddr } from '@multiformats/multiaddr'
@@ -36,6 +37,8 @@ import { ProxyProtocol } from './proxy-protocol.ts'
 import { DataPathDirectory } from './datapath-routes.ts'
 import type { DataPathEndpoint } from './datapath-routes.ts'
 import { Discovery } from './discovery.ts'
+
+const net = process.getBuiltinModule('node:net')
 
 export type { PeerInfo } from './metrics.ts'
 export type { RelayNode, RelayProbe } from './relays.ts'
@@ -227,6 +230,7 @@ export class EdgeTunnel implements Component {
     const init = this.#init
     let node: Libp2p | undefined
     let heartbeat: RepeatingTask | undefined
+    let unshare: (() => void) | undefined
     const group = new LifecycleGroup('tunnel', [
       step('host', async () => {
         const pnetKey = init.pskFile !== undefined ? await readPnetKey(init.pskFile) : undefined
@@ -249,12 +253,14 @@ export class EdgeTunnel implements Component {
         node = host.node
         await this.#handle(host.node)
         await host.node.start()
+        unshare = this.#deps.dataPath?.shareTunnelPort(tcpServers(host.node))
         this.#node = host.node
         this.#metrics ??= new TunnelMetrics(this.#deps.metrics, () => this.peers())
         this.#log.info('tunnel listening', { peerId: host.node.peerId.toString(), relay: this.isRelay, addresses: this.addresses(), pnet: host.pnet })
       }, async () => {
         this.#node = undefined
         this.#heardAt.clear()
+        unshare?.()
         await node?.stop()
       }),
       step('relays', async () => { await this.#relays.attach(node as Libp2p) }, () => { this.#relays.detach() }),
@@ -358,4 +364,10 @@ export class EdgeTunnel implements Component {
     closeQuietly(stream, this.#log)
     return line
   }
+}
+
+/** The net.Server of each libp2p TCP listener (the tunnel port), for the data path to share. */
+function tcpServers (node: Libp2p): Server[] {
+  const manager = (node as unknown as { components?: { transportManager?: { getListeners: () => Array<{ server?: unknown }> } } }).components?.transportManager
+  return (manager?.getListeners() ?? []).map(l => l.server).filter((s): s is Server => s instanceof net.Server)
 }

@@ -25,14 +25,15 @@ describe('EdgeTunnel + TLS data path on loopback', () => {
   const tunnels: Mesh[] = []
   const registries = new Map<string, Registry>()
 
-  function tunnel (nodeName: string, port: number, dataPath: boolean): Mesh {
+  function tunnel (nodeName: string, port: number, dataPath: boolean | 'shared'): Mesh {
     const init: MeshInit = {
       nodeName,
       listenPort: port,
       listenAddresses: ['127.0.0.1'],
       relayNodes: [{ nodeName: 'relay-1', addresses: [{ host: '127.0.0.1', port: relayPort }] }],
       pskFile: join(dir, 'psk'),
-      ...(dataPath ? { dataPath: { port: 0 } } : {})
+      // 'shared': no data path port of its own; it serves on the tunnel port, as by default.
+      ...(dataPath === 'shared' ? { dataPath: {} } : dataPath ? { dataPath: { port: 0 } } : {})
     }
     const registry = new Registry()
     registries.set(nodeName, registry)
@@ -100,5 +101,35 @@ describe('EdgeTunnel + TLS data path on loopback', () => {
     assert.deepEqual(many, Array.from({ length: 20 }, (_, i) => `n${i}`))
     assert.equal(await dataPathConnections('node-a'), 21)
     assert.equal((await streams('node-a'))['outbound/ok'], 1, 'only the legacy peer\'s connection took libp2p')
+  })
+
+  test('one port per node: the data path shares each tunnel port, relays included, beside libp2p', async () => {
+    const sharedRelayPort = await freePort()
+    const relayNodes = [{ nodeName: 'relay-2', addresses: [{ host: '127.0.0.1', port: sharedRelayPort }] }]
+    const mesh = (nodeName: string, port: number): Mesh => {
+      const registry = new Registry()
+      registries.set(nodeName, registry)
+      const t = createMesh({ logger: noopLogger, metrics: registry }, { nodeName, listenPort: port, listenAddresses: ['127.0.0.1'], relayNodes, pskFile: join(dir, 'psk'), dataPath: {} })
+      tunnels.push(t)
+      return t
+    }
+    const relay = mesh('relay-2', sharedRelayPort)
+    await relay.start()
+    const [cPort, dPort] = [await freePort(), await freePort()]
+    const c = mesh('node-c', cPort)
+    const d = mesh('node-d', dPort)
+    await Promise.all([c.start(), d.start()])
+    // libp2p on the same ports: both hold a reservation on the relay.
+    await eventually('reservations', () => [c, d].every(t => t.addresses().some(x => x.includes('/p2p-circuit'))), 15_000, 50)
+    // The relay's data path on its tunnel port: both nodes park there.
+    const parked = async (): Promise<number> => (await registries.get('relay-2')?.getSingleMetric('edgemesh_datapath_relay_parked_connections')?.get())?.values[0]?.value ?? 0
+    const deadline = Date.now() + 10_000
+    while (await parked() < 2 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
+    assert.ok(await parked() >= 2, `parked on the relay's tunnel port: ${await parked()}`)
+    const payload = randomBytes(1 << 20)
+    const conn = await c.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-d', service: 'default/echo' })
+    assert.ok((await roundTrip(conn, payload)).equals(payload), '1 MB intact over the data path on D\'s tunnel port')
+    assert.ok(c.peers().some(p => p.nodeName === 'node-d' && p.dataPath === 'direct'), JSON.stringify(c.peers()))
+    assert.equal((await streams('node-c'))['outbound/ok'], undefined, 'no libp2p proxy stream')
   })
 })
