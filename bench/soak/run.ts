@@ -1,0 +1,334 @@
+// Soak bench: a client edge node under steady load through the mesh for
+// `--minutes`, then overload at 5× the rates, then recovery at the steady
+// rates. Documented here; not part of the default test suite.
+//
+//   sudo npm run bench:soak [-- --minutes 15 --overload-seconds 60 --recovery-seconds 90]
+//
+// Layout: three namespaces on one bridge (10.89.0.0/24, prefix ems-): `a`
+// (client edge node: agent with edgeDNS on 169.254.96.16:53, edgeProxy with
+// nftables interception, tunnel with relay r), `r` (relay), `b` (agent and a
+// TCP echo server on 7000). `a` drops packets to b, so proxied connections go
+// a → r → b through the mesh. Service soak/echo: ClusterIP 10.96.0.41:7000 →
+// b. Bundled agents with the image's heap flags, PSK on, data path on.
+//
+// Load (load.ts, inside `a`): 200 long-lived proxied connections each echoing
+// 64 random bytes a second, 2,000 DNS queries/s for echo.soak.svc.cluster.local
+// and 50 new proxied connections/s (64-byte verified echo, then close); overload
+// is 10,000 queries/s and 250 connections/s.
+//
+// Measured: each agent's RSS, fds, V8 heap used, CPU and event-loop delay
+// every 30 s (every 5 s in overload and recovery), and the CPU the machine
+// spent outside the bench (a shared host skews everything else); a
+// least-squares fit of RSS and fds against time over the steady phase after a
+// warm-up (2 min, or a quarter of a shorter steady phase), "within noise" when
+// |slope × 10 min| ≤ 2 × the residual standard deviation; echo mismatches;
+// after the overload stops, the seconds until a 1 s window has ≥ 99 % of DNS
+// queries answered and ≥ 99 % of new connections ok, and until each agent's
+// fds are back within its steady median + 10; the warn lines the agents
+// logged during the overload.
+// Acceptance: 0 mismatches, slopes within noise, recovery ≤ 10 s, fds back
+// ≤ 60 s, at least one warn line with counts during the overload.
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { cpus, release, tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseArgs } from 'node:util'
+import { bundleForBench } from '../bundle.ts'
+import { HEAP_FLAGS } from '../../src/bin/heap-flags.ts'
+import { serviceYaml } from '../../test/helpers/services.ts'
+import { cpuSeconds, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
+import type { Proc } from '../netns.ts'
+
+const { values: opt } = parseArgs({
+  options: {
+    minutes: { type: 'string', default: '15' },
+    'overload-seconds': { type: 'string', default: '60' },
+    'recovery-seconds': { type: 'string', default: '90' }
+  }
+})
+const STEADY = Number(opt.minutes) * 60
+const OVERLOAD_END = STEADY + Number(opt['overload-seconds'])
+const END = OVERLOAD_END + Number(opt['recovery-seconds'])
+const WARM_UP = Math.min(120, STEADY / 4)
+const here = fileURLToPath(new URL('.', import.meta.url))
+const root = join(here, '..', '..')
+const NODES = { a: '10.89.0.1', r: '10.89.0.2', b: '10.89.0.3' } as const
+type Node = keyof typeof NODES
+const NS = (n: Node | 'br'): string => `ems-${n}`
+const CLUSTER_IP = '10.96.0.41'
+const NAME = 'echo.soak.svc.cluster.local'
+
+requireRoot('bench:soak')
+
+function teardown (): void {
+  for (const n of [...Object.keys(NODES), 'br']) spawnSync('ip', ['netns', 'del', NS(n as Node)], { stdio: 'ignore' })
+}
+
+function setup (): void {
+  teardown()
+  sh(['ip', 'netns', 'add', NS('br')])
+  sh(['ip', '-n', NS('br'), 'link', 'add', 'br0', 'type', 'bridge'])
+  sh(['ip', '-n', NS('br'), 'link', 'set', 'br0', 'up'])
+  for (const [n, ip] of Object.entries(NODES)) {
+    const ns = NS(n as Node)
+    sh(['ip', 'netns', 'add', ns])
+    sh(['ip', 'link', 'add', 'eth0', 'netns', ns, 'type', 'veth', 'peer', `p-${n}`, 'netns', NS('br')])
+    sh(['ip', '-n', NS('br'), 'link', 'set', `p-${n}`, 'master', 'br0', 'up'])
+    sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up'])
+    sh(['ip', '-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0'])
+    sh(['ip', '-n', ns, 'link', 'set', 'eth0', 'up'])
+    // ClusterIPs need a route before DNAT picks the real destination.
+    sh(['ip', '-n', ns, 'route', 'add', 'default', 'via', NODES.r])
+  }
+  // b is behind NAT as far as a is concerned: only the relay reaches it.
+  sh(['ip', 'netns', 'exec', NS('a'), 'nft', '-f', '-'], `table inet ems {\n  chain out {\n    type filter hook output priority 0;\n    ip daddr ${NODES.b} drop\n  }\n}\n`)
+}
+
+// The agent serves no V8 heap metric: a preload answers SIGUSR2 by writing heapUsed and the
+// event-loop delay since the last signal (how far behind the agent is) to $SOAK_PROBE_FILE.
+// Plain JavaScript in a data: URL, so no TypeScript loader is added to the agents' RSS.
+const PROBE = 'data:text/javascript,' + encodeURIComponent([
+  "import{writeFileSync}from'node:fs';import{monitorEventLoopDelay}from'node:perf_hooks'",
+  'const h=monitorEventLoopDelay({resolution:10});h.enable()',
+  "process.on('SIGUSR2',()=>{writeFileSync(process.env.SOAK_PROBE_FILE,JSON.stringify({heap:process.memoryUsage().heapUsed,delayP99:h.percentile(99)/1e6}));h.reset()})"
+].join(';'))
+
+const agents = new Map<Node, Proc>()
+
+async function startAgents (dir: string, entry: string): Promise<void> {
+  for (const n of ['r', 'b', 'a'] as const) {
+    const cfg = join(dir, `${n}.yaml`)
+    writeFileSync(cfg, [
+      'kubeAPIConfig:', `  standaloneFile: ${join(dir, 'services.yaml')}`,
+      'commonConfig:', `  stateDir: ${join(dir, n)}`,
+      'modules:',
+      `  edgeDNS: {enable: ${String(n === 'a')}}`,
+      `  edgeProxy: {enable: ${String(n === 'a')}}`,
+      '  edgeTunnel:',
+      '    enable: true',
+      `    psk: {enable: true, path: ${join(dir, 'psk')}}`,
+      `    relayNodes: [{nodeName: r, advertiseAddress: [${NODES.r}]}]`,
+      ''
+    ].join('\n'))
+    // Heap flags as the image runs the agent (src/bin/heap-flags.ts).
+    const p = run(NS(n), [process.execPath, ...HEAP_FLAGS, '--import', PROBE, entry, 'agent', '--config-file', cfg], { NODE_NAME: n, NAMESPACE: 'kubeedge', SOAK_PROBE_FILE: join(dir, `probe-${n}`) })
+    await waitFor(p, /"msg":"running"/, 30_000)
+    agents.set(n, p)
+  }
+  await waitFor(agents.get('b') as Proc, /"msg":"data path relays"/, 30_000)
+  await new Promise(resolve => setTimeout(resolve, 1500))
+}
+
+const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
+const fdCount = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length
+
+async function probe (pid: number, file: string): Promise<{ heap: number, delayP99: number }> {
+  rmSync(file, { force: true })
+  process.kill(pid, 'SIGUSR2')
+  // An overloaded agent may take a while to get to the signal.
+  for (const end = Date.now() + 3000; Date.now() < end; await sleep(20)) {
+    try {
+      return JSON.parse(readFileSync(file, 'utf8'))
+    } catch {
+      // Not written yet.
+    }
+  }
+  return { heap: NaN, delayP99: NaN }
+}
+
+/** CPU seconds the whole machine has been busy (all CPUs), from /proc/stat. */
+function machineBusy (): number {
+  const [user, nice, system, , , irq, softirq, steal] = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').split(/\s+/).slice(1).map(Number)
+  return ((user ?? 0) + (nice ?? 0) + (system ?? 0) + (irq ?? 0) + (softirq ?? 0) + (steal ?? 0)) / 100
+}
+
+interface Sample { t: number, rss: number, fds: number, heap: number, cpu: number, delayP99: number }
+/** Per sample: CPU % (of one CPU) since the last one, the whole machine's and what the bench's own processes do not account for. */
+interface MachineSample { t: number, busy: number, others: number }
+
+let previous = { at: 0, busy: 0, cpu: new Map<number, number>() }
+
+async function sample (dir: string, t: number, samples: Map<Node, Sample[]>, machine: MachineSample[], bench: Proc[]): Promise<void> {
+  const at = performance.now() / 1000
+  const busy = machineBusy()
+  const cpu = new Map(bench.filter(p => p.exitCode === null).map(p => [p.pid as number, cpuSeconds(p.pid as number)]))
+  const pct = (seconds: number): number => 100 * seconds / (at - previous.at)
+  let ours = 0
+  for (const [pid, seconds] of cpu) ours += seconds - (previous.cpu.get(pid) ?? 0)
+  if (previous.at > 0) machine.push({ t, busy: pct(busy - previous.busy), others: pct(busy - previous.busy - ours) })
+  for (const [n, p] of agents) {
+    if (p.exitCode !== null) continue
+    const pid = p.pid as number
+    // fds before the probe, which opens a file in the agent.
+    const fds = fdCount(pid)
+    const rss = rssMB(pid)
+    const { heap, delayP99 } = await probe(pid, join(dir, `probe-${n}`))
+    samples.get(n)?.push({ t, rss, fds, heap: heap / 1024 / 1024, delayP99, cpu: previous.at > 0 ? pct((cpu.get(pid) ?? 0) - (previous.cpu.get(pid) ?? 0)) : NaN })
+  }
+  previous = { at, busy, cpu }
+}
+
+interface Window {
+  span: number
+  t: number
+  phase: 'steady' | 'overload' | 'recovery'
+  long: { ok: number, mismatched: number, failed: number, reopened: number }
+  dns: { sent: number, answered: number, wrong: number }
+  conn: { attempted: number, ok: number, mismatched: number, failed: number, p50: number, p99: number }
+  loop?: { p99: number, max: number }
+}
+
+/** Least squares y = a + b·t: b and the residual standard deviation. */
+function fit (points: Array<[number, number]>): { slope: number, sd: number } {
+  const n = points.length
+  const mt = points.reduce((s, [t]) => s + t, 0) / n
+  const my = points.reduce((s, [, y]) => s + y, 0) / n
+  const stt = points.reduce((s, [t]) => s + (t - mt) ** 2, 0)
+  const sty = points.reduce((s, [t, y]) => s + (t - mt) * (y - my), 0)
+  const slope = sty / stt
+  const ssr = points.reduce((s, [t, y]) => s + (y - my - slope * (t - mt)) ** 2, 0)
+  return { slope, sd: Math.sqrt(ssr / (n - 2)) }
+}
+
+const phaseOf = (t: number): string => t < STEADY ? 'steady' : t < OVERLOAD_END ? 'overload' : 'recovery'
+const percent = (part: number, whole: number): string => whole === 0 ? '–' : `${(100 * part / whole).toFixed(2)} %`
+const ratioOk = (part: number, whole: number): boolean => whole > 0 && part / whole >= 0.99
+
+async function main (): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'edgemesh-bench-soak-'))
+  const entry = await bundleForBench(join(root, 'src/bin/edgemesh.ts'))
+  // The native addon loads from a node_modules beside the bundle, as it would be shipped.
+  symlinkSync(join(root, 'node_modules'), join(dirname(entry), 'node_modules'))
+  const onSigint = (): void => { killAll(); teardown(); rmSync(dir, { recursive: true, force: true }); process.exit(130) }
+  process.once('SIGINT', onSigint)
+  setup()
+  try {
+    writeFileSync(join(dir, 'psk'), 'edgemesh-ts-test-psk-not-for-any-real-cluster', { mode: 0o600 })
+    writeFileSync(join(dir, 'services.yaml'), serviceYaml({ name: 'echo', namespace: 'soak', clusterIP: CLUSTER_IP, ports: [{ name: 'echo', port: 7000 }], endpoints: [{ ip: NODES.b, nodeName: 'b' }] }))
+    const echo = run(NS('b'), [process.execPath, join(root, 'test/lab/workloads/echo-server.ts'), 'tcp', '--port', '7000'])
+    await waitFor(echo, /listening tcp/, 10_000)
+    await startAgents(dir, entry)
+
+    const load = run(NS('a'), [process.execPath, join(here, 'load.ts'), '--target', `${CLUSTER_IP}:7000`, '--dns', '169.254.96.16:53', '--name', NAME,
+      '--minutes', opt.minutes, '--overload-seconds', opt['overload-seconds'], '--recovery-seconds', opt['recovery-seconds']])
+    const ready = await waitFor(load, /\{"ready":\d+,"at":(\d+)\}/, 60_000)
+    const startAt = Number(ready[1])
+    console.error(`[bench:soak] ${NODES.a}: 200 long-lived connections open; steady ${STEADY} s, overload to ${OVERLOAD_END} s, recovery to ${END} s`)
+    const samples = new Map<Node, Sample[]>([...agents.keys()].map(n => [n, []]))
+    const machine: MachineSample[] = []
+    const exited = new Promise(resolve => load.once('exit', resolve))
+    let printed = 0
+    for (let next = 0; load.exitCode === null && next <= END; next += next < STEADY ? 30 : 5) {
+      // Every sample is taken at its time, even when the previous one ran late.
+      const wait = startAt + next * 1000 - Date.now()
+      if (wait > 0) await Promise.race([sleep(wait), exited])
+      if (load.exitCode !== null) break
+      await sample(dir, next, samples, machine, [...agents.values(), load, echo])
+      const lines = load.out().split('\n').filter(l => l.startsWith('{"span":10'))
+      for (const l of lines.slice(printed)) {
+        const w = JSON.parse(l) as Window
+        console.error(`[bench:soak] t=${w.t} s ${w.phase}: DNS ${w.dns.answered}/${w.dns.sent}, new connections ${w.conn.ok}/${w.conn.attempted} (p50 ${w.conn.p50} ms, p99 ${w.conn.p99} ms), long-lived echoes ${w.long.ok} ok ${w.long.mismatched} mismatched ${w.long.failed} failed; load loop delay p99 ${w.loop?.p99 ?? '?'} ms`)
+      }
+      printed = lines.length
+    }
+    await exited
+    if (!/"done":true/.test(load.out())) throw new Error(`the load program failed:\n${load.out().slice(-3000)}`)
+    report(load.out(), samples, machine, startAt)
+  } finally {
+    process.off('SIGINT', onSigint)
+    for (const p of agents.values()) p.kill('SIGTERM')
+    await Promise.all([...agents.values()].map(async p => { if (p.exitCode === null) await new Promise(resolve => p.once('exit', resolve)) }))
+    killAll()
+    teardown()
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+function report (loadOut: string, samples: Map<Node, Sample[]>, machine: MachineSample[], startAt: number): void {
+  const lines = loadOut.split('\n').filter(l => l.startsWith('{'))
+  const windows = lines.filter(l => l.startsWith('{"span"')).map(l => JSON.parse(l) as Window)
+  const phaseAt = (at: string): number => Number((lines.map(l => JSON.parse(l) as { phase?: string, at?: number }).find(l => l.phase === at && l.at !== undefined) as { at: number }).at)
+  const overloadFrom = phaseAt('overload')
+  const overloadTo = phaseAt('recovery')
+  const out: string[] = []
+  out.push(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, kernel ${release()}, Node ${process.version}. Steady ${STEADY / 60} min (2,000 DNS q/s, 50 new connections/s, 200 long-lived connections echoing 64 B/s), overload ${OVERLOAD_END - STEADY} s at 5×, recovery ${END - OVERLOAD_END} s; client a → relay r → endpoint b over the TLS data path, PSK on, bundled agents with ${HEAP_FLAGS.join(' ')}.`)
+
+  out.push('', "| phase | DNS sent | answered | wrong | new connections | ok | mismatched | p50 ms (median of 10 s windows) | p99 ms (max of 10 s windows) | long-lived echoes ok | mismatched | failed | reopened | load program's loop delay p99 ms (max of 10 s windows) |", '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
+  for (const phase of ['steady', 'overload', 'recovery'] as const) {
+    const ws = windows.filter(w => w.span === 10 && w.phase === phase)
+    const sum = (f: (w: Window) => number): number => ws.reduce((s, w) => s + f(w), 0)
+    const conns = sum(w => w.conn.attempted)
+    const dns = sum(w => w.dns.sent)
+    out.push(`| ${phase} | ${dns} | ${percent(sum(w => w.dns.answered), dns)} | ${sum(w => w.dns.wrong)} | ${conns} | ${percent(sum(w => w.conn.ok), conns)} | ${sum(w => w.conn.mismatched)} | ${median(ws.map(w => w.conn.p50).filter(Number.isFinite)).toFixed(1)} | ${Math.max(...ws.map(w => w.conn.p99).filter(Number.isFinite)).toFixed(1)} | ${sum(w => w.long.ok)} | ${sum(w => w.long.mismatched)} | ${sum(w => w.long.failed)} | ${sum(w => w.long.reopened)} | ${Math.max(...ws.map(w => w.loop?.p99 ?? NaN).filter(Number.isFinite)).toFixed(1)} |`)
+  }
+
+  out.push('', `Machine CPU since the previous sample, % of one CPU (${cpus().length} in all): busy, and busy outside the bench's processes (other work on a shared host):`, '', '| minute | phase | busy % | others % |', '|---|---|---|---|')
+  for (const m of machine) out.push(`| ${(m.t / 60).toFixed(2)} | ${phaseOf(m.t)} | ${m.busy.toFixed(0)} | ${m.others.toFixed(0)} |`)
+
+  const fits: string[] = []
+  const fdsBack: string[] = []
+  let slopesOk = true
+  let fdsOk = true
+  for (const [n, ss] of samples) {
+    out.push('', `Agent ${n} (${n === 'a' ? 'client edge node' : n === 'r' ? 'relay' : 'endpoint node'}); CPU % of one CPU and event-loop delay p99 since the previous sample:`, '', '| minute | phase | RSS MB | fds | heap used MB | CPU % | loop delay p99 ms |', '|---|---|---|---|---|---|---|')
+    for (const s of ss) out.push(`| ${(s.t / 60).toFixed(2)} | ${phaseOf(s.t)} | ${s.rss.toFixed(1)} | ${s.fds} | ${s.heap.toFixed(1)} | ${s.cpu.toFixed(0)} | ${s.delayP99.toFixed(1)} |`)
+    const steady = ss.filter(s => s.t < STEADY)
+    const fitted = steady.filter(s => s.t >= WARM_UP)
+    for (const [what, unit, get] of [['RSS', 'MB', (s: Sample) => s.rss], ['fds', '', (s: Sample) => s.fds]] as const) {
+      if (fitted.length < 3) { fits.push(`${n} ${what}: too few samples after the warm-up to fit`); slopesOk = false; continue }
+      const { slope, sd } = fit(fitted.map(s => [s.t, get(s)]))
+      const per10 = slope * 600
+      const within = Math.abs(per10) <= 2 * sd
+      slopesOk &&= within
+      fits.push(`${n} ${what}: slope ${per10 >= 0 ? '+' : ''}${per10.toFixed(2)}${unit === '' ? '' : ` ${unit}`} per 10 min, residual sd ${sd.toFixed(2)}${unit === '' ? '' : ` ${unit}`} (${fitted.length} samples, minute ${(WARM_UP / 60).toFixed(1)}–${(fitted[fitted.length - 1]?.t ?? 0) / 60}): ${within ? 'within noise' : 'NOT within noise'}`)
+    }
+    const baseline = median(steady.map(s => s.fds))
+    const back = ss.find(s => s.t >= OVERLOAD_END && s.fds <= baseline + 10)
+    const peak = Math.max(...ss.filter(s => s.t >= STEADY).map(s => s.fds))
+    fdsOk &&= back !== undefined && back.t - OVERLOAD_END <= 60
+    fdsBack.push(`${n}: baseline ${baseline} fds (steady median), peak ${peak} in overload/recovery, back within baseline + 10 ${back === undefined ? 'NEVER during the recovery phase' : `${back.t - OVERLOAD_END} s after the overload stopped (${back.fds} fds, samples every 5 s)`}`)
+  }
+
+  out.push('', `Least-squares fit against time over the steady phase after a ${WARM_UP / 60} min warm-up (within noise: |slope × 10 min| ≤ 2 × residual sd):`, ...fits.map(f => `- ${f}`))
+
+  const mismatches = windows.filter(w => w.span === 10).reduce((s, w) => s + w.long.mismatched + w.conn.mismatched, 0)
+  out.push('', `Verified-echo mismatches (long-lived and new connections, all phases): ${mismatches}`)
+
+  const seconds = windows.filter(w => w.span === 1 && w.phase === 'recovery').sort((x, y) => x.t - y.t)
+  const healthy = (w: Window): boolean => ratioOk(w.dns.answered, w.dns.sent) && ratioOk(w.conn.ok, w.conn.attempted)
+  const first = seconds.find(healthy)
+  const recovered = first === undefined ? NaN : first.t + 1 - OVERLOAD_END
+  const relapses = first === undefined ? [] : seconds.filter(w => w.t > first.t && !healthy(w))
+  const firstTen = windows.find(w => w.span === 10 && w.t === OVERLOAD_END)
+  out.push('', 'After the overload stopped:',
+    `- DNS ≥ 99 % answered and new connections ≥ 99 % ok in a 1 s window: ${first === undefined ? 'NEVER during the recovery phase' : `after ${recovered} s (window ${first.t - OVERLOAD_END}–${first.t + 1 - OVERLOAD_END} s: DNS ${first.dns.answered}/${first.dns.sent}, connections ${first.conn.ok}/${first.conn.attempted}); later 1 s windows below 99 %: ${relapses.length} of ${seconds.length - seconds.indexOf(first) - 1}${relapses.length > 0 ? ` (at ${relapses.slice(0, 10).map(w => `${w.t - OVERLOAD_END} s`).join(', ')})` : ''}`}`,
+    ...(firstTen !== undefined ? [`- first 10 s window of the recovery: DNS ${percent(firstTen.dns.answered, firstTen.dns.sent)} answered, new connections ${percent(firstTen.conn.ok, firstTen.conn.attempted)} ok`] : []),
+    '- each agent\'s fds:', ...fdsBack.map(f => `  - ${f}`))
+
+  out.push('', `Warn lines the agents logged (overload ${new Date(overloadFrom).toISOString()} – ${new Date(overloadTo).toISOString()}):`)
+  // Quoted: the overload warn line with the largest count (WarnSummary's `failed`).
+  let quoted: { line: string, count: number } | undefined
+  for (const [n, p] of agents) {
+    const warns = p.out().split('\n').filter(l => /"level":"warn"/.test(l)).map(l => ({ line: l, fields: JSON.parse(l) as Record<string, unknown> }))
+    const at = (w: { fields: Record<string, unknown> }): number => Date.parse(w.fields.time as string)
+    const during = warns.filter(w => at(w) >= overloadFrom && at(w) <= overloadTo)
+    for (const w of during) {
+      const count = typeof w.fields.failed === 'number' ? w.fields.failed : -1
+      if (quoted === undefined || count > quoted.count) quoted = { line: w.line, count }
+    }
+    out.push(`- ${n}: ${warns.filter(w => at(w) >= startAt && at(w) < overloadFrom).length} in the steady phase, ${during.length} during the overload, ${warns.filter(w => at(w) > overloadTo).length} after it`)
+  }
+  const warnWithCounts = quoted !== undefined && quoted.count >= 0
+  if (quoted !== undefined) out.push('', `The one with the largest count: \`${quoted.line}\``)
+
+  const died = [...agents].filter(([, p]) => p.exitCode !== null).map(([n, p]) => `${n} (exit ${String(p.exitCode ?? p.signalCode)})`)
+  if (died.length > 0) out.push('', `Agents that exited during the run: ${died.join(', ')}`)
+  const recoveryOk = first !== undefined && recovered <= 10
+  out.push('', `Acceptance: ${died.length === 0 && mismatches === 0 && slopesOk && recoveryOk && fdsOk && warnWithCounts ? 'met' : 'NOT met'}: ` +
+    `mismatches ${mismatches === 0 ? 'ok' : 'FAIL'}, RSS and fd slopes within noise ${slopesOk ? 'ok' : 'FAIL'}, DNS and new connections back within 10 s ${recoveryOk ? 'ok' : 'FAIL'}, fds back within 60 s ${fdsOk ? 'ok' : 'FAIL'}, warn line with counts during the overload ${warnWithCounts ? 'ok' : 'FAIL'}`)
+  console.log(out.join('\n'))
+  process.exitCode = out[out.length - 1]?.startsWith('Acceptance: met') === true ? 0 : 1
+}
+
+await main()
