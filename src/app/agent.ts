@@ -491,7 +491,8 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
         metrics,
         dialer: new RoutingDialer({ nodeName: node.nodeName, direct: new DirectDialer(), peers: mesh }),
         nodeAddress: async name => lookup === undefined ? undefined : await lookup(name),
-        copied
+        copied,
+        clients
       }, {
         listenIp: m.edgeProxy.interception === 'none' ? '127.0.0.1' : bridgeDeviceIP,
         port: m.edgeProxy.socks5Proxy.listenPort,

@@ -28,3 +28,15 @@ export class NoEndpointError extends EdgeMeshError {
     this.service = service
   }
 }
+
+/**
+ * A SOCKS5 client sent a handshake the proxy cannot read: a version other than
+ * 5, an unknown address type or an empty domain name. The connection is closed.
+ */
+export class Socks5ProtocolError extends EdgeMeshError {
+  override readonly name = 'Socks5ProtocolError'
+  readonly code = 'EM_ERR_PROXY_SOCKS5_PROTOCOL'
+  constructor (detail: string) {
+    super(`SOCKS5 handshake: ${detail}`)
+  }
+}

@@ -9,7 +9,7 @@ export { NftInterceptor, NoInterceptor, parseTable, runCommand, runNft } from '.
 export type { Interceptor, NftRunner } from './nftables.ts'
 export { renderCleanup, renderDiff, renderReplace, ruleKey, chainName, TABLE } from './rules.ts'
 export type { PortRule, RuleTarget } from './rules.ts'
-export { InterceptionError, NoEndpointError } from './errors.ts'
+export { InterceptionError, NoEndpointError, Socks5ProtocolError } from './errors.ts'
 export { Socks5Server, SocksReply } from './socks5.ts'
 export type { Socks5Deps, Socks5Init } from './socks5.ts'
 export { FallbackInterceptor, IptablesInterceptor, IPTABLES_CHAIN, detectBackend, nftUnavailable, parseIptables, renderIptables } from './iptables.ts'

@@ -20,6 +20,8 @@ import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import type { EndpointDialer } from '../mesh/endpoint-dialer.ts'
 import { EndpointRefusedError } from '../mesh/errors.ts'
 import { splice } from '../net/splice.ts'
+import { parseGreeting, parseRequest } from './socks5-wire.ts'
+import type { Parsed } from './socks5-wire.ts'
 
 const net = process.getBuiltinModule('node:net')
 
@@ -44,6 +46,8 @@ export interface Socks5Deps {
   nodeAddress: (nodeName: string) => Promise<string | null | undefined>
   /** Told about every stream copied, so their buffers are reclaimed early. */
   copied?: CopiedStreams
+  /** Clients allowed (the node's own, see net/local-sources.ts). @default everyone */
+  clients?: { isLocal: (address: string) => boolean }
 }
 
 /** Reads exactly `n` bytes from a paused socket. */
@@ -58,7 +62,9 @@ async function readExactly (socket: Socket, n: number, signal: AbortSignal): Pro
     }
     const onReadable = (): void => {
       const buf = socket.read(n) as Buffer | null
-      if (buf !== null) done(undefined, buf)
+      // After the client's FIN, read() hands over what is left (fewer bytes) and 'end' may have passed already.
+      if (buf !== null) done(buf.length < n ? new Error('closed during the SOCKS handshake') : undefined, buf)
+      else if (socket.readableEnded) done(new Error('closed during the SOCKS handshake'))
     }
     const onEnd = (): void => done(new Error('closed during the SOCKS handshake'))
     const onAbort = (): void => done(new Error('SOCKS handshake timed out'))
@@ -67,6 +73,25 @@ async function readExactly (socket: Socket, n: number, signal: AbortSignal): Pro
     signal.addEventListener('abort', onAbort, { once: true })
     onReadable()
   })
+}
+
+/** Reads one handshake message, exactly as many bytes as it takes: what follows is the client's data. */
+async function readMessage<T> (socket: Socket, parse: (buf: Buffer) => Parsed<T>, signal: AbortSignal): Promise<T> {
+  let buf = Buffer.alloc(0)
+  for (;;) {
+    const parsed = parse(buf)
+    if ('value' in parsed) return parsed.value
+    buf = Buffer.concat([buf, await readExactly(socket, parsed.need - buf.length, signal)])
+  }
+}
+
+/**
+ * Answers with `message` and ends. Whatever the client sent beyond its request is read and
+ * dropped: on this half-open, paused socket unread bytes would keep its FIN, and the socket, forever.
+ */
+function refuse (socket: Socket, message: Buffer): void {
+  socket.end(message)
+  socket.resume()
 }
 
 function reply (code: number): Buffer {
@@ -78,7 +103,7 @@ export class Socks5Metrics {
   readonly connections: Counter<'result'>
 
   constructor (registry: Registry) {
-    this.connections = new Counter({ name: 'edgemesh_socks5_connections_total', help: 'SOCKS5 connections, by result (ok, unknown_node, refused, failed, unsupported, bad_handshake).', labelNames: ['result'], registers: [registry] })
+    this.connections = new Counter({ name: 'edgemesh_socks5_connections_total', help: 'SOCKS5 connections, by result (ok, unknown_node, refused, failed, unsupported, bad_handshake, remote_source: a client that is not on this node).', labelNames: ['result'], registers: [registry] })
   }
 }
 
@@ -126,6 +151,12 @@ export class Socks5Server implements Component {
   }
 
   #accept (socket: Socket): void {
+    // A host off the node (routing the bridge address via it) must not reach other nodes through it.
+    if (this.#deps.clients !== undefined && !this.#deps.clients.isLocal(socket.remoteAddress ?? '')) {
+      this.#connections.inc({ result: 'remote_source' })
+      socket.destroy()
+      return
+    }
     this.#sockets.add(socket)
     socket.once('close', () => this.#sockets.delete(socket))
     socket.on('error', () => {})
@@ -138,26 +169,17 @@ export class Socks5Server implements Component {
 
   async #serve (socket: Socket): Promise<void> {
     const timeout = AbortSignal.timeout(this.#init.handshakeTimeoutMs ?? 10_000)
-    const [version, nMethods] = await readExactly(socket, 2, timeout)
-    if (version !== 0x05) throw new Error(`not SOCKS5 (version ${String(version)})`)
-    const methods = await readExactly(socket, nMethods as number, timeout)
+    const { methods } = await readMessage(socket, parseGreeting, timeout)
     if (!methods.includes(0x00)) {
       // Only "no authentication": the port listens on the node's own bridge address.
-      socket.end(Buffer.from([0x05, 0xff]))
+      refuse(socket, Buffer.from([0x05, 0xff]))
       this.#connections.inc({ result: 'unsupported' })
       return
     }
     socket.write(Buffer.from([0x05, 0x00]))
-    const [requestVersion, cmd, , atyp] = await readExactly(socket, 4, timeout)
-    if (requestVersion !== 0x05) throw new Error(`not a SOCKS5 request (version ${String(requestVersion)})`)
-    let host: string | undefined
-    if (atyp === 0x03) host = (await readExactly(socket, (await readExactly(socket, 1, timeout))[0] as number, timeout)).toString('utf8')
-    else if (atyp === 0x01) await readExactly(socket, 4, timeout)
-    else if (atyp === 0x04) await readExactly(socket, 16, timeout)
-    else throw new Error(`address type ${String(atyp)}`)
-    const port = (await readExactly(socket, 2, timeout)).readUInt16BE(0)
-    if (cmd !== 0x01 || host === undefined) {
-      socket.end(reply(cmd !== 0x01 ? SocksReply.COMMAND_NOT_SUPPORTED : SocksReply.ADDRESS_NOT_SUPPORTED))
+    const { command, host, port } = await readMessage(socket, parseRequest, timeout)
+    if (command !== 0x01 || host === undefined) {
+      refuse(socket, reply(command !== 0x01 ? SocksReply.COMMAND_NOT_SUPPORTED : SocksReply.ADDRESS_NOT_SUPPORTED))
       this.#connections.inc({ result: 'unsupported' })
       return
     }
@@ -174,7 +196,7 @@ export class Socks5Server implements Component {
       ip = undefined
     }
     if (ip === null) {
-      socket.end(reply(SocksReply.HOST_UNREACHABLE))
+      refuse(socket, reply(SocksReply.HOST_UNREACHABLE))
       this.#connections.inc({ result: 'unknown_node' })
       this.#deps.logger.info('socks5: no such node', { node: nodeName })
       return
@@ -182,7 +204,7 @@ export class Socks5Server implements Component {
     // Never another node's loopback: its loopback-only services (the status server among them) are not
     // for the mesh. Without a node address (no API server) only this node can be reached.
     if (!self && (ip === undefined || isLoopback(ip))) {
-      socket.end(reply(SocksReply.HOST_UNREACHABLE))
+      refuse(socket, reply(SocksReply.HOST_UNREACHABLE))
       this.#connections.inc({ result: 'unknown_node' })
       this.#deps.logger.info('socks5: no routable address for this node', { node: nodeName, address: ip ?? '(unknown: no API server)' })
       return
@@ -192,7 +214,7 @@ export class Socks5Server implements Component {
       upstream = await this.#deps.dialer.dialTcp({ ip: ip ?? '127.0.0.1', port, nodeName: self ? undefined : nodeName, service: 'socks5' })
     } catch (err) {
       const refused = err instanceof EndpointRefusedError || (err as NodeJS.ErrnoException).code === 'ECONNREFUSED'
-      socket.end(reply(refused ? SocksReply.REFUSED : SocksReply.HOST_UNREACHABLE))
+      refuse(socket, reply(refused ? SocksReply.REFUSED : SocksReply.HOST_UNREACHABLE))
       this.#connections.inc({ result: refused ? 'refused' : 'failed' })
       this.#deps.logger.info('socks5: could not connect', { node: nodeName, port, err: (err as Error).message })
       return

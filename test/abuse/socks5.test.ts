@@ -73,10 +73,7 @@ describe('SOCKS5', () => {
     await recovered()
   })
 
-  // Last: while the bug stands it leaves sockets behind in the agent.
-  test('a CONNECT to a 255-byte name followed by 1 MiB: refused with 04, and released', {
-    todo: 'agent bug: src/proxy/socks5.ts answers a refusal with socket.end() on a paused socket (allowHalfOpen) that still holds unread bytes, so it never reads to EOF and the socket stays open after the client left'
-  }, async () => {
+  test('a CONNECT to a 255-byte name followed by 1 MiB: refused with 04, and released', async () => {
     const request = Buffer.concat([GREETING, connectRequest(Buffer.alloc(255, 'n'), 80), randomBytes(1024 * 1024)])
     const r = await flood(agent.ports.socks5, { connections: 20, send: () => request, holdMs: HANDSHAKE_MS })
     assertClosed(r, 20, { maxMs: 2000 })

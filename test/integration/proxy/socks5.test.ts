@@ -128,4 +128,18 @@ describe('SOCKS5 proxy: nodes by name', () => {
     const metric = await registry.getSingleMetric('edgemesh_socks5_connections_total')?.get()
     assert.equal(metric?.values.find(v => v.labels.result === 'bad_handshake')?.value, 1)
   })
+
+  test('a client that is not on this node is closed before the greeting', async () => {
+    const local = new Socks5Server({ logger: noopLogger, metrics: new Registry(), dialer: new DirectDialer(), nodeAddress: async () => '127.0.0.1', clients: { isLocal: address => address !== '127.0.0.1' } }, { listenIp: '127.0.0.1', port: 0, nodeName: 'edge-1' })
+    await local.start()
+    try {
+      const socket = connect({ host: '127.0.0.1', port: local.port() })
+      socket.on('error', () => {})
+      await new Promise(resolve => socket.once('connect', resolve))
+      socket.write(Buffer.from([0x05, 0x01, 0x00]))
+      assert.equal((await read(socket, 2)).length, 0, 'no method selection, the connection is closed')
+    } finally {
+      await local.stop()
+    }
+  })
 })
