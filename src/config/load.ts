@@ -158,7 +158,12 @@ function normalize (schema: TSchema, value: unknown, path: string, warnings: str
     }
     return out
   }
-  if (schema.type === 'array' && Array.isArray(value)) {
+  if (schema.type === 'array') {
+    // Refused here: TypeBox's Value.Default would turn a mapping into an empty list that keeps its keys.
+    if (!Array.isArray(value)) {
+      issues.push({ path, expected: describeExpected(schema), given: show(value) })
+      return undefined
+    }
     // Checked before the items so that a huge list costs one issue, not one per item.
     if (typeof schema.maxItems === 'number' && value.length > schema.maxItems) {
       issues.push({ path, expected: describeExpected(schema), given: `${value.length} items` })

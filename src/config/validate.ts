@@ -62,7 +62,7 @@ export function checkValue (schema: TSchema, value: unknown, path: string, check
   const check = schema['x-check'] as CheckName | undefined
   if (check !== undefined && typeof value === 'string' && !CHECKS[check].test(value)) {
     issues.push({ path, expected: CHECKS[check].expected, given: JSON.stringify(value) })
-  } else if (checkFiles && path === 'kubeAPIConfig.kubeConfig' && value !== '' && !existsSync(value as string)) {
+  } else if (checkFiles && path === 'kubeAPIConfig.kubeConfig' && typeof value === 'string' && value !== '' && !existsSync(value)) {
     issues.push({ path, expected: 'an existing kubeconfig file', given: `${JSON.stringify(value)} (not found)` })
   }
   return issues

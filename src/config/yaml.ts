@@ -40,7 +40,8 @@ export function readYaml (text: string, file: string, truncated = false): unknow
     throw new ConfigFileError(file, `${what}${where === undefined ? '' : ` (the limit is reached in ${where})`}`)
   }
 
-  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: sameKey })
+  // logLevel: the library's warnings (a mapping used as a key) would go to stderr; such keys are unknown keys here.
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: sameKey, logLevel: 'error' })
   const syntax = doc.errors.find(e => e.code !== 'DUPLICATE_KEY')
   if (syntax !== undefined) {
     const pos = syntax.linePos?.[0]
@@ -159,18 +160,28 @@ function formatPath (path: string[]): string {
 function checkAliases (doc: Document): ConfigIssue | undefined {
   const anchors = new Map<string, unknown>()
   const size = new Map<unknown, number>()
+  // The nodes being counted: an alias to one of them is inside the value it names.
+  const open = new Set<unknown>()
   let aliases = 0
   let firstAlias: string | undefined
+  let cycle: ConfigIssue | undefined
   const count = (node: unknown, path: string[]): number => {
     let n = 1
     if (isAlias(node)) {
       aliases++
       firstAlias ??= formatPath(path)
-      // A missing anchor or one used inside itself: the library reports it.
-      n = size.get(anchors.get(node.source)) ?? 1
+      const target = anchors.get(node.source)
+      // The library would make that value contain itself, which nothing can read.
+      if (open.has(target)) cycle ??= { path: formatPath(path) || '(root)', expected: 'an alias (*name) outside the value it names', given: `*${node.source}` }
+      // A missing anchor: the library reports it.
+      n = size.get(target) ?? 1
       size.set(node, n)
       return n
     }
+    // An anchor names its node from where it stands, before the node's contents.
+    const anchor = (node as { anchor?: string } | null)?.anchor
+    if (anchor !== undefined) anchors.set(anchor, node)
+    open.add(node)
     if (isMap(node)) {
       for (const pair of node.items) {
         const key = isScalar(pair.key) ? String(pair.key.value) : '?'
@@ -179,12 +190,12 @@ function checkAliases (doc: Document): ConfigIssue | undefined {
     } else if (isSeq(node)) {
       node.items.forEach((item, i) => { n += count(item, [...path, `[${i}]`]) })
     }
-    const anchor = (node as { anchor?: string } | null)?.anchor
-    if (anchor !== undefined) anchors.set(anchor, node)
+    open.delete(node)
     size.set(node, n)
     return n
   }
   const total = count(doc.contents, [])
+  if (cycle !== undefined) return cycle
   if (aliases > MAX_YAML_ALIASES) {
     return { path: firstAlias ?? '(root)', expected: `at most ${MAX_YAML_ALIASES} aliases (*name) in the file`, given: String(aliases) }
   }

@@ -124,3 +124,13 @@ test('a long list of problems is listed in part', () => {
   assert.equal(err.issues.length, 500)
   assert.match(err.message, /… and 480 more$/)
 })
+
+// Both found by test/unit/config/fuzz.test.ts: the first threw a raw TypeError, the second loaded as no relays.
+test('an alias inside the value it names, and a mapping where a list belongs, are refused naming the key', () => {
+  const cycle = refusal('kubeAPIConfig: &k {qps: *k}\n').err
+  assert.ok(cycle instanceof ConfigInvalidError)
+  assert.deepEqual(cycle.issues, [{ path: 'kubeAPIConfig.qps', expected: 'an alias (*name) outside the value it names', given: '*k' }])
+  const mapping = refusal('modules:\n  edgeTunnel:\n    relayNodes:\n      nodeName: relay-1\n').err
+  assert.ok(mapping instanceof ConfigInvalidError)
+  assert.deepEqual(mapping.issues, [{ path: 'modules.edgeTunnel.relayNodes', expected: 'a list of at most 1000 items', given: '{"nodeName":"relay-1"}' }])
+})
