@@ -96,3 +96,31 @@ export function iperf (ns: string, host: string, port: number, seconds: number):
   const r = JSON.parse(exec(ns, ['iperf3', '-c', host, '-p', String(port), '-t', String(seconds), '-J'])) as { end: { sum_received: { bits_per_second: number } } }
   return r.end.sum_received.bits_per_second / 8 / 1e6
 }
+
+/**
+ * Namespaces `<prefix>-<node>` on one bridge (in `<prefix>-br`), each with its address/24 on eth0
+ * and a default route via `gateway` (ClusterIPs need a route before DNAT picks the real
+ * destination). `cutOff` drops what `from` sends to `to`, as a NAT would: only a relay reaches it.
+ * Returns the teardown, which also runs first to clear a killed run's leftovers.
+ */
+export function bridgeTopology (prefix: string, nodes: Record<string, string>, gateway: string, cutOff?: { from: string, to: string }): () => void {
+  const ns = (n: string): string => `${prefix}-${n}`
+  const teardown = (): void => { for (const n of [...Object.keys(nodes), 'br']) spawnSync('ip', ['netns', 'del', ns(n)], { stdio: 'ignore' }) }
+  teardown()
+  sh(['ip', 'netns', 'add', ns('br')])
+  sh(['ip', '-n', ns('br'), 'link', 'add', 'br0', 'type', 'bridge'])
+  sh(['ip', '-n', ns('br'), 'link', 'set', 'br0', 'up'])
+  for (const [n, ip] of Object.entries(nodes)) {
+    sh(['ip', 'netns', 'add', ns(n)])
+    sh(['ip', 'link', 'add', 'eth0', 'netns', ns(n), 'type', 'veth', 'peer', `p-${n}`, 'netns', ns('br')])
+    sh(['ip', '-n', ns('br'), 'link', 'set', `p-${n}`, 'master', 'br0', 'up'])
+    sh(['ip', '-n', ns(n), 'link', 'set', 'lo', 'up'])
+    sh(['ip', '-n', ns(n), 'addr', 'add', `${ip}/24`, 'dev', 'eth0'])
+    sh(['ip', '-n', ns(n), 'link', 'set', 'eth0', 'up'])
+    sh(['ip', '-n', ns(n), 'route', 'add', 'default', 'via', gateway])
+  }
+  if (cutOff !== undefined) {
+    sh(['ip', 'netns', 'exec', ns(cutOff.from), 'nft', '-f', '-'], `table inet ${prefix} {\n  chain out {\n    type filter hook output priority 0;\n    ip daddr ${nodes[cutOff.to] as string} drop\n  }\n}\n`)
+  }
+  return teardown
+}

@@ -28,7 +28,6 @@
 // logged during the overload.
 // Acceptance: 0 mismatches, slopes within noise, recovery ≤ 10 s, fds back
 // ≤ 60 s, at least one warn line with counts during the overload.
-import { spawnSync } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { cpus, release, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -37,7 +36,7 @@ import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
 import { HEAP_FLAGS } from '../../src/bin/heap-flags.ts'
 import { serviceYaml } from '../../test/helpers/services.ts'
-import { cpuSeconds, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
+import { bridgeTopology, cpuSeconds, killAll, median, requireRoot, rssMB, run, waitFor } from '../netns.ts'
 import type { Proc } from '../netns.ts'
 
 const { values: opt } = parseArgs({
@@ -61,28 +60,11 @@ const NAME = 'echo.soak.svc.cluster.local'
 
 requireRoot('bench:soak')
 
-function teardown (): void {
-  for (const n of [...Object.keys(NODES), 'br']) spawnSync('ip', ['netns', 'del', NS(n as Node)], { stdio: 'ignore' })
-}
+let teardown = (): void => {}
 
+/** The namespaces; b is reached only through the relay. */
 function setup (): void {
-  teardown()
-  sh(['ip', 'netns', 'add', NS('br')])
-  sh(['ip', '-n', NS('br'), 'link', 'add', 'br0', 'type', 'bridge'])
-  sh(['ip', '-n', NS('br'), 'link', 'set', 'br0', 'up'])
-  for (const [n, ip] of Object.entries(NODES)) {
-    const ns = NS(n as Node)
-    sh(['ip', 'netns', 'add', ns])
-    sh(['ip', 'link', 'add', 'eth0', 'netns', ns, 'type', 'veth', 'peer', `p-${n}`, 'netns', NS('br')])
-    sh(['ip', '-n', NS('br'), 'link', 'set', `p-${n}`, 'master', 'br0', 'up'])
-    sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up'])
-    sh(['ip', '-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0'])
-    sh(['ip', '-n', ns, 'link', 'set', 'eth0', 'up'])
-    // ClusterIPs need a route before DNAT picks the real destination.
-    sh(['ip', '-n', ns, 'route', 'add', 'default', 'via', NODES.r])
-  }
-  // b is behind NAT as far as a is concerned: only the relay reaches it.
-  sh(['ip', 'netns', 'exec', NS('a'), 'nft', '-f', '-'], `table inet ems {\n  chain out {\n    type filter hook output priority 0;\n    ip daddr ${NODES.b} drop\n  }\n}\n`)
+  teardown = bridgeTopology('ems', NODES, NODES.r, { from: 'a', to: 'b' })
 }
 
 // The agent serves no V8 heap metric: a preload answers SIGUSR2 by writing heapUsed and the

@@ -20,7 +20,6 @@
 // Node data path on this machine. `libp2p-ceiling` joins the same two hops
 // with bare js-libp2p nodes (forwarder.ts --libp2p): the bound for the libp2p
 // tunnel.
-import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -29,7 +28,7 @@ import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
 import { HEAP_FLAGS } from '../../src/bin/heap-flags.ts'
 import { serviceYaml } from '../../test/helpers/services.ts'
-import { cpuSeconds, ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
+import { bridgeTopology, cpuSeconds, ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, waitFor } from '../netns.ts'
 import type { Proc } from '../netns.ts'
 
 const { values: opt } = parseArgs({
@@ -60,28 +59,11 @@ const NS = (n: Node | 'br'): string => `emt-${n}`
 
 requireRoot('bench:tunnel')
 
-function teardown (): void {
-  for (const n of [...Object.keys(NODES), 'br']) spawnSync('ip', ['netns', 'del', NS(n as Node)], { stdio: 'ignore' })
-}
+let teardown = (): void => {}
 
+/** The namespaces; b2 is reached only through the relay. */
 function setup (): void {
-  teardown()
-  sh(['ip', 'netns', 'add', NS('br')])
-  sh(['ip', '-n', NS('br'), 'link', 'add', 'br0', 'type', 'bridge'])
-  sh(['ip', '-n', NS('br'), 'link', 'set', 'br0', 'up'])
-  for (const [n, ip] of Object.entries(NODES)) {
-    const ns = NS(n as Node)
-    sh(['ip', 'netns', 'add', ns])
-    sh(['ip', 'link', 'add', 'eth0', 'netns', ns, 'type', 'veth', 'peer', `p-${n}`, 'netns', NS('br')])
-    sh(['ip', '-n', NS('br'), 'link', 'set', `p-${n}`, 'master', 'br0', 'up'])
-    sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up'])
-    sh(['ip', '-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'eth0'])
-    sh(['ip', '-n', ns, 'link', 'set', 'eth0', 'up'])
-    // ClusterIPs need a route before DNAT picks the real destination.
-    sh(['ip', '-n', ns, 'route', 'add', 'default', 'via', NODES.r])
-  }
-  // b2 is behind NAT as far as a is concerned: only the relay reaches it.
-  sh(['ip', 'netns', 'exec', NS('a'), 'nft', '-f', '-'], `table inet emt {\n  chain out {\n    type filter hook output priority 0;\n    ip daddr ${NODES.b2} drop\n  }\n}\n`)
+  teardown = bridgeTopology('emt', NODES, NODES.r, { from: 'a', to: 'b2' })
 }
 
 function services (): string {
