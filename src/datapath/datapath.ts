@@ -62,7 +62,7 @@ export interface DataPathInit {
   /**
    * TCP port of a listener of its own (TLS for everyone, splicing on relays); 0 picks one (tests).
    * Undefined: no listener of its own; the tunnel hands over the connections to its port that are
-   * the data path's (see shared-port.ts) and says which port that is (useTunnelPort).
+   * the data path's (see shared-port.ts, shareTunnelPort).
    */
   port?: number
   listenHost?: string
