@@ -23,7 +23,7 @@ import type { DatagramChannel, DialTarget, EndpointDialer, PeerTransport } from 
 import type { Duplex } from 'node:stream'
 import { loadConfigFile } from '../config/load.ts'
 import type { NodeIdentity } from '../config/node-identity.ts'
-import { KubeClient, KubeForbiddenError, KubeInformer, KubeMetrics, KubeNotFoundError, KubeResourceNotFoundError, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
+import { KubeClient, KubeInformer, KubeMetrics, KubeNotFoundError, KubeResourceNotFoundError, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
 import { EndpointSliceSource } from '../kube/endpoint-slice-source.ts'
 import type { Informer, KubeObject, Service } from '../kube/index.ts'
 import { ServiceMap, FileStateStore, createStandaloneInformers, compactService, compactSlice } from '../servicemap/index.ts'
@@ -420,7 +420,7 @@ function relayWatcher (file: string, mesh: Mesh, deps: { logger: Logger, env: No
   })
 }
 
-/** An informer whose refusal to start (resource not served, forbidden) is logged, not fatal. */
+/** An informer whose resource type is not served (Istio CRDs absent) is logged and left off, not fatal; refusals are retried by the informer. */
 function optional<T extends KubeObject> (component: Informer<T>, log: Logger, why: string): Informer<T> {
   let running = false
   return {
@@ -434,7 +434,7 @@ function optional<T extends KubeObject> (component: Informer<T>, log: Logger, wh
         await component.start()
         running = true
       } catch (err) {
-        if (!(err instanceof KubeResourceNotFoundError || err instanceof KubeForbiddenError)) throw err
+        if (!(err instanceof KubeResourceNotFoundError)) throw err
         log.warn(why, { err })
       }
     },
