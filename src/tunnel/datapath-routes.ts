@@ -48,6 +48,8 @@ export class DataPathDirectory implements DataPathRoutes {
   readonly #host: RoutesHost
   readonly #dataPath: DataPathEndpoint
   readonly #routes = new Map<string, { route: PeerRoute | undefined, at: number }>()
+  /** Nodes already warned about for having no data path. */
+  readonly #toldNoDataPath = new Set<string>()
   #relayData: Array<{ nodeName: string, address: HostPort }> = []
   #retry: RepeatingTask | undefined
 
@@ -91,8 +93,13 @@ export class DataPathDirectory implements DataPathRoutes {
       answer = await this.#ask(peerId, this.#host.dialTargets(nodeName, peerId), signal)
     } catch (err) {
       if (signal.aborted) throw err
-      // A Go EdgeMesh (protocol not supported) or an agent with the data path off.
-      this.#log.debug('peer has no data path; using libp2p', { node: nodeName, err: (err as Error).message })
+      // A Go EdgeMesh (protocol not supported) or an agent with the data path off: said once per node.
+      const fields = { node: nodeName, err: (err as Error).message }
+      if (this.#toldNoDataPath.has(nodeName)) this.#log.debug('peer has no data path; using libp2p', fields)
+      else {
+        this.#toldNoDataPath.add(nodeName)
+        this.#log.warn('peer has no data path; its proxied connections use libp2p', { ...fields, hint: 'a Go EdgeMesh agent, or modules.edgeTunnel.dataPath.enable: false (or identity: secure) on that node' })
+      }
       this.#routes.set(nodeName, { route: undefined, at: Date.now() })
       return undefined
     }

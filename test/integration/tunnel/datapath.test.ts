@@ -14,6 +14,8 @@ import type { Mesh } from '../../../src/app/agent.ts'
 import type { MeshInit } from '../../../src/app/agent.ts'
 import { EndpointRefusedError } from '../../../src/mesh/errors.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
+import { recordingLogger } from '../../helpers/recording-logger.ts'
+import type { LogLine } from '../../helpers/recording-logger.ts'
 import { eventually } from '../../helpers/control-plane.ts'
 import { freePort, roundTrip, startEcho } from '../../helpers/net.ts'
 
@@ -25,7 +27,7 @@ describe('EdgeTunnel + TLS data path on loopback', () => {
   const tunnels: Mesh[] = []
   const registries = new Map<string, Registry>()
 
-  function tunnel (nodeName: string, port: number, dataPath: boolean | 'shared'): Mesh {
+  function tunnel (nodeName: string, port: number, dataPath: boolean | 'shared', logger = noopLogger): Mesh {
     const init: MeshInit = {
       nodeName,
       listenPort: port,
@@ -37,7 +39,7 @@ describe('EdgeTunnel + TLS data path on loopback', () => {
     }
     const registry = new Registry()
     registries.set(nodeName, registry)
-    const t = createMesh({ logger: noopLogger, metrics: registry }, init)
+    const t = createMesh({ logger, metrics: registry }, init)
     tunnels.push(t)
     return t
   }
@@ -68,7 +70,8 @@ describe('EdgeTunnel + TLS data path on loopback', () => {
   test('between our agents proxied TCP takes the data path; a peer without it gets libp2p; refusals keep their reason', async () => {
     const relay = tunnel('relay-1', relayPort, true)
     await relay.start()
-    const a = tunnel('node-a', await freePort(), true)
+    const lines: LogLine[] = []
+    const a = tunnel('node-a', await freePort(), true, recordingLogger(lines))
     const b = tunnel('node-b', await freePort(), true)
     // Stands in for a Go EdgeMesh: no data path protocol.
     const legacy = tunnel('node-legacy', await freePort(), false)
@@ -87,6 +90,9 @@ describe('EdgeTunnel + TLS data path on loopback', () => {
     assert.ok((await roundTrip(old, Buffer.from('hello'))).equals(Buffer.from('hello')))
     assert.equal((await streams('node-legacy'))['inbound/ok'], 1, 'the legacy peer served it over /libp2p/tunnel-proxy/1.0.0')
     assert.ok(a.peers().some(p => p.nodeName === 'node-legacy' && p.dataPath === undefined))
+    const told = (): LogLine[] => lines.filter(l => l.level === 'warn' && l.msg === 'peer has no data path; its proxied connections use libp2p')
+    assert.equal(told().length, 1, 'the operator is told why, once')
+    assert.equal(told()[0]?.fields?.node, 'node-legacy')
 
     await assert.rejects(a.dialTcp({ ip: '127.0.0.1', port: 1, nodeName: 'node-b', service: 'default/closed' }), (err: Error) => {
       assert.ok(err instanceof EndpointRefusedError, String(err))
