@@ -73,9 +73,11 @@ describe('tunnel port', () => {
     await recovered()
   })
 
-  test('1 MiB of random bytes: closed at once', async () => {
-    const r = await flood(agent.ports.tunnel, { connections: 20, send: () => randomBytes(1024 * 1024), from: attacker(), holdMs: UPGRADE_MS })
-    assertClosed(r, 20, { maxMs: 1000 })
+  test('1 MiB of random bytes: closed, at the latest by the 10 s upgrade deadline', async () => {
+    // Usually at once; but decrypted with the pnet key, random bytes can read as a length prefix that
+    // asks for more, and then only the deadline ends the wait.
+    const r = await flood(agent.ports.tunnel, { connections: 20, send: () => randomBytes(1024 * 1024), from: attacker(), holdMs: UPGRADE_MS + MARGIN_MS })
+    assertClosed(r, 20, { maxMs: UPGRADE_MS + MARGIN_MS })
     await recovered()
   })
 
