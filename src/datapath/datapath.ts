@@ -19,18 +19,19 @@
  * over libp2p (`tunnel.ts`): a Go EdgeMesh peer keeps getting
  * `/libp2p/tunnel-proxy/1.0.0`.
  */
-import { randomBytes } from 'node:crypto'
 import type { Server, Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
-import type { Duplex } from 'node:stream'
 import type { Registry } from 'prom-client'
 import type { Logger } from '../observability/logger.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
-import { cipherPreference, jsonLine, macMatches, pairIdentity, parseIdentity, parseRelayRequest, parseTargetRequest, relayMac, RELAY_HELLO, RELAY_MAGIC, tlsKey } from './wire.ts'
+import { cipherPreference, CONTROL_TIMEOUT_MS, jsonLine, pairIdentity, parseIdentity, parseTargetRequest, relayMac, RELAY_HELLO, RELAY_MAGIC, tlsKey } from './wire.ts'
 import { peekFirstRecord, readLine } from './socket-io.ts'
 import { SharedPort } from './shared-port.ts'
 import { connectWithin } from '../net/connect.ts'
 import { splice } from '../net/splice.ts'
+import { refuse } from '../net/refuse.ts'
+import { RelayServer } from './relay-server.ts'
+import type { RelayLimits } from './relay-server.ts'
 import { EndpointRefusedError } from '../mesh/errors.ts'
 import { serveTarget } from '../mesh/serve-target.ts'
 import { readPnetKey } from '../mesh/psk.ts'
@@ -83,7 +84,7 @@ export interface DataPathInit {
   /** Limits on inbound connections that have not proved the PSK yet. */
   admission?: AdmissionLimits
   /** Relay limits: nodes parked, parked connections and concurrent splices per node. */
-  relayLimits?: { maxNodes?: number, maxParkedPerNode?: number, maxSplicesPerNode?: number }
+  relayLimits?: RelayLimits
 }
 
 export interface DataPathPeer {
@@ -95,8 +96,6 @@ export interface DataPathPeer {
 
 interface Pooled { socket: TLSSocket, path: 'direct' | 'relay', via?: string, at: number }
 
-const CONTROL_TIMEOUT_MS = 5000
-const HELLO_REST = RELAY_HELLO.subarray(1).toString('latin1')
 const POOL_IDLE_MS = 30_000
 const SERVER_IDLE_MS = 120_000
 const PARK_RETRY_MS = 1000
@@ -113,12 +112,7 @@ export class DataPath {
   readonly #pools = new Map<string, Pooled[]>()
   readonly #peers = new Map<string, DataPathPeer>()
   readonly #directFailedAt = new Map<string, number>()
-  // Relay side: parked connections by node, and live splices by node.
-  readonly #parkedHere = new Map<string, Set<Socket>>()
-  readonly #splicesByNode = new Map<string, number>()
-  /** Joins waiting for a node to park its next connection, and when each node last parked. */
-  readonly #joinWaiters = new Map<string, Array<(s: Socket) => boolean>>()
-  readonly #lastParkedAt = new Map<string, number>()
+  readonly #relay: RelayServer
   // Node side: the relays to park on, and the parked connections per relay.
   #relays: Array<{ nodeName: string, address: HostPort }> = []
   readonly #parkedThere = new Map<string, Set<Socket>>()
@@ -135,6 +129,7 @@ export class DataPath {
     this.#init = init
     this.#metrics = new DataPathMetrics(deps.metrics)
     this.#admission = new Admission({ logger: deps.logger, rejected: this.#metrics.rejected }, init.admission)
+    this.#relay = new RelayServer({ metrics: this.#metrics, copied: deps.copied, key: () => this.#key }, init.relayLimits)
   }
 
   async start (): Promise<void> {
@@ -453,7 +448,7 @@ export class DataPath {
     peekFirstRecord(socket, this.#admission.timeoutMs).then(first => {
       if (first === 0x16) this.#serveTls(socket, authenticated)
       else if (first === RELAY_MAGIC && this.#init.isRelay) {
-        this.#serveRelay(socket, authenticated).catch((err: Error) => {
+        this.#relay.serve(socket, authenticated).catch((err: Error) => {
           this.#log.debug('relay request failed', { err: err.message })
           this.#admission.reject('handshake_failed', socket)
         })
@@ -499,120 +494,8 @@ export class DataPath {
       }).catch(() => socket.destroy())
     })
   }
-
-  // --- relay side ------------------------------------------------------------
-
-  /** Waits for `target` to park a connection; undefined after JOIN_WAIT_MS or when the joiner leaves. */
-  async #awaitParked (target: string, joiner: Socket): Promise<Socket | undefined> {
-    return await new Promise(resolve => {
-      let list = this.#joinWaiters.get(target)
-      if (list === undefined) { list = []; this.#joinWaiters.set(target, list) }
-      const waiters = list
-      const forget = (): void => {
-        clearTimeout(timer)
-        const at = waiters.indexOf(take)
-        if (at >= 0) waiters.splice(at, 1)
-        if (waiters.length === 0 && this.#joinWaiters.get(target) === waiters) this.#joinWaiters.delete(target)
-      }
-      const take = (s: Socket): boolean => {
-        forget()
-        if (joiner.destroyed) { resolve(undefined); return false }
-        resolve(s)
-        return true
-      }
-      const timer = setTimeout(() => { forget(); resolve(undefined) }, JOIN_WAIT_MS)
-      waiters.push(take)
-    })
-  }
-
-  async #serveRelay (socket: Socket, authenticated: () => void): Promise<void> {
-    socket.read(1)
-    const nonce = randomBytes(16)
-    socket.write(`${nonce.toString('hex')}\n`)
-    const line = await readLine(socket, CONTROL_TIMEOUT_MS)
-    // Clients send RELAY_HELLO: the magic byte was read above, the other seven lead the line.
-    const request = parseRelayRequest(line.startsWith(HELLO_REST) ? line.slice(HELLO_REST.length) : line)
-    if (request === undefined || !macMatches(request.mac, relayMac(this.#key, nonce, request))) {
-      refuse(socket, 'err not authorized (another PSK?)\n')
-      return
-    }
-    const { op, node, target } = request
-    authenticated()
-    const limits = this.#init.relayLimits ?? {}
-    if (op === 'park') {
-      let set = this.#parkedHere.get(node)
-      if (set === undefined) {
-        if (this.#parkedHere.size >= (limits.maxNodes ?? 10_000)) { refuse(socket, 'err relay full\n'); return }
-        set = new Set()
-        this.#parkedHere.set(node, set)
-      }
-      if (set.size >= (limits.maxParkedPerNode ?? 8)) { refuse(socket, 'err too many parked connections\n'); return }
-      this.#lastParkedAt.set(node, Date.now())
-      if (this.#lastParkedAt.size > (limits.maxNodes ?? 10_000)) {
-        for (const [n, at] of this.#lastParkedAt) if (Date.now() - at > RECENTLY_PARKED_MS) this.#lastParkedAt.delete(n)
-      }
-      socket.write('ok\n')
-      // A join already waiting for this node takes the connection at once.
-      for (let w = this.#joinWaiters.get(node)?.shift(); w !== undefined; w = this.#joinWaiters.get(node)?.shift()) {
-        if (w(socket)) return
-      }
-      set.add(socket)
-      this.#metrics.relayParked.inc()
-      socket.once('close', () => {
-        if (set.delete(socket)) this.#metrics.relayParked.dec()
-        if (set.size === 0 && this.#parkedHere.get(node) === set) this.#parkedHere.delete(node)
-      })
-      return
-    }
-    if (typeof target !== 'string') { refuse(socket, 'err no target\n'); return }
-    const busy = this.#splicesByNode.get(node) ?? 0
-    if (busy >= (limits.maxSplicesPerNode ?? 256)) { refuse(socket, `err ${node} has too many relayed connections\n`); return }
-    const parked = this.#parkedHere.get(target)
-    let peer = parked?.values().next().value
-    if (parked !== undefined && peer !== undefined) {
-      parked.delete(peer)
-      this.#metrics.relayParked.dec()
-    } else if (Date.now() - (this.#lastParkedAt.get(target) ?? 0) < RECENTLY_PARKED_MS) {
-      // A burst used up what the node had parked: it parks again within a round trip.
-      peer = await this.#awaitParked(target, socket)
-    }
-    if (peer === undefined) { refuse(socket, `err ${target} holds no reservation on this relay\n`); return }
-    peer.write('go\n')
-    socket.write('ok\n')
-    this.#splicesByNode.set(node, busy + 1)
-    this.#metrics.splices.inc()
-    let counted = true
-    const release = (): void => {
-      if (!counted) return
-      counted = false
-      this.#metrics.splices.dec()
-      const n = (this.#splicesByNode.get(node) ?? 1) - 1
-      if (n <= 0) this.#splicesByNode.delete(node)
-      else this.#splicesByNode.set(node, n)
-    }
-    socket.once('close', release)
-    peer.once('close', release)
-    splice(socket, peer, { copied: this.#copied })
-    socket.resume()
-    peer.resume()
-  }
 }
-
-/** How long a node that parked here counts as present when it has nothing parked right now. */
-const RECENTLY_PARKED_MS = 60_000
-/** How long a join waits for such a node to park again. */
-const JOIN_WAIT_MS = 2000
 
 function relayKey (r: { nodeName: string, address: HostPort }): string {
   return `${r.nodeName}@${r.address.host}:${r.address.port}`
-}
-
-/**
- * Answers an error and ends: what the client sent beyond its request is read
- * and dropped, so its FIN arrives and the socket closes at once (the server is
- * half-open; unread bytes would hold it, and its admission slot, until a deadline).
- */
-function refuse (socket: Duplex, message: string): void {
-  socket.end(message)
-  socket.resume()
 }

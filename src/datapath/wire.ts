@@ -7,6 +7,8 @@ import { readFileSync } from 'node:fs'
 
 /** First byte of a relay control connection (a TLS client starts with 0x16). */
 export const RELAY_MAGIC = 0x52 // 'R'
+/** How long a control line (relay nonce, request, answer) or a TLS handshake may take. */
+export const CONTROL_TIMEOUT_MS = 5000
 /**
  * What a relay client sends first: RELAY_MAGIC and seven more fixed bytes, so
  * that on a port shared with libp2p it cannot pass for a pnet nonce (2^-64).

@@ -20,6 +20,7 @@ import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import type { EndpointDialer } from '../mesh/endpoint-dialer.ts'
 import { EndpointRefusedError } from '../mesh/errors.ts'
 import { splice } from '../net/splice.ts'
+import { refuse } from '../net/refuse.ts'
 import { parseGreeting, parseRequest } from './socks5-wire.ts'
 import type { Parsed } from './socks5-wire.ts'
 
@@ -83,15 +84,6 @@ async function readMessage<T> (socket: Socket, parse: (buf: Buffer) => Parsed<T>
     if ('value' in parsed) return parsed.value
     buf = Buffer.concat([buf, await readExactly(socket, parsed.need - buf.length, signal)])
   }
-}
-
-/**
- * Answers with `message` and ends. Whatever the client sent beyond its request is read and
- * dropped: on this half-open, paused socket unread bytes would keep its FIN, and the socket, forever.
- */
-function refuse (socket: Socket, message: Buffer): void {
-  socket.end(message)
-  socket.resume()
 }
 
 function reply (code: number): Buffer {
