@@ -16,7 +16,7 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { createSocket } from 'node:dgram'
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { cpus, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -25,6 +25,7 @@ import { randomBytes } from 'node:crypto'
 import { bundleForBench } from '../bundle.ts'
 import { HEAP_FLAGS } from '../../src/bin/heap-flags.ts'
 import { freePort } from '../../test/helpers/net.ts'
+import { rssMB } from '../netns.ts'
 
 const { values } = parseArgs({ options: { connections: { type: 'string', default: '20000' }, concurrency: { type: 'string', default: '1000' }, kinds: { type: 'string', default: 'tls-byte,silent,relay-byte,libp2p-junk' } } })
 const KINDS = new Set(values.kinds.split(','))
@@ -33,7 +34,6 @@ const CONCURRENCY = Number(values.concurrency)
 const SOURCES = Array.from({ length: 16 }, (_, i) => `127.0.1.${i + 1}`)
 const root = new URL('../../', import.meta.url).pathname
 
-const rssMB = (pid: number): number => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024
 const fds = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }
 

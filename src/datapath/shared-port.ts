@@ -13,6 +13,7 @@
 import type { Server, Socket } from 'node:net'
 import type { Logger } from '../observability/logger.ts'
 import { RELAY_HELLO } from './wire.ts'
+import { peekUntil } from './socket-io.ts'
 
 /** Byte positions and values every ClientHello of ours has: type 22, version 3.1, handshake type 1, length < 64 KiB, legacy version 3.3. */
 const CLIENT_HELLO: ReadonlyArray<readonly [number, number]> = [[0, 0x16], [1, 0x03], [2, 0x01], [5, 0x01], [6, 0x00], [9, 0x03], [10, 0x03]]
@@ -88,30 +89,13 @@ export class SharedPort {
       return
     }
     this.#undecided.add(socket)
-    let buf: Buffer = Buffer.alloc(0)
-    const done = (): void => {
-      clearTimeout(timer)
-      socket.off('readable', onReadable)
-      socket.off('end', onGone)
-      socket.off('close', onGone)
+    peekUntil(socket, buf => classifyFirstBytes(buf) !== 'undecided', this.#timeoutMs, 'data path or libp2p opening').then(buf => {
       this.#undecided.delete(socket)
-    }
-    const onReadable = (): void => {
-      for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) {
-        buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
-        const kind = classifyFirstBytes(buf)
-        if (kind === 'undecided') continue
-        done()
-        socket.unshift(buf)
-        if (kind === 'datapath') this.#dataPath(socket)
-        else toOthers(socket)
-        return
-      }
-    }
-    const onGone = (): void => { done(); socket.destroy() }
-    const timer = setTimeout(onGone, this.#timeoutMs)
-    socket.on('readable', onReadable)
-    socket.once('end', onGone)
-    socket.once('close', onGone)
+      if (classifyFirstBytes(buf) === 'datapath') this.#dataPath(socket)
+      else toOthers(socket)
+    }, () => {
+      this.#undecided.delete(socket)
+      socket.destroy()
+    })
   }
 }

@@ -50,13 +50,12 @@ const TLS_HEADER = 5
 const TLS_MAX_RECORD = 16_384 + 2048
 
 /**
- * Resolves with the first byte of a socket, put back with everything read so
- * the next reader sees it all. When that byte opens a TLS record (0x16), waits
- * for the whole record first: a TLS session (an OpenSSL object, tens of KB of
- * native memory) is created only for a client that sent a complete
- * ClientHello, not for one that sent a byte and went quiet.
+ * Reads until `enough(bytes so far)` holds, then puts every byte read back so
+ * the next reader sees them all, and resolves with them. Rejects when the
+ * socket ends or closes first, or after `timeoutMs`; `what` names what was
+ * awaited in the error.
  */
-export async function peekFirstRecord (socket: Socket, timeoutMs: number): Promise<number> {
+export async function peekUntil (socket: Socket, enough: (buf: Buffer) => boolean, timeoutMs: number, what: string): Promise<Buffer> {
   return await new Promise((resolve, reject) => {
     let buf: Buffer = Buffer.alloc(0)
     const done = (err?: Error): void => {
@@ -66,24 +65,37 @@ export async function peekFirstRecord (socket: Socket, timeoutMs: number): Promi
       socket.off('close', onEnd)
       if (err !== undefined) { reject(err); return }
       socket.unshift(buf)
-      resolve(buf[0] as number)
-    }
-    const complete = (): boolean => {
-      if (buf.length === 0) return false
-      if (buf[0] !== 0x16) return true
-      if (buf.length < TLS_HEADER) return false
-      return buf.length >= TLS_HEADER + Math.min(buf.readUInt16BE(3), TLS_MAX_RECORD)
+      resolve(buf)
     }
     const onReadable = (): void => {
       for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) {
         buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
-        if (complete()) { done(); return }
+        if (enough(buf)) { done(); return }
       }
     }
-    const onEnd = (): void => done(new Error('closed before a complete first record'))
-    const timer = setTimeout(() => done(new Error(`no complete first record within ${timeoutMs} ms`)), timeoutMs)
+    const onEnd = (): void => done(new Error(`closed before a ${what}`))
+    const timer = setTimeout(() => done(new Error(`no ${what} within ${timeoutMs} ms`)), timeoutMs)
     socket.on('readable', onReadable)
     socket.once('end', onEnd)
     socket.once('close', onEnd)
   })
+}
+
+/** The first byte, and when it opens a TLS record, the whole record with it. */
+function firstRecordComplete (buf: Buffer): boolean {
+  if (buf.length === 0) return false
+  if (buf[0] !== 0x16) return true
+  if (buf.length < TLS_HEADER) return false
+  return buf.length >= TLS_HEADER + Math.min(buf.readUInt16BE(3), TLS_MAX_RECORD)
+}
+
+/**
+ * Resolves with the first byte of a socket, put back with everything read so
+ * the next reader sees it all. When that byte opens a TLS record (0x16), waits
+ * for the whole record first: a TLS session (an OpenSSL object, tens of KB of
+ * native memory) is created only for a client that sent a complete
+ * ClientHello, not for one that sent a byte and went quiet.
+ */
+export async function peekFirstRecord (socket: Socket, timeoutMs: number): Promise<number> {
+  return (await peekUntil(socket, firstRecordComplete, timeoutMs, 'complete first record'))[0] as number
 }
