@@ -77,7 +77,7 @@ export interface DataPathInit {
   parkedPerRelay?: number
   /** How long a direct connect may take before the relay is tried. @default 1000 */
   connectTimeoutMs?: number
-  /** A direct failure sends a peer's new connections through relays for this long. @default 30000 */
+  /** After a direct failure a peer's new connections take the relays; direct is probed again in the background after this long. @default 30000 */
   directRetryMs?: number
   /** How long direct gets before relays are tried alongside it. @default 250 */
   relayHeadStartMs?: number
@@ -99,6 +99,8 @@ interface Pooled { socket: TLSSocket, path: 'direct' | 'relay', via?: string, at
 const POOL_IDLE_MS = 30_000
 const SERVER_IDLE_MS = 120_000
 const PARK_RETRY_MS = 1000
+/** Parked connections per relay while joins arrive in a burst (the relay's default cap per node). */
+const BURST_PARKED = 8
 
 export class DataPath {
   readonly #log: Logger
@@ -112,10 +114,13 @@ export class DataPath {
   readonly #pools = new Map<string, Pooled[]>()
   readonly #peers = new Map<string, DataPathPeer>()
   readonly #directFailedAt = new Map<string, number>()
+  readonly #probing = new Set<string>()
   readonly #relay: RelayServer
   // Node side: the relays to park on, and the parked connections per relay.
   #relays: Array<{ nodeName: string, address: HostPort }> = []
   readonly #parkedThere = new Map<string, Set<Socket>>()
+  /** Per relay, parked connections joins used in the current one-second window. */
+  readonly #joinsSeen = new Map<string, { since: number, count: number }>()
   #parkTimer: NodeJS.Timeout | undefined
   readonly #admission: Admission
   readonly #copied: CopiedStreams | undefined
@@ -289,29 +294,44 @@ export class DataPath {
    * that finishes later goes into the pool, so the next one is direct.
    */
   async #connect (route: PeerRoute, signal?: AbortSignal): Promise<Pooled> {
-    const failedAt = this.#directFailedAt.get(route.nodeName)
-    const tryDirect = route.direct.length > 0 && (failedAt === undefined || Date.now() - failedAt > (this.#init.directRetryMs ?? 30_000))
     const relays = route.relays.filter(r => r.nodeName !== this.#init.nodeName)
-    if (!tryDirect) return await this.#viaRelays(route, relays, [], signal)
-    const direct = this.#direct(route, signal)
-    if (relays.length === 0) return await direct.then(r => { if ('error' in r) throw new Error(r.error); return r })
+    if (route.direct.length === 0) return await this.#viaRelays(route, relays, [], signal)
+    const direct = (): Promise<Pooled> => this.#direct(route, signal).then(r => { if ('error' in r) throw new Error(r.error); return r })
+    if (relays.length === 0) return await direct()
+    const failedAt = this.#directFailedAt.get(route.nodeName)
+    if (failedAt !== undefined) {
+      // Direct failed lately: this connection takes the relays at once, and one probe in the
+      // background finds out when direct works again (its connection goes into the pool), so no
+      // connection waits out the head start on a path known to be dead.
+      if (Date.now() - failedAt > (this.#init.directRetryMs ?? 30_000)) this.#probeDirect(route)
+      return await this.#viaRelays(route, relays, [], signal).catch(async (err: Error) => await direct().catch((d: Error) => { throw new Error(`${err.message}; ${d.message}`) }))
+    }
+    const racing = this.#direct(route, signal)
     const headStart = new Promise<undefined>(resolve => setTimeout(() => { resolve(undefined) }, this.#init.relayHeadStartMs ?? 250).unref())
-    const early = await Promise.race([direct, headStart])
+    const early = await Promise.race([racing, headStart])
     if (early !== undefined && !('error' in early)) return early
     if (early !== undefined) return await this.#viaRelays(route, relays, [early.error], signal)
     // Direct is slow: race it against the relays; a late direct winner is pooled.
     const relayed = this.#viaRelays(route, relays, [], signal)
-    const first = await Promise.race([direct.then(r => 'error' in r ? relayed : r), relayed.catch(async (err: Error) => {
-      const r = await direct
+    const first = await Promise.race([racing.then(r => 'error' in r ? relayed : r), relayed.catch(async (err: Error) => {
+      const r = await racing
       if ('error' in r) throw new Error(`${r.error}; ${err.message}`)
       return r
     })])
     if (first.path === 'relay') {
-      direct.then(r => { if (!('error' in r)) this.#addToPool(route.nodeName, r) }, () => {})
+      racing.then(r => { if (!('error' in r)) this.#addToPool(route.nodeName, r) }, () => {})
     } else {
       relayed.then(r => { this.#addToPool(route.nodeName, r) }, () => {})
     }
     return first
+  }
+
+  /** One direct attempt per peer at a time, off the connection's path; a success is pooled. */
+  #probeDirect (route: PeerRoute): void {
+    if (this.#probing.has(route.nodeName)) return
+    this.#probing.add(route.nodeName)
+    this.#direct(route).then(r => { if (!('error' in r)) this.#addToPool(route.nodeName, r) }, () => {})
+      .finally(() => { this.#probing.delete(route.nodeName) })
   }
 
   /** Direct to each advertised address in turn; failure is remembered so later connections skip it for a while. */
@@ -399,14 +419,25 @@ export class DataPath {
 
   #keepParked (): void {
     if (this.#stopped || this.#init.isRelay) return
-    const want = this.#init.parkedPerRelay ?? 2
+    const base = this.#init.parkedPerRelay ?? 2
     for (const r of this.#relays) {
       const key = relayKey(r)
       let set = this.#parkedThere.get(key)
       if (set === undefined) { set = new Set(); this.#parkedThere.set(key, set) }
+      // Joins used `recent` parked connections in the last second: park that many more (up to
+      // BURST_PARKED), so a burst does not wait a round trip per connection for the next one.
+      const used = this.#joinsSeen.get(key)
+      const recent = used !== undefined && Date.now() - used.since < 1000 ? used.count : 0
+      const want = Math.min(Math.max(base, BURST_PARKED), base + recent)
       for (let i = set.size; i < want; i++) this.#park(r, set)
     }
     this.#metrics.parked.set([...this.#parkedThere.values()].reduce((n, s) => n + s.size, 0))
+  }
+
+  #noteJoin (key: string): void {
+    const used = this.#joinsSeen.get(key)
+    if (used === undefined || Date.now() - used.since >= 1000) this.#joinsSeen.set(key, { since: Date.now(), count: 1 })
+    else used.count++
   }
 
   #park (relay: { nodeName: string, address: HostPort }, set: Set<Socket>): void {
@@ -423,6 +454,7 @@ export class DataPath {
         if (go !== 'go') throw new Error(`relay sent ${JSON.stringify(go)}`)
         placeholder.off('close', drop)
         drop()
+        this.#noteJoin(relayKey(relay))
         this.#keepParked()
         this.#serveTls(placeholder)
       }).catch((err: Error) => {

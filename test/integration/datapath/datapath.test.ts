@@ -2,7 +2,9 @@
 // a relay that splices parked connections.
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import type { Server } from 'node:net'
+import { createServer, connect } from 'node:net'
+import type { Server, Socket } from 'node:net'
+import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { Registry } from 'prom-client'
 import { DataPath } from '../../../src/datapath/datapath.ts'
@@ -94,11 +96,11 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
       assert.ok(collections >= 14, `${collections} collections`)
     }
     assert.deepEqual(a.peers().find(p => p.nodeName === 'edge-b'), { nodeName: 'edge-b', path: 'relay', via: 'relay-1', since: a.peers().find(p => p.nodeName === 'edge-b')?.since })
-    // The used parked connection is replaced.
-    await eventually('edge-b parks again', () => b.parkedOn()['relay-1'] === 2, 5000, 20)
+    // The used parked connection is replaced (and one more parked while joins keep coming).
+    await eventually('edge-b parks again', () => (b.parkedOn()['relay-1'] ?? 0) >= 2, 5000, 20)
   })
 
-  test('a burst of connections to a node with two parked on the relay all go through: joins wait for it to park again', async () => {
+  test('a burst of connections to a node with two parked on the relay all go through: joins wait for it to park again, and it parks more meanwhile', async () => {
     const relay = await node('relay-burst', { isRelay: true })
     const a = await node('edge-burst-a', { poolSize: 0 })
     const b = await node('edge-burst-b')
@@ -111,6 +113,9 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
       return (await roundTrip(c.socket, Buffer.from(`burst ${i}`))).toString()
     }))
     assert.deepEqual(replies, Array.from({ length: 30 }, (_, i) => `burst ${i}`))
+    // The burst made edge-burst-b park more than its idle two, up to eight.
+    const parked = b.parkedOn()['relay-burst'] ?? 0
+    assert.ok(parked > 2 && parked <= 8, `${parked} parked`)
     // A node that never parked there is refused at once, so the next relay is tried without waiting.
     const t0 = Date.now()
     await assert.rejects(a.dial({ nodeName: 'nobody', direct: [], relays: [{ nodeName: 'relay-burst', address: at(relay) }] }, { ip: '127.0.0.1', port: echoPort }), /nobody holds no reservation/)
@@ -167,5 +172,59 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
     assert.equal(c.via, 'relay-b')
     assert.ok(ms < 3000, `${ms} ms`)
     assert.equal((await roundTrip(c.socket, Buffer.from('after failover'))).toString(), 'after failover')
+  })
+
+  test('after a direct failure, connections take the relay at once; one background probe brings direct back', async () => {
+    const relay = await node('relay-probe', { isRelay: true })
+    const a = await node('edge-probe-a', { poolSize: 0, relayHeadStartMs: 5000, directRetryMs: 200 })
+    const b = await node('edge-probe-b')
+    b.setRelays([{ nodeName: 'relay-probe', address: at(relay) }])
+    await eventually('edge-probe-b parks', () => b.parkedOn()['relay-probe'] === 2, 5000, 20)
+    // A gate in front of b's direct address: refuses, holds (a path that never answers), or forwards.
+    let mode: 'refuse' | 'hold' | 'forward' = 'refuse'
+    const held: Socket[] = []
+    const gate = createServer({ allowHalfOpen: true }, s => {
+      if (mode === 'refuse') s.destroy()
+      else if (mode === 'hold') held.push(s.on('error', () => {}))
+      else s.pipe(connect({ port: b.port(), host: '127.0.0.1', allowHalfOpen: true }).on('error', () => s.destroy())).pipe(s).on('error', () => {})
+    })
+    gate.listen(0, '127.0.0.1')
+    await once(gate, 'listening')
+    try {
+      const route: PeerRoute = { nodeName: 'edge-probe-b', direct: [{ host: '127.0.0.1', port: (gate.address() as { port: number }).port }], relays: [{ nodeName: 'relay-probe', address: at(relay) }] }
+      const target = { ip: '127.0.0.1', port: echoPort }
+      const opened: Socket[] = []
+      const dial = async (): Promise<{ path: string, socket: Socket }> => {
+        const c = await a.dial(route, target)
+        opened.push(c.socket)
+        return c
+      }
+      assert.equal((await dial()).path, 'relay')
+      mode = 'hold'
+      // Within directRetryMs: the relay, and direct is not tried.
+      assert.equal((await dial()).path, 'relay')
+      assert.equal(held.length, 0)
+      await new Promise(resolve => setTimeout(resolve, 250))
+      // Past it: still the relay at once (not after the 5 s head start), and one probe goes out.
+      const t0 = performance.now()
+      const c = await dial()
+      assert.equal(c.path, 'relay')
+      assert.ok(performance.now() - t0 < 2000, `${performance.now() - t0} ms`)
+      assert.equal((await dial()).path, 'relay')
+      await eventually('one probe held at the gate', () => held.length === 1, 2000, 10)
+      assert.equal(held.length, 1)
+      // The path heals: the held probe fails, the next one after directRetryMs gets through.
+      mode = 'forward'
+      for (const s of held) s.destroy()
+      await new Promise(resolve => setTimeout(resolve, 250))
+      assert.equal((await dial()).path, 'relay')
+      await eventually('new connections go direct again', async () => (await dial()).path === 'direct', 5000, 100)
+      const direct = await dial()
+      assert.equal((await roundTrip(direct.socket, Buffer.from('direct again'))).toString(), 'direct again')
+      for (const s of opened) s.destroy()
+    } finally {
+      for (const s of held) s.destroy()
+      gate.close()
+    }
   })
 })
