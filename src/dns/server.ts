@@ -65,7 +65,9 @@ export function dnsServerInit (config: EdgeDNSConfig, bridgeDeviceIP: string): D
   }
 }
 
-const RECV_BUFFER_BYTES = 4 * 1024 * 1024
+// Room for a burst (the kernel doubles it: about a thousand queries), and no more: under
+// overload a deeper queue only serves queries whose clients gave up seconds ago.
+const RECV_BUFFER_BYTES = 256 * 1024
 
 export class DnsServer implements Component {
   readonly name = 'dns'
