@@ -28,6 +28,7 @@ import { cipherPreference, CONTROL_TIMEOUT_MS, jsonLine, pairIdentity, parseIden
 import { peekFirstRecord, readLine } from './socket-io.ts'
 import { SharedPort } from './shared-port.ts'
 import { connectWithin } from '../net/connect.ts'
+import { Limiter } from '../net/limiter.ts'
 import { splice } from '../net/splice.ts'
 import { refuse } from '../net/refuse.ts'
 import { RelayServer } from './relay-server.ts'
@@ -79,6 +80,8 @@ export interface DataPathInit {
   connectTimeoutMs?: number
   /** After a direct failure a peer's new connections take the relays; direct is probed again in the background after this long. @default 30000 */
   directRetryMs?: number
+  /** New connections handshaking at once; more wait, newest first. @default 16 */
+  maxConnecting?: number
   /** How long direct gets before relays are tried alongside it. @default 250 */
   relayHeadStartMs?: number
   /** Limits on inbound connections that have not proved the PSK yet. */
@@ -115,6 +118,7 @@ export class DataPath {
   readonly #peers = new Map<string, DataPathPeer>()
   readonly #directFailedAt = new Map<string, number>()
   readonly #probing = new Set<string>()
+  readonly #connecting: Limiter
   readonly #relay: RelayServer
   // Node side: the relays to park on, and the parked connections per relay.
   #relays: Array<{ nodeName: string, address: HostPort }> = []
@@ -133,6 +137,7 @@ export class DataPath {
     this.#copied = deps.copied
     this.#init = init
     this.#metrics = new DataPathMetrics(deps.metrics)
+    this.#connecting = new Limiter(init.maxConnecting ?? 16)
     this.#admission = new Admission({ logger: deps.logger, rejected: this.#metrics.rejected }, init.admission)
     this.#relay = new RelayServer({ metrics: this.#metrics, copied: deps.copied, key: () => this.#key }, init.relayLimits)
   }
@@ -235,7 +240,16 @@ export class DataPath {
    */
   async dial (route: PeerRoute, target: { ip: string, port: number }, signal?: AbortSignal): Promise<{ socket: TLSSocket, path: 'direct' | 'relay', via?: string }> {
     let conn = this.#fromPool(route.nodeName)
-    if (conn === undefined) conn = await this.#connect(route, signal)
+    if (conn === undefined) {
+      // A bounded number of handshakes at once, newest first (see Limiter): under overload every
+      // connection sharing the CPU would finish after its client gave up.
+      const release = await this.#connecting.acquire(signal)
+      try {
+        conn = await this.#connect(route, signal)
+      } finally {
+        release()
+      }
+    }
     const { socket } = conn
     try {
       socket.write(jsonLine({ ip: target.ip, port: target.port }))
@@ -269,6 +283,8 @@ export class DataPath {
   }
 
   #refill (route: PeerRoute): void {
+    // Handshakes for clients come first; the pool fills when there is room.
+    if (this.#connecting.waiting > 0) return
     const missing = (this.#init.poolSize ?? 2) - (this.#pools.get(route.nodeName)?.length ?? 0)
     for (let i = 0; i < missing; i++) this.#connect(route).then(p => { this.#addToPool(route.nodeName, p) }, () => {})
   }
@@ -340,7 +356,7 @@ export class DataPath {
     for (const a of route.direct) {
       try {
         const raw = await connectWithin({ host: a.host, port: a.port, noDelay: true, allowHalfOpen: true }, this.#init.connectTimeoutMs ?? 1000, signal)
-        const socket = await this.#tlsClient(raw, route.nodeName)
+        const socket = await untilAborted(raw, signal, async () => await this.#tlsClient(raw, route.nodeName))
         this.#directFailedAt.delete(route.nodeName)
         return { socket, path: 'direct', at: Date.now() }
       } catch (err) {
@@ -355,7 +371,7 @@ export class DataPath {
     for (const r of relays) {
       try {
         const raw = await this.#join(r.address, route.nodeName, signal)
-        const socket = await this.#tlsClient(raw, route.nodeName)
+        const socket = await untilAborted(raw, signal, async () => await this.#tlsClient(raw, route.nodeName))
         return { socket, path: 'relay', via: r.nodeName, at: Date.now() }
       } catch (err) {
         errors.push(`relay ${r.nodeName}: ${(err as Error).message}`)
@@ -399,7 +415,7 @@ export class DataPath {
   async #join (relay: HostPort, target: string, signal?: AbortSignal): Promise<Socket> {
     const raw = await connectWithin({ host: relay.host, port: relay.port, noDelay: true, allowHalfOpen: true }, this.#init.connectTimeoutMs ?? 1000, signal)
     try {
-      const answer = await this.#relayRequest(raw, { op: 'join', node: this.#init.nodeName, target })
+      const answer = await untilAborted(raw, signal, async () => await this.#relayRequest(raw, { op: 'join', node: this.#init.nodeName, target }))
       if (answer !== 'ok') throw new Error(answer.replace(/^err /, ''))
       return raw
     } catch (err) {
@@ -525,6 +541,18 @@ export class DataPath {
         socket.resume()
       }).catch(() => socket.destroy())
     })
+  }
+}
+
+/** Runs a handshake step on `raw`; the client's signal aborting destroys the socket, so no work goes on for a client that left. */
+async function untilAborted<T> (raw: Socket, signal: AbortSignal | undefined, step: () => Promise<T>): Promise<T> {
+  if (signal === undefined) return await step()
+  const onAbort = (): void => { raw.destroy() }
+  signal.addEventListener('abort', onAbort, { once: true })
+  try {
+    return await step()
+  } finally {
+    signal.removeEventListener('abort', onAbort)
   }
 }
 

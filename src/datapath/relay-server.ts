@@ -97,6 +97,9 @@ export class RelayServer {
       }
       set.add(socket)
       this.#deps.metrics.relayParked.inc()
+      // A parked connection the node ended (it stopped or restarted) is gone: half-open, it would
+      // otherwise stay parked and the next join would be spliced to nobody.
+      socket.once('end', () => { if (set.has(socket)) socket.destroy() })
       socket.once('close', () => {
         if (set.delete(socket)) this.#deps.metrics.relayParked.dec()
         if (set.size === 0 && this.#parkedHere.get(node) === set) this.#parkedHere.delete(node)

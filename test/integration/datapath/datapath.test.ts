@@ -122,6 +122,30 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
     assert.ok(Date.now() - t0 < 1000, `refused after ${Date.now() - t0} ms`)
   })
 
+  test('a dial whose client leaves stops at once, even while the relay waits for the node to park; handshakes beyond maxConnecting wait', async () => {
+    const relay = await node('relay-abort', { isRelay: true })
+    const a = await node('edge-abort-a', { poolSize: 0, maxConnecting: 1 })
+    const b = await node('edge-abort-b')
+    b.setRelays([{ nodeName: 'relay-abort', address: at(relay) }])
+    const route: PeerRoute = { nodeName: 'edge-abort-b', direct: [], relays: [{ nodeName: 'relay-abort', address: at(relay) }] }
+    const target = { ip: '127.0.0.1', port: echoPort }
+    // One connection through, so the relay knows edge-abort-b; then b leaves: the relay still counts
+    // it as present and holds joins for it a while (2 s).
+    ;(await a.dial(route, target)).socket.destroy()
+    await b.stop()
+    await new Promise(resolve => setTimeout(resolve, 300)) // the relay sees b's parked connections close
+    const first = new AbortController()
+    const second = new AbortController()
+    const t0 = performance.now()
+    const dials = [a.dial(route, target, first.signal), a.dial(route, target, second.signal)]
+    setTimeout(() => { second.abort(new Error('second client left')) }, 50)
+    setTimeout(() => { first.abort(new Error('first client left')) }, 150)
+    // The second waited for the only handshake slot and left from the queue; the first left mid-join.
+    await assert.rejects(dials[1] as Promise<unknown>, /second client left/)
+    await assert.rejects(dials[0] as Promise<unknown>)
+    assert.ok(performance.now() - t0 < 1000, `${Math.round(performance.now() - t0)} ms`)
+  })
+
   test('relay limits hold: one joining node gets no more concurrent splices than maxSplicesPerNode', async () => {
     const relay = await node('relay-limited', { isRelay: true, relayLimits: { maxSplicesPerNode: 1 } })
     const a = await node('edge-lim-a', { poolSize: 0 })
