@@ -182,10 +182,9 @@ export class TcpServiceListener implements ServiceListener {
     client.off('end', onClientGone)
     if (upstream === undefined || left()) {
       upstream?.destroy()
-      if (!client.destroyed) {
-        rt.log.debug('no endpoint reachable; resetting the client', { service: this.#label, tried, err: lastErr })
-        this.#shed(client, left() ? 'client_left' : tried === 0 ? 'no_endpoints' : 'connect_failed', lastErr)
-      }
+      // Counted even when the client is gone already: under overload that is how clients fail.
+      rt.log.debug('no endpoint reachable; resetting the client', { service: this.#label, tried, err: lastErr })
+      this.#shed(client, left() ? 'client_left' : tried === 0 ? 'no_endpoints' : 'connect_failed', lastErr)
       return
     }
     splice(client, upstream, { head: first, aEnded: clientEnded, copied: rt.copied })

@@ -262,6 +262,19 @@ describe('EdgeProxy under overload', () => {
     })
   })
 
+  test('a client that resets while its dial is pending is counted and warned about too', async () => {
+    await withProxy(async (port, dialer, registry, lines) => {
+      const client = connect(port, '127.0.0.1')
+      client.on('error', () => {})
+      await once(client, 'connect')
+      await eventually('the dial started', () => dialer.started === 1, 2000, 10)
+      client.resetAndDestroy()
+      await eventually('the dial is aborted', () => dialer.aborted === 1, 2000, 10)
+      await eventually('counted', async () => (await scrape(registry)).get('edgemesh_proxy_refused_total{service="default/web",reason="client_left"}') === 1, 2000, 10)
+      assert.ok(lines.some(l => l.level === 'warn' && l.msg === 'proxied connections failed'), 'warned')
+    })
+  })
+
   test('beyond maxPendingConnections new clients are reset at once and a warn line counts them', async () => {
     await withProxy(async (port, dialer, registry, lines) => {
       const waiting = await Promise.all(Array.from({ length: 4 }, async () => { const c = connect(port, '127.0.0.1'); c.on('error', () => {}); await once(c, 'connect'); return c }))
