@@ -104,6 +104,8 @@ export class KubeInformer<T extends KubeObject> implements Informer<T> {
   #resyncTimer: NodeJS.Timeout | undefined
   #syncWaiters: Array<{ resolve: () => void, reject: (err: Error) => void }> = []
   #failures = 0
+  /** Set when the server could not be reached; cleared when it serves a list or a watch again. */
+  #recovering = false
   /** When the refusals (401/403) in a row began; undefined while requests succeed. */
   #refusedSince: number | undefined
   #refusalLoggedAt = -Infinity
@@ -205,8 +207,12 @@ export class KubeInformer<T extends KubeObject> implements Informer<T> {
         if (needList) {
           await this.#relist(signal)
           needList = false
+          this.#recovering = false
         }
-        watch ??= await this.#openWatch(signal)
+        if (watch === undefined) {
+          watch = await this.#openWatch(signal)
+          this.#recovering = false
+        }
         const opened = performance.now()
         const events = await this.#consume(watch, signal)
         watch = undefined
@@ -245,9 +251,13 @@ export class KubeInformer<T extends KubeObject> implements Informer<T> {
   #noteError (err: unknown, msg: string): number {
     this.#stats.errors++
     this.#stats.lastError = err instanceof Error ? err : new Error(String(err))
-    let wait = this.#nextBackoff()
+    const unreachable = err instanceof KubeUnreachableError
+    if (unreachable) this.#recovering = true
+    // An API server that cannot be reached is tried every second, and the backoff does not grow
+    // meanwhile; one that just came back (5xx, 429 or refusals while it starts) is too, until it
+    // serves a list or a watch: what changed during an outage arrives within a second of its end.
+    let wait = this.#recovering ? Math.min(this.#nextBackoff(!unreachable), UNREACHABLE_RETRY_MS) : this.#nextBackoff()
     if (err instanceof KubeRequestError && err.retryAfterMs !== undefined) wait = Math.max(wait, err.retryAfterMs)
-    if (err instanceof KubeUnreachableError) wait = Math.min(wait, UNREACHABLE_RETRY_MS)
     const fields = { err: this.#stats.lastError.message, code: (err as { code?: unknown }).code, backoffMs: Math.round(wait) }
     if (isRefusal(err)) this.#noteRefusal(err, msg, fields)
     else if (isFatal(err)) this.#log.error(msg, fields)
@@ -269,12 +279,12 @@ export class KubeInformer<T extends KubeObject> implements Informer<T> {
     this.#log.error(`${msg}: still refused after ${Math.round((now - this.#refusedSince) / 1000)} s; serving what is known and retrying`, fields)
   }
 
-  #nextBackoff (): number {
+  #nextBackoff (advance = true): number {
     const b = this.#opts.backoff ?? {}
     const initial = b.initialMs ?? 500
     const max = b.maxMs ?? 30_000
     const base = Math.min(max, initial * Math.pow(b.factor ?? 2, this.#failures))
-    this.#failures++
+    if (advance) this.#failures++
     return Math.min(max, base * (1 + (b.jitter ?? 0.5) * Math.random()))
   }
 

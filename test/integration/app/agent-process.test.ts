@@ -126,6 +126,39 @@ describe('edgemesh agent process', { skip: haveControlPlaneTools() ? false : 'co
     }
   })
 
+  test('a Service created after a 20 s API outage answers in DNS within 2 s of the API server\'s return', { skip: HAVE_DIG ? false : 'dig not installed' }, async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'edgemesh-outage-'))
+    const [dnsPort, statusPort] = [await freePort(), await freePort()]
+    const file = join(dir, 'edgemesh-agent.yaml')
+    await writeFile(file, [
+      'commonConfig:', `  stateDir: ${dir}`, '  bridgeDeviceIP: 127.0.0.1', `  statusPort: ${statusPort}`,
+      'modules:', `  edgeDNS: { enable: true, listenPort: ${dnsPort} }`, '  edgeProxy: { enable: false }', '  edgeTunnel: { enable: false }', ''
+    ].join('\n'))
+    const agent = startAgent({ KUBECONFIG: cp.kubeconfigPath }, file)
+    spawned.push(agent)
+    try {
+      await waitForLine(agent, l => l.msg === 'services synced' && l.source === 'live', 15_000)
+      await cp.stopApiServer()
+      // Long enough for any retry backoff to grow well past 2 s.
+      await new Promise(resolve => setTimeout(resolve, 20_000))
+      await cp.startApiServer()
+      const back = performance.now()
+      await cp.apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'after-outage', namespace: 'default' }, spec: { ports: [{ name: 'http', port: 80 }] } })
+      let answer = ''
+      while (answer === '' && performance.now() - back < 10_000) {
+        answer = await digA(dnsPort, 'after-outage.default.svc.cluster.local')
+        if (answer === '') await new Promise(resolve => setTimeout(resolve, 50))
+      }
+      const ms = performance.now() - back
+      assert.match(answer, /^\d+\.\d+\.\d+\.\d+$/, `the new Service never answered:\n${agent.lines().map(l => JSON.stringify(l)).join('\n')}`)
+      assert.ok(ms <= 2000, `answered ${Math.round(ms)} ms after the API server was back`)
+      await stopAgent(agent)
+    } finally {
+      agent.proc.kill('SIGKILL')
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
   test('a token the API server rejects at start: the agent keeps serving its persisted state and retries', async () => {
     const first = startAgent({ KUBECONFIG: cp.kubeconfigPath }, config)
     spawned.push(first)
