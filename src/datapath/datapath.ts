@@ -118,6 +118,8 @@ export class DataPath {
   readonly #peers = new Map<string, DataPathPeer>()
   readonly #directFailedAt = new Map<string, number>()
   readonly #probing = new Set<string>()
+  /** Pool connections being made, per peer. */
+  readonly #filling = new Map<string, number>()
   readonly #connecting: Limiter
   readonly #relay: RelayServer
   // Node side: the relays to park on, and the parked connections per relay.
@@ -285,8 +287,18 @@ export class DataPath {
   #refill (route: PeerRoute): void {
     // Handshakes for clients come first; the pool fills when there is room.
     if (this.#connecting.waiting > 0) return
-    const missing = (this.#init.poolSize ?? 2) - (this.#pools.get(route.nodeName)?.length ?? 0)
-    for (let i = 0; i < missing; i++) this.#connect(route).then(p => { this.#addToPool(route.nodeName, p) }, () => {})
+    // Connections on their way count: each surplus one would be handshaken only to be closed.
+    const filling = this.#filling.get(route.nodeName) ?? 0
+    const missing = (this.#init.poolSize ?? 2) - (this.#pools.get(route.nodeName)?.length ?? 0) - filling
+    if (missing <= 0) return
+    this.#filling.set(route.nodeName, filling + missing)
+    for (let i = 0; i < missing; i++) {
+      this.#connect(route).then(p => { this.#addToPool(route.nodeName, p) }, () => {}).finally(() => {
+        const n = (this.#filling.get(route.nodeName) ?? 1) - 1
+        if (n <= 0) this.#filling.delete(route.nodeName)
+        else this.#filling.set(route.nodeName, n)
+      })
+    }
   }
 
   #addToPool (nodeName: string, p: Pooled): void {

@@ -146,6 +146,26 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
     assert.ok(performance.now() - t0 < 1000, `${Math.round(performance.now() - t0)} ms`)
   })
 
+  test('the pool makes no surplus connections: 100 relayed connections, five at a time, leave the endpoint no abandoned handshake', async () => {
+    const relay = await node('relay-pool', { isRelay: true })
+    const a = await node('edge-pool-a')
+    const bMetrics = new Registry()
+    const b = await node('edge-pool-b', {}, bMetrics)
+    b.setRelays([{ nodeName: 'relay-pool', address: at(relay) }])
+    await eventually('edge-pool-b parks', () => b.parkedOn()['relay-pool'] === 2, 5000, 20)
+    const route: PeerRoute = { nodeName: 'edge-pool-b', direct: [], relays: [{ nodeName: 'relay-pool', address: at(relay) }] }
+    // Waves of five at once, as clients arrive on a busy node.
+    for (let wave = 0; wave < 20; wave++) {
+      await Promise.all(Array.from({ length: 5 }, async (_, i) => {
+        const c = await a.dial(route, { ip: '127.0.0.1', port: echoPort })
+        assert.equal((await roundTrip(c.socket, Buffer.from(`pooled ${wave}.${i}`))).toString(), `pooled ${wave}.${i}`)
+      }))
+    }
+    await new Promise(resolve => setTimeout(resolve, 200))
+    const rejected = (await bMetrics.getSingleMetric('edgemesh_datapath_rejected_connections_total')?.get())?.values ?? []
+    assert.deepEqual(rejected.filter(v => v.value > 0), [], 'handshakes edge-pool-b saw abandoned')
+  })
+
   test('relay limits hold: one joining node gets no more concurrent splices than maxSplicesPerNode', async () => {
     const relay = await node('relay-limited', { isRelay: true, relayLimits: { maxSplicesPerNode: 1 } })
     const a = await node('edge-lim-a', { poolSize: 0 })
