@@ -269,6 +269,14 @@ export class DataPath {
     return { socket, path: conn.path, via: conn.via }
   }
 
+  /** Forgets what this node knew of a peer's data path (it failed, or the peer has none now): its path, pool and direct failures. */
+  forgetPeer (nodeName: string): void {
+    this.#peers.delete(nodeName)
+    this.#directFailedAt.delete(nodeName)
+    for (const p of this.#pools.get(nodeName) ?? []) p.socket.destroy()
+    this.#pools.delete(nodeName)
+  }
+
   #notePath (nodeName: string, path: 'direct' | 'relay', via?: string): void {
     const prev = this.#peers.get(nodeName)
     if (prev?.path === path && prev.via === via) return

@@ -31,12 +31,17 @@ export class DataPathTransport implements PeerTransport {
 
   async dialTcp (target: PeerTarget, signal: AbortSignal): Promise<Duplex | undefined> {
     const route = await this.#routes.routeTo(target.nodeName, signal)
-    if (route === undefined) return undefined
+    if (route === undefined) {
+      // No data path there (any more): the status must not show the one it had.
+      this.#dataPath.forgetPeer(target.nodeName)
+      return undefined
+    }
     try {
       return (await this.#dataPath.dial(route, { ip: target.ip, port: target.port }, signal)).socket
     } catch (err) {
       if (err instanceof EndpointRefusedError || signal.aborted) throw err
       this.#routes.forget(target.nodeName)
+      this.#dataPath.forgetPeer(target.nodeName)
       this.#log.debug('data path failed; this connection goes over libp2p', { node: target.nodeName, err: (err as Error).message })
       throw err
     }

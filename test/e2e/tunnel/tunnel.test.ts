@@ -30,7 +30,7 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
   let dir: string
   const agents = new Map<string, LabProcess>()
 
-  async function config (node: string, opts: { proxy: boolean, psk?: string }): Promise<string> {
+  async function config (node: string, opts: { proxy: boolean, psk?: string, dataPath?: boolean }): Promise<string> {
     const pskFile = join(dir, `${node}.psk`)
     await writeFile(pskFile, opts.psk ?? PSK)
     const file = join(dir, `${node}.yaml`)
@@ -43,6 +43,7 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
       '  edgeTunnel:',
       '    enable: true',
       '    heartbeatPeriod: 2',
+      `    dataPath: {enable: ${String(opts.dataPath ?? true)}}`,
       '    mdns: {enable: true}',
       `    psk: {path: ${pskFile}}`,
       '    relayNodes:',
@@ -53,7 +54,7 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
     return file
   }
 
-  async function startAgent (node: string, opts: { proxy: boolean, psk?: string }): Promise<LabProcess> {
+  async function startAgent (node: string, opts: { proxy: boolean, psk?: string, dataPath?: boolean }): Promise<LabProcess> {
     const p = lab.spawn(node, [process.execPath, entry, 'agent', '--config-file', await config(node, opts)], { env: { NAMESPACE: 'kubeedge', ...(process.env.TUNNEL_DEBUG !== undefined && node === 'edge-a1' ? { DEBUG: process.env.TUNNEL_DEBUG } : {}) }, name: `agent-${agents.size}` })
     agents.set(node, p)
     try {
@@ -237,5 +238,23 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
     await waitFor('mismatch logged', async () => (await stranger.output()).includes('PSK mismatch or not an EdgeMesh peer'), 15_000)
     const r = await curl('edge-a2', 'http://10.96.0.10:12345', 3)
     assert.notEqual(r.code, 0, r.out)
+  })
+
+  test('a peer with the data path off is reached over libp2p, and one warn says why', async () => {
+    // edge-a2 again with the cluster's PSK (same state dir, same PeerID), its data path off.
+    await (agents.get('edge-a2') as LabProcess).stop()
+    await startAgent('edge-a2', { proxy: false, dataPath: false })
+    const a1 = agents.get('edge-a1') as LabProcess
+    for (let i = 0; i < 3; i++) {
+      let r = { code: -1, out: '' }
+      await waitFor('lan-svc answers', async () => { r = await curl('edge-a1', 'http://10.96.0.12'); return r.code === 0 }, 20_000)
+      assert.equal(r.out, 'edge-a2')
+    }
+    const peers = (await status('edge-a1')).tunnel.peers
+    const a2 = peers.find(p => p.nodeName === 'edge-a2')
+    assert.equal(a2?.dataPath, undefined, JSON.stringify(peers))
+    const warns = (await a1.output()).split('\n').filter(l => l.includes('"level":"warn"') && l.includes('peer has no data path') && l.includes('edge-a2'))
+    assert.equal(warns.length, 1, warns.join('\n'))
+    assert.match(warns[0] as string, /dataPath\.enable: false/)
   })
 })
