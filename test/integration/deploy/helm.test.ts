@@ -167,7 +167,7 @@ describe('Helm chart edgemesh-gateway and the plain manifests', skip, () => {
     const lint = await helm(['lint', GATEWAY, '--set', 'nodeName=k8s-node1', '--set', `psk=${PSK}`])
     assert.equal(lint.code, 0, lint.stdout + lint.stderr)
     const r = await helm(['template', 'edgemesh-gateway', GATEWAY, '--namespace', 'kubeedge', '--set', 'image=kubeedge/edgemesh-gateway:v1.17.0',
-      '--set', 'nodeName=k8s-node1', '--set', `psk=${PSK}`, '--set', 'relayNodes[0].nodeName=k8s-master', '--set', 'relayNodes[0].advertiseAddress={152.136.201.36}'])
+      '--set', 'nodeName=k8s-node1', '--set', `psk=${PSK}`, '--set', 'relayNodes[0].nodeName=k8s-master,relayNodes[0].advertiseAddress={152.136.201.36}'])
     assert.equal(r.code, 0, r.stderr)
     const objs = parseAllDocuments(r.stdout).map(d => d.toJS() as Obj).filter(o => o !== null)
     const cm = find(objs, 'ConfigMap', 'edgemesh-gateway-cfg')
@@ -209,13 +209,16 @@ describe('Helm install against the test API server', { ...skip, ...(haveControlP
 
   test('install creates the objects; the chart ServiceAccount runs every agent informer; uninstall removes them', async () => {
     const kube = ['--kubeconfig', cp.kubeconfigPath]
+    // The seed's lines as a shell passes them (its quotes gone), with a local chart for the online URL and a real PSK
+    // for the placeholder (refused, see above).
     const install = await helm(['install', 'edgemesh', CHART, '--namespace', 'kubeedge', '--create-namespace', ...kube,
       '--set', 'agent.image=kubeedge/edgemesh-agent:v1.17.0', '--set', `agent.psk=${PSK}`,
-      '--set', 'agent.relayNodes[0].nodeName=k8s-master', '--set', 'agent.relayNodes[0].advertiseAddress={152.136.201.36}'])
+      '--set', 'agent.relayNodes[0].nodeName=k8s-master,agent.relayNodes[0].advertiseAddress={1.1.1.1}',
+      '--set', 'agent.relayNodes[1].nodeName=ke-edge1,agent.relayNodes[1].advertiseAddress={2.2.2.2,3.3.3.3}'])
     assert.equal(install.code, 0, install.stderr)
     // NOTES.txt: the relays and the ports they must accept.
-    assert.match(install.stdout, /Relay nodes: k8s-master \(152\.136\.201\.36\)/)
-    assert.match(install.stdout, /Relays must accept TCP 20006 \(libp2p\) and 20008 \(the TLS data path\)/)
+    assert.match(install.stdout, /Relay nodes: k8s-master \(1\.1\.1\.1\) ke-edge1 \(2\.2\.2\.2, 3\.3\.3\.3\)/)
+    assert.match(install.stdout, /Relays must accept TCP 20006 from every node \(libp2p and the TLS data path share it\); open it between/)
     for (const path of ['/apis/apps/v1/namespaces/kubeedge/daemonsets/edgemesh-agent', '/api/v1/namespaces/kubeedge/configmaps/edgemesh-agent-cfg',
       '/api/v1/namespaces/kubeedge/secrets/edgemesh-agent-psk', '/apis/rbac.authorization.k8s.io/v1/clusterroles/edgemesh-agent',
       '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/destinationrules.networking.istio.io']) {
