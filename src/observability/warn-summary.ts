@@ -22,9 +22,9 @@ export class WarnSummary {
     this.#everyMs = everyMs
   }
 
-  record (key: string): void {
-    this.#counts.set(key, (this.#counts.get(key) ?? 0) + 1)
-    this.#total++
+  record (key: string, count = 1): void {
+    this.#counts.set(key, (this.#counts.get(key) ?? 0) + count)
+    this.#total += count
     const wait = this.#lastWarn + this.#everyMs - performance.now()
     if (wait <= 0) this.flush()
     // Events after a warn are reported when the interval is up, not with the next event.

@@ -23,6 +23,7 @@ import type { EndpointDialer } from '../mesh/endpoint-dialer.ts'
 import type { Interceptor } from './nftables.ts'
 import { ProxyMetrics } from './metrics.ts'
 import { WarnSummary } from '../observability/warn-summary.ts'
+import { ListenOverflowWatch } from '../net/listen-overflows.ts'
 import { TcpServiceListener, UdpServiceListener } from './listeners.ts'
 import type { ListenerRuntime, ServiceListener } from './listeners.ts'
 import { ruleKey } from './rules.ts'
@@ -63,6 +64,8 @@ export interface EdgeProxyInit {
   syncRetryMinMs?: number
   /** @default 30000 */
   syncRetryMaxMs?: number
+  /** How often the kernel's listen-queue overflow count is read (a warn and a metric when it grows). @default 5000 */
+  listenOverflowPollMs?: number
 }
 
 /** One intercepted (ClusterIP, protocol, port) and how it is served. */
@@ -89,6 +92,7 @@ export class EdgeProxy implements Component {
   #runtime: ListenerRuntime | undefined
   #previousPorts: ReadonlyMap<string, number> = new Map()
   #unsubscribe: (() => void) | undefined
+  #overflows: ListenOverflowWatch | undefined
   #started = false
   #synced = false
   #work: Promise<void> = Promise.resolve()
@@ -100,7 +104,7 @@ export class EdgeProxy implements Component {
   constructor (deps: EdgeProxyDeps, init: EdgeProxyInit) {
     this.#deps = deps
     this.loadBalancer = deps.loadBalancer ?? new LoadBalancer()
-    this.#init = { kernelPath: true, maxAttempts: 3, peekTimeoutMs: 5000, udpIdleTimeoutMs: 30_000, maxPendingConnections: 512, syncRetryMinMs: 1000, syncRetryMaxMs: 30_000, ...init }
+    this.#init = { kernelPath: true, maxAttempts: 3, peekTimeoutMs: 5000, udpIdleTimeoutMs: 30_000, maxPendingConnections: 512, syncRetryMinMs: 1000, syncRetryMaxMs: 30_000, listenOverflowPollMs: 5000, ...init }
     this.#retryDelay = this.#init.syncRetryMinMs
     this.#filter = serviceProxyFilter(init.serviceFilterMode)
   }
@@ -141,6 +145,12 @@ export class EdgeProxy implements Component {
       pending: { now: 0, max: this.#init.maxPendingConnections },
       copied: deps.copied
     }
+    const runtime = this.#runtime
+    this.#overflows = new ListenOverflowWatch(dropped => {
+      runtime.metrics.listenOverflows.inc(dropped)
+      runtime.failures.record('listen queues overflowed (node-wide: clients dropped by the kernel before the agent saw them)', dropped)
+    }, { everyMs: this.#init.listenOverflowPollMs })
+    await this.#overflows.start()
     this.#previousPorts = await deps.interceptor.load()
     this.#started = true
     // #enqueue never rejects: a failed sync is logged and retried.
@@ -155,6 +165,7 @@ export class EdgeProxy implements Component {
     this.#unsubscribe = undefined
     clearTimeout(this.#retryTimer)
     this.#retryTimer = undefined
+    this.#overflows?.stop()
     this.#runtime?.failures.flush()
     this.#runtime?.failures.stop()
     await this.#work

@@ -1,5 +1,7 @@
 // Loopback helpers shared by tests that use real sockets.
-import { createServer } from 'node:net'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { connect, createServer } from 'node:net'
 import type { Server } from 'node:net'
 import type { Duplex } from 'node:stream'
 
@@ -36,4 +38,21 @@ export async function startEcho (prefix = ''): Promise<{ server: Server, port: n
   })
   await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
   return { server, port: (server.address() as { port: number }).port }
+}
+
+/**
+ * Makes the kernel drop connections for a full accept queue (TcpExt ListenOverflows grows): a child
+ * process listens with a backlog of 1 and blocks its event loop, so it never accepts, while this
+ * process connects `connections` times. Loopback only; everything is closed on return.
+ */
+export async function overflowListenQueue (connections = 32): Promise<void> {
+  const script = "const s=require('net').createServer();s.listen({port:0,host:'127.0.0.1',backlog:1},()=>{console.log(s.address().port);setTimeout(()=>{const end=Date.now()+1500;while(Date.now()<end){}process.exit(0)},50)})"
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const exited = once(child, 'exit')
+  const [line] = await once(child.stdout, 'data') as [Buffer]
+  const port = Number(line.toString().trim())
+  await new Promise(resolve => setTimeout(resolve, 100))
+  const sockets = Array.from({ length: connections }, () => connect(port, '127.0.0.1').on('error', () => {}))
+  await exited
+  for (const s of sockets) s.destroy()
 }

@@ -17,6 +17,7 @@ import { eventually } from '../../helpers/control-plane.ts'
 import { recordingLogger } from '../../helpers/recording-logger.ts'
 import type { LogLine } from '../../helpers/recording-logger.ts'
 import { scrape } from '../../helpers/scrape.ts'
+import { overflowListenQueue } from '../../helpers/net.ts'
 import type { ServiceEntry } from '../../../src/servicemap/types.ts'
 
 /** A backend that answers every request line with its own name, and handles half-close like a real server. */
@@ -241,7 +242,7 @@ describe('EdgeProxy under overload', () => {
       interceptor: new NoInterceptor(),
       dialer,
       isDirect: () => false
-    }, { listenIp: '127.0.0.1', serviceFilterMode: 'FilterIfLabelExists', kernelPath: false, maxPendingConnections: 4 })
+    }, { listenIp: '127.0.0.1', serviceFilterMode: 'FilterIfLabelExists', kernelPath: false, maxPendingConnections: 4, listenOverflowPollMs: 100 })
     await proxy.start()
     try {
       await use(proxy.listenerPort('10.96.0.10', 'tcp', 80) as number, dialer, registry, lines)
@@ -272,6 +273,14 @@ describe('EdgeProxy under overload', () => {
       await eventually('the dial is aborted', () => dialer.aborted === 1, 2000, 10)
       await eventually('counted', async () => (await scrape(registry)).get('edgemesh_proxy_refused_total{service="default/web",reason="client_left"}') === 1, 2000, 10)
       assert.ok(lines.some(l => l.level === 'warn' && l.msg === 'proxied connections failed'), 'warned')
+    })
+  })
+
+  test('connections the kernel dropped for a full listen queue are counted and warned about', async () => {
+    await withProxy(async (_port, _dialer, registry, lines) => {
+      await overflowListenQueue()
+      await eventually('counted', async () => ((await scrape(registry)).get('edgemesh_proxy_listen_overflows_total') ?? 0) > 0, 3000, 20)
+      await eventually('warned', () => lines.some(l => l.level === 'warn' && l.msg === 'proxied connections failed' && JSON.stringify(l.fields).includes('listen queues overflowed')), 3000, 20)
     })
   })
 
