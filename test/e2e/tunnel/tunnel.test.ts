@@ -222,11 +222,17 @@ describe('EdgeTunnel in the seed lab', rootOnly, () => {
     }
     assert.equal(last.out, 'edge-b1', `no answer within 3 s: ${attempts.join('; ')}`)
     assert.ok(Date.now() - started < 3000, `took ${Date.now() - started} ms: ${attempts.join('; ')}`)
+    // The edge agents say so at once, at warn.
+    for (const node of ['edge-a1', 'edge-b1']) {
+      await waitFor(`${node} logs the lost relay`, async () => /"level":"warn"[^\n]*"relay":"k8s-master"[^\n]*"msg":"relay connection lost; reconnecting"/.test(await (agents.get(node) as LabProcess).output()), 5000)
+    }
   })
 
   test('a restarted relay gets its reservations back', async () => {
     // k8s-master was stopped by the previous test; edge-b1 lost its reservation there.
     await startAgent('k8s-master', { proxy: false })
+    // edge-b1 logs the return within seconds of the relay's start (45 s once, when only the reservation told).
+    await waitFor('edge-b1 logs the relay back', async () => /"relay":"k8s-master"[^\n]*"msg":"relay connection back"/.test(await (agents.get('edge-b1') as LabProcess).output()), 10_000)
     await waitFor('edge-b1 reserves on k8s-master again', async () =>
       (await status('edge-b1')).tunnel.addresses.some(x => x.includes('203.0.113.10') && x.includes('p2p-circuit')), 30_000)
   })
