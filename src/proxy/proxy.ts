@@ -145,14 +145,14 @@ export class EdgeProxy implements Component {
       pending: { now: 0, max: this.#init.maxPendingConnections },
       copied: deps.copied
     }
+    this.#previousPorts = await deps.interceptor.load()
+    this.#started = true
     const runtime = this.#runtime
     this.#overflows = new ListenOverflowWatch(dropped => {
       runtime.metrics.listenOverflows.inc(dropped)
       runtime.failures.record('listen queues overflowed (node-wide: clients dropped by the kernel before the agent saw them)', dropped)
     }, { everyMs: this.#init.listenOverflowPollMs })
     await this.#overflows.start()
-    this.#previousPorts = await deps.interceptor.load()
-    this.#started = true
     // #enqueue never rejects: a failed sync is logged and retried.
     this.#unsubscribe = deps.serviceMap.subscribe(changes => { this.#enqueue(async () => await this.#onChanges(changes)).catch(() => {}) })
     if (deps.serviceMap.hasSynced()) await this.#enqueue(async () => await this.#fullSync())
