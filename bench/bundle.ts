@@ -1,12 +1,20 @@
 // Benches measure what production runs: an esbuild bundle, not TypeScript
 // loaded through type stripping (whose compiler alone adds ~50 MB RSS).
 import { build } from 'esbuild'
-import { mkdtempSync } from 'node:fs'
+import { mkdtempSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
-/** Bundles `entry` (a .ts file URL or path) into a temp .mjs and returns its path. */
-export async function bundleForBench (entry: string): Promise<string> {
+const root = new URL('..', import.meta.url).pathname
+
+/**
+ * Bundles `entry` (a .ts file URL or path) into a temp .mjs and returns its
+ * path. Beside it, a link to the repository's node_modules lets the bundle
+ * load what the image ships unbundled (sodium-native): without it the agent
+ * falls back to WebAssembly ciphers the image never runs. `native: false`
+ * leaves the link out to measure that fallback.
+ */
+export async function bundleForBench (entry: string, { native = true }: { native?: boolean } = {}): Promise<string> {
   const outdir = mkdtempSync(join(tmpdir(), 'edgemesh-bench-'))
   const outfile = join(outdir, 'entry.mjs')
   // Split like scripts/build.ts: lazily imported code stays out of the entry chunk.
@@ -20,8 +28,11 @@ export async function bundleForBench (entry: string): Promise<string> {
     format: 'esm',
     target: 'node24',
     external: ['pino-pretty'],
+    minifyWhitespace: true,
+    charset: 'ascii',
     banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
     logLevel: 'warning'
   })
+  if (native) symlinkSync(join(root, 'node_modules'), join(outdir, 'node_modules'))
   return outfile
 }

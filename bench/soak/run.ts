@@ -28,13 +28,13 @@
 // logged during the overload.
 // Acceptance: 0 mismatches, slopes within noise, recovery ≤ 10 s, fds back
 // ≤ 60 s, at least one warn line with counts during the overload.
-import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, release, tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
-import { HEAP_FLAGS } from '../../src/bin/heap-flags.ts'
+import { HEAP_FLAGS, MALLOC_ENV } from '../../src/bin/heap-flags.ts'
 import { serviceYaml } from '../../test/helpers/services.ts'
 import { bridgeTopology, cpuSeconds, killAll, median, requireRoot, rssMB, run, waitFor } from '../netns.ts'
 import type { Proc } from '../netns.ts'
@@ -93,8 +93,8 @@ async function startAgents (dir: string, entry: string): Promise<void> {
       `    relayNodes: [{nodeName: r, advertiseAddress: [${NODES.r}]}]`,
       ''
     ].join('\n'))
-    // Heap flags as the image runs the agent (src/bin/heap-flags.ts).
-    const p = run(NS(n), [process.execPath, ...HEAP_FLAGS, '--import', PROBE, entry, 'agent', '--config-file', cfg], { NODE_NAME: n, NAMESPACE: 'kubeedge', SOAK_PROBE_FILE: join(dir, `probe-${n}`) })
+    // Heap flags and malloc settings as the image runs the agent (src/bin/heap-flags.ts).
+    const p = run(NS(n), [process.execPath, ...HEAP_FLAGS, '--import', PROBE, entry, 'agent', '--config-file', cfg], { ...MALLOC_ENV, NODE_NAME: n, NAMESPACE: 'kubeedge', SOAK_PROBE_FILE: join(dir, `probe-${n}`) })
     await waitFor(p, /"msg":"running"/, 30_000)
     agents.set(n, p)
   }
@@ -180,8 +180,6 @@ const ratioOk = (part: number, whole: number): boolean => whole > 0 && part / wh
 async function main (): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'edgemesh-bench-soak-'))
   const entry = await bundleForBench(join(root, 'src/bin/edgemesh.ts'))
-  // The native addon loads from a node_modules beside the bundle, as it would be shipped.
-  symlinkSync(join(root, 'node_modules'), join(dirname(entry), 'node_modules'))
   const onSigint = (): void => { killAll(); teardown(); rmSync(dir, { recursive: true, force: true }); process.exit(130) }
   process.once('SIGINT', onSigint)
   setup()

@@ -20,13 +20,13 @@
 // Node data path on this machine. `libp2p-ceiling` joins the same two hops
 // with bare js-libp2p nodes (forwarder.ts --libp2p): the bound for the libp2p
 // tunnel.
-import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
-import { dirname, join } from 'node:path'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
-import { HEAP_FLAGS } from '../../src/bin/heap-flags.ts'
+import { HEAP_FLAGS, MALLOC_ENV } from '../../src/bin/heap-flags.ts'
 import { serviceYaml } from '../../test/helpers/services.ts'
 import { bridgeTopology, cpuSeconds, ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, waitFor } from '../netns.ts'
 import type { Proc } from '../netns.ts'
@@ -129,7 +129,7 @@ async function startAgents (dir: string, entry: string, phase: Phase): Promise<s
       // Node flags for every agent, e.g. BENCH_AGENT_FLAGS=--no-optimize-for-size to compare heap settings.
       ...(process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== '')
     ]
-    const p = run(NS(n), [process.execPath, ...extra, entry, 'agent', '--config-file', cfg], { NODE_NAME: n, NAMESPACE: 'kubeedge' })
+    const p = run(NS(n), [process.execPath, ...extra, entry, 'agent', '--config-file', cfg], { ...MALLOC_ENV, NODE_NAME: n, NAMESPACE: 'kubeedge' })
     pnet = (await waitFor(p, /"pnet":"(\w+)"[^\n]*"msg":"tunnel listening"/, 30_000))[1] ?? pnet
     await waitFor(p, /"msg":"running"/, 30_000)
     agentsByName.set(n, p)
@@ -202,9 +202,7 @@ async function parallelLoad (target: string, streams: number, seconds: number): 
 async function main (): Promise<void> {
   ensureIperf()
   const dir = mkdtempSync(join(tmpdir(), 'edgemesh-bench-tunnel-'))
-  const entry = await bundleForBench(join(root, 'src/bin/edgemesh.ts'))
-  // The native addon loads from a node_modules beside the bundle, as it would be shipped.
-  if (opt['no-native'] !== true) symlinkSync(join(root, 'node_modules'), join(dirname(entry), 'node_modules'))
+  const entry = await bundleForBench(join(root, 'src/bin/edgemesh.ts'), { native: opt['no-native'] !== true })
   let pnet = 'off'
   setup()
   try {
