@@ -21,6 +21,11 @@ const result = await build({
   target: 'node24',
   sourcemap: 'linked',
   legalComments: 'linked',
+  // Whitespace and comments out, names kept: V8 holds each chunk's source for
+  // as long as the process runs, and one non-Latin-1 character in a comment
+  // made it a two-byte string (the main chunk: 2.5 MB of heap, now 0.8 MB).
+  minifyWhitespace: true,
+  charset: 'ascii',
   // Pretty logs are for terminals only; containers log JSON and never load it.
   external: ['pino-pretty'],
   // Bundled CommonJS dependencies call require(); give them one.
