@@ -16,6 +16,7 @@ import type { ServiceEntry } from '../servicemap/types.ts'
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './io.ts'
 import type { CommandIO } from './io.ts'
 import { dataPathLabel } from './status.ts'
+import { byCodeUnits } from '../order.ts'
 
 /** examples/ sits two levels above src/cli and one above dist/: look upwards. */
 function defaultServicesFile (): string {
@@ -100,7 +101,7 @@ function table (rows: string[][]): string {
 /** The service map as a table: what the mesh knows and where endpoints live. */
 export function renderServiceTable (entries: Iterable<ServiceEntry>): string {
   const rows = [['SERVICE', 'CLUSTER-IP', 'PORTS', 'ENDPOINTS']]
-  for (const e of [...entries].sort((a, b) => `${a.service.namespace}/${a.service.name}`.localeCompare(`${b.service.namespace}/${b.service.name}`))) {
+  for (const e of [...entries].sort((a, b) => byCodeUnits(`${a.service.namespace}/${a.service.name}`, `${b.service.namespace}/${b.service.name}`))) {
     const s = e.service
     rows.push([
       `${s.namespace}/${s.name}`,

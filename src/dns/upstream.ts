@@ -16,6 +16,7 @@ import type { ServiceEntry, ServiceKey } from '../servicemap/types.ts'
 import type { DnsMetrics } from './metrics.ts'
 import { DnsConfigError, DnsNoUpstreamError, DnsUpstreamError, DnsUpstreamTimeoutError } from './errors.ts'
 import { EDNS_UDP_SIZE, FLAG2_QR, FLAG2_RD, FLAG2_TC, HEADER_BYTES, RCODE, layoutReply, nameToKey, optRecord, skipName } from './wire.ts'
+import { byCodeUnits } from '../order.ts'
 
 export interface UpstreamServer {
   address: string
@@ -66,7 +67,7 @@ export function detectClusterDns (snapshot: ReadonlyMap<ServiceKey, ServiceEntry
   }
   const labelled = [...snapshot.values()]
     .filter(e => e.service.namespace === 'kube-system' && e.service.labels['k8s-app'] === 'kube-dns' && !picked.includes(e))
-    .sort((a, b) => a.service.name.localeCompare(b.service.name))
+    .sort((a, b) => byCodeUnits(a.service.name, b.service.name))
   const out: UpstreamServer[] = []
   for (const { service } of [...picked, ...labelled]) {
     if (service.headless || service.type === 'ExternalName') continue

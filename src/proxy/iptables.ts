@@ -16,6 +16,7 @@ import { runCommand } from './nftables.ts'
 import type { Interceptor } from './nftables.ts'
 import type { PortRule } from './rules.ts'
 import { ruleKey } from './rules.ts'
+import { byCodeUnits } from '../order.ts'
 
 export const IPTABLES_CHAIN = 'EDGEMESH-SERVICES'
 const HOOKS = ['PREROUTING', 'OUTPUT'] as const
@@ -61,7 +62,7 @@ function quote (comment: string): string {
 /** The `iptables-restore --noflush` script that makes our chain hold exactly `desired`. */
 export function renderIptables (desired: ReadonlyMap<string, PortRule>): string {
   const lines = ['*nat', `:${IPTABLES_CHAIN} - [0:0]`]
-  for (const r of [...desired.values()].sort((a, b) => ruleKey(a).localeCompare(ruleKey(b)))) {
+  for (const r of [...desired.values()].sort((a, b) => byCodeUnits(ruleKey(a), ruleKey(b)))) {
     if (r.target.kind !== 'userspace') continue
     lines.push(`-A ${IPTABLES_CHAIN} -d ${r.ip}/32 -p ${r.protocol} -m ${r.protocol} --dport ${r.port} -m comment --comment ${quote(r.comment)} -j DNAT --to-destination ${r.target.listener.ip}:${r.target.listener.port}`)
   }

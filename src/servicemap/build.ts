@@ -4,6 +4,7 @@
  */
 import type { EndpointSlice, KubeObject, Service } from '../kube/types.ts'
 import type { Endpoint, EndpointPort, Protocol, ServiceInfo, ServicePort } from './types.ts'
+import { byCodeUnits } from '../order.ts'
 
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name'
 /** Kubernetes' default ClientIP affinity timeout (3 h). */
@@ -48,7 +49,7 @@ export function mergeEndpoints (slices: Iterable<CompactSlice>): readonly Endpoi
   if (all.length === 1) return (all[0] as CompactSlice).endpoints
   const out: Endpoint[] = []
   const seen = new Set<string>()
-  for (const slice of all.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))) {
+  for (const slice of all.sort((a, b) => byCodeUnits(a.metadata.name, b.metadata.name))) {
     for (const e of slice.endpoints) {
       const key = `${e.ip}|${e.ports.map(p => `${p.name}/${p.protocol}/${p.port}`).join(',')}`
       if (seen.has(key)) continue

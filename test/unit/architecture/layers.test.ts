@@ -10,9 +10,9 @@ import { fileURLToPath } from 'node:url'
 
 const repoSrc = fileURLToPath(new URL('../../../src/', import.meta.url))
 
-/** Lower index = lower layer. `errors` is src/errors.ts. */
+/** Lower index = lower layer. `errors` and `order` are src/errors.ts and src/order.ts. */
 const LAYERS: string[][] = [
-  ['errors'],
+  ['errors', 'order'],
   ['lifecycle', 'observability', 'config', 'net'],
   ['kube'],
   ['servicemap', 'loadbalancer', 'mesh'],
