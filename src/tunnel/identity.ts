@@ -8,7 +8,7 @@
  * key = Ed25519 from that seed. Anyone who knows a node name can compute its
  * private key; the PSK is then the only secret (see README).
  */
-import { createHash } from 'node:crypto'
+import { createHash, createPrivateKey, createPublicKey } from 'node:crypto'
 
 const LEN = 607
 const INT32_MAX = 2147483647n
@@ -66,4 +66,21 @@ export function compatSeed (nodeName: string): Uint8Array {
     }
   }
   return out
+}
+
+/** DER of a PKCS#8 Ed25519 private key, up to its 32-byte seed. */
+const PKCS8_ED25519_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
+
+/**
+ * The 64-byte raw Ed25519 private key (seed, then public key) upstream
+ * derives from a node name, for `privateKeyFromRaw`. The public key comes
+ * from OpenSSL: @libp2p/crypto computes it in JavaScript (noble), whose first
+ * call builds a table of curve points and compiles the field arithmetic, for
+ * every peer name a node looks up.
+ */
+export function compatRawKey (nodeName: string): Uint8Array {
+  const seed = compatSeed(nodeName)
+  const privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_ED25519_PREFIX, seed]), format: 'der', type: 'pkcs8' })
+  const jwk = createPublicKey(privateKey).export({ format: 'jwk' })
+  return Buffer.concat([seed, Buffer.from(jwk.x as string, 'base64url')])
 }

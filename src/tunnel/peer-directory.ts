@@ -7,7 +7,7 @@
  */
 import type { Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 import type { Logger } from '../observability/logger.ts'
-import { compatSeed } from './identity.ts'
+import { compatRawKey } from './identity.ts'
 import { LOOKUP_PROTOCOL, PeerPins, REGISTER_PROTOCOL, WHOIS_PROTOCOL, loadOrCreateKey, readStreamLine, sendLine } from './identities.ts'
 import { TunnelDialError } from './errors.ts'
 
@@ -48,9 +48,9 @@ export async function compatPeerId (nodeName: string): Promise<PeerId> {
   let p = derived.get(nodeName)
   if (p === undefined) {
     p = (async () => {
-      const { generateKeyPairFromSeed } = await import('@libp2p/crypto/keys')
+      const { privateKeyFromRaw } = await import('@libp2p/crypto/keys')
       const { peerIdFromPrivateKey } = await import('@libp2p/peer-id')
-      return peerIdFromPrivateKey(await generateKeyPairFromSeed('Ed25519', compatSeed(nodeName)))
+      return peerIdFromPrivateKey(privateKeyFromRaw(compatRawKey(nodeName)))
     })()
     derived.set(nodeName, p)
   }
@@ -92,8 +92,8 @@ export class CompatDirectory extends NameBook implements PeerDirectory {
   async load (): Promise<void> {}
 
   async privateKey (): Promise<PrivateKey> {
-    const { generateKeyPairFromSeed } = await import('@libp2p/crypto/keys')
-    return await generateKeyPairFromSeed('Ed25519', compatSeed(this.nodeName))
+    const { privateKeyFromRaw } = await import('@libp2p/crypto/keys')
+    return privateKeyFromRaw(compatRawKey(this.nodeName))
   }
 
   async configuredRelayId (nodeName: string): Promise<PeerId> {
