@@ -9,7 +9,7 @@
 // deliver), so ratios are comparable across machines.
 import { spawn } from 'node:child_process'
 import { bundleForBench } from '../bundle.ts'
-import { HEAP_FLAGS } from '../../src/bin/heap-flags.ts'
+import { HEAP_FLAGS, MALLOC_ENV } from '../../src/bin/heap-flags.ts'
 import { cpus, release } from 'node:os'
 import { parseArgs } from 'node:util'
 import https from 'node:https'
@@ -108,7 +108,7 @@ interface ProbeRun { readyMs: number, rssMB: number, changeLatencies: number[], 
 
 async function runProbe (cp: ControlPlane, run: number): Promise<ProbeRun> {
   const probe = spawn(process.execPath, [...PROBE_FLAGS, probeBundle], {
-    env: { ...process.env, KUBECONFIG: cp.kubeconfigPath },
+    env: { ...process.env, ...MALLOC_ENV, KUBECONFIG: cp.kubeconfigPath },
     stdio: ['ignore', 'pipe', 'inherit']
   })
   const lines: Array<Record<string, any>> = []
@@ -154,7 +154,7 @@ async function runProbe (cp: ControlPlane, run: number): Promise<ProbeRun> {
   }
 }
 
-// The V8 flags src/bin/edgemesh.ts sets, and the production bundle.
+// The V8 flags and malloc settings the image's launcher gives, and the production bundle.
 const PROBE_FLAGS = HEAP_FLAGS
 const probeBundle = await bundleForBench(new URL('./probe.ts', import.meta.url).pathname)
 const cp = await startControlPlane()

@@ -8,9 +8,9 @@ import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { HEAP_FLAGS } from '../../../src/bin/heap-flags.ts'
+import { HEAP_FLAGS, MALLOC_ENV } from '../../../src/bin/heap-flags.ts'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gunzipSync } from 'node:zlib'
@@ -130,6 +130,11 @@ describe('container images (npm run image)', skip, () => {
     const launcher = /^exec (.*) \/app\/edgemesh\.mjs/m.exec(readFileSync(join(fs, 'usr/local/bin/edgemesh'), 'utf8'))?.[1]?.split(' ') ?? []
     const launched = await run('chroot', [fs, ...launcher, '-p', 'process.execArgv.filter(a => a.startsWith("--")).join(" ")'])
     assert.equal(launched.stdout.trim(), HEAP_FLAGS.join(' '), launched.stderr)
+    // glibc reads MALLOC_ARENA_MAX at start: the launcher exports it, and an operator's own value wins.
+    const probe = readFileSync(join(fs, 'usr/local/bin/edgemesh'), 'utf8').replace('/app/edgemesh.mjs "$@"', '-p "process.env.MALLOC_ARENA_MAX"')
+    writeFileSync(join(fs, 'launch-probe'), probe, { mode: 0o755 })
+    assert.equal((await run('chroot', [fs, '/launch-probe'])).stdout.trim(), MALLOC_ENV.MALLOC_ARENA_MAX)
+    assert.equal((await run('env', ['MALLOC_ARENA_MAX=4', 'chroot', fs, '/launch-probe'])).stdout.trim(), '4')
     assert.match((await run('chroot', [fs, 'nft', '--version'])).stdout, /^nftables v1\./)
     assert.match((await run('chroot', [fs, 'iptables', '--version'])).stdout, /\(nf_tables\)/)
     assert.match((await run('chroot', [fs, 'ip', '-V'])).stdout, /iproute2/)
