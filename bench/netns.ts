@@ -37,12 +37,19 @@ export type Proc = ChildProcess & { out: () => string }
 /** Processes started by `run`, killed by `killAll`. */
 const children: ChildProcess[] = []
 
-export function run (ns: string, argv: string[], env: Record<string, string> = {}): Proc {
+/**
+ * Runs argv in namespace `ns`; with `memoryCgroup` (a cgroup v1 memory
+ * directory) inside that cgroup, joined before `ip netns exec`, which hides
+ * the host's cgroup mounts. Each step execs the next: the pid is argv's.
+ */
+export function run (ns: string, argv: string[], env: Record<string, string> = {}, options: { memoryCgroup?: string } = {}): Proc {
   // Output goes to a file, not a pipe: the bench blocks in spawnSync while it measures, and a process
   // writing to a full pipe nobody drains stalls (Node writes pipes synchronously on Linux).
   const log = join(logDir(), `${children.length}-${ns}.log`)
   const fd = openSync(log, 'w')
-  const child = spawn('ip', ['netns', 'exec', ns, ...argv], { env: { ...process.env, ...env }, stdio: ['pipe', fd, fd] })
+  const inNs = ['ip', 'netns', 'exec', ns, ...argv]
+  const command = options.memoryCgroup === undefined ? inNs : ['sh', '-c', `echo $$ > ${join(options.memoryCgroup, 'cgroup.procs')} && exec "$@"`, 'sh', ...inNs]
+  const child = spawn(command[0] as string, command.slice(1), { env: { ...process.env, ...env }, stdio: ['pipe', fd, fd] })
   closeSync(fd)
   children.push(child)
   return Object.assign(child, { out: () => readFileSync(log, 'utf8') })

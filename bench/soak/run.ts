@@ -2,7 +2,12 @@
 // `--minutes`, then overload at 5× the rates, then recovery at the steady
 // rates. Documented here; not part of the default test suite.
 //
-//   sudo npm run bench:soak [-- --minutes 15 --overload-seconds 60 --recovery-seconds 90]
+//   sudo npm run bench:soak [-- --minutes 15 --overload-seconds 60 --recovery-seconds 90 --memory-limit-mib 128]
+//
+// Each agent runs in a memory cgroup (v1) limited as the chart limits the
+// agent's container (128 MiB; 0: no cgroup): the kernel then reclaims and,
+// at the limit, OOM-kills as it would on a node, and the report gives each
+// agent's peak usage as the kubelet counts it.
 //
 // Layout: three namespaces on one bridge (10.89.0.0/24, prefix ems-): `a`
 // (client edge node: agent with edgeDNS on 169.254.96.16:53, edgeProxy with
@@ -28,7 +33,7 @@
 // logged during the overload.
 // Acceptance: 0 mismatches, slopes within noise, recovery ≤ 10 s, fds back
 // ≤ 60 s, at least one warn line with counts during the overload.
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -43,9 +48,26 @@ const { values: opt } = parseArgs({
   options: {
     minutes: { type: 'string', default: '15' },
     'overload-seconds': { type: 'string', default: '60' },
-    'recovery-seconds': { type: 'string', default: '90' }
+    'recovery-seconds': { type: 'string', default: '90' },
+    'memory-limit-mib': { type: 'string', default: '128' }
   }
 })
+const MEMORY_LIMIT_MIB = Number(opt['memory-limit-mib'])
+const MEMORY_CGROUPS = '/sys/fs/cgroup/memory'
+const cgroupOf = (n: Node): string => join(MEMORY_CGROUPS, `edgemesh-soak-${n}`)
+const cgroupRead = (n: Node, file: string): string => readFileSync(join(cgroupOf(n), file), 'utf8')
+
+/** A memory cgroup for agent `n` with the limit, for `run`'s options; none with a limit of 0. */
+function limited (n: Node): { memoryCgroup?: string } {
+  if (MEMORY_LIMIT_MIB === 0) return {}
+  if (!existsSync(MEMORY_CGROUPS)) throw new Error(`${MEMORY_CGROUPS} is missing: run with --memory-limit-mib 0 on a machine without cgroup v1 memory`)
+  const dir = cgroupOf(n)
+  // Left by an interrupted run: a cgroup directory goes with rmdir, once empty.
+  if (existsSync(dir)) rmdirSync(dir)
+  mkdirSync(dir)
+  writeFileSync(join(dir, 'memory.limit_in_bytes'), String(MEMORY_LIMIT_MIB * 1024 * 1024))
+  return { memoryCgroup: dir }
+}
 const STEADY = Number(opt.minutes) * 60
 const OVERLOAD_END = STEADY + Number(opt['overload-seconds'])
 const END = OVERLOAD_END + Number(opt['recovery-seconds'])
@@ -94,7 +116,7 @@ async function startAgents (dir: string, entry: string): Promise<void> {
       ''
     ].join('\n'))
     // Heap flags and malloc settings as the image runs the agent (src/bin/heap-flags.ts).
-    const p = run(NS(n), [process.execPath, ...HEAP_FLAGS, '--import', PROBE, entry, 'agent', '--config-file', cfg], { ...MALLOC_ENV, NODE_NAME: n, NAMESPACE: 'kubeedge', SOAK_PROBE_FILE: join(dir, `probe-${n}`) })
+    const p = run(NS(n), [process.execPath, ...HEAP_FLAGS, '--import', PROBE, entry, 'agent', '--config-file', cfg], { ...MALLOC_ENV, NODE_NAME: n, NAMESPACE: 'kubeedge', SOAK_PROBE_FILE: join(dir, `probe-${n}`) }, limited(n))
     await waitFor(p, /"msg":"running"/, 30_000)
     agents.set(n, p)
   }
@@ -222,6 +244,13 @@ async function main (): Promise<void> {
     killAll()
     teardown()
     rmSync(dir, { recursive: true, force: true })
+    for (const n of Object.keys(NODES) as Node[]) {
+      try {
+        if (MEMORY_LIMIT_MIB > 0 && existsSync(cgroupOf(n))) rmdirSync(cgroupOf(n))
+      } catch (err) {
+        console.error(`[bench:soak] left ${cgroupOf(n)}: ${(err as Error).message}`)
+      }
+    }
   }
 }
 
@@ -301,6 +330,15 @@ function report (loadOut: string, samples: Map<Node, Sample[]>, machine: Machine
   }
   const warnWithCounts = quoted !== undefined && quoted.count >= 0
   if (quoted !== undefined) out.push('', `The one with the largest count: \`${quoted.line}\``)
+
+  if (MEMORY_LIMIT_MIB > 0) {
+    out.push('', `Memory cgroups (limit ${MEMORY_LIMIT_MIB} MiB each, as the chart's): peak usage as the kernel charged it (anonymous memory and page cache the agent brought in), times the limit was hit, OOM kills:`)
+    for (const n of agents.keys()) {
+      const peak = Number(cgroupRead(n, 'memory.max_usage_in_bytes')) / 1024 / 1024
+      const oomKills = /oom_kill (\d+)/.exec(cgroupRead(n, 'memory.oom_control'))?.[1] ?? '?'
+      out.push(`- ${n}: peak ${peak.toFixed(1)} MiB (${(100 * peak / MEMORY_LIMIT_MIB).toFixed(0)} % of the limit), limit hit ${cgroupRead(n, 'memory.failcnt').trim()} times, OOM kills ${oomKills}`)
+    }
+  }
 
   const died = [...agents].filter(([, p]) => p.exitCode !== null).map(([n, p]) => `${n} (exit ${String(p.exitCode ?? p.signalCode)})`)
   if (died.length > 0) out.push('', `Agents that exited during the run: ${died.join(', ')}`)
