@@ -2,6 +2,11 @@
 //   client.ts rr HOST:PORT SECONDS           64-byte request/response on one connection: p50/p99 µs
 //   client.ts conn HOST:PORT SECONDS LOOPS   new connection per 1-byte exchange, LOOPS in parallel: conn/s, p50 µs
 //   client.ts hold HOST:PORT COUNT           opens COUNT idle connections, prints when done, holds until stdin closes
+//   client.ts rate HOST:PORT SECONDS RATE    64-byte request/response on one connection at RATE/s: p50/p99/p999 µs
+//   client.ts churn HOST:PORT SECONDS RATE   RATE new connections/s, each 64 bytes out and back: p50/p99/p999 µs from connect to reply
+// rate and churn never wait for a reply before the next request is due (open
+// loop), so a stall of the path delays every exchange it covers; each is timed
+// from its own write or connect, so the client's timer lateness is not counted.
 import { connect } from 'node:net'
 import type { Socket } from 'node:net'
 
@@ -65,6 +70,69 @@ if (mode === 'rr') {
   const seconds = (performance.now() - started) / 1000
   times.sort((x, y) => x - y)
   console.log(JSON.stringify({ n: times.length, perSecond: times.length / seconds, p50: pct(times, 0.5), errors }))
+} else if (mode === 'rate') {
+  const s = await open()
+  const msg = Buffer.alloc(64, 0x61)
+  const every = 1000 / Number(b)
+  const count = Math.floor(Number(a) * 1000 / every)
+  const sent: number[] = []
+  const times: number[] = []
+  let got = 0
+  const start = performance.now()
+  await new Promise<void>((resolve, reject) => {
+    s.on('error', reject)
+    s.on('data', d => {
+      got += d.length
+      while (got >= 64 && times.length < sent.length) {
+        got -= 64
+        times.push((performance.now() - (sent[times.length] as number)) * 1000)
+      }
+      if (times.length === count) resolve()
+    })
+    const tick = (): void => {
+      // Every request due by now goes out, late ones at once.
+      while (sent.length < count && start + sent.length * every <= performance.now()) {
+        sent.push(performance.now())
+        s.write(msg)
+      }
+      if (sent.length < count) setTimeout(tick, Math.max(0, start + sent.length * every - performance.now()))
+    }
+    tick()
+  })
+  s.destroy()
+  times.sort((x, y) => x - y)
+  console.log(JSON.stringify({ n: times.length, p50: pct(times, 0.5), p99: pct(times, 0.99), p999: pct(times, 0.999) }))
+} else if (mode === 'churn') {
+  const msg = Buffer.alloc(64, 0x62)
+  const every = 1000 / Number(b)
+  const count = Math.floor(Number(a) * 1000 / every)
+  const times: number[] = []
+  let errors = 0
+  const once = async (): Promise<void> => {
+    const t0 = performance.now()
+    try {
+      const s = await open()
+      await new Promise<void>((resolve, reject) => {
+        let got = 0
+        s.on('data', d => { got += d.length; if (got >= 64) resolve() })
+        s.once('error', reject)
+        s.write(msg)
+      })
+      times.push((performance.now() - t0) * 1000)
+      s.destroy()
+    } catch { errors++ }
+  }
+  const start = performance.now()
+  const pending: Array<Promise<void>> = []
+  for (let i = 0; i < count; i++) {
+    const due = start + i * every
+    const wait = due - performance.now()
+    if (wait > 0) await new Promise(resolve => setTimeout(resolve, wait))
+    pending.push(once())
+  }
+  await Promise.all(pending)
+  times.sort((x, y) => x - y)
+  console.log(JSON.stringify({ n: times.length, errors, p50: pct(times, 0.5), p99: pct(times, 0.99), p999: pct(times, 0.999) }))
 } else if (mode === 'hold') {
   const sockets: Socket[] = []
   for (let i = 0; i < Number(a); i++) sockets.push(await open())
@@ -72,6 +140,6 @@ if (mode === 'rr') {
   process.stdin.resume()
   process.stdin.on('end', () => { for (const s of sockets) s.destroy(); process.exit(0) })
 } else {
-  console.error('usage: client.ts rr|conn|hold HOST:PORT ...')
+  console.error('usage: client.ts rr|conn|hold|rate|churn HOST:PORT ...')
   process.exit(2)
 }

@@ -1,9 +1,12 @@
 // Tunnel bench: raw TCP vs the libp2p tunnel and vs the TLS data path, each
 // direct and through a relay, in one run (two phases: agents with the data
 // path off, then on), rotating order, medians; relay CPU and RSS under a
-// 50-stream load; a relay holding 200 simulated edge nodes.
+// 50-stream load; a relay holding 200 simulated edge nodes; latency of an
+// echo at a fixed rate and of new connections, idle, beside a bulk transfer
+// and with every core busy (latency.ts), for the data path and the bare Node
+// forwarders.
 //
-//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --phases libp2p,datapath,ceiling,libp2p-ceiling --streams 50 --sim-nodes 200 --sim-rate 0.25 --no-psk --no-native --out /tmp/tunnel.md]
+//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --phases libp2p,datapath,ceiling,libp2p-ceiling --streams 50 --sim-nodes 200 --sim-rate 0.25 --latency-seconds 5 --rate 200 --churn 100 --no-psk --no-native --out /tmp/tunnel.md]
 //   (results go into docs/benchmarks.md)
 //
 // --no-native runs pnet's XSalsa20 in the xsalsa20 WebAssembly instead of
@@ -26,6 +29,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
+import { CONDITIONS, clientScript, emptyLatency, latencyReport, measureLatency } from './latency.ts'
+import type { LatencyByCondition } from './latency.ts'
 import { HEAP_FLAGS, MALLOC_ENV } from '../../src/bin/heap-flags.ts'
 import { serviceYaml } from '../../test/helpers/services.ts'
 import { bridgeTopology, cpuSeconds, ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, waitFor } from '../netns.ts'
@@ -42,7 +47,11 @@ const { values: opt } = parseArgs({
     streams: { type: 'string', default: '50' },
     'sim-nodes': { type: 'string', default: '200' },
     'sim-rate': { type: 'string', default: '0.25' },
-    'sim-seconds': { type: 'string', default: '5' }
+    'sim-seconds': { type: 'string', default: '5' },
+    // 0 leaves the latency part out.
+    'latency-seconds': { type: 'string', default: '5' },
+    rate: { type: 'string', default: '200' },
+    churn: { type: 'string', default: '100' }
   }
 })
 const ROUNDS = Number(opt.rounds)
@@ -51,6 +60,7 @@ const STREAMS = Number(opt.streams)
 const SIM_NODES = Number(opt['sim-nodes'])
 const SIM_RATE_MB = Number(opt['sim-rate'])
 const SIM_SECONDS = Number(opt['sim-seconds'])
+const LATENCY = { seconds: Number(opt['latency-seconds']), rate: Number(opt.rate), churn: Number(opt.churn) }
 const here = fileURLToPath(new URL('.', import.meta.url))
 const root = join(here, '..', '..')
 const NODES = { a: '10.88.0.1', r: '10.88.0.2', b1: '10.88.0.3', b2: '10.88.0.4' } as const
@@ -216,6 +226,7 @@ async function main (): Promise<void> {
     const samples: Record<Phase, Record<Path, Sample[]>> = { libp2p: { raw: [], direct: [], relayed: [] }, datapath: { raw: [], direct: [], relayed: [] }, ceiling: { raw: [], direct: [], relayed: [] }, 'libp2p-ceiling': { raw: [], direct: [], relayed: [] } }
     const loads: Partial<Record<Phase, { mbps: number, peakRss: number, cpu: number }>> = {}
     let sim: { nodes: number, parked: number, relayRss: number, relayRssIdle: number, mbps: number, p50: number, p99: number, relayCpu: number } | undefined
+    const latency = new Map<string, LatencyByCondition>()
     for (const phase of phases) {
       if (phase === 'ceiling') await startCeiling()
       else if (phase === 'libp2p-ceiling') await startLibp2pCeiling()
@@ -235,6 +246,21 @@ async function main (): Promise<void> {
           const rr = JSON.parse(exec(NS('a'), [process.execPath, join(root, 'bench/proxy/client.ts'), 'rr', `${t.host}:${t.echo}`, '2'])) as { p50: number, p99: number }
           samples[phase][p].push({ mbps, p50: rr.p50, p99: rr.p99, relayCpu, relayRss, endsCpu })
           console.error(`${phase} round ${round + 1} ${p}: ${mbps.toFixed(0)} MB/s, rr p50 ${rr.p50.toFixed(0)} µs, ends ${endsCpu.toFixed(2)} CPU-s, relay ${relayCpu.toFixed(2)} CPU-s, ${relayRss.toFixed(0)} MB`)
+        }
+      }
+      if (LATENCY.seconds > 0 && (phase === 'datapath' || phase === 'ceiling')) {
+        // Raw TCP once: in the ceiling phase when there is one.
+        const paths: Path[] = phase === 'ceiling' || !phases.includes('ceiling') ? ['raw', 'direct', 'relayed'] : ['direct', 'relayed']
+        for (let round = 0; round < ROUNDS; round++) {
+          for (const c of CONDITIONS) {
+            for (const p of paths.map((_, i) => paths[(i + round) % paths.length] as Path)) {
+              const sample = await measureLatency(targets[p], c, { ns: NS('a'), client: clientScript(root), ...LATENCY })
+              const key = p === 'raw' ? 'raw' : `${phase}/${p}`
+              latency.set(key, latency.get(key) ?? emptyLatency())
+              latency.get(key)?.[c].push(sample)
+              console.error(`${phase} latency round ${round + 1} ${c} ${p}: echo p50 ${sample.echo.p50.toFixed(0)} p99 ${sample.echo.p99.toFixed(0)} p999 ${sample.echo.p999.toFixed(0)} µs; new connection p50 ${sample.open.p50.toFixed(0)} p99 ${sample.open.p99.toFixed(0)} µs`)
+            }
+          }
         }
       }
       if (STREAMS > 0 && (phase === 'libp2p' || phase === 'datapath')) loads[phase] = await parallelLoad(AGENT_TARGET.relayed.host, STREAMS, SECONDS)
@@ -266,6 +292,17 @@ async function main (): Promise<void> {
       ...rows,
       ...(sim !== undefined
         ? ['', `Relay with ${sim.nodes} simulated edge nodes (data path, ${sim.parked} parked connections; one relayed connection per node at ${SIM_RATE_MB} MB/s each): ${sim.mbps.toFixed(0)} MB/s total, relay RSS ${sim.relayRssIdle.toFixed(0)} MB parked idle → ${sim.relayRss.toFixed(0)} MB peak under load, ${sim.relayCpu.toFixed(1)} CPU-s/GB; RR through the relay meanwhile p50 ${sim.p50.toFixed(0)} µs, p99 ${sim.p99.toFixed(0)} µs.`]
+        : []),
+      ...(latency.size > 0
+        ? ['', latencyReport([
+            ['raw TCP (a → b1)', 'raw'],
+            ['two bare Node forwarders a → b1, plain', 'ceiling/direct'],
+            ['two bare Node forwarders a → b1, TLS 1.3 PSK', 'ceiling/relayed'],
+            ['TLS data path, direct', 'datapath/direct'],
+            ['TLS data path, relay-spliced', 'datapath/relayed']
+          ].flatMap(([label, key]) => latency.has(key as string) ? [{ label: label as string, samples: latency.get(key as string) as LatencyByCondition }] : []),
+          { raw: 'raw TCP (a → b1)', tlsPair: latency.has('ceiling/relayed') ? 'two bare Node forwarders a → b1, TLS 1.3 PSK' : undefined },
+          { ...LATENCY, rounds: ROUNDS })]
         : [])
     ].join('\n')
     console.log(report)
