@@ -20,15 +20,16 @@
 import { spawn, execFileSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { connect, createServer } from 'node:net'
-import type { Server, Socket } from 'node:net'
+import type { Server } from 'node:net'
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { cpus, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
+import { splice } from '../../src/net/splice.ts'
 import { HEAP_FLAGS, MALLOC_ENV } from '../../src/bin/heap-flags.ts'
 import { startControlPlane, haveControlPlaneTools } from '../../test/helpers/control-plane.ts'
-import type { ControlPlane } from '../../test/helpers/control-plane.ts'
+import { createServices } from '../kube-services.ts'
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, 'idle-ms': { type: 'string', default: '5000' }, node: { type: 'string' } } })
 const RUNS = Number(values.runs)
@@ -74,32 +75,6 @@ const agent = [node, ...HEAP_FLAGS, bundle, 'agent', '--config-file']
 
 const SERVICES = 100
 
-/** 100 services, each with an EndpointSlice of two endpoints on other nodes (so the proxy installs rules and the tunnel would carry them). */
-async function populate (cp: ControlPlane): Promise<void> {
-  await cp.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bench' } })
-  for (let i = 0; i < SERVICES; i++) {
-    const svc = { apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${i}`, namespace: 'bench' }, spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }] } }
-    const slice = {
-      apiVersion: 'discovery.k8s.io/v1',
-      kind: 'EndpointSlice',
-      addressType: 'IPv4',
-      metadata: { name: `svc-${i}-abcde`, namespace: 'bench', labels: { 'kubernetes.io/service-name': `svc-${i}` } },
-      ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-      endpoints: [0, 1].map(e => ({ addresses: [`10.244.${i}.${e + 1}`], conditions: { ready: true }, nodeName: `edge-${e}` }))
-    }
-    for (const [path, body] of [['/api/v1/namespaces/bench/services', svc], ['/apis/discovery.k8s.io/v1/namespaces/bench/endpointslices', slice]] as const) {
-      const r = await cp.request('POST', path, body)
-      if (r.status >= 300 && r.status !== 409) throw new Error(`create ${path}: ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`)
-    }
-  }
-}
-
-const splice = (a: Socket, b: Socket): void => {
-  a.pipe(b).pipe(a)
-  a.on('error', () => b.destroy())
-  b.on('error', () => a.destroy())
-}
-
 /**
  * Makes the host's 127.0.0.1:`port` (the API server) answer at 127.0.0.1:`port`
  * inside `ns` too, so the agent there keeps the kubeconfig and its certificate
@@ -134,7 +109,8 @@ if (isRoot) {
   execFileSync('ip', ['netns', 'add', ns])
   execFileSync('ip', ['netns', 'exec', ns, 'ip', 'link', 'set', 'lo', 'up'])
   if (cp !== undefined) {
-    await populate(cp)
+    // Each with two endpoints on other nodes, so the proxy installs rules for them.
+    await createServices(cp, SERVICES, 2)
     bridge = await bridgeIntoNetns(ns, Number(new URL(cp.server).port))
   }
 }

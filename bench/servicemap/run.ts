@@ -15,6 +15,7 @@ import { parseArgs } from 'node:util'
 import https from 'node:https'
 import { startControlPlane } from '../../test/helpers/control-plane.ts'
 import type { ControlPlane } from '../../test/helpers/control-plane.ts'
+import { benchSlice, createServices } from '../kube-services.ts'
 
 const { values } = parseArgs({
   options: {
@@ -36,41 +37,6 @@ const median = (xs: number[]): number => {
 }
 const now = (): number => performance.timeOrigin + performance.now()
 const log = (msg: string): void => { process.stderr.write(`[bench:servicemap] ${msg}\n`) }
-
-function slice (i: number, generation: number): Record<string, unknown> {
-  return {
-    apiVersion: 'discovery.k8s.io/v1',
-    kind: 'EndpointSlice',
-    metadata: { name: `svc-${i}-abcde`, namespace: 'bench', labels: { 'kubernetes.io/service-name': `svc-${i}` } },
-    addressType: 'IPv4',
-    ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
-    endpoints: Array.from({ length: ENDPOINTS }, (_, e) => ({
-      addresses: [`10.${(i >> 8) & 255}.${i & 255}.${(e + generation) % 250 + 1}`],
-      conditions: { ready: true },
-      nodeName: `edge-${e}`,
-      targetRef: { kind: 'Pod', namespace: 'bench', name: `svc-${i}-pod-${e}` }
-    }))
-  }
-}
-
-async function populate (cp: ControlPlane): Promise<number> {
-  await cp.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'bench' } })
-  const t0 = performance.now()
-  let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < SERVICES) {
-      const i = next++
-      const svc = { apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${i}`, namespace: 'bench' }, spec: { ports: [{ name: 'http', port: 80, targetPort: 8080 }] } }
-      for (const [path, body] of [['/api/v1/namespaces/bench/services', svc], ['/apis/discovery.k8s.io/v1/namespaces/bench/endpointslices', slice(i, 0)]] as const) {
-        const r = await cp.request('POST', path, body)
-        if (r.status >= 300 && r.status !== 409) throw new Error(`create ${path}: ${r.status} ${JSON.stringify(r.body).slice(0, 200)}`)
-      }
-      if (i % 2000 === 0) log(`created ${i}/${SERVICES}`)
-    }
-  }
-  await Promise.all(Array.from({ length: 24 }, worker))
-  return performance.now() - t0
-}
 
 /** Baseline: paginated list + JSON.parse of both resources, no informer, no model. */
 async function rawList (cp: ControlPlane): Promise<number> {
@@ -141,7 +107,7 @@ async function runProbe (cp: ControlPlane, run: number): Promise<ProbeRun> {
       const i = (run * CHANGES + c) * 97 % SERVICES
       const before = lines.length
       const writtenAt = now()
-      const r = await cp.request('PUT', `/apis/discovery.k8s.io/v1/namespaces/bench/endpointslices/svc-${i}-abcde`, slice(i, run * CHANGES + c + 1))
+      const r = await cp.request('PUT', `/apis/discovery.k8s.io/v1/namespaces/bench/endpointslices/svc-${i}-abcde`, benchSlice(i, ENDPOINTS, run * CHANGES + c + 1))
       if (r.status >= 300) throw new Error(`update slice ${i}: ${r.status}`)
       const change = await waitFor(l => lines.indexOf(l) >= before && l.type === 'change' && l.key === `bench/svc-${i}`, 10_000)
       changeLatencies.push(change.publishedAt - change.eventAt)
@@ -160,7 +126,7 @@ const probeBundle = await bundleForBench(new URL('./probe.ts', import.meta.url).
 const cp = await startControlPlane()
 try {
   log(`control plane up in ${Math.round(cp.startupMs)} ms; creating ${SERVICES} services × ${ENDPOINTS} endpoints`)
-  const populateMs = await populate(cp)
+  const populateMs = await createServices(cp, SERVICES, ENDPOINTS, i => { if (i % 2000 === 0) log(`created ${i}/${SERVICES}`) })
   log(`populated in ${(populateMs / 1000).toFixed(1)} s`)
   const runs: Array<ProbeRun & { rawListMs: number, bareRssMB: number }> = []
   for (let run = 0; run < RUNS; run++) {
