@@ -4,6 +4,7 @@ import { build } from 'esbuild'
 import { mkdtempSync, symlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { BUNDLE_OPTIONS } from '../scripts/bundle-options.ts'
 
 const root = new URL('..', import.meta.url).pathname
 
@@ -17,22 +18,8 @@ const root = new URL('..', import.meta.url).pathname
 export async function bundleForBench (entry: string, { native = true }: { native?: boolean } = {}): Promise<string> {
   const outdir = mkdtempSync(join(tmpdir(), 'edgemesh-bench-'))
   const outfile = join(outdir, 'entry.mjs')
-  // Split like scripts/build.ts: lazily imported code stays out of the entry chunk.
-  await build({
-    entryPoints: { entry },
-    outdir,
-    outExtension: { '.js': '.mjs' },
-    splitting: true,
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node24',
-    external: ['pino-pretty'],
-    minifyWhitespace: true,
-    charset: 'ascii',
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
-    logLevel: 'warning'
-  })
+  // The options of the production bundle (scripts/build.ts).
+  await build({ ...BUNDLE_OPTIONS, entryPoints: { entry }, outdir })
   if (native) symlinkSync(join(root, 'node_modules'), join(outdir, 'node_modules'))
   return outfile
 }
