@@ -10,7 +10,6 @@
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { cpus } from 'node:os'
-import { join } from 'node:path'
 import { exec, median, run } from '../netns.ts'
 
 export type Condition = 'idle' | 'bulk' | 'busy'
@@ -48,8 +47,6 @@ export async function measureLatency (target: LatencyTarget, condition: Conditio
     stop()
   }
 }
-
-export const clientScript = (root: string): string => join(root, 'bench/proxy/client.ts')
 
 /** A path's samples by condition, over the rounds. */
 export type LatencyByCondition = Record<Condition, LatencySample[]>

@@ -29,7 +29,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
-import { CONDITIONS, clientScript, emptyLatency, latencyReport, measureLatency } from './latency.ts'
+import { CONDITIONS, emptyLatency, latencyReport, measureLatency } from './latency.ts'
 import type { LatencyByCondition } from './latency.ts'
 import { HEAP_FLAGS, MALLOC_ENV } from '../../src/bin/heap-flags.ts'
 import { serviceYaml } from '../../test/helpers/services.ts'
@@ -63,6 +63,8 @@ const SIM_SECONDS = Number(opt['sim-seconds'])
 const LATENCY = { seconds: Number(opt['latency-seconds']), rate: Number(opt.rate), churn: Number(opt.churn) }
 const here = fileURLToPath(new URL('.', import.meta.url))
 const root = join(here, '..', '..')
+/** The load client of bench/proxy: rr, rate and churn. */
+const CLIENT = join(root, 'bench/proxy/client.ts')
 const NODES = { a: '10.88.0.1', r: '10.88.0.2', b1: '10.88.0.3', b2: '10.88.0.4' } as const
 type Node = keyof typeof NODES
 const NS = (n: Node | 'br'): string => `emt-${n}`
@@ -243,7 +245,7 @@ async function main (): Promise<void> {
           const relayCpu = cpuSeconds(relay.pid as number) - cpu0
           const endsCpu = cpuOf(endsOf(phase, p)) - ends0
           const relayRss = rssMB(relay.pid as number)
-          const rr = JSON.parse(exec(NS('a'), [process.execPath, join(root, 'bench/proxy/client.ts'), 'rr', `${t.host}:${t.echo}`, '2'])) as { p50: number, p99: number }
+          const rr = JSON.parse(exec(NS('a'), [process.execPath, CLIENT, 'rr', `${t.host}:${t.echo}`, '2'])) as { p50: number, p99: number }
           samples[phase][p].push({ mbps, p50: rr.p50, p99: rr.p99, relayCpu, relayRss, endsCpu })
           console.error(`${phase} round ${round + 1} ${p}: ${mbps.toFixed(0)} MB/s, rr p50 ${rr.p50.toFixed(0)} µs, ends ${endsCpu.toFixed(2)} CPU-s, relay ${relayCpu.toFixed(2)} CPU-s, ${relayRss.toFixed(0)} MB`)
         }
@@ -254,7 +256,7 @@ async function main (): Promise<void> {
         for (let round = 0; round < ROUNDS; round++) {
           for (const c of CONDITIONS) {
             for (const p of paths.map((_, i) => paths[(i + round) % paths.length] as Path)) {
-              const sample = await measureLatency(targets[p], c, { ns: NS('a'), client: clientScript(root), ...LATENCY })
+              const sample = await measureLatency(targets[p], c, { ns: NS('a'), client: CLIENT, ...LATENCY })
               const key = p === 'raw' ? 'raw' : `${phase}/${p}`
               latency.set(key, latency.get(key) ?? emptyLatency())
               latency.get(key)?.[c].push(sample)
