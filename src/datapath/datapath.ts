@@ -20,11 +20,11 @@
  * `/libp2p/tunnel-proxy/1.0.0`.
  */
 import type { Server, Socket } from 'node:net'
-import type { TLSSocket } from 'node:tls'
+import type { SecureContext, TLSSocket } from 'node:tls'
 import type { Registry } from 'prom-client'
 import type { Logger } from '../observability/logger.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
-import { cipherPreference, CONTROL_TIMEOUT_MS, jsonLine, pairIdentity, parseIdentity, parseTargetRequest, relayMac, RELAY_HELLO, RELAY_MAGIC, tlsKey } from './wire.ts'
+import { cipherPreference, CONTROL_TIMEOUT_MS, DataPathKeys, KEY_EXCHANGE_GROUP, jsonLine, pairIdentity, parseIdentity, parseTargetRequest, RELAY_HELLO, RELAY_MAGIC } from './wire.ts'
 import { peekFirstRecord, readLine } from './socket-io.ts'
 import { SharedPort } from './shared-port.ts'
 import { connectWithin } from '../net/connect.ts'
@@ -100,6 +100,7 @@ export interface DataPathPeer {
 interface Pooled { socket: TLSSocket, path: 'direct' | 'relay', via?: string, at: number }
 
 const POOL_IDLE_MS = 30_000
+const REFILL_DELAY_MS = 10
 const SERVER_IDLE_MS = 120_000
 const PARK_RETRY_MS = 1000
 /** Parked connections per relay while joins arrive in a burst (the relay's default cap per node). */
@@ -110,6 +111,9 @@ export class DataPath {
   readonly #init: DataPathInit
   readonly #metrics: DataPathMetrics
   readonly #ciphers = cipherPreference()
+  // One OpenSSL context for every connection, both roles: building one per connection cost a
+  // third of a handshake's CPU. Made on first use (not in the constructor: it loads TLS).
+  #tlsContext: SecureContext | undefined
   #server: Server | undefined
   #tunnelPort: number | undefined
   #stopped = false
@@ -130,7 +134,7 @@ export class DataPath {
   #parkTimer: NodeJS.Timeout | undefined
   readonly #admission: Admission
   readonly #copied: CopiedStreams | undefined
-  #key: Uint8Array = new Uint8Array(0)
+  #keys = new DataPathKeys(new Uint8Array(0))
 
   readonly name = 'datapath'
 
@@ -141,7 +145,7 @@ export class DataPath {
     this.#metrics = new DataPathMetrics(deps.metrics)
     this.#connecting = new Limiter(init.maxConnecting ?? 16)
     this.#admission = new Admission({ logger: deps.logger, rejected: this.#metrics.rejected }, init.admission)
-    this.#relay = new RelayServer({ metrics: this.#metrics, copied: deps.copied, key: () => this.#key }, init.relayLimits)
+    this.#relay = new RelayServer({ metrics: this.#metrics, copied: deps.copied, keys: () => this.#keys }, init.relayLimits)
   }
 
   async start (): Promise<void> {
@@ -149,7 +153,7 @@ export class DataPath {
     this.#stopped = false
     const { pnetKey, pskFile } = this.#init
     if (pnetKey === undefined && pskFile === undefined) throw new Error('the data path needs the PSK')
-    this.#key = pnetKey ?? await readPnetKey(pskFile as string)
+    this.#keys = new DataPathKeys(pnetKey ?? await readPnetKey(pskFile as string))
     if (this.#init.port !== undefined) await this.#listen(this.#init.port)
     this.#parkTimer = setInterval(() => { this.#keepParked() }, PARK_RETRY_MS)
     this.#parkTimer.unref()
@@ -264,8 +268,10 @@ export class DataPath {
     }
     this.#metrics.connections.inc({ path: conn.path, result: 'ok' })
     this.#notePath(route.nodeName, conn.path, conn.via)
-    // Top the pool up in the background for the next connection.
-    this.#refill(route)
+    // Top the pool up for the next connection once this one's first exchange is under way: a
+    // handshake started now would hold both agents' event loops just when its bytes are due
+    // (it tripled the new-connection time in bench/tunnel).
+    setTimeout(() => { this.#refill(route) }, REFILL_DELAY_MS).unref()
     return { socket, path: conn.path, via: conn.via }
   }
 
@@ -293,6 +299,7 @@ export class DataPath {
   }
 
   #refill (route: PeerRoute): void {
+    if (this.#stopped) return
     // Handshakes for clients come first; the pool fills when there is room.
     if (this.#connecting.waiting > 0) return
     // Connections on their way count: each surplus one would be handshaken only to be closed.
@@ -400,13 +407,17 @@ export class DataPath {
     throw new Error(errors.length > 0 ? errors.join('; ') : 'no address and no relay known')
   }
 
+  #context (): SecureContext {
+    this.#tlsContext ??= tls().createSecureContext({ minVersion: 'TLSv1.3', ciphers: this.#ciphers, ecdhCurve: KEY_EXCHANGE_GROUP })
+    return this.#tlsContext
+  }
+
   async #tlsClient (raw: Socket, server: string): Promise<TLSSocket> {
     const identity = pairIdentity(this.#init.nodeName, server)
-    const key = tlsKey(this.#key, identity)
+    const key = this.#keys.tls(identity)
     const socket = tls().connect({
       socket: raw,
-      minVersion: 'TLSv1.3',
-      ciphers: this.#ciphers,
+      secureContext: this.#context(),
       pskCallback: () => ({ psk: key, identity }),
       checkServerIdentity: () => undefined
     })
@@ -447,7 +458,7 @@ export class DataPath {
   async #relayRequest (raw: Socket, request: { op: 'join' | 'park', node: string, target?: string }): Promise<string> {
     raw.write(RELAY_HELLO)
     const nonce = Buffer.from(await readLine(raw, CONTROL_TIMEOUT_MS), 'hex')
-    raw.write(jsonLine({ ...request, mac: relayMac(this.#key, nonce, request) }))
+    raw.write(jsonLine({ ...request, mac: this.#keys.relayMac(nonce, request) }))
     return await readLine(raw, CONTROL_TIMEOUT_MS)
   }
 
@@ -531,11 +542,10 @@ export class DataPath {
     const me = this.#init.nodeName
     const socket = new (tls().TLSSocket)(raw, {
       isServer: true,
-      minVersion: 'TLSv1.3',
-      ciphers: this.#ciphers,
+      secureContext: this.#context(),
       pskCallback: (_s: TLSSocket, identity: string) => {
         const id = parseIdentity(identity)
-        return id !== undefined && id.server === me ? tlsKey(this.#key, identity) : null
+        return id !== undefined && id.server === me ? this.#keys.tls(identity) : null
       }
     } as ConstructorParameters<typeof import('node:tls').TLSSocket>[1])
     let secure = false

@@ -12,7 +12,8 @@ import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import { refuse } from '../net/refuse.ts'
 import { splice } from '../net/splice.ts'
 import { readLine } from './socket-io.ts'
-import { CONTROL_TIMEOUT_MS, macMatches, parseRelayRequest, relayMac, RELAY_HELLO } from './wire.ts'
+import { CONTROL_TIMEOUT_MS, macMatches, parseRelayRequest, RELAY_HELLO } from './wire.ts'
+import type { DataPathKeys } from './wire.ts'
 import type { DataPathMetrics } from './metrics.ts'
 
 /** Nodes parked, parked connections per node, concurrent splices per joining node. */
@@ -27,7 +28,7 @@ const JOIN_WAIT_MS = 2000
 const HELLO_REST = RELAY_HELLO.subarray(1).toString('latin1')
 
 export class RelayServer {
-  readonly #deps: { metrics: DataPathMetrics, copied?: CopiedStreams | undefined, key: () => Uint8Array }
+  readonly #deps: { metrics: DataPathMetrics, copied?: CopiedStreams | undefined, keys: () => DataPathKeys }
   readonly #limits: RelayLimits
   // Parked connections by node, and live splices by node.
   readonly #parkedHere = new Map<string, Set<Socket>>()
@@ -36,7 +37,7 @@ export class RelayServer {
   readonly #joinWaiters = new Map<string, Array<(s: Socket) => boolean>>()
   readonly #lastParkedAt = new Map<string, number>()
 
-  constructor (deps: { metrics: DataPathMetrics, copied?: CopiedStreams | undefined, key: () => Uint8Array }, limits: RelayLimits = {}) {
+  constructor (deps: { metrics: DataPathMetrics, copied?: CopiedStreams | undefined, keys: () => DataPathKeys }, limits: RelayLimits = {}) {
     this.#deps = deps
     this.#limits = limits
   }
@@ -71,7 +72,7 @@ export class RelayServer {
     socket.write(`${nonce.toString('hex')}\n`)
     const line = await readLine(socket, CONTROL_TIMEOUT_MS)
     const request = parseRelayRequest(line.startsWith(HELLO_REST) ? line.slice(HELLO_REST.length) : line)
-    if (request === undefined || !macMatches(request.mac, relayMac(this.#deps.key(), nonce, request))) {
+    if (request === undefined || !macMatches(request.mac, this.#deps.keys().relayMac(nonce, request))) {
       refuse(socket, 'err not authorized (another PSK?)\n')
       return
     }

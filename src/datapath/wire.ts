@@ -39,10 +39,49 @@ export function tlsKey (pnetKey: Uint8Array, identity: string): Buffer {
   return Buffer.from(hkdfSync('sha256', pnetKey, 'edgemesh-datapath/1', identity, 32))
 }
 
+/** The key relay control requests are MACed with: HKDF-SHA256 of the tunnel's 32-byte pnet key. */
+export function relayControlKey (pnetKey: Uint8Array): Buffer {
+  return Buffer.from(hkdfSync('sha256', pnetKey, 'edgemesh-relay/1', 'control', 32))
+}
+
 /** MAC of a relay control request, bound to the relay's challenge so it cannot be replayed. */
-export function relayMac (pnetKey: Uint8Array, nonce: Uint8Array, request: { op: string, node: string, target?: string }): string {
-  const key = hkdfSync('sha256', pnetKey, 'edgemesh-relay/1', 'control', 32)
-  return createHmac('sha256', Buffer.from(key)).update(nonce).update(`${request.op}\n${request.node}\n${request.target ?? ''}`).digest('hex')
+export function relayMac (controlKey: Uint8Array, nonce: Uint8Array, request: { op: string, node: string, target?: string }): string {
+  return createHmac('sha256', controlKey).update(nonce).update(`${request.op}\n${request.node}\n${request.target ?? ''}`).digest('hex')
+}
+
+/** Identities whose TLS key is kept: more than any cluster has nodes talking to one node at once. */
+const CACHED_TLS_KEYS = 4096
+
+/**
+ * The keys derived from one pnet key, each derived once: an HKDF per
+ * connection (a KeyObject each) cost as much CPU as a tenth of the handshake
+ * in bench/tunnel. The TLS keys are kept per identity up to a bound, since a
+ * server derives one for whatever identity a client names before it proves
+ * anything.
+ */
+export class DataPathKeys {
+  readonly #pnetKey: Uint8Array
+  readonly #tls = new Map<string, Buffer>()
+  #relayControl: Buffer | undefined
+
+  constructor (pnetKey: Uint8Array) {
+    this.#pnetKey = pnetKey
+  }
+
+  tls (identity: string): Buffer {
+    let key = this.#tls.get(identity)
+    if (key === undefined) {
+      if (this.#tls.size >= CACHED_TLS_KEYS) this.#tls.clear()
+      key = tlsKey(this.#pnetKey, identity)
+      this.#tls.set(identity, key)
+    }
+    return key
+  }
+
+  relayMac (nonce: Uint8Array, request: { op: string, node: string, target?: string }): string {
+    this.#relayControl ??= relayControlKey(this.#pnetKey)
+    return relayMac(this.#relayControl, nonce, request)
+  }
 }
 
 export function macMatches (a: string, b: string): boolean {
@@ -50,6 +89,14 @@ export function macMatches (a: string, b: string): boolean {
   const y = Buffer.from(b, 'hex')
   return x.length === y.length && x.length > 0 && timingSafeEqual(x, y)
 }
+
+/**
+ * The handshake's key exchange: X25519 alone. OpenSSL 3.5 also offers the
+ * hybrid X25519MLKEM768 by default, which doubled the CPU of a data path
+ * handshake here; the external PSK is mixed into every key, so an attacker who
+ * could break X25519 would still need the PSK, and forward secrecy stays.
+ */
+export const KEY_EXCHANGE_GROUP = 'X25519'
 
 /**
  * TLS 1.3 suites in preference order: AES-GCM where the CPU has AES
