@@ -41,19 +41,26 @@ export class PeerDialer implements EndpointDialer {
   async #first<T> (target: DialTarget, signal: AbortSignal | undefined, dial: (t: PeerTransport, peer: PeerTarget, abort: AbortSignal) => Promise<T | undefined>): Promise<T> {
     const nodeName = target.nodeName ?? ''
     if (nodeName === '') throw new PeerUnreachableError('', 'the endpoint has no node name')
-    const timeout = AbortSignal.timeout(this.#timeoutMs)
-    const abort = signal === undefined ? timeout : AbortSignal.any([signal, timeout])
+    // A timer cleared when the dial ends, not AbortSignal.timeout: that one fires for every dial,
+    // long after it succeeded, and builds a DOMException with a stack trace each time.
+    const timeout = new AbortController()
+    const timer = setTimeout(() => { timeout.abort() }, this.#timeoutMs)
+    const abort = signal === undefined ? timeout.signal : AbortSignal.any([signal, timeout.signal])
     const peer = { ...target, nodeName }
     const errors: Error[] = []
-    for (const t of this.#transports) {
-      try {
-        const conn = await dial(t, peer, abort)
-        if (conn !== undefined) return conn
-      } catch (err) {
-        if (err instanceof EndpointRefusedError || abort.aborted) throw err
-        errors.push(err as Error)
-        this.#log.debug('peer transport failed; trying the next', { transport: t.name, node: nodeName, err: (err as Error).message })
+    try {
+      for (const t of this.#transports) {
+        try {
+          const conn = await dial(t, peer, abort)
+          if (conn !== undefined) return conn
+        } catch (err) {
+          if (err instanceof EndpointRefusedError || abort.aborted) throw err
+          errors.push(err as Error)
+          this.#log.debug('peer transport failed; trying the next', { transport: t.name, node: nodeName, err: (err as Error).message })
+        }
       }
+    } finally {
+      clearTimeout(timer)
     }
     const only = errors.length === 1 ? errors[0] : undefined
     if (only !== undefined) throw only
