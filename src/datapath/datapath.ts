@@ -246,6 +246,7 @@ export class DataPath {
    */
   async dial (route: PeerRoute, target: { ip: string, port: number }, signal?: AbortSignal): Promise<{ socket: TLSSocket, path: 'direct' | 'relay', via?: string }> {
     let conn = this.#fromPool(route.nodeName)
+    this.#metrics.pool.inc({ result: conn === undefined ? 'miss' : 'hit' })
     if (conn === undefined) {
       // A bounded number of handshakes at once, newest first (see Limiter): under overload every
       // connection sharing the CPU would finish after its client gave up.

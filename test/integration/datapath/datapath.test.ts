@@ -41,7 +41,8 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
   })
 
   test('direct: bytes both ways intact, path reported, the pool makes later connections cheaper', async () => {
-    const a = await node('node-a')
+    const metrics = new Registry()
+    const a = await node('node-a', {}, metrics)
     const b = await node('node-b')
     const route: PeerRoute = { nodeName: 'node-b', direct: [at(b)], relays: [] }
     const payload = randomBytes(8 << 20)
@@ -57,6 +58,11 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
       assert.equal((await roundTrip(c.socket, Buffer.from('x'))).toString(), 'x')
       return ms < 50
     }, 5000, 100)
+    // The first dial found the pool empty; a later one took a ready connection.
+    const takes = (await metrics.getSingleMetric('edgemesh_datapath_pool_takes_total')?.get())?.values ?? []
+    const count = (result: string): number => takes.find(v => v.labels.result === result)?.value ?? 0
+    assert.ok(count('miss') >= 1, JSON.stringify(takes))
+    assert.ok(count('hit') >= 1, JSON.stringify(takes))
   })
 
   test('a target the far agent cannot reach is refused with the reason', async () => {
