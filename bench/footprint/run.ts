@@ -2,7 +2,7 @@
 // measured in the same run (budget: ≤ 69 MB idle with every module and API
 // informers, the Go agent's figure; ≤ 60 MB the goal).
 //
-//   npm run bench:footprint [-- --runs 5 --idle-ms 5000 --node /path/to/node]
+//   [BENCH_AGENT_FLAGS=...] npm run bench:footprint [-- --runs 5 --idle-ms 5000 --node /path/to/node]
 //
 // `--node` runs the bare baseline and every agent on another Node binary (to
 // compare release lines). Agents run as the image runs them: the heap flags on
@@ -69,9 +69,10 @@ const everything = writeConfig('all.yaml', `kubeAPIConfig: {standaloneFile: ${se
 // Upstream's discovery on top (ours is off by default): mDNS and both DHTs.
 const withDiscovery = writeConfig('discovery.yaml', `kubeAPIConfig: {standaloneFile: ${services}}\ncommonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: true}, edgeProxy: {enable: true}, edgeTunnel: {enable: true, mdns: {enable: true}, dht: {enable: true}, psk: {path: ${join(dir, 'psk')}}, relayNodes: [{nodeName: relay, advertiseAddress: [127.0.0.1]}]}}\n`)
 const env = { NODE_NAME: 'bench-node', NAMESPACE: 'kubeedge' }
-// As the image runs it: the heap flags on the command line.
+// As the image runs it: the heap flags on the command line. BENCH_AGENT_FLAGS
+// adds Node flags for every agent (e.g. to weigh a heap setting's memory).
 const node = values.node ?? process.execPath
-const agent = [node, ...HEAP_FLAGS, bundle, 'agent', '--config-file']
+const agent = [node, ...HEAP_FLAGS, ...(process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== ''), bundle, 'agent', '--config-file']
 
 const SERVICES = 100
 

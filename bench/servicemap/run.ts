@@ -2,7 +2,7 @@
 // agent's data layer (probe.ts, a separate process) is timed to ready, its RSS
 // read, and endpoint changes timed from watch event to published change.
 //
-//   npm run bench:servicemap [-- --services 10000 --runs 5 --changes 20]
+//   [BENCH_AGENT_FLAGS=...] npm run bench:servicemap [-- --services 10000 --runs 5 --changes 20]
 //
 // Baselines measured in the same run: a bare `node` process's RSS, and a raw
 // paginated list + JSON.parse of the same objects (what the API server can
@@ -120,8 +120,9 @@ async function runProbe (cp: ControlPlane, run: number): Promise<ProbeRun> {
   }
 }
 
-// The V8 flags and malloc settings the image's launcher gives, and the production bundle.
-const PROBE_FLAGS = HEAP_FLAGS
+// The V8 flags and malloc settings the image's launcher gives, and the production bundle;
+// BENCH_AGENT_FLAGS adds Node flags (e.g. to weigh a heap setting at 10k services).
+const PROBE_FLAGS = [...HEAP_FLAGS, ...(process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== '')]
 const probeBundle = await bundleForBench(new URL('./probe.ts', import.meta.url).pathname)
 const cp = await startControlPlane()
 try {

@@ -6,7 +6,7 @@
 // and with every core busy (latency.ts), for the data path and the bare Node
 // forwarders.
 //
-//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --phases libp2p,datapath,ceiling,libp2p-ceiling --streams 50 --sim-nodes 200 --sim-rate 0.25 --latency-seconds 5 --rate 200 --churn 100 --no-psk --no-native --out /tmp/tunnel.md]
+//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --phases libp2p,datapath,ceiling,libp2p-ceiling --streams 50 --sim-nodes 200 --sim-rate 0.25 --latency-seconds 5 --rate 200 --churn 100 --conditions idle,bulk,busy --no-psk --no-native --out /tmp/tunnel.md]
 //   (results go into docs/benchmarks.md)
 //
 // --no-native runs pnet's XSalsa20 in the xsalsa20 WebAssembly instead of
@@ -30,7 +30,7 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
 import { CONDITIONS, emptyLatency, latencyReport, measureLatency } from './latency.ts'
-import type { LatencyByCondition } from './latency.ts'
+import type { Condition, LatencyByCondition } from './latency.ts'
 import { HEAP_FLAGS, MALLOC_ENV } from '../../src/bin/heap-flags.ts'
 import { serviceYaml } from '../../test/helpers/services.ts'
 import { bridgeTopology, cpuSeconds, ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, waitFor } from '../netns.ts'
@@ -51,7 +51,8 @@ const { values: opt } = parseArgs({
     // 0 leaves the latency part out.
     'latency-seconds': { type: 'string', default: '5' },
     rate: { type: 'string', default: '200' },
-    churn: { type: 'string', default: '100' }
+    churn: { type: 'string', default: '100' },
+    conditions: { type: 'string', default: CONDITIONS.join(',') }
   }
 })
 const ROUNDS = Number(opt.rounds)
@@ -61,6 +62,8 @@ const SIM_NODES = Number(opt['sim-nodes'])
 const SIM_RATE_MB = Number(opt['sim-rate'])
 const SIM_SECONDS = Number(opt['sim-seconds'])
 const LATENCY = { seconds: Number(opt['latency-seconds']), rate: Number(opt.rate), churn: Number(opt.churn) }
+const LATENCY_CONDITIONS = (opt.conditions as string).split(',') as Condition[]
+for (const c of LATENCY_CONDITIONS) if (!CONDITIONS.includes(c)) throw new Error(`--conditions: unknown condition ${c} (one of ${CONDITIONS.join(', ')})`)
 const here = fileURLToPath(new URL('.', import.meta.url))
 const root = join(here, '..', '..')
 /** The load client of bench/proxy: rr, rate and churn. */
@@ -229,6 +232,7 @@ async function main (): Promise<void> {
     const loads: Partial<Record<Phase, { mbps: number, peakRss: number, cpu: number }>> = {}
     let sim: { nodes: number, parked: number, relayRss: number, relayRssIdle: number, mbps: number, p50: number, p99: number, relayCpu: number } | undefined
     const latency = new Map<string, LatencyByCondition>()
+    let poolTakes = ''
     for (const phase of phases) {
       if (phase === 'ceiling') await startCeiling()
       else if (phase === 'libp2p-ceiling') await startLibp2pCeiling()
@@ -254,7 +258,7 @@ async function main (): Promise<void> {
         // Raw TCP once: in the ceiling phase when there is one.
         const paths: Path[] = phase === 'ceiling' || !phases.includes('ceiling') ? ['raw', 'direct', 'relayed'] : ['direct', 'relayed']
         for (let round = 0; round < ROUNDS; round++) {
-          for (const c of CONDITIONS) {
+          for (const c of LATENCY_CONDITIONS) {
             for (const p of paths.map((_, i) => paths[(i + round) % paths.length] as Path)) {
               const sample = await measureLatency(targets[p], c, { ns: NS('a'), client: CLIENT, ...LATENCY })
               const key = p === 'raw' ? 'raw' : `${phase}/${p}`
@@ -265,6 +269,7 @@ async function main (): Promise<void> {
           }
         }
       }
+      if (LATENCY.seconds > 0 && phase === 'datapath') poolTakes = dataPathPoolTakes()
       if (STREAMS > 0 && (phase === 'libp2p' || phase === 'datapath')) loads[phase] = await parallelLoad(AGENT_TARGET.relayed.host, STREAMS, SECONDS)
       if (STREAMS > 0 && (phase === 'libp2p' || phase === 'datapath')) console.error(`${phase} ${STREAMS} streams relayed: ${loads[phase]?.mbps.toFixed(0)} MB/s, relay peak ${loads[phase]?.peakRss.toFixed(0)} MB`)
       if (phase === 'datapath' && SIM_NODES > 0) sim = await simulateNodes(dir, relay)
@@ -304,7 +309,7 @@ async function main (): Promise<void> {
             ['TLS data path, relay-spliced', 'datapath/relayed']
           ].flatMap(([label, key]) => latency.has(key as string) ? [{ label: label as string, samples: latency.get(key as string) as LatencyByCondition }] : []),
           { raw: 'raw TCP (a → b1)', tlsPair: latency.has('ceiling/relayed') ? 'two bare Node forwarders a → b1, TLS 1.3 PSK' : undefined },
-          { ...LATENCY, rounds: ROUNDS })]
+          { ...LATENCY, rounds: ROUNDS }), ...(poolTakes !== '' ? ['', `Client agent's data path pool over the latency part: ${poolTakes}.`] : [])]
         : [])
     ].join('\n')
     console.log(report)
@@ -315,6 +320,16 @@ async function main (): Promise<void> {
     teardown()
     rmSync(dir, { recursive: true, force: true })
   }
+}
+
+/** How many of agent a's data path dials found a handshaken connection ready (its status server's metrics). */
+function dataPathPoolTakes (): string {
+  const script = "fetch('http://127.0.0.1:10551/metrics').then(r => r.text()).then(t => process.stdout.write(t))"
+  const text = exec(NS('a'), [process.execPath, '-e', script])
+  const count = (result: string): number => Number(new RegExp(`^edgemesh_datapath_pool_takes_total\\{result="${result}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0)
+  const hit = count('hit')
+  const miss = count('miss')
+  return `${hit} dials took a ready connection, ${miss} handshook first (${(100 * hit / Math.max(1, hit + miss)).toFixed(0)} % hits)`
 }
 
 /**
