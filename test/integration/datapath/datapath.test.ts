@@ -6,9 +6,11 @@ import { createServer, connect } from 'node:net'
 import type { Server, Socket } from 'node:net'
 import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
+import { connect as tlsConnect } from 'node:tls'
 import { Registry } from 'prom-client'
 import { DataPath } from '../../../src/datapath/datapath.ts'
 import type { DataPathInit, PeerRoute } from '../../../src/datapath/datapath.ts'
+import { cipherPreference, pairIdentity, tlsKey } from '../../../src/datapath/wire.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
 import { BufferReclaimer } from '../../../src/net/buffer-reclaimer.ts'
 import { eventually } from '../../helpers/control-plane.ts'
@@ -79,6 +81,14 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
     const a = await node('node-f')
     // node-e's address, but we ask for node-x: node-e refuses an identity not naming it.
     await assert.rejects(a.dial({ nodeName: 'node-x', direct: [at(b)], relays: [] }, { ip: '127.0.0.1', port: echoPort }), /TLS handshake/)
+  })
+
+  test("a client offering OpenSSL's default key exchange (agents before X25519 alone) finishes its handshake", async () => {
+    const b = await node('node-g')
+    const identity = pairIdentity('older-agent', 'node-g')
+    const socket = tlsConnect({ host: '127.0.0.1', port: b.port(), minVersion: 'TLSv1.3', ciphers: cipherPreference(), pskCallback: () => ({ psk: tlsKey(KEY, identity), identity }), checkServerIdentity: () => undefined })
+    await once(socket, 'secureConnect')
+    socket.destroy()
   })
 
   test('through a relay: the parked node is reached, the relay splices, 8 MB intact, young-generation collections along the way', async () => {
