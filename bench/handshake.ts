@@ -14,13 +14,13 @@ import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { cpus } from 'node:os'
 import { cipherPreference, KEY_EXCHANGE_GROUP } from '../src/datapath/wire.ts'
+import { median } from './netns.ts'
 
 const { values } = parseArgs({ options: { handshakes: { type: 'string', default: '300' }, runs: { type: 'string', default: '5' } } })
 const HANDSHAKES = Number(values.handshakes)
 const RUNS = Number(values.runs)
 const KEY = randomBytes(32)
 const CIPHERS = cipherPreference()
-const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m] as number : ((s[m - 1] as number) + (s[m] as number)) / 2 }
 
 interface Variant { label: string, context: () => SecureContext | undefined, ecdhCurve?: string }
 const shared = createSecureContext({ minVersion: 'TLSv1.3', ciphers: CIPHERS })
