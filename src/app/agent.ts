@@ -26,7 +26,7 @@ import type { NodeIdentity } from '../config/node-identity.ts'
 import { KubeClient, KubeInformer, KubeMetrics, KubeNotFoundError, KubeResourceNotFoundError, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
 import { EndpointSliceSource } from '../kube/endpoint-slice-source.ts'
 import type { Informer, KubeObject, Service } from '../kube/index.ts'
-import { ServiceMap, FileStateStore, createStandaloneInformers, compactService, compactSlice } from '../servicemap/index.ts'
+import { ServiceMap, FileStateStore, createStandaloneInformers, compactService, compactSlice, standaloneKind } from '../servicemap/index.ts'
 import type { CompactService, CompactSlice, ServiceFilterMode } from '../servicemap/index.ts'
 import { Registry } from 'prom-client'
 import { BridgeDevice, BufferReclaimer, IpHostNet, LocalSources } from '../net/index.ts'
@@ -38,6 +38,7 @@ import type { StatusDocument } from '../observability/status.ts'
 import { EdgeProxy, FallbackInterceptor, IptablesInterceptor, NftInterceptor, NoInterceptor, runNft, Socks5Server } from '../proxy/index.ts'
 import type { Interceptor } from '../proxy/index.ts'
 import { LoadBalancer, parseDestinationRule } from '../loadbalancer/index.ts'
+import { EdgeGateway, listenAddresses } from '../gateway/index.ts'
 
 export interface AppDeps {
   logger: Logger
@@ -63,6 +64,18 @@ interface ServiceSources {
   destinationRules: Informer<KubeObject>
   /** A node's InternalIP (else ExternalIP) from the API, null when there is no such node; absent without an API. */
   nodeAddress?: (nodeName: string) => Promise<string | null>
+  /** Istio Gateways, VirtualServices and TLS Secrets from the same source (the gateway's). */
+  gatewayResources: () => { gateways: Informer<KubeObject>, virtualServices: Informer<KubeObject>, secrets: Informer<KubeObject> }
+}
+
+const SECRET_KEYS = ['tls.crt', 'tls.key', 'ca.crt', 'cert', 'key', 'cacert']
+
+/** Keeps only what a TLS credential needs of a Secret: other Secrets (tokens, passwords) are not held in memory. */
+function credentialOnly (obj: KubeObject): KubeObject {
+  const s = obj as KubeObject & { type?: string, data?: Record<string, string> }
+  const data: Record<string, string> = {}
+  for (const k of SECRET_KEYS) if (s.data?.[k] !== undefined) data[k] = s.data[k]
+  return { metadata: { name: s.metadata.name, namespace: s.metadata.namespace, resourceVersion: s.metadata.resourceVersion }, type: s.type, data } as KubeObject
 }
 
 /** Asks the API for a node's address when the SOCKS5 proxy needs it, cached for a minute (no Node informer: 10k nodes would cost memory for a rarely used feature). */
@@ -93,8 +106,17 @@ function nodeAddressLookup (client: KubeClient): (nodeName: string) => Promise<s
  */
 function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics: Registry }): ServiceSources {
   if (kubeApi.standaloneFile !== '') {
-    const { services, endpointSlices, destinationRules } = createStandaloneInformers(kubeApi.standaloneFile, deps.logger.forComponent('standalone'))
-    return { services, endpointSlices, destinationRules, close: () => {}, description: `standalone file ${kubeApi.standaloneFile}` }
+    const log = deps.logger.forComponent('standalone')
+    const { services, endpointSlices, destinationRules } = createStandaloneInformers(kubeApi.standaloneFile, log)
+    const file = kubeApi.standaloneFile
+    return {
+      services,
+      endpointSlices,
+      destinationRules,
+      close: () => {},
+      description: `standalone file ${file}`,
+      gatewayResources: () => ({ gateways: standaloneKind(file, 'Gateway', log), virtualServices: standaloneKind(file, 'VirtualService', log), secrets: standaloneKind(file, 'Secret', log) })
+    }
   }
   const settings = kubeApi.master === '' && kubeApi.kubeConfig === '' && (deps.env.KUBECONFIG ?? '') !== ''
     ? { ...kubeApi, kubeConfig: deps.env.KUBECONFIG as string }
@@ -110,7 +132,14 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics
   // The Istio CRDs may not be installed: then the rules are skipped, not the agent.
   const destinationRules = optional(new KubeInformer({ resource: RESOURCES.destinationRules }, { client, logger: deps.logger.forComponent('kube:destinationrules'), metrics }),
     deps.logger, 'DestinationRules are not served (Istio CRDs not installed?); every service uses round robin or its session affinity')
-  return { services, endpointSlices, destinationRules, nodeAddress: nodeAddressLookup(client), close: () => client.close(), description: connection.description }
+  const gatewayResources = (): ReturnType<ServiceSources['gatewayResources']> => ({
+    gateways: optional(new KubeInformer({ resource: RESOURCES.gateways }, { client, logger: deps.logger.forComponent('kube:gateways'), metrics }),
+      deps.logger, 'Istio Gateways are not served (Istio CRDs not installed?)'),
+    virtualServices: optional(new KubeInformer({ resource: RESOURCES.virtualServices }, { client, logger: deps.logger.forComponent('kube:virtualservices'), metrics }),
+      deps.logger, 'Istio VirtualServices are not served (Istio CRDs not installed?)'),
+    secrets: new KubeInformer({ resource: RESOURCES.secrets, transform: credentialOnly }, { client, logger: deps.logger.forComponent('kube:secrets'), metrics })
+  })
+  return { services, endpointSlices, destinationRules, gatewayResources, nodeAddress: nodeAddressLookup(client), close: () => client.close(), description: connection.description }
 }
 
 class AppGroup extends LifecycleGroup implements App, StatusSource {
@@ -217,11 +246,18 @@ export function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppD
     kernelPath: p.kernelPath && p.interception !== 'none',
     udpIdleTimeoutMs: p.udpIdleTimeout * 1000
   })
-  const rules = deps.destinationRules
-  const failed = (err: Error): void => log.warn('DestinationRule not applied', { err })
+  applyDestinationRules(deps.destinationRules, proxy, log)
+  // Rules first: the proxy's first sync then already knows the policies.
+  return { proxy, components: [deps.destinationRules, proxy] }
+}
+
+/** Feeds DestinationRules to whatever holds the load balancer (the proxy, the gateway); a rule that does not parse is dropped and logged. */
+function applyDestinationRules (rules: Informer<KubeObject>, target: { setRule: (r: ReturnType<typeof parseDestinationRule>) => unknown, deleteRule: (ns: string, name: string) => unknown }, log: Logger): void {
+  const failed = (err: unknown): void => log.warn('DestinationRule not applied', { err })
+  const settle = (result: unknown): void => { if (result instanceof Promise) result.catch(failed) }
   const apply = (obj: unknown): void => {
     try {
-      proxy.setRule(parseDestinationRule(obj)).catch(failed)
+      settle(target.setRule(parseDestinationRule(obj)))
     } catch (err) {
       log.warn('DestinationRule ignored', { err })
     }
@@ -229,10 +265,8 @@ export function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppD
   rules.addHandlers({
     onAdd: apply,
     onUpdate: (_, obj) => apply(obj),
-    onDelete: obj => { proxy.deleteRule(obj.metadata.namespace ?? '', obj.metadata.name).catch(failed) }
+    onDelete: obj => { settle(target.deleteRule(obj.metadata.namespace ?? '', obj.metadata.name)) }
   })
-  // Rules first: the proxy's first sync then already knows the policies.
-  return { proxy, components: [rules, proxy] }
 }
 
 /** What `createMesh` takes: the tunnel's settings, our data path's, and one dial budget. */
@@ -541,17 +575,69 @@ async function countersOf (metrics: Registry): Promise<Record<string, number>> {
 }
 
 /** The status server (last to start, first to stop) and, when upstream's metricConfig asks for it, a /metrics listener (on all interfaces unless `address` says otherwise). */
-function createStatusServers (common: AgentConfig['commonConfig'], metricConfig: { enable: boolean, port: number, address: string }, deps: { logger: Logger, metrics: Registry, source: () => StatusSource }): Component[] {
+function createStatusServers (common: { statusAddress: string, statusPort: number }, metricConfig: { enable: boolean, port: number, address: string }, deps: { logger: Logger, metrics: Registry, source: () => StatusSource }): Component[] {
   const out: Component[] = []
   if (common.statusPort !== 0) out.push(new StatusServer({ ...deps, logger: deps.logger.forComponent('status') }, { address: common.statusAddress, port: common.statusPort }))
   if (metricConfig.enable) out.push(new StatusServer({ ...deps, logger: deps.logger.forComponent('metrics') }, { address: metricConfig.address, port: metricConfig.port, metricsOnly: true }))
   return out
 }
 
+/**
+ * The gateway: the service map, the mesh as a client (node `<NODE_NAME>-gateway`, on
+ * `listenPort + 1`, no relay service, no reservations), and the Istio Gateway listeners.
+ * `NODE_NAME` itself is the node whose endpoints are dialed directly.
+ */
 export function createGateway (config: GatewayConfig, node: NodeIdentity, deps: AppDeps): App {
   const log = deps.logger
-  const { serviceMap, sources } = createServiceMap(config.kubeAPIConfig, { ...deps, metrics: new Registry() }, { serviceFilterMode: 'FilterIfLabelExists', nodeName: node.nodeName })
+  const metrics = new Registry()
+  const { serviceMap, sources } = createServiceMap(config.kubeAPIConfig, { ...deps, metrics }, { serviceFilterMode: 'FilterIfLabelExists', nodeName: node.nodeName })
   log.info('gateway configured', { node: node.nodeName, mode: node.mode, source: sources.description })
-  notYetAvailable(log, { edgeGateway: config.modules.edgeGateway.enable, edgeTunnel: config.modules.edgeTunnel.enable })
-  return new AppGroup('gateway', [serviceMap], serviceMap, log, sources.close)
+  const m = config.modules
+  const components: Component[] = [serviceMap]
+  const copied = new BufferReclaimer({ metrics })
+  let mesh: Mesh | undefined
+  if (m.edgeTunnel.enable) {
+    const t = m.edgeTunnel
+    const init = meshInit({ ...t, listenPort: t.listenPort + 1 }, node.nodeName, '/var/lib/edgemesh')
+    // Relays listen on the agents' port, not the gateway's.
+    mesh = createMesh({ logger: log.forComponent('tunnel'), metrics, copied }, { ...init, relayNodes: relayEndpoints(t.relayNodes, t.listenPort), reserve: false, identity: undefined })
+    components.push(mesh)
+  }
+  let gateway: EdgeGateway | undefined
+  if (m.edgeGateway.enable) {
+    const g = m.edgeGateway
+    const resources = sources.gatewayResources()
+    const loadBalancer = new LoadBalancer({ ring: g.loadBalancer.consistentHash })
+    applyDestinationRules(sources.destinationRules, loadBalancer, log.forComponent('gateway'))
+    const hostNode = node.nodeName.replace(/-gateway$/, '')
+    gateway = new EdgeGateway({
+      logger: log.forComponent('gateway'),
+      metrics,
+      serviceMap,
+      loadBalancer,
+      dialer: new RoutingDialer({ nodeName: hostNode, direct: new DirectDialer(), peers: mesh }),
+      ...resources,
+      copied
+    }, { listenAddresses: listenAddresses(g) })
+    const changed = (): void => gateway?.resourcesChanged()
+    for (const informer of [resources.gateways, resources.virtualServices, resources.secrets]) {
+      informer.addHandlers({ onAdd: changed, onUpdate: changed, onDelete: changed })
+    }
+    components.push(sources.destinationRules, resources.secrets, resources.gateways, resources.virtualServices, gateway)
+  } else {
+    log.warn('edgeGateway.enable is false: the gateway serves nothing')
+  }
+  const common = { statusAddress: config.statusAddress, statusPort: config.statusPort }
+  components.push(...createStatusServers(common, m.edgeTunnel.metricConfig, { logger: log, metrics, source: () => app }))
+  const app = new AppGroup('gateway', components, serviceMap, log, sources.close)
+  app.summaries.push(async () => ({ counters: await countersOf(metrics) }))
+  if (mesh !== undefined) {
+    const t = mesh
+    app.summaries.push(() => ({ tunnel: { peerId: t.peerId(), relay: false, addresses: t.addresses(), peers: t.peers() } }))
+  }
+  if (gateway !== undefined) {
+    const g = gateway
+    app.summaries.push(() => ({ gateway: g.status() }))
+  }
+  return app
 }

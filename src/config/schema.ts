@@ -66,20 +66,6 @@ const strList = (description: string, extra?: Extra) =>
 const obj = <P extends TProperties>(properties: P, description: string, extra?: Extra): TObject<P> =>
   Type.Object(properties, { default: {}, ...ext(description, extra) })
 
-/** A copy of `schema` whose every key is marked no-effect with the reason `why` (a whole section nothing reads). */
-function noEffectTree<T extends TSchema> (schema: T, why: string): T {
-  // The spread keeps TypeBox's symbol keys ([Kind]), which Value.Default and Value.Errors need.
-  const out: Record<string, unknown> = { ...schema }
-  const ours = typeof schema.description === 'string' && schema.description.endsWith(' (EdgeMesh-TS)')
-  Object.assign(out, ext(why, { noEffect: true, ours }))
-  if (schema.type === 'object' && schema.properties !== undefined) {
-    out.properties = Object.fromEntries(Object.entries(schema.properties as Record<string, TSchema>).map(([k, s]) => [k, noEffectTree(s, why)]))
-  } else if (schema.type === 'array' && (schema.items as TSchema).type === 'object') {
-    out.items = noEffectTree(schema.items as TSchema, why)
-  }
-  return out as T
-}
-
 export const RUNNING_MODES = ['EdgeMode', 'CloudMode', 'ManualMode'] as const
 export type RunningMode = typeof RUNNING_MODES[number]
 
@@ -245,17 +231,18 @@ export const GatewayConfig = Type.Object({
   kubeAPIConfig: KubeAPIConfig,
   pprofConfig: PprofConfig,
   logLevel: oneOf(['debug', 'info', 'warn', 'error'] as const, 'info', 'Log level.', { ours: true }),
-  // The gateway only syncs the service map so far: its modules are accepted and ignored.
-  modules: noEffectTree(obj({
+  statusAddress: str('127.0.0.1', 'Address of the gateway\'s status server (`/healthz`, `/readyz`, `/metrics`, `/status`).', { ours: true, check: 'ipv4' }),
+  statusPort: int(10552, 'Port of the gateway\'s status server (the agent\'s is 10551, so both fit on one node); 0 turns it off.', 0, 65535, { ours: true }),
+  modules: obj({
     edgeGateway: obj({
-      enable: bool(false, 'Run the ingress gateway.'),
+      enable: bool(false, 'Serve the Istio Gateways and VirtualServices of the cluster.'),
       nic: str('*', 'Comma-separated interfaces to listen on; `*` or empty means all.', { check: 'nicList' }),
       includeIP: str('*', 'Comma-separated IPs/CIDRs to listen on; `*` or empty means all.', { check: 'ipOrCidrList' }),
       excludeIP: str('*', 'Comma-separated IPs/CIDRs never to listen on; `*` or empty means none.', { check: 'ipOrCidrList' }),
       loadBalancer: LoadBalancer
     }, 'Ingress gateway.'),
     edgeTunnel: EdgeTunnelConfig
-  }, 'Modules.'), 'The gateway\'s modules are not part of this build; enabling one only logs a warning.')
+  }, 'Modules. The tunnel runs as a client (no relay service, no reservations) on `listenPort + 1`, with node name `<NODE_NAME>-gateway`.')
 }, { description: 'edgemesh-gateway.yaml' })
 
 export type AgentConfig = Static<typeof AgentConfig>

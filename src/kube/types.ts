@@ -11,6 +11,7 @@ export interface ObjectMeta {
   labels?: Record<string, string>
   annotations?: Record<string, string>
   deletionTimestamp?: string
+  creationTimestamp?: string
 }
 
 export interface KubeObject {

@@ -33,4 +33,21 @@ export interface StatusDocument {
   proxy?: { servicePorts: number, kernel: number, userspace: number, listeners: Record<string, number> }
   /** `error`: why the tunnel is not running (its state files cannot be used), while the rest serves. */
   tunnel?: { peerId?: string | undefined, relay: boolean, addresses: string[], peers: StatusPeer[], error?: string | undefined }
+  gateway?: GatewayStatus
+}
+
+/** The gateway's listeners and routes; `rejected` names resources left out and why. */
+export interface GatewayStatus {
+  listeners: Array<{
+    port: number
+    kind: string
+    tls: string
+    gateways: string[]
+    addresses: string[]
+    failed?: Array<{ address: string, error: string }>
+    connections: number
+    routes?: Array<{ domain: string, routes: string[] }>
+  }>
+  rejected: Record<string, string>
+  problems: string[]
 }

@@ -126,6 +126,11 @@ export class FileInformer<T extends KubeObject> implements Informer<T> {
   }
 }
 
+/** Objects of one kind from a standalone file, as they are (Istio Gateways, VirtualServices, Secrets). */
+export function standaloneKind (file: string, kind: string, logger: Logger): FileInformer<KubeObject> {
+  return new FileInformer(file, objs => objs.filter(o => o.kind === kind), logger, `standalone:${kind.toLowerCase()}s`)
+}
+
 /**
  * Services, EndpointSlices (Endpoints are converted) and Istio
  * DestinationRules from one standalone file: the source of the local demo and
@@ -133,7 +138,7 @@ export class FileInformer<T extends KubeObject> implements Informer<T> {
  */
 export function createStandaloneInformers (file: string, logger: Logger): { services: FileInformer<CompactService>, endpointSlices: FileInformer<CompactSlice>, destinationRules: FileInformer<KubeObject> } {
   return {
-    destinationRules: new FileInformer(file, objs => objs.filter(o => o.kind === 'DestinationRule'), logger, 'standalone:destinationrules'),
+    destinationRules: standaloneKind(file, 'DestinationRule', logger),
     services: new FileInformer(file, objs => objs.filter(o => o.kind === 'Service').map(o => compactService(o as Service)), logger, 'standalone:services'),
     endpointSlices: new FileInformer(file, objs => objs.flatMap(o =>
       o.kind === 'EndpointSlice' ? [o as EndpointSlice] : o.kind === 'Endpoints' ? [endpointsToSlice(o as Endpoints)] : []

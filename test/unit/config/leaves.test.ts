@@ -43,14 +43,14 @@ const ALLOW: Record<string, { file: string }> = {
   // src/app/agent.ts hands the whole section to the load balancer's ring (src/loadbalancer/consistent-hash.ts).
   'modules.edgeProxy.loadBalancer.consistentHash.partitionCount': { file: 'src/app/agent.ts' },
   'modules.edgeProxy.loadBalancer.consistentHash.replicationFactor': { file: 'src/app/agent.ts' },
-  'modules.edgeProxy.loadBalancer.consistentHash.load': { file: 'src/app/agent.ts' }
+  'modules.edgeProxy.loadBalancer.consistentHash.load': { file: 'src/app/agent.ts' },
+  'modules.edgeGateway.loadBalancer.consistentHash.load': { file: 'src/app/agent.ts' }
 }
 
 /** No-effect keys that code does read, without acting on them. */
 const READ_WITHOUT_EFFECT: Record<string, { file: string, why: string }> = {
   'kubeAPIConfig.contentType': { file: 'src/kube/connection.ts', why: 'copied to requestedContentType, which nothing reads' },
-  'modules.edgeCNI.enable': { file: 'src/app/agent.ts', why: 'only logs that the module is not part of this build' },
-  'modules.edgeGateway.enable': { file: 'src/app/agent.ts', why: 'only logs that the module is not part of this build' }
+  'modules.edgeCNI.enable': { file: 'src/app/agent.ts', why: 'only logs that the module is not part of this build' }
 }
 
 interface Leaf { kind: ConfigKind, path: string, key: string, parent: string | undefined, noEffect: boolean, underNoEffect: boolean, description: string }

@@ -1,0 +1,277 @@
+/**
+ * One HTTP request through the gateway: routed on its own (every request of
+ * a keep-alive connection is matched again, unlike upstream, which pipes the
+ * connection after the first), redirected or forwarded to an endpoint of the
+ * chosen destination with the route's rewrites, header edits, timeout and
+ * retries. WebSocket (and any other) upgrades are routed the same way and then
+ * spliced.
+ */
+import http from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { PickContext } from '../loadbalancer/index.ts'
+import type { Logger } from '../observability/logger.ts'
+import { splice } from '../net/splice.ts'
+import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
+import { pickWeighted } from './backends.ts'
+import type { Backends } from './backends.ts'
+import type { HeaderOps, HttpRoute } from './istio.ts'
+import type { HttpRouteMatch, RouteTable } from './route-table.ts'
+import type { GatewayMetrics } from './metrics.ts'
+
+/** Headers that belong to one hop (RFC 9110 §7.6.1) and are not forwarded. */
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization'])
+
+export interface HttpHandlerDeps {
+  logger: Logger
+  metrics: GatewayMetrics
+  backends: Backends
+  /** The table in force now; read per request. */
+  table: () => RouteTable
+  copied?: CopiedStreams | undefined
+}
+
+function statusClass (code: number): string {
+  return `${Math.floor(code / 100)}xx`
+}
+
+function headerReader (headers: IncomingHttpHeaders): (name: string) => string | undefined {
+  return name => {
+    const v = headers[name]
+    return Array.isArray(v) ? v.join(',') : v
+  }
+}
+
+function cookieReader (headers: IncomingHttpHeaders): (name: string) => string | undefined {
+  return name => {
+    for (const part of (headers.cookie ?? '').split(';')) {
+      const eq = part.indexOf('=')
+      if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim()
+    }
+    return undefined
+  }
+}
+
+function applyOps (headers: Record<string, string | string[]>, ops: HeaderOps): void {
+  for (const name of ops.remove) Reflect.deleteProperty(headers, name)
+  for (const [k, v] of ops.set) headers[k] = v
+  for (const [k, v] of ops.add) {
+    const cur = headers[k]
+    headers[k] = cur === undefined ? v : [...(Array.isArray(cur) ? cur : [cur]), v]
+  }
+}
+
+/** The path sent upstream: a prefix rewrite replaces the matched prefix, any other rewrite the whole path (query kept). */
+export function rewritePath (path: string, match: HttpRouteMatch): string {
+  const uri = match.route.rewrite?.uri
+  if (uri === undefined) return path
+  if (match.uri?.kind === 'prefix') {
+    const rest = path.slice(match.uri.value.length)
+    // `/api` → `/` on `/api/x` gives `/x`, not `//x`.
+    return uri.endsWith('/') && rest.startsWith('/') ? uri + rest.slice(1) : uri + rest
+  }
+  const q = path.indexOf('?')
+  return q < 0 ? uri : uri + path.slice(q)
+}
+
+function redirectLocation (req: IncomingMessage, scheme: 'http' | 'https', route: HttpRoute, match: HttpRouteMatch): string {
+  const r = route.redirect ?? { code: 301 }
+  const authority = req.headers.host ?? ''
+  let host = r.authority ?? authority
+  if (r.port !== undefined) host = `${host.replace(/:\d+$/, '')}:${r.port}`
+  const path = r.uri !== undefined ? rewritePath(req.url ?? '/', { ...match, route: { ...route, rewrite: { uri: r.uri } } }) : req.url ?? '/'
+  return `${r.scheme ?? scheme}://${host}${path}`
+}
+
+/** Request headers for the backend: hop-by-hop dropped, X-Forwarded-* added, the route's edits applied. */
+function upstreamHeaders (req: IncomingMessage, scheme: string, route: HttpRoute): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {}
+  const connectionTokens = new Set(String(req.headers.connection ?? '').toLowerCase().split(',').map(s => s.trim()))
+  for (const [k, v] of Object.entries(req.headers)) {
+    if (v === undefined || HOP_BY_HOP.has(k) || connectionTokens.has(k)) continue
+    out[k] = v
+  }
+  const client = req.socket.remoteAddress ?? ''
+  const xff = req.headers['x-forwarded-for']
+  out['x-forwarded-for'] = xff === undefined ? client : `${Array.isArray(xff) ? xff.join(', ') : xff}, ${client}`
+  out['x-forwarded-proto'] = scheme
+  if (route.rewrite?.authority !== undefined) out.host = route.rewrite.authority
+  applyOps(out, route.requestHeaders)
+  return out
+}
+
+function retriable (route: HttpRoute, status: number | undefined, hasBody: boolean): boolean {
+  const on = route.retries?.retryOn ?? []
+  if (hasBody) return false
+  if (status === undefined) return on.includes('reset') || on.includes('5xx') || on.includes('gateway-error')
+  if (on.includes('5xx') && status >= 500) return true
+  if (on.includes('gateway-error') && (status === 502 || status === 503 || status === 504)) return true
+  return on.includes(String(status)) || (on.includes('retriable-status-codes') && status === 503)
+}
+
+export class HttpHandler {
+  readonly #deps: HttpHandlerDeps
+
+  constructor (deps: HttpHandlerDeps) {
+    this.#deps = deps
+  }
+
+  #facts (req: IncomingMessage, scheme: 'http' | 'https'): Parameters<RouteTable['matchHttp']>[1] {
+    return { authority: req.headers.host ?? '', method: req.method ?? 'GET', path: req.url ?? '/', scheme, header: headerReader(req.headers) }
+  }
+
+  #reply (res: ServerResponse, route: string, code: number, body: string, started: number): void {
+    const m = this.#deps.metrics
+    m.requests.inc({ route, code: statusClass(code) })
+    m.duration.observe({ route }, (performance.now() - started) / 1000)
+    if (res.headersSent) { res.destroy(); return }
+    res.writeHead(code, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) + 1 })
+    res.end(`${body}\n`)
+  }
+
+  /** Serves one request that arrived on `port`. */
+  handle (port: number, scheme: 'http' | 'https', req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now()
+    const table = this.#deps.table()
+    const spec = table.listener(port)
+    if (spec?.httpsRedirect === true && scheme === 'http') {
+      res.writeHead(301, { location: `https://${(req.headers.host ?? '').replace(/:\d+$/, '')}${req.url ?? '/'}`, 'content-length': 0 })
+      res.end()
+      this.#deps.metrics.requests.inc({ route: 'none', code: '3xx' })
+      return
+    }
+    const match = table.matchHttp(port, this.#facts(req, scheme))
+    if (match === undefined) { this.#reply(res, 'none', 404, 'no route', started); return }
+    const route = match.route
+    if (route.redirect !== undefined) {
+      res.writeHead(route.redirect.code, { location: redirectLocation(req, scheme, route, match), 'content-length': 0 })
+      res.end()
+      this.#deps.metrics.requests.inc({ route: route.id, code: statusClass(route.redirect.code) })
+      return
+    }
+    this.#forward(req, res, scheme, match, started).catch((err: unknown) => {
+      this.#deps.logger.debug('gateway request failed', { route: route.id, err })
+      this.#reply(res, route.id, 502, 'upstream failed', started)
+    })
+  }
+
+  async #forward (req: IncomingMessage, res: ServerResponse, scheme: string, match: HttpRouteMatch, started: number): Promise<void> {
+    const { route } = match
+    const { backends, metrics } = this.#deps
+    const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined
+    const ctx: PickContext = { clientIP: req.socket.remoteAddress, clientPort: req.socket.remotePort, header: headerReader(req.headers), cookie: cookieReader(req.headers) }
+    const deadline = route.timeoutMs !== undefined ? started + route.timeoutMs : undefined
+    const retries = route.retries?.attempts ?? 0
+    const path = rewritePath(req.url ?? '/', match)
+    const headers = upstreamHeaders(req, scheme, route)
+    let lastWhy = 'no endpoint'
+    for (let attempt = 0; attempt <= retries; attempt++) {
+      const dest = pickWeighted(route.route)
+      const resolved = dest === undefined ? { ok: false as const, why: 'no destination' } : backends.resolve(dest)
+      if (!resolved.ok) { this.#reply(res, route.id, 503, resolved.why, started); return }
+      for (const { ep, port } of backends.attempts(resolved, ctx)) {
+        if (res.destroyed || req.destroyed) return
+        const remaining = deadline === undefined ? undefined : deadline - performance.now()
+        if (remaining !== undefined && remaining <= 0) { this.#reply(res, route.id, 504, 'upstream request timeout', started); return }
+        const perTry = route.retries?.perTryTimeoutMs
+        const limit = perTry !== undefined && remaining !== undefined ? Math.min(perTry, remaining) : perTry ?? remaining
+        const outcome = await this.#try(req, res, { ip: ep.ip, port, nodeName: ep.nodeName, service: resolved.svc.service, path, headers, limit, route, hasBody, canRetry: attempt < retries, started })
+        if (outcome === 'done') return
+        if (outcome === 'connect') { metrics.connectErrors.inc({ route: route.id }); lastWhy = 'upstream connect error'; continue }
+        if (outcome === 'timeout' && deadline !== undefined && performance.now() >= deadline) { this.#reply(res, route.id, 504, 'upstream request timeout', started); return }
+        lastWhy = outcome === 'timeout' ? 'upstream request timeout' : 'upstream reset or retriable status'
+        break
+      }
+    }
+    this.#reply(res, route.id, lastWhy === 'upstream request timeout' ? 504 : 503, lastWhy, started)
+  }
+
+  /**
+   * One request to one endpoint. `connect`: the endpoint was not reached and
+   * the body was not touched (the next endpoint may be tried); `retry`: a
+   * retriable status or reset on a request without a body; `timeout`: the
+   * try's time ran out before the response head.
+   */
+  async #try (req: IncomingMessage, res: ServerResponse, t: { ip: string, port: number, nodeName: string | undefined, service: string, path: string, headers: Record<string, string | string[]>, limit: number | undefined, route: HttpRoute, hasBody: boolean, canRetry: boolean, started: number }): Promise<'done' | 'connect' | 'retry' | 'timeout'> {
+    const { metrics, backends } = this.#deps
+    return await new Promise(resolve => {
+      let connected = false
+      let settled = false
+      const settle = (v: 'done' | 'connect' | 'retry' | 'timeout'): void => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        resolve(v)
+      }
+      const up = http.request({ agent: backends.agent, host: t.ip, port: t.port, method: req.method, path: t.path, headers: t.headers, nodeName: t.nodeName, service: t.service } as http.RequestOptions)
+      const timer = t.limit === undefined ? undefined : setTimeout(() => { up.destroy(); settle('timeout') }, t.limit)
+      up.once('socket', () => {
+        connected = true
+        // The body is read only once a connection is there: a failed connect leaves it for the next endpoint.
+        if (t.hasBody) req.pipe(up)
+        else up.end()
+      })
+      up.on('error', () => {
+        if (!connected) { settle('connect'); return }
+        if (res.headersSent) { res.destroy(); settle('done'); return }
+        if (t.canRetry && retriable(t.route, undefined, t.hasBody)) { settle('retry'); return }
+        this.#reply(res, t.route.id, 502, 'upstream reset', t.started)
+        settle('done')
+      })
+      up.on('response', (ur) => {
+        const status = ur.statusCode ?? 502
+        if (t.canRetry && retriable(t.route, status, t.hasBody)) { ur.resume(); settle('retry'); return }
+        clearTimeout(timer)
+        const headers: Record<string, string | string[]> = {}
+        const connectionTokens = new Set(String(ur.headers.connection ?? '').toLowerCase().split(',').map(s => s.trim()))
+        for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP_BY_HOP.has(k) && !connectionTokens.has(k)) headers[k] = v
+        applyOps(headers, t.route.responseHeaders)
+        metrics.requests.inc({ route: t.route.id, code: statusClass(status) })
+        metrics.duration.observe({ route: t.route.id }, (performance.now() - t.started) / 1000)
+        res.writeHead(status, ur.statusMessage, headers)
+        ur.pipe(res)
+        ur.on('error', () => res.destroy())
+        res.on('close', () => { if (!ur.complete) up.destroy() })
+        settle('done')
+      })
+      req.on('error', () => up.destroy())
+    })
+  }
+
+  /** An upgrade request (WebSocket): routed as any request, then the two connections are spliced. */
+  upgrade (port: number, scheme: 'http' | 'https', req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const table = this.#deps.table()
+    const match = table.matchHttp(port, this.#facts(req, scheme))
+    const refuse = (code: number, why: string): void => {
+      this.#deps.metrics.requests.inc({ route: match?.route.id ?? 'none', code: statusClass(code) })
+      socket.end(`HTTP/1.1 ${code} ${http.STATUS_CODES[code] ?? ''}\r\ncontent-length: ${why.length}\r\nconnection: close\r\n\r\n${why}`)
+    }
+    if (match === undefined) { refuse(404, 'no route'); return }
+    const route = match.route
+    const dest = pickWeighted(route.route)
+    const resolved = dest === undefined ? { ok: false as const, why: 'no destination' } : this.#deps.backends.resolve(dest)
+    if (route.redirect !== undefined || !resolved.ok) { refuse(route.redirect !== undefined ? 400 : 503, resolved.ok ? 'redirect routes do not upgrade' : resolved.why); return }
+    const headers = upstreamHeaders(req, scheme, route)
+    headers.connection = 'Upgrade'
+    headers.upgrade = req.headers.upgrade ?? ''
+    const lines = [`${req.method ?? 'GET'} ${rewritePath(req.url ?? '/', match)} HTTP/1.1`]
+    for (const [k, v] of Object.entries(headers)) for (const one of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${one.replace(/[\r\n]/g, '')}`)
+    const requestHead = Buffer.from(`${lines.join('\r\n')}\r\n\r\n`)
+    const ctx: PickContext = { clientIP: req.socket.remoteAddress, header: headerReader(req.headers), cookie: cookieReader(req.headers) }
+    const connect = async (): Promise<void> => {
+      for (const { ep, port: p } of this.#deps.backends.attempts(resolved, ctx)) {
+        if (socket.destroyed) return
+        try {
+          const up = await this.#deps.backends.dial(ep, p, resolved.svc.service)
+          this.#deps.metrics.requests.inc({ route: route.id, code: '1xx' })
+          splice(socket, up, { head: head.length > 0 ? Buffer.concat([requestHead, head]) : requestHead, copied: this.#deps.copied })
+          return
+        } catch {
+          this.#deps.metrics.connectErrors.inc({ route: route.id })
+        }
+      }
+      refuse(503, 'upstream connect error')
+    }
+    connect().catch(() => socket.destroy())
+  }
+}

@@ -1,0 +1,407 @@
+/**
+ * Istio `Gateway` and `VirtualService` objects (networking.istio.io v1alpha3,
+ * v1beta1 and v1 share one spec) read into the gateway's own model. Pure: a
+ * malformed object throws `GatewayResourceError` naming the field, and the
+ * caller leaves that object out while everything else keeps serving.
+ */
+import type { KubeObject } from '../kube/types.ts'
+import { GatewayResourceError } from './errors.ts'
+
+export type ServerProtocol = 'HTTP' | 'HTTPS' | 'HTTP2' | 'GRPC' | 'TCP' | 'TLS'
+export type TlsMode = 'SIMPLE' | 'MUTUAL' | 'PASSTHROUGH'
+
+/** A host a Gateway server admits: `namespace` filters the VirtualServices that may bind ('*' any, else one namespace). */
+export interface ServerHost {
+  namespace: string
+  host: string
+}
+
+export interface ServerTls {
+  mode: TlsMode
+  /** Secret in the Gateway's namespace holding `tls.crt`, `tls.key` (and `ca.crt` for MUTUAL). */
+  credentialName: string
+  /** Node's names: 'TLSv1.2'; undefined leaves Node's default (1.2 to 1.3), not upstream's 1.0-only. */
+  minVersion?: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3'
+  maxVersion?: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3'
+  /** OpenSSL names, translated from Istio's (Go/IANA) names. */
+  ciphers: string[]
+  httpsRedirect: boolean
+}
+
+export interface GatewayServer {
+  port: number
+  protocol: ServerProtocol
+  hosts: ServerHost[]
+  tls: ServerTls | undefined
+}
+
+export interface IstioGateway {
+  namespace: string
+  name: string
+  servers: GatewayServer[]
+}
+
+export type StringMatch = { kind: 'exact' | 'prefix', value: string } | { kind: 'regex', value: string, re: RegExp }
+
+export interface HttpMatch {
+  uri?: StringMatch
+  method?: StringMatch
+  authority?: StringMatch
+  scheme?: StringMatch
+  /** Lower-case header name → match; `present` matches any value. */
+  headers: Array<{ name: string, match: StringMatch | 'present' }>
+  withoutHeaders: Array<{ name: string, match: StringMatch | 'present' }>
+  queryParams: Array<{ name: string, match: StringMatch | 'present' }>
+  port?: number
+  ignoreUriCase: boolean
+  /** `namespace/name` of the gateways this match is limited to. */
+  gateways: string[]
+}
+
+export interface Destination {
+  /** `namespace/name` of the Service. */
+  service: string
+  /** Service port number; undefined when the Service has a single port. */
+  port?: number
+  subset?: string
+  weight: number
+}
+
+export interface HeaderOps {
+  set: Array<[string, string]>
+  add: Array<[string, string]>
+  remove: string[]
+}
+
+export interface HttpRoute {
+  /** `namespace/vs#index` or `namespace/vs#name`: the metrics label. */
+  id: string
+  match: HttpMatch[]
+  route: Destination[]
+  redirect?: { uri?: string, authority?: string, scheme?: string, port?: number, code: number }
+  rewrite?: { uri?: string, authority?: string }
+  requestHeaders: HeaderOps
+  responseHeaders: HeaderOps
+  timeoutMs?: number
+  retries?: { attempts: number, perTryTimeoutMs?: number, retryOn: string[] }
+}
+
+export interface L4Route {
+  id: string
+  /** Match on the Gateway port, the SNI names (TLS) and the gateways; empty: every connection. */
+  match: Array<{ port?: number, sniHosts: string[], gateways: string[] }>
+  route: Destination[]
+}
+
+export interface VirtualService {
+  namespace: string
+  name: string
+  /** Creation time in ms: Istio merges routes of several VirtualServices oldest first. */
+  created: number
+  hosts: string[]
+  /** `namespace/name`; `mesh` entries are dropped (not a gateway). */
+  gateways: string[]
+  http: HttpRoute[]
+  tcp: L4Route[]
+  tls: L4Route[]
+}
+
+const PROTOCOLS: readonly ServerProtocol[] = ['HTTP', 'HTTPS', 'HTTP2', 'GRPC', 'TCP', 'TLS']
+const TLS_VERSIONS: Record<string, ServerTls['minVersion']> = { TLSV1_0: 'TLSv1', TLSV1_1: 'TLSv1.1', TLSV1_2: 'TLSv1.2', TLSV1_3: 'TLSv1.3' }
+/** Istio's cipher names (Go's, IANA style) → OpenSSL's. TLS 1.3 suites are not configurable, as in Envoy. */
+const CIPHERS: Record<string, string> = {
+  TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256: 'ECDHE-ECDSA-AES128-GCM-SHA256',
+  TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256: 'ECDHE-RSA-AES128-GCM-SHA256',
+  TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384: 'ECDHE-ECDSA-AES256-GCM-SHA384',
+  TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384: 'ECDHE-RSA-AES256-GCM-SHA384',
+  TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256: 'ECDHE-ECDSA-CHACHA20-POLY1305',
+  TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305: 'ECDHE-ECDSA-CHACHA20-POLY1305',
+  TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256: 'ECDHE-RSA-CHACHA20-POLY1305',
+  TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305: 'ECDHE-RSA-CHACHA20-POLY1305',
+  TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA: 'ECDHE-ECDSA-AES128-SHA',
+  TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA: 'ECDHE-RSA-AES128-SHA',
+  TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA: 'ECDHE-ECDSA-AES256-SHA',
+  TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA: 'ECDHE-RSA-AES256-SHA',
+  TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256: 'ECDHE-ECDSA-AES128-SHA256',
+  TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256: 'ECDHE-RSA-AES128-SHA256',
+  TLS_RSA_WITH_AES_128_GCM_SHA256: 'AES128-GCM-SHA256',
+  TLS_RSA_WITH_AES_256_GCM_SHA384: 'AES256-GCM-SHA384',
+  TLS_RSA_WITH_AES_128_CBC_SHA: 'AES128-SHA',
+  TLS_RSA_WITH_AES_256_CBC_SHA: 'AES256-SHA'
+}
+const MAX_REGEX = 1024
+
+type Json = Record<string, unknown>
+
+/** Reads fields of one object, naming the path in every error. */
+class Fields {
+  readonly #what: string
+  constructor (what: string) { this.#what = what }
+
+  fail (path: string, why: string): never {
+    throw new GatewayResourceError(this.#what, path, why)
+  }
+
+  object (v: unknown, path: string): Json {
+    if (v === undefined || v === null) return {}
+    if (typeof v !== 'object' || Array.isArray(v)) this.fail(path, 'must be an object')
+    return v as Json
+  }
+
+  list (v: unknown, path: string): unknown[] {
+    if (v === undefined || v === null) return []
+    if (!Array.isArray(v)) this.fail(path, 'must be a list')
+    return v
+  }
+
+  string (v: unknown, path: string): string | undefined {
+    if (v === undefined || v === null) return undefined
+    if (typeof v !== 'string') this.fail(path, 'must be a string')
+    return v
+  }
+
+  port (v: unknown, path: string): number | undefined {
+    if (v === undefined || v === null) return undefined
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) this.fail(path, 'must be a port number (1-65535)')
+    return v
+  }
+
+  durationMs (v: unknown, path: string): number | undefined {
+    const s = this.string(v, path)
+    if (s === undefined) return undefined
+    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(s)
+    if (m === null) this.fail(path, `"${s}" is not a duration like 500ms, 5s or 1m`)
+    const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h']
+    return Number(m[1]) * unit
+  }
+
+  stringMatch (v: unknown, path: string): StringMatch | undefined {
+    const o = this.object(v, path)
+    const keys = Object.keys(o).filter(k => o[k] !== undefined && o[k] !== null)
+    if (keys.length === 0) return undefined
+    if (keys.length > 1) this.fail(path, `holds ${keys.join(' and ')}; one of exact, prefix or regex`)
+    const kind = keys[0] as string
+    const value = this.string(o[kind], `${path}.${kind}`) ?? ''
+    if (kind === 'exact' || kind === 'prefix') return { kind, value }
+    if (kind !== 'regex') this.fail(path, `"${kind}" is not exact, prefix or regex`)
+    if (value.length > MAX_REGEX) this.fail(`${path}.regex`, `is longer than ${MAX_REGEX} characters`)
+    try {
+      // Istio (Envoy) matches the whole value, not a substring.
+      return { kind, value, re: new RegExp(`^(?:${value})$`, 'u') }
+    } catch (err) {
+      this.fail(`${path}.regex`, `is not a valid regular expression (${(err as Error).message})`)
+    }
+  }
+}
+
+function metaOf (obj: KubeObject): { namespace: string, name: string } {
+  return { namespace: obj.metadata.namespace ?? 'default', name: obj.metadata.name }
+}
+
+/** `name` → `namespace/name` in the VirtualService's namespace; `ns/name` kept; `mesh` is not a gateway. */
+function gatewayRefs (f: Fields, v: unknown, path: string, namespace: string): string[] {
+  return f.list(v, path).flatMap((g, i) => {
+    const s = f.string(g, `${path}[${i}]`) ?? ''
+    if (s === '' || s === 'mesh') return []
+    // Istio also accepts the FQDN form `name.namespace.svc.cluster.local`.
+    if (!s.includes('/') && s.includes('.')) {
+      const [name, ns] = s.split('.')
+      return [`${ns ?? namespace}/${name ?? s}`]
+    }
+    return [s.includes('/') ? s : `${namespace}/${s}`]
+  })
+}
+
+export function parseGateway (obj: KubeObject): IstioGateway {
+  const { namespace, name } = metaOf(obj)
+  const f = new Fields(`Gateway ${namespace}/${name}`)
+  const spec = f.object((obj as unknown as Json).spec, 'spec')
+  const servers = f.list(spec.servers, 'spec.servers').map((raw, i): GatewayServer => {
+    const path = `spec.servers[${i}]`
+    const s = f.object(raw, path)
+    const p = f.object(s.port, `${path}.port`)
+    const port = f.port(p.number, `${path}.port.number`) ?? f.fail(`${path}.port.number`, 'is required')
+    const protocol = (f.string(p.protocol, `${path}.port.protocol`) ?? 'HTTP').toUpperCase()
+    if (!PROTOCOLS.includes(protocol as ServerProtocol)) f.fail(`${path}.port.protocol`, `"${protocol}" is not one of ${PROTOCOLS.join(', ')}`)
+    const hosts = f.list(s.hosts, `${path}.hosts`).map((h, j): ServerHost => {
+      const text = f.string(h, `${path}.hosts[${j}]`) ?? ''
+      const slash = text.indexOf('/')
+      const ns = slash < 0 ? '*' : text.slice(0, slash)
+      const host = (slash < 0 ? text : text.slice(slash + 1)).toLowerCase()
+      if (host === '') f.fail(`${path}.hosts[${j}]`, 'has no host')
+      return { namespace: ns === '.' ? namespace : ns, host }
+    })
+    if (hosts.length === 0) f.fail(`${path}.hosts`, 'must name at least one host (`*` for any)')
+    return { port, protocol: protocol as ServerProtocol, hosts, tls: parseServerTls(f, s.tls, `${path}.tls`, protocol as ServerProtocol) }
+  })
+  return { namespace, name, servers }
+}
+
+function parseServerTls (f: Fields, v: unknown, path: string, protocol: ServerProtocol): ServerTls | undefined {
+  if (v === undefined || v === null) {
+    if (protocol === 'HTTPS') f.fail(path, 'is required for an HTTPS server')
+    return undefined
+  }
+  const t = f.object(v, path)
+  const credentialName = f.string(t.credentialName, `${path}.credentialName`) ?? ''
+  const httpsRedirect = t.httpsRedirect === true
+  // Upstream terminates TLS whenever credentialName is set, whatever the mode: its examples depend on it.
+  let mode = (f.string(t.mode, `${path}.mode`) ?? (credentialName !== '' ? 'SIMPLE' : '')).toUpperCase()
+  if (mode === '' && httpsRedirect) return { mode: 'SIMPLE', credentialName, ciphers: [], httpsRedirect }
+  if (mode === 'ISTIO_MUTUAL' || mode === 'OPTIONAL_MUTUAL') f.fail(`${path}.mode`, `${mode} needs Istio's own certificates; use SIMPLE or MUTUAL with credentialName`)
+  if (mode === 'AUTO_PASSTHROUGH') mode = 'PASSTHROUGH'
+  if (mode !== 'SIMPLE' && mode !== 'MUTUAL' && mode !== 'PASSTHROUGH') f.fail(`${path}.mode`, `"${mode}" is not SIMPLE, MUTUAL or PASSTHROUGH`)
+  if (mode !== 'PASSTHROUGH' && credentialName === '') f.fail(`${path}.credentialName`, `is required for mode ${mode} (certificate files are not read; name a kubernetes.io/tls Secret)`)
+  const version = (key: 'minProtocolVersion' | 'maxProtocolVersion'): ServerTls['minVersion'] => {
+    const s = f.string(t[key], `${path}.${key}`)
+    if (s === undefined || s === 'TLS_AUTO') return undefined
+    return TLS_VERSIONS[s] ?? f.fail(`${path}.${key}`, `"${s}" is not TLS_AUTO or TLSV1_0 to TLSV1_3`)
+  }
+  const ciphers = f.list(t.cipherSuites, `${path}.cipherSuites`).flatMap((c, i) => {
+    const s = f.string(c, `${path}.cipherSuites[${i}]`) ?? ''
+    const openssl = CIPHERS[s] ?? (/^[A-Z0-9-]+$/.test(s) ? s : undefined)
+    return openssl === undefined ? [] : [openssl]
+  })
+  const out: ServerTls = { mode, credentialName, ciphers, httpsRedirect }
+  const min = version('minProtocolVersion')
+  const max = version('maxProtocolVersion')
+  if (min !== undefined) out.minVersion = min
+  if (max !== undefined) out.maxVersion = max
+  return out
+}
+
+function destinations (f: Fields, v: unknown, path: string, namespace: string): Destination[] {
+  const list = f.list(v, path)
+  const out = list.map((raw, i): Destination => {
+    const r = f.object(raw, `${path}[${i}]`)
+    const d = f.object(r.destination, `${path}[${i}].destination`)
+    const host = f.string(d.host, `${path}[${i}].destination.host`) ?? f.fail(`${path}[${i}].destination.host`, 'is required')
+    const port = f.port(f.object(d.port, `${path}[${i}].destination.port`).number, `${path}[${i}].destination.port.number`)
+    const weight = r.weight === undefined ? (list.length === 1 ? 100 : 0) : r.weight
+    if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0) f.fail(`${path}[${i}].weight`, 'must be a non-negative integer')
+    const out: Destination = { service: serviceOf(host, namespace), weight }
+    if (port !== undefined) out.port = port
+    const subset = f.string(d.subset, `${path}[${i}].destination.subset`)
+    if (subset !== undefined && subset !== '') out.subset = subset
+    return out
+  })
+  if (out.length > 1 && out.every(d => d.weight === 0)) for (const d of out) d.weight = 1
+  return out
+}
+
+/** `svc`, `svc.ns`, `svc.ns.svc`, `svc.ns.svc.<domain>` → `ns/svc`; a bare name is in the VirtualService's namespace. */
+export function serviceOf (host: string, namespace: string): string {
+  const parts = host.toLowerCase().split('.')
+  return parts.length === 1 ? `${namespace}/${parts[0] ?? host}` : `${parts[1] ?? namespace}/${parts[0] ?? host}`
+}
+
+function headerOps (f: Fields, v: unknown, path: string): HeaderOps {
+  const o = f.object(v, path)
+  const pairs = (key: string): Array<[string, string]> => Object.entries(f.object(o[key], `${path}.${key}`)).map(([k, val]) => [k.toLowerCase(), f.string(val, `${path}.${key}.${k}`) ?? ''])
+  return { set: pairs('set'), add: pairs('add'), remove: f.list(o.remove, `${path}.remove`).map((h, i) => (f.string(h, `${path}.remove[${i}]`) ?? '').toLowerCase()) }
+}
+
+function keyedMatches (f: Fields, v: unknown, path: string): Array<{ name: string, match: StringMatch | 'present' }> {
+  return Object.entries(f.object(v, path)).map(([name, m]) => ({ name: name.toLowerCase(), match: f.stringMatch(m, `${path}.${name}`) ?? 'present' }))
+}
+
+function parseHttpRoute (f: Fields, raw: unknown, path: string, vs: { namespace: string, name: string }, index: number): HttpRoute {
+  const h = f.object(raw, path)
+  const routeName = f.string(h.name, `${path}.name`)
+  const match = f.list(h.match, `${path}.match`).map((m, j): HttpMatch => {
+    const mp = `${path}.match[${j}]`
+    const o = f.object(m, mp)
+    const out: HttpMatch = {
+      headers: keyedMatches(f, o.headers, `${mp}.headers`),
+      withoutHeaders: keyedMatches(f, o.withoutHeaders, `${mp}.withoutHeaders`),
+      queryParams: keyedMatches(f, o.queryParams, `${mp}.queryParams`),
+      ignoreUriCase: o.ignoreUriCase === true,
+      gateways: gatewayRefs(f, o.gateways, `${mp}.gateways`, vs.namespace)
+    }
+    for (const key of ['uri', 'method', 'authority', 'scheme'] as const) {
+      const sm = f.stringMatch(o[key], `${mp}.${key}`)
+      if (sm !== undefined) out[key] = sm
+    }
+    const port = f.port(o.port, `${mp}.port`)
+    if (port !== undefined) out.port = port
+    return out
+  })
+  const route: HttpRoute = {
+    id: `${vs.namespace}/${vs.name}#${routeName ?? index}`,
+    match,
+    route: destinations(f, h.route, `${path}.route`, vs.namespace),
+    requestHeaders: headerOps(f, f.object(h.headers, `${path}.headers`).request, `${path}.headers.request`),
+    responseHeaders: headerOps(f, f.object(h.headers, `${path}.headers`).response, `${path}.headers.response`)
+  }
+  if (h.redirect !== undefined && h.redirect !== null) {
+    const r = f.object(h.redirect, `${path}.redirect`)
+    const code = r.redirectCode ?? 301
+    if (typeof code !== 'number' || code < 300 || code > 399) f.fail(`${path}.redirect.redirectCode`, 'must be a 3xx status')
+    route.redirect = { code }
+    const uri = f.string(r.uri, `${path}.redirect.uri`)
+    const authority = f.string(r.authority, `${path}.redirect.authority`)
+    const scheme = f.string(r.scheme, `${path}.redirect.scheme`)
+    const port = f.port(r.port, `${path}.redirect.port`)
+    if (uri !== undefined) route.redirect.uri = uri
+    if (authority !== undefined) route.redirect.authority = authority
+    if (scheme !== undefined) route.redirect.scheme = scheme
+    if (port !== undefined) route.redirect.port = port
+  }
+  if (route.redirect === undefined && route.route.length === 0) f.fail(`${path}.route`, 'is required unless the route redirects')
+  if (h.rewrite !== undefined && h.rewrite !== null) {
+    const r = f.object(h.rewrite, `${path}.rewrite`)
+    route.rewrite = {}
+    const uri = f.string(r.uri, `${path}.rewrite.uri`)
+    const authority = f.string(r.authority, `${path}.rewrite.authority`)
+    if (uri !== undefined) route.rewrite.uri = uri
+    if (authority !== undefined) route.rewrite.authority = authority
+  }
+  const timeout = f.durationMs(h.timeout, `${path}.timeout`)
+  if (timeout !== undefined) route.timeoutMs = timeout
+  if (h.retries !== undefined && h.retries !== null) {
+    const r = f.object(h.retries, `${path}.retries`)
+    const attempts = r.attempts ?? 0
+    if (typeof attempts !== 'number' || !Number.isInteger(attempts) || attempts < 0 || attempts > 10) f.fail(`${path}.retries.attempts`, 'must be an integer from 0 to 10')
+    const retryOn = (f.string(r.retryOn, `${path}.retries.retryOn`) ?? 'connect-failure,refused-stream,unavailable,cancelled,503').split(',').map(s => s.trim()).filter(s => s !== '')
+    route.retries = { attempts, retryOn }
+    const perTry = f.durationMs(r.perTryTimeout, `${path}.retries.perTryTimeout`)
+    if (perTry !== undefined) route.retries.perTryTimeoutMs = perTry
+  }
+  return route
+}
+
+function parseL4Route (f: Fields, raw: unknown, path: string, vs: { namespace: string, name: string }, index: number): L4Route {
+  const t = f.object(raw, path)
+  const match = f.list(t.match, `${path}.match`).map((m, j) => {
+    const mp = `${path}.match[${j}]`
+    const o = f.object(m, mp)
+    const out: L4Route['match'][number] = {
+      sniHosts: f.list(o.sniHosts, `${mp}.sniHosts`).map((s, k) => (f.string(s, `${mp}.sniHosts[${k}]`) ?? '').toLowerCase()),
+      gateways: gatewayRefs(f, o.gateways, `${mp}.gateways`, vs.namespace)
+    }
+    const port = f.port(o.port, `${mp}.port`)
+    if (port !== undefined) out.port = port
+    return out
+  })
+  const route = destinations(f, t.route, `${path}.route`, vs.namespace)
+  if (route.length === 0) f.fail(`${path}.route`, 'needs at least one destination')
+  return { id: `${vs.namespace}/${vs.name}#${path.startsWith('spec.tls') ? 'tls' : 'tcp'}${index}`, match, route }
+}
+
+export function parseVirtualService (obj: KubeObject): VirtualService {
+  const meta = metaOf(obj)
+  const f = new Fields(`VirtualService ${meta.namespace}/${meta.name}`)
+  const spec = f.object((obj as unknown as Json).spec, 'spec')
+  const hosts = f.list(spec.hosts, 'spec.hosts').map((h, i) => (f.string(h, `spec.hosts[${i}]`) ?? '').toLowerCase())
+  if (hosts.length === 0) f.fail('spec.hosts', 'must name at least one host')
+  const created = Date.parse(obj.metadata.creationTimestamp ?? '')
+  return {
+    ...meta,
+    created: Number.isNaN(created) ? 0 : created,
+    hosts,
+    gateways: gatewayRefs(f, spec.gateways, 'spec.gateways', meta.namespace),
+    http: f.list(spec.http, 'spec.http').map((h, i) => parseHttpRoute(f, h, `spec.http[${i}]`, meta, i)),
+    tcp: f.list(spec.tcp, 'spec.tcp').map((t, i) => parseL4Route(f, t, `spec.tcp[${i}]`, meta, i)),
+    tls: f.list(spec.tls, 'spec.tls').map((t, i) => parseL4Route(f, t, `spec.tls[${i}]`, meta, i))
+  }
+}

@@ -1,0 +1,343 @@
+// `edgemesh gateway` as a user runs it: a real process reading Istio Gateways,
+// VirtualServices, Secrets, Services and EndpointSlices from a standalone file
+// (rewritten between steps; the API-server path is in test/e2e/gateway), real
+// backends on loopback, curl, Node's HTTP, TLS and WebSocket clients.
+import { describe, test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, execFile } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import http from 'node:http'
+import https from 'node:https'
+import net from 'node:net'
+import tls from 'node:tls'
+import { once } from 'node:events'
+import { mkdtemp, rm, writeFile, rename } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { stringify } from 'yaml'
+import { WebSocketServer } from 'ws'
+import { freePort } from '../../helpers/net.ts'
+import { makeCerts, tlsSecret } from '../../helpers/certs.ts'
+import type { TestCerts } from '../../helpers/certs.ts'
+
+const entry = new URL('../../../src/bin/edgemesh.ts', import.meta.url).pathname
+
+type Obj = Record<string, unknown>
+
+function service (name: string, port: number, backendPort: number, portName = 'http'): Obj[] {
+  return [
+    { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' }, spec: { clusterIP: '10.96.0.1', ports: [{ name: portName, port, protocol: 'TCP' }] } },
+    { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: `${name}-1`, namespace: 'default', labels: { 'kubernetes.io/service-name': name } }, addressType: 'IPv4', ports: [{ name: portName, port: backendPort, protocol: 'TCP' }], endpoints: [{ addresses: ['127.0.0.1'] }] }
+  ]
+}
+
+const vs = (name: string, spec: Obj): Obj => ({ apiVersion: 'networking.istio.io/v1beta1', kind: 'VirtualService', metadata: { name, namespace: 'default' }, spec })
+const gw = (name: string, servers: Obj[]): Obj => ({ apiVersion: 'networking.istio.io/v1', kind: 'Gateway', metadata: { name, namespace: 'default' }, spec: { selector: { kubeedge: 'edgemesh-gateway' }, servers } })
+const dest = (host: string, extra: Obj = {}): Obj => ({ destination: { host, port: { number: 80 } }, ...extra })
+
+async function get (port: number, path: string, headers: Record<string, string> = {}, agent?: http.Agent): Promise<{ status: number, body: string, headers: http.IncomingHttpHeaders }> {
+  return await new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path, headers, agent: agent ?? false }, res => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (d: string) => { body += d }).on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }))
+    })
+    req.on('error', reject)
+  })
+}
+
+async function curl (args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
+  return await new Promise(resolve => {
+    execFile('curl', ['-sS', '--max-time', '10', ...args], (err, stdout, stderr) => resolve({ code: err === null ? 0 : (err as { code?: number }).code ?? 1, stdout, stderr }))
+  })
+}
+
+async function until<T> (what: string, probe: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+  const end = performance.now() + ms
+  let last: unknown
+  while (performance.now() < end) {
+    try {
+      const v = await probe()
+      if (v !== undefined) return v
+    } catch (err) { last = err }
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+  throw new Error(`${what}: not within ${ms} ms${last !== undefined ? ` (last error: ${String(last)})` : ''}`)
+}
+
+describe('edgemesh gateway: Istio routes from a standalone file', () => {
+  let dir: string
+  let world: string
+  let proc: ChildProcess | undefined
+  const logs: string[] = []
+  let certs: TestCerts
+  const servers: Array<{ close: () => void }> = []
+  const ports = {} as Record<'gw' | 'tcp' | 'tls' | 'mtls' | 'pass' | 'status' | 'a' | 'b' | 'slow' | 'flaky' | 'ws' | 'echo' | 'tls-a' | 'tls-b', number>
+  let flakyCount = 0
+  /** What the file holds besides the objects a test swaps in. */
+  let base: Obj[] = []
+
+  async function writeWorld (objects: Obj[]): Promise<void> {
+    const tmp = `${world}.tmp`
+    await writeFile(tmp, objects.map(o => stringify(o)).join('---\n'))
+    await rename(tmp, world)
+  }
+
+  function httpBackend (name: string, handler?: (req: http.IncomingMessage, res: http.ServerResponse) => void): http.Server {
+    const s = http.createServer(handler ?? ((req, res) => {
+      res.setHeader('x-backend', name)
+      res.setHeader('x-remove-me', 'yes')
+      res.end(JSON.stringify({ name, url: req.url, host: req.headers.host, headers: req.headers }))
+    }))
+    servers.push({ close: () => { s.closeAllConnections(); s.close() } })
+    return s
+  }
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'em-gw-'))
+    world = join(dir, 'world.yaml')
+    certs = makeCerts()
+    for (const name of ['gw', 'tcp', 'tls', 'mtls', 'pass', 'status'] as const) ports[name] = await freePort()
+    const listen = async (s: net.Server): Promise<number> => { s.listen(0, '127.0.0.1'); await once(s, 'listening'); return (s.address() as net.AddressInfo).port }
+    ports.a = await listen(httpBackend('a'))
+    ports.b = await listen(httpBackend('b'))
+    ports.slow = await listen(httpBackend('slow', (_req, res) => { setTimeout(() => res.end('late'), 2000).unref() }))
+    ports.flaky = await listen(httpBackend('flaky', (_req, res) => {
+      flakyCount++
+      res.statusCode = flakyCount % 2 === 1 ? 503 : 200
+      res.end(`flaky ${flakyCount}`)
+    }))
+    const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
+    await once(wss, 'listening')
+    wss.on('connection', (ws, req) => ws.on('message', data => ws.send(`echo ${req.url ?? ''} ${String(data)}`)))
+    servers.push({ close: () => { for (const c of wss.clients) c.terminate(); wss.close() } })
+    ports.ws = (wss.address() as net.AddressInfo).port
+    const echo = net.createServer(s => s.pipe(s))
+    servers.push({ close: () => echo.close() })
+    ports.echo = await listen(echo)
+    for (const name of ['a', 'b'] as const) {
+      const pair = certs.issue(`${name}.example.com`, [`${name}.example.com`])
+      const s = https.createServer(pair, (_req, res) => res.end(`tls backend ${name}`))
+      servers.push({ close: () => { s.closeAllConnections(); s.close() } })
+      ports[`tls-${name}`] = await listen(s)
+    }
+
+    base = [
+      ...service('svc-a', 80, ports.a), ...service('svc-b', 80, ports.b), ...service('slow', 80, ports.slow),
+      ...service('flaky', 80, ports.flaky), ...service('ws', 80, ports.ws), ...service('echo', 80, ports.echo, 'tcp'),
+      ...service('tls-a', 80, ports['tls-a'], 'https'), ...service('tls-b', 80, ports['tls-b'], 'https'),
+      // Upstream's hostname-lb-random-gateway.yaml, without its Deployment, on another port.
+      ...service('hostname-lb-svc', 12345, ports.a, 'http-0'),
+      gw('edgemesh-gateway', [{ hosts: ['*'], port: { name: 'http-0', number: ports.gw, protocol: 'HTTP' } }]),
+      { apiVersion: 'networking.istio.io/v1alpha3', kind: 'DestinationRule', metadata: { name: 'hostname-lb-svc', namespace: 'default' }, spec: { host: 'hostname-lb-edge', trafficPolicy: { loadBalancer: { simple: 'RANDOM' } } } },
+      vs('edgemesh-gateway-svc', {
+        gateways: ['edgemesh-gateway'],
+        hosts: ['*'],
+        http: [
+          { match: [{ uri: { prefix: '/b' } }], route: [dest('svc-b')] },
+          { match: [{ uri: { prefix: '/split' } }], route: [dest('svc-a', { weight: 80 }), dest('svc-b', { weight: 20 })] },
+          { match: [{ uri: { prefix: '/old' } }], redirect: { uri: '/new', redirectCode: 302 } },
+          { match: [{ uri: { prefix: '/api/' } }], rewrite: { uri: '/v2/', authority: 'internal.example' }, route: [dest('svc-a')], headers: { request: { set: { 'x-set': 'on' }, remove: ['x-secret'] }, response: { add: { 'x-gw': 'edge' }, remove: ['x-remove-me'] } } },
+          { match: [{ uri: { prefix: '/slow' } }], timeout: '300ms', route: [dest('slow')] },
+          { match: [{ uri: { prefix: '/flaky-retried' } }], retries: { attempts: 2, retryOn: '5xx' }, route: [dest('flaky')] },
+          { match: [{ uri: { prefix: '/ws' } }], route: [dest('ws')] },
+          { match: [{ uri: { prefix: '/' } }], route: [{ destination: { host: 'hostname-lb-svc', port: { number: 12345 } } }] }
+        ]
+      }),
+      gw('tcp', [{ hosts: ['*'], port: { number: ports.tcp, protocol: 'TCP' } }]),
+      vs('tcp', { gateways: ['tcp'], hosts: ['*'], tcp: [{ route: [dest('echo')] }] }),
+      gw('pass', [{ hosts: ['*.example.com'], port: { number: ports.pass, protocol: 'TLS' }, tls: { mode: 'PASSTHROUGH' } }]),
+      vs('pass', { gateways: ['pass'], hosts: ['*.example.com'], tls: [{ match: [{ sniHosts: ['a.example.com'] }], route: [dest('tls-a')] }, { match: [{ sniHosts: ['b.example.com'] }], route: [dest('tls-b')] }] }),
+      gw('web', [{ hosts: ['web.example.com'], port: { number: ports.tls, protocol: 'HTTPS' }, tls: { mode: 'SIMPLE', credentialName: 'web-cert' } }]),
+      vs('web', { gateways: ['web'], hosts: ['web.example.com'], http: [{ route: [dest('svc-a')] }] }),
+      tlsSecret('web-cert', certs.issue('web-1', ['web.example.com', '127.0.0.1'])),
+      // Upstream's hostname-lb-random-gateway-tls.yaml server, verbatim but for its port.
+      gw('edgemesh-gateway-tls', [{ hosts: ['*'], port: { name: 'http-0', number: ports.mtls, protocol: 'HTTP' }, tls: { cipherSuites: ['TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA', 'TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384', 'TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256', 'TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA', 'TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256', 'TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384', 'TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA', 'TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA', 'TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256', 'TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256'], credentialName: 'gw-secret', maxProtocolVersion: 'TLSV1_2', minProtocolVersion: 'TLSV1_2', mode: 'MUTUAL' } }]),
+      vs('edgemesh-gateway-tls-svc', { gateways: ['edgemesh-gateway-tls'], hosts: ['*'], http: [{ match: [{ uri: { prefix: '/' } }], route: [{ destination: { host: 'hostname-lb-svc', port: { number: 12345 } } }] }] }),
+      tlsSecret('gw-secret', certs.issue('gw', ['127.0.0.1']), certs.ca)
+    ]
+    await writeWorld(base)
+    await writeFile(join(dir, 'ca.crt'), certs.ca)
+    const config = join(dir, 'edgemesh-gateway.yaml')
+    await writeFile(config, stringify({
+      kubeAPIConfig: { standaloneFile: world },
+      statusPort: ports.status,
+      modules: { edgeGateway: { enable: true, nic: '*', includeIP: '127.0.0.1' }, edgeTunnel: { enable: false } }
+    }))
+    proc = spawn(process.execPath, [entry, 'gateway', '--config-file', config], { env: { PATH: process.env.PATH, NODE_NAME: 'cloud-1' }, stdio: ['ignore', 'ignore', 'pipe'] })
+    proc.stderr?.setEncoding('utf8').on('data', (d: string) => logs.push(...d.split('\n').filter(l => l !== '')))
+    await until('gateway running', async () => logs.some(l => l.includes('"msg":"running"')) ? true : undefined, 15_000)
+  })
+
+  after(async () => {
+    if (proc !== undefined && proc.exitCode === null) {
+      proc.kill('SIGTERM')
+      await once(proc, 'exit')
+    }
+    for (const s of servers) s.close()
+    certs?.close()
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  test('two requests on one keep-alive connection reach two services (upstream #386/#396)', async () => {
+    const r = await curl(['-v', `http://127.0.0.1:${ports.gw}/who`, `http://127.0.0.1:${ports.gw}/b/x`])
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stderr, /Re-using existing connection/)
+    const bodies = r.stdout.replace(/\}\{/g, '}\n{').split('\n').map(l => JSON.parse(l) as { name: string, url: string })
+    assert.deepEqual(bodies.map(b => [b.name, b.url]), [['a', '/who'], ['b', '/b/x']])
+  })
+
+  test('a weighted split holds within ±5% over 2,000 requests', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 8 })
+    const counts: Record<string, number> = {}
+    const one = async (): Promise<void> => {
+      const r = await get(ports.gw, '/split', {}, agent)
+      const name = (JSON.parse(r.body) as { name: string }).name
+      counts[name] = (counts[name] ?? 0) + 1
+    }
+    for (let i = 0; i < 2000; i += 20) await Promise.all(Array.from({ length: 20 }, one))
+    agent.destroy()
+    const share = (counts.a ?? 0) / 2000
+    assert.ok(Math.abs(share - 0.8) <= 0.05, `svc-a got ${share * 100}% (want 80 ± 5)`)
+    assert.equal((counts.a ?? 0) + (counts.b ?? 0), 2000)
+  })
+
+  test('redirect, rewrite of path and authority, request and response header edits, X-Forwarded-For', async () => {
+    const moved = await curl(['-i', `http://127.0.0.1:${ports.gw}/old/page?q=1`])
+    assert.match(moved.stdout, /^HTTP\/1.1 302/)
+    assert.match(moved.stdout, new RegExp(`location: http://127.0.0.1:${ports.gw}/new/page\\?q=1`, 'i'))
+    const r = await get(ports.gw, '/api/items?x=1', { 'x-secret': 'token', 'x-keep': 'k' })
+    const body = JSON.parse(r.body) as { url: string, host: string, headers: Record<string, string> }
+    assert.equal(body.url, '/v2/items?x=1')
+    assert.equal(body.host, 'internal.example')
+    assert.equal(body.headers['x-set'], 'on')
+    assert.equal(body.headers['x-secret'], undefined)
+    assert.equal(body.headers['x-keep'], 'k')
+    assert.equal(body.headers['x-forwarded-for'], '127.0.0.1')
+    assert.equal(body.headers['x-forwarded-proto'], 'http')
+    assert.equal(r.headers['x-gw'], 'edge')
+    assert.equal(r.headers['x-remove-me'], undefined)
+    assert.equal(r.headers['x-backend'], 'a')
+  })
+
+  test('a route timeout answers 504 in time; retries on 5xx hide a flaky backend; no route is 404', async () => {
+    const started = performance.now()
+    const slow = await get(ports.gw, '/slow')
+    assert.equal(slow.status, 504)
+    assert.ok(performance.now() - started < 1500, 'the 300 ms timeout, not the backend\'s 2 s')
+    flakyCount = 0
+    for (let i = 0; i < 6; i++) assert.equal((await get(ports.gw, '/flaky-retried')).status, 200)
+    assert.equal(flakyCount, 12, 'each request failed once and was retried once')
+    assert.equal((await get(ports.gw, '/', { host: 'x' })).status, 200, '`*` hosts admit any Host')
+  })
+
+  test('WebSocket upgrades are routed and spliced', async () => {
+    const ws = new WebSocket(`ws://127.0.0.1:${ports.gw}/ws/chat`)
+    await once(ws as unknown as EventTarget, 'open' as never)
+    const reply = new Promise<string>(resolve => ws.addEventListener('message', e => resolve(String(e.data)), { once: true }))
+    ws.send('hello')
+    assert.equal(await reply, 'echo /ws/chat hello')
+    ws.close()
+  })
+
+  test('TCP routes pipe bytes both ways; TLS passthrough routes by SNI without terminating', async () => {
+    const c = net.connect(ports.tcp, '127.0.0.1')
+    await once(c, 'connect')
+    c.write('ping')
+    const [data] = await once(c, 'data') as [Buffer]
+    assert.equal(data.toString(), 'ping')
+    c.destroy()
+    for (const name of ['a', 'b']) {
+      const s = tls.connect({ host: '127.0.0.1', port: ports.pass, servername: `${name}.example.com`, ca: certs.ca })
+      await once(s, 'secureConnect')
+      assert.equal(s.getPeerCertificate().subject.CN, `${name}.example.com`, 'the backend\'s own certificate')
+      s.end(`GET / HTTP/1.1\r\nhost: ${name}.example.com\r\nconnection: close\r\n\r\n`)
+      let text = ''
+      for await (const chunk of s) text += String(chunk)
+      assert.match(text, new RegExp(`tls backend ${name}$`))
+    }
+  })
+
+  test('SIMPLE TLS from a Secret, rotated without a restart', async () => {
+    const served = await curl(['--cacert', join(dir, 'ca.crt'), '--resolve', `web.example.com:${ports.tls}:127.0.0.1`, `https://web.example.com:${ports.tls}/`])
+    assert.equal(served.code, 0, served.stderr)
+    assert.equal((JSON.parse(served.stdout) as { name: string }).name, 'a')
+    const serial = async (servername?: string): Promise<string> => {
+      const s = tls.connect({ host: '127.0.0.1', port: ports.tls, ca: certs.ca, ...(servername !== undefined ? { servername } : { checkServerIdentity: () => undefined }) })
+      await once(s, 'secureConnect')
+      const cn = s.getPeerCertificate().subject.CN
+      s.destroy()
+      return String(cn ?? '')
+    }
+    assert.equal(await serial('web.example.com'), 'web-1')
+    const open = tls.connect({ host: '127.0.0.1', port: ports.tls, servername: 'web.example.com', ca: certs.ca })
+    await once(open, 'secureConnect')
+    await writeWorld(base.map(o => (o.metadata as { name: string }).name === 'web-cert' && o.kind === 'Secret' ? tlsSecret('web-cert', certs.issue('web-2', ['web.example.com', '127.0.0.1'])) : o))
+    await until('rotated certificate served', async () => await serial('web.example.com') === 'web-2' ? true : undefined)
+    assert.equal(await serial(), 'web-2', 'clients without SNI get the new certificate too')
+    open.write('GET / HTTP/1.1\r\nhost: web.example.com\r\n\r\n')
+    const [reply] = await once(open, 'data') as [Buffer]
+    assert.match(reply.toString(), /^HTTP\/1.1 200/, 'a connection opened before the rotation keeps working')
+    open.destroy()
+  })
+
+  test('MUTUAL (upstream\'s TLS example) refuses a client without a certificate and serves one with', async () => {
+    const client = certs.issue('client')
+    await writeFile(join(dir, 'client.crt'), client.cert)
+    await writeFile(join(dir, 'client.key'), client.key)
+    const url = `https://127.0.0.1:${ports.mtls}/who`
+    const without = await curl(['--cacert', join(dir, 'ca.crt'), url])
+    assert.notEqual(without.code, 0, 'no client certificate, no answer')
+    const withCert = await curl(['--cacert', join(dir, 'ca.crt'), '--cert', join(dir, 'client.crt'), '--key', join(dir, 'client.key'), '--tls-max', '1.2', url])
+    assert.equal(withCert.code, 0, withCert.stderr)
+    assert.equal((JSON.parse(withCert.stdout) as { url: string }).url, '/who')
+    const tls13 = tls.connect({ host: '127.0.0.1', port: ports.mtls, ca: certs.ca, cert: client.cert, key: client.key, minVersion: 'TLSv1.3' })
+    const [err] = await once(tls13, 'error') as [Error]
+    assert.match(err.message, /version|protocol/i, 'maxProtocolVersion TLSV1_2 holds')
+  })
+
+  test('an invalid VirtualService is rejected naming the field; a VirtualService swapped 20 times under 200 requests/s fails none', async () => {
+    const swapped = (target: string): Obj => vs('swap', { gateways: ['edgemesh-gateway'], hosts: ['swap.example.com'], http: [{ route: [dest(target)] }] })
+    const bad = vs('broken', { gateways: ['edgemesh-gateway'], hosts: ['*'], http: [{ match: [{ uri: { regex: '([' } }], route: [dest('svc-a')] }] })
+    await writeWorld([...base, swapped('svc-a'), bad])
+    await until('swap route served', async () => (await get(ports.gw, '/', { host: 'swap.example.com' })).body.includes('"name":"a"') ? true : undefined)
+    await until('the log names the resource and the field', async () => logs.some(l => l.includes('gateway resource rejected') && l.includes('default/broken') && l.includes('spec.http[0].match[0].uri.regex')) ? true : undefined)
+    const status = await (await fetch(`http://127.0.0.1:${ports.status}/status`)).json() as { gateway: { rejected: Record<string, string> } }
+    assert.match(status.gateway.rejected['VirtualService default/broken'] ?? '', /uri\.regex/)
+    assert.equal((await get(ports.gw, '/b/still')).status, 200, 'everything else keeps serving')
+
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 16 })
+    const seen: Record<string, number> = {}
+    let failures = 0
+    let sent = 0
+    const state = { running: true }
+    const load = (async () => {
+      const inflight = new Set<Promise<void>>()
+      const start = performance.now()
+      while (state.running) {
+        // 200 requests/s: one every 5 ms, on schedule.
+        const due = start + sent * 5
+        const wait = due - performance.now()
+        if (wait > 0) await new Promise(resolve => setTimeout(resolve, wait))
+        sent++
+        const p = get(ports.gw, '/', { host: 'swap.example.com' }, agent).then(r => {
+          if (r.status !== 200) { failures++; return }
+          const name = (JSON.parse(r.body) as { name: string }).name
+          seen[name] = (seen[name] ?? 0) + 1
+        }, () => { failures++ }).finally(() => inflight.delete(p))
+        inflight.add(p)
+      }
+      await Promise.all(inflight)
+    })()
+    for (let i = 0; i < 20; i++) {
+      await new Promise(resolve => setTimeout(resolve, 1500))
+      await writeWorld([...base, swapped(i % 2 === 0 ? 'svc-b' : 'svc-a'), bad])
+    }
+    state.running = false
+    await load
+    agent.destroy()
+    assert.equal(failures, 0, `${failures} of ${sent} requests failed`)
+    assert.ok(sent >= 5000, `${sent} requests sent in 30 s`)
+    assert.ok((seen.a ?? 0) > 0 && (seen.b ?? 0) > 0, 'both versions of the route served')
+    await writeWorld(base)
+  })
+})
