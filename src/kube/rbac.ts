@@ -25,10 +25,11 @@ export const AGENT_RULES: readonly PolicyRule[] = Object.freeze([
   rule(['networking.istio.io'], ['destinationrules', 'gateways', 'virtualservices'])
 ])
 
-/** ClusterRole rules of edgemesh-gateway: the agent's plus Secrets (TLS credentials of Istio Gateways). */
+/** ClusterRole rules of edgemesh-gateway: what its informers watch, Secrets (TLS credentials of Istio Gateways) included; no Nodes. */
 export const GATEWAY_RULES: readonly PolicyRule[] = Object.freeze([
-  ...AGENT_RULES,
-  rule([''], ['secrets'])
+  rule([''], ['services', 'endpoints', 'secrets']),
+  rule(['discovery.k8s.io'], ['endpointslices']),
+  rule(['networking.istio.io'], ['destinationrules', 'gateways', 'virtualservices'])
 ])
 
 export interface ClusterRoleManifest {

@@ -22,9 +22,12 @@ test('agent rules: get/list/watch on exactly what the informers read', () => {
   assert.ok(!grants(AGENT_RULES, '', 'pods', 'list'))
 })
 
-test('gateway rules: the agent rules plus secrets', () => {
-  assert.deepEqual(GATEWAY_RULES.slice(0, AGENT_RULES.length), [...AGENT_RULES])
-  for (const verb of ['get', 'list', 'watch']) assert.ok(grants(GATEWAY_RULES, '', 'secrets', verb))
+test('gateway rules: what the gateway watches, secrets included, and no nodes', () => {
+  for (const r of [RESOURCES.services, RESOURCES.endpoints, RESOURCES.endpointSlices, RESOURCES.secrets, RESOURCES.destinationRules, RESOURCES.gateways, RESOURCES.virtualServices]) {
+    for (const verb of ['get', 'list', 'watch']) assert.ok(grants(GATEWAY_RULES, r.group, r.resource, verb), `${r.resource} ${verb}`)
+  }
+  assert.ok(!grants(GATEWAY_RULES, '', 'nodes', 'get'))
+  assert.ok(!grants(GATEWAY_RULES, '', 'secrets', 'update'))
 })
 
 test('the rules are frozen; clusterRole() hands out copies', () => {
