@@ -46,7 +46,7 @@ export function collectionPath (obj: ObjectRef): string {
   if (obj.apiVersion === undefined || obj.kind === undefined) throw new Error(`${obj.metadata.name}: apiVersion and kind are required`)
   const prefix = obj.apiVersion.includes('/') ? `/apis/${obj.apiVersion}` : `/api/${obj.apiVersion}`
   const lower = obj.kind.toLowerCase()
-  const plural = PLURALS[obj.kind] ?? (lower.endsWith('y') ? `${lower.slice(0, -1)}ies` : lower.endsWith('s') ? `${lower}es` : `${lower}s`)
+  const plural = PLURALS[obj.kind] ?? (/[^aeiou]y$/.test(lower) ? `${lower.slice(0, -1)}ies` : lower.endsWith('s') ? `${lower}es` : `${lower}s`)
   const ns = CLUSTER_SCOPED.has(obj.kind) ? '' : `/namespaces/${obj.metadata.namespace ?? 'default'}`
   return `${prefix}${ns}/${plural}`
 }

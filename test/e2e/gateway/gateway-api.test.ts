@@ -1,0 +1,171 @@
+// The gateway against a real kube-apiserver, as a user following upstream's
+// documentation: the edgemesh-gateway chart's ServiceAccount and ClusterRole
+// (rendered by real Helm) are all it may use; upstream's three gateway
+// examples are applied verbatim; Secrets are created and rotated through the API.
+import { describe, test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, execFile } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import http from 'node:http'
+import tls from 'node:tls'
+import { once } from 'node:events'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { parseAllDocuments, stringify } from 'yaml'
+import { startControlPlane, haveControlPlaneTools, eventually, toolsBin } from '../../helpers/control-plane.ts'
+import type { ControlPlane } from '../../helpers/control-plane.ts'
+import { freePort } from '../../helpers/net.ts'
+import { makeCerts, tlsSecret } from '../../helpers/certs.ts'
+import type { TestCerts } from '../../helpers/certs.ts'
+
+const root = fileURLToPath(new URL('../../../', import.meta.url))
+const entry = join(root, 'src/bin/edgemesh.ts')
+const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url))
+const PSK = 'edgemesh-ts-test-psk-not-for-any-real-cluster'
+const skip = process.getuid?.() !== 0
+  ? 'needs root (the backend runs in a network namespace: the API refuses loopback endpoints)'
+  : haveControlPlaneTools() && existsSync(join(toolsBin(), 'helm')) ? false : 'control plane or helm not built (npm run tools)'
+/** The backend's namespace and its veth pair (198.18.0.0/15 is reserved for tests): EndpointSlices may not name 127.0.0.0/8. */
+const NS = `emgw-${process.pid}`
+const HOST_IP = '198.18.77.1'
+const POD_IP = '198.18.77.2'
+const backendScript = "require('node:http').createServer((q, s) => s.end('hostname-backend ' + q.url)).listen(9376, process.argv[1], () => console.log('listening'))"
+
+type Obj = { apiVersion: string, kind: string, metadata: { name: string, namespace?: string } } & Record<string, unknown>
+
+function docs (text: string): Obj[] {
+  return parseAllDocuments(text).map(d => d.toJS() as Obj).filter(o => o !== null)
+}
+
+async function run (cmd: string, args: string[]): Promise<{ code: number, stdout: string, stderr: string }> {
+  return await new Promise(resolve => {
+    execFile(cmd, args, { maxBuffer: 16 << 20 }, (err, stdout, stderr) => resolve({ code: err === null ? 0 : (err as { code?: number }).code ?? 1, stdout, stderr }))
+  })
+}
+
+describe('edgemesh gateway against a real API server, with the chart\'s RBAC', { skip }, () => {
+  let cp: ControlPlane
+  let dir: string
+  let certs: TestCerts
+  let proc: ChildProcess | undefined
+  let backend: ChildProcess | undefined
+  const logs: string[] = []
+
+  async function apply (objects: Obj[]): Promise<void> {
+    for (const o of objects) await cp.apply(o)
+  }
+
+  async function get (path: string, host?: string): Promise<{ status: number, body: string }> {
+    return await new Promise((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: 23333, path, headers: host !== undefined ? { host } : {}, agent: false }, res => {
+        let body = ''
+        res.setEncoding('utf8').on('data', (d: string) => { body += d }).on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+      }).on('error', reject)
+    })
+  }
+
+  async function peerName (options: tls.ConnectionOptions): Promise<string> {
+    const s = tls.connect({ host: '127.0.0.1', port: 23333, ca: certs.ca, ...options })
+    await once(s, 'secureConnect')
+    const cn = String(s.getPeerCertificate().subject.CN ?? '')
+    s.destroy()
+    return cn
+  }
+
+  before(async () => {
+    cp = await startControlPlane()
+    dir = await mkdtemp(join(tmpdir(), 'edgemesh-gateway-api-'))
+    certs = makeCerts()
+    const ip = async (args: string[]): Promise<void> => {
+      const r = await run('ip', args)
+      assert.equal(r.code, 0, `ip ${args.join(' ')}: ${r.stderr}`)
+    }
+    await ip(['netns', 'add', NS])
+    await ip(['link', 'add', `${NS}h`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', NS])
+    await ip(['addr', 'add', `${HOST_IP}/30`, 'dev', `${NS}h`])
+    await ip(['link', 'set', `${NS}h`, 'up'])
+    await ip(['-n', NS, 'addr', 'add', `${POD_IP}/30`, 'dev', 'eth0'])
+    await ip(['-n', NS, 'link', 'set', 'eth0', 'up'])
+    backend = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e', backendScript, POD_IP], { stdio: ['ignore', 'pipe', 'inherit'] })
+    await once(backend.stdout as NodeJS.ReadableStream, 'data')
+    await cp.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kubeedge' } })
+    for (const f of readdirSync(join(root, 'deploy/helm/edgemesh/crds'))) await apply(docs(readFileSync(join(root, 'deploy/helm/edgemesh/crds', f), 'utf8')))
+    await eventually('Istio CRDs served', async () => (await cp.request('GET', '/apis/networking.istio.io/v1/virtualservices')).status === 200, 20_000, 100)
+    // The chart's own ServiceAccount, ClusterRole and binding: the gateway gets nothing else.
+    const rendered = await run(join(toolsBin(), 'helm'), ['template', 'edgemesh-gateway', join(root, 'deploy/helm/edgemesh-gateway'), '--namespace', 'kubeedge', '--set', 'nodeName=cloud-1', '--set', `psk=${PSK}`])
+    assert.equal(rendered.code, 0, rendered.stderr)
+    await apply(docs(rendered.stdout).filter(o => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind)))
+    await writeFile(join(dir, 'token'), await cp.createServiceAccountToken('kubeedge', 'edgemesh-gateway'))
+    await writeFile(join(dir, 'ca.crt'), cp.ca)
+    await writeFile(join(dir, 'kubeconfig'), [
+      'current-context: gw',
+      `clusters: [{name: test, cluster: {server: '${cp.server}', certificate-authority: ca.crt}}]`,
+      'contexts: [{name: gw, context: {cluster: test, user: gw}}]',
+      'users: [{name: gw, user: {tokenFile: token}}]'
+    ].join('\n'))
+
+    // Upstream's example, verbatim; then what the Deployment's controller would make: its EndpointSlice.
+    await apply(docs(readFileSync(join(fixtures, 'hostname-lb-random-gateway.yaml'), 'utf8')))
+    await cp.apply({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 'hostname-lb-svc-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'hostname-lb-svc' } },
+      addressType: 'IPv4',
+      ports: [{ name: 'http-0', port: 9376, protocol: 'TCP' }],
+      endpoints: [{ addresses: [POD_IP], conditions: { ready: true }, nodeName: 'cloud-1' }]
+    })
+
+    const statusPort = await freePort()
+    await writeFile(join(dir, 'edgemesh-gateway.yaml'), stringify({
+      kubeAPIConfig: { kubeConfig: join(dir, 'kubeconfig') },
+      statusPort,
+      modules: { edgeGateway: { enable: true, includeIP: '127.0.0.1' }, edgeTunnel: { enable: false } }
+    }))
+    proc = spawn(process.execPath, [entry, 'gateway', '--config-file', join(dir, 'edgemesh-gateway.yaml')], { env: { PATH: process.env.PATH, NODE_NAME: 'cloud-1' }, stdio: ['ignore', 'ignore', 'pipe'] })
+    proc.stderr?.setEncoding('utf8').on('data', (d: string) => logs.push(...d.split('\n').filter(l => l !== '')))
+    await eventually('gateway running', () => logs.some(l => l.includes('"msg":"running"')) || proc?.exitCode !== null, 20_000, 50)
+    assert.equal(proc.exitCode, null, logs.join('\n'))
+  })
+
+  after(async () => {
+    if (proc !== undefined && proc.exitCode === null) {
+      proc.kill('SIGTERM')
+      await once(proc, 'exit')
+    }
+    backend?.kill()
+    // Deleting the namespace deletes the veth pair with it.
+    await run('ip', ['netns', 'del', NS])
+    certs?.close()
+    await cp?.stop()
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true })
+  })
+
+  test('hostname-lb-random-gateway.yaml: every path on port 23333 reaches the service', async () => {
+    await eventually('route served', async () => (await get('/').catch(() => ({ status: 0, body: '' }))).status === 200, 10_000, 50)
+    assert.equal((await get('/anything')).body, 'hostname-backend /anything')
+  })
+
+  test('hostname-lb-random-gateway-route.yaml replaces it: only hostname.org and /who', async () => {
+    await apply(docs(readFileSync(join(fixtures, 'hostname-lb-random-gateway-route.yaml'), 'utf8')))
+    await eventually('new route served', async () => (await get('/who', 'hostname.org')).status === 200 && (await get('/', 'other.org')).status === 404, 10_000, 50)
+    assert.equal((await get('/who', 'hostname.org')).body, 'hostname-backend /who')
+    assert.equal((await get('/elsewhere', 'hostname.org')).status, 404)
+  })
+
+  test('hostname-lb-random-gateway-tls.yaml: mutual TLS 1.2 from the Secret gw-secret, rotated through the API', async () => {
+    await cp.apply(tlsSecret('gw-secret', certs.issue('gw-1', ['127.0.0.1']), certs.ca) as Obj)
+    await apply(docs(readFileSync(join(fixtures, 'hostname-lb-random-gateway-tls.yaml'), 'utf8')))
+    const client = certs.issue('client')
+    await eventually('TLS served', async () => await peerName({ ...client }).catch(() => '') === 'gw-1', 10_000, 50)
+    const refused = tls.connect({ host: '127.0.0.1', port: 23333, ca: certs.ca })
+    refused.on('data', () => {})
+    const [err] = await Promise.race([once(refused, 'error'), once(refused, 'close').then(() => [new Error('closed')])]) as [Error]
+    assert.ok(err instanceof Error, 'a client without a certificate is refused')
+    await cp.apply(tlsSecret('gw-secret', certs.issue('gw-2', ['127.0.0.1']), certs.ca) as Obj)
+    await eventually('rotated certificate served', async () => await peerName({ ...client }).catch(() => '') === 'gw-2', 10_000, 50)
+    assert.ok(!logs.some(l => /forbidden/i.test(l)), 'the chart\'s ClusterRole covers every informer')
+  })
+})
