@@ -26,7 +26,7 @@ import type { NodeIdentity } from '../config/node-identity.ts'
 import { KubeClient, KubeInformer, KubeMetrics, KubeNotFoundError, KubeResourceNotFoundError, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
 import { EndpointSliceSource } from '../kube/endpoint-slice-source.ts'
 import type { Informer, KubeObject, Service } from '../kube/index.ts'
-import { ServiceMap, FileStateStore, createStandaloneInformers, compactService, compactSlice, standaloneKind } from '../servicemap/index.ts'
+import { ServiceMap, FileStateStore, createStandaloneInformers, compactService, compactSlice } from '../servicemap/index.ts'
 import type { CompactService, CompactSlice, ServiceFilterMode } from '../servicemap/index.ts'
 import { Registry } from 'prom-client'
 import { BridgeDevice, BufferReclaimer, IpHostNet, LocalSources } from '../net/index.ts'
@@ -107,15 +107,14 @@ function nodeAddressLookup (client: KubeClient): (nodeName: string) => Promise<s
 function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics: Registry }): ServiceSources {
   if (kubeApi.standaloneFile !== '') {
     const log = deps.logger.forComponent('standalone')
-    const { services, endpointSlices, destinationRules } = createStandaloneInformers(kubeApi.standaloneFile, log)
-    const file = kubeApi.standaloneFile
+    const { services, endpointSlices, destinationRules, ofKind } = createStandaloneInformers(kubeApi.standaloneFile, log)
     return {
       services,
       endpointSlices,
       destinationRules,
       close: () => {},
-      description: `standalone file ${file}`,
-      gatewayResources: () => ({ gateways: standaloneKind(file, 'Gateway', log), virtualServices: standaloneKind(file, 'VirtualService', log), secrets: standaloneKind(file, 'Secret', log) })
+      description: `standalone file ${kubeApi.standaloneFile}`,
+      gatewayResources: () => ({ gateways: ofKind('Gateway'), virtualServices: ofKind('VirtualService'), secrets: ofKind('Secret') })
     }
   }
   const settings = kubeApi.master === '' && kubeApi.kubeConfig === '' && (deps.env.KUBECONFIG ?? '') !== ''

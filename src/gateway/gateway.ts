@@ -33,6 +33,7 @@ import { HttpHandler } from './http-handler.ts'
 import { Credentials } from './credentials.ts'
 import { MAX_HELLO_BYTES, readServerName } from './tls-sni.ts'
 import { GatewayMetrics } from './metrics.ts'
+import { GatewayResourceError } from './errors.ts'
 
 export interface GatewayDeps {
   logger: Logger
@@ -95,6 +96,8 @@ export class EdgeGateway implements Component {
   readonly #draining = new Set<PortState>()
   #table: RouteTable = buildRouteTable([], [])
   #rejected = new Map<string, string>()
+  /** Parsed forms by informer object: an update replaces the object, so one change re-parses one resource, not all. */
+  readonly #parsed = new WeakMap<KubeObject, IstioGateway | VirtualService | GatewayResourceError>()
   #problems = new Set<string>()
   #rebuild: NodeJS.Immediate | undefined
   #reconciling: Promise<void> = Promise.resolve()
@@ -173,18 +176,25 @@ export class EdgeGateway implements Component {
 
   #parse (): { gateways: IstioGateway[], virtualServices: VirtualService[] } {
     const rejected = new Map<string, string>()
-    const parseAll = <T>(kind: 'Gateway' | 'VirtualService', list: KubeObject[], parse: (o: KubeObject) => T): T[] => list.flatMap(o => {
-      try {
-        return [parse(o)]
-      } catch (err) {
-        const key = `${kind} ${objectKey(o)}`
-        rejected.set(key, (err as Error).message)
-        if (this.#rejected.get(key) !== (err as Error).message) {
-          this.#metrics.rejected.inc({ kind })
-          this.#log.warn('gateway resource rejected; everything else keeps serving', { resource: key, err: (err as Error).message })
+    const parseAll = <T extends IstioGateway | VirtualService>(kind: 'Gateway' | 'VirtualService', list: KubeObject[], parse: (o: KubeObject) => T): T[] => list.flatMap(o => {
+      let parsed = this.#parsed.get(o)
+      if (parsed === undefined) {
+        try {
+          parsed = parse(o)
+        } catch (err) {
+          // Odd input the parser did not foresee is that resource's problem, never the gateway's.
+          parsed = err instanceof GatewayResourceError ? err : new GatewayResourceError(`${kind} ${objectKey(o)}`, 'spec', `cannot be read (${(err as Error).message})`)
         }
-        return []
+        this.#parsed.set(o, parsed)
       }
+      if (!(parsed instanceof GatewayResourceError)) return [parsed as T]
+      const key = `${kind} ${objectKey(o)}`
+      rejected.set(key, parsed.message)
+      if (this.#rejected.get(key) !== parsed.message) {
+        this.#metrics.rejected.inc({ kind })
+        this.#log.warn('gateway resource rejected; everything else keeps serving', { resource: key, err: parsed.message })
+      }
+      return []
     })
     const gateways = parseAll('Gateway', this.#deps.gateways.list(), parseGateway)
     const virtualServices = parseAll('VirtualService', this.#deps.virtualServices.list(), parseVirtualService)
@@ -275,7 +285,8 @@ export class EdgeGateway implements Component {
   #makeServer (state: PortState): net.Server {
     const spec = state.spec
     const port = spec.port
-    const httpOptions: http.ServerOptions = { headersTimeout: this.#init.headersTimeoutMs, keepAliveTimeout: this.#init.keepAliveTimeoutMs, maxHeaderSize: 16 * 1024 }
+    // Node checks the headers deadline every connectionsCheckingInterval (30 s by default): once a second keeps it near 10 s.
+    const httpOptions: http.ServerOptions = { headersTimeout: this.#init.headersTimeoutMs, keepAliveTimeout: this.#init.keepAliveTimeoutMs, maxHeaderSize: 16 * 1024, connectionsCheckingInterval: 1000 }
     if (spec.kind === 'http') {
       const scheme = spec.tls !== undefined ? 'https' : 'http'
       const server = spec.tls !== undefined
@@ -283,8 +294,10 @@ export class EdgeGateway implements Component {
         : http.createServer(httpOptions)
       server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => { this.#http.handle(port, scheme, req, res) })
       server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => { this.#http.upgrade(port, scheme, req, socket, head) })
-      server.on('clientError', (_err: Error, socket: Duplex) => {
-        if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n')
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+        // As Node's own handler answers, without its body.
+        const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request'
+        if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`)
         else socket.destroy()
       })
       return server
@@ -344,7 +357,7 @@ export class EdgeGateway implements Component {
   #pipe (client: Duplex, port: number, route: L4Route | undefined, head: Buffer | undefined): void {
     client.on('error', () => {})
     if (route === undefined) {
-      this.#metrics.requests.inc({ route: 'none', code: 'tcp' })
+      this.#metrics.answered('none', 'tcp')
       client.destroy()
       return
     }
@@ -355,7 +368,7 @@ export class EdgeGateway implements Component {
       client.destroy()
       return
     }
-    this.#metrics.requests.inc({ route: route.id, code: 'tcp' })
+    this.#metrics.answered(route.id, 'tcp')
     const socket = client as net.Socket
     const connect = async (): Promise<void> => {
       const abort = new AbortController()

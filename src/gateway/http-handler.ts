@@ -9,6 +9,8 @@
 import http from 'node:http'
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
+import type { Dispatcher } from 'undici'
+import type { Endpoint } from '../servicemap/types.ts'
 import type { PickContext } from '../loadbalancer/index.ts'
 import type { Logger } from '../observability/logger.ts'
 import { splice } from '../net/splice.ts'
@@ -31,8 +33,11 @@ export interface HttpHandlerDeps {
   copied?: CopiedStreams | undefined
 }
 
-function statusClass (code: number): string {
-  return `${Math.floor(code / 100)}xx`
+/** Header names a Connection header lists (hop-by-hop too); undefined without one, the common case. */
+function tokens (connection: string | string[] | undefined): Set<string> | undefined {
+  // `keep-alive` and `close` name no header: the usual values need no parsing.
+  if (connection === undefined || connection === 'keep-alive' || connection === 'close') return undefined
+  return new Set(String(connection).toLowerCase().split(',').map(s => s.trim()))
 }
 
 function headerReader (headers: IncomingHttpHeaders): (name: string) => string | undefined {
@@ -86,9 +91,10 @@ function redirectLocation (req: IncomingMessage, scheme: 'http' | 'https', route
 /** Request headers for the backend: hop-by-hop dropped, X-Forwarded-* added, the route's edits applied. */
 function upstreamHeaders (req: IncomingMessage, scheme: string, route: HttpRoute): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {}
-  const connectionTokens = new Set(String(req.headers.connection ?? '').toLowerCase().split(',').map(s => s.trim()))
-  for (const [k, v] of Object.entries(req.headers)) {
-    if (v === undefined || HOP_BY_HOP.has(k) || connectionTokens.has(k)) continue
+  const connectionTokens = tokens(req.headers.connection)
+  for (const k in req.headers) {
+    const v = req.headers[k]
+    if (v === undefined || HOP_BY_HOP.has(k) || connectionTokens?.has(k) === true) continue
     out[k] = v
   }
   const client = req.socket.remoteAddress ?? ''
@@ -121,9 +127,7 @@ export class HttpHandler {
   }
 
   #reply (res: ServerResponse, route: string, code: number, body: string, started: number): void {
-    const m = this.#deps.metrics
-    m.requests.inc({ route, code: statusClass(code) })
-    m.duration.observe({ route }, (performance.now() - started) / 1000)
+    this.#deps.metrics.answered(route, code, (performance.now() - started) / 1000)
     if (res.headersSent) { res.destroy(); return }
     res.writeHead(code, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(body) + 1 })
     res.end(`${body}\n`)
@@ -137,7 +141,7 @@ export class HttpHandler {
     if (spec?.httpsRedirect === true && scheme === 'http') {
       res.writeHead(301, { location: `https://${(req.headers.host ?? '').replace(/:\d+$/, '')}${req.url ?? '/'}`, 'content-length': 0 })
       res.end()
-      this.#deps.metrics.requests.inc({ route: 'none', code: '3xx' })
+      this.#deps.metrics.answered('none', 301)
       return
     }
     const match = table.matchHttp(port, this.#facts(req, scheme))
@@ -146,7 +150,7 @@ export class HttpHandler {
     if (route.redirect !== undefined) {
       res.writeHead(route.redirect.code, { location: redirectLocation(req, scheme, route, match), 'content-length': 0 })
       res.end()
-      this.#deps.metrics.requests.inc({ route: route.id, code: statusClass(route.redirect.code) })
+      this.#deps.metrics.answered(route.id, route.redirect.code)
       return
     }
     this.#forward(req, res, scheme, match, started).catch((err: unknown) => {
@@ -175,7 +179,7 @@ export class HttpHandler {
         if (remaining !== undefined && remaining <= 0) { this.#reply(res, route.id, 504, 'upstream request timeout', started); return }
         const perTry = route.retries?.perTryTimeoutMs
         const limit = perTry !== undefined && remaining !== undefined ? Math.min(perTry, remaining) : perTry ?? remaining
-        const outcome = await this.#try(req, res, { ip: ep.ip, port, nodeName: ep.nodeName, service: resolved.svc.service, path, headers, limit, route, hasBody, canRetry: attempt < retries, started })
+        const outcome = await this.#try(req, res, { ep, port, service: resolved.svc.service, path, headers, limit, route, hasBody, canRetry: attempt < retries, started })
         if (outcome === 'done') return
         if (outcome === 'connect') { metrics.connectErrors.inc({ route: route.id }); lastWhy = 'upstream connect error'; continue }
         if (outcome === 'timeout' && deadline !== undefined && performance.now() >= deadline) { this.#reply(res, route.id, 504, 'upstream request timeout', started); return }
@@ -188,54 +192,57 @@ export class HttpHandler {
 
   /**
    * One request to one endpoint. `connect`: the endpoint was not reached and
-   * the body was not touched (the next endpoint may be tried); `retry`: a
+   * the body was not read (the next endpoint may be tried); `retry`: a
    * retriable status or reset on a request without a body; `timeout`: the
    * try's time ran out before the response head.
    */
-  async #try (req: IncomingMessage, res: ServerResponse, t: { ip: string, port: number, nodeName: string | undefined, service: string, path: string, headers: Record<string, string | string[]>, limit: number | undefined, route: HttpRoute, hasBody: boolean, canRetry: boolean, started: number }): Promise<'done' | 'connect' | 'retry' | 'timeout'> {
+  async #try (req: IncomingMessage, res: ServerResponse, t: { ep: Endpoint, port: number, service: string, path: string, headers: Record<string, string | string[]>, limit: number | undefined, route: HttpRoute, hasBody: boolean, canRetry: boolean, started: number }): Promise<'done' | 'connect' | 'retry' | 'timeout'> {
     const { metrics, backends } = this.#deps
-    return await new Promise(resolve => {
-      let connected = false
-      let settled = false
-      const settle = (v: 'done' | 'connect' | 'retry' | 'timeout'): void => {
-        if (settled) return
-        settled = true
-        clearTimeout(timer)
-        resolve(v)
-      }
-      const up = http.request({ agent: backends.agent, host: t.ip, port: t.port, method: req.method, path: t.path, headers: t.headers, nodeName: t.nodeName, service: t.service } as http.RequestOptions)
-      const timer = t.limit === undefined ? undefined : setTimeout(() => { up.destroy(); settle('timeout') }, t.limit)
-      up.once('socket', () => {
-        connected = true
-        // The body is read only once a connection is there: a failed connect leaves it for the next endpoint.
-        if (t.hasBody) req.pipe(up)
-        else up.end()
-      })
-      up.on('error', () => {
-        if (!connected) { settle('connect'); return }
-        if (res.headersSent) { res.destroy(); settle('done'); return }
-        if (t.canRetry && retriable(t.route, undefined, t.hasBody)) { settle('retry'); return }
-        this.#reply(res, t.route.id, 502, 'upstream reset', t.started)
-        settle('done')
-      })
-      up.on('response', (ur) => {
-        const status = ur.statusCode ?? 502
-        if (t.canRetry && retriable(t.route, status, t.hasBody)) { ur.resume(); settle('retry'); return }
-        clearTimeout(timer)
-        const headers: Record<string, string | string[]> = {}
-        const connectionTokens = new Set(String(ur.headers.connection ?? '').toLowerCase().split(',').map(s => s.trim()))
-        for (const [k, v] of Object.entries(ur.headers)) if (v !== undefined && !HOP_BY_HOP.has(k) && !connectionTokens.has(k)) headers[k] = v
-        applyOps(headers, t.route.responseHeaders)
-        metrics.requests.inc({ route: t.route.id, code: statusClass(status) })
-        metrics.duration.observe({ route: t.route.id }, (performance.now() - t.started) / 1000)
-        res.writeHead(status, ur.statusMessage, headers)
-        ur.pipe(res)
-        ur.on('error', () => res.destroy())
-        res.on('close', () => { if (!ur.complete) up.destroy() })
-        settle('done')
-      })
-      req.on('error', () => up.destroy())
-    })
+    // An AbortController costs more than the rest of the request's bookkeeping: made only for a timeout.
+    const abort = t.limit === undefined ? undefined : new AbortController()
+    let timedOut = false
+    const timer = abort === undefined ? undefined : setTimeout(() => { timedOut = true; abort.abort() }, t.limit)
+    let up: Dispatcher.ResponseData
+    try {
+      up = await backends.request(t.ep, t.port, t.service, { method: req.method ?? 'GET', path: t.path, headers: t.headers, body: t.hasBody ? req : null, signal: abort?.signal })
+    } catch (err) {
+      clearTimeout(timer)
+      if (timedOut) return 'timeout'
+      if (res.destroyed) return 'done'
+      const code = (err as { code?: string }).code
+      // A failure before the connection carried anything: the body is untouched, another endpoint may take it.
+      if (code !== 'UND_ERR_SOCKET' && code !== 'UND_ERR_ABORTED' && !req.readableDidRead) return 'connect'
+      if (t.canRetry && retriable(t.route, undefined, t.hasBody)) return 'retry'
+      this.#reply(res, t.route.id, 502, 'upstream reset', t.started)
+      return 'done'
+    }
+    clearTimeout(timer)
+    if (res.destroyed) {
+      // The client left while the head was on its way: release the connection (destroy emits an error).
+      up.body.on('error', () => {})
+      up.body.destroy()
+      return 'done'
+    }
+    const status = up.statusCode
+    if (t.canRetry && retriable(t.route, status, t.hasBody)) {
+      up.body.resume()
+      return 'retry'
+    }
+    const headers: Record<string, string | string[]> = {}
+    const connectionTokens = tokens(up.headers.connection)
+    for (const k in up.headers) {
+      const v = up.headers[k]
+      if (v !== undefined && !HOP_BY_HOP.has(k) && connectionTokens?.has(k) !== true) headers[k] = v
+    }
+    applyOps(headers, t.route.responseHeaders)
+    metrics.answered(t.route.id, status, (performance.now() - t.started) / 1000)
+    res.writeHead(status, headers)
+    const body = up.body
+    body.on('error', () => res.destroy())
+    // A client that leaves mid-response releases the upstream connection.
+    res.once('close', () => { if (!res.writableFinished) body.destroy() })
+    body.pipe(res)
+    return 'done'
   }
 
   /** An upgrade request (WebSocket): routed as any request, then the two connections are spliced. */
@@ -243,7 +250,7 @@ export class HttpHandler {
     const table = this.#deps.table()
     const match = table.matchHttp(port, this.#facts(req, scheme))
     const refuse = (code: number, why: string): void => {
-      this.#deps.metrics.requests.inc({ route: match?.route.id ?? 'none', code: statusClass(code) })
+      this.#deps.metrics.answered(match?.route.id ?? 'none', code)
       socket.end(`HTTP/1.1 ${code} ${http.STATUS_CODES[code] ?? ''}\r\ncontent-length: ${why.length}\r\nconnection: close\r\n\r\n${why}`)
     }
     if (match === undefined) { refuse(404, 'no route'); return }
@@ -263,7 +270,7 @@ export class HttpHandler {
         if (socket.destroyed) return
         try {
           const up = await this.#deps.backends.dial(ep, p, resolved.svc.service)
-          this.#deps.metrics.requests.inc({ route: route.id, code: '1xx' })
+          this.#deps.metrics.answered(route.id, 101)
           splice(socket, up, { head: head.length > 0 ? Buffer.concat([requestHead, head]) : requestHead, copied: this.#deps.copied })
           return
         } catch {

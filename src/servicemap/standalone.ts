@@ -42,12 +42,41 @@ export function parseStandalone (text: string, file: string): KubeObject[] {
 }
 
 /**
+ * One standalone file as read by every informer of it: the text is parsed once
+ * per change, not once per kind (5,000 VirtualServices took seconds per parse).
+ */
+export class StandaloneFile {
+  readonly path: string
+  #text: string | undefined
+  #objects: KubeObject[] = []
+
+  constructor (path: string) {
+    this.path = path
+  }
+
+  async objects (): Promise<KubeObject[]> {
+    let text: string
+    try {
+      text = await readFile(this.path, 'utf8')
+    } catch (err) {
+      throw new StandaloneFileError(this.path, `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err })
+    }
+    if (text !== this.#text) {
+      this.#objects = parseStandalone(text, this.path)
+      this.#text = text
+    }
+    return this.#objects
+  }
+}
+
+/**
  * An Informer backed by a YAML file instead of an API server. The file is
  * watched; edits become add/update/delete events. A file that fails to parse
  * keeps the last good state and logs why.
  */
 export class FileInformer<T extends KubeObject> implements Informer<T> {
   readonly name: string
+  readonly #source: StandaloneFile
   readonly #file: string
   readonly #select: (objects: KubeObject[]) => T[]
   readonly #log: Logger
@@ -58,8 +87,9 @@ export class FileInformer<T extends KubeObject> implements Informer<T> {
   #debounce: NodeJS.Timeout | undefined
   #reading: Promise<void> = Promise.resolve()
 
-  constructor (file: string, select: (objects: KubeObject[]) => T[], logger: Logger, name: string) {
-    this.#file = file
+  constructor (file: string | StandaloneFile, select: (objects: KubeObject[]) => T[], logger: Logger, name: string) {
+    this.#source = typeof file === 'string' ? new StandaloneFile(file) : file
+    this.#file = this.#source.path
     this.#select = select
     this.#log = logger
     this.name = name
@@ -93,13 +123,7 @@ export class FileInformer<T extends KubeObject> implements Informer<T> {
   }
 
   async #read (): Promise<T[]> {
-    let text: string
-    try {
-      text = await readFile(this.#file, 'utf8')
-    } catch (err) {
-      throw new StandaloneFileError(this.#file, `cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { cause: err })
-    }
-    return this.#select(parseStandalone(text, this.#file))
+    return this.#select(await this.#source.objects())
   }
 
   async #reload (): Promise<void> {
@@ -126,19 +150,18 @@ export class FileInformer<T extends KubeObject> implements Informer<T> {
   }
 }
 
-/** Objects of one kind from a standalone file, as they are (Istio Gateways, VirtualServices, Secrets). */
-export function standaloneKind (file: string, kind: string, logger: Logger): FileInformer<KubeObject> {
-  return new FileInformer(file, objs => objs.filter(o => o.kind === kind), logger, `standalone:${kind.toLowerCase()}s`)
-}
-
 /**
  * Services, EndpointSlices (Endpoints are converted) and Istio
  * DestinationRules from one standalone file: the source of the local demo and
  * of users without Kubernetes.
  */
-export function createStandaloneInformers (file: string, logger: Logger): { services: FileInformer<CompactService>, endpointSlices: FileInformer<CompactSlice>, destinationRules: FileInformer<KubeObject> } {
+export function createStandaloneInformers (path: string, logger: Logger): { services: FileInformer<CompactService>, endpointSlices: FileInformer<CompactSlice>, destinationRules: FileInformer<KubeObject>, ofKind: (kind: string) => FileInformer<KubeObject> } {
+  const file = new StandaloneFile(path)
+  // Objects of one kind as they are (Istio Gateways, VirtualServices, Secrets).
+  const ofKind = (kind: string): FileInformer<KubeObject> => new FileInformer(file, objs => objs.filter(o => o.kind === kind), logger, `standalone:${kind.toLowerCase()}s`)
   return {
-    destinationRules: standaloneKind(file, 'DestinationRule', logger),
+    ofKind,
+    destinationRules: ofKind('DestinationRule'),
     services: new FileInformer(file, objs => objs.filter(o => o.kind === 'Service').map(o => compactService(o as Service)), logger, 'standalone:services'),
     endpointSlices: new FileInformer(file, objs => objs.flatMap(o =>
       o.kind === 'EndpointSlice' ? [o as EndpointSlice] : o.kind === 'Endpoints' ? [endpointsToSlice(o as Endpoints)] : []

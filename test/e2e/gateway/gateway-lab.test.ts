@@ -53,7 +53,7 @@ describe('edge gateway in the seed lab', rootOnly, () => {
     // Upstream's route example, verbatim but for its Service (ours point at the lab's nodes) and Deployment (no controller here).
     const example = parseAllDocuments(await readFile(new URL('./fixtures/hostname-lb-random-gateway-route.yaml', import.meta.url), 'utf8')).map(d => d.toJS() as { kind: string })
     const routes = example.filter(o => ['Gateway', 'VirtualService', 'DestinationRule'].includes(o.kind))
-    const vs = routes.find(o => o.kind === 'VirtualService') as { spec: { http: Array<Record<string, unknown>> } }
+    const vs = routes.find(o => o.kind === 'VirtualService') as unknown as { spec: { http: Array<Record<string, unknown>> } }
     // A second route on the same keep-alive connection: /lan to the service on the gateway's LAN.
     vs.spec.http.unshift({ match: [{ uri: { prefix: '/lan' } }], route: [{ destination: { host: 'lan', port: { number: 80 } } }] })
     await writeFile(join(dir, 'world.yaml'), [

@@ -230,6 +230,22 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
     assert.equal((await get(ports.gw, '/', { host: 'x' })).status, 200, '`*` hosts admit any Host')
   })
 
+  test('clients that leave before or during the response do not disturb the gateway', async () => {
+    const leave = async (path: string, afterMs: number): Promise<void> => {
+      const c = net.connect(ports.gw, '127.0.0.1')
+      c.on('error', () => {})
+      await once(c, 'connect')
+      c.write(`GET ${path} HTTP/1.1\r\nhost: x\r\n\r\n`)
+      await new Promise(resolve => setTimeout(resolve, afterMs))
+      c.destroy()
+    }
+    // Before the head (the slow backend answers after 2 s; no route timeout on /b), right after it, mid-way.
+    await Promise.all([...Array.from({ length: 20 }, async () => await leave('/b/x', 0)), ...Array.from({ length: 20 }, async () => await leave('/b/x', 2)), ...Array.from({ length: 20 }, async () => await leave('/slow', 50))])
+    await new Promise(resolve => setTimeout(resolve, 2500))
+    assert.equal(proc?.exitCode, null, 'the gateway is still running')
+    assert.equal((await get(ports.gw, '/b/after')).status, 200)
+  })
+
   test('WebSocket upgrades are routed and spliced', async () => {
     const ws = new WebSocket(`ws://127.0.0.1:${ports.gw}/ws/chat`)
     await once(ws as unknown as EventTarget, 'open' as never)

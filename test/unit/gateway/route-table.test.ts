@@ -200,3 +200,18 @@ test('weights, rewrite, redirect, headers, timeout and retries are read', () => 
   assert.deepEqual(split?.retries, { attempts: 3, retryOn: ['5xx', 'reset'], perTryTimeoutMs: 500 })
   assert.deepEqual(moved?.redirect, { code: 302, uri: '/moved' })
 })
+
+test('odd objects are rejected with GatewayResourceError, never another exception', () => {
+  const odd: unknown[] = [null, 7, 'x', [], { servers: 'no' }, { servers: [null] }, { servers: [{ port: null, hosts: ['*'] }] }, { servers: [{ port: { number: 80 }, hosts: [{}] }] },
+    { hosts: [1] }, { hosts: ['*'], http: [{ match: 'm' }] }, { hosts: ['*'], http: [{ match: [{ headers: { a: 5 } }], route: [{ destination: { host: 'x' }, weight: -1 }] }] },
+    { hosts: ['*'], tcp: [{ route: [] }] }, { hosts: ['*'], http: [{ route: [{ destination: { host: 'x' } }], retries: { attempts: 1e9 } }] }, { hosts: ['*'], http: [{ route: [{ destination: { host: 'x', port: { number: 'eighty' } } }] }] }]
+  for (const spec of odd) {
+    for (const parse of [parseGateway, parseVirtualService]) {
+      try {
+        parse({ kind: 'X', metadata: { name: 'odd', namespace: 'default' }, spec } as never)
+      } catch (err) {
+        assert.ok(err instanceof GatewayResourceError, `${JSON.stringify(spec)}: ${String(err)}`)
+      }
+    }
+  }
+})
