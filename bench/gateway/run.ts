@@ -37,7 +37,7 @@ const ROUTES = Number(opt.routes)
 const here = fileURLToPath(new URL('.', import.meta.url))
 const root = join(here, '..', '..')
 const NS = 'emg'
-const PORT = { backend: 18080, nginx: 18081, edgemesh: 18082, status: 18083, 'bare node proxy': 18084, 'bare node server': 18085 }
+const PORT = { backend: 18080, nginx: 18081, edgemesh: 18082, status: 18083, 'bare node proxy': 18084, 'bare node server': 18085, 'bare node proxy, node:http client': 18086 }
 const BODY = 'x'.repeat(63) + '\n'
 
 requireRoot('bench:gateway')
@@ -181,8 +181,9 @@ async function main (): Promise<void> {
 
     run(NS, [process.execPath, join(here, 'bare-proxy.ts'), 'proxy', String(PORT['bare node proxy']), String(PORT.backend)])
     run(NS, [process.execPath, join(here, 'bare-proxy.ts'), 'server', String(PORT['bare node server'])])
+    run(NS, [process.execPath, join(here, 'bare-proxy.ts'), 'proxy-http', String(PORT['bare node proxy, node:http client']), String(PORT.backend)])
     await new Promise(resolve => setTimeout(resolve, 1000))
-    const targets = ['nginx', 'edgemesh', 'bare node proxy', 'bare node server'] as const
+    const targets = ['nginx', 'edgemesh', 'bare node proxy', 'bare node proxy, node:http client', 'bare node server'] as const
     const peak: Record<string, Peak[]> = Object.fromEntries(targets.map(t => [t, []]))
     const fixed: Record<string, Fixed[]> = Object.fromEntries(targets.map(t => [t, []]))
     const moderate: Record<string, Fixed[]> = Object.fromEntries(targets.map(t => [t, []]))

@@ -8,6 +8,8 @@ const HELP = `Usage: edgemesh status [--address HOST:PORT] [--json] [--log-level
 Asks the agent on this node (its status server, 127.0.0.1:10551 by default;
 commonConfig.statusAddress/statusPort) what it knows: readiness, services,
 proxy rules, and the tunnel's peers with their path (direct or via a relay).
+The gateway's status server is 127.0.0.1:10552 (--address): its listeners,
+routes and the resources it rejected.
 
   --address HOST:PORT   another status server
   --json                print the raw JSON
@@ -46,6 +48,14 @@ export function renderStatus (st: Status, now = Date.now()): string {
     // PATH is the libp2p connection; DATA the TLS data path proxied TCP last took to that peer.
     lines.push('', table([['NODE', 'PEER-ID', 'PATH', 'RTT', 'DATA', 'SINCE', 'ADDRESS'],
       ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.via !== undefined ? `relay via ${p.via}` : p.path, p.rttMs !== undefined ? `${p.rttMs}ms` : '-', dataPathLabel(p), ago(now - p.since), p.addresses[0] ?? ''])]).trimEnd())
+  }
+  if (st.gateway !== undefined) {
+    const g = st.gateway
+    lines.push('', table([['PORT', 'KIND', 'TLS', 'ADDRESSES', 'CONNS', 'ROUTES'],
+      ...g.listeners.map(l => [String(l.port), l.kind, l.tls, l.failed !== undefined && l.failed.length > 0 ? `${l.addresses.join(',')} (not bound: ${l.failed.map(f => `${f.address} ${f.error}`).join(', ')})` : l.addresses.join(','), String(l.connections),
+        (l.routes ?? []).map(r => `${r.domain}: ${r.routes.join(' ')}`).join('; ') || '-'])]).trimEnd())
+    for (const [resource, why] of Object.entries(g.rejected)) lines.push(`rejected:  ${resource}: ${why}`)
+    for (const p of g.problems) lines.push(`not served: ${p}`)
   }
   return lines.join('\n') + '\n'
 }

@@ -152,11 +152,6 @@ export class EdgeGateway implements Component {
     return this.#started && [...this.#ports.values()].every(p => p.failed.length === 0)
   }
 
-  /** Readiness detail: the listeners that are not bound, by port and address. */
-  notReady (): string[] {
-    return [...this.#ports.values()].flatMap(p => p.failed.map(f => `gateway port ${p.spec.port} on ${f.address}: ${f.error}`))
-  }
-
   status (): GatewayStatus {
     return {
       listeners: [...this.#ports.values()].map(p => ({

@@ -12,3 +12,21 @@ test('edgemesh status says why the tunnel is not running', () => {
   assert.match(out, /^ready: {5}no \(waiting for tunnel\)$/m)
   assert.match(out, /^tunnel: {4}\(not started\)\n {11}not running: tunnel identity file \/var\/lib\/edgemesh\/tunnel-identity\.key/m)
 })
+
+test('edgemesh status shows the gateway\'s listeners, routes, unbound addresses and rejected resources', () => {
+  const out = renderStatus({
+    ready: false,
+    notReady: ['gateway'],
+    gateway: {
+      listeners: [
+        { port: 80, kind: 'http', tls: 'none', gateways: ['default/gw'], addresses: ['10.0.0.5'], connections: 3, routes: [{ domain: 'shop.example.com', routes: ['default/shop#0', 'default/shop#api'] }] },
+        { port: 443, kind: 'passthrough', tls: 'none', gateways: ['default/gw'], addresses: [], failed: [{ address: '10.0.0.5', error: 'EADDRINUSE' }], connections: 0 }
+      ],
+      rejected: { 'VirtualService default/broken': 'spec.http[0].match[0].uri.regex is not a valid regular expression' },
+      problems: []
+    }
+  }, 0)
+  assert.match(out, /^80 +http +none +10\.0\.0\.5 +3 +shop\.example\.com: default\/shop#0 default\/shop#api$/m)
+  assert.match(out, /^443 +passthrough .*not bound: 10\.0\.0\.5 EADDRINUSE/m)
+  assert.match(out, /^rejected: {2}VirtualService default\/broken: spec\.http\[0\]/m)
+})
