@@ -120,7 +120,10 @@ export class EdgeGateway implements Component {
     if (!this.#started || this.#rebuild !== undefined) return
     this.#rebuild = setImmediate(() => {
       this.#rebuild = undefined
-      this.#reconciling = this.#reconciling.then(async () => { await this.#apply() })
+      // A failed rebuild keeps the last table and must not stop the next ones.
+      this.#reconciling = this.#reconciling.then(async () => { await this.#apply() }).catch((err: unknown) => {
+        this.#log.error('gateway routes not rebuilt; the previous ones keep serving', { err })
+      })
     })
   }
 

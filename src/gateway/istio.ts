@@ -295,9 +295,18 @@ export function serviceOf (host: string, namespace: string): string {
   return parts.length === 1 ? `${namespace}/${parts[0] ?? host}` : `${parts[1] ?? namespace}/${parts[0] ?? host}`
 }
 
+/** RFC 9110 token characters: what a header name may hold. */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+
 function headerOps (f: Fields, v: unknown, path: string): HeaderOps {
   const o = f.object(v, path)
-  const pairs = (key: string): Array<[string, string]> => Object.entries(f.object(o[key], `${path}.${key}`)).map(([k, val]) => [k.toLowerCase(), f.string(val, `${path}.${key}.${k}`) ?? ''])
+  const pairs = (key: string): Array<[string, string]> => Object.entries(f.object(o[key], `${path}.${key}`)).map(([k, val]) => {
+    const value = f.string(val, `${path}.${key}.${k}`) ?? ''
+    if (!HEADER_NAME.test(k)) f.fail(`${path}.${key}`, `"${k}" is not a valid header name`)
+    // A line break in a value would let a route author inject headers or split the request.
+    if (/[\r\n\0]/.test(value)) f.fail(`${path}.${key}.${k}`, 'holds a line break or NUL')
+    return [k.toLowerCase(), value]
+  })
   return { set: pairs('set'), add: pairs('add'), remove: f.list(o.remove, `${path}.remove`).map((h, i) => (f.string(h, `${path}.remove[${i}]`) ?? '').toLowerCase()) }
 }
 

@@ -172,7 +172,9 @@ test('invalid resources are rejected with the field that is wrong', () => {
     [() => vs('v', { hosts: ['*'], http: [{ timeout: 'soon', route: [to('x')] }] }), 'spec.http[0].timeout'],
     [() => vs('v', { hosts: ['*'], http: [{}] }), 'spec.http[0].route'],
     [() => vs('v', { hosts: [] }), 'spec.hosts'],
-    [() => vs('v', { hosts: ['*'], http: 'nope' }), 'spec.http']
+    [() => vs('v', { hosts: ['*'], http: 'nope' }), 'spec.http'],
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], headers: { request: { set: { 'x-a': 'v\r\nx-evil: 1' } } } }] }), 'spec.http[0].headers.request.set.x-a'],
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], headers: { response: { add: { 'bad name': 'v' } } } }] }), 'spec.http[0].headers.response.add']
   ]
   for (const [make, field] of cases) {
     assert.throws(make, (err: unknown) => err instanceof GatewayResourceError && err.field === field && err.code === 'EM_ERR_GATEWAY_RESOURCE' && err.message.includes(field), field)
