@@ -2,13 +2,13 @@
 // Thin entry point: tune the heap, wire process signals and streams, run the
 // CLI, exit.
 import { setFlagsFromString } from 'node:v8'
-import { HEAP_FLAGS } from './heap-flags.ts'
+import { heapFlagsFor } from './heap-flags.ts'
 
 // Edge nodes are small (the agent's budget is 60 MB idle, 120 MB at 10k
 // services): the heap flags, when the command line did not give them (see
 // heap-flags.ts). Flags given on the command line or NODE_OPTIONS win.
 const given = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ')
-for (const flag of HEAP_FLAGS) if (!given.includes(flag.replace(/^--(no-)?/, '').split('=')[0] as string)) setFlagsFromString(flag)
+for (const flag of heapFlagsFor(process.argv[2])) if (!given.includes(flag.replace(/^--(no-)?/, '').split('=')[0] as string)) setFlagsFromString(flag)
 
 const { main } = await import('../cli/main.ts')
 
