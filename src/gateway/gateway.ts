@@ -155,6 +155,11 @@ export class EdgeGateway implements Component {
     return this.#started && [...this.#ports.values()].every(p => p.failed.length === 0)
   }
 
+  /** The listeners that could not bind, by port and address: what /readyz names. */
+  whyNotReady (): string[] {
+    return [...this.#ports.values()].flatMap(p => p.failed.map(f => `gateway port ${p.spec.port} on ${f.address}: ${f.error}`))
+  }
+
   status (): GatewayStatus {
     return {
       listeners: [...this.#ports.values()].map(p => ({

@@ -15,6 +15,8 @@ export interface Component {
   stop (options?: StopOptions): Promise<void>
   /** Readiness for /readyz (informers synced, listener bound, ...). */
   isReady? (): boolean
+  /** When not ready, what in words (`gateway port 80 on 10.0.0.5: EADDRINUSE`); the name is used without it. */
+  whyNotReady? (): string[]
 }
 
 export interface StopOptions {

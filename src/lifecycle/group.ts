@@ -47,9 +47,12 @@ export class LifecycleGroup implements Component {
     return this.notReady().length === 0
   }
 
-  /** Names of the components that are not started or not ready yet. */
+  /** The components that are not started or not ready yet: their names, or what they say is missing. */
   notReady (): string[] {
-    return this.#components.filter(c => !this.#started.includes(c) || !(c.isReady?.() ?? true)).map(c => c.name)
+    return this.#components.filter(c => !this.#started.includes(c) || !(c.isReady?.() ?? true)).flatMap(c => {
+      const why = this.#started.includes(c) ? c.whyNotReady?.() ?? [] : []
+      return why.length > 0 ? why : [c.name]
+    })
   }
 
   async #stopStarted (options: StopOptions): Promise<void> {

@@ -311,6 +311,21 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
     assert.match(err.message, /version|protocol/i, 'maxProtocolVersion TLSV1_2 holds')
   })
 
+  test('a port another process holds: /readyz names the port and address, and readiness returns when the Gateway lets go of it', async () => {
+    const readyz = async (): Promise<{ status: number, body: string }> => {
+      const r = await fetch(`http://127.0.0.1:${ports.status}/readyz`)
+      return { status: r.status, body: await r.text() }
+    }
+    assert.equal((await readyz()).status, 200)
+    // svc-a's backend listens on 127.0.0.1:ports.a: a Gateway asking for that port cannot bind it.
+    await writeWorld([...base, gw('taken', [{ hosts: ['*'], port: { number: ports.a, protocol: 'HTTP' } }])])
+    const notReady = await until('not ready', async () => { const r = await readyz(); return r.status === 503 ? r : undefined })
+    assert.equal(notReady.body, `not ready: gateway port ${ports.a} on 127.0.0.1: EADDRINUSE\n`)
+    assert.equal((await get(ports.gw, '/b/x')).status, 200, 'the other listeners keep serving')
+    await writeWorld(base)
+    await until('ready again', async () => (await readyz()).status === 200 ? true : undefined)
+  })
+
   test('an invalid VirtualService is rejected naming the field; a VirtualService swapped 20 times under 200 requests/s fails none', async () => {
     const swapped = (target: string): Obj => vs('swap', { gateways: ['edgemesh-gateway'], hosts: ['swap.example.com'], http: [{ route: [dest(target)] }] })
     const bad = vs('broken', { gateways: ['edgemesh-gateway'], hosts: ['*'], http: [{ match: [{ uri: { regex: '([' } }], route: [dest('svc-a')] }] })

@@ -56,3 +56,22 @@ test('one component failing to stop does not keep the others running', async () 
   await g.stop()
   assert.deepEqual(events.filter(e => e.startsWith('stop')), ['stop c', 'stop bad', 'stop a'])
 })
+
+test('notReady names a component, or says what it reports missing once started', async () => {
+  let bound = false
+  const listener: Component = {
+    name: 'gateway',
+    start: async () => {},
+    stop: async () => {},
+    isReady: () => bound,
+    whyNotReady: () => bound ? [] : ['gateway port 80 on 10.0.0.5: EADDRINUSE']
+  }
+  const quiet: Component = { name: 'dns', start: async () => {}, stop: async () => {}, isReady: () => false }
+  const group = new LifecycleGroup('app', [listener, quiet], noopLogger)
+  assert.deepEqual(group.notReady(), ['gateway', 'dns'], 'not started: names only')
+  await group.start()
+  assert.deepEqual(group.notReady(), ['gateway port 80 on 10.0.0.5: EADDRINUSE', 'dns'])
+  bound = true
+  assert.deepEqual(group.notReady(), ['dns'])
+  await group.stop()
+})
