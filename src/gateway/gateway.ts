@@ -217,7 +217,8 @@ export class EdgeGateway implements Component {
     const wanted = new Map(table.listeners().map(s => [s.port, s]))
     for (const [port, state] of [...this.#ports]) {
       const spec = wanted.get(port)
-      if (spec !== undefined && signature(spec) === state.sig) {
+      // A port with addresses it could not bind is opened again on every rebuild: the holder may be gone.
+      if (spec !== undefined && signature(spec) === state.sig && state.failed.length === 0) {
         state.spec = spec
         this.#refreshTls(state)
         continue

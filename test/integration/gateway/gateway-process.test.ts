@@ -322,8 +322,18 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
     const notReady = await until('not ready', async () => { const r = await readyz(); return r.status === 503 ? r : undefined })
     assert.equal(notReady.body, `not ready: gateway port ${ports.a} on 127.0.0.1: EADDRINUSE\n`)
     assert.equal((await get(ports.gw, '/b/x')).status, 200, 'the other listeners keep serving')
-    await writeWorld(base)
+    // The holder goes away; the next change of the Gateways binds the port.
+    const holder = net.createServer()
+    holder.listen(0, '127.0.0.1')
+    await once(holder, 'listening')
+    const freed = (holder.address() as net.AddressInfo).port
+    await writeWorld([...base, gw('taken', [{ hosts: ['*'], port: { number: freed, protocol: 'HTTP' } }])])
+    await until('not ready on the second port', async () => (await readyz()).body.includes(`port ${freed} on 127.0.0.1: EADDRINUSE`) ? true : undefined)
+    holder.close()
+    await writeWorld([...base, gw('taken', [{ hosts: ['*'], port: { number: freed, protocol: 'HTTP' } }]), vs('touch', { gateways: ['taken'], hosts: ['*'], http: [{ route: [dest('svc-b')] }] })])
     await until('ready again', async () => (await readyz()).status === 200 ? true : undefined)
+    assert.equal(JSON.parse((await get(freed, '/x')).body).name, 'b', 'the freed port serves its route')
+    await writeWorld(base)
   })
 
   test('an invalid VirtualService is rejected naming the field; a VirtualService swapped 20 times under 200 requests/s fails none', async () => {
