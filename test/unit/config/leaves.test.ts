@@ -38,7 +38,7 @@ const ALLOW: Record<string, { file: string }> = {
   'modules.edgeDNS.listenPort': { file: 'src/dns/server.ts' },
   'modules.edgeDNS.ttl': { file: 'src/dns/server.ts' },
   'modules.edgeTunnel.relayNodes[].nodeName': { file: 'src/config/relays.ts' },
-  'modules.edgeTunnel.identity': { file: 'src/app/agent.ts' },
+  'modules.edgeTunnel.identity': { file: 'src/app/mesh.ts' },
   'modules.edgeTunnel.listenPort': { file: 'src/app/agent.ts' },
   // src/app/agent.ts hands the whole section to the load balancer's ring (src/loadbalancer/consistent-hash.ts).
   'modules.edgeProxy.loadBalancer.consistentHash.partitionCount': { file: 'src/app/agent.ts' },
@@ -145,8 +145,8 @@ const readers = (l: Leaf): string[] => {
 const where = (l: Leaf): string => `${l.kind}: ${l.path}`
 
 test('the source scan sees the config reads it should (sanity)', () => {
-  assert.ok(reads.get('tunnelBaseStreamIn')?.has('src/app/agent.ts'))
-  assert.ok(reads.get('psk.enable')?.has('src/app/agent.ts'))
+  assert.ok(reads.get('tunnelBaseStreamIn')?.has('src/app/mesh.ts'))
+  assert.ok(reads.get('psk.enable')?.has('src/app/mesh.ts'))
   assert.ok(reads.get('cacheDNS.enable') !== undefined, 'optional chaining counts')
   assert.ok(reads.get('bridgeDeviceName')?.has('src/app/agent.ts'), 'destructuring counts')
   assert.ok(all.length > 100)
