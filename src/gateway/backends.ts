@@ -21,7 +21,7 @@ const MAX_ATTEMPTS = 3
 export type Resolved = { ok: true, svc: ServicePortKey, endpoints: readonly Endpoint[] } | { ok: false, why: string }
 
 /** Picks one destination by weight. */
-export function pickWeighted<T extends { weight: number }> (list: readonly T[], random: () => number = Math.random): T | undefined {
+function pickWeighted<T extends { weight: number }> (list: readonly T[], random: () => number = Math.random): T | undefined {
   const total = list.reduce((s, d) => s + d.weight, 0)
   if (total <= 0) return list[0]
   let r = random() * total
@@ -108,6 +108,12 @@ export class Backends {
     return { ok: true, svc: { service: dest.service, port: port.port, portName: port.name }, endpoints: entry.endpoints }
   }
 
+  /** A destination picked by weight, resolved to its Service port. */
+  choose (destinations: readonly Destination[]): Resolved {
+    const dest = pickWeighted(destinations)
+    return dest === undefined ? { ok: false, why: 'no destination' } : this.resolve(dest)
+  }
+
   /** Endpoints in the order the load balancer offers them, at most three. */
   * attempts (r: Extract<Resolved, { ok: true }>, ctx: PickContext): Generator<{ ep: Endpoint, port: number }> {
     for (const ep of this.#lb.attempts(r.svc, r.endpoints, ctx, MAX_ATTEMPTS)) {
@@ -116,8 +122,21 @@ export class Backends {
     }
   }
 
-  async dial (ep: Endpoint, port: number, service: string, signal?: AbortSignal): Promise<Duplex> {
-    return await this.#dialer.dialTcp({ ip: ep.ip, port, nodeName: ep.nodeName, service }, signal)
+  /**
+   * A connection to the first endpoint that accepts (at most three tried, in
+   * the load balancer's order); `failed` is told of each one that did not.
+   * Undefined when none accepted or `signal` aborted.
+   */
+  async connect (r: Extract<Resolved, { ok: true }>, ctx: PickContext, signal: AbortSignal, failed: () => void): Promise<Duplex | undefined> {
+    for (const { ep, port } of this.attempts(r, ctx)) {
+      if (signal.aborted) return undefined
+      try {
+        return await this.#dialer.dialTcp({ ip: ep.ip, port, nodeName: ep.nodeName, service: r.svc.service }, signal)
+      } catch {
+        failed()
+      }
+    }
+    return undefined
   }
 
   close (): void {

@@ -28,7 +28,7 @@ import { parseGateway, parseVirtualService } from './istio.ts'
 import type { IstioGateway, L4Route, VirtualService } from './istio.ts'
 import { buildRouteTable, hostMatches } from './route-table.ts'
 import type { ListenerSpec, RouteTable } from './route-table.ts'
-import { Backends, pickWeighted } from './backends.ts'
+import { Backends } from './backends.ts'
 import { HttpHandler } from './http-handler.ts'
 import { Credentials } from './credentials.ts'
 import { MAX_HELLO_BYTES, readServerName } from './tls-sni.ts'
@@ -365,8 +365,7 @@ export class EdgeGateway implements Component {
       client.destroy()
       return
     }
-    const dest = pickWeighted(route.route)
-    const resolved = dest === undefined ? { ok: false as const, why: 'no destination' } : this.#backends.resolve(dest)
+    const resolved = this.#backends.choose(route.route)
     if (!resolved.ok) {
       this.#failures.record(`${route.id}: ${resolved.why}`)
       client.destroy()
@@ -378,23 +377,15 @@ export class EdgeGateway implements Component {
       const abort = new AbortController()
       const gone = (): void => abort.abort()
       client.once('close', gone)
-      try {
-        for (const { ep, port: p } of this.#backends.attempts(resolved, { clientIP: socket.remoteAddress, clientPort: socket.remotePort })) {
-          try {
-            const up = await this.#backends.dial(ep, p, resolved.svc.service, abort.signal)
-            if (client.destroyed) { up.destroy(); return }
-            splice(client, up, { head, copied: this.#deps.copied })
-            return
-          } catch {
-            this.#metrics.connectErrors.inc({ route: route.id })
-            if (abort.signal.aborted) return
-          }
-        }
-        this.#failures.record(`${route.id}: no endpoint reachable`)
-        client.destroy()
-      } finally {
-        client.off('close', gone)
+      const up = await this.#backends.connect(resolved, { clientIP: socket.remoteAddress, clientPort: socket.remotePort }, abort.signal, () => this.#metrics.connectErrors.inc({ route: route.id }))
+      client.off('close', gone)
+      if (up !== undefined && !client.destroyed) {
+        splice(client, up, { head, copied: this.#deps.copied })
+        return
       }
+      up?.destroy()
+      if (!abort.signal.aborted) this.#failures.record(`${route.id}: no endpoint reachable`)
+      client.destroy()
     }
     connect().catch(() => client.destroy())
   }

@@ -15,7 +15,6 @@ import type { PickContext } from '../loadbalancer/index.ts'
 import type { Logger } from '../observability/logger.ts'
 import { splice } from '../net/splice.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
-import { pickWeighted } from './backends.ts'
 import type { Backends } from './backends.ts'
 import type { HeaderOps, HttpRoute } from './istio.ts'
 import type { HttpRouteMatch, RouteTable } from './route-table.ts'
@@ -33,11 +32,19 @@ export interface HttpHandlerDeps {
   copied?: CopiedStreams | undefined
 }
 
-/** Header names a Connection header lists (hop-by-hop too); undefined without one, the common case. */
-function tokens (connection: string | string[] | undefined): Set<string> | undefined {
+/** Headers for the next hop: without the hop-by-hop ones and those a Connection header names (RFC 9110 §7.6.1). */
+function forwardable (headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const connection = headers.connection
   // `keep-alive` and `close` name no header: the usual values need no parsing.
-  if (connection === undefined || connection === 'keep-alive' || connection === 'close') return undefined
-  return new Set(String(connection).toLowerCase().split(',').map(s => s.trim()))
+  const named = connection === undefined || connection === 'keep-alive' || connection === 'close'
+    ? undefined
+    : new Set(String(connection).toLowerCase().split(',').map(s => s.trim()))
+  const out: Record<string, string | string[]> = {}
+  for (const k in headers) {
+    const v = headers[k]
+    if (v !== undefined && !HOP_BY_HOP.has(k) && named?.has(k) !== true) out[k] = v
+  }
+  return out
 }
 
 function headerReader (headers: IncomingHttpHeaders): (name: string) => string | undefined {
@@ -90,13 +97,7 @@ function redirectLocation (req: IncomingMessage, scheme: 'http' | 'https', route
 
 /** Request headers for the backend: hop-by-hop dropped, X-Forwarded-* added, the route's edits applied. */
 function upstreamHeaders (req: IncomingMessage, scheme: string, route: HttpRoute): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {}
-  const connectionTokens = tokens(req.headers.connection)
-  for (const k in req.headers) {
-    const v = req.headers[k]
-    if (v === undefined || HOP_BY_HOP.has(k) || connectionTokens?.has(k) === true) continue
-    out[k] = v
-  }
+  const out = forwardable(req.headers)
   const client = req.socket.remoteAddress ?? ''
   const xff = req.headers['x-forwarded-for']
   out['x-forwarded-for'] = xff === undefined ? client : `${Array.isArray(xff) ? xff.join(', ') : xff}, ${client}`
@@ -170,8 +171,7 @@ export class HttpHandler {
     const headers = upstreamHeaders(req, scheme, route)
     let lastWhy = 'no endpoint'
     for (let attempt = 0; attempt <= retries; attempt++) {
-      const dest = pickWeighted(route.route)
-      const resolved = dest === undefined ? { ok: false as const, why: 'no destination' } : backends.resolve(dest)
+      const resolved = backends.choose(route.route)
       if (!resolved.ok) { this.#reply(res, route.id, 503, resolved.why, started); return }
       for (const { ep, port } of backends.attempts(resolved, ctx)) {
         if (res.destroyed || req.destroyed) return
@@ -228,12 +228,7 @@ export class HttpHandler {
       up.body.resume()
       return 'retry'
     }
-    const headers: Record<string, string | string[]> = {}
-    const connectionTokens = tokens(up.headers.connection)
-    for (const k in up.headers) {
-      const v = up.headers[k]
-      if (v !== undefined && !HOP_BY_HOP.has(k) && connectionTokens?.has(k) !== true) headers[k] = v
-    }
+    const headers = forwardable(up.headers)
     applyOps(headers, t.route.responseHeaders)
     metrics.answered(t.route.id, status, (performance.now() - t.started) / 1000)
     res.writeHead(status, headers)
@@ -255,8 +250,7 @@ export class HttpHandler {
     }
     if (match === undefined) { refuse(404, 'no route'); return }
     const route = match.route
-    const dest = pickWeighted(route.route)
-    const resolved = dest === undefined ? { ok: false as const, why: 'no destination' } : this.#deps.backends.resolve(dest)
+    const resolved = this.#deps.backends.choose(route.route)
     if (route.redirect !== undefined || !resolved.ok) { refuse(route.redirect !== undefined ? 400 : 503, resolved.ok ? 'redirect routes do not upgrade' : resolved.why); return }
     const headers = upstreamHeaders(req, scheme, route)
     headers.connection = 'Upgrade'
@@ -266,18 +260,18 @@ export class HttpHandler {
     const requestHead = Buffer.from(`${lines.join('\r\n')}\r\n\r\n`)
     const ctx: PickContext = { clientIP: req.socket.remoteAddress, header: headerReader(req.headers), cookie: cookieReader(req.headers) }
     const connect = async (): Promise<void> => {
-      for (const { ep, port: p } of this.#deps.backends.attempts(resolved, ctx)) {
-        if (socket.destroyed) return
-        try {
-          const up = await this.#deps.backends.dial(ep, p, resolved.svc.service)
-          this.#deps.metrics.answered(route.id, 101)
-          splice(socket, up, { head: head.length > 0 ? Buffer.concat([requestHead, head]) : requestHead, copied: this.#deps.copied })
-          return
-        } catch {
-          this.#deps.metrics.connectErrors.inc({ route: route.id })
-        }
+      const abort = new AbortController()
+      const gone = (): void => abort.abort()
+      socket.once('close', gone)
+      const up = await this.#deps.backends.connect(resolved, ctx, abort.signal, () => this.#deps.metrics.connectErrors.inc({ route: route.id }))
+      socket.off('close', gone)
+      if (up === undefined || socket.destroyed) {
+        up?.destroy()
+        if (!socket.destroyed) refuse(503, 'upstream connect error')
+        return
       }
-      refuse(503, 'upstream connect error')
+      this.#deps.metrics.answered(route.id, 101)
+      splice(socket, up, { head: head.length > 0 ? Buffer.concat([requestHead, head]) : requestHead, copied: this.#deps.copied })
     }
     connect().catch(() => socket.destroy())
   }
