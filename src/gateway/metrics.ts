@@ -9,8 +9,6 @@ export class GatewayMetrics {
   readonly connectErrors: Counter<'route'>
   readonly routes: Gauge
   readonly rejected: Counter<'kind'>
-  /** Label children by route and status class: prom-client hashes a label object on every call, which showed in profiles at thousands of requests/s. */
-  readonly #answered = new Map<string, { count: Counter.Internal, seconds: Histogram.Internal<'route'> }>()
 
   constructor (registry: Registry) {
     const registers = [registry]
@@ -24,16 +22,7 @@ export class GatewayMetrics {
 
   /** Counts one answer of `route` with `status` (a number, or `tcp`); `seconds` from arrival to response head, when timed. */
   answered (route: string, status: number | 'tcp', seconds?: number): void {
-    const code = status === 'tcp' ? status : `${Math.floor(status / 100)}xx`
-    const key = `${route}\u0000${code}`
-    let c = this.#answered.get(key)
-    if (c === undefined) {
-      // Routes come and go with VirtualServices; the cache must not outgrow them.
-      if (this.#answered.size >= 10_000) this.#answered.clear()
-      c = { count: this.requests.labels(route, code), seconds: this.duration.labels(route) }
-      this.#answered.set(key, c)
-    }
-    c.count.inc()
-    if (seconds !== undefined) c.seconds.observe(seconds)
+    this.requests.inc({ route, code: status === 'tcp' ? status : `${Math.floor(status / 100)}xx` })
+    if (seconds !== undefined) this.duration.observe({ route }, seconds)
   }
 }
