@@ -11,7 +11,7 @@ const helm = join(process.env.EDGEMESH_TOOLS_BIN ?? join(root, '.tools/bin'), 'h
 
 export const MANIFESTS: Array<{ file: string, args: string[] }> = [
   { file: 'deploy/manifests/edgemesh-agent.yaml', args: ['edgemesh', 'deploy/helm/edgemesh', '--namespace', 'kubeedge', '--include-crds', '--set', 'agent.existingPskSecret=edgemesh-agent-psk'] },
-  { file: 'deploy/manifests/edgemesh-gateway.yaml', args: ['edgemesh-gateway', 'deploy/helm/edgemesh-gateway', '--namespace', 'kubeedge', '--set', 'existingPskSecret=edgemesh-agent-psk', '--set', 'nodeName=YOUR-GATEWAY-NODE'] }
+  { file: 'deploy/manifests/edgemesh-gateway.yaml', args: ['edgemesh-gateway', 'deploy/helm/edgemesh-gateway', '--namespace', 'kubeedge', '--include-crds', '--set', 'existingPskSecret=edgemesh-agent-psk', '--set', 'nodeName=YOUR-GATEWAY-NODE'] }
 ]
 
 export function renderManifest (args: string[]): string {

@@ -14,7 +14,7 @@ import type { EndpointDialer } from '../mesh/index.ts'
 import type { NodeIdentity } from '../config/node-identity.ts'
 import { KubeClient, KubeInformer, KubeMetrics, KubeNotFoundError, KubeResourceNotFoundError, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
 import { EndpointSliceSource } from '../kube/endpoint-slice-source.ts'
-import type { Informer, KubeObject, Service } from '../kube/index.ts'
+import type { Informer, KubeObject, ResourceType, Service } from '../kube/index.ts'
 import { ServiceMap, FileStateStore, createStandaloneInformers, compactService, compactSlice } from '../servicemap/index.ts'
 import type { CompactService, CompactSlice, ServiceFilterMode } from '../servicemap/index.ts'
 import { Registry } from 'prom-client'
@@ -27,7 +27,8 @@ import type { StatusDocument } from '../observability/status.ts'
 import { EdgeProxy, FallbackInterceptor, IptablesInterceptor, NftInterceptor, NoInterceptor, runNft, Socks5Server } from '../proxy/index.ts'
 import type { Interceptor } from '../proxy/index.ts'
 import { LoadBalancer, parseDestinationRule } from '../loadbalancer/index.ts'
-import { EdgeGateway, listenAddresses } from '../gateway/index.ts'
+import { EdgeGateway, GATEWAY_API_GROUP, GATEWAY_API_RESOURCES, GatewayApiStatusWriter, listenAddresses } from '../gateway/index.ts'
+import type { GatewayApiInformers } from '../gateway/index.ts'
 import { createMesh, meshInit, relayWatcher } from './mesh.ts'
 import type { Mesh } from './mesh.ts'
 
@@ -55,8 +56,8 @@ interface ServiceSources {
   destinationRules: Informer<KubeObject>
   /** A node's InternalIP (else ExternalIP) from the API, null when there is no such node; absent without an API. */
   nodeAddress?: (nodeName: string) => Promise<string | null>
-  /** Istio Gateways, VirtualServices and TLS Secrets from the same source (the gateway's). */
-  gatewayResources: () => { gateways: Informer<KubeObject>, virtualServices: Informer<KubeObject>, secrets: Informer<KubeObject> }
+  /** Istio Gateways, VirtualServices, TLS Secrets and the Gateway API from the same source (the gateway's); a status writer only with an API. */
+  gatewayResources: () => { gateways: Informer<KubeObject>, virtualServices: Informer<KubeObject>, secrets: Informer<KubeObject>, gatewayApi: GatewayApiInformers, statusWriter?: GatewayApiStatusWriter }
 }
 
 const SECRET_KEYS = ['tls.crt', 'tls.key', 'ca.crt', 'cert', 'key', 'cacert']
@@ -105,7 +106,18 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics
       destinationRules,
       close: () => {},
       description: `standalone file ${kubeApi.standaloneFile}`,
-      gatewayResources: () => ({ gateways: ofKind('Gateway'), virtualServices: ofKind('VirtualService'), secrets: ofKind('Secret') })
+      gatewayResources: () => ({
+        gateways: ofKind('Gateway', 'networking.istio.io'),
+        virtualServices: ofKind('VirtualService'),
+        secrets: ofKind('Secret'),
+        gatewayApi: {
+          classes: ofKind('GatewayClass', GATEWAY_API_GROUP),
+          gateways: ofKind('Gateway', GATEWAY_API_GROUP),
+          routes: { HTTPRoute: ofKind('HTTPRoute'), GRPCRoute: ofKind('GRPCRoute'), TLSRoute: ofKind('TLSRoute'), TCPRoute: ofKind('TCPRoute') },
+          grants: ofKind('ReferenceGrant'),
+          namespaces: ofKind('Namespace')
+        }
+      })
     }
   }
   const settings = kubeApi.master === '' && kubeApi.kubeConfig === '' && (deps.env.KUBECONFIG ?? '') !== ''
@@ -127,9 +139,27 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics
       deps.logger, 'Istio Gateways are not served (Istio CRDs not installed?)'),
     virtualServices: optional(new KubeInformer({ resource: RESOURCES.virtualServices }, { client, logger: deps.logger.forComponent('kube:virtualservices'), metrics }),
       deps.logger, 'Istio VirtualServices are not served (Istio CRDs not installed?)'),
-    secrets: new KubeInformer({ resource: RESOURCES.secrets, transform: credentialOnly }, { client, logger: deps.logger.forComponent('kube:secrets'), metrics })
+    secrets: new KubeInformer({ resource: RESOURCES.secrets, transform: credentialOnly }, { client, logger: deps.logger.forComponent('kube:secrets'), metrics }),
+    gatewayApi: gatewayApiInformers(client, deps.logger, metrics),
+    statusWriter: new GatewayApiStatusWriter(async (resource, namespace, name, patch) => await client.patchStatus(resource, namespace, name, patch), deps.logger.forComponent('gateway'))
   })
   return { services, endpointSlices, destinationRules, gatewayResources, nodeAddress: nodeAddressLookup(client), close: () => client.close(), description: connection.description }
+}
+
+/** The Gateway API's informers, each optional: without the CRDs the Gateway API is simply not served. */
+function gatewayApiInformers (client: KubeClient, logger: Logger, metrics: KubeMetrics): GatewayApiInformers {
+  const make = (resource: ResourceType, transform?: (o: KubeObject) => KubeObject): Informer<KubeObject> => optional(
+    new KubeInformer({ resource, ...(transform !== undefined ? { transform } : {}) }, { client, logger: logger.forComponent(`kube:${resource.resource}`), metrics }),
+    logger, `Gateway API ${resource.kind}s are not served (Gateway API CRDs not installed?)`)
+  const r = GATEWAY_API_RESOURCES
+  return {
+    classes: make(r.gatewayClasses),
+    gateways: make(r.gateways),
+    routes: { HTTPRoute: make(r.httpRoutes), GRPCRoute: make(r.grpcRoutes), TLSRoute: make(r.tlsRoutes), TCPRoute: make(r.tcpRoutes) },
+    grants: make(r.referenceGrants),
+    // Names and labels only: what `allowedRoutes.namespaces.selector` reads.
+    namespaces: make(RESOURCES.namespaces, o => ({ metadata: { name: o.metadata.name, resourceVersion: o.metadata.resourceVersion, ...(o.metadata.labels !== undefined ? { labels: o.metadata.labels } : {}) } }))
+  }
 }
 
 class AppGroup extends LifecycleGroup implements App, StatusSource {
@@ -425,10 +455,12 @@ export function createGateway (config: GatewayConfig, node: NodeIdentity, deps: 
       copied
     }, { listenAddresses: listenAddresses(g) })
     const changed = (): void => gateway?.resourcesChanged()
-    for (const informer of [resources.gateways, resources.virtualServices, resources.secrets]) {
+    const api = resources.gatewayApi
+    const apiInformers = [api.classes, api.gateways, ...Object.values(api.routes), api.grants, api.namespaces]
+    for (const informer of [resources.gateways, resources.virtualServices, resources.secrets, ...apiInformers]) {
       informer.addHandlers({ onAdd: changed, onUpdate: changed, onDelete: changed })
     }
-    components.push(sources.destinationRules, resources.secrets, resources.gateways, resources.virtualServices, gateway)
+    components.push(sources.destinationRules, resources.secrets, resources.gateways, resources.virtualServices, ...apiInformers, gateway)
   } else {
     log.warn('edgeGateway.enable is false: the gateway serves nothing')
   }

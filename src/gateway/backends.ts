@@ -18,7 +18,8 @@ import type { Destination } from './istio.ts'
 /** Endpoints tried per request or connection when they refuse, first pick included. */
 const MAX_ATTEMPTS = 3
 
-export type Resolved = { ok: true, svc: ServicePortKey, endpoints: readonly Endpoint[] } | { ok: false, why: string }
+/** `status`: what the client is answered when not 503 (500 for references Gateway API calls invalid). */
+export type Resolved = { ok: true, svc: ServicePortKey, endpoints: readonly Endpoint[] } | { ok: false, why: string, status?: number }
 
 /** Picks one destination by weight. */
 function pickWeighted<T extends { weight: number }> (list: readonly T[], random: () => number = Math.random): T | undefined {
@@ -100,6 +101,7 @@ export class Backends {
 
   /** The Service port a destination names: its `port.number`, or the Service's only TCP port. */
   resolve (dest: Destination): Resolved {
+    if (dest.invalid !== undefined) return { ok: false, why: dest.invalid, status: 500 }
     const entry = this.#view.get(dest.service)
     if (entry === undefined) return { ok: false, why: `service ${dest.service} not found` }
     const tcp = entry.service.ports.filter(p => p.protocol === 'TCP')

@@ -34,6 +34,19 @@ import { Credentials } from './credentials.ts'
 import { MAX_HELLO_BYTES, readServerName } from './tls-sni.ts'
 import { GatewayMetrics } from './metrics.ts'
 import { GatewayResourceError } from './errors.ts'
+import { translateGatewayApi } from './gateway-api.ts'
+import type { GatewayApiModel, RouteKind } from './gateway-api.ts'
+import { desiredStatus } from './gateway-api-status.ts'
+import type { GatewayApiStatusWriter } from './gateway-api-status.ts'
+
+/** The Gateway API objects the gateway reads; `namespaces` only for `allowedRoutes` selectors. */
+export interface GatewayApiInformers {
+  classes: Informer<KubeObject>
+  gateways: Informer<KubeObject>
+  routes: Record<RouteKind, Informer<KubeObject>>
+  grants: Informer<KubeObject>
+  namespaces: Informer<KubeObject>
+}
 
 export interface GatewayDeps {
   logger: Logger
@@ -44,6 +57,10 @@ export interface GatewayDeps {
   gateways: Informer<KubeObject>
   virtualServices: Informer<KubeObject>
   secrets: Informer<KubeObject>
+  /** Absent: the Gateway API is not served (no CRDs, or a standalone file without them). */
+  gatewayApi?: GatewayApiInformers | undefined
+  /** Absent: status is not written back (a standalone file has no API to write to). */
+  statusWriter?: GatewayApiStatusWriter | undefined
   copied?: CopiedStreams | undefined
 }
 
@@ -102,6 +119,8 @@ export class EdgeGateway implements Component {
   #rebuild: NodeJS.Immediate | undefined
   #reconciling: Promise<void> = Promise.resolve()
   #unsubscribe: (() => void) | undefined
+  /** Services Gateway API routes name that do not exist: their creation changes those routes' status. */
+  #missingServices = new Set<string>()
   #started = false
 
   constructor (deps: GatewayDeps, init: GatewayInit) {
@@ -113,6 +132,7 @@ export class EdgeGateway implements Component {
     this.#http = new HttpHandler({ logger: deps.logger, metrics: this.#metrics, backends: this.#backends, table: () => this.#table, copied: deps.copied })
     this.#credentials = new Credentials(key => deps.secrets.get(key))
     this.#failures = new WarnSummary(deps.logger, 'gateway connections failed')
+    if (deps.statusWriter !== undefined) deps.statusWriter.onRetry = () => this.resourcesChanged()
   }
 
   /** Called by the informers' handlers: the table is rebuilt once per burst of changes. */
@@ -130,9 +150,14 @@ export class EdgeGateway implements Component {
   async start (): Promise<void> {
     if (this.#started) return
     this.#started = true
+    this.#deps.statusWriter?.open()
     const lb = this.#deps.loadBalancer
     lb.onServicesChanged([...this.#deps.serviceMap.snapshot()].map(([key, entry]) => ({ type: 'upsert' as const, key, entry })))
-    this.#unsubscribe = this.#deps.serviceMap.subscribe(changes => lb.onServicesChanged(changes))
+    this.#unsubscribe = this.#deps.serviceMap.subscribe(changes => {
+      lb.onServicesChanged(changes)
+      // Gateway API status says which backends exist: a Service appearing or going away changes it.
+      if (this.#deps.gatewayApi !== undefined && changes.some(c => c.type === 'delete' || this.#missingServices.has(c.key))) this.resourcesChanged()
+    })
     await this.#apply()
   }
 
@@ -142,6 +167,7 @@ export class EdgeGateway implements Component {
     clearImmediate(this.#rebuild)
     this.#rebuild = undefined
     await this.#reconciling
+    await this.#deps.statusWriter?.close()
     this.#unsubscribe?.()
     const ports = [...this.#ports.values(), ...this.#draining]
     this.#ports.clear()
@@ -177,6 +203,31 @@ export class EdgeGateway implements Component {
     }
   }
 
+  /** The Gateway API objects as servers and VirtualServices, and the status each should show. */
+  #translate (): GatewayApiModel | undefined {
+    const api = this.#deps.gatewayApi
+    if (api === undefined) return undefined
+    const missing = new Set<string>()
+    this.#missingServices = missing
+    return translateGatewayApi({
+      classes: api.classes.list(),
+      gateways: api.gateways.list(),
+      routes: (Object.entries(api.routes) as Array<[RouteKind, Informer<KubeObject>]>).map(([kind, informer]) => ({ kind, objects: informer.list() })),
+      grants: api.grants.list(),
+      namespaceLabels: ns => api.namespaces.get(ns)?.metadata.labels ?? (api.namespaces.get(ns) !== undefined ? {} : undefined),
+      serviceExists: key => {
+        const found = this.#deps.serviceMap.get(key) !== undefined
+        if (!found) missing.add(key)
+        return found
+      },
+      secretProblem: key => {
+        const secret = this.#deps.secrets.get(key) as (KubeObject & { data?: Record<string, string> }) | undefined
+        if (secret === undefined) return 'not found'
+        return secret.data?.['tls.crt'] === undefined || secret.data['tls.key'] === undefined ? 'holds no tls.crt and tls.key' : undefined
+      }
+    })
+  }
+
   #parse (): { gateways: IstioGateway[], virtualServices: VirtualService[] } {
     const rejected = new Map<string, string>()
     const parseAll = <T extends IstioGateway | VirtualService>(kind: 'Gateway' | 'VirtualService', list: KubeObject[], parse: (o: KubeObject) => T): T[] => list.flatMap(o => {
@@ -207,7 +258,12 @@ export class EdgeGateway implements Component {
 
   async #apply (): Promise<void> {
     if (!this.#started) return
-    const { gateways, virtualServices } = this.#parse()
+    const rejectedBefore = this.#rejected
+    const istio = this.#parse()
+    const api = this.#translate()
+    const gateways = api === undefined ? istio.gateways : [...istio.gateways, ...api.gateways]
+    const virtualServices = api === undefined ? istio.virtualServices : [...istio.virtualServices, ...api.virtualServices]
+    if (api !== undefined) this.#noteRejectedRoutes(api, rejectedBefore)
     const table = buildRouteTable(gateways, virtualServices)
     const problems = new Set(table.problems)
     for (const p of problems) if (!this.#problems.has(p)) this.#log.warn('gateway route not served', { problem: p })
@@ -235,6 +291,28 @@ export class EdgeGateway implements Component {
     const secrets = new Set<string>()
     for (const s of wanted.values()) for (const c of s.tls?.credentials ?? []) { secrets.add(c.secret) }
     this.#credentials.retain(secrets)
+    if (api !== undefined) this.#deps.statusWriter?.publish(desiredStatus(api, { addresses: this.#init.listenAddresses, notProgrammed: (key, port) => this.#notProgrammed(key, port) }))
+  }
+
+  /** Why a Gateway API listener is not serving: its port went to another Gateway, or could not be bound. */
+  #notProgrammed (key: string, port: number): string | undefined {
+    const spec = this.#table.listener(port)
+    if (spec === undefined || !spec.gateways.includes(key)) return `port ${port} is served for ${spec?.gateways[0] ?? 'another Gateway'} with another protocol`
+    const failed = this.#ports.get(port)?.failed ?? []
+    return failed.length === 0 ? undefined : failed.map(f => `cannot listen on ${f.address}:${port}: ${f.error}`).join('; ')
+  }
+
+  /** Gateway API routes refused for their spec join the Istio rejects in /status (their conditions say the same). */
+  #noteRejectedRoutes (api: GatewayApiModel, before: ReadonlyMap<string, string>): void {
+    for (const [key, r] of api.routeStatus) {
+      const refused = r.parents.flatMap(p => p.conditions).find(c => c.type === 'Accepted' && c.reason === 'UnsupportedValue')
+      if (refused === undefined) continue
+      if (before.get(key) !== refused.message) {
+        this.#metrics.rejected.inc({ kind: r.kind })
+        this.#log.warn('gateway resource rejected; everything else keeps serving', { resource: key, err: refused.message })
+      }
+      this.#rejected.set(key, refused.message)
+    }
   }
 
   /** New certificates for clients without SNI (with SNI, each handshake asks for the current one). */

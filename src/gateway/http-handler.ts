@@ -73,12 +73,13 @@ function applyOps (headers: Record<string, string | string[]>, ops: HeaderOps): 
   }
 }
 
-/** The path sent upstream: a prefix rewrite replaces the matched prefix, any other rewrite the whole path (query kept). */
-export function rewritePath (path: string, match: HttpRouteMatch): string {
-  const uri = match.route.rewrite?.uri
+/** The path sent upstream: a prefix rewrite replaces the matched prefix, any other rewrite (or `fullPath`) the whole path (query kept). */
+export function rewritePath (path: string, match: HttpRouteMatch, rewrite = match.route.rewrite): string {
+  const uri = rewrite?.uri
   if (uri === undefined) return path
-  if (match.uri?.kind === 'prefix') {
-    const rest = path.slice(match.uri.value.length)
+  if (rewrite?.fullPath !== true && (match.uri?.kind === 'prefix' || match.uri?.kind === 'pathPrefix')) {
+    const prefix = match.uri.kind === 'pathPrefix' && match.uri.value === '/' ? '' : match.uri.value
+    const rest = path.slice(prefix.length)
     // `/api` → `/` on `/api/x` gives `/x`, not `//x`.
     return uri.endsWith('/') && rest.startsWith('/') ? uri + rest.slice(1) : uri + rest
   }
@@ -86,13 +87,19 @@ export function rewritePath (path: string, match: HttpRouteMatch): string {
   return q < 0 ? uri : uri + path.slice(q)
 }
 
-function redirectLocation (req: IncomingMessage, scheme: 'http' | 'https', route: HttpRoute, match: HttpRouteMatch): string {
+const SCHEME_PORTS: Record<string, number> = { http: 80, https: 443 }
+
+function redirectLocation (req: IncomingMessage, scheme: 'http' | 'https', route: HttpRoute, match: HttpRouteMatch, listenerPort: number): string {
   const r = route.redirect ?? { code: 301 }
   const authority = req.headers.host ?? ''
+  const toScheme = r.scheme ?? scheme
   let host = r.authority ?? authority
-  if (r.port !== undefined) host = `${host.replace(/:\d+$/, '')}:${r.port}`
-  const path = r.uri !== undefined ? rewritePath(req.url ?? '/', { ...match, route: { ...route, rewrite: { uri: r.uri } } }) : req.url ?? '/'
-  return `${r.scheme ?? scheme}://${host}${path}`
+  // Gateway API: the hostname replaces the host only; the port is kept unless `port` says otherwise.
+  if (r.hostname !== undefined) host = r.hostname + (/:\d+$/.exec(authority)?.[0] ?? '')
+  const port = r.port ?? (r.listenerPort === true ? listenerPort : undefined)
+  if (port !== undefined) host = SCHEME_PORTS[toScheme] === port ? host.replace(/:\d+$/, '') : `${host.replace(/:\d+$/, '')}:${port}`
+  const path = r.uri !== undefined ? rewritePath(req.url ?? '/', match, { uri: r.uri, fullPath: r.fullPath === true }) : req.url ?? '/'
+  return `${toScheme}://${host}${path}`
 }
 
 /** Request headers for the backend: hop-by-hop dropped, X-Forwarded-* added, the route's edits applied. */
@@ -149,7 +156,7 @@ export class HttpHandler {
     if (match === undefined) { this.#reply(res, 'none', 404, 'no route', started); return }
     const route = match.route
     if (route.redirect !== undefined) {
-      res.writeHead(route.redirect.code, { location: redirectLocation(req, scheme, route, match), 'content-length': 0 })
+      res.writeHead(route.redirect.code, { location: redirectLocation(req, scheme, route, match, port), 'content-length': 0 })
       res.end()
       this.#deps.metrics.answered(route.id, route.redirect.code)
       return
@@ -172,7 +179,7 @@ export class HttpHandler {
     let lastWhy = 'no endpoint'
     for (let attempt = 0; attempt <= retries; attempt++) {
       const resolved = backends.choose(route.route)
-      if (!resolved.ok) { this.#reply(res, route.id, 503, resolved.why, started); return }
+      if (!resolved.ok) { this.#reply(res, route.id, resolved.status ?? 503, resolved.why, started); return }
       for (const { ep, port } of backends.attempts(resolved, ctx)) {
         if (res.destroyed || req.destroyed) return
         const remaining = deadline === undefined ? undefined : deadline - performance.now()
@@ -251,7 +258,7 @@ export class HttpHandler {
     if (match === undefined) { refuse(404, 'no route'); return }
     const route = match.route
     const resolved = this.#deps.backends.choose(route.route)
-    if (route.redirect !== undefined || !resolved.ok) { refuse(route.redirect !== undefined ? 400 : 503, resolved.ok ? 'redirect routes do not upgrade' : resolved.why); return }
+    if (route.redirect !== undefined || !resolved.ok) { refuse(route.redirect !== undefined ? 400 : resolved.ok ? 503 : resolved.status ?? 503, resolved.ok ? 'redirect routes do not upgrade' : resolved.why); return }
     const headers = upstreamHeaders(req, scheme, route)
     headers.connection = 'Upgrade'
     headers.upgrade = req.headers.upgrade ?? ''

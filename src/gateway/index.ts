@@ -1,5 +1,7 @@
 export { EdgeGateway } from './gateway.ts'
-export type { GatewayDeps, GatewayInit } from './gateway.ts'
+export type { GatewayDeps, GatewayInit, GatewayApiInformers } from './gateway.ts'
+export { translateGatewayApi, CONTROLLER_NAME, GROUP as GATEWAY_API_GROUP } from './gateway-api.ts'
+export { GatewayApiStatusWriter, GATEWAY_API_RESOURCES, desiredStatus } from './gateway-api-status.ts'
 export { listenAddresses } from './listen-addresses.ts'
 export type { ListenSelection } from './listen-addresses.ts'
 export { parseGateway, parseVirtualService, serviceOf } from './istio.ts'

@@ -4,9 +4,9 @@
  * malformed object throws `GatewayResourceError` naming the field, and the
  * caller leaves that object out while everything else keeps serving.
  */
-import { validateHeaderName, validateHeaderValue } from 'node:http'
 import type { KubeObject } from '../kube/types.ts'
-import { GatewayResourceError } from './errors.ts'
+import { Fields, headerOps } from './fields.ts'
+import type { Json } from './fields.ts'
 
 export type ServerProtocol = 'HTTP' | 'HTTPS' | 'HTTP2' | 'GRPC' | 'TCP' | 'TLS'
 export type TlsMode = 'SIMPLE' | 'MUTUAL' | 'PASSTHROUGH'
@@ -42,7 +42,8 @@ export interface IstioGateway {
   servers: GatewayServer[]
 }
 
-export type StringMatch = { kind: 'exact' | 'prefix', value: string } | { kind: 'regex', value: string, re: RegExp }
+/** `pathPrefix` (Gateway API) matches whole path segments: `/foo` admits `/foo` and `/foo/x`, not `/foobar`. */
+export type StringMatch = { kind: 'exact' | 'prefix' | 'pathPrefix', value: string } | { kind: 'regex', value: string, re: RegExp }
 
 export interface HttpMatch {
   uri?: StringMatch
@@ -66,6 +67,8 @@ export interface Destination {
   port?: number
   subset?: string
   weight: number
+  /** A reference that cannot be served (Gateway API: missing or not permitted); requests for it get 500. */
+  invalid?: string
 }
 
 export interface HeaderOps {
@@ -79,12 +82,20 @@ export interface HttpRoute {
   id: string
   match: HttpMatch[]
   route: Destination[]
-  redirect?: { uri?: string, authority?: string, scheme?: string, port?: number, code: number }
-  rewrite?: { uri?: string, authority?: string }
+  /**
+   * `authority` replaces host and port (Istio); `hostname` only the host, and
+   * with a `scheme` but no `port` the port is the scheme's own (Gateway API).
+   * `fullPath`: `uri` replaces the whole path even after a prefix match.
+   * `listenerPort`: the port is the one the request came in on (Gateway API without scheme and port).
+   */
+  redirect?: { uri?: string, fullPath?: boolean, authority?: string, hostname?: string, scheme?: string, port?: number, listenerPort?: boolean, code: number }
+  rewrite?: { uri?: string, fullPath?: boolean, authority?: string }
   requestHeaders: HeaderOps
   responseHeaders: HeaderOps
   timeoutMs?: number
   retries?: { attempts: number, perTryTimeoutMs?: number, retryOn: string[] }
+  /** Gateway API routes are ordered by match precedence across routes, lowest first; Istio's keep their order, ahead of them. */
+  precedence?: number
 }
 
 export interface L4Route {
@@ -130,71 +141,6 @@ const CIPHERS: Record<string, string> = {
   TLS_RSA_WITH_AES_128_CBC_SHA: 'AES128-SHA',
   TLS_RSA_WITH_AES_256_CBC_SHA: 'AES256-SHA'
 }
-const MAX_REGEX = 1024
-
-type Json = Record<string, unknown>
-
-/** Reads fields of one object, naming the path in every error. */
-class Fields {
-  readonly #what: string
-  constructor (what: string) { this.#what = what }
-
-  fail (path: string, why: string): never {
-    throw new GatewayResourceError(this.#what, path, why)
-  }
-
-  object (v: unknown, path: string): Json {
-    if (v === undefined || v === null) return {}
-    if (typeof v !== 'object' || Array.isArray(v)) this.fail(path, 'must be an object')
-    return v as Json
-  }
-
-  list (v: unknown, path: string): unknown[] {
-    if (v === undefined || v === null) return []
-    if (!Array.isArray(v)) this.fail(path, 'must be a list')
-    return v
-  }
-
-  string (v: unknown, path: string): string | undefined {
-    if (v === undefined || v === null) return undefined
-    if (typeof v !== 'string') this.fail(path, 'must be a string')
-    return v
-  }
-
-  port (v: unknown, path: string): number | undefined {
-    if (v === undefined || v === null) return undefined
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) this.fail(path, 'must be a port number (1-65535)')
-    return v
-  }
-
-  durationMs (v: unknown, path: string): number | undefined {
-    const s = this.string(v, path)
-    if (s === undefined) return undefined
-    const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/.exec(s)
-    if (m === null) this.fail(path, `"${s}" is not a duration like 500ms, 5s or 1m`)
-    const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h']
-    return Number(m[1]) * unit
-  }
-
-  stringMatch (v: unknown, path: string): StringMatch | undefined {
-    const o = this.object(v, path)
-    const keys = Object.keys(o).filter(k => o[k] !== undefined && o[k] !== null)
-    if (keys.length === 0) return undefined
-    if (keys.length > 1) this.fail(path, `holds ${keys.join(' and ')}; one of exact, prefix or regex`)
-    const kind = keys[0] as string
-    const value = this.string(o[kind], `${path}.${kind}`) ?? ''
-    if (kind === 'exact' || kind === 'prefix') return { kind, value }
-    if (kind !== 'regex') this.fail(path, `"${kind}" is not exact, prefix or regex`)
-    if (value.length > MAX_REGEX) this.fail(`${path}.regex`, `is longer than ${MAX_REGEX} characters`)
-    try {
-      // Istio (Envoy) matches the whole value, not a substring.
-      return { kind, value, re: new RegExp(`^(?:${value})$`, 'u') }
-    } catch (err) {
-      this.fail(`${path}.regex`, `is not a valid regular expression (${(err as Error).message})`)
-    }
-  }
-}
-
 function metaOf (obj: KubeObject): { namespace: string, name: string } {
   return { namespace: obj.metadata.namespace ?? 'default', name: obj.metadata.name }
 }
@@ -294,18 +240,6 @@ function destinations (f: Fields, v: unknown, path: string, namespace: string): 
 export function serviceOf (host: string, namespace: string): string {
   const parts = host.toLowerCase().split('.')
   return parts.length === 1 ? `${namespace}/${parts[0] ?? host}` : `${parts[1] ?? namespace}/${parts[0] ?? host}`
-}
-
-function headerOps (f: Fields, v: unknown, path: string): HeaderOps {
-  const o = f.object(v, path)
-  const pairs = (key: string): Array<[string, string]> => Object.entries(f.object(o[key], `${path}.${key}`)).map(([k, val]) => {
-    const value = f.string(val, `${path}.${key}.${k}`) ?? ''
-    // Node's own checks: a line break in a value would let a route author inject headers or split the request.
-    try { validateHeaderName(k) } catch { f.fail(`${path}.${key}`, `"${k}" is not a valid header name`) }
-    try { validateHeaderValue(k, value) } catch { f.fail(`${path}.${key}.${k}`, 'holds a character a header value may not (a line break, NUL or another control character)') }
-    return [k.toLowerCase(), value]
-  })
-  return { set: pairs('set'), add: pairs('add'), remove: f.list(o.remove, `${path}.remove`).map((h, i) => (f.string(h, `${path}.remove[${i}]`) ?? '').toLowerCase()) }
 }
 
 function keyedMatches (f: Fields, v: unknown, path: string): Array<{ name: string, match: StringMatch | 'present' }> {

@@ -101,7 +101,9 @@ function stringMatches (m: StringMatch, value: string, ignoreCase = false): bool
   if (m.kind === 'regex') return m.re.test(value)
   const v = ignoreCase ? value.toLowerCase() : value
   const want = ignoreCase ? m.value.toLowerCase() : m.value
-  return m.kind === 'exact' ? v === want : v.startsWith(want)
+  if (m.kind === 'exact') return v === want
+  if (m.kind === 'prefix') return v.startsWith(want)
+  return want === '/' || v === want || v.startsWith(want.endsWith('/') ? want : `${want}/`)
 }
 
 function keyedMatches (list: HttpMatch['headers'], get: (name: string) => string | undefined): boolean {
@@ -121,7 +123,7 @@ function queryOf (path: string): URLSearchParams {
 function requestMatches (m: HttpMatch, req: HttpRequestFacts): boolean {
   if (m.uri !== undefined) {
     const q = req.path.indexOf('?')
-    // Envoy: a prefix sees the whole :path, exact and regex see it without the query.
+    // Envoy: a prefix sees the whole :path, exact, regex and path prefixes see it without the query.
     const subject = m.uri.kind === 'prefix' ? req.path : q < 0 ? req.path : req.path.slice(0, q)
     if (!stringMatches(m.uri, subject, m.ignoreUriCase)) return false
   }
@@ -218,7 +220,9 @@ export function buildRouteTable (gateways: readonly IstioGateway[], virtualServi
       const kind = kindOf(server)
       const terminate = server.tls !== undefined && server.tls.mode !== 'PASSTHROUGH' && server.tls.credentialName !== ''
       const existing = listeners.get(server.port)
-      const credential = terminate ? [{ hosts: server.hosts.map(h => h.host), secret: `${gw.namespace}/${server.tls?.credentialName ?? ''}` }] : []
+      // Gateway API certificate references may name another namespace (`ns/name`).
+      const credentialName = server.tls?.credentialName ?? ''
+      const credential = terminate ? [{ hosts: server.hosts.map(h => h.host), secret: credentialName.includes('/') ? credentialName : `${gw.namespace}/${credentialName}` }] : []
       if (existing === undefined) {
         const spec: ListenerSpec = { port: server.port, kind, tls: undefined, httpsRedirect: server.tls?.httpsRedirect === true && !terminate, gateways: [gwKey] }
         if (terminate && server.tls !== undefined) {
@@ -289,6 +293,11 @@ export function buildRouteTable (gateways: readonly IstioGateway[], virtualServi
     if (!bound && vs.gateways.length > 0) problems.push(`VirtualService ${vs.namespace}/${vs.name}: bound to no served Gateway server (gateways ${vs.gateways.join(', ')}, hosts ${vs.hosts.join(', ')})`)
   }
   const http = new Map<number, VirtualHost[]>()
-  for (const [port, byDomain] of vhosts) http.set(port, [...byDomain.values()].sort((a, b) => specificity(b.domain) - specificity(a.domain)))
+  for (const [port, byDomain] of vhosts) {
+    const sorted = [...byDomain.values()].sort((a, b) => specificity(b.domain) - specificity(a.domain))
+    // Stable: Istio routes (no precedence) keep their merged order, ahead of Gateway API routes.
+    for (const v of sorted) if (v.routes.some(r => r.precedence !== undefined)) v.routes.sort((a, b) => (a.precedence ?? -1) - (b.precedence ?? -1))
+    http.set(port, sorted)
+  }
   return new RouteTable({ listeners, http, tcp, tls, problems })
 }

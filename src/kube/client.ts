@@ -51,6 +51,13 @@ export interface WatchOptions extends Selection {
   signal?: AbortSignal
 }
 
+/** What a write sends: a patch is retried once on a stale keep-alive socket as reads are (merge patches are idempotent). */
+interface RequestBody {
+  method: 'PATCH'
+  contentType: string
+  data: string
+}
+
 export interface RequestOptions {
   signal?: AbortSignal
   timeoutMs?: number
@@ -279,6 +286,18 @@ export class KubeClient {
     return await this.#json<T>(bare, query, this.#ctx('get', bare), false, opts)
   }
 
+  /**
+   * A JSON merge patch of an object's `status` subresource. With
+   * `metadata.resourceVersion` in the patch the server refuses (409) a write
+   * over a newer object. Resolves with the patched object.
+   */
+  async patchStatus<T = unknown> (resource: ResourceType, namespace: string | undefined, name: string, patch: unknown, opts: RequestOptions = {}): Promise<T> {
+    const path = `${resourcePath(resource, namespace)}/${encodeURIComponent(name)}/status`
+    const ctx = this.#ctx('patch', path, resource, namespace)
+    const body: RequestBody = { method: 'PATCH', contentType: 'application/merge-patch+json', data: JSON.stringify(patch) }
+    return await this.#json<T>(path, new URLSearchParams(), ctx, false, opts, body)
+  }
+
   /** Closes idle keep-alive sockets. Open watches are closed by their owners. */
   close (): void {
     this.#agent.destroy()
@@ -301,9 +320,9 @@ export class KubeClient {
     return description.includes(server) ? description : `${server} (${description})`
   }
 
-  async #json<T> (path: string, query: URLSearchParams, ctx: KubeRequestContext, collection: boolean, opts: RequestOptions): Promise<T> {
+  async #json<T> (path: string, query: URLSearchParams, ctx: KubeRequestContext, collection: boolean, opts: RequestOptions, body?: RequestBody): Promise<T> {
     const timeoutMs = opts.timeoutMs ?? this.#timeoutMs
-    const opened = await this.#open(path, query, ctx, opts.signal, timeoutMs)
+    const opened = await this.#open(path, query, ctx, opts.signal, timeoutMs, body)
     try {
       if (opened.res.statusCode !== 200) throw await this.#statusError(opened.res, ctx, collection)
       let body: string
@@ -343,7 +362,7 @@ export class KubeClient {
     return undefined
   }
 
-  async #open (path: string, query: URLSearchParams, ctx: KubeRequestContext, signal: AbortSignal | undefined, timeoutMs: number): Promise<Opened> {
+  async #open (path: string, query: URLSearchParams, ctx: KubeRequestContext, signal: AbortSignal | undefined, timeoutMs: number, body?: RequestBody): Promise<Opened> {
     signal?.throwIfAborted()
     await this.#limiter.take(signal)
     const url = new URL(this.connection.server)
@@ -351,7 +370,7 @@ export class KubeClient {
     const fullPath = `${url.pathname.replace(/\/+$/, '')}${path}${qs !== '' ? `?${qs}` : ''}`
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this.#openOnce(url, fullPath, ctx, signal, timeoutMs)
+        return await this.#openOnce(url, fullPath, ctx, signal, timeoutMs, body)
       } catch (err) {
         // A keep-alive socket the server closed meanwhile: retry once on a fresh one.
         if (err instanceof StaleSocketError && attempt === 0) continue
@@ -360,7 +379,7 @@ export class KubeClient {
     }
   }
 
-  #openOnce (url: URL, fullPath: string, ctx: KubeRequestContext, signal: AbortSignal | undefined, timeoutMs: number): Promise<Opened> {
+  #openOnce (url: URL, fullPath: string, ctx: KubeRequestContext, signal: AbortSignal | undefined, timeoutMs: number, body?: RequestBody): Promise<Opened> {
     const ac = new AbortController()
     let cut: Error | undefined
     const timer = setTimeout(() => {
@@ -379,6 +398,10 @@ export class KubeClient {
     const headers: Record<string, string> = { Accept: 'application/json', 'User-Agent': this.#userAgent }
     const auth = this.#authorization()
     if (auth !== undefined) headers.Authorization = auth
+    if (body !== undefined) {
+      headers['Content-Type'] = body.contentType
+      headers['Content-Length'] = String(Buffer.byteLength(body.data))
+    }
     const mod = url.protocol === 'https:' ? process.getBuiltinModule('node:https') : http
     return new Promise<Opened>((resolve, reject) => {
       const req = mod.request({
@@ -386,7 +409,7 @@ export class KubeClient {
         hostname: url.hostname.replace(/^\[|\]$/g, ''),
         port: url.port,
         path: fullPath,
-        method: 'GET',
+        method: body?.method ?? 'GET',
         agent: this.#agent,
         headers,
         signal: ac.signal
@@ -405,7 +428,7 @@ export class KubeClient {
           reject(this.#unreachable('cannot reach', err))
         }
       })
-      req.end()
+      req.end(body?.data)
     })
   }
 

@@ -14,8 +14,8 @@ export interface PolicyRule {
 
 export const READ_VERBS = Object.freeze(['get', 'list', 'watch'] as const)
 
-function rule (apiGroups: string[], resources: string[]): PolicyRule {
-  return Object.freeze({ apiGroups: Object.freeze(apiGroups), resources: Object.freeze(resources), verbs: READ_VERBS })
+function rule (apiGroups: string[], resources: string[], verbs: readonly string[] = READ_VERBS): PolicyRule {
+  return Object.freeze({ apiGroups: Object.freeze(apiGroups), resources: Object.freeze(resources), verbs: Object.freeze([...verbs]) })
 }
 
 /** ClusterRole rules of edgemesh-agent. */
@@ -25,11 +25,15 @@ export const AGENT_RULES: readonly PolicyRule[] = Object.freeze([
   rule(['networking.istio.io'], ['destinationrules', 'gateways', 'virtualservices'])
 ])
 
-/** ClusterRole rules of edgemesh-gateway: what its informers watch, Secrets (TLS credentials of Istio Gateways) included; no Nodes. */
+/** ClusterRole rules of edgemesh-gateway: what its informers watch, Secrets (TLS credentials) included, no Nodes; writes only Gateway API status. */
 export const GATEWAY_RULES: readonly PolicyRule[] = Object.freeze([
   rule([''], ['services', 'endpoints', 'secrets']),
   rule(['discovery.k8s.io'], ['endpointslices']),
-  rule(['networking.istio.io'], ['destinationrules', 'gateways', 'virtualservices'])
+  rule(['networking.istio.io'], ['destinationrules', 'gateways', 'virtualservices']),
+  // Gateway API: namespaces for `allowedRoutes.namespaces.from: Selector`, and the status the gateway writes back.
+  rule([''], ['namespaces']),
+  rule(['gateway.networking.k8s.io'], ['gatewayclasses', 'gateways', 'httproutes', 'grpcroutes', 'tlsroutes', 'tcproutes', 'referencegrants']),
+  rule(['gateway.networking.k8s.io'], ['gatewayclasses/status', 'gateways/status', 'httproutes/status', 'grpcroutes/status', 'tlsroutes/status', 'tcproutes/status'], ['patch'])
 ])
 
 export interface ClusterRoleManifest {

@@ -8,6 +8,8 @@ export interface ObjectMeta {
   namespace?: string
   uid?: string
   resourceVersion?: string
+  /** Bumped by the server on every change of `spec`; status conditions echo it as observedGeneration. */
+  generation?: number
   labels?: Record<string, string>
   annotations?: Record<string, string>
   deletionTimestamp?: string
@@ -117,6 +119,7 @@ export const RESOURCES = {
   pods: { group: '', version: 'v1', resource: 'pods', kind: 'Pod', namespaced: true },
   secrets: { group: '', version: 'v1', resource: 'secrets', kind: 'Secret', namespaced: true },
   destinationRules: { group: 'networking.istio.io', version: 'v1alpha3', resource: 'destinationrules', kind: 'DestinationRule', namespaced: true },
+  namespaces: { group: '', version: 'v1', resource: 'namespaces', kind: 'Namespace', namespaced: false },
   gateways: { group: 'networking.istio.io', version: 'v1alpha3', resource: 'gateways', kind: 'Gateway', namespaced: true },
   virtualServices: { group: 'networking.istio.io', version: 'v1alpha3', resource: 'virtualservices', kind: 'VirtualService', namespaced: true }
 } as const satisfies Record<string, ResourceType>

@@ -155,10 +155,11 @@ export class FileInformer<T extends KubeObject> implements Informer<T> {
  * DestinationRules from one standalone file: the source of the local demo and
  * of users without Kubernetes.
  */
-export function createStandaloneInformers (path: string, logger: Logger): { services: FileInformer<CompactService>, endpointSlices: FileInformer<CompactSlice>, destinationRules: FileInformer<KubeObject>, ofKind: (kind: string) => FileInformer<KubeObject> } {
+export function createStandaloneInformers (path: string, logger: Logger): { services: FileInformer<CompactService>, endpointSlices: FileInformer<CompactSlice>, destinationRules: FileInformer<KubeObject>, ofKind: (kind: string, group?: string) => FileInformer<KubeObject> } {
   const file = new StandaloneFile(path)
-  // Objects of one kind as they are (Istio Gateways, VirtualServices, Secrets).
-  const ofKind = (kind: string): FileInformer<KubeObject> => new FileInformer(file, objs => objs.filter(o => o.kind === kind), logger, `standalone:${kind.toLowerCase()}s`)
+  // Objects of one kind as they are (Istio Gateways, VirtualServices, Secrets); `group` tells Istio's Gateway from the Gateway API's.
+  const ofKind = (kind: string, group?: string): FileInformer<KubeObject> => new FileInformer(file,
+    objs => objs.filter(o => o.kind === kind && (group === undefined || (o.apiVersion ?? '').startsWith(`${group}/`))), logger, `standalone:${kind.toLowerCase()}s`)
   return {
     ofKind,
     destinationRules: ofKind('DestinationRule'),

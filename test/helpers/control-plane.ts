@@ -38,7 +38,7 @@ export interface ApiResponse {
   body: any
 }
 
-const CLUSTER_SCOPED = new Set(['Node', 'Namespace', 'ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition', 'PersistentVolume'])
+const CLUSTER_SCOPED = new Set(['Node', 'Namespace', 'ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition', 'PersistentVolume', 'GatewayClass'])
 const PLURALS: Record<string, string> = { Endpoints: 'endpoints' }
 
 /** `/api/v1/namespaces/ns/services` for an object (collection path, without the name). */

@@ -19,6 +19,7 @@ import { startControlPlane, haveControlPlaneTools, eventually, toolsBin } from '
 import type { ControlPlane } from '../../helpers/control-plane.ts'
 import { freePort } from '../../helpers/net.ts'
 import { makeCerts, tlsSecret } from '../../helpers/certs.ts'
+import { CONTROLLER_NAME } from '../../../src/gateway/index.ts'
 import type { TestCerts } from '../../helpers/certs.ts'
 
 const root = fileURLToPath(new URL('../../../', import.meta.url))
@@ -32,7 +33,7 @@ const skip = process.getuid?.() !== 0
 const NS = `emgw-${process.pid}`
 const HOST_IP = '198.18.77.1'
 const POD_IP = '198.18.77.2'
-const backendScript = "require('node:http').createServer((q, s) => s.end('hostname-backend ' + q.url)).listen(9376, process.argv[1], () => console.log('listening'))"
+const backendScript = "require('node:http').createServer((q, s) => { s.setHeader('x-seen-env', String(q.headers['x-env'])); s.end('hostname-backend ' + q.url) }).listen(9376, process.argv[1], () => console.log('listening'))"
 
 type Obj = { apiVersion: string, kind: string, metadata: { name: string, namespace?: string } } & Record<string, unknown>
 
@@ -58,13 +59,21 @@ describe('edgemesh gateway against a real API server, with the chart\'s RBAC', {
     for (const o of objects) await cp.apply(o)
   }
 
-  async function get (path: string, host?: string): Promise<{ status: number, body: string }> {
+  async function get (path: string, host?: string, port = 23333): Promise<{ status: number, body: string, headers: http.IncomingHttpHeaders }> {
     return await new Promise((resolve, reject) => {
-      http.get({ host: '127.0.0.1', port: 23333, path, headers: host !== undefined ? { host } : {}, agent: false }, res => {
+      http.get({ host: '127.0.0.1', port, path, headers: host !== undefined ? { host } : {}, agent: false }, res => {
         let body = ''
-        res.setEncoding('utf8').on('data', (d: string) => { body += d }).on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+        res.setEncoding('utf8').on('data', (d: string) => { body += d }).on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }))
       }).on('error', reject)
     })
+  }
+
+  /** `type → "status reason"` of a condition list. */
+  const conditions = (list: unknown): Record<string, string> => Object.fromEntries(((list ?? []) as Array<{ type: string, status: string, reason: string }>).map(c => [c.type, `${c.status} ${c.reason}`]))
+  async function routeConditions (namespace: string, name: string): Promise<Record<string, string>> {
+    const r = await cp.request('GET', `/apis/gateway.networking.k8s.io/v1/namespaces/${namespace}/httproutes/${name}`)
+    const parents = ((r.body as { status?: { parents?: Array<{ controllerName: string, conditions: unknown }> } }).status?.parents ?? [])
+    return conditions(parents.find(p => p.controllerName === CONTROLLER_NAME)?.conditions)
   }
 
   async function peerName (options: tls.ConnectionOptions): Promise<string> {
@@ -93,11 +102,14 @@ describe('edgemesh gateway against a real API server, with the chart\'s RBAC', {
     await once(backend.stdout as NodeJS.ReadableStream, 'data')
     await cp.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kubeedge' } })
     for (const f of readdirSync(join(root, 'deploy/helm/edgemesh/crds'))) await apply(docs(readFileSync(join(root, 'deploy/helm/edgemesh/crds', f), 'utf8')))
+    // The gateway chart's Gateway API CRDs (v1.6.3, standard channel), as `helm install` would create them.
+    for (const f of readdirSync(join(root, 'deploy/helm/edgemesh-gateway/crds'))) await apply(docs(readFileSync(join(root, 'deploy/helm/edgemesh-gateway/crds', f), 'utf8')))
     await eventually('Istio CRDs served', async () => (await cp.request('GET', '/apis/networking.istio.io/v1/virtualservices')).status === 200, 20_000, 100)
+    await eventually('Gateway API CRDs served', async () => (await cp.request('GET', '/apis/gateway.networking.k8s.io/v1/httproutes')).status === 200 && (await cp.request('GET', '/apis/gateway.networking.k8s.io/v1beta1/referencegrants')).status === 200, 20_000, 100)
     // The chart's own ServiceAccount, ClusterRole and binding: the gateway gets nothing else.
     const rendered = await run(join(toolsBin(), 'helm'), ['template', 'edgemesh-gateway', join(root, 'deploy/helm/edgemesh-gateway'), '--namespace', 'kubeedge', '--set', 'nodeName=cloud-1', '--set', `psk=${PSK}`])
     assert.equal(rendered.code, 0, rendered.stderr)
-    await apply(docs(rendered.stdout).filter(o => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding'].includes(o.kind)))
+    await apply(docs(rendered.stdout).filter(o => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'GatewayClass'].includes(o.kind)))
     await writeFile(join(dir, 'token'), await cp.createServiceAccountToken('kubeedge', 'edgemesh-gateway'))
     await writeFile(join(dir, 'ca.crt'), cp.ca)
     await writeFile(join(dir, 'kubeconfig'), [
@@ -167,5 +179,67 @@ describe('edgemesh gateway against a real API server, with the chart\'s RBAC', {
     await cp.apply(tlsSecret('gw-secret', certs.issue('gw-2', ['127.0.0.1']), certs.ca) as Obj)
     await eventually('rotated certificate served', async () => await peerName({ ...client }).catch(() => '') === 'gw-2', 10_000, 50)
     assert.ok(!logs.some(l => /forbidden/i.test(l)), 'the chart\'s ClusterRole covers every informer')
+  })
+
+  test('the same routes as Gateway API resources: routing, rewrite, header edit, redirect, HTTPS from the Secret; status written back', async () => {
+    await apply(docs(readFileSync(join(fixtures, 'gateway-api-hostname.yaml'), 'utf8')))
+    await eventually('HTTPRoute served', async () => (await get('/who', 'hostname.org', 23380).catch(() => ({ status: 0 }))).status === 200, 10_000, 50)
+    assert.equal((await get('/who', 'hostname.org', 23380)).body, 'hostname-backend /who')
+    assert.equal((await get('/who', 'other.org', 23380)).status, 404, 'hostnames limit the route')
+    assert.equal((await get('/whoever', 'hostname.org', 23380)).status, 404, 'a path prefix matches whole segments')
+    const rewritten = await get('/v2/abc?x=1', 'hostname.org', 23380)
+    assert.equal(rewritten.body, 'hostname-backend /abc?x=1')
+    assert.equal(rewritten.headers['x-seen-env'], 'edge')
+    const moved = await get('/old/page', 'hostname.org', 23380)
+    assert.equal(moved.status, 301)
+    assert.equal(moved.headers.location, 'http://new.org:23380/old/page')
+    const body = await new Promise<string>((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port: 23443, servername: 'hostname.org', ca: certs.ca, checkServerIdentity: () => undefined })
+      s.on('secureConnect', () => s.write('GET /who HTTP/1.1\r\nhost: hostname.org\r\nconnection: close\r\n\r\n'))
+      let text = ''
+      s.setEncoding('utf8').on('data', (d: string) => { text += d }).on('end', () => resolve(text)).on('error', reject)
+    })
+    assert.match(body, /^HTTP\/1\.1 200[^]*hostname-backend \/who$/)
+
+    await eventually('status written', async () => {
+      const g = (await cp.request('GET', '/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways/edgemesh-gw')).body as { status?: { conditions?: unknown, listeners?: Array<{ name: string, attachedRoutes: number, conditions: unknown }> } }
+      const c = conditions(g.status?.conditions)
+      const http = g.status?.listeners?.find(l => l.name === 'http')
+      return c.Accepted === 'True Accepted' && c.Programmed === 'True Programmed' && http?.attachedRoutes === 1 && conditions(http.conditions).Programmed === 'True Programmed' &&
+        (await routeConditions('default', 'hostname-lb')).Accepted === 'True Accepted'
+    }, 10_000, 100)
+    assert.deepEqual(await routeConditions('default', 'hostname-lb'), { Accepted: 'True Accepted', ResolvedRefs: 'True ResolvedRefs' })
+    const cls = (await cp.request('GET', '/apis/gateway.networking.k8s.io/v1/gatewayclasses/edgemesh')).body as { status?: { conditions?: unknown } }
+    assert.equal(conditions(cls.status?.conditions).Accepted, 'True Accepted')
+  })
+
+  test('Gateway API status: an invalid route and a cross-namespace backend without, then with, a ReferenceGrant', async () => {
+    await cp.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-a' } })
+    const route = (name: string, namespace: string, rule: Record<string, unknown>): Obj => ({
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: { name, namespace },
+      spec: { parentRefs: [{ name: 'edgemesh-gw', namespace: 'default', sectionName: 'http' }], hostnames: [`${name}.org`], rules: [rule] }
+    })
+    const backendRef = { name: 'hostname-lb-svc', namespace: 'default', port: 12345 }
+    await apply([
+      route('cross', 'team-a', { backendRefs: [backendRef] }),
+      route('mirror', 'default', { filters: [{ type: 'RequestMirror', requestMirror: { backendRef } }], backendRefs: [backendRef] })
+    ])
+    await eventually('conditions written', async () => (await routeConditions('team-a', 'cross')).ResolvedRefs === 'False RefNotPermitted' && (await routeConditions('default', 'mirror')).Accepted === 'False UnsupportedValue', 10_000, 100)
+    assert.equal((await get('/', 'cross.org', 23380)).status, 500, 'a backend the route may not use answers 500')
+    assert.equal((await get('/', 'mirror.org', 23380)).status, 404, 'a route that is not accepted is not served')
+    const r = await cp.request('GET', '/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/mirror')
+    assert.match(JSON.stringify(r.body), /spec\.rules\[0\]\.filters\[0\]\.type \\"RequestMirror\\" is not supported/)
+
+    await cp.apply({
+      apiVersion: 'gateway.networking.k8s.io/v1beta1',
+      kind: 'ReferenceGrant',
+      metadata: { name: 'team-a-routes', namespace: 'default' },
+      spec: { from: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'team-a' }], to: [{ group: '', kind: 'Service' }] }
+    })
+    await eventually('grant honoured', async () => (await routeConditions('team-a', 'cross')).ResolvedRefs === 'True ResolvedRefs' && (await get('/', 'cross.org', 23380)).status === 200, 10_000, 100)
+    assert.equal((await get('/x', 'cross.org', 23380)).body, 'hostname-backend /x')
+    assert.ok(!logs.some(l => /forbidden|status not written/i.test(l)), `the chart's ClusterRole covers the status writes:\n${logs.filter(l => /forbidden|status not written/i.test(l)).join('\n')}`)
   })
 })

@@ -1,6 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { AGENT_RULES, clusterRole, GATEWAY_RULES } from '../../../src/kube/rbac.ts'
+import { GATEWAY_API_RESOURCES } from '../../../src/gateway/gateway-api-status.ts'
 import type { PolicyRule } from '../../../src/kube/rbac.ts'
 import { RESOURCES } from '../../../src/kube/types.ts'
 
@@ -25,6 +26,11 @@ test('agent rules: get/list/watch on exactly what the informers read', () => {
 test('gateway rules: what the gateway watches, secrets included, and no nodes', () => {
   for (const r of [RESOURCES.services, RESOURCES.endpoints, RESOURCES.endpointSlices, RESOURCES.secrets, RESOURCES.destinationRules, RESOURCES.gateways, RESOURCES.virtualServices]) {
     for (const verb of ['get', 'list', 'watch']) assert.ok(grants(GATEWAY_RULES, r.group, r.resource, verb), `${r.resource} ${verb}`)
+  }
+  for (const r of Object.values(GATEWAY_API_RESOURCES)) {
+    for (const verb of ['get', 'list', 'watch']) assert.ok(grants(GATEWAY_RULES, r.group, r.resource, verb), `${r.resource} ${verb}`)
+    assert.equal(grants(GATEWAY_RULES, r.group, `${r.resource}/status`, 'patch'), r.kind !== 'ReferenceGrant', `${r.resource}/status patch`)
+    assert.ok(!grants(GATEWAY_RULES, r.group, r.resource, 'patch'), `${r.resource}: the spec is the user's`)
   }
   assert.ok(!grants(GATEWAY_RULES, '', 'nodes', 'get'))
   assert.ok(!grants(GATEWAY_RULES, '', 'secrets', 'update'))
