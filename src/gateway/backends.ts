@@ -9,6 +9,8 @@ import { Socket } from 'node:net'
 import type { Duplex, Readable } from 'node:stream'
 import { Agent } from 'undici'
 import type { Dispatcher } from 'undici'
+import { H2Pool } from './h2-pool.ts'
+import type { UpstreamResponse } from './h2-pool.ts'
 import type { LoadBalancer, PickContext, ServicePortKey } from '../loadbalancer/index.ts'
 import { targetPort } from '../loadbalancer/index.ts'
 import type { EndpointDialer } from '../mesh/endpoint-dialer.ts'
@@ -19,7 +21,17 @@ import type { Destination } from './istio.ts'
 const MAX_ATTEMPTS = 3
 
 /** `status`: what the client is answered when not 503 (500 for references Gateway API calls invalid). */
-export type Resolved = { ok: true, svc: ServicePortKey, endpoints: readonly Endpoint[] } | { ok: false, why: string, status?: number }
+export type Resolved = { ok: true, svc: ServicePortKey, endpoints: readonly Endpoint[], h2: boolean } | { ok: false, why: string, status?: number }
+
+/** appProtocol values (and Istio's port-name prefixes) that mean the backend speaks HTTP/2 without TLS. */
+const H2C_PROTOCOLS = new Set(['kubernetes.io/h2c', 'h2c', 'grpc', 'http2', 'grpc-web'])
+
+/** Whether a Service port speaks cleartext HTTP/2: by appProtocol, else by Istio's name convention (`grpc-…`, `http2-…`). */
+export function speaksH2c (port: { name: string, appProtocol?: string }): boolean {
+  if (port.appProtocol !== undefined) return H2C_PROTOCOLS.has(port.appProtocol.toLowerCase())
+  const prefix = port.name.toLowerCase().split('-')[0] ?? ''
+  return prefix === 'grpc' || prefix === 'http2' || prefix === 'h2c'
+}
 
 /** Picks one destination by weight. */
 function pickWeighted<T extends { weight: number }> (list: readonly T[], random: () => number = Math.random): T | undefined {
@@ -60,6 +72,8 @@ export interface UpstreamRequest {
   headers: Record<string, string | string[]>
   body: Readable | null
   signal: AbortSignal | undefined
+  /** Cleartext HTTP/2 (prior knowledge) to the endpoint: gRPC, or a Service port that says so. */
+  h2: boolean
 }
 
 export class Backends {
@@ -69,6 +83,8 @@ export class Backends {
   readonly #endpoints = new Map<string, EndpointInfo>()
   /** undici's per-origin pools: 1.45× the requests/s of node:http's keep-alive client as a bare proxy (bench:gateway). */
   readonly #pool: Agent
+  /** HTTP/2 without TLS to backends that speak it (gRPC): streams multiplexed on one session per endpoint. */
+  readonly #h2: H2Pool
 
   constructor (deps: { serviceMap: ServiceMapView, loadBalancer: LoadBalancer, dialer: EndpointDialer }) {
     this.#view = deps.serviceMap
@@ -77,24 +93,32 @@ export class Backends {
     this.#pool = new Agent({
       // Every connection comes from the mesh dialer: direct on this network, through a peer otherwise.
       connect: (opts, callback) => {
-        const ip = opts.hostname.replace(/^\[|\]$/g, '')
-        const info = this.#endpoints.get(`${ip}:${opts.port}`)
-        this.#dialer.dialTcp({ ip, port: Number(opts.port), nodeName: info?.nodeName, service: info?.service ?? '' })
+        this.#dialKey(`${opts.hostname.replace(/^\[|\]$/g, '')}:${opts.port}`)
           .then(s => { callback(null, socketLike(s)) }, (err: Error) => { callback(err, null) })
       },
       keepAliveTimeout: 30_000,
       keepAliveMaxTimeout: 60_000,
       pipelining: 1
     })
+    this.#h2 = new H2Pool(async key => await this.#dialKey(key))
+  }
+
+  /** A connection to `ip:port` of an endpoint a request was sent to. */
+  async #dialKey (key: string): Promise<Duplex> {
+    const colon = key.lastIndexOf(':')
+    const ip = key.slice(0, colon)
+    const info = this.#endpoints.get(key)
+    return await this.#dialer.dialTcp({ ip, port: Number(key.slice(colon + 1)), nodeName: info?.nodeName, service: info?.service ?? '' })
   }
 
   /** One HTTP request to one endpoint, on a pooled connection. */
-  async request (ep: Endpoint, port: number, service: string, req: UpstreamRequest): Promise<Dispatcher.ResponseData> {
+  async request (ep: Endpoint, port: number, service: string, req: UpstreamRequest): Promise<UpstreamResponse> {
     const key = `${ep.ip}:${port}`
     if (!this.#endpoints.has(key)) {
       if (this.#endpoints.size >= MAX_REMEMBERED) this.#endpoints.delete(this.#endpoints.keys().next().value as string)
       this.#endpoints.set(key, { nodeName: ep.nodeName, service })
     }
+    if (req.h2) return await this.#h2.request(key, req)
     const origin = `http://${ep.ip.includes(':') ? `[${ep.ip}]` : ep.ip}:${port}`
     return await this.#pool.request({ origin, method: req.method as Dispatcher.HttpMethod, path: req.path, headers: req.headers, body: req.body, signal: req.signal })
   }
@@ -107,7 +131,7 @@ export class Backends {
     const tcp = entry.service.ports.filter(p => p.protocol === 'TCP')
     const port = dest.port !== undefined ? tcp.find(p => p.port === dest.port) : tcp.length === 1 ? tcp[0] : undefined
     if (port === undefined) return { ok: false, why: dest.port !== undefined ? `service ${dest.service} has no TCP port ${dest.port}` : `service ${dest.service} has several ports; the destination must name one` }
-    return { ok: true, svc: { service: dest.service, port: port.port, portName: port.name }, endpoints: entry.endpoints }
+    return { ok: true, svc: { service: dest.service, port: port.port, portName: port.name }, endpoints: entry.endpoints, h2: speaksH2c(port) }
   }
 
   /** A destination picked by weight, resolved to its Service port. */
@@ -143,5 +167,6 @@ export class Backends {
 
   close (): void {
     this.#pool.destroy().catch(() => {})
+    this.#h2.close()
   }
 }

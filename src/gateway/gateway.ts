@@ -7,7 +7,6 @@
  * and requests in flight are not dropped by route or certificate changes.
  */
 import http from 'node:http'
-import https from 'node:https'
 import net from 'node:net'
 import tls from 'node:tls'
 import type { Duplex } from 'node:stream'
@@ -33,6 +32,7 @@ import { HttpHandler } from './http-handler.ts'
 import { Credentials } from './credentials.ts'
 import { MAX_HELLO_BYTES, readServerName } from './tls-sni.ts'
 import { GatewayMetrics } from './metrics.ts'
+import { createHttpFront } from './http-front.ts'
 import { GatewayResourceError } from './errors.ts'
 import { translateGatewayApi } from './gateway-api.ts'
 import type { GatewayApiModel, RouteKind } from './gateway-api.ts'
@@ -89,6 +89,8 @@ interface PortState {
   /** Addresses that could not be bound, with why. */
   failed: Array<{ address: string, error: string }>
   sockets: Set<net.Socket>
+  /** Per HTTP server: closes its idle keep-alive connections and HTTP/2 sessions. */
+  closeIdle: Array<() => void>
 }
 
 /** Picks a listener's credential by server name: the first whose hosts admit it, else the first. */
@@ -371,18 +373,23 @@ export class EdgeGateway implements Component {
     const httpOptions: http.ServerOptions = { headersTimeout: this.#init.headersTimeoutMs, keepAliveTimeout: this.#init.keepAliveTimeoutMs, maxHeaderSize: 16 * 1024, connectionsCheckingInterval: 1000 }
     if (spec.kind === 'http') {
       const scheme = spec.tls !== undefined ? 'https' : 'http'
-      const server = spec.tls !== undefined
-        ? https.createServer({ ...httpOptions, ...this.#tlsOptions(state) })
-        : http.createServer(httpOptions)
-      server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => { this.#http.handle(port, scheme, req, res) })
-      server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => { this.#http.upgrade(port, scheme, req, socket, head) })
-      server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-        // As Node's own handler answers, without its body.
-        const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request'
-        if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`)
-        else socket.destroy()
+      const front = createHttpFront({
+        ...(spec.tls !== undefined ? { tls: this.#tlsOptions(state) } : {}),
+        http: httpOptions,
+        idleTimeoutMs: this.#init.keepAliveTimeoutMs,
+        firstBytesTimeoutMs: this.#init.headersTimeoutMs,
+        maxStreams: 128,
+        onRequest: (req, res) => { this.#http.handle(port, scheme, req as http.IncomingMessage, res as http.ServerResponse) },
+        onUpgrade: (req, socket, head) => { this.#http.upgrade(port, scheme, req, socket, head) },
+        onClientError: (err, socket) => {
+          // As Node's own handler answers, without its body.
+          const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request'
+          if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`)
+          else socket.destroy()
+        }
       })
-      return server
+      state.closeIdle.push(front.closeIdle)
+      return front.server
     }
     if (spec.kind === 'tcp' && spec.tls !== undefined) {
       const server = tls.createServer(this.#tlsOptions(state), socket => { this.#pipe(socket, port, this.#table.tcpRoute(port), undefined) })
@@ -394,7 +401,7 @@ export class EdgeGateway implements Component {
   }
 
   async #open (spec: ListenerSpec): Promise<PortState> {
-    const state: PortState = { spec, sig: signature(spec), servers: [], failed: [], sockets: new Set() }
+    const state: PortState = { spec, sig: signature(spec), servers: [], failed: [], sockets: new Set(), closeIdle: [] }
     for (const address of this.#init.listenAddresses) {
       const server = this.#makeServer(state)
       server.maxConnections = this.#init.maxConnectionsPerPort
@@ -426,7 +433,7 @@ export class EdgeGateway implements Component {
   /** Stops accepting on a port; with `drain` false open connections go on, else they are ended when `signal` aborts. */
   async #close (state: PortState, signal?: AbortSignal, drain = true): Promise<void> {
     const closed = Promise.all(state.servers.map(async s => { await new Promise<void>(resolve => s.close(() => { this.#draining.delete(state); resolve() })) }))
-    for (const s of state.servers) (s as http.Server).closeIdleConnections?.()
+    for (const closeIdle of state.closeIdle) closeIdle()
     if (!drain) return
     const destroyAll = (): void => { for (const s of state.sockets) s.destroy() }
     if (signal?.aborted === true) destroyAll()

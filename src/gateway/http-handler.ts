@@ -9,7 +9,7 @@
 import http from 'node:http'
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
-import type { Dispatcher } from 'undici'
+import type { UpstreamResponse } from './h2-pool.ts'
 import type { Endpoint } from '../servicemap/types.ts'
 import type { PickContext } from '../loadbalancer/index.ts'
 import type { Logger } from '../observability/logger.ts'
@@ -42,9 +42,25 @@ function forwardable (headers: Record<string, string | string[] | undefined>): R
   const out: Record<string, string | string[]> = {}
   for (const k in headers) {
     const v = headers[k]
-    if (v !== undefined && !HOP_BY_HOP.has(k) && named?.has(k) !== true) out[k] = v
+    // `:path`, `:authority`... are HTTP/2's own and are rebuilt for the next hop.
+    if (v !== undefined && !HOP_BY_HOP.has(k) && named?.has(k) !== true && k.charCodeAt(0) !== 58) out[k] = v
   }
   return out
+}
+
+/** The request's authority: Host (HTTP/1.1) or :authority (HTTP/2). */
+function authorityOf (req: IncomingMessage): string {
+  return req.headers.host ?? (req.headers[':authority'] as string | undefined) ?? ''
+}
+
+/** gRPC needs HTTP/2 to its backend, whatever the route's Service port says. */
+function isGrpc (req: IncomingMessage): boolean {
+  return req.headers['content-type']?.startsWith('application/grpc') === true
+}
+
+/** Whether the client is gone (HTTP/2 responses have no `destroyed` of their own). */
+function gone (res: ServerResponse): boolean {
+  return res.destroyed || (res as unknown as { stream?: { destroyed: boolean } }).stream?.destroyed === true
 }
 
 function headerReader (headers: IncomingHttpHeaders): (name: string) => string | undefined {
@@ -91,7 +107,7 @@ const SCHEME_PORTS: Record<string, number> = { http: 80, https: 443 }
 
 function redirectLocation (req: IncomingMessage, scheme: 'http' | 'https', route: HttpRoute, match: HttpRouteMatch, listenerPort: number): string {
   const r = route.redirect ?? { code: 301 }
-  const authority = req.headers.host ?? ''
+  const authority = authorityOf(req)
   const toScheme = r.scheme ?? scheme
   let host = r.authority ?? authority
   // Gateway API: the hostname replaces the host only; the port is kept unless `port` says otherwise.
@@ -105,6 +121,9 @@ function redirectLocation (req: IncomingMessage, scheme: 'http' | 'https', route
 /** Request headers for the backend: hop-by-hop dropped, X-Forwarded-* added, the route's edits applied. */
 function upstreamHeaders (req: IncomingMessage, scheme: string, route: HttpRoute): Record<string, string | string[]> {
   const out = forwardable(req.headers)
+  out.host ??= authorityOf(req)
+  // The one TE value HTTP/2 allows; gRPC backends require it.
+  if (req.headers.te === 'trailers') out.te = 'trailers'
   const client = req.socket.remoteAddress ?? ''
   const xff = req.headers['x-forwarded-for']
   out['x-forwarded-for'] = xff === undefined ? client : `${Array.isArray(xff) ? xff.join(', ') : xff}, ${client}`
@@ -131,7 +150,7 @@ export class HttpHandler {
   }
 
   #facts (req: IncomingMessage, scheme: 'http' | 'https'): Parameters<RouteTable['matchHttp']>[1] {
-    return { authority: req.headers.host ?? '', method: req.method ?? 'GET', path: req.url ?? '/', scheme, header: headerReader(req.headers) }
+    return { authority: authorityOf(req), method: req.method ?? 'GET', path: req.url ?? '/', scheme, header: headerReader(req.headers) }
   }
 
   #reply (res: ServerResponse, route: string, code: number, body: string, started: number): void {
@@ -147,7 +166,7 @@ export class HttpHandler {
     const table = this.#deps.table()
     const spec = table.listener(port)
     if (spec?.httpsRedirect === true && scheme === 'http') {
-      res.writeHead(301, { location: `https://${(req.headers.host ?? '').replace(/:\d+$/, '')}${req.url ?? '/'}`, 'content-length': 0 })
+      res.writeHead(301, { location: `https://${authorityOf(req).replace(/:\d+$/, '')}${req.url ?? '/'}`, 'content-length': 0 })
       res.end()
       this.#deps.metrics.answered('none', 301)
       return
@@ -170,23 +189,28 @@ export class HttpHandler {
   async #forward (req: IncomingMessage, res: ServerResponse, scheme: string, match: HttpRouteMatch, started: number): Promise<void> {
     const { route } = match
     const { backends, metrics } = this.#deps
-    const hasBody = req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined
+    // HTTP/2 bodies need no length: the stream says whether one follows the headers.
+    const h2Stream = (req as unknown as { stream?: { endAfterHeaders: boolean } }).stream
+    const hasBody = h2Stream !== undefined
+      ? !h2Stream.endAfterHeaders
+      : req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined
     const ctx: PickContext = { clientIP: req.socket.remoteAddress, clientPort: req.socket.remotePort, header: headerReader(req.headers), cookie: cookieReader(req.headers) }
     const deadline = route.timeoutMs !== undefined ? started + route.timeoutMs : undefined
     const retries = route.retries?.attempts ?? 0
     const path = rewritePath(req.url ?? '/', match)
     const headers = upstreamHeaders(req, scheme, route)
+    const grpc = isGrpc(req)
     let lastWhy = 'no endpoint'
     for (let attempt = 0; attempt <= retries; attempt++) {
       const resolved = backends.choose(route.route)
       if (!resolved.ok) { this.#reply(res, route.id, resolved.status ?? 503, resolved.why, started); return }
       for (const { ep, port } of backends.attempts(resolved, ctx)) {
-        if (res.destroyed || req.destroyed) return
+        if (gone(res) || req.destroyed) return
         const remaining = deadline === undefined ? undefined : deadline - performance.now()
         if (remaining !== undefined && remaining <= 0) { this.#reply(res, route.id, 504, 'upstream request timeout', started); return }
         const perTry = route.retries?.perTryTimeoutMs
         const limit = perTry !== undefined && remaining !== undefined ? Math.min(perTry, remaining) : perTry ?? remaining
-        const outcome = await this.#try(req, res, { ep, port, service: resolved.svc.service, path, headers, limit, route, hasBody, canRetry: attempt < retries, started })
+        const outcome = await this.#try(req, res, { ep, port, service: resolved.svc.service, path, headers, limit, route, hasBody, canRetry: attempt < retries, started, h2: resolved.h2 || grpc })
         if (outcome === 'done') return
         if (outcome === 'connect') { metrics.connectErrors.inc({ route: route.id }); lastWhy = 'upstream connect error'; continue }
         if (outcome === 'timeout' && deadline !== undefined && performance.now() >= deadline) { this.#reply(res, route.id, 504, 'upstream request timeout', started); return }
@@ -203,19 +227,19 @@ export class HttpHandler {
    * retriable status or reset on a request without a body; `timeout`: the
    * try's time ran out before the response head.
    */
-  async #try (req: IncomingMessage, res: ServerResponse, t: { ep: Endpoint, port: number, service: string, path: string, headers: Record<string, string | string[]>, limit: number | undefined, route: HttpRoute, hasBody: boolean, canRetry: boolean, started: number }): Promise<'done' | 'connect' | 'retry' | 'timeout'> {
+  async #try (req: IncomingMessage, res: ServerResponse, t: { ep: Endpoint, port: number, service: string, path: string, headers: Record<string, string | string[]>, limit: number | undefined, route: HttpRoute, hasBody: boolean, canRetry: boolean, started: number, h2: boolean }): Promise<'done' | 'connect' | 'retry' | 'timeout'> {
     const { metrics, backends } = this.#deps
     // An AbortController costs more than the rest of the request's bookkeeping: made only for a timeout.
     const abort = t.limit === undefined ? undefined : new AbortController()
     let timedOut = false
     const timer = abort === undefined ? undefined : setTimeout(() => { timedOut = true; abort.abort() }, t.limit)
-    let up: Dispatcher.ResponseData
+    let up: UpstreamResponse
     try {
-      up = await backends.request(t.ep, t.port, t.service, { method: req.method ?? 'GET', path: t.path, headers: t.headers, body: t.hasBody ? req : null, signal: abort?.signal })
+      up = await backends.request(t.ep, t.port, t.service, { method: req.method ?? 'GET', path: t.path, headers: t.headers, body: t.hasBody ? req : null, signal: abort?.signal, h2: t.h2 })
     } catch (err) {
       clearTimeout(timer)
       if (timedOut) return 'timeout'
-      if (res.destroyed) return 'done'
+      if (gone(res)) return 'done'
       const code = (err as { code?: string }).code
       // A failure before the connection carried anything: the body is untouched, another endpoint may take it.
       if (code !== 'UND_ERR_SOCKET' && code !== 'UND_ERR_ABORTED' && !req.readableDidRead) return 'connect'
@@ -224,7 +248,7 @@ export class HttpHandler {
       return 'done'
     }
     clearTimeout(timer)
-    if (res.destroyed) {
+    if (gone(res)) {
       // The client left while the head was on its way: release the connection (destroy emits an error).
       up.body.on('error', () => {})
       up.body.destroy()
@@ -237,13 +261,27 @@ export class HttpHandler {
     }
     const headers = forwardable(up.headers)
     applyOps(headers, t.route.responseHeaders)
+    // A gRPC "trailers-only" answer (an error, mostly) carries its status in the headers: sent on as trailers after the (empty) body, where clients read it.
+    const lateTrailers: Record<string, string | string[]> = {}
+    if (headers['grpc-status'] !== undefined) {
+      for (const k of ['grpc-status', 'grpc-message', 'grpc-status-details-bin']) {
+        const v = headers[k]
+        if (v !== undefined) { lateTrailers[k] = v; Reflect.deleteProperty(headers, k) }
+      }
+    }
     metrics.answered(t.route.id, status, (performance.now() - t.started) / 1000)
     res.writeHead(status, headers)
     const body = up.body
     body.on('error', () => res.destroy())
     // A client that leaves mid-response releases the upstream connection.
     res.once('close', () => { if (!res.writableFinished) body.destroy() })
-    body.pipe(res)
+    // Trailers (gRPC's status) arrive after the body and go to the client after it.
+    body.pipe(res, { end: false })
+    body.once('end', () => {
+      const trailers = { ...lateTrailers, ...forwardable(up.trailers) }
+      if (Object.keys(trailers).length > 0) res.addTrailers(trailers)
+      res.end()
+    })
     return 'done'
   }
 

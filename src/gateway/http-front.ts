@@ -1,0 +1,89 @@
+/**
+ * One listening socket for HTTP/1.1 and HTTP/2 on a gateway port. With TLS,
+ * ALPN picks the protocol (`h2`, else `http/1.1`); without, a connection
+ * that opens with the HTTP/2 preface is h2c (prior knowledge, as gRPC
+ * clients do) and anything else HTTP/1.1. Each connection is then handed to
+ * an http.Server or an http2 server that never listen themselves, so both
+ * protocols share one port, one request handler and the port's caps.
+ */
+import http from 'node:http'
+import http2 from 'node:http2'
+import net from 'node:net'
+import tls from 'node:tls'
+import type { Duplex } from 'node:stream'
+
+/** The client connection preface of HTTP/2 (RFC 9113 §3.4). */
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')
+
+export interface HttpFrontOptions {
+  /** TLS to terminate; absent for plain HTTP and h2c. */
+  tls?: tls.TlsOptions
+  http: http.ServerOptions
+  /** Idle HTTP/2 sessions close after this. */
+  idleTimeoutMs: number
+  /** A plain connection must send its first bytes within this (they tell HTTP/1.1 from h2c). */
+  firstBytesTimeoutMs: number
+  /** Concurrent streams per HTTP/2 connection. */
+  maxStreams: number
+  onRequest: (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void
+  onUpgrade: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void
+  onClientError: (err: NodeJS.ErrnoException, socket: Duplex) => void
+}
+
+export interface HttpFront {
+  /** What listens: a net.Server, or a tls.Server when TLS is terminated. */
+  server: net.Server
+  /** Closes keep-alive connections without a request in flight, and asks HTTP/2 clients to go away. */
+  closeIdle: () => void
+}
+
+export function createHttpFront (o: HttpFrontOptions): HttpFront {
+  const h1 = http.createServer(o.http)
+  h1.on('request', o.onRequest)
+  h1.on('upgrade', o.onUpgrade)
+  h1.on('clientError', o.onClientError)
+  // Node checks header deadlines only for a server that emitted 'listening'; this one never listens itself.
+  h1.emit('listening')
+  const h2 = http2.createServer({ settings: { maxConcurrentStreams: o.maxStreams }, maxSessionMemory: 16 })
+  h2.on('request', o.onRequest)
+  h2.setTimeout(o.idleTimeoutMs)
+  const sessions = new Set<http2.ServerHttp2Session>()
+  h2.on('session', (s: http2.ServerHttp2Session) => {
+    sessions.add(s)
+    s.once('close', () => sessions.delete(s))
+    s.on('error', () => {})
+  })
+
+  let server: net.Server
+  if (o.tls !== undefined) {
+    server = tls.createServer({ ...o.tls, ALPNProtocols: ['h2', 'http/1.1'] }, socket => {
+      (socket.alpnProtocol === 'h2' ? h2 : h1).emit('connection', socket)
+    })
+    server.on('tlsClientError', (_err, socket) => { socket.destroy() })
+  } else {
+    server = net.createServer(socket => { sniff(socket, h1, h2, o.firstBytesTimeoutMs) })
+  }
+  server.once('close', () => { h1.close() })
+  return {
+    server,
+    closeIdle: () => {
+      h1.closeIdleConnections()
+      for (const s of sessions) s.close()
+    }
+  }
+}
+
+/** Reads the first bytes of a plain connection: the HTTP/2 preface (or a prefix of it, as far as sent) means h2c. */
+function sniff (socket: net.Socket, h1: http.Server, h2: http2.Http2Server, timeoutMs: number): void {
+  socket.setTimeout(timeoutMs, () => socket.destroy())
+  socket.once('data', (chunk: Buffer) => {
+    socket.pause()
+    socket.setTimeout(0)
+    socket.unshift(chunk)
+    const n = Math.min(chunk.length, PREFACE.length)
+    const isH2 = chunk.subarray(0, n).equals(PREFACE.subarray(0, n))
+    ;(isH2 ? h2 : h1).emit('connection', socket)
+    process.nextTick(() => socket.resume())
+  })
+  socket.on('error', () => {})
+}
