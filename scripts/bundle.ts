@@ -7,7 +7,7 @@
 //   install.sh, VERSION, README.txt
 //   helm-charts/edgemesh.tgz, helm-charts/edgemesh-gateway.tgz
 //   images/edgemesh-agent-<version>-{amd64,arm64}.tar, images/IMAGE
-//   crds/istio/*.yaml, manifests/*.yaml
+//   crds/istio/*.yaml, crds/gateway-api/*.yaml, manifests/*.yaml
 //   bin/edgemesh + lib/ (the CLI for <arch>: Node and the bundled app)
 //   bin/helm, bin/kubectl (static, for <arch>; install.sh uses them when the host has none)
 //
@@ -76,6 +76,7 @@ try {
     renameSync(join(pkgDir, `${chart}-${chartVersion}.tgz`), join(top, 'helm-charts', `${chart}.tgz`))
   }
   cpSync(join(root, 'deploy/helm/edgemesh/crds'), join(top, 'crds/istio'), { recursive: true })
+  cpSync(join(root, 'deploy/helm/edgemesh-gateway/crds'), join(top, 'crds/gateway-api'), { recursive: true })
   cpSync(join(root, 'deploy/manifests'), join(top, 'manifests'), { recursive: true })
   copyFileSync(join(root, 'deploy/offline/install.sh'), join(top, 'install.sh'))
   chmodSync(join(top, 'install.sh'), 0o755)
