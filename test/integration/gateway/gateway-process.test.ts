@@ -4,7 +4,7 @@
 // backends on loopback, curl, Node's HTTP, TLS and WebSocket clients.
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, execFile } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import http from 'node:http'
 import https from 'node:https'
@@ -17,10 +17,9 @@ import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { WebSocketServer } from 'ws'
 import { freePort } from '../../helpers/net.ts'
+import { startGateway, until } from '../../helpers/gateway-process.ts'
 import { makeCerts, tlsSecret } from '../../helpers/certs.ts'
 import type { TestCerts } from '../../helpers/certs.ts'
-
-const entry = new URL('../../../src/bin/edgemesh.ts', import.meta.url).pathname
 
 type Obj = Record<string, unknown>
 
@@ -49,19 +48,6 @@ async function curl (args: string[]): Promise<{ code: number, stdout: string, st
   return await new Promise(resolve => {
     execFile('curl', ['-sS', '--max-time', '10', ...args], (err, stdout, stderr) => resolve({ code: err === null ? 0 : (err as { code?: number }).code ?? 1, stdout, stderr }))
   })
-}
-
-async function until<T> (what: string, probe: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const end = performance.now() + ms
-  let last: unknown
-  while (performance.now() < end) {
-    try {
-      const v = await probe()
-      if (v !== undefined) return v
-    } catch (err) { last = err }
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-  throw new Error(`${what}: not within ${ms} ms${last !== undefined ? ` (last error: ${String(last)})` : ''}`)
 }
 
 describe('edgemesh gateway: Istio routes from a standalone file', () => {
@@ -157,15 +143,7 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
     ]
     await writeWorld(base)
     await writeFile(join(dir, 'ca.crt'), certs.ca)
-    const config = join(dir, 'edgemesh-gateway.yaml')
-    await writeFile(config, stringify({
-      kubeAPIConfig: { standaloneFile: world },
-      statusPort: ports.status,
-      modules: { edgeGateway: { enable: true, nic: '*', includeIP: '127.0.0.1' }, edgeTunnel: { enable: false } }
-    }))
-    proc = spawn(process.execPath, [entry, 'gateway', '--config-file', config], { env: { PATH: process.env.PATH, NODE_NAME: 'cloud-1' }, stdio: ['ignore', 'ignore', 'pipe'] })
-    proc.stderr?.setEncoding('utf8').on('data', (d: string) => logs.push(...d.split('\n').filter(l => l !== '')))
-    await until('gateway running', async () => logs.some(l => l.includes('"msg":"running"')) ? true : undefined, 15_000)
+    proc = await startGateway(dir, world, ports.status, logs)
   })
 
   after(async () => {

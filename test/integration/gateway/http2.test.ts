@@ -4,7 +4,7 @@
 // client and curl with nghttp2, in cleartext (h2c) and over TLS with ALPN.
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, execFile } from 'node:child_process'
+import { execFile } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import http from 'node:http'
 import http2 from 'node:http2'
@@ -16,11 +16,11 @@ import { stringify } from 'yaml'
 import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 import { freePort } from '../../helpers/net.ts'
+import { startGateway, until } from '../../helpers/gateway-process.ts'
 import { makeCerts, tlsSecret } from '../../helpers/certs.ts'
 import type { TestCerts } from '../../helpers/certs.ts'
 import { CONTROLLER_NAME } from '../../../src/gateway/index.ts'
 
-const entry = new URL('../../../src/bin/edgemesh.ts', import.meta.url).pathname
 type Obj = Record<string, unknown>
 
 const PROTO = `
@@ -44,19 +44,6 @@ async function run (cmd: string, args: string[]): Promise<{ code: number, stdout
   return await new Promise(resolve => {
     execFile(cmd, args, { timeout: 20_000 }, (err, stdout, stderr) => resolve({ code: err === null ? 0 : (err as { code?: number }).code ?? 1, stdout, stderr }))
   })
-}
-
-async function until<T> (what: string, probe: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms
-  let last: unknown
-  while (Date.now() < end) {
-    try {
-      const v = await probe()
-      if (v !== undefined) return v
-    } catch (err) { last = err }
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-  throw new Error(`${what}: not within ${ms} ms${last !== undefined ? ` (last error: ${String(last)})` : ''}`)
 }
 
 type EchoClient = grpc.Client & {
@@ -165,15 +152,7 @@ describe('edgemesh gateway: HTTP/2 and gRPC, cleartext and TLS', () => {
         }
       }
     ])
-    const config = join(dir, 'edgemesh-gateway.yaml')
-    await writeFile(config, stringify({
-      kubeAPIConfig: { standaloneFile: world },
-      statusPort: ports.status,
-      modules: { edgeGateway: { enable: true, nic: '*', includeIP: '127.0.0.1' }, edgeTunnel: { enable: false } }
-    }))
-    proc = spawn(process.execPath, [entry, 'gateway', '--config-file', config], { env: { PATH: process.env.PATH, NODE_NAME: 'cloud-1' }, stdio: ['ignore', 'ignore', 'pipe'] })
-    proc.stderr?.setEncoding('utf8').on('data', (d: string) => logs.push(...d.split('\n').filter(l => l !== '')))
-    await until('gateway running', async () => logs.some(l => l.includes('"msg":"running"')) ? true : undefined, 15_000)
+    proc = await startGateway(dir, world, ports.status, logs)
   })
 
   after(async () => {
