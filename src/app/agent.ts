@@ -57,7 +57,7 @@ interface ServiceSources {
   /** A node's InternalIP (else ExternalIP) from the API, null when there is no such node; absent without an API. */
   nodeAddress?: (nodeName: string) => Promise<string | null>
   /** Istio Gateways, VirtualServices, TLS Secrets and the Gateway API from the same source (the gateway's); a status writer only with an API. */
-  gatewayResources: () => { gateways: Informer<KubeObject>, virtualServices: Informer<KubeObject>, secrets: Informer<KubeObject>, gatewayApi: GatewayApiInformers, statusWriter?: GatewayApiStatusWriter }
+  gatewayResources: () => { gateways: Informer<KubeObject>, virtualServices: Informer<KubeObject>, secrets: Informer<KubeObject>, pods: Informer<KubeObject>, gatewayApi: GatewayApiInformers, statusWriter?: GatewayApiStatusWriter }
 }
 
 const SECRET_KEYS = ['tls.crt', 'tls.key', 'ca.crt', 'cert', 'key', 'cacert']
@@ -68,6 +68,12 @@ function credentialOnly (obj: KubeObject): KubeObject {
   const data: Record<string, string> = {}
   for (const k of SECRET_KEYS) if (s.data?.[k] !== undefined) data[k] = s.data[k]
   return { metadata: { name: s.metadata.name, namespace: s.metadata.namespace, resourceVersion: s.metadata.resourceVersion }, type: s.type, data } as KubeObject
+}
+
+/** Keeps an object's name, namespace and labels: Pods and Namespaces are selected by label, nothing else of them is read. */
+function labelsOnly (o: KubeObject): KubeObject {
+  const m = o.metadata
+  return { metadata: { name: m.name, namespace: m.namespace, resourceVersion: m.resourceVersion, ...(m.labels !== undefined ? { labels: m.labels } : {}) } }
 }
 
 /** Asks the API for a node's address when the SOCKS5 proxy needs it, cached for a minute (no Node informer: 10k nodes would cost memory for a rarely used feature). */
@@ -110,6 +116,7 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics
         gateways: ofKind('Gateway', 'networking.istio.io'),
         virtualServices: ofKind('VirtualService'),
         secrets: ofKind('Secret'),
+        pods: ofKind('Pod'),
         gatewayApi: {
           classes: ofKind('GatewayClass', GATEWAY_API_GROUP),
           gateways: ofKind('Gateway', GATEWAY_API_GROUP),
@@ -140,6 +147,8 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics
     virtualServices: optional(new KubeInformer({ resource: RESOURCES.virtualServices }, { client, logger: deps.logger.forComponent('kube:virtualservices'), metrics }),
       deps.logger, 'Istio VirtualServices are not served (Istio CRDs not installed?)'),
     secrets: new KubeInformer({ resource: RESOURCES.secrets, transform: credentialOnly }, { client, logger: deps.logger.forComponent('kube:secrets'), metrics }),
+    // Names and labels only: what DestinationRule subsets select on.
+    pods: new KubeInformer({ resource: RESOURCES.pods, transform: labelsOnly }, { client, logger: deps.logger.forComponent('kube:pods'), metrics }),
     gatewayApi: gatewayApiInformers(client, deps.logger, metrics),
     statusWriter: new GatewayApiStatusWriter(async (resource, namespace, name, patch) => await client.patchStatus(resource, namespace, name, patch), deps.logger.forComponent('gateway'))
   })
@@ -158,7 +167,7 @@ function gatewayApiInformers (client: KubeClient, logger: Logger, metrics: KubeM
     routes: { HTTPRoute: make(r.httpRoutes), GRPCRoute: make(r.grpcRoutes), TLSRoute: make(r.tlsRoutes), TCPRoute: make(r.tcpRoutes) },
     grants: make(r.referenceGrants),
     // Names and labels only: what `allowedRoutes.namespaces.selector` reads.
-    namespaces: make(RESOURCES.namespaces, o => ({ metadata: { name: o.metadata.name, resourceVersion: o.metadata.resourceVersion, ...(o.metadata.labels !== undefined ? { labels: o.metadata.labels } : {}) } }))
+    namespaces: make(RESOURCES.namespaces, labelsOnly)
   }
 }
 
@@ -452,15 +461,17 @@ export function createGateway (config: GatewayConfig, node: NodeIdentity, deps: 
       loadBalancer,
       dialer: new RoutingDialer({ nodeName: hostNode, direct: new DirectDialer(), peers: mesh }),
       ...resources,
+      destinationRules: sources.destinationRules,
       copied
     }, { listenAddresses: listenAddresses(g) })
     const changed = (): void => gateway?.resourcesChanged()
     const api = resources.gatewayApi
     const apiInformers = [api.classes, api.gateways, ...Object.values(api.routes), api.grants, api.namespaces]
-    for (const informer of [resources.gateways, resources.virtualServices, resources.secrets, ...apiInformers]) {
+    // Pods are read per request (their labels), not rebuilt on.
+    for (const informer of [resources.gateways, resources.virtualServices, resources.secrets, sources.destinationRules, ...apiInformers]) {
       informer.addHandlers({ onAdd: changed, onUpdate: changed, onDelete: changed })
     }
-    components.push(sources.destinationRules, resources.secrets, resources.gateways, resources.virtualServices, ...apiInformers, gateway)
+    components.push(sources.destinationRules, resources.secrets, resources.pods, resources.gateways, resources.virtualServices, ...apiInformers, gateway)
   } else {
     log.warn('edgeGateway.enable is false: the gateway serves nothing')
   }

@@ -76,6 +76,11 @@ export interface UpstreamRequest {
   h2: boolean
 }
 
+/** A DestinationRule subset's pod labels (`namespace/service`, subset name); undefined when no rule defines it. */
+export type SubsetLookup = (service: string, subset: string) => Readonly<Record<string, string>> | undefined
+/** The labels of a Pod (`namespace/name`); undefined when it is not known. */
+export type PodLabelsLookup = (key: string) => Readonly<Record<string, string>> | undefined
+
 export class Backends {
   readonly #view: ServiceMapView
   readonly #lb: LoadBalancer
@@ -86,7 +91,12 @@ export class Backends {
   /** HTTP/2 without TLS to backends that speak it (gRPC): streams multiplexed on one session per endpoint. */
   readonly #h2: H2Pool
 
-  constructor (deps: { serviceMap: ServiceMapView, loadBalancer: LoadBalancer, dialer: EndpointDialer }) {
+  readonly #subset: SubsetLookup
+  readonly #podLabels: PodLabelsLookup
+
+  constructor (deps: { serviceMap: ServiceMapView, loadBalancer: LoadBalancer, dialer: EndpointDialer, subset?: SubsetLookup, podLabels?: PodLabelsLookup }) {
+    this.#subset = deps.subset ?? (() => undefined)
+    this.#podLabels = deps.podLabels ?? (() => undefined)
     this.#view = deps.serviceMap
     this.#lb = deps.loadBalancer
     this.#dialer = deps.dialer
@@ -131,7 +141,18 @@ export class Backends {
     const tcp = entry.service.ports.filter(p => p.protocol === 'TCP')
     const port = dest.port !== undefined ? tcp.find(p => p.port === dest.port) : tcp.length === 1 ? tcp[0] : undefined
     if (port === undefined) return { ok: false, why: dest.port !== undefined ? `service ${dest.service} has no TCP port ${dest.port}` : `service ${dest.service} has several ports; the destination must name one` }
-    return { ok: true, svc: { service: dest.service, port: port.port, portName: port.name }, endpoints: entry.endpoints, h2: speaksH2c(port) }
+    let endpoints = entry.endpoints
+    if (dest.subset !== undefined) {
+      const labels = this.#subset(dest.service, dest.subset)
+      if (labels === undefined) return { ok: false, why: `subset ${dest.subset} of ${dest.service} is not defined by a DestinationRule` }
+      // Endpoints name their Pod; the Pod's labels say whether it is in the subset (Istio's semantics).
+      const ns = dest.service.slice(0, dest.service.indexOf('/'))
+      endpoints = endpoints.filter(ep => {
+        const pod = ep.podName === undefined ? undefined : this.#podLabels(`${ns}/${ep.podName}`)
+        return pod !== undefined && Object.entries(labels).every(([k, v]) => pod[k] === v)
+      })
+    }
+    return { ok: true, svc: { service: dest.service, port: port.port, portName: port.name }, endpoints, h2: speaksH2c(port) }
   }
 
   /** A destination picked by weight, resolved to its Service port. */

@@ -22,8 +22,9 @@ import type { EndpointDialer } from '../mesh/endpoint-dialer.ts'
 import type { ServiceMapView } from '../servicemap/types.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import { splice } from '../net/splice.ts'
+import { byCodeUnits } from '../order.ts'
 import { WarnSummary } from '../observability/warn-summary.ts'
-import { parseGateway, parseVirtualService } from './istio.ts'
+import { parseGateway, parseVirtualService, serviceOf } from './istio.ts'
 import type { IstioGateway, L4Route, VirtualService } from './istio.ts'
 import { buildRouteTable, hostMatches } from './route-table.ts'
 import type { ListenerSpec, RouteTable } from './route-table.ts'
@@ -59,6 +60,9 @@ export interface GatewayDeps {
   secrets: Informer<KubeObject>
   /** Absent: the Gateway API is not served (no CRDs, or a standalone file without them). */
   gatewayApi?: GatewayApiInformers | undefined
+  /** DestinationRules (their `subsets`) and Pods (their labels): what a destination's `subset` selects. */
+  destinationRules?: Informer<KubeObject> | undefined
+  pods?: Informer<KubeObject> | undefined
   /** Absent: status is not written back (a standalone file has no API to write to). */
   statusWriter?: GatewayApiStatusWriter | undefined
   copied?: CopiedStreams | undefined
@@ -100,6 +104,24 @@ function credentialFor (spec: ListenerSpec, serverName: string | undefined): str
   return (creds.find(c => c.hosts.some(h => hostMatches(h, name))) ?? creds[0])?.secret
 }
 
+/** The `subsets` of every DestinationRule, by the Service its `host` names; the first rule by `namespace/name` wins a name twice defined. */
+function subsetsOf (rules: readonly KubeObject[]): Map<string, Map<string, Record<string, string>>> {
+  const out = new Map<string, Map<string, Record<string, string>>>()
+  for (const r of [...rules].sort((a, b) => byCodeUnits(objectKey(a), objectKey(b)))) {
+    const spec = (r as KubeObject & { spec?: { host?: unknown, subsets?: unknown } }).spec
+    if (typeof spec?.host !== 'string' || !Array.isArray(spec.subsets)) continue
+    const service = serviceOf(spec.host, r.metadata.namespace ?? 'default')
+    let byName = out.get(service)
+    if (byName === undefined) out.set(service, byName = new Map())
+    for (const sub of spec.subsets as Array<{ name?: unknown, labels?: unknown }>) {
+      if (typeof sub?.name !== 'string' || byName.has(sub.name)) continue
+      const labels = typeof sub.labels === 'object' && sub.labels !== null ? Object.fromEntries(Object.entries(sub.labels).map(([k, v]) => [k, String(v)])) : {}
+      byName.set(sub.name, labels)
+    }
+  }
+  return out
+}
+
 export class EdgeGateway implements Component {
   readonly name = 'gateway'
   readonly #deps: GatewayDeps
@@ -121,6 +143,8 @@ export class EdgeGateway implements Component {
   #rebuild: NodeJS.Immediate | undefined
   #reconciling: Promise<void> = Promise.resolve()
   #unsubscribe: (() => void) | undefined
+  /** DestinationRule subsets by Service (`namespace/name`), then subset name: their pod labels. */
+  #subsets = new Map<string, Map<string, Record<string, string>>>()
   /** Services Gateway API routes name that do not exist: their creation changes those routes' status. */
   #missingServices = new Set<string>()
   #started = false
@@ -130,7 +154,11 @@ export class EdgeGateway implements Component {
     this.#init = { headersTimeoutMs: 10_000, keepAliveTimeoutMs: 60_000, handshakeTimeoutMs: 10_000, maxConnectionsPerPort: 16_384, ...init }
     this.#log = deps.logger
     this.#metrics = new GatewayMetrics(deps.metrics)
-    this.#backends = new Backends(deps)
+    this.#backends = new Backends({
+      ...deps,
+      subset: (service, subset) => this.#subsets.get(service)?.get(subset),
+      podLabels: key => deps.pods?.get(key)?.metadata.labels ?? (deps.pods?.get(key) !== undefined ? {} : undefined)
+    })
     this.#http = new HttpHandler({ logger: deps.logger, metrics: this.#metrics, backends: this.#backends, table: () => this.#table, copied: deps.copied })
     this.#credentials = new Credentials(key => deps.secrets.get(key))
     this.#failures = new WarnSummary(deps.logger, 'gateway connections failed')
@@ -266,6 +294,7 @@ export class EdgeGateway implements Component {
     const gateways = api === undefined ? istio.gateways : [...istio.gateways, ...api.gateways]
     const virtualServices = api === undefined ? istio.virtualServices : [...istio.virtualServices, ...api.virtualServices]
     if (api !== undefined) this.#noteRejectedRoutes(api, rejectedBefore)
+    this.#subsets = subsetsOf(this.#deps.destinationRules?.list() ?? [])
     const table = buildRouteTable(gateways, virtualServices)
     const problems = new Set(table.problems)
     for (const p of problems) if (!this.#problems.has(p)) this.#log.warn('gateway route not served', { problem: p })

@@ -30,8 +30,8 @@ export const GATEWAY_RULES: readonly PolicyRule[] = Object.freeze([
   rule([''], ['services', 'endpoints', 'secrets']),
   rule(['discovery.k8s.io'], ['endpointslices']),
   rule(['networking.istio.io'], ['destinationrules', 'gateways', 'virtualservices']),
-  // Gateway API: namespaces for `allowedRoutes.namespaces.from: Selector`, and the status the gateway writes back.
-  rule([''], ['namespaces']),
+  // Pods for DestinationRule subsets (labels), namespaces for Gateway API `allowedRoutes` selectors; then the status the gateway writes back.
+  rule([''], ['pods', 'namespaces']),
   rule(['gateway.networking.k8s.io'], ['gatewayclasses', 'gateways', 'httproutes', 'grpcroutes', 'tlsroutes', 'tcproutes', 'referencegrants']),
   rule(['gateway.networking.k8s.io'], ['gatewayclasses/status', 'gateways/status', 'httproutes/status', 'grpcroutes/status', 'tlsroutes/status', 'tcproutes/status'], ['patch'])
 ])

@@ -314,6 +314,63 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
     await writeWorld(base)
   })
 
+  test('DestinationRule subsets select endpoints by their Pods\' labels; an undefined subset answers 503', async () => {
+    // Two Pods of one Service on one port, told apart by address (127.0.0.2 is loopback too) and by label.
+    const port = await freePort()
+    for (const [ip, version] of [['127.0.0.1', 'v1'], ['127.0.0.2', 'v2']] as const) {
+      const s = httpBackend(version, (_req, res) => res.end(`version ${version}`))
+      s.listen(port, ip)
+      await once(s, 'listening')
+    }
+    const pod = (name: string, version: string): Obj => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'default', labels: { app: 'versions', version } } })
+    await writeWorld([
+      ...base,
+      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'versions', namespace: 'default' }, spec: { clusterIP: '10.96.0.9', ports: [{ name: 'http', port: 80, protocol: 'TCP' }] } },
+      {
+        apiVersion: 'discovery.k8s.io/v1',
+        kind: 'EndpointSlice',
+        metadata: { name: 'versions-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'versions' } },
+        addressType: 'IPv4',
+        ports: [{ name: 'http', port, protocol: 'TCP' }],
+        endpoints: [
+          { addresses: ['127.0.0.1'], targetRef: { kind: 'Pod', name: 'versions-a', namespace: 'default' } },
+          { addresses: ['127.0.0.2'], targetRef: { kind: 'Pod', name: 'versions-b', namespace: 'default' } }
+        ]
+      },
+      pod('versions-a', 'v1'),
+      pod('versions-b', 'v2'),
+      { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'versions', namespace: 'default' }, spec: { host: 'versions', subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] } },
+      gw('subsets', [{ hosts: ['subsets.example'], port: { number: ports.gw, protocol: 'HTTP' } }]),
+      vs('subsets', {
+        gateways: ['subsets'],
+        hosts: ['subsets.example'],
+        http: [
+          { match: [{ uri: { prefix: '/canary' } }], route: [{ destination: { host: 'versions', subset: 'v1' }, weight: 75 }, { destination: { host: 'versions', subset: 'v2' }, weight: 25 }] },
+          { match: [{ uri: { prefix: '/v2' } }], route: [{ destination: { host: 'versions', subset: 'v2' } }] },
+          { match: [{ uri: { prefix: '/v3' } }], route: [{ destination: { host: 'versions', subset: 'v3' } }] },
+          { route: [{ destination: { host: 'versions', subset: 'v1' } }] }
+        ]
+      })
+    ])
+    const agent = new http.Agent({ keepAlive: true })
+    await until('subsets served', async () => (await get(ports.gw, '/v2', { host: 'subsets.example' }, agent)).body === 'version v2' ? true : undefined)
+    for (let i = 0; i < 20; i++) {
+      assert.equal((await get(ports.gw, '/', { host: 'subsets.example' }, agent)).body, 'version v1')
+      assert.equal((await get(ports.gw, '/v2', { host: 'subsets.example' }, agent)).body, 'version v2')
+    }
+    const counts: Record<string, number> = {}
+    for (let i = 0; i < 400; i++) {
+      const body = (await get(ports.gw, '/canary', { host: 'subsets.example' }, agent)).body
+      counts[body] = (counts[body] ?? 0) + 1
+    }
+    assert.ok(Math.abs((counts['version v1'] ?? 0) / 400 - 0.75) < 0.08, JSON.stringify(counts))
+    const undefinedSubset = await get(ports.gw, '/v3', { host: 'subsets.example' }, agent)
+    assert.equal(undefinedSubset.status, 503)
+    assert.match(undefinedSubset.body, /subset v3 of default\/versions is not defined by a DestinationRule/)
+    agent.destroy()
+    await writeWorld(base)
+  })
+
   test('an invalid VirtualService is rejected naming the field; a VirtualService swapped 20 times under 200 requests/s fails none', async () => {
     const swapped = (target: string): Obj => vs('swap', { gateways: ['edgemesh-gateway'], hosts: ['swap.example.com'], http: [{ route: [dest(target)] }] })
     const bad = vs('broken', { gateways: ['edgemesh-gateway'], hosts: ['*'], http: [{ match: [{ uri: { regex: '([' } }], route: [dest('svc-a')] }] })

@@ -24,7 +24,7 @@ test('agent rules: get/list/watch on exactly what the informers read', () => {
 })
 
 test('gateway rules: what the gateway watches, secrets included, and no nodes', () => {
-  for (const r of [RESOURCES.services, RESOURCES.endpoints, RESOURCES.endpointSlices, RESOURCES.secrets, RESOURCES.destinationRules, RESOURCES.gateways, RESOURCES.virtualServices]) {
+  for (const r of [RESOURCES.services, RESOURCES.endpoints, RESOURCES.endpointSlices, RESOURCES.secrets, RESOURCES.pods, RESOURCES.namespaces, RESOURCES.destinationRules, RESOURCES.gateways, RESOURCES.virtualServices]) {
     for (const verb of ['get', 'list', 'watch']) assert.ok(grants(GATEWAY_RULES, r.group, r.resource, verb), `${r.resource} ${verb}`)
   }
   for (const r of Object.values(GATEWAY_API_RESOURCES)) {
