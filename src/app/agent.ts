@@ -468,9 +468,14 @@ export function createGateway (config: GatewayConfig, node: NodeIdentity, deps: 
     const api = resources.gatewayApi
     const apiInformers = [api.classes, api.gateways, ...Object.values(api.routes), api.grants, api.namespaces]
     // Pods are read per request (their labels), not rebuilt on.
-    for (const informer of [resources.gateways, resources.virtualServices, resources.secrets, sources.destinationRules, ...apiInformers]) {
+    for (const informer of [resources.gateways, resources.virtualServices, resources.secrets, sources.destinationRules]) {
       informer.addHandlers({ onAdd: changed, onUpdate: changed, onDelete: changed })
     }
+    // A Gateway API object whose generation did not move changed only its status (mostly our own write): nothing to rebuild.
+    const specChanged = (previous: KubeObject, current: KubeObject): void => {
+      if (previous.metadata.generation === undefined || previous.metadata.generation !== current.metadata.generation) changed()
+    }
+    for (const informer of apiInformers) informer.addHandlers({ onAdd: changed, onUpdate: specChanged, onDelete: changed })
     components.push(sources.destinationRules, resources.secrets, resources.pods, resources.gateways, resources.virtualServices, ...apiInformers, gateway)
   } else {
     log.warn('edgeGateway.enable is false: the gateway serves nothing')

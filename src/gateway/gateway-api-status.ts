@@ -6,9 +6,10 @@
  * (entries of other controllers are kept). An object is patched only when
  * what it shows differs; `lastTransitionTime` moves only when a condition's
  * status does. Writes are serialized and carry the object's resourceVersion,
- * so a write over a newer object is refused and redone on the next change.
+ * so a write over a newer object is refused (409) and redone from it.
  */
 import type { KubeObject, ResourceType } from '../kube/types.ts'
+import { KubeRequestError } from '../kube/errors.ts'
 import type { Logger } from '../observability/logger.ts'
 import { WarnSummary } from '../observability/warn-summary.ts'
 import { CONTROLLER_NAME, GROUP } from './gateway-api.ts'
@@ -47,6 +48,10 @@ interface StatusCondition extends Condition {
 }
 
 interface Write { resource: ResourceType, object: KubeObject, status: Json, key: string }
+
+/** A write refused for a newer object is redone soon (the informer has it by then); other failures later. */
+const CONFLICT_RETRY_MS = 250
+const FAILURE_RETRY_MS = 2000
 
 const now = (): string => new Date().toISOString().replace(/\.\d+Z$/, 'Z')
 
@@ -162,20 +167,26 @@ export class GatewayApiStatusWriter {
   }
 
   async #drain (): Promise<void> {
-    let failed = false
+    let retryMs: number | undefined
     while (this.#pending !== undefined && this.#pending.length > 0) {
       const w = this.#pending.shift() as Write
       try {
         await this.#patch(w.resource, w.object.metadata.namespace, w.object.metadata.name, { metadata: { resourceVersion: w.object.metadata.resourceVersion }, status: w.status })
         this.#log.debug('gateway status written', { object: w.key })
       } catch (err) {
-        failed = true
-        this.#failures.record(`${w.key}: ${(err as Error).message}`)
+        if (err instanceof KubeRequestError && err.status === 409) {
+          // Written over a newer object (often our own previous write, not yet seen by the informer): redone from the newer one.
+          this.#log.debug('gateway status write conflicted; redone from the newer object', { object: w.key })
+          retryMs = Math.min(retryMs ?? CONFLICT_RETRY_MS, CONFLICT_RETRY_MS)
+        } else {
+          this.#failures.record(`${w.key}: ${(err as Error).message}`)
+          retryMs = Math.min(retryMs ?? FAILURE_RETRY_MS, FAILURE_RETRY_MS)
+        }
       }
     }
-    if (failed && !this.#closed) {
+    if (retryMs !== undefined && !this.#closed) {
       clearTimeout(this.#retry)
-      this.#retry = setTimeout(() => this.onRetry(), 2000)
+      this.#retry = setTimeout(() => this.onRetry(), retryMs)
       this.#retry.unref()
     }
   }

@@ -104,6 +104,11 @@ function credentialFor (spec: ListenerSpec, serverName: string | undefined): str
   return (creds.find(c => c.hosts.some(h => hostMatches(h, name))) ?? creds[0])?.secret
 }
 
+/** An object's labels ({} without any); undefined for no object. */
+function labelsOf (o: KubeObject | undefined): Record<string, string> | undefined {
+  return o === undefined ? undefined : o.metadata.labels ?? {}
+}
+
 /** The `subsets` of every DestinationRule, by the Service its `host` names; the first rule by `namespace/name` wins a name twice defined. */
 function subsetsOf (rules: readonly KubeObject[]): Map<string, Map<string, Record<string, string>>> {
   const out = new Map<string, Map<string, Record<string, string>>>()
@@ -157,7 +162,7 @@ export class EdgeGateway implements Component {
     this.#backends = new Backends({
       ...deps,
       subset: (service, subset) => this.#subsets.get(service)?.get(subset),
-      podLabels: key => deps.pods?.get(key)?.metadata.labels ?? (deps.pods?.get(key) !== undefined ? {} : undefined)
+      podLabels: key => labelsOf(deps.pods?.get(key))
     })
     this.#http = new HttpHandler({ logger: deps.logger, metrics: this.#metrics, backends: this.#backends, table: () => this.#table, copied: deps.copied })
     this.#credentials = new Credentials(key => deps.secrets.get(key))
@@ -244,7 +249,7 @@ export class EdgeGateway implements Component {
       gateways: api.gateways.list(),
       routes: (Object.entries(api.routes) as Array<[RouteKind, Informer<KubeObject>]>).map(([kind, informer]) => ({ kind, objects: informer.list() })),
       grants: api.grants.list(),
-      namespaceLabels: ns => api.namespaces.get(ns)?.metadata.labels ?? (api.namespaces.get(ns) !== undefined ? {} : undefined),
+      namespaceLabels: ns => labelsOf(api.namespaces.get(ns)),
       serviceExists: key => {
         const found = this.#deps.serviceMap.get(key) !== undefined
         if (!found) missing.add(key)

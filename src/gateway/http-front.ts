@@ -21,7 +21,7 @@ export interface HttpFrontOptions {
   http: http.ServerOptions
   /** Idle HTTP/2 sessions close after this. */
   idleTimeoutMs: number
-  /** A plain connection must send its first bytes within this (they tell HTTP/1.1 from h2c). */
+  /** A plain connection must send its first bytes (they tell HTTP/1.1 from h2c), and an HTTP/2 client its preface and SETTINGS, within this. */
   firstBytesTimeoutMs: number
   /** Concurrent streams per HTTP/2 connection. */
   maxStreams: number
@@ -50,7 +50,10 @@ export function createHttpFront (o: HttpFrontOptions): HttpFront {
   const sessions = new Set<http2.ServerHttp2Session>()
   h2.on('session', (s: http2.ServerHttp2Session) => {
     sessions.add(s)
-    s.once('close', () => sessions.delete(s))
+    // A client that stalls inside the preface sends no SETTINGS: it gets the first-bytes deadline, not the idle one.
+    const stalled = setTimeout(() => s.destroy(), o.firstBytesTimeoutMs)
+    s.once('remoteSettings', () => clearTimeout(stalled))
+    s.once('close', () => { clearTimeout(stalled); sessions.delete(s) })
     s.on('error', () => {})
   })
 

@@ -1,4 +1,4 @@
-// The gateway's listeners (HTTP, TLS passthrough) under garbage, silent,
+// The gateway's listeners (HTTP/1.1, HTTP/2, TLS passthrough) under garbage, silent,
 // oversized and departing clients: each is closed by its deadline or cap, and
 // the gateway keeps serving. The `edgemesh gateway` process, standalone file.
 import { describe, test, before, after } from 'node:test'
@@ -88,6 +88,17 @@ describe('gateway listeners under abuse', () => {
     assertClosed(drip, 50, { minMs: DEADLINE_MS - 1000, maxMs: DEADLINE_MS + MARGIN_MS })
     assertClosed(silentTls, 200, { minMs: DEADLINE_MS - 1000, maxMs: DEADLINE_MS + MARGIN_MS })
     assertClosed(notTls, 50, { maxMs: 3000 })
+    await serving()
+  })
+
+  test('HTTP/2: a preface cut short is closed at the deadline, one followed by garbage at once', async () => {
+    const preface = 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'
+    const [half, garbage] = await Promise.all([
+      flood(ports.http, { connections: 100, send: () => Buffer.from(preface.slice(0, 16)), holdMs: DEADLINE_MS + MARGIN_MS }),
+      flood(ports.http, { connections: 100, send: () => Buffer.concat([Buffer.from(preface), randomBytes(4096)]), holdMs: 3000 })
+    ])
+    assertClosed(half, 100, { minMs: DEADLINE_MS - 1000, maxMs: DEADLINE_MS + MARGIN_MS })
+    assertClosed(garbage, 100, { maxMs: 3000 })
     await serving()
   })
 })
