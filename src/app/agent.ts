@@ -385,7 +385,10 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   app.summaries.push(async () => ({ counters: await countersOf(metrics) }))
   if (mesh !== undefined) {
     const t = mesh.tunnel
-    app.summaries.push(() => ({ tunnel: { peerId: t.peerId(), relay: t.isRelay, addresses: t.addresses(), peers: mesh.peers(), ...(mesh.failure() !== undefined ? { error: mesh.failure() } : {}) } }))
+    app.summaries.push(() => {
+      const nat = mesh.nat?.report()
+      return { tunnel: { peerId: t.peerId(), relay: t.isRelay, addresses: t.addresses(), peers: mesh.peers(), ...(mesh.failure() !== undefined ? { error: mesh.failure() } : {}) }, ...(nat !== undefined ? { nat } : {}) }
+    })
   }
   if (proxy !== undefined) {
     const p = proxy
@@ -444,7 +447,7 @@ export function createGateway (config: GatewayConfig, node: NodeIdentity, deps: 
     const t = m.edgeTunnel
     const init = meshInit({ ...t, listenPort: t.listenPort + 1 }, node.nodeName, '/var/lib/edgemesh')
     // Relays listen on the agents' port, not the gateway's.
-    mesh = createMesh({ logger: log.forComponent('tunnel'), metrics, copied }, { ...init, relayNodes: relayEndpoints(t.relayNodes, t.listenPort), reserve: false, identity: undefined })
+    mesh = createMesh({ logger: log.forComponent('tunnel'), metrics, copied }, { ...init, relayNodes: relayEndpoints(t.relayNodes, t.listenPort), reserve: false, identity: undefined, nat: undefined })
     components.push(mesh)
   }
   let gateway: EdgeGateway | undefined

@@ -23,6 +23,7 @@ import { DataPathTransport } from '../datapath/transport.ts'
 import { PeerDialer } from '../mesh/index.ts'
 import type { DatagramChannel, DialTarget, EndpointDialer, PeerTransport } from '../mesh/index.ts'
 import type { CopiedStreams } from '../net/index.ts'
+import { NatDiscovery, NatMetrics, StunReflector } from '../nat/index.ts'
 
 /** What `createMesh` takes: the tunnel's settings, our data path's, and one dial budget. */
 export type MeshInit = EdgeTunnelInit & {
@@ -32,6 +33,8 @@ export type MeshInit = EdgeTunnelInit & {
   dialTimeoutMs?: number
   /** How often a tunnel whose state files could not be used is started again. @default 30000 */
   stateRetryMs?: number
+  /** NAT discovery: relays answer STUN on UDP listenPort, every node learns its NAT from them. */
+  nat?: { intervalMs?: number, timeoutMs?: number } | undefined
 }
 
 /**
@@ -44,19 +47,22 @@ export class Mesh extends LifecycleGroup implements EndpointDialer {
   readonly tunnel: EdgeTunnel
   readonly dataPath: DataPath | undefined
   readonly dialer: PeerDialer
+  /** What NAT this node is behind, from the relays' reflectors; undefined without NAT discovery. */
+  readonly nat: NatDiscovery | undefined
   readonly #log: Logger
   readonly #retryMs: number
   #failed: TunnelIdentityError | undefined
   #retry: NodeJS.Timeout | undefined
   #stopped = false
 
-  constructor (parts: { tunnel: EdgeTunnel, dataPath: DataPath | undefined, dialer: PeerDialer }, log: Logger, retryMs = 30_000) {
+  constructor (parts: { tunnel: EdgeTunnel, dataPath: DataPath | undefined, dialer: PeerDialer, reflector?: StunReflector | undefined, nat?: NatDiscovery | undefined }, log: Logger, retryMs = 30_000) {
     // The data path first: the tunnel tells peers where it listens.
     // Named as the tunnel module: readiness, start errors and logs speak of the tunnel, as the config does.
-    super('tunnel', parts.dataPath !== undefined ? [parts.dataPath, parts.tunnel] : [parts.tunnel], log)
+    super('tunnel', [parts.dataPath, parts.tunnel, parts.reflector, parts.nat].filter(c => c !== undefined), log)
     this.tunnel = parts.tunnel
     this.dataPath = parts.dataPath
     this.dialer = parts.dialer
+    this.nat = parts.nat
     this.#log = log
     this.#retryMs = retryMs
   }
@@ -176,7 +182,17 @@ export function createMesh (deps: { logger: Logger, metrics: Registry, copied?: 
     tunnel.proxyTransport
   ]
   const dialer = new PeerDialer({ logger: log, transports }, { dialTimeoutMs: init.dialTimeoutMs })
-  return new Mesh({ tunnel, dataPath, dialer }, log, init.stateRetryMs)
+  let reflector: StunReflector | undefined
+  let nat: NatDiscovery | undefined
+  if (init.nat !== undefined) {
+    const metrics = new NatMetrics(deps.metrics)
+    const isRelay = init.relayNodes.some(r => r.nodeName === init.nodeName)
+    if (isRelay) reflector = new StunReflector({ logger: log, metrics }, { host: init.listenAddresses?.[0] ?? '0.0.0.0', port: init.listenPort })
+    // A relay asks the other relays: its own reflector would only tell it its own address.
+    const others = init.relayNodes.filter(r => r.nodeName !== init.nodeName)
+    if (others.length > 0) nat = new NatDiscovery({ logger: log, metrics }, { ...init.nat, relays: others })
+  }
+  return new Mesh({ tunnel, dataPath, dialer, reflector, nat }, log, init.stateRetryMs)
 }
 
 /** The mesh as the agent's config describes it. */
@@ -191,6 +207,7 @@ export function meshInit (t: EdgeTunnelConfig, nodeName: string, stateDir: strin
     heartbeatMs: t.heartbeatPeriod * 1000,
     mdns: t.mdns.enable ? { serviceName: t.rendezvous } : undefined,
     dht: t.dht.enable ? { rendezvous: t.rendezvous, findIntervalMs: t.finderPeriod * 1000 } : undefined,
+    nat: {},
     dataPath: t.dataPath.enable
       ? { port: t.dataPath.port === 0 ? undefined : t.dataPath.port, poolSize: t.dataPath.poolSize, parkedPerRelay: t.dataPath.parkedPerRelay, relayLimits: t.dataPath.relayLimits }
       : undefined

@@ -49,6 +49,11 @@ export function renderStatus (st: Status, now = Date.now()): string {
     lines.push('', table([['NODE', 'PEER-ID', 'PATH', 'RTT', 'DATA', 'SINCE', 'ADDRESS'],
       ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.via !== undefined ? `relay via ${p.via}` : p.path, p.rttMs !== undefined ? `${p.rttMs}ms` : '-', dataPathLabel(p), ago(now - p.since), p.addresses[0] ?? ''])]).trimEnd())
   }
+  if (st.nat !== undefined) {
+    const n = st.nat
+    lines.push(`nat:       ${n.kind}: ${n.summary}`)
+    if (n.mapped.length > 0) lines.push(`           seen as ${n.mapped.map(m => `${m.address} by ${m.relay}`).join(', ')}; candidates ${n.candidates.join(', ') || '-'}`)
+  }
   if (st.gateway !== undefined) {
     const g = st.gateway
     lines.push('', table([['PORT', 'KIND', 'TLS', 'ADDRESSES', 'CONNS', 'ROUTES'],

@@ -14,6 +14,7 @@ import type { AgentConfig } from '../config/schema.ts'
 import { relayEndpoints } from '../config/relays.ts'
 import { noopLogger } from '../observability/logger.ts'
 import { EdgeTunnel } from '../tunnel/tunnel.ts'
+import { NatDiscovery, NatMetrics } from '../nat/index.ts'
 import { KubeClient, RESOURCES, resolveKubeConnection } from '../kube/index.ts'
 import { IPTABLES_CHAIN, parseIptables } from '../proxy/iptables.ts'
 import { TABLE } from '../proxy/rules.ts'
@@ -295,6 +296,20 @@ async function rulesChecks (input: DoctorInput, run: NonNullable<DoctorInput['ru
   return out
 }
 
+/** What NAT this node is behind, asked of the relays' reflectors (UDP listenPort) as the agent does. */
+async function natCheck (input: DoctorInput): Promise<CheckResult> {
+  const t = input.config.modules.edgeTunnel
+  const title = 'NAT'
+  if (!t.enable) return { id: 'nat', title, status: 'skip', detail: 'edgeTunnel is off' }
+  const relays = relayEndpoints(t.relayNodes, t.listenPort).filter(r => r.nodeName !== input.nodeName)
+  if (relays.length === 0) return { id: 'nat', title, status: 'skip', detail: 'no other relay to ask' }
+  const r = await new NatDiscovery({ logger: noopLogger, metrics: new NatMetrics(new Registry()) }, { relays }).check()
+  const detail = `${r.kind}: ${r.summary}${r.mapped.length > 0 ? ` (seen as ${r.mapped.map(m => `${m.address} by ${m.relay}`).join(', ')})` : ''}`
+  if (r.kind === 'udp-blocked') return { id: 'nat', title, status: 'warn', detail, fix: `open UDP ${t.listenPort} to the relays as well as TCP (the reflector that tells nodes their NAT listens there)` }
+  if (r.kind === 'symmetric') return { id: 'nat', title, status: 'warn', detail: `${detail}; traffic to peers behind symmetric NATs stays on the relays`, fix: 'a router that keeps one mapping per local port (most home routers; Linux masquerade without random) gives direct paths' }
+  return { id: 'nat', title, status: 'pass', detail }
+}
+
 export async function runDoctor (input: DoctorInput): Promise<CheckResult[]> {
   const run = input.run ?? execRun
   return [
@@ -303,6 +318,7 @@ export async function runDoctor (input: DoctorInput): Promise<CheckResult[]> {
     await dnsCheck(input),
     await apiCheck(input),
     ...await relayChecks(input),
+    await natCheck(input),
     ...await rulesChecks(input, run)
   ]
 }

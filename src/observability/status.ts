@@ -2,6 +2,7 @@
  * The `/status` document: what the agent serves and `edgemesh status`, the
  * demo and the tests read. One type for both sides of the wire.
  */
+import type { NatReport } from '../nat/discovery.ts'
 
 /** A connected tunnel peer. */
 export interface StatusPeer {
@@ -34,6 +35,8 @@ export interface StatusDocument {
   /** `error`: why the tunnel is not running (its state files cannot be used), while the rest serves. */
   tunnel?: { peerId?: string | undefined, relay: boolean, addresses: string[], peers: StatusPeer[], error?: string | undefined }
   gateway?: GatewayStatus
+  /** What NAT the node is behind, from the relays' reflectors (after the first check). */
+  nat?: NatReport
 }
 
 /** The gateway's listeners and routes; `rejected` names resources left out and why. */

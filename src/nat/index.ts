@@ -1,0 +1,6 @@
+export { NatDiscovery } from './discovery.ts'
+export type { NatDiscoveryInit, NatKind, NatReport } from './discovery.ts'
+export { StunReflector } from './reflector.ts'
+export type { ReflectorInit } from './reflector.ts'
+export { NatMetrics } from './metrics.ts'
+export { decodeRequest, decodeResponse, encodeRequest, encodeResponse, MIN_REQUEST_BYTES } from './stun.ts'
