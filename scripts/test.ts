@@ -31,6 +31,9 @@ if (!existsSync(join(tools, 'kube-apiserver')) || !existsSync(join(tools, 'etcd'
 if (!existsSync(join(tools, 'helm'))) {
   step('building helm (scripts/tools/build-helm.sh)', 'bash', [join(root, 'scripts/tools/build-helm.sh')])
 }
+if (!existsSync(join(tools, 'cnitool'))) {
+  step('building cnitool (scripts/tools/build-cnitool.sh)', 'bash', [join(root, 'scripts/tools/build-cnitool.sh')])
+}
 // Cached by the hash of its sources, so this is quick unless the peer changed.
 step('building the Go interop peer (scripts/tools/build-go-peer.sh)', 'bash', [join(root, 'scripts/tools/build-go-peer.sh')])
 if (full) {

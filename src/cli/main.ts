@@ -2,6 +2,7 @@ import { runDaemon } from './daemon.ts'
 import { runPsk } from './psk.ts'
 import { runDemo } from './demo.ts'
 import { runCleanup } from './cleanup.ts'
+import { runCniCommand } from './cni.ts'
 import { runStatus } from './status.ts'
 import { runDoctorCommand } from './doctor.ts'
 import { versionString } from './version.ts'
@@ -17,7 +18,8 @@ const COMMANDS: Record<string, { run: Command, summary: string }> = {
   psk: { run: runPsk, summary: 'generate a PSK or derive its tunnel key' },
   doctor: { run: runDoctorCommand, summary: 'check this node: edgecore, DNS, relays, PSK, rules; says how to fix what fails' },
   status: { run: runStatus, summary: 'show what the agent on this node knows: services, rules, tunnel peers' },
-  cleanup: { run: runCleanup, summary: 'remove the interception rules and the bridge device from this node' }
+  cleanup: { run: runCleanup, summary: 'remove the interception rules and the bridge device from this node' },
+  cni: { run: runCniCommand, summary: 'the CNI plugin edgemesh-cni (called by the container runtime)' }
 }
 
 function help (): string {

@@ -17,28 +17,13 @@ import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
 import { decodeResponse, encodeRequest } from './stun.ts'
 import type { NatMetrics } from './metrics.ts'
+import type { NatKind, NatStatus } from '../observability/status.ts'
 
-/** `public`: no NAT; `cone`: one mapping for every destination; `symmetric`: one per destination; `udp-blocked`: no relay answered. */
-export type NatKind = 'public' | 'cone' | 'symmetric' | 'unknown' | 'udp-blocked'
 const KINDS: readonly NatKind[] = ['public', 'cone', 'symmetric', 'unknown', 'udp-blocked']
 
-export interface NatReport {
-  kind: NatKind
-  /** RFC 4787 terms. */
-  mapping: 'endpoint-independent' | 'endpoint-dependent' | 'unknown'
-  /** `port-dependent`: only the exact address and port sent to may answer (Linux masquerade, most firewalls). */
-  filtering: 'port-dependent' | 'port-independent' | 'unknown'
-  /** The NAT kept the local port (a cone that preserves ports is the easiest to punch). */
-  portPreserved: boolean | undefined
-  localPort: number
-  /** Where each relay saw this node. */
-  mapped: Array<{ relay: string, address: string }>
-  /** Addresses peers could try: LAN addresses with the local port, then the mapped ones. */
-  candidates: string[]
-  /** In words, for status and doctor. */
-  summary: string
-  checkedAt: string
-}
+/** What the node learned (one type with /status, where it is shown). */
+export type NatReport = NatStatus
+export type { NatKind }
 
 export interface NatDiscoveryInit {
   relays: ReadonlyArray<{ nodeName: string, addresses: ReadonlyArray<{ host: string, port: number }> }>

@@ -2,7 +2,6 @@
  * The `/status` document: what the agent serves and `edgemesh status`, the
  * demo and the tests read. One type for both sides of the wire.
  */
-import type { NatReport } from '../nat/discovery.ts'
 
 /** A connected tunnel peer. */
 export interface StatusPeer {
@@ -36,7 +35,7 @@ export interface StatusDocument {
   tunnel?: { peerId?: string | undefined, relay: boolean, addresses: string[], peers: StatusPeer[], error?: string | undefined }
   gateway?: GatewayStatus
   /** What NAT the node is behind, from the relays' reflectors (after the first check). */
-  nat?: NatReport
+  nat?: NatStatus
 }
 
 /** The gateway's listeners and routes; `rejected` names resources left out and why. */
@@ -53,4 +52,26 @@ export interface GatewayStatus {
   }>
   rejected: Record<string, string>
   problems: string[]
+}
+
+/** `public`: no NAT; `cone`: one mapping for every destination; `symmetric`: one per destination; `udp-blocked`: no relay answered. */
+export type NatKind = 'public' | 'cone' | 'symmetric' | 'unknown' | 'udp-blocked'
+
+/** What NAT the node is behind, from the relays' reflectors (src/nat). */
+export interface NatStatus {
+  kind: NatKind
+  /** RFC 4787 terms. */
+  mapping: 'endpoint-independent' | 'endpoint-dependent' | 'unknown'
+  /** `port-dependent`: only the exact address and port sent to may answer (Linux masquerade, most firewalls). */
+  filtering: 'port-dependent' | 'port-independent' | 'unknown'
+  /** The NAT kept the local port (a cone that preserves ports is the easiest to punch). */
+  portPreserved: boolean | undefined
+  localPort: number
+  /** Where each relay saw this node. */
+  mapped: Array<{ relay: string, address: string }>
+  /** Addresses peers could try: LAN addresses with the local port, then the mapped ones. */
+  candidates: string[]
+  /** In words, for status and doctor. */
+  summary: string
+  checkedAt: string
 }

@@ -1,7 +1,8 @@
 // The relay's STUN reflector (UDP listenPort) under a flood from many sources
 // (127.0.0.0/8 stands in for spoofed ones) of garbage, short requests and valid
-// ones (one source over its cap: test/integration/nat). It never sends more bytes than it received, keeps to
-// its caps, and still answers a real client afterwards.
+// ones (one source over its cap: test/integration/nat). It never sends more
+// bytes than it received, keeps to its caps, and still answers a real client
+// afterwards.
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import dgram from 'node:dgram'

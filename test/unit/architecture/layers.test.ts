@@ -16,7 +16,7 @@ const LAYERS: string[][] = [
   ['lifecycle', 'observability', 'config', 'net'],
   ['kube'],
   ['servicemap', 'loadbalancer', 'mesh'],
-  ['dns', 'datapath', 'tunnel', 'proxy', 'gateway'],
+  ['dns', 'datapath', 'tunnel', 'proxy', 'gateway', 'nat', 'cni'],
   ['app', 'doctor', 'docs'],
   ['cli'],
   ['bin']
