@@ -30,3 +30,22 @@ test('edgemesh status shows the gateway\'s listeners, routes, unbound addresses 
   assert.match(out, /^443 +passthrough .*not bound: 10\.0\.0\.5 EADDRINUSE/m)
   assert.match(out, /^rejected: {2}VirtualService default\/broken: spec\.http\[0\]/m)
 })
+
+test('edgemesh status shows the NAT the node is behind, what each relay saw and the candidates', () => {
+  const out = renderStatus({
+    ready: true,
+    nat: {
+      kind: 'cone',
+      mapping: 'endpoint-independent',
+      filtering: 'port-dependent',
+      portPreserved: true,
+      localPort: 41000,
+      mapped: [{ relay: 'k8s-master', address: '203.0.113.1:41000' }, { relay: 'k8s-node1', address: '203.0.113.1:41000' }],
+      candidates: ['192.168.1.11:41000', '203.0.113.1:41000'],
+      summary: 'cone NAT: one public mapping for every destination, port preserved; answers only from the exact address and port sent to (port-restricted)',
+      checkedAt: '2026-12-06T10:00:00.000Z'
+    }
+  }, 0)
+  assert.match(out, /^nat: {7}cone: cone NAT: one public mapping for every destination, port preserved; /m)
+  assert.match(out, /^ {11}seen as 203\.0\.113\.1:41000 by k8s-master, 203\.0\.113\.1:41000 by k8s-node1; candidates 192\.168\.1\.11:41000, 203\.0\.113\.1:41000$/m)
+})
