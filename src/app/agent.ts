@@ -30,6 +30,9 @@ import { LoadBalancer, parseDestinationRule } from '../loadbalancer/index.ts'
 import { EdgeGateway, GATEWAY_API_GROUP, GATEWAY_API_RESOURCES, GatewayApiStatusWriter, listenAddresses } from '../gateway/index.ts'
 import type { GatewayApiInformers } from '../gateway/index.ts'
 import { createMesh, meshInit, relayWatcher } from './mesh.ts'
+import { BlockClaims, kubeLeaseApi } from '../cni/blocks.ts'
+import type { LeaseApi } from '../cni/blocks.ts'
+import { PodBlock } from '../cni/pod-block.ts'
 import type { Mesh } from './mesh.ts'
 
 export interface AppDeps {
@@ -56,6 +59,10 @@ interface ServiceSources {
   destinationRules: Informer<KubeObject>
   /** A node's InternalIP (else ExternalIP) from the API, null when there is no such node; absent without an API. */
   nodeAddress?: (nodeName: string) => Promise<string | null>
+  /** A node's labels, null when there is no such node; absent without an API. */
+  nodeLabels?: (nodeName: string) => Promise<Record<string, string> | null>
+  /** Leases (pod block claims of the edge CNI); absent without an API. */
+  leases?: LeaseApi
   /** Istio Gateways, VirtualServices, TLS Secrets and the Gateway API from the same source (the gateway's); a status writer only with an API. */
   gatewayResources: () => { gateways: Informer<KubeObject>, virtualServices: Informer<KubeObject>, secrets: Informer<KubeObject>, pods: Informer<KubeObject>, gatewayApi: GatewayApiInformers, statusWriter?: GatewayApiStatusWriter }
 }
@@ -152,7 +159,15 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics
     gatewayApi: gatewayApiInformers(client, deps.logger, metrics),
     statusWriter: new GatewayApiStatusWriter(async (resource, namespace, name, patch) => await client.patchStatus(resource, namespace, name, patch), deps.logger.forComponent('gateway'))
   })
-  return { services, endpointSlices, destinationRules, gatewayResources, nodeAddress: nodeAddressLookup(client), close: () => client.close(), description: connection.description }
+  const nodeLabels = async (name: string): Promise<Record<string, string> | null> => {
+    try {
+      return (await client.get<KubeObject>(`/api/v1/nodes/${encodeURIComponent(name)}`)).metadata.labels ?? {}
+    } catch (err) {
+      if (err instanceof KubeNotFoundError) return null
+      throw err
+    }
+  }
+  return { services, endpointSlices, destinationRules, gatewayResources, nodeAddress: nodeAddressLookup(client), nodeLabels, leases: kubeLeaseApi(client), close: () => client.close(), description: connection.description }
 }
 
 /** The Gateway API's informers, each optional: without the CRDs the Gateway API is simply not served. */
@@ -233,12 +248,6 @@ function createServiceMap (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics: Re
     persistence: init.stateFile !== undefined ? new FileStateStore(init.stateFile) : undefined
   }, { serviceFilterMode: init.serviceFilterMode, nodeName: init.nodeName })
   return { serviceMap, sources }
-}
-
-function notYetAvailable (log: Logger, modules: Record<string, boolean>): void {
-  for (const [name, enabled] of Object.entries(modules)) {
-    if (enabled) log.warn('module enabled in the config is not part of this build yet; skipped', { module: name })
-  }
 }
 
 function interceptorFor (mode: 'nftables' | 'iptables' | 'none', log: Logger): Interceptor {
@@ -335,7 +344,7 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   })
   log.info('agent configured', { node: node.nodeName, namespace: node.namespace, mode: node.mode, source: sources.description })
   const m = config.modules
-  notYetAvailable(log, { edgeCNI: m.edgeCNI.enable })
+  if (m.edgeCNI.enable) log.warn('edge CNI: pod blocks are claimed and the CNI plugin (edgemesh cni) is served; the routing plane between nodes (edge_tun0) is not part of this build yet')
   // modules: created here in dependency order (service map first).
   const components: Component[] = [serviceMap]
   // Every module that copies between sockets reports to it (see src/net/buffer-reclaimer.ts).
@@ -378,9 +387,28 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
       }))
     }
   }
+  let podBlock: PodBlock | undefined
+  if (m.edgeCNI.enable) {
+    const { leases, nodeLabels } = sources
+    if (leases === undefined || nodeLabels === undefined) {
+      log.warn('edge CNI: pod blocks are claimed through the Kubernetes API (Leases); a standalone file has none, so no block is claimed')
+    } else {
+      const stateFile = join(config.commonConfig.stateDir, 'cni-block.json')
+      podBlock = new PodBlock({
+        logger: log.forComponent('cni'),
+        nodeLabels: async () => await nodeLabels(node.nodeName),
+        claimsFor: cidrs => new BlockClaims({ api: leases, logger: log.forComponent('cni') }, { nodeName: node.nodeName, cidrs, namespace: node.namespace, stateFile })
+      }, m.edgeCNI.meshCIDRConfig)
+      components.push(podBlock)
+    }
+  }
   // The status server reads the group it belongs to; it is asked only after start.
   components.push(...createStatusServers(config.commonConfig, m.edgeTunnel.metricConfig, { logger: log, metrics, source: () => app }))
   const app = new AppGroup('agent', components, serviceMap, log, sources.close)
+  if (podBlock !== undefined) {
+    const b = podBlock
+    app.summaries.push(() => ({ cni: b.status() }))
+  }
   // Counters for `edgemesh status`, read from the same registry /metrics serves.
   app.summaries.push(async () => ({ counters: await countersOf(metrics) }))
   if (mesh !== undefined) {

@@ -49,6 +49,7 @@ export function renderStatus (st: Status, now = Date.now()): string {
     lines.push('', table([['NODE', 'PEER-ID', 'PATH', 'RTT', 'DATA', 'SINCE', 'ADDRESS'],
       ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.via !== undefined ? `relay via ${p.via}` : p.path, p.rttMs !== undefined ? `${p.rttMs}ms` : '-', dataPathLabel(p), ago(now - p.since), p.addresses[0] ?? ''])]).trimEnd())
   }
+  if (st.cni !== undefined) lines.push(`cni:       ${st.cni.block !== undefined ? `pod block ${st.cni.block}${st.cni.side !== undefined ? ` (${st.cni.side})` : ''}` : `no pod block: ${st.cni.error ?? 'claiming'}`}`)
   if (st.nat !== undefined) {
     const n = st.nat
     lines.push(`nat:       ${n.kind}: ${n.summary}`)

@@ -2,8 +2,9 @@
  * The plugin's network configuration (stdin of every CNI call) and the
  * environment the runtime sets, read with errors that name the field.
  */
+import { readFileSync } from 'node:fs'
 import { isIPv4 } from 'node:net'
-import { CniError, CNI_DECODE_FAILURE, CNI_INCOMPATIBLE_VERSION, CNI_INVALID_CONFIG, CNI_INVALID_ENV } from './errors.ts'
+import { CniError, CNI_DECODE_FAILURE, CNI_INCOMPATIBLE_VERSION, CNI_INVALID_CONFIG, CNI_INVALID_ENV, CNI_TRY_AGAIN_LATER } from './errors.ts'
 
 export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const
 
@@ -19,7 +20,7 @@ export interface CniConfig {
   name: string
   /** The host bridge pods attach to. @default edgemesh0 */
   bridge: string
-  /** The node's pod block; addresses are leased from it. */
+  /** The node's pod block; addresses are leased from it. `subnet`, or `subnetFile`: the agent's claimed block. */
   subnet: Subnet
   /** The bridge's address and the pods' default gateway. @default the subnet's first address */
   gateway: string
@@ -92,7 +93,7 @@ export function parseConfig (text: string, command: CniCommand): CniConfig {
   if (!NAME.test(name)) throw new CniError(CNI_INVALID_CONFIG, `name "${name}" may hold letters, digits, _, . and - only`)
   const bridge = str('bridge', 'edgemesh0')
   if (bridge.length > 15 || !NAME.test(bridge)) throw new CniError(CNI_INVALID_CONFIG, `bridge "${bridge}" is not an interface name (at most 15 letters, digits, _, . and -)`)
-  const subnet = parseSubnet(str('subnet'), 'subnet')
+  const subnet = parseSubnet(typeof raw.subnet === 'string' || typeof raw.subnetFile !== 'string' ? str('subnet') : blockFrom(raw.subnetFile), typeof raw.subnet === 'string' ? 'subnet' : 'subnetFile')
   const gateway = typeof raw.gateway === 'string' ? raw.gateway : intToIp(subnet.network + 1)
   if (!inSubnet(subnet, gateway)) throw new CniError(CNI_INVALID_CONFIG, `gateway ${gateway} is not in subnet ${subnet.cidr}`)
   const mtu = raw.mtu ?? 1500
@@ -104,6 +105,20 @@ export function parseConfig (text: string, command: CniCommand): CniConfig {
     return { containerId: a.containerID, ifName: a.ifname }
   })
   return { cniVersion, name, bridge, subnet, gateway, mtu, dataDir: str('dataDir', '/var/lib/cni/networks'), prevResult: raw.prevResult, validAttachments }
+}
+
+/** The pod block the agent claimed (`subnetFile`, its state file: `{"node": ..., "block": "10.244.64.0/24"}`). */
+function blockFrom (file: string): string {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new CniError(CNI_TRY_AGAIN_LATER, `subnetFile ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): the agent has not claimed this node's pod block yet`)
+  }
+  let block: unknown
+  try { block = (JSON.parse(text) as { block?: unknown }).block } catch { block = undefined }
+  if (typeof block !== 'string') throw new CniError(CNI_INVALID_CONFIG, `subnetFile ${file} holds no "block"`)
+  return block
 }
 
 export function parseEnv (env: NodeJS.ProcessEnv): CniEnv {

@@ -195,14 +195,14 @@ export const EdgeProxyConfig = obj({
 }, 'ClusterIP proxy.')
 
 export const EdgeCNIConfig = obj({
-  enable: bool(false, 'The edge CNI is not part of this build; enabling it only logs a warning.', { noEffect: true }),
+  enable: bool(false, 'Claims this node\'s pod block from meshCIDRConfig (a Lease per block, kept in commonConfig.stateDir/cni-block.json, the CNI plugin\'s subnetFile). The routing plane between nodes (edge_tun0) is not part of this build yet.'),
   encapsulationIP: str('', 'Upstream\'s edge CNI encapsulation IP.', { noEffect: true }),
   tunMode: int(0, 'Upstream\'s edge CNI TUN mode.', 0, 1_000_000, { noEffect: true }),
   meshCIDRConfig: obj({
-    cloudCIDR: strList('Cloud pod CIDRs of upstream\'s edge CNI.', { itemCheck: 'cidr', noEffect: true }),
-    edgeCIDR: strList('Edge pod CIDRs of upstream\'s edge CNI.', { itemCheck: 'cidr', noEffect: true })
-  }, 'Pod CIDRs of the cloud and edge.', { noEffect: true })
-}, 'Edge CNI (not part of this build).', { noEffect: true })
+    cloudCIDR: strList('Pod CIDRs of cloud nodes: blocks of a /24 each are claimed from them.', { itemCheck: 'cidr' }),
+    edgeCIDR: strList('Pod CIDRs of edge nodes (label node-role.kubernetes.io/edge): blocks of a /24 each are claimed from them.', { itemCheck: 'cidr' })
+  }, 'Pod CIDRs of the cloud and edge.')
+}, 'Edge CNI: pod blocks and the CNI plugin (edgemesh cni).')
 
 export const AgentConfig = Type.Object({
   apiVersion: str('agent.edgemesh.config.kubeedge.io/v1alpha1', 'Config API version (not checked).', { noEffect: true }),

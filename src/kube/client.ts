@@ -51,9 +51,9 @@ export interface WatchOptions extends Selection {
   signal?: AbortSignal
 }
 
-/** What a write sends: a patch is retried once on a stale keep-alive socket as reads are (merge patches are idempotent). */
+/** What a write sends. It is retried once on a stale keep-alive socket as reads are: the server never saw it. */
 interface RequestBody {
-  method: 'PATCH'
+  method: 'PATCH' | 'POST' | 'DELETE'
   contentType: string
   data: string
 }
@@ -298,6 +298,19 @@ export class KubeClient {
     return await this.#json<T>(path, new URLSearchParams(), ctx, false, opts, body)
   }
 
+  /** Creates an object (POST); 409 (it exists) rejects with KubeRequestError status 409. Resolves with the stored object. */
+  async create<T = unknown> (resource: ResourceType, namespace: string | undefined, object: unknown, opts: RequestOptions = {}): Promise<T> {
+    const path = resourcePath(resource, namespace)
+    const body: RequestBody = { method: 'POST', contentType: 'application/json', data: JSON.stringify(object) }
+    return await this.#json<T>(path, new URLSearchParams(), this.#ctx('create', path, resource, namespace), false, opts, body)
+  }
+
+  /** Deletes an object; 404 rejects with KubeNotFoundError. */
+  async delete (resource: ResourceType, namespace: string | undefined, name: string, opts: RequestOptions = {}): Promise<void> {
+    const path = `${resourcePath(resource, namespace)}/${encodeURIComponent(name)}`
+    await this.#json(path, new URLSearchParams(), this.#ctx('delete', path, resource, namespace), false, opts, { method: 'DELETE', contentType: 'application/json', data: '' })
+  }
+
   /** Closes idle keep-alive sockets. Open watches are closed by their owners. */
   close (): void {
     this.#agent.destroy()
@@ -324,15 +337,17 @@ export class KubeClient {
     const timeoutMs = opts.timeoutMs ?? this.#timeoutMs
     const opened = await this.#open(path, query, ctx, opts.signal, timeoutMs, body)
     try {
-      if (opened.res.statusCode !== 200) throw await this.#statusError(opened.res, ctx, collection)
-      let body: string
+      const code = opened.res.statusCode ?? 0
+      // 201 Created and 202 Accepted (a delete in progress) answer writes.
+      if (code !== 200 && !(body !== undefined && (code === 201 || code === 202))) throw await this.#statusError(opened.res, ctx, collection)
+      let text: string
       try {
-        body = await readBody(opened.res, Infinity)
+        text = await readBody(opened.res, Infinity)
       } catch (err) {
         throw this.#streamError(err, ctx, opened, opts.signal)
       }
       try {
-        return JSON.parse(body) as T
+        return JSON.parse(text) as T
       } catch (err) {
         throw new KubeRequestError(ctx, 200, `response is not JSON (content-type ${opened.res.headers['content-type'] ?? 'none'})`, undefined, { cause: err })
       }

@@ -25,6 +25,11 @@ export const AGENT_RULES: readonly PolicyRule[] = Object.freeze([
   rule(['networking.istio.io'], ['destinationrules', 'gateways', 'virtualservices'])
 ])
 
+/** Role rules of edgemesh-agent in its own namespace: the edge CNI's pod block claims (Leases). */
+export const AGENT_NAMESPACE_RULES: readonly PolicyRule[] = Object.freeze([
+  rule(['coordination.k8s.io'], ['leases'], ['get', 'list', 'create', 'delete'])
+])
+
 /** ClusterRole rules of edgemesh-gateway: what its informers watch, Secrets (TLS credentials) included, no Nodes; writes only Gateway API status. */
 export const GATEWAY_RULES: readonly PolicyRule[] = Object.freeze([
   rule([''], ['services', 'endpoints', 'secrets']),

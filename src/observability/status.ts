@@ -36,6 +36,8 @@ export interface StatusDocument {
   gateway?: GatewayStatus
   /** What NAT the node is behind, from the relays' reflectors (after the first check). */
   nat?: NatStatus
+  /** The edge CNI's pod block (`error`: why none is claimed yet). */
+  cni?: { block?: string, side?: 'edge' | 'cloud', error?: string }
 }
 
 /** The gateway's listeners and routes; `rejected` names resources left out and why. */

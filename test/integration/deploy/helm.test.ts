@@ -14,7 +14,8 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseAllDocuments } from 'yaml'
 import { parseConfig } from '../../../src/config/load.ts'
-import { AGENT_RULES } from '../../../src/kube/rbac.ts'
+import { AGENT_NAMESPACE_RULES, AGENT_RULES } from '../../../src/kube/rbac.ts'
+import { BlockClaims, kubeLeaseApi } from '../../../src/cni/blocks.ts'
 import { KubeClient } from '../../../src/kube/client.ts'
 import { KubeInformer } from '../../../src/kube/informer.ts'
 import { resolveKubeConnection } from '../../../src/kube/connection.ts'
@@ -97,6 +98,10 @@ describe('Helm chart edgemesh', skip, () => {
 
     const role = find(objs, 'ClusterRole', 'edgemesh-agent')
     assert.deepEqual(role.rules, AGENT_RULES.map(r => ({ apiGroups: [...r.apiGroups], resources: [...r.resources], verbs: [...r.verbs] })))
+    const blocks = find(objs, 'Role', 'edgemesh-agent')
+    assert.equal(blocks.metadata.namespace, 'kubeedge')
+    assert.deepEqual(blocks.rules, AGENT_NAMESPACE_RULES.map(r => ({ apiGroups: [...r.apiGroups], resources: [...r.resources], verbs: [...r.verbs] })))
+    assert.equal(find(objs, 'RoleBinding', 'edgemesh-agent').roleRef.name, 'edgemesh-agent')
   })
 
   test('two relays, meshCIDRConfig (and upstream agent.cloudCIDR), module settings pass through', async () => {
@@ -255,6 +260,11 @@ describe('Helm install against the test API server', { ...skip, ...(haveControlP
       await Promise.all(informers.map(async i => await i.start()))
       assert.ok(informers.every(i => i.hasSynced()))
       await assert.rejects(client.list(RESOURCES.secrets), /forbidden|Forbidden/)
+      // The edge CNI's block claims: Leases in the release's namespace, and nowhere else.
+      const claims = new BlockClaims({ api: kubeLeaseApi(client), logger: noopLogger }, { nodeName: 'edge-1', cidrs: ['10.244.64.0/18'], namespace: 'kubeedge', stateFile: join(dir, 'cni-block.json') })
+      assert.equal(await claims.claim(), '10.244.64.0/24')
+      await claims.release()
+      await assert.rejects(kubeLeaseApi(client).create('default', { metadata: { name: 'x' } }), /forbidden|Forbidden/)
     } finally {
       await Promise.all(informers.map(async i => await i.stop()))
       client.close()

@@ -49,3 +49,8 @@ test('edgemesh status shows the NAT the node is behind, what each relay saw and 
   assert.match(out, /^nat: {7}cone: cone NAT: one public mapping for every destination, port preserved; /m)
   assert.match(out, /^ {11}seen as 203\.0\.113\.1:41000 by k8s-master, 203\.0\.113\.1:41000 by k8s-node1; candidates 192\.168\.1\.11:41000, 203\.0\.113\.1:41000$/m)
 })
+
+test('edgemesh status shows the pod block, or why there is none', () => {
+  assert.match(renderStatus({ ready: true, cni: { block: '10.200.0.0/24', side: 'edge' } }, 0), /^cni: {7}pod block 10\.200\.0\.0\/24 \(edge\)$/m)
+  assert.match(renderStatus({ ready: true, cni: { side: 'cloud', error: 'meshCIDRConfig.cloudCIDR is empty' } }, 0), /^cni: {7}no pod block: meshCIDRConfig\.cloudCIDR is empty$/m)
+})

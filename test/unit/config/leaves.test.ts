@@ -49,8 +49,7 @@ const ALLOW: Record<string, { file: string }> = {
 
 /** No-effect keys that code does read, without acting on them. */
 const READ_WITHOUT_EFFECT: Record<string, { file: string, why: string }> = {
-  'kubeAPIConfig.contentType': { file: 'src/kube/connection.ts', why: 'copied to requestedContentType, which nothing reads' },
-  'modules.edgeCNI.enable': { file: 'src/app/agent.ts', why: 'only logs that the module is not part of this build' }
+  'kubeAPIConfig.contentType': { file: 'src/kube/connection.ts', why: 'copied to requestedContentType, which nothing reads' }
 }
 
 interface Leaf { kind: ConfigKind, path: string, key: string, parent: string | undefined, noEffect: boolean, underNoEffect: boolean, description: string }

@@ -1,0 +1,155 @@
+/**
+ * IPAM without SpiderPool: each node claims a block of pod addresses (a /24
+ * by default) from `meshCIDRConfig.edgeCIDR` or `cloudCIDR` (by the node's
+ * side). A claim is a coordination.k8s.io Lease named after the block, held
+ * by the node: the API server creates a name once, so two nodes racing for a
+ * block get it once and the other moves on. The block is kept in a state
+ * file, so an edge node restarting without the API keeps its pods' addresses.
+ */
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import type { KubeObject, ResourceType } from '../kube/types.ts'
+import type { KubeClient } from '../kube/client.ts'
+import { KubeNotFoundError } from '../kube/errors.ts'
+import { resourcePath } from '../kube/client.ts'
+import type { Logger } from '../observability/logger.ts'
+import { intToIp, parseSubnet } from './config.ts'
+import { CniError, CNI_RANGE_FULL } from './errors.ts'
+
+export const LEASES: ResourceType = { group: 'coordination.k8s.io', version: 'v1', resource: 'leases', kind: 'Lease', namespaced: true }
+export const BLOCK_LABEL = 'edgemesh.kubeedge.io/pod-block'
+const CIDR_ANNOTATION = 'edgemesh.kubeedge.io/cidr'
+
+/** What of the API the claims use. */
+export interface LeaseApi {
+  list: (namespace: string, labelSelector: string) => Promise<KubeObject[]>
+  create: (namespace: string, lease: KubeObject) => Promise<unknown>
+  get: (namespace: string, name: string) => Promise<KubeObject | undefined>
+  delete: (namespace: string, name: string) => Promise<void>
+}
+
+/** The Lease API over the agent's client. */
+export function kubeLeaseApi (client: KubeClient): LeaseApi {
+  return {
+    list: async (namespace, labelSelector) => (await client.list(LEASES, { namespace, labelSelector })).items,
+    create: async (namespace, lease) => await client.create(LEASES, namespace, lease),
+    get: async (namespace, name) => await client.get<KubeObject>(`${resourcePath(LEASES, namespace)}/${encodeURIComponent(name)}`).catch((err: unknown) => {
+      if (err instanceof KubeNotFoundError) return undefined
+      throw err
+    }),
+    delete: async (namespace, name) => {
+      await client.delete(LEASES, namespace, name).catch((err: unknown) => { if (!(err instanceof KubeNotFoundError)) throw err })
+    }
+  }
+}
+
+export interface BlockClaimInit {
+  nodeName: string
+  /** The CIDRs of this node's side, in order of preference. */
+  cidrs: readonly string[]
+  /** @default 24 */
+  blockPrefix?: number
+  /** Where the Leases live (the agent's namespace). */
+  namespace: string
+  /** The claimed block, kept for restarts without the API. */
+  stateFile: string
+}
+
+/** The blocks of `cidr`, in address order: `10.244.64.0/18` in /24s is 64 blocks. */
+export function blocksOf (cidr: string, blockPrefix: number): string[] {
+  const s = parseSubnet(cidr, 'meshCIDRConfig')
+  if (blockPrefix < s.prefix) return []
+  const count = 2 ** (blockPrefix - s.prefix)
+  return Array.from({ length: count }, (_, i) => `${intToIp(s.network + i * 2 ** (32 - blockPrefix))}/${blockPrefix}`)
+}
+
+/** `10.244.64.0/24` → `edgemesh-block-10-244-64-0-24`: a Lease name. */
+export function leaseName (block: string): string {
+  return `edgemesh-block-${block.replace(/[./]/g, '-')}`
+}
+
+export class BlockClaims {
+  readonly #api: LeaseApi
+  readonly #log: Logger
+  readonly #init: Required<BlockClaimInit>
+
+  constructor (deps: { api: LeaseApi, logger: Logger }, init: BlockClaimInit) {
+    this.#api = deps.api
+    this.#log = deps.logger
+    this.#init = { blockPrefix: 24, ...init }
+  }
+
+  /** The block this node holds, claiming one when it holds none; the state file when the API cannot be reached. */
+  async claim (): Promise<string> {
+    const { nodeName, namespace } = this.#init
+    let held: KubeObject[]
+    try {
+      held = await this.#api.list(namespace, `${BLOCK_LABEL}=true`)
+    } catch (err) {
+      const kept = await this.persisted()
+      if (kept !== undefined) {
+        this.#log.warn('pod block from the state file: the API is not reachable', { block: kept, err })
+        return kept
+      }
+      throw err
+    }
+    const holderOf = new Map(held.map(l => [l.metadata.annotations?.[CIDR_ANNOTATION] ?? '', (l as KubeObject & { spec?: { holderIdentity?: string } }).spec?.holderIdentity]))
+    const mine = [...holderOf].find(([, holder]) => holder === nodeName)?.[0]
+    if (mine !== undefined && mine !== '') return await this.#keep(mine)
+    for (const cidr of this.#init.cidrs) {
+      for (const block of blocksOf(cidr, this.#init.blockPrefix)) {
+        if (holderOf.has(block)) continue
+        if (await this.#take(block)) return await this.#keep(block)
+      }
+    }
+    throw new CniError(CNI_RANGE_FULL, `no free /${this.#init.blockPrefix} pod block in ${this.#init.cidrs.join(', ')}: ${held.length} are claimed (Leases labelled ${BLOCK_LABEL} in ${namespace})`)
+  }
+
+  /** Gives the block back (uninstall). */
+  async release (): Promise<void> {
+    const block = await this.persisted()
+    if (block === undefined) return
+    const lease = await this.#api.get(this.#init.namespace, leaseName(block))
+    if ((lease as (KubeObject & { spec?: { holderIdentity?: string } }) | undefined)?.spec?.holderIdentity === this.#init.nodeName) {
+      await this.#api.delete(this.#init.namespace, leaseName(block))
+    }
+  }
+
+  async persisted (): Promise<string | undefined> {
+    try {
+      const kept = JSON.parse(await readFile(this.#init.stateFile, 'utf8')) as { block?: unknown, node?: unknown }
+      return typeof kept.block === 'string' && kept.node === this.#init.nodeName ? kept.block : undefined
+    } catch {
+      return undefined
+    }
+  }
+
+  /** Creates the block's Lease; false when another node created it first. */
+  async #take (block: string): Promise<boolean> {
+    const { namespace, nodeName } = this.#init
+    const lease = {
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: { name: leaseName(block), namespace, labels: { [BLOCK_LABEL]: 'true' }, annotations: { [CIDR_ANNOTATION]: block } },
+      spec: { holderIdentity: nodeName }
+    }
+    try {
+      await this.#api.create(namespace, lease as unknown as KubeObject)
+      this.#log.info('pod block claimed', { block, lease: `${namespace}/${leaseName(block)}` })
+      return true
+    } catch (err) {
+      if ((err as { status?: number }).status !== 409) throw err
+      // Ours after all when a create we retried had gone through.
+      const existing = await this.#api.get(namespace, leaseName(block))
+      return (existing as (KubeObject & { spec?: { holderIdentity?: string } }) | undefined)?.spec?.holderIdentity === nodeName
+    }
+  }
+
+  async #keep (block: string): Promise<string> {
+    const file = this.#init.stateFile
+    await mkdir(dirname(file), { recursive: true })
+    await writeFile(`${file}.tmp`, JSON.stringify({ node: this.#init.nodeName, block }))
+    await rename(`${file}.tmp`, file)
+    return block
+  }
+}

@@ -1,0 +1,110 @@
+// Pod blocks claimed through a real kube-apiserver (coordination.k8s.io Leases):
+// nodes racing for blocks never get the same one, a node gets its own back, a
+// full range is refused naming it, the state file serves a restart without the
+// API, and release gives the block back.
+import { describe, test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
+import { stringify } from 'yaml'
+import { freePort } from '../../helpers/net.ts'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startControlPlane, haveControlPlaneTools } from '../../helpers/control-plane.ts'
+import type { ControlPlane } from '../../helpers/control-plane.ts'
+import { KubeClient, resolveKubeConnection } from '../../../src/kube/index.ts'
+import { BlockClaims, blocksOf, kubeLeaseApi } from '../../../src/cni/blocks.ts'
+import type { LeaseApi } from '../../../src/cni/blocks.ts'
+import { noopLogger } from '../../../src/observability/logger.ts'
+
+const entry = fileURLToPath(new URL('../../../src/bin/edgemesh.ts', import.meta.url))
+const skip = haveControlPlaneTools() ? false : 'control plane not built (npm run tools)'
+
+describe('pod blocks claimed through the API server', { skip }, () => {
+  let cp: ControlPlane
+  let client: KubeClient
+  let api: LeaseApi
+  let dir: string
+
+  const claims = (node: string, cidrs: string[]): BlockClaims =>
+    new BlockClaims({ api, logger: noopLogger }, { nodeName: node, cidrs, namespace: 'kubeedge', stateFile: join(dir, node, 'cni-block.json') })
+
+  before(async () => {
+    cp = await startControlPlane()
+    await cp.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kubeedge' } })
+    client = new KubeClient(resolveKubeConnection({ master: '', kubeConfig: cp.kubeconfigPath, contentType: 'application/json', qps: 200, burst: 400 } as never, { env: {} }))
+    api = kubeLeaseApi(client)
+    dir = await mkdtemp(join(tmpdir(), 'edgemesh-blocks-'))
+  })
+
+  after(async () => {
+    client?.close()
+    await cp?.stop()
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true })
+  })
+
+  test('24 nodes claiming at once from 10.244.64.0/18 get 24 different /24s; each gets its own back', async () => {
+    const nodes = Array.from({ length: 24 }, (_, i) => `edge-${i}`)
+    const got = await Promise.all(nodes.map(async n => await claims(n, ['10.244.64.0/18']).claim()))
+    assert.equal(new Set(got).size, 24, got.join(' '))
+    const all = blocksOf('10.244.64.0/18', 24)
+    assert.ok(got.every(b => all.includes(b)))
+    assert.deepEqual(await Promise.all(nodes.map(async n => await claims(n, ['10.244.64.0/18']).claim())), got, 'a claim again returns the same block')
+  })
+
+  test('more nodes than blocks: every block is claimed once and the others are refused naming the range', async () => {
+    const nodes = Array.from({ length: 6 }, (_, i) => `small-${i}`)
+    const results = await Promise.allSettled(nodes.map(async n => await claims(n, ['10.250.0.0/22']).claim()))
+    const won = results.flatMap(r => r.status === 'fulfilled' ? [r.value] : [])
+    assert.deepEqual([...won].sort(), ['10.250.0.0/24', '10.250.1.0/24', '10.250.2.0/24', '10.250.3.0/24'])
+    for (const r of results.filter(r => r.status === 'rejected')) assert.match(String((r as PromiseRejectedResult).reason), /no free \/24 pod block in 10\.250\.0\.0\/22/)
+  })
+
+  test('without the API a node keeps the block of its state file; release deletes its Lease and the block is free again', async () => {
+    const mine = claims('edge-0', ['10.244.64.0/18'])
+    const block = await mine.claim()
+    const offline = new BlockClaims({ api: { ...api, list: async () => { throw new Error('connect ECONNREFUSED') } }, logger: noopLogger }, { nodeName: 'edge-0', cidrs: ['10.244.64.0/18'], namespace: 'kubeedge', stateFile: join(dir, 'edge-0', 'cni-block.json') })
+    assert.equal(await offline.claim(), block)
+    await mine.release()
+    const taken = await claims('latecomer', [block]).claim()
+    assert.equal(taken, block, 'the released block went to the next claimer')
+  })
+
+  test('edgemesh agent with edgeCNI on an edge node claims from edgeCIDR, shows the block in /status and writes the plugin\'s subnetFile', async () => {
+    await cp.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: 'edge-agent', labels: { 'node-role.kubernetes.io/edge': '' } } })
+    const statusPort = await freePort()
+    const stateDir = join(dir, 'agent-state')
+    await writeFile(join(dir, 'agent.yaml'), stringify({
+      kubeAPIConfig: { kubeConfig: cp.kubeconfigPath },
+      commonConfig: { statusPort, stateDir },
+      modules: { edgeDNS: { enable: false }, edgeProxy: { enable: false }, edgeTunnel: { enable: false }, edgeCNI: { enable: true, meshCIDRConfig: { cloudCIDR: ['10.100.0.0/16'], edgeCIDR: ['10.200.0.0/16'] } } }
+    }))
+    const logs: string[] = []
+    const proc = spawn(process.execPath, [entry, 'agent', '--config-file', join(dir, 'agent.yaml')], { env: { PATH: process.env.PATH, NODE_NAME: 'edge-agent', NAMESPACE: 'kubeedge' }, stdio: ['ignore', 'ignore', 'pipe'] })
+    proc.stderr?.setEncoding('utf8').on('data', (d: string) => logs.push(d))
+    try {
+      const status = await eventuallyValue(async () => {
+        const r = await fetch(`http://127.0.0.1:${statusPort}/status`).then(async x => await x.json() as { cni?: { block?: string, side?: string } }, () => undefined)
+        return r?.cni?.block !== undefined ? r.cni : undefined
+      })
+      assert.deepEqual(status, { block: '10.200.0.0/24', side: 'edge' })
+      assert.deepEqual(JSON.parse(await readFile(join(stateDir, 'cni-block.json'), 'utf8')), { node: 'edge-agent', block: '10.200.0.0/24' })
+    } finally {
+      proc.kill('SIGTERM')
+      await once(proc, 'exit')
+    }
+    assert.ok(!logs.join('').includes('"level":"error"'), logs.join(''))
+  })
+})
+
+async function eventuallyValue<T> (probe: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
+  const end = performance.now() + ms
+  while (performance.now() < end) {
+    const v = await probe()
+    if (v !== undefined) return v
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+  throw new Error(`not within ${ms} ms`)
+}
