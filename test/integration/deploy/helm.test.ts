@@ -115,6 +115,12 @@ describe('Helm chart edgemesh', skip, () => {
       ['k8s-master', ['152.136.201.36']], ['k8s-node1', ['43.139.49.14', 'k8s-node1.example.com']]])
     assert.deepEqual(config.modules.edgeCNI.meshCIDRConfig, { cloudCIDR: ['10.244.1.0/24'], edgeCIDR: ['10.244.5.0/24'] })
     assert.equal(config.modules.edgeCNI.enable, true)
+    // The seed's edge CNI step sets the CIDRs only: they turn the module on, unless it is set off.
+    const seedCni = agentConfig(await render([`agent.psk=${PSK}`, 'agent.meshCIDRConfig.cloudCIDR={10.244.0.0/18}', 'agent.meshCIDRConfig.edgeCIDR={10.244.64.0/18}'])).config
+    assert.equal(seedCni.modules.edgeCNI.enable, true)
+    const off = agentConfig(await render([`agent.psk=${PSK}`, 'agent.meshCIDRConfig.edgeCIDR={10.244.64.0/18}', 'agent.modules.edgeCNI.enable=false'])).config
+    assert.equal(off.modules.edgeCNI.enable, false)
+    assert.equal(agentConfig(await render([`agent.psk=${PSK}`])).config.modules.edgeCNI.enable, false, 'no CIDRs, no edge CNI')
     // Upstream's templates could never render `false`; these can.
     assert.equal(config.modules.edgeTunnel.psk.enable, false)
     assert.equal(config.modules.edgeDNS.cacheDNS.autoDetect, false)

@@ -43,6 +43,8 @@ kubeedge: edgemesh-agent
 {{- if or $cloud $edge -}}
 {{- $cni := get $modules "edgeCNI" | default dict -}}
 {{- $_ := set $cni "meshCIDRConfig" (dict "cloudCIDR" $cloud "edgeCIDR" $edge) -}}
+{{- /* The seed installs the edge CNI with the CIDRs alone: they turn it on unless it is set off. */ -}}
+{{- if not (hasKey $cni "enable") -}}{{- $_ := set $cni "enable" true -}}{{- end -}}
 {{- $_ := set $modules "edgeCNI" $cni -}}
 {{- end -}}
 {{- $cfg := dict "apiVersion" "agent.edgemesh.config.kubeedge.io/v1alpha1" "kind" "EdgeMeshAgent" "modules" $modules -}}
