@@ -7,14 +7,13 @@ import { join } from 'node:path'
 import { LifecycleGroup } from '../lifecycle/group.ts'
 import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
-import type { AgentConfig, GatewayConfig, KubeAPIConfig } from '../config/schema.ts'
-import { relayEndpoints } from '../config/relays.ts'
+import type { AgentConfig, KubeAPIConfig } from '../config/schema.ts'
 import { DirectDialer, RoutingDialer } from '../mesh/index.ts'
 import type { EndpointDialer } from '../mesh/index.ts'
 import type { NodeIdentity } from '../config/node-identity.ts'
 import { KubeClient, KubeInformer, KubeMetrics, KubeNotFoundError, KubeResourceNotFoundError, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
 import { EndpointSliceSource } from '../kube/endpoint-slice-source.ts'
-import type { Informer, KubeObject, ResourceType, Service } from '../kube/index.ts'
+import type { Informer, KubeObject, Service } from '../kube/index.ts'
 import { ServiceMap, FileStateStore, createStandaloneInformers, compactService, compactSlice } from '../servicemap/index.ts'
 import type { CompactService, CompactSlice, ServiceFilterMode } from '../servicemap/index.ts'
 import { Registry } from 'prom-client'
@@ -27,13 +26,10 @@ import type { StatusDocument } from '../observability/status.ts'
 import { EdgeProxy, FallbackInterceptor, IptablesInterceptor, NftInterceptor, NoInterceptor, runNft, Socks5Server } from '../proxy/index.ts'
 import type { Interceptor } from '../proxy/index.ts'
 import { LoadBalancer, parseDestinationRule } from '../loadbalancer/index.ts'
-import { EdgeGateway, GATEWAY_API_GROUP, GATEWAY_API_RESOURCES, GatewayApiStatusWriter, listenAddresses } from '../gateway/index.ts'
-import type { GatewayApiInformers } from '../gateway/index.ts'
 import { createMesh, meshInit, relayWatcher } from './mesh.ts'
 import { BlockClaims, kubeLeaseApi } from '../cni/blocks.ts'
 import type { LeaseApi } from '../cni/blocks.ts'
 import { PodBlock } from '../cni/pod-block.ts'
-import type { Mesh } from './mesh.ts'
 
 export interface AppDeps {
   logger: Logger
@@ -49,7 +45,7 @@ export interface App extends Component {
   status (): Promise<StatusDocument>
 }
 
-interface ServiceSources {
+export interface ServiceSources {
   services: Informer<CompactService>
   endpointSlices: Informer<CompactSlice>
   /** Closes what the sources share (an HTTP agent), after they stopped. */
@@ -63,22 +59,14 @@ interface ServiceSources {
   nodeLabels?: (nodeName: string) => Promise<Record<string, string> | null>
   /** Leases (pod block claims of the edge CNI); absent without an API. */
   leases?: LeaseApi
-  /** Istio Gateways, VirtualServices, TLS Secrets and the Gateway API from the same source (the gateway's); a status writer only with an API. */
-  gatewayResources: () => { gateways: Informer<KubeObject>, virtualServices: Informer<KubeObject>, secrets: Informer<KubeObject>, pods: Informer<KubeObject>, gatewayApi: GatewayApiInformers, statusWriter?: GatewayApiStatusWriter }
-}
-
-const SECRET_KEYS = ['tls.crt', 'tls.key', 'ca.crt', 'cert', 'key', 'cacert']
-
-/** Keeps only what a TLS credential needs of a Secret: other Secrets (tokens, passwords) are not held in memory. */
-function credentialOnly (obj: KubeObject): KubeObject {
-  const s = obj as KubeObject & { type?: string, data?: Record<string, string> }
-  const data: Record<string, string> = {}
-  for (const k of SECRET_KEYS) if (s.data?.[k] !== undefined) data[k] = s.data[k]
-  return { metadata: { name: s.metadata.name, namespace: s.metadata.namespace, resourceVersion: s.metadata.resourceVersion }, type: s.type, data } as KubeObject
+  /** The API client the sources share, for the gateway's own informers (src/app/gateway.ts); absent with a standalone file. */
+  kube?: { client: KubeClient, metrics: KubeMetrics }
+  /** Objects of one kind from the standalone file (`group` tells Istio's Gateway from the Gateway API's); absent with an API. */
+  ofKind?: (kind: string, group?: string) => Informer<KubeObject>
 }
 
 /** Keeps an object's name, namespace and labels: Pods and Namespaces are selected by label, nothing else of them is read. */
-function labelsOnly (o: KubeObject): KubeObject {
+export function labelsOnly (o: KubeObject): KubeObject {
   const m = o.metadata
   return { metadata: { name: m.name, namespace: m.namespace, resourceVersion: m.resourceVersion, ...(m.labels !== undefined ? { labels: m.labels } : {}) } }
 }
@@ -119,19 +107,7 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics
       destinationRules,
       close: () => {},
       description: `standalone file ${kubeApi.standaloneFile}`,
-      gatewayResources: () => ({
-        gateways: ofKind('Gateway', 'networking.istio.io'),
-        virtualServices: ofKind('VirtualService'),
-        secrets: ofKind('Secret'),
-        pods: ofKind('Pod'),
-        gatewayApi: {
-          classes: ofKind('GatewayClass', GATEWAY_API_GROUP),
-          gateways: ofKind('Gateway', GATEWAY_API_GROUP),
-          routes: { HTTPRoute: ofKind('HTTPRoute'), GRPCRoute: ofKind('GRPCRoute'), TLSRoute: ofKind('TLSRoute'), TCPRoute: ofKind('TCPRoute') },
-          grants: ofKind('ReferenceGrant'),
-          namespaces: ofKind('Namespace')
-        }
-      })
+      ofKind
     }
   }
   const settings = kubeApi.master === '' && kubeApi.kubeConfig === '' && (deps.env.KUBECONFIG ?? '') !== ''
@@ -148,17 +124,6 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics
   // The Istio CRDs may not be installed: then the rules are skipped, not the agent.
   const destinationRules = optional(new KubeInformer({ resource: RESOURCES.destinationRules }, { client, logger: deps.logger.forComponent('kube:destinationrules'), metrics }),
     deps.logger, 'DestinationRules are not served (Istio CRDs not installed?); every service uses round robin or its session affinity')
-  const gatewayResources = (): ReturnType<ServiceSources['gatewayResources']> => ({
-    gateways: optional(new KubeInformer({ resource: RESOURCES.gateways }, { client, logger: deps.logger.forComponent('kube:gateways'), metrics }),
-      deps.logger, 'Istio Gateways are not served (Istio CRDs not installed?)'),
-    virtualServices: optional(new KubeInformer({ resource: RESOURCES.virtualServices }, { client, logger: deps.logger.forComponent('kube:virtualservices'), metrics }),
-      deps.logger, 'Istio VirtualServices are not served (Istio CRDs not installed?)'),
-    secrets: new KubeInformer({ resource: RESOURCES.secrets, transform: credentialOnly }, { client, logger: deps.logger.forComponent('kube:secrets'), metrics }),
-    // Names and labels only: what DestinationRule subsets select on.
-    pods: new KubeInformer({ resource: RESOURCES.pods, transform: labelsOnly }, { client, logger: deps.logger.forComponent('kube:pods'), metrics }),
-    gatewayApi: gatewayApiInformers(client, deps.logger, metrics),
-    statusWriter: new GatewayApiStatusWriter(async (resource, namespace, name, patch) => await client.patchStatus(resource, namespace, name, patch), deps.logger.forComponent('gateway'))
-  })
   const nodeLabels = async (name: string): Promise<Record<string, string> | null> => {
     try {
       return (await client.get<KubeObject>(`/api/v1/nodes/${encodeURIComponent(name)}`)).metadata.labels ?? {}
@@ -167,26 +132,10 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics
       throw err
     }
   }
-  return { services, endpointSlices, destinationRules, gatewayResources, nodeAddress: nodeAddressLookup(client), nodeLabels, leases: kubeLeaseApi(client), close: () => client.close(), description: connection.description }
+  return { services, endpointSlices, destinationRules, kube: { client, metrics }, nodeAddress: nodeAddressLookup(client), nodeLabels, leases: kubeLeaseApi(client), close: () => client.close(), description: connection.description }
 }
 
-/** The Gateway API's informers, each optional: without the CRDs the Gateway API is simply not served. */
-function gatewayApiInformers (client: KubeClient, logger: Logger, metrics: KubeMetrics): GatewayApiInformers {
-  const make = (resource: ResourceType, transform?: (o: KubeObject) => KubeObject): Informer<KubeObject> => optional(
-    new KubeInformer({ resource, ...(transform !== undefined ? { transform } : {}) }, { client, logger: logger.forComponent(`kube:${resource.resource}`), metrics }),
-    logger, `Gateway API ${resource.kind}s are not served (Gateway API CRDs not installed?)`)
-  const r = GATEWAY_API_RESOURCES
-  return {
-    classes: make(r.gatewayClasses),
-    gateways: make(r.gateways),
-    routes: { HTTPRoute: make(r.httpRoutes), GRPCRoute: make(r.grpcRoutes), TLSRoute: make(r.tlsRoutes), TCPRoute: make(r.tcpRoutes) },
-    grants: make(r.referenceGrants),
-    // Names and labels only: what `allowedRoutes.namespaces.selector` reads.
-    namespaces: make(RESOURCES.namespaces, labelsOnly)
-  }
-}
-
-class AppGroup extends LifecycleGroup implements App, StatusSource {
+export class AppGroup extends LifecycleGroup implements App, StatusSource {
   readonly serviceMap: ServiceMap
   /** Filled by the composition root: module summaries for /status. */
   readonly summaries: Array<() => Partial<StatusDocument> | Promise<Partial<StatusDocument>>> = []
@@ -238,7 +187,7 @@ class AppGroup extends LifecycleGroup implements App, StatusSource {
   }
 }
 
-function createServiceMap (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics: Registry }, init: { serviceFilterMode: ServiceFilterMode, nodeName: string, stateFile?: string | undefined }): { serviceMap: ServiceMap, sources: ServiceSources } {
+export function createServiceMap (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics: Registry }, init: { serviceFilterMode: ServiceFilterMode, nodeName: string, stateFile?: string | undefined }): { serviceMap: ServiceMap, sources: ServiceSources } {
   const sources = createServiceSources(kubeApi, deps)
   const serviceMap = new ServiceMap({
     logger: deps.logger.forComponent('servicemap'),
@@ -290,7 +239,7 @@ export function createProxy (config: AgentConfig, node: NodeIdentity, deps: AppD
 }
 
 /** Feeds DestinationRules to whatever holds the load balancer (the proxy, the gateway); a rule that does not parse is dropped and logged. */
-function applyDestinationRules (rules: Informer<KubeObject>, target: { setRule: (r: ReturnType<typeof parseDestinationRule>) => unknown, deleteRule: (ns: string, name: string) => unknown }, log: Logger): void {
+export function applyDestinationRules (rules: Informer<KubeObject>, target: { setRule: (r: ReturnType<typeof parseDestinationRule>) => unknown, deleteRule: (ns: string, name: string) => unknown }, log: Logger): void {
   const failed = (err: unknown): void => log.warn('DestinationRule not applied', { err })
   const settle = (result: unknown): void => { if (result instanceof Promise) result.catch(failed) }
   const apply = (obj: unknown): void => {
@@ -308,7 +257,7 @@ function applyDestinationRules (rules: Informer<KubeObject>, target: { setRule: 
 }
 
 /** An informer whose resource type is not served (Istio CRDs absent) is logged and left off, not fatal; refusals are retried by the informer. */
-function optional<T extends KubeObject> (component: Informer<T>, log: Logger, why: string): Informer<T> {
+export function optional<T extends KubeObject> (component: Informer<T>, log: Logger, why: string): Informer<T> {
   let running = false
   return {
     name: component.name,
@@ -439,7 +388,7 @@ const COUNTERS: Record<string, string> = {
   dataPathConnections: 'edgemesh_datapath_connections_total'
 }
 
-async function countersOf (metrics: Registry): Promise<Record<string, number>> {
+export async function countersOf (metrics: Registry): Promise<Record<string, number>> {
   const out: Record<string, number> = {}
   for (const [key, name] of Object.entries(COUNTERS)) {
     const m = metrics.getSingleMetric(name)
@@ -450,78 +399,9 @@ async function countersOf (metrics: Registry): Promise<Record<string, number>> {
 }
 
 /** The status server (last to start, first to stop) and, when upstream's metricConfig asks for it, a /metrics listener (on all interfaces unless `address` says otherwise). */
-function createStatusServers (common: { statusAddress: string, statusPort: number }, metricConfig: { enable: boolean, port: number, address: string }, deps: { logger: Logger, metrics: Registry, source: () => StatusSource }): Component[] {
+export function createStatusServers (common: { statusAddress: string, statusPort: number }, metricConfig: { enable: boolean, port: number, address: string }, deps: { logger: Logger, metrics: Registry, source: () => StatusSource }): Component[] {
   const out: Component[] = []
   if (common.statusPort !== 0) out.push(new StatusServer({ ...deps, logger: deps.logger.forComponent('status') }, { address: common.statusAddress, port: common.statusPort }))
   if (metricConfig.enable) out.push(new StatusServer({ ...deps, logger: deps.logger.forComponent('metrics') }, { address: metricConfig.address, port: metricConfig.port, metricsOnly: true }))
   return out
-}
-
-/**
- * The gateway: the service map, the mesh as a client (node `<NODE_NAME>-gateway`, on
- * `listenPort + 1`, no relay service, no reservations), and the Istio Gateway listeners.
- * `NODE_NAME` itself is the node whose endpoints are dialed directly.
- */
-export function createGateway (config: GatewayConfig, node: NodeIdentity, deps: AppDeps): App {
-  const log = deps.logger
-  const metrics = new Registry()
-  const { serviceMap, sources } = createServiceMap(config.kubeAPIConfig, { ...deps, metrics }, { serviceFilterMode: 'FilterIfLabelExists', nodeName: node.nodeName })
-  log.info('gateway configured', { node: node.nodeName, mode: node.mode, source: sources.description })
-  const m = config.modules
-  const components: Component[] = [serviceMap]
-  const copied = new BufferReclaimer({ metrics })
-  let mesh: Mesh | undefined
-  if (m.edgeTunnel.enable) {
-    const t = m.edgeTunnel
-    const init = meshInit({ ...t, listenPort: t.listenPort + 1 }, node.nodeName, '/var/lib/edgemesh')
-    // Relays listen on the agents' port, not the gateway's.
-    mesh = createMesh({ logger: log.forComponent('tunnel'), metrics, copied }, { ...init, relayNodes: relayEndpoints(t.relayNodes, t.listenPort), reserve: false, identity: undefined, nat: undefined })
-    components.push(mesh)
-  }
-  let gateway: EdgeGateway | undefined
-  if (m.edgeGateway.enable) {
-    const g = m.edgeGateway
-    const resources = sources.gatewayResources()
-    const loadBalancer = new LoadBalancer({ ring: g.loadBalancer.consistentHash })
-    applyDestinationRules(sources.destinationRules, loadBalancer, log.forComponent('gateway'))
-    const hostNode = node.nodeName.replace(/-gateway$/, '')
-    gateway = new EdgeGateway({
-      logger: log.forComponent('gateway'),
-      metrics,
-      serviceMap,
-      loadBalancer,
-      dialer: new RoutingDialer({ nodeName: hostNode, direct: new DirectDialer(), peers: mesh }),
-      ...resources,
-      destinationRules: sources.destinationRules,
-      copied
-    }, { listenAddresses: listenAddresses(g) })
-    const changed = (): void => gateway?.resourcesChanged()
-    const api = resources.gatewayApi
-    const apiInformers = [api.classes, api.gateways, ...Object.values(api.routes), api.grants, api.namespaces]
-    // Pods are read per request (their labels), not rebuilt on.
-    for (const informer of [resources.gateways, resources.virtualServices, resources.secrets, sources.destinationRules]) {
-      informer.addHandlers({ onAdd: changed, onUpdate: changed, onDelete: changed })
-    }
-    // A Gateway API object whose generation did not move changed only its status (mostly our own write): nothing to rebuild.
-    const specChanged = (previous: KubeObject, current: KubeObject): void => {
-      if (previous.metadata.generation === undefined || previous.metadata.generation !== current.metadata.generation) changed()
-    }
-    for (const informer of apiInformers) informer.addHandlers({ onAdd: changed, onUpdate: specChanged, onDelete: changed })
-    components.push(sources.destinationRules, resources.secrets, resources.pods, resources.gateways, resources.virtualServices, ...apiInformers, gateway)
-  } else {
-    log.warn('edgeGateway.enable is false: the gateway serves nothing')
-  }
-  const common = { statusAddress: config.statusAddress, statusPort: config.statusPort }
-  components.push(...createStatusServers(common, m.edgeTunnel.metricConfig, { logger: log, metrics, source: () => app }))
-  const app = new AppGroup('gateway', components, serviceMap, log, sources.close)
-  app.summaries.push(async () => ({ counters: await countersOf(metrics) }))
-  if (mesh !== undefined) {
-    const t = mesh
-    app.summaries.push(() => ({ tunnel: { peerId: t.peerId(), relay: false, addresses: t.addresses(), peers: t.peers() } }))
-  }
-  if (gateway !== undefined) {
-    const g = gateway
-    app.summaries.push(() => ({ gateway: g.status() }))
-  }
-  return app
 }

@@ -9,7 +9,7 @@ import { KubeConfigError } from '../kube/errors.ts'
 import { createLogger } from '../observability/logger.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { Component } from '../lifecycle/component.ts'
-import { createAgent, createGateway } from '../app/agent.ts'
+import { createAgent } from '../app/agent.ts'
 import { versionString } from './version.ts'
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './io.ts'
 import type { CommandIO } from './io.ts'
@@ -111,6 +111,8 @@ export async function runDaemon (kind: ConfigKind, argv: string[], io: CommandIO
       app = createAgent(c, agentIdentity(c.kubeAPIConfig, io.env), { logger: log, env: io.env, configFile: file })
     } else {
       const c = config as GatewayConfig
+      // Loaded only here: agents do not carry the gateway's code.
+      const { createGateway } = await import('../app/gateway.ts')
       app = createGateway(c, gatewayIdentity(c.kubeAPIConfig, io.env), { logger: log, env: io.env })
     }
   } catch (err) {
