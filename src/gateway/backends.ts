@@ -24,7 +24,7 @@ const MAX_ATTEMPTS = 3
 export type Resolved = { ok: true, svc: ServicePortKey, endpoints: readonly Endpoint[], h2: boolean } | { ok: false, why: string, status?: number }
 
 /** appProtocol values (and Istio's port-name prefixes) that mean the backend speaks HTTP/2 without TLS. */
-const H2C_PROTOCOLS = new Set(['kubernetes.io/h2c', 'h2c', 'grpc', 'http2', 'grpc-web'])
+const H2C_PROTOCOLS = new Set(['kubernetes.io/h2c', 'h2c', 'grpc', 'http2'])
 
 /** Whether a Service port speaks cleartext HTTP/2: by appProtocol, else by Istio's name convention (`grpc-…`, `http2-…`). */
 export function speaksH2c (port: { name: string, appProtocol?: string }): boolean {

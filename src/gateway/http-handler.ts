@@ -121,7 +121,9 @@ function redirectLocation (req: IncomingMessage, scheme: 'http' | 'https', route
 /** Request headers for the backend: hop-by-hop dropped, X-Forwarded-* added, the route's edits applied. */
 function upstreamHeaders (req: IncomingMessage, scheme: string, route: HttpRoute): Record<string, string | string[]> {
   const out = forwardable(req.headers)
-  out.host ??= authorityOf(req)
+  // HTTP/2 requests carry :authority, not Host; a request with neither gets the backend's address from the client.
+  const authority = authorityOf(req)
+  if (out.host === undefined && authority !== '') out.host = authority
   // The one TE value HTTP/2 allows; gRPC backends require it.
   if (req.headers.te === 'trailers') out.te = 'trailers'
   const client = req.socket.remoteAddress ?? ''
