@@ -18,13 +18,14 @@ import type { Informer } from '../kube/informer-types.ts'
 import type { KubeObject } from '../kube/types.ts'
 import { objectKey } from '../kube/types.ts'
 import type { LoadBalancer } from '../loadbalancer/index.ts'
+import { hostToService } from '../loadbalancer/index.ts'
 import type { EndpointDialer } from '../mesh/endpoint-dialer.ts'
 import type { ServiceMapView } from '../servicemap/types.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import { splice } from '../net/splice.ts'
 import { byCodeUnits } from '../order.ts'
 import { WarnSummary } from '../observability/warn-summary.ts'
-import { parseGateway, parseVirtualService, serviceOf } from './istio.ts'
+import { parseGateway, parseVirtualService } from './istio.ts'
 import type { IstioGateway, L4Route, VirtualService } from './istio.ts'
 import { buildRouteTable, hostMatches } from './route-table.ts'
 import type { ListenerSpec, RouteTable } from './route-table.ts'
@@ -109,13 +110,15 @@ function labelsOf (o: KubeObject | undefined): Record<string, string> | undefine
   return o === undefined ? undefined : o.metadata.labels ?? {}
 }
 
-/** The `subsets` of every DestinationRule, by the Service its `host` names; the first rule by `namespace/name` wins a name twice defined. */
+/** The `subsets` of every DestinationRule, by the Service its `host` names (none for wildcard or external hosts); the first rule by `namespace/name` wins a name twice defined. */
 function subsetsOf (rules: readonly KubeObject[]): Map<string, Map<string, Record<string, string>>> {
   const out = new Map<string, Map<string, Record<string, string>>>()
   for (const r of [...rules].sort((a, b) => byCodeUnits(objectKey(a), objectKey(b)))) {
     const spec = (r as KubeObject & { spec?: { host?: unknown, subsets?: unknown } }).spec
     if (typeof spec?.host !== 'string' || !Array.isArray(spec.subsets)) continue
-    const service = serviceOf(spec.host, r.metadata.namespace ?? 'default')
+    // The load balancer's reading of `host`: the rule whose policy a Service gets is the one whose subsets apply.
+    const service = hostToService(spec.host, r.metadata.namespace ?? 'default')
+    if (service === undefined) continue
     let byName = out.get(service)
     if (byName === undefined) out.set(service, byName = new Map())
     for (const sub of spec.subsets as Array<{ name?: unknown, labels?: unknown }>) {
