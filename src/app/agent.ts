@@ -11,7 +11,7 @@ import type { AgentConfig, KubeAPIConfig } from '../config/schema.ts'
 import { DirectDialer, RoutingDialer } from '../mesh/index.ts'
 import type { EndpointDialer } from '../mesh/index.ts'
 import type { NodeIdentity } from '../config/node-identity.ts'
-import { KubeClient, KubeInformer, KubeMetrics, KubeNotFoundError, KubeResourceNotFoundError, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
+import { KubeClient, KubeInformer, KubeMetrics, KubeNotFoundError, KubeResourceNotFoundError, objectPath, resolveKubeConnection, RESOURCES } from '../kube/index.ts'
 import { EndpointSliceSource } from '../kube/endpoint-slice-source.ts'
 import type { Informer, KubeObject, Service } from '../kube/index.ts'
 import { ServiceMap, FileStateStore, createStandaloneInformers, compactService, compactSlice } from '../servicemap/index.ts'
@@ -79,7 +79,7 @@ function nodeAddressLookup (client: KubeClient): (nodeName: string) => Promise<s
     if (hit !== undefined && Date.now() - hit.at < 60_000) return hit.ip
     let ip: string | null = null
     try {
-      const node = await client.get<{ status?: { addresses?: Array<{ type: string, address: string }> } }>(`/api/v1/nodes/${encodeURIComponent(nodeName)}`)
+      const node = await client.get<{ status?: { addresses?: Array<{ type: string, address: string }> } }>(objectPath(RESOURCES.nodes, undefined, nodeName))
       const addresses = node.status?.addresses ?? []
       ip = (addresses.find(a => a.type === 'InternalIP') ?? addresses.find(a => a.type === 'ExternalIP'))?.address ?? null
     } catch (err) {
@@ -126,7 +126,7 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics
     deps.logger, 'DestinationRules are not served (Istio CRDs not installed?); every service uses round robin or its session affinity')
   const nodeLabels = async (name: string): Promise<Record<string, string> | null> => {
     try {
-      return (await client.get<KubeObject>(`/api/v1/nodes/${encodeURIComponent(name)}`)).metadata.labels ?? {}
+      return (await client.get<KubeObject>(objectPath(RESOURCES.nodes, undefined, name))).metadata.labels ?? {}
     } catch (err) {
       if (err instanceof KubeNotFoundError) return null
       throw err

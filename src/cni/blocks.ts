@@ -11,7 +11,7 @@ import { dirname } from 'node:path'
 import type { KubeObject, ResourceType } from '../kube/types.ts'
 import type { KubeClient } from '../kube/client.ts'
 import { KubeNotFoundError } from '../kube/errors.ts'
-import { resourcePath } from '../kube/client.ts'
+import { objectPath } from '../kube/client.ts'
 import type { Logger } from '../observability/logger.ts'
 import { intToIp, parseSubnet } from './config.ts'
 import { CniError, CNI_RANGE_FULL } from './errors.ts'
@@ -33,7 +33,7 @@ export function kubeLeaseApi (client: KubeClient): LeaseApi {
   return {
     list: async (namespace, labelSelector) => (await client.list(LEASES, { namespace, labelSelector })).items,
     create: async (namespace, lease) => await client.create(LEASES, namespace, lease),
-    get: async (namespace, name) => await client.get<KubeObject>(`${resourcePath(LEASES, namespace)}/${encodeURIComponent(name)}`).catch((err: unknown) => {
+    get: async (namespace, name) => await client.get<KubeObject>(objectPath(LEASES, namespace, name)).catch((err: unknown) => {
       if (err instanceof KubeNotFoundError) return undefined
       throw err
     }),

@@ -75,6 +75,11 @@ export function resourcePath (r: ResourceType, namespace?: string): string {
   return `${prefix}${ns}/${r.resource}`
 }
 
+/** One object's path: `/api/v1/nodes/n1`, `/apis/coordination.k8s.io/v1/namespaces/ns/leases/x`. */
+export function objectPath (r: ResourceType, namespace: string | undefined, name: string): string {
+  return `${resourcePath(r, namespace)}/${encodeURIComponent(name)}`
+}
+
 /** Client-side rate limit shared by all requests of a client (client-go's qps/burst). */
 export class TokenBucket {
   readonly #qps: number
@@ -292,7 +297,7 @@ export class KubeClient {
    * over a newer object. Resolves with the patched object.
    */
   async patchStatus<T = unknown> (resource: ResourceType, namespace: string | undefined, name: string, patch: unknown, opts: RequestOptions = {}): Promise<T> {
-    const path = `${resourcePath(resource, namespace)}/${encodeURIComponent(name)}/status`
+    const path = `${objectPath(resource, namespace, name)}/status`
     const ctx = this.#ctx('patch', path, resource, namespace)
     const body: RequestBody = { method: 'PATCH', contentType: 'application/merge-patch+json', data: JSON.stringify(patch) }
     return await this.#json<T>(path, new URLSearchParams(), ctx, false, opts, body)
@@ -307,7 +312,7 @@ export class KubeClient {
 
   /** Deletes an object; 404 rejects with KubeNotFoundError. */
   async delete (resource: ResourceType, namespace: string | undefined, name: string, opts: RequestOptions = {}): Promise<void> {
-    const path = `${resourcePath(resource, namespace)}/${encodeURIComponent(name)}`
+    const path = objectPath(resource, namespace, name)
     await this.#json(path, new URLSearchParams(), this.#ctx('delete', path, resource, namespace), false, opts, { method: 'DELETE', contentType: 'application/json', data: '' })
   }
 
