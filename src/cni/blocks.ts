@@ -63,6 +63,11 @@ export function blocksOf (cidr: string, blockPrefix: number): string[] {
   return Array.from({ length: count }, (_, i) => `${intToIp(s.network + i * 2 ** (32 - blockPrefix))}/${blockPrefix}`)
 }
 
+/** The node a block's Lease names as its holder. */
+function holder (lease: KubeObject | undefined): string | undefined {
+  return (lease as (KubeObject & { spec?: { holderIdentity?: string } }) | undefined)?.spec?.holderIdentity
+}
+
 /** `10.244.64.0/24` → `edgemesh-block-10-244-64-0-24`: a Lease name. */
 export function leaseName (block: string): string {
   return `edgemesh-block-${block.replace(/[./]/g, '-')}`
@@ -93,7 +98,7 @@ export class BlockClaims {
       }
       throw err
     }
-    const holderOf = new Map(held.map(l => [l.metadata.annotations?.[CIDR_ANNOTATION] ?? '', (l as KubeObject & { spec?: { holderIdentity?: string } }).spec?.holderIdentity]))
+    const holderOf = new Map(held.map(l => [l.metadata.annotations?.[CIDR_ANNOTATION] ?? '', holder(l)]))
     const mine = [...holderOf].find(([, holder]) => holder === nodeName)?.[0]
     if (mine !== undefined && mine !== '') return await this.#keep(mine)
     for (const cidr of this.#init.cidrs) {
@@ -110,7 +115,7 @@ export class BlockClaims {
     const block = await this.persisted()
     if (block === undefined) return
     const lease = await this.#api.get(this.#init.namespace, leaseName(block))
-    if ((lease as (KubeObject & { spec?: { holderIdentity?: string } }) | undefined)?.spec?.holderIdentity === this.#init.nodeName) {
+    if (holder(lease) === this.#init.nodeName) {
       await this.#api.delete(this.#init.namespace, leaseName(block))
     }
   }
@@ -141,7 +146,7 @@ export class BlockClaims {
       if ((err as { status?: number }).status !== 409) throw err
       // Ours after all when a create we retried had gone through.
       const existing = await this.#api.get(namespace, leaseName(block))
-      return (existing as (KubeObject & { spec?: { holderIdentity?: string } }) | undefined)?.spec?.holderIdentity === nodeName
+      return holder(existing) === nodeName
     }
   }
 

@@ -12,7 +12,7 @@ import { stringify } from 'yaml'
 import { freePort } from '../../helpers/net.ts'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startControlPlane, haveControlPlaneTools } from '../../helpers/control-plane.ts'
+import { startControlPlane, haveControlPlaneTools, eventually } from '../../helpers/control-plane.ts'
 import type { ControlPlane } from '../../helpers/control-plane.ts'
 import { KubeClient, resolveKubeConnection } from '../../../src/kube/index.ts'
 import { BlockClaims, blocksOf, kubeLeaseApi } from '../../../src/cni/blocks.ts'
@@ -85,10 +85,11 @@ describe('pod blocks claimed through the API server', { skip }, () => {
     const proc = spawn(process.execPath, [entry, 'agent', '--config-file', join(dir, 'agent.yaml')], { env: { PATH: process.env.PATH, NODE_NAME: 'edge-agent', NAMESPACE: 'kubeedge' }, stdio: ['ignore', 'ignore', 'pipe'] })
     proc.stderr?.setEncoding('utf8').on('data', (d: string) => logs.push(d))
     try {
-      const status = await eventuallyValue(async () => {
-        const r = await fetch(`http://127.0.0.1:${statusPort}/status`).then(async x => await x.json() as { cni?: { block?: string, side?: string } }, () => undefined)
-        return r?.cni?.block !== undefined ? r.cni : undefined
-      })
+      let status: { block?: string, side?: string } | undefined
+      await eventually('the block in /status', async () => {
+        status = (await fetch(`http://127.0.0.1:${statusPort}/status`).then(async x => await x.json() as { cni?: { block?: string, side?: string } }, () => undefined))?.cni
+        return status?.block !== undefined
+      }, 15_000, 100)
       assert.deepEqual(status, { block: '10.200.0.0/24', side: 'edge' })
       assert.deepEqual(JSON.parse(await readFile(join(stateDir, 'cni-block.json'), 'utf8')), { node: 'edge-agent', block: '10.200.0.0/24' })
     } finally {
@@ -98,13 +99,3 @@ describe('pod blocks claimed through the API server', { skip }, () => {
     assert.ok(!logs.join('').includes('"level":"error"'), logs.join(''))
   })
 })
-
-async function eventuallyValue<T> (probe: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
-  const end = performance.now() + ms
-  while (performance.now() < end) {
-    const v = await probe()
-    if (v !== undefined) return v
-    await new Promise(resolve => setTimeout(resolve, 100))
-  }
-  throw new Error(`not within ${ms} ms`)
-}
