@@ -13,7 +13,8 @@ import type { KubeClient } from '../kube/client.ts'
 import { KubeNotFoundError } from '../kube/errors.ts'
 import { objectPath } from '../kube/client.ts'
 import type { Logger } from '../observability/logger.ts'
-import { intToIp, parseSubnet } from './config.ts'
+import { parseSubnet } from './config.ts'
+import { numberToIpv4 } from '../net/ipv4.ts'
 import { CniError, CNI_RANGE_FULL } from './errors.ts'
 
 export const LEASES: ResourceType = { group: 'coordination.k8s.io', version: 'v1', resource: 'leases', kind: 'Lease', namespaced: true }
@@ -60,7 +61,7 @@ export function blocksOf (cidr: string, blockPrefix: number): string[] {
   const s = parseSubnet(cidr, 'meshCIDRConfig')
   if (blockPrefix < s.prefix) return []
   const count = 2 ** (blockPrefix - s.prefix)
-  return Array.from({ length: count }, (_, i) => `${intToIp(s.network + i * 2 ** (32 - blockPrefix))}/${blockPrefix}`)
+  return Array.from({ length: count }, (_, i) => `${numberToIpv4(s.network + i * 2 ** (32 - blockPrefix))}/${blockPrefix}`)
 }
 
 /** The node a block's Lease names as its holder. */

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { isIPv4 } from 'node:net'
+import { ipv4ToNumber, numberToIpv4 } from '../net/ipv4.ts'
 import { CniError, CNI_DECODE_FAILURE, CNI_INCOMPATIBLE_VERSION, CNI_INVALID_CONFIG, CNI_INVALID_ENV, CNI_TRY_AGAIN_LATER } from './errors.ts'
 
 export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const
@@ -44,14 +45,6 @@ export interface CniEnv {
   ifName: string
 }
 
-export function ipToInt (ip: string): number {
-  return ip.split('.').reduce((n, o) => ((n << 8) | Number(o)) >>> 0, 0)
-}
-
-export function intToIp (n: number): string {
-  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.')
-}
-
 export function parseSubnet (cidr: string, field: string): Subnet {
   const [ip, bits] = cidr.split('/')
   const prefix = Number(bits)
@@ -59,13 +52,13 @@ export function parseSubnet (cidr: string, field: string): Subnet {
     throw new CniError(CNI_INVALID_CONFIG, `${field}: "${cidr}" is not an IPv4 CIDR with a prefix from /8 to /30`)
   }
   const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0
-  const network = (ipToInt(ip) & mask) >>> 0
-  return { cidr: `${intToIp(network)}/${prefix}`, network, prefix }
+  const network = ((ipv4ToNumber(ip) ?? 0) & mask) >>> 0
+  return { cidr: `${numberToIpv4(network)}/${prefix}`, network, prefix }
 }
 
 export function inSubnet (s: Subnet, ip: string): boolean {
   const mask = (~0 << (32 - s.prefix)) >>> 0
-  return isIPv4(ip) && ((ipToInt(ip) & mask) >>> 0) === s.network
+  return isIPv4(ip) && (((ipv4ToNumber(ip) ?? 0) & mask) >>> 0) === s.network
 }
 
 const NAME = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/
@@ -94,7 +87,7 @@ export function parseConfig (text: string, command: CniCommand): CniConfig {
   const bridge = str('bridge', 'edgemesh0')
   if (bridge.length > 15 || !NAME.test(bridge)) throw new CniError(CNI_INVALID_CONFIG, `bridge "${bridge}" is not an interface name (at most 15 letters, digits, _, . and -)`)
   const subnet = parseSubnet(typeof raw.subnet === 'string' || typeof raw.subnetFile !== 'string' ? str('subnet') : blockFrom(raw.subnetFile), typeof raw.subnet === 'string' ? 'subnet' : 'subnetFile')
-  const gateway = typeof raw.gateway === 'string' ? raw.gateway : intToIp(subnet.network + 1)
+  const gateway = typeof raw.gateway === 'string' ? raw.gateway : numberToIpv4(subnet.network + 1)
   if (!inSubnet(subnet, gateway)) throw new CniError(CNI_INVALID_CONFIG, `gateway ${gateway} is not in subnet ${subnet.cidr}`)
   const mtu = raw.mtu ?? 1500
   if (typeof mtu !== 'number' || !Number.isInteger(mtu) || mtu < 576 || mtu > 9000) throw new CniError(CNI_INVALID_CONFIG, 'mtu must be an integer from 576 to 9000')

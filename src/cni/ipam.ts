@@ -9,7 +9,8 @@ import { mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { isIPv4 } from 'node:net'
 import type { Subnet } from './config.ts'
-import { inSubnet, intToIp, ipToInt } from './config.ts'
+import { inSubnet } from './config.ts'
+import { ipv4ToNumber, numberToIpv4 } from '../net/ipv4.ts'
 import { CniError, CNI_IO_FAILURE, CNI_RANGE_FULL } from './errors.ts'
 
 const LAST = 'last_reserved_ip.0'
@@ -39,9 +40,9 @@ export class LeaseStore {
     const first = this.#subnet.network + 1
     const size = 2 ** (32 - this.#subnet.prefix) - 2
     const last = await readFile(join(this.#dir, LAST), 'utf8').then(s => s.trim(), () => '')
-    const start = isIPv4(last) && inSubnet(this.#subnet, last) ? ipToInt(last) - first + 1 : 0
+    const start = inSubnet(this.#subnet, last) ? (ipv4ToNumber(last) ?? first) - first + 1 : 0
     for (let i = 0; i < size; i++) {
-      const ip = intToIp(first + ((start + i) % size))
+      const ip = numberToIpv4(first + ((start + i) % size))
       if (ip === this.#gateway) continue
       try {
         const f = await open(join(this.#dir, ip), 'wx', 0o644)

@@ -5,7 +5,7 @@
  * well-formed Binding message is `undefined`.
  */
 import { randomBytes } from 'node:crypto'
-import { isIPv4 } from 'node:net'
+import { ipv4ToNumber, numberToIpv4 } from '../net/ipv4.ts'
 
 const MAGIC = 0x2112a442
 const HEADER = 20
@@ -92,8 +92,7 @@ export function encodeResponse (transactionId: Buffer, mapped: { address: string
   const v = Buffer.alloc(8)
   v.writeUInt8(0x01, 1)
   v.writeUInt16BE(mapped.port ^ (MAGIC >>> 16), 2)
-  const ip = mapped.address.split('.').map(Number)
-  v.writeUInt32BE((((ip[0] ?? 0) << 24 | (ip[1] ?? 0) << 16 | (ip[2] ?? 0) << 8 | (ip[3] ?? 0)) ^ MAGIC) >>> 0, 4)
+  v.writeUInt32BE(((ipv4ToNumber(mapped.address) ?? 0) ^ MAGIC) >>> 0, 4)
   const attr = attribute(ATTR_XOR_MAPPED_ADDRESS, v)
   return Buffer.concat([header(BINDING_SUCCESS, attr.length, transactionId), attr])
 }
@@ -103,7 +102,5 @@ export function decodeResponse (msg: Buffer): BindingResponse | undefined {
   const v = m?.attrs.get(ATTR_XOR_MAPPED_ADDRESS)
   if (m === undefined || v === undefined || v.length !== 8 || v[1] !== 0x01) return undefined
   const port = v.readUInt16BE(2) ^ (MAGIC >>> 16)
-  const ip = (v.readUInt32BE(4) ^ MAGIC) >>> 0
-  const address = [ip >>> 24, (ip >>> 16) & 255, (ip >>> 8) & 255, ip & 255].join('.')
-  return isIPv4(address) ? { transactionId: m.transactionId, mapped: { address, port } } : undefined
+  return { transactionId: m.transactionId, mapped: { address: numberToIpv4((v.readUInt32BE(4) ^ MAGIC) >>> 0), port } }
 }

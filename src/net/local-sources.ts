@@ -16,6 +16,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { networkInterfaces } from 'node:os'
+import { ipv4ToNumber } from './ipv4.ts'
 
 /** An IPv4 route of the main table: destination and mask as 32-bit numbers. */
 export interface Route { destination: number, mask: number, device: string }
@@ -68,7 +69,7 @@ export class LocalSources {
   #judge (address: string): boolean {
     const ip = address.startsWith('::ffff:') ? address.slice(7) : address
     if (this.#own.has(ip) || ip.startsWith('127.')) return true
-    const n = ipv4Number(ip)
+    const n = ipv4ToNumber(ip)
     if (n === undefined) return true
     if (this.#uplinks.size === 0) return true
     let best: Route | undefined
@@ -101,18 +102,6 @@ export function parseProcRoutes (text: string): Route[] {
 
 function swap32 (n: number): number {
   return (((n & 0xff) << 24) | ((n & 0xff00) << 8) | ((n >>> 8) & 0xff00) | (n >>> 24)) >>> 0
-}
-
-function ipv4Number (ip: string): number | undefined {
-  const parts = ip.split('.')
-  if (parts.length !== 4) return undefined
-  let n = 0
-  for (const p of parts) {
-    const v = Number(p)
-    if (!Number.isInteger(v) || v < 0 || v > 255 || p === '') return undefined
-    n = n * 256 + v
-  }
-  return n
 }
 
 function popcount (mask: number): number {

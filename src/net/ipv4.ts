@@ -1,0 +1,19 @@
+/** IPv4 addresses as unsigned 32-bit numbers, for masks, ranges and wire formats. */
+
+/** `10.0.0.1` → 167772161; undefined when it is not a dotted IPv4 address. */
+export function ipv4ToNumber (ip: string): number | undefined {
+  const parts = ip.split('.')
+  if (parts.length !== 4) return undefined
+  let n = 0
+  for (const p of parts) {
+    const v = Number(p)
+    if (!Number.isInteger(v) || v < 0 || v > 255 || p === '') return undefined
+    n = n * 256 + v
+  }
+  return n
+}
+
+/** 167772161 → `10.0.0.1`. */
+export function numberToIpv4 (n: number): string {
+  return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.')
+}
