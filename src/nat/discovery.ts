@@ -12,8 +12,8 @@
 import dgram from 'node:dgram'
 import { lookup } from 'node:dns/promises'
 import { isIPv4 } from 'node:net'
-import { networkInterfaces } from 'node:os'
 import type { Component } from '../lifecycle/component.ts'
+import { procView } from '../net/local-sources.ts'
 import type { Logger } from '../observability/logger.ts'
 import { decodeResponse, encodeRequest } from './stun.ts'
 import type { NatMetrics } from './metrics.ts'
@@ -35,8 +35,9 @@ export interface NatDiscoveryInit {
   localAddresses?: () => string[]
 }
 
+/** The host's IPv4 addresses but loopback, from the same view of the host as the proxy's local sources. */
 function ownAddresses (): string[] {
-  return Object.values(networkInterfaces()).flatMap(list => (list ?? []).filter(a => a.family === 'IPv4' && !a.internal).map(a => a.address))
+  return procView.addresses().filter(a => isIPv4(a) && !a.startsWith('127.'))
 }
 
 export class NatDiscovery implements Component {
