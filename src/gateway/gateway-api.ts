@@ -92,8 +92,8 @@ interface Listener {
   kinds: RouteKind[]
   /** Which namespaces' routes may attach. */
   admits: (namespace: string) => boolean
+  /** Served when `status.key` is set; a listener that clashed with an earlier one is listed, unserved. */
   status: ListenerStatus
-  served: boolean
 }
 
 /** A ReferenceGrant index: may an object of `fromKind` in `fromNs` refer to `toKind` `toName` in `toNs`? */
@@ -217,14 +217,13 @@ function readGateway (o: KubeObject, input: GatewayApiObjects, grants: Grants): 
           credentialName = `${refNs}/${refName}`
         }
       }
-      const listener: Listener = { name: lname, port, protocol, hostname, tls: tlsMode === undefined ? 'none' : tlsMode === 'PASSTHROUGH' ? 'passthrough' : 'terminate', kinds, admits, status, served: true }
+      const listener: Listener = { name: lname, port, protocol, hostname, tls: tlsMode === undefined ? 'none' : tlsMode === 'PASSTHROUGH' ? 'passthrough' : 'terminate', kinds, admits, status }
       // Within one Gateway a port carries one protocol, and a hostname once.
       const same = seen.get(port) ?? []
       const clash = same.find(x => x.protocol !== protocol || x.tls !== listener.tls)
       const dup = same.find(x => x.hostname === hostname)
       seen.set(port, [...same, listener])
       if (clash !== undefined || dup !== undefined) {
-        listener.served = false
         status.conditions = [cond('Accepted', false, 'PortUnavailable', 'the port is taken by an earlier listener'),
           cond('Conflicted', true, clash !== undefined ? 'ProtocolConflict' : 'HostnameConflict', `listener ${(clash ?? dup)?.name ?? ''} already serves port ${port}${clash !== undefined ? ` with ${clash.protocol}` : ' for this hostname'}`),
           cond('ResolvedRefs', true, 'ResolvedRefs', 'references resolved'),
@@ -519,7 +518,7 @@ export function translateGatewayApi (input: GatewayApiObjects): GatewayApiModel 
         : cond('ResolvedRefs', false, refProblems[0]?.reason ?? 'BackendNotFound', refProblems.map(p => p.message).join('; '))
       for (const { parentRef, listeners } of parents) {
         const named = listeners.filter(l => (parentRef.sectionName === undefined || l.name === parentRef.sectionName) && (parentRef.port === undefined || l.port === parentRef.port))
-        const served = named.filter(l => l.served && l.status.key !== undefined)
+        const served = named.filter(l => l.status.key !== undefined)
         const allowed = served.filter(l => l.kinds.includes(kind) && l.admits(meta.namespace))
         const fitting = allowed.filter(l => kind === 'TCPRoute' || sharedHostnames(l.hostname, hostnames).length > 0)
         let accepted: Condition
