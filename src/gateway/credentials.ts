@@ -56,6 +56,16 @@ export class Credentials {
     return this.#load(secret, tls).context
   }
 
+  /** Why a Secret cannot serve a certificate (the check a TLS listener's handshakes make), or undefined when it can. */
+  problem (secret: string): string | undefined {
+    try {
+      this.#load(secret, { mode: 'SIMPLE', credentials: [], ciphers: [] })
+      return undefined
+    } catch (err) {
+      return err instanceof GatewayCredentialError ? err.why : (err as Error).message
+    }
+  }
+
   /** Forgets Secrets no listener names any more. */
   retain (secrets: ReadonlySet<string>): void {
     for (const key of this.#loaded.keys()) if (!secrets.has(key.split('|')[0] ?? '')) this.#loaded.delete(key)
@@ -79,7 +89,7 @@ export class Credentials {
   }
 
   #build (secret: string, obj: SecretObject | undefined, caObj: SecretObject | undefined, tls: TerminateTls): { options: SecureContextOptions, context: SecureContext } {
-    if (obj === undefined) throw new GatewayCredentialError(secret, 'not found (credentialName names a Secret in the Gateway\'s namespace)')
+    if (obj === undefined) throw new GatewayCredentialError(secret, 'not found')
     if (obj.type !== undefined && obj.type !== 'kubernetes.io/tls' && obj.type !== 'Opaque') throw new GatewayCredentialError(secret, `has type ${obj.type}; kubernetes.io/tls expected`)
     const cert = decode(obj.data, 'tls.crt') ?? decode(obj.data, 'cert')
     const key = decode(obj.data, 'tls.key') ?? decode(obj.data, 'key')

@@ -27,9 +27,12 @@ export class GatewayCredentialError extends EdgeMeshError {
   override readonly name = 'GatewayCredentialError'
   readonly code = 'EM_ERR_GATEWAY_CREDENTIAL'
   readonly secret: string
+  /** What is wrong with it, without the Secret's name. */
+  readonly why: string
   constructor (secret: string, why: string, options?: ErrorOptions) {
     super(`Secret ${secret}: ${why}`, options)
     this.secret = secret
+    this.why = why
   }
 }
 

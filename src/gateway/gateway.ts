@@ -258,11 +258,8 @@ export class EdgeGateway implements Component {
         if (!found) missing.add(key)
         return found
       },
-      secretProblem: key => {
-        const secret = this.#deps.secrets.get(key) as (KubeObject & { data?: Record<string, string> }) | undefined
-        if (secret === undefined) return 'not found'
-        return secret.data?.['tls.crt'] === undefined || secret.data['tls.key'] === undefined ? 'holds no tls.crt and tls.key' : undefined
-      }
+      // The same loading a listener's handshakes use: a Secret that resolves here also serves.
+      secretProblem: key => this.#credentials.problem(key)
     })
   }
 
