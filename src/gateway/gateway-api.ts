@@ -11,7 +11,7 @@ import type { KubeObject } from '../kube/types.ts'
 import { byCodeUnits } from '../order.ts'
 import type { Destination, GatewayServer, HeaderOps, HttpMatch, HttpRoute, IstioGateway, L4Route, StringMatch, VirtualService } from './istio.ts'
 import { GatewayResourceError } from './errors.ts'
-import { hostMatches } from './route-table.ts'
+import { hostMatches, SCHEME_PORTS } from './route-table.ts'
 import { Fields, headerOps } from './fields.ts'
 import type { Json } from './fields.ts'
 
@@ -383,7 +383,7 @@ function parseHttpRule (f: Fields, raw: unknown, path: string, kind: 'HTTPRoute'
         if (scheme !== undefined) action.redirect.scheme = scheme
         if (hostname !== undefined) action.redirect.hostname = hostname
         // A new scheme without a port takes the scheme's own port.
-        if (port !== undefined || scheme !== undefined) action.redirect.port = port ?? (scheme === 'https' ? 443 : 80)
+        if (port !== undefined || scheme !== undefined) action.redirect.port = port ?? SCHEME_PORTS[scheme ?? ''] ?? 80
         else action.redirect.listenerPort = true
         if (p !== undefined) { action.redirect.uri = p.uri; action.redirect.fullPath = p.fullPath }
         break

@@ -18,6 +18,7 @@ import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import type { Backends } from './backends.ts'
 import type { HeaderOps, HttpRoute } from './istio.ts'
 import type { HttpRouteMatch, RouteTable } from './route-table.ts'
+import { SCHEME_PORTS } from './route-table.ts'
 import type { GatewayMetrics } from './metrics.ts'
 
 /** Headers that belong to one hop (RFC 9110 §7.6.1) and are not forwarded. */
@@ -102,8 +103,6 @@ export function rewritePath (path: string, match: HttpRouteMatch, rewrite = matc
   const q = path.indexOf('?')
   return q < 0 ? uri : uri + path.slice(q)
 }
-
-const SCHEME_PORTS: Record<string, number> = { http: 80, https: 443 }
 
 function redirectLocation (req: IncomingMessage, scheme: 'http' | 'https', route: HttpRoute, match: HttpRouteMatch, listenerPort: number): string {
   const r = route.redirect ?? { code: 301 }

@@ -53,6 +53,9 @@ export interface HttpRouteMatch {
   uri: StringMatch | undefined
 }
 
+/** The port a URL scheme implies: a redirect to it leaves the port out. */
+export const SCHEME_PORTS: Readonly<Record<string, number>> = { http: 80, https: 443 }
+
 /** Host without port, lower case: `Example.com:8080` → `example.com`, `[::1]:80` → `::1`. */
 export function hostOf (authority: string): string {
   const a = authority.toLowerCase()
