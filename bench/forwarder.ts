@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util'
 import { splice } from '../src/net/splice.ts'
 import { cipherPreference } from '../src/datapath/wire.ts'
 import { BufferReclaimer } from '../src/net/buffer-reclaimer.ts'
-import { sodiumNoiseCrypto } from '../src/tunnel/noise-crypto.ts'
+import { nativeNoiseCrypto } from '../src/tunnel/noise-crypto.ts'
 import { createProtector } from '../src/tunnel/pnet.ts'
 import { loadSodium } from '../src/tunnel/sodium.ts'
 import { streamToDuplex } from '../src/tunnel/stream.ts'
@@ -82,7 +82,7 @@ async function libp2pHop (): Promise<void> {
     privateKey: role === 'exit' ? exitKey : await generateKeyPairFromSeed('Ed25519', Buffer.alloc(32, 2)),
     addresses: { listen: role === 'exit' ? [`/ip4/0.0.0.0/tcp/${LIBP2P_PORT}`] : [] },
     transports: [tcp()],
-    connectionEncrypters: [noise(sodium !== undefined ? { crypto: sodiumNoiseCrypto(sodium, defaultCrypto) } : {})],
+    connectionEncrypters: [noise({ crypto: nativeNoiseCrypto(defaultCrypto, sodium) })],
     streamMuxers: [yamux({ maxEarlyStreams: 1024, streamOptions: { maxStreamWindowSize: window, maxReadBufferLength: 2 * window } })],
     connectionProtector: (await createProtector(psk, 'native', copied)).protector
   })

@@ -24,7 +24,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { gzipSync } from 'node:zlib'
-import { GATEWAY_HEAP_FLAGS, HEAP_FLAGS, MALLOC_ENV } from '../src/bin/heap-flags.ts'
+import { GATEWAY_NODE_FLAGS, AGENT_NODE_FLAGS, MALLOC_ENV } from '../src/bin/node-flags.ts'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const { values: opt } = parseArgs({
@@ -197,10 +197,10 @@ function appLayer (arch: string, dir: string): void {
     })
   }
   mkdirSync(join(dir, 'usr/local/bin'), { recursive: true })
-  // The heap flags on node's command line: the young generation's size takes effect only there.
+  // The Node flags on node's command line: the young generation's size takes effect only there.
   const exports = Object.entries(MALLOC_ENV).map(([name, value]) => `export ${name}="\${${name}:-${value}}"\n`).join('')
-  const gateway = `[ "$1" = gateway ] && exec /usr/local/bin/node ${GATEWAY_HEAP_FLAGS.join(' ')} /app/edgemesh.mjs "$@"\n`
-  writeFileSync(join(dir, 'usr/local/bin/edgemesh'), `#!/bin/sh\n${exports}${gateway}exec /usr/local/bin/node ${HEAP_FLAGS.join(' ')} /app/edgemesh.mjs "$@"\n`, { mode: 0o755 })
+  const gateway = `[ "$1" = gateway ] && exec /usr/local/bin/node ${GATEWAY_NODE_FLAGS.join(' ')} /app/edgemesh.mjs "$@"\n`
+  writeFileSync(join(dir, 'usr/local/bin/edgemesh'), `#!/bin/sh\n${exports}${gateway}exec /usr/local/bin/node ${AGENT_NODE_FLAGS.join(' ')} /app/edgemesh.mjs "$@"\n`, { mode: 0o755 })
 }
 
 interface Blob { digest: string, size: number }

@@ -23,7 +23,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { randomBytes } from 'node:crypto'
 import { bundleForBench } from '../bundle.ts'
-import { HEAP_FLAGS, MALLOC_ENV } from '../../src/bin/heap-flags.ts'
+import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { freePort } from '../../test/helpers/net.ts'
 import { rssMB } from '../netns.ts'
 
@@ -50,7 +50,7 @@ async function startAgent (bundle: string, dir: string, name: string, relay: { n
     `  edgeTunnel: {enable: true, listenPort: ${ports.tunnel}, dataPath: {port: ${ports.data}}, psk: {path: ${join(dir, 'psk')}},`,
     `    relayNodes: [{nodeName: ${relay.name}, advertiseAddress: ['127.0.0.1:${relay.port}']}]}`
   ].join('\n'))
-  const proc = spawn(process.execPath, [...HEAP_FLAGS, bundle, 'agent', '--config-file', config], { env: { ...MALLOC_ENV, PATH: process.env.PATH, NODE_NAME: name, NAMESPACE: 'kubeedge' }, stdio: ['ignore', 'ignore', 'pipe'] })
+  const proc = spawn(process.execPath, [...AGENT_NODE_FLAGS, bundle, 'agent', '--config-file', config], { env: { ...MALLOC_ENV, PATH: process.env.PATH, NODE_NAME: name, NAMESPACE: 'kubeedge' }, stdio: ['ignore', 'ignore', 'pipe'] })
   let log = ''
   proc.stderr?.on('data', (c: Buffer) => { log = (log + c.toString()).slice(-20_000) })
   const end = Date.now() + 20_000

@@ -5,8 +5,8 @@
 //   [BENCH_AGENT_FLAGS=...] npm run bench:footprint [-- --runs 5 --idle-ms 5000 --node /path/to/node]
 //
 // `--node` runs the bare baseline and every agent on another Node binary (to
-// compare release lines). Agents run as the image runs them: the heap flags on
-// the command line and the launcher's malloc settings (src/bin/heap-flags.ts);
+// compare release lines). Agents run as the image runs them: the Node flags on
+// the command line and the launcher's malloc settings (src/bin/node-flags.ts);
 // the bare baseline gets the same malloc settings.
 //
 // Scenarios: the agent on a standalone services file with DNS off (no root);
@@ -27,7 +27,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
 import { splice } from '../../src/net/splice.ts'
-import { HEAP_FLAGS, MALLOC_ENV } from '../../src/bin/heap-flags.ts'
+import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { startControlPlane, haveControlPlaneTools } from '../../test/helpers/control-plane.ts'
 import { createServices } from '../kube-services.ts'
 
@@ -69,10 +69,10 @@ const everything = writeConfig('all.yaml', `kubeAPIConfig: {standaloneFile: ${se
 // Upstream's discovery on top (ours is off by default): mDNS and both DHTs.
 const withDiscovery = writeConfig('discovery.yaml', `kubeAPIConfig: {standaloneFile: ${services}}\ncommonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: true}, edgeProxy: {enable: true}, edgeTunnel: {enable: true, mdns: {enable: true}, dht: {enable: true}, psk: {path: ${join(dir, 'psk')}}, relayNodes: [{nodeName: relay, advertiseAddress: [127.0.0.1]}]}}\n`)
 const env = { NODE_NAME: 'bench-node', NAMESPACE: 'kubeedge' }
-// As the image runs it: the heap flags on the command line. BENCH_AGENT_FLAGS
+// As the image runs it: the Node flags on the command line. BENCH_AGENT_FLAGS
 // adds Node flags for every agent (e.g. to weigh a heap setting's memory).
 const node = values.node ?? process.execPath
-const agent = [node, ...HEAP_FLAGS, ...(process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== ''), bundle, 'agent', '--config-file']
+const agent = [node, ...AGENT_NODE_FLAGS, ...(process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== ''), bundle, 'agent', '--config-file']
 
 const SERVICES = 100
 

@@ -20,7 +20,7 @@ import { parseArgs } from 'node:util'
 import { parseAllDocuments, stringify } from 'yaml'
 import { eventually, startControlPlane } from '../../test/helpers/control-plane.ts'
 import { bundleForBench } from '../bundle.ts'
-import { heapFlagsFor, MALLOC_ENV } from '../../src/bin/heap-flags.ts'
+import { nodeFlagsFor, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { exec, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
 
 const { values: opt } = parseArgs({
@@ -132,7 +132,7 @@ async function routesThroughApi (entry: string, dir: string): Promise<{ rss: num
     const config = join(dir, 'gateway-api.yaml')
     writeFileSync(config, stringify({ kubeAPIConfig: { kubeConfig: cp.kubeconfigPath }, statusPort: 0, modules: { edgeGateway: { enable: true, includeIP: '127.0.0.1' }, edgeTunnel: { enable: false } } }))
     const flags = (process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== '')
-    const gateway = spawn(process.execPath, [...heapFlagsFor('gateway'), ...flags, entry, 'gateway', '--config-file', config], { env: { ...process.env, ...MALLOC_ENV, NODE_NAME: 'bench' }, stdio: 'ignore' })
+    const gateway = spawn(process.execPath, [...nodeFlagsFor('gateway'), ...flags, entry, 'gateway', '--config-file', config], { env: { ...process.env, ...MALLOC_ENV, NODE_NAME: 'bench' }, stdio: 'ignore' })
     try {
       const port = PORT.edgemesh + 100
       const last = ROUTES - 1
@@ -173,7 +173,7 @@ async function main (): Promise<void> {
     const config = join(dir, 'gateway.yaml')
     writeFileSync(config, stringify({ kubeAPIConfig: { standaloneFile: worldFile }, statusPort: PORT.status, modules: { edgeGateway: { enable: true, includeIP: '127.0.0.1' }, edgeTunnel: { enable: false } } }))
     const flags = (process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== '')
-    const gateway = run(NS, [process.execPath, ...heapFlagsFor('gateway'), ...flags, entry, 'gateway', '--config-file', config], { ...MALLOC_ENV, NODE_NAME: 'bench' })
+    const gateway = run(NS, [process.execPath, ...nodeFlagsFor('gateway'), ...flags, entry, 'gateway', '--config-file', config], { ...MALLOC_ENV, NODE_NAME: 'bench' })
     await waitFor(gateway, /"msg":"running"/, 20_000)
     await new Promise(resolve => setTimeout(resolve, 500))
     if (backend.exitCode !== null || nginx.exitCode !== null) throw new Error(`nginx exited: ${backend.out()}${nginx.out()}`)

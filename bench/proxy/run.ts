@@ -20,7 +20,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
-import { HEAP_FLAGS, MALLOC_ENV } from '../../src/bin/heap-flags.ts'
+import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { serviceYaml } from '../../test/helpers/services.ts'
 import { ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
 
@@ -121,8 +121,8 @@ async function main (): Promise<void> {
     writeFileSync(services, servicesYaml())
     // Node flags for the agent, e.g. BENCH_AGENT_FLAGS='--cpu-prof --cpu-prof-dir=/tmp/prof' to profile it.
     const flags = (process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== '')
-    // The heap flags as the image gives them (src/bin/heap-flags.ts), then the bench's own.
-    const agent = run(C, [process.execPath, ...HEAP_FLAGS, ...flags, entry, 'agent', '--config-file', agentConfig(dir, services)], { ...MALLOC_ENV, ...env })
+    // The Node flags as the image gives them (src/bin/node-flags.ts), then the bench's own.
+    const agent = run(C, [process.execPath, ...AGENT_NODE_FLAGS, ...flags, entry, 'agent', '--config-file', agentConfig(dir, services)], { ...MALLOC_ENV, ...env })
     await waitFor(agent, /"msg":"proxy rules installed"/, 20_000)
     await new Promise(resolve => setTimeout(resolve, 500))
 

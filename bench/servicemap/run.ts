@@ -9,7 +9,7 @@
 // deliver), so ratios are comparable across machines.
 import { spawn } from 'node:child_process'
 import { bundleForBench } from '../bundle.ts'
-import { HEAP_FLAGS, MALLOC_ENV } from '../../src/bin/heap-flags.ts'
+import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { cpus, release } from 'node:os'
 import { parseArgs } from 'node:util'
 import https from 'node:https'
@@ -122,7 +122,7 @@ async function runProbe (cp: ControlPlane, run: number): Promise<ProbeRun> {
 
 // The V8 flags and malloc settings the image's launcher gives, and the production bundle;
 // BENCH_AGENT_FLAGS adds Node flags (e.g. to weigh a heap setting at 10k services).
-const PROBE_FLAGS = [...HEAP_FLAGS, ...(process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== '')]
+const PROBE_FLAGS = [...AGENT_NODE_FLAGS, ...(process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== '')]
 const probeBundle = await bundleForBench(new URL('./probe.ts', import.meta.url).pathname)
 const cp = await startControlPlane()
 try {

@@ -14,7 +14,7 @@
 // nftables interception, tunnel with relay r), `r` (relay), `b` (agent and a
 // TCP echo server on 7000). `a` drops packets to b, so proxied connections go
 // a → r → b through the mesh. Service soak/echo: ClusterIP 10.96.0.41:7000 →
-// b. Bundled agents with the image's heap flags, PSK on, data path on.
+// b. Bundled agents with the image's Node flags, PSK on, data path on.
 //
 // Load (load.ts, inside `a`): 200 long-lived proxied connections each echoing
 // 64 random bytes a second, 2,000 DNS queries/s for echo.soak.svc.cluster.local
@@ -39,7 +39,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
-import { HEAP_FLAGS, MALLOC_ENV } from '../../src/bin/heap-flags.ts'
+import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { serviceYaml } from '../../test/helpers/services.ts'
 import { bridgeTopology, cpuSeconds, killAll, median, requireRoot, rssMB, run, waitFor } from '../netns.ts'
 import type { Proc } from '../netns.ts'
@@ -115,8 +115,8 @@ async function startAgents (dir: string, entry: string): Promise<void> {
       `    relayNodes: [{nodeName: r, advertiseAddress: [${NODES.r}]}]`,
       ''
     ].join('\n'))
-    // Heap flags and malloc settings as the image runs the agent (src/bin/heap-flags.ts).
-    const p = run(NS(n), [process.execPath, ...HEAP_FLAGS, '--import', PROBE, entry, 'agent', '--config-file', cfg], { ...MALLOC_ENV, NODE_NAME: n, NAMESPACE: 'kubeedge', SOAK_PROBE_FILE: join(dir, `probe-${n}`) }, limited(n))
+    // Heap flags and malloc settings as the image runs the agent (src/bin/node-flags.ts).
+    const p = run(NS(n), [process.execPath, ...AGENT_NODE_FLAGS, '--import', PROBE, entry, 'agent', '--config-file', cfg], { ...MALLOC_ENV, NODE_NAME: n, NAMESPACE: 'kubeedge', SOAK_PROBE_FILE: join(dir, `probe-${n}`) }, limited(n))
     await waitFor(p, /"msg":"running"/, 30_000)
     agents.set(n, p)
   }
@@ -261,7 +261,7 @@ function report (loadOut: string, samples: Map<Node, Sample[]>, machine: Machine
   const overloadFrom = phaseAt('overload')
   const overloadTo = phaseAt('recovery')
   const out: string[] = []
-  out.push(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, kernel ${release()}, Node ${process.version}. Steady ${STEADY / 60} min (2,000 DNS q/s, 50 new connections/s, 200 long-lived connections echoing 64 B/s), overload ${OVERLOAD_END - STEADY} s at 5×, recovery ${END - OVERLOAD_END} s; client a → relay r → endpoint b over the TLS data path, PSK on, bundled agents with ${HEAP_FLAGS.join(' ')}.`)
+  out.push(`Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, kernel ${release()}, Node ${process.version}. Steady ${STEADY / 60} min (2,000 DNS q/s, 50 new connections/s, 200 long-lived connections echoing 64 B/s), overload ${OVERLOAD_END - STEADY} s at 5×, recovery ${END - OVERLOAD_END} s; client a → relay r → endpoint b over the TLS data path, PSK on, bundled agents with ${AGENT_NODE_FLAGS.join(' ')}.`)
 
   out.push('', "| phase | DNS sent | answered | wrong | new connections | ok | mismatched | p50 ms (median of 10 s windows) | p99 ms (max of 10 s windows) | long-lived echoes ok | mismatched | failed | reopened | load program's loop delay p99 ms (max of 10 s windows) |", '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|')
   for (const phase of ['steady', 'overload', 'recovery'] as const) {

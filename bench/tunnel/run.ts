@@ -31,7 +31,7 @@ import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
 import { CONDITIONS, emptyLatency, latencyReport, measureLatency } from './latency.ts'
 import type { Condition, LatencyByCondition } from './latency.ts'
-import { HEAP_FLAGS, MALLOC_ENV } from '../../src/bin/heap-flags.ts'
+import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { serviceYaml } from '../../test/helpers/services.ts'
 import { bridgeTopology, cpuSeconds, ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, waitFor } from '../netns.ts'
 import type { Proc } from '../netns.ts'
@@ -138,8 +138,8 @@ async function startAgents (dir: string, entry: string, phase: Phase): Promise<s
       ''
     ].join('\n'))
     const extra = [
-      // As the image runs the agent (src/bin/heap-flags.ts).
-      ...HEAP_FLAGS,
+      // As the image runs the agent (src/bin/node-flags.ts).
+      ...AGENT_NODE_FLAGS,
       ...((process.env.BENCH_PROFILE_NODES ?? 'a').split(',').includes(n) && process.env.BENCH_PROFILE_DIR !== undefined ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE_DIR}`] : []),
       // Node flags for every agent, e.g. BENCH_AGENT_FLAGS=--no-optimize-for-size to compare heap settings.
       ...(process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== '')

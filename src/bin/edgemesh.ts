@@ -1,14 +1,14 @@
 #!/usr/bin/env node
-// Thin entry point: tune the heap, wire process signals and streams, run the
+// Thin entry point: set the Node flags, wire process signals and streams, run the
 // CLI, exit.
 import { setFlagsFromString } from 'node:v8'
-import { heapFlagsFor } from './heap-flags.ts'
+import { nodeFlagsFor } from './node-flags.ts'
 
-// Edge nodes are small (the agent's budget is 60 MB idle, 120 MB at 10k
-// services): the heap flags, when the command line did not give them (see
-// heap-flags.ts). Flags given on the command line or NODE_OPTIONS win.
+// Edge nodes are small (the agent's budget is 69 MB idle, 120 MB at 10k
+// services): the Node flags, when the command line did not give them (see
+// node-flags.ts). Flags given on the command line or NODE_OPTIONS win.
 const given = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ')
-for (const flag of heapFlagsFor(process.argv[2])) if (!given.includes(flag.replace(/^--(no-)?/, '').split('=')[0] as string)) setFlagsFromString(flag)
+for (const flag of nodeFlagsFor(process.argv[2])) if (!given.includes(flag.replace(/^--(no-)?/, '').split('=')[0] as string)) setFlagsFromString(flag)
 
 const { main } = await import('../cli/main.ts')
 

@@ -73,7 +73,7 @@ export async function createHost (init: HostInit, copied: CopiedStreams | undefi
     privateKey: init.privateKey,
     addresses: { listen: init.listen, ...(init.announce.length > 0 ? { appendAnnounce: init.announce } : {}) },
     transports: [tcp(), relayMod.circuitRelayTransport({ reservationCompletionTimeout: 10_000, reservationConcurrency: 4 })],
-    connectionEncrypters: [noise(noiseCrypto !== undefined ? { crypto: noiseCrypto } : {})],
+    connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux({
       // Streams the far side opens while our end of a new connection is still being upgraded wait as
       // "early streams"; beyond 10 (the default) yamux aborts the whole connection. A burst of proxied
@@ -99,10 +99,8 @@ export async function createHost (init: HostInit, copied: CopiedStreams | undefi
   return { node, multiaddr, pnet: protector?.implementation ?? 'off' }
 }
 
-/** Noise on libsodium where the addon loads; undefined keeps the package's own crypto. */
-async function loadNoiseCrypto (): Promise<ICryptoInterface | undefined> {
-  const sodium = await loadSodium()
-  if (sodium === undefined) return undefined
-  const [{ sodiumNoiseCrypto }, { defaultCrypto }] = await Promise.all([import('./noise-crypto.ts'), import('@chainsafe/libp2p-noise/crypto')])
-  return sodiumNoiseCrypto(sodium, defaultCrypto)
+/** Noise with OpenSSL's HKDF, and its cipher on libsodium where the addon loads. */
+async function loadNoiseCrypto (): Promise<ICryptoInterface> {
+  const [sodium, { nativeNoiseCrypto }, { defaultCrypto }] = await Promise.all([loadSodium(), import('./noise-crypto.ts'), import('@chainsafe/libp2p-noise/crypto')])
+  return nativeNoiseCrypto(defaultCrypto, sodium)
 }

@@ -10,7 +10,7 @@ import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
-import { GATEWAY_HEAP_FLAGS, HEAP_FLAGS, MALLOC_ENV } from '../../../src/bin/heap-flags.ts'
+import { GATEWAY_NODE_FLAGS, AGENT_NODE_FLAGS, MALLOC_ENV } from '../../../src/bin/node-flags.ts'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { gunzipSync } from 'node:zlib'
@@ -126,15 +126,15 @@ describe('container images (npm run image)', skip, () => {
     const cli = await run('chroot', [fs, '/usr/local/bin/edgemesh', '--version'])
     assert.equal(cli.code, 0, cli.stderr)
     assert.match(cli.stdout, new RegExp(`^EdgeMesh-TS ${version.replaceAll('.', '\\.')} \\(node v24\\.\\d+\\.\\d+, linux/x64\\)`))
-    // The heap flags go on node's command line: V8 sizes the young generation only at start.
+    // The Node flags go on node's command line: V8 sizes the young generation only at start.
     const launcher = /^exec (.*) \/app\/edgemesh\.mjs/m.exec(readFileSync(join(fs, 'usr/local/bin/edgemesh'), 'utf8'))?.[1]?.split(' ') ?? []
     const launched = await run('chroot', [fs, ...launcher, '-p', 'process.execArgv.filter(a => a.startsWith("--")).join(" ")'])
-    assert.equal(launched.stdout.trim(), HEAP_FLAGS.join(' '), launched.stderr)
-    // `edgemesh gateway` gets the gateway's own heap flags.
+    assert.equal(launched.stdout.trim(), AGENT_NODE_FLAGS.join(' '), launched.stderr)
+    // `edgemesh gateway` gets the gateway's own Node flags.
     const flagsProbe = readFileSync(join(fs, 'usr/local/bin/edgemesh'), 'utf8').replaceAll('/app/edgemesh.mjs "$@"', '-p "process.execArgv.slice(0, -2).join(String.fromCharCode(32))"')
     writeFileSync(join(fs, 'flags-probe'), flagsProbe, { mode: 0o755 })
-    assert.equal((await run('chroot', [fs, '/flags-probe', 'gateway'])).stdout.trim(), GATEWAY_HEAP_FLAGS.join(' '))
-    assert.equal((await run('chroot', [fs, '/flags-probe', 'agent'])).stdout.trim(), HEAP_FLAGS.join(' '))
+    assert.equal((await run('chroot', [fs, '/flags-probe', 'gateway'])).stdout.trim(), GATEWAY_NODE_FLAGS.join(' '))
+    assert.equal((await run('chroot', [fs, '/flags-probe', 'agent'])).stdout.trim(), AGENT_NODE_FLAGS.join(' '))
     // glibc reads MALLOC_ARENA_MAX at start: the launcher exports it, and an operator's own value wins.
     const probe = readFileSync(join(fs, 'usr/local/bin/edgemesh'), 'utf8').replaceAll('/app/edgemesh.mjs "$@"', '-p "process.env.MALLOC_ARENA_MAX"')
     writeFileSync(join(fs, 'launch-probe'), probe, { mode: 0o755 })
