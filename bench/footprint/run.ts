@@ -18,18 +18,15 @@
 // services (the agent in a namespace reaches the host's loopback through a
 // Unix socket, which crosses network namespaces).
 import { spawn, execFileSync } from 'node:child_process'
-import type { ChildProcess } from 'node:child_process'
-import { connect, createServer } from 'node:net'
-import type { Server } from 'node:net'
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { cpus, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
-import { splice } from '../../src/net/splice.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { startControlPlane, haveControlPlaneTools } from '../../test/helpers/control-plane.ts'
 import { createServices } from '../kube-services.ts'
+import { bridgeApiIntoNetns } from '../../test/helpers/api-bridge.ts'
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, 'idle-ms': { type: 'string', default: '5000' }, node: { type: 'string' } } })
 const RUNS = Number(values.runs)
@@ -76,31 +73,6 @@ const agent = [node, ...AGENT_NODE_FLAGS, ...(process.env.BENCH_AGENT_FLAGS ?? '
 
 const SERVICES = 100
 
-/**
- * Makes the host's 127.0.0.1:`port` (the API server) answer at 127.0.0.1:`port`
- * inside `ns` too, so the agent there keeps the kubeconfig and its certificate
- * as they are: host side a Unix socket to the API server, namespace side a
- * forwarder (another process, not measured) from the port to that socket.
- */
-async function bridgeIntoNetns (ns: string, port: number): Promise<{ stop: () => Promise<void> }> {
-  const socketPath = join(dir, 'api.sock')
-  const host: Server = createServer(s => { splice(s, connect(port, '127.0.0.1')) })
-  await new Promise<void>(resolve => host.listen(socketPath, resolve))
-  const script = `const net = require('node:net'); net.createServer(s => { const c = net.connect(${JSON.stringify(socketPath)}); s.pipe(c).pipe(s); s.on('error', () => c.destroy()); c.on('error', () => s.destroy()) }).listen(${port}, '127.0.0.1', () => console.log('ready'))`
-  const inner: ChildProcess = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] })
-  await new Promise<void>((resolve, reject) => {
-    inner.stdout?.once('data', () => { resolve() })
-    inner.once('exit', code => { reject(new Error(`API forwarder in ${ns} exited with ${code}`)) })
-  })
-  return {
-    stop: async () => {
-      inner.kill()
-      host.close()
-      await new Promise(resolve => inner.once('exit', resolve))
-    }
-  }
-}
-
 const cp = haveControlPlaneTools() ? await startControlPlane() : undefined
 const kube = cp !== undefined ? writeConfig('kube.yaml', `commonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: false}}\n`) : undefined
 const kubeEverything = cp !== undefined ? writeConfig('kube-all.yaml', `commonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: true}, edgeProxy: {enable: true}, edgeTunnel: {enable: true, psk: {path: ${join(dir, 'psk')}}, relayNodes: [{nodeName: relay, advertiseAddress: [127.0.0.1]}]}}\n`) : undefined
@@ -112,7 +84,7 @@ if (isRoot) {
   if (cp !== undefined) {
     // Each with two endpoints on other nodes, so the proxy installs rules for them.
     await createServices(cp, SERVICES, 2)
-    bridge = await bridgeIntoNetns(ns, Number(new URL(cp.server).port))
+    bridge = await bridgeApiIntoNetns(Number(new URL(cp.server).port), [ns], dir)
   }
 }
 const kubeEnv = cp !== undefined ? { ...env, KUBECONFIG: cp.kubeconfigPath, KUBERNETES_PORT: 'tcp://10.96.0.1:443' } : env

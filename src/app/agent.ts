@@ -27,9 +27,9 @@ import { EdgeProxy, FallbackInterceptor, IptablesInterceptor, NftInterceptor, No
 import type { Interceptor } from '../proxy/index.ts'
 import { LoadBalancer, parseDestinationRule } from '../loadbalancer/index.ts'
 import { createMesh, meshInit, relayWatcher } from './mesh.ts'
-import { BlockClaims, kubeLeaseApi } from '../cni/blocks.ts'
+import { kubeLeaseApi } from '../cni/blocks.ts'
 import type { LeaseApi } from '../cni/blocks.ts'
-import { PodBlock } from '../cni/pod-block.ts'
+import { createPodNetwork } from './cni.ts'
 
 export interface AppDeps {
   logger: Logger
@@ -293,7 +293,6 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   })
   log.info('agent configured', { node: node.nodeName, namespace: node.namespace, mode: node.mode, source: sources.description })
   const m = config.modules
-  if (m.edgeCNI.enable) log.warn('edge CNI: pod blocks are claimed and the CNI plugin (edgemesh cni) is served; the routing plane between nodes (edge_tun0) is not part of this build yet')
   // modules: created here in dependency order (service map first).
   const components: Component[] = [serviceMap]
   // Every module that copies between sockets reports to it (see src/net/buffer-reclaimer.ts).
@@ -309,7 +308,7 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   if (m.edgeDNS.enable) {
     components.push(new DnsServer({ logger: log.forComponent('dns'), metrics, serviceMap, clients }, dnsServerInit(m.edgeDNS, bridgeDeviceIP)))
   }
-  const mesh = m.edgeTunnel.enable ? createMesh({ logger: log.forComponent('tunnel'), metrics, copied }, meshInit(m.edgeTunnel, node.nodeName, config.commonConfig.stateDir)) : undefined
+  const mesh = m.edgeTunnel.enable ? createMesh({ logger: log.forComponent('tunnel'), metrics, copied }, meshInit(m.edgeTunnel, node.nodeName, config.commonConfig.stateDir, m.edgeCNI.enable ? [...m.edgeCNI.meshCIDRConfig.cloudCIDR, ...m.edgeCNI.meshCIDRConfig.edgeCIDR] : [])) : undefined
   if (mesh !== undefined) {
     components.push(mesh)
     const file = m.edgeTunnel.configPath !== '' ? m.edgeTunnel.configPath : deps.configFile
@@ -336,27 +335,16 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
       }))
     }
   }
-  let podBlock: PodBlock | undefined
-  if (m.edgeCNI.enable) {
-    const { leases, nodeLabels } = sources
-    if (leases === undefined || nodeLabels === undefined) {
-      log.warn('edge CNI: pod blocks are claimed through the Kubernetes API (Leases); a standalone file has none, so no block is claimed')
-    } else {
-      const stateFile = join(config.commonConfig.stateDir, 'cni-block.json')
-      podBlock = new PodBlock({
-        logger: log.forComponent('cni'),
-        nodeLabels: async () => await nodeLabels(node.nodeName),
-        claimsFor: cidrs => new BlockClaims({ api: leases, logger: log.forComponent('cni') }, { nodeName: node.nodeName, cidrs, namespace: node.namespace, stateFile })
-      }, m.edgeCNI.meshCIDRConfig)
-      components.push(podBlock)
-    }
-  }
+  const podNetwork = m.edgeCNI.enable
+    ? createPodNetwork(config, node, { logger: log, metrics, leases: sources.leases, nodeLabels: sources.nodeLabels, kube: sources.kube, channels: mesh?.channels })
+    : undefined
+  if (podNetwork !== undefined) components.push(...podNetwork.components)
   // The status server reads the group it belongs to; it is asked only after start.
   components.push(...createStatusServers(config.commonConfig, m.edgeTunnel.metricConfig, { logger: log, metrics, source: () => app }))
   const app = new AppGroup('agent', components, serviceMap, log, sources.close)
-  if (podBlock !== undefined) {
-    const b = podBlock
-    app.summaries.push(() => ({ cni: b.status() }))
+  if (podNetwork !== undefined) {
+    const n = podNetwork
+    app.summaries.push(() => ({ cni: n.status() }))
   }
   // Counters for `edgemesh status`, read from the same registry /metrics serves.
   app.summaries.push(async () => ({ counters: await countersOf(metrics) }))

@@ -21,7 +21,7 @@ import { DataPath } from '../datapath/datapath.ts'
 import type { DataPathInit } from '../datapath/datapath.ts'
 import { DataPathTransport } from '../datapath/transport.ts'
 import { PeerDialer } from '../mesh/index.ts'
-import type { DatagramChannel, DialTarget, EndpointDialer, PeerTransport } from '../mesh/index.ts'
+import type { DatagramChannel, DialTarget, EndpointDialer, PeerChannels, PeerTransport } from '../mesh/index.ts'
 import type { CopiedStreams } from '../net/index.ts'
 import { NatDiscovery, NatMetrics, StunReflector } from '../nat/index.ts'
 
@@ -47,6 +47,8 @@ export class Mesh extends LifecycleGroup implements EndpointDialer {
   readonly tunnel: EdgeTunnel
   readonly dataPath: DataPath | undefined
   readonly dialer: PeerDialer
+  /** Connections to other agents for a module's own traffic; undefined without the data path. */
+  readonly channels: PeerChannels | undefined
   /** What NAT this node is behind, from the relays' reflectors; undefined without NAT discovery. */
   readonly nat: NatDiscovery | undefined
   readonly #log: Logger
@@ -55,13 +57,14 @@ export class Mesh extends LifecycleGroup implements EndpointDialer {
   #retry: NodeJS.Timeout | undefined
   #stopped = false
 
-  constructor (parts: { tunnel: EdgeTunnel, dataPath: DataPath | undefined, dialer: PeerDialer, reflector?: StunReflector | undefined, nat?: NatDiscovery | undefined }, log: Logger, retryMs = 30_000) {
+  constructor (parts: { tunnel: EdgeTunnel, dataPath: DataPath | undefined, dialer: PeerDialer, channels?: PeerChannels | undefined, reflector?: StunReflector | undefined, nat?: NatDiscovery | undefined }, log: Logger, retryMs = 30_000) {
     // The data path first: the tunnel tells peers where it listens.
     // Named as the tunnel module: readiness, start errors and logs speak of the tunnel, as the config does.
     super('tunnel', [parts.dataPath, parts.tunnel, parts.reflector, parts.nat].filter(c => c !== undefined), log)
     this.tunnel = parts.tunnel
     this.dataPath = parts.dataPath
     this.dialer = parts.dialer
+    this.channels = parts.channels
     this.nat = parts.nat
     this.#log = log
     this.#retryMs = retryMs
@@ -177,10 +180,14 @@ export function createMesh (deps: { logger: Logger, metrics: Registry, copied?: 
   }
   const tunnel = new EdgeTunnel({ ...deps, dataPath }, init)
   const routes = tunnel.dataPathRoutes
-  const transports: PeerTransport[] = [
-    ...(dataPath !== undefined && routes !== undefined ? [new DataPathTransport({ dataPath, routes, logger: log })] : []),
-    tunnel.proxyTransport
-  ]
+  const dataTransport = dataPath !== undefined && routes !== undefined ? new DataPathTransport({ dataPath, routes, logger: log }) : undefined
+  const transports: PeerTransport[] = [...(dataTransport !== undefined ? [dataTransport] : []), tunnel.proxyTransport]
+  const channels: PeerChannels | undefined = dataPath !== undefined && dataTransport !== undefined
+    ? {
+        open: async (nodeName, channel, signal) => await dataTransport.openChannel(nodeName, channel, signal),
+        handle: (channel, handler) => { dataPath.handleChannel(channel, handler) }
+      }
+    : undefined
   const dialer = new PeerDialer({ logger: log, transports }, { dialTimeoutMs: init.dialTimeoutMs })
   let reflector: StunReflector | undefined
   let nat: NatDiscovery | undefined
@@ -192,13 +199,14 @@ export function createMesh (deps: { logger: Logger, metrics: Registry, copied?: 
     const others = init.relayNodes.filter(r => r.nodeName !== init.nodeName)
     if (others.length > 0) nat = new NatDiscovery({ logger: log, metrics }, { ...init.nat, relays: others })
   }
-  return new Mesh({ tunnel, dataPath, dialer, reflector, nat }, log, init.stateRetryMs)
+  return new Mesh({ tunnel, dataPath, dialer, channels, reflector, nat }, log, init.stateRetryMs)
 }
 
 /** The mesh as the agent's config describes it. */
-export function meshInit (t: EdgeTunnelConfig, nodeName: string, stateDir: string): MeshInit {
+export function meshInit (t: EdgeTunnelConfig, nodeName: string, stateDir: string, podCidrs: readonly string[] = []): MeshInit {
   return {
     nodeName,
+    podCidrs,
     identity: t.identity === 'secure' ? { mode: 'secure', keyFile: join(stateDir, 'tunnel-identity.key'), pinsFile: join(stateDir, 'tunnel-peers.json') } : undefined,
     listenPort: t.listenPort,
     relayNodes: relayEndpoints(t.relayNodes, t.listenPort),

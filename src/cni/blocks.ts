@@ -9,6 +9,8 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type { KubeObject, ResourceType } from '../kube/types.ts'
+import type { Informer } from '../kube/informer-types.ts'
+import type { BlockTable } from './router.ts'
 import type { KubeClient } from '../kube/client.ts'
 import { KubeNotFoundError } from '../kube/errors.ts'
 import { objectPath } from '../kube/client.ts'
@@ -67,6 +69,34 @@ export function blocksOf (cidr: string, blockPrefix: number): string[] {
 /** The node a block's Lease names as its holder. */
 function holder (lease: KubeObject | undefined): string | undefined {
   return (lease as (KubeObject & { spec?: { holderIdentity?: string } }) | undefined)?.spec?.holderIdentity
+}
+
+/** The block a claim Lease names and the node holding it; undefined for a Lease that lacks either. */
+export function blockOwner (lease: KubeObject): { block: string, nodeName: string } | undefined {
+  const block = lease.metadata.annotations?.[CIDR_ANNOTATION]
+  const nodeName = holder(lease)
+  return block !== undefined && nodeName !== undefined && nodeName !== '' ? { block, nodeName } : undefined
+}
+
+/** Keeps what blockOwner reads of a claim Lease: what the routing plane's informer stores. */
+export function compactClaim (lease: KubeObject): KubeObject {
+  const m = lease.metadata
+  const owner = blockOwner(lease)
+  return {
+    metadata: { name: m.name, namespace: m.namespace, resourceVersion: m.resourceVersion, ...(owner !== undefined ? { annotations: { [CIDR_ANNOTATION]: owner.block } } : {}) },
+    ...(owner !== undefined ? { spec: { holderIdentity: owner.nodeName } } : {})
+  } as KubeObject
+}
+
+/** The claims as the routing plane reads them, from an informer on the claim Leases (made before the informer starts). */
+export function informerBlockTable (informer: Informer<KubeObject>): BlockTable {
+  const listeners: Array<() => void> = []
+  const changed = (): void => { for (const l of listeners) l() }
+  informer.addHandlers({ onAdd: changed, onUpdate: changed, onDelete: changed })
+  return {
+    owners: () => informer.list().map(blockOwner).filter(o => o !== undefined),
+    onChange: listener => { listeners.push(listener) }
+  }
 }
 
 /** `10.244.64.0/24` → `edgemesh-block-10-244-64-0-24`: a Lease name. */

@@ -195,14 +195,14 @@ export const EdgeProxyConfig = obj({
 }, 'ClusterIP proxy.')
 
 export const EdgeCNIConfig = obj({
-  enable: bool(false, 'Claims this node\'s pod block from meshCIDRConfig (a Lease per block, kept in commonConfig.stateDir/cni-block.json, the CNI plugin\'s subnetFile). The routing plane between nodes (edge_tun0) is not part of this build yet.'),
+  enable: bool(false, 'Claims this node\'s pod block from meshCIDRConfig (a Lease per block, kept in commonConfig.stateDir/cni-block.json, the CNI plugin\'s subnetFile) and carries pod packets to the nodes holding the other blocks: the TUN device edge_tun0, over the tunnel\'s data path (needs edgeTunnel with psk and dataPath on).'),
   encapsulationIP: str('', 'Upstream\'s edge CNI encapsulation IP.', { noEffect: true }),
   tunMode: int(0, 'Upstream\'s edge CNI TUN mode.', 0, 1_000_000, { noEffect: true }),
   meshCIDRConfig: obj({
     cloudCIDR: strList('Pod CIDRs of cloud nodes: blocks of a /24 each are claimed from them.', { itemCheck: 'cidr' }),
     edgeCIDR: strList('Pod CIDRs of edge nodes (label node-role.kubernetes.io/edge): blocks of a /24 each are claimed from them.', { itemCheck: 'cidr' })
   }, 'Pod CIDRs of the cloud and edge.')
-}, 'Edge CNI: pod blocks and the CNI plugin (edgemesh cni).')
+}, 'Edge CNI: pod blocks, the routing plane between nodes and the CNI plugin (edgemesh cni).')
 
 export const AgentConfig = Type.Object({
   apiVersion: str('agent.edgemesh.config.kubeedge.io/v1alpha1', 'Config API version (not checked).', { noEffect: true }),

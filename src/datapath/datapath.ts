@@ -24,7 +24,7 @@ import type { SecureContext, TLSSocket } from 'node:tls'
 import type { Registry } from 'prom-client'
 import type { Logger } from '../observability/logger.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
-import { cipherPreference, CONTROL_TIMEOUT_MS, DataPathKeys, KEY_EXCHANGE_GROUP, jsonLine, pairIdentity, parseIdentity, parseTargetRequest, RELAY_HELLO, RELAY_MAGIC } from './wire.ts'
+import { cipherPreference, CONTROL_TIMEOUT_MS, DataPathKeys, KEY_EXCHANGE_GROUP, jsonLine, pairIdentity, parseChannelRequest, parseIdentity, parseTargetRequest, RELAY_HELLO, RELAY_MAGIC } from './wire.ts'
 import { peekFirstRecord, readLine } from './socket-io.ts'
 import { SharedPort } from './shared-port.ts'
 import { connectWithin } from '../net/connect.ts'
@@ -134,6 +134,8 @@ export class DataPath {
   #parkTimer: NodeJS.Timeout | undefined
   readonly #admission: Admission
   readonly #copied: CopiedStreams | undefined
+  /** Modules' own traffic between agents, by channel name (handleChannel). */
+  readonly #channels = new Map<string, (peer: string, socket: TLSSocket) => void>()
   #keys = new DataPathKeys(new Uint8Array(0))
 
   readonly name = 'datapath'
@@ -245,6 +247,24 @@ export class DataPath {
    * direct when its addresses answer, else through each relay in turn.
    */
   async dial (route: PeerRoute, target: { ip: string, port: number }, signal?: AbortSignal): Promise<{ socket: TLSSocket, path: 'direct' | 'relay', via?: string }> {
+    return await this.#request(route, { ip: target.ip, port: target.port }, `${target.ip}:${target.port}`, signal)
+  }
+
+  /**
+   * A connection to the agent on `route.nodeName` for a module's own traffic
+   * (`channel`, e.g. the edge CNI's packets), served there by the handler
+   * that module registered with `handleChannel`.
+   */
+  async openChannel (route: PeerRoute, channel: string, signal?: AbortSignal): Promise<{ socket: TLSSocket, path: 'direct' | 'relay', via?: string }> {
+    return await this.#request(route, { channel }, `channel ${channel}`, signal)
+  }
+
+  /** Serves `channel` on this node: `handler` gets each connection a peer opened for it, after its `ok`. */
+  handleChannel (channel: string, handler: (peer: string, socket: TLSSocket) => void): void {
+    this.#channels.set(channel, handler)
+  }
+
+  async #request (route: PeerRoute, request: object, what: string, signal: AbortSignal | undefined): Promise<{ socket: TLSSocket, path: 'direct' | 'relay', via?: string }> {
     let conn = this.#fromPool(route.nodeName)
     this.#metrics.pool.inc({ result: conn === undefined ? 'miss' : 'hit' })
     if (conn === undefined) {
@@ -259,9 +279,9 @@ export class DataPath {
     }
     const { socket } = conn
     try {
-      socket.write(jsonLine({ ip: target.ip, port: target.port }))
+      socket.write(jsonLine(request))
       const answer = await readLine(socket, CONTROL_TIMEOUT_MS)
-      if (answer !== 'ok') throw new EndpointRefusedError(route.nodeName, `${target.ip}:${target.port}`, answer.replace(/^err /, ''))
+      if (answer !== 'ok') throw new EndpointRefusedError(route.nodeName, what, answer.replace(/^err /, ''))
     } catch (err) {
       socket.destroy()
       this.#metrics.connections.inc({ path: conn.path, result: err instanceof EndpointRefusedError ? 'refused' : 'failed' })
@@ -338,6 +358,15 @@ export class DataPath {
    * that finishes later goes into the pool, so the next one is direct.
    */
   async #connect (route: PeerRoute, signal?: AbortSignal): Promise<Pooled> {
+    // A relay reaches a node parked on it through one of those connections: the node dialled it, so it
+    // is a direct path, and the only one into a node behind NAT.
+    if (this.#init.isRelay) {
+      const parked = await this.#relay.take(route.nodeName, () => signal?.aborted === true)
+      if (parked !== undefined) {
+        const socket = await untilAborted(parked, signal, async () => await this.#tlsClient(parked, route.nodeName))
+        return { socket, path: 'direct', at: Date.now() }
+      }
+    }
     const relays = route.relays.filter(r => r.nodeName !== this.#init.nodeName)
     if (route.direct.length === 0) return await this.#viaRelays(route, relays, [], signal)
     const direct = (): Promise<Pooled> => this.#direct(route, signal).then(r => { if ('error' in r) throw new Error(r.error); return r })
@@ -541,12 +570,16 @@ export class DataPath {
     this.#sockets.add(raw)
     raw.once('close', () => this.#sockets.delete(raw))
     const me = this.#init.nodeName
+    /** The client's node, as the identity its handshake proved names it. */
+    let peer = ''
     const socket = new (tls().TLSSocket)(raw, {
       isServer: true,
       secureContext: this.#context(),
       pskCallback: (_s: TLSSocket, identity: string) => {
         const id = parseIdentity(identity)
-        return id !== undefined && id.server === me ? this.#keys.tls(identity) : null
+        if (id === undefined || id.server !== me) return null
+        peer = id.client
+        return this.#keys.tls(identity)
       }
     } as ConstructorParameters<typeof import('node:tls').TLSSocket>[1])
     let secure = false
@@ -564,7 +597,7 @@ export class DataPath {
       readLine(socket, SERVER_IDLE_MS).then(async line => {
         socket.setTimeout(0)
         const request = parseTargetRequest(line)
-        if (request === undefined) throw new Error('bad request')
+        if (request === undefined) { this.#serveChannel(socket, peer, line); return }
         const served = await serveTarget(request)
         if ('refused' in served) { refuse(socket, `err ${served.refused}\n`); return }
         socket.write('ok\n')
@@ -572,6 +605,16 @@ export class DataPath {
         socket.resume()
       }).catch(() => socket.destroy())
     })
+  }
+
+  /** A channel request (`{"channel":…}`) on a connection whose handshake proved `peer`. */
+  #serveChannel (socket: TLSSocket, peer: string, line: string): void {
+    const request = parseChannelRequest(line)
+    if (request === undefined) throw new Error('bad request')
+    const handler = this.#channels.get(request.channel)
+    if (handler === undefined) { refuse(socket, `err no channel ${request.channel} on this node\n`); return }
+    socket.write('ok\n')
+    handler(peer, socket)
   }
 }
 

@@ -42,8 +42,28 @@ export class RelayServer {
     this.#limits = limits
   }
 
-  /** Waits for `target` to park a connection; undefined after JOIN_WAIT_MS or when the joiner leaves. */
-  async #awaitParked (target: string, joiner: Socket): Promise<Socket | undefined> {
+  /**
+   * One of `target`'s parked connections, told to go: for a join, or for this
+   * relay's own connection to that node. When it parked lately but has none
+   * left, waits a moment for the next; undefined when there is none, or when
+   * `gone()` says the one waiting left.
+   */
+  async take (target: string, gone: () => boolean): Promise<Socket | undefined> {
+    const parked = this.#parkedHere.get(target)
+    let peer = parked?.values().next().value
+    if (parked !== undefined && peer !== undefined) {
+      parked.delete(peer)
+      this.#deps.metrics.relayParked.dec()
+    } else if (Date.now() - (this.#lastParkedAt.get(target) ?? 0) < RECENTLY_PARKED_MS) {
+      // A burst used up what the node had parked: it parks again within a round trip.
+      peer = await this.#awaitParked(target, gone)
+    }
+    peer?.write('go\n')
+    return peer
+  }
+
+  /** Waits for `target` to park a connection; undefined after JOIN_WAIT_MS or once `gone()`. */
+  async #awaitParked (target: string, gone: () => boolean): Promise<Socket | undefined> {
     return await new Promise(resolve => {
       let list = this.#joinWaiters.get(target)
       if (list === undefined) { list = []; this.#joinWaiters.set(target, list) }
@@ -56,7 +76,7 @@ export class RelayServer {
       }
       const take = (s: Socket): boolean => {
         forget()
-        if (joiner.destroyed) { resolve(undefined); return false }
+        if (gone()) { resolve(undefined); return false }
         resolve(s)
         return true
       }
@@ -110,17 +130,8 @@ export class RelayServer {
     if (typeof target !== 'string') { refuse(socket, 'err no target\n'); return }
     const busy = this.#splicesByNode.get(node) ?? 0
     if (busy >= (limits.maxSplicesPerNode ?? 256)) { refuse(socket, `err ${node} has too many relayed connections\n`); return }
-    const parked = this.#parkedHere.get(target)
-    let peer = parked?.values().next().value
-    if (parked !== undefined && peer !== undefined) {
-      parked.delete(peer)
-      this.#deps.metrics.relayParked.dec()
-    } else if (Date.now() - (this.#lastParkedAt.get(target) ?? 0) < RECENTLY_PARKED_MS) {
-      // A burst used up what the node had parked: it parks again within a round trip.
-      peer = await this.#awaitParked(target, socket)
-    }
+    const peer = await this.take(target, () => socket.destroyed)
     if (peer === undefined) { refuse(socket, `err ${target} holds no reservation on this relay\n`); return }
-    peer.write('go\n')
     socket.write('ok\n')
     this.#splicesByNode.set(node, busy + 1)
     this.#deps.metrics.splices.inc()

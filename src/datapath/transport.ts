@@ -46,4 +46,19 @@ export class DataPathTransport implements PeerTransport {
       throw err
     }
   }
+
+  /**
+   * A channel to the agent on `nodeName` (see DataPath.openChannel); undefined
+   * when that node has no data path (a Go EdgeMesh agent).
+   */
+  async openChannel (nodeName: string, channel: string, signal: AbortSignal): Promise<Duplex | undefined> {
+    const route = await this.#routes.routeTo(nodeName, signal)
+    if (route === undefined) return undefined
+    try {
+      return (await this.#dataPath.openChannel(route, channel, signal)).socket
+    } catch (err) {
+      if (!(err instanceof EndpointRefusedError) && !signal.aborted) this.#routes.forget(nodeName)
+      throw err
+    }
+  }
 }

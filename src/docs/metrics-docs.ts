@@ -13,13 +13,14 @@ import { KubeMetrics } from '../kube/metrics.ts'
 import { ServiceMapMetrics } from '../servicemap/metrics.ts'
 import { GatewayMetrics } from '../gateway/metrics.ts'
 import { NatMetrics } from '../nat/metrics.ts'
+import { CniMetrics } from '../cni/metrics.ts'
 
 interface Described { name: string, help: string, type: string, labelNames?: readonly string[] }
 
 export function metricsCatalog (): Described[] {
   const registry = new Registry()
   // Constructing each module's metrics registers them.
-  for (const Metrics of [DnsMetrics, ProxyMetrics, TunnelMetrics, DataPathMetrics, Socks5Metrics, BufferReclaimerMetrics, KubeMetrics, ServiceMapMetrics, GatewayMetrics, NatMetrics]) Reflect.construct(Metrics, [registry])
+  for (const Metrics of [DnsMetrics, ProxyMetrics, TunnelMetrics, DataPathMetrics, Socks5Metrics, BufferReclaimerMetrics, KubeMetrics, ServiceMapMetrics, GatewayMetrics, NatMetrics, CniMetrics]) Reflect.construct(Metrics, [registry])
   return (registry.getMetricsAsArray() as unknown as Described[])
     .map(m => ({ name: m.name, help: m.help, type: String(m.type), labelNames: m.labelNames ?? [] }))
     .sort((a, b) => a.name.localeCompare(b.name))

@@ -25,9 +25,9 @@ export const AGENT_RULES: readonly PolicyRule[] = Object.freeze([
   rule(['networking.istio.io'], ['destinationrules', 'gateways', 'virtualservices'])
 ])
 
-/** Role rules of edgemesh-agent in its own namespace: the edge CNI's pod block claims (Leases). */
+/** Role rules of edgemesh-agent in its own namespace: the edge CNI's pod block claims (Leases), claimed and watched for the routing plane. */
 export const AGENT_NAMESPACE_RULES: readonly PolicyRule[] = Object.freeze([
-  rule(['coordination.k8s.io'], ['leases'], ['get', 'list', 'create', 'delete'])
+  rule(['coordination.k8s.io'], ['leases'], ['get', 'list', 'watch', 'create', 'delete'])
 ])
 
 /** ClusterRole rules of edgemesh-gateway: what its informers watch, Secrets (TLS credentials) included, no Nodes; writes only Gateway API status. */

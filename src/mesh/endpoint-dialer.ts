@@ -63,3 +63,15 @@ export interface PeerTransport {
   /** As dialTcp, for a UDP endpoint; absent when the transport carries TCP only. */
   dialUdp? (target: PeerTarget, signal: AbortSignal): Promise<DatagramChannel | undefined>
 }
+
+/**
+ * Connections between two agents for a module's own traffic (the edge CNI's
+ * packets), on the data path: direct or through a relay, authenticated by
+ * the PSK, the peer's node name proved by its handshake.
+ */
+export interface PeerChannels {
+  /** A connection to `nodeName`'s handler of `channel`; undefined when that node has no data path (a Go agent). */
+  open: (nodeName: string, channel: string, signal: AbortSignal) => Promise<Duplex | undefined>
+  /** Serves `channel` on this node: `handler` gets each connection a peer opens for it. */
+  handle: (channel: string, handler: (peer: string, socket: Duplex) => void) => void
+}

@@ -17,3 +17,14 @@ export function ipv4ToNumber (ip: string): number | undefined {
 export function numberToIpv4 (n: number): string {
   return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.')
 }
+
+/** Whether `ip` is inside `cidr` (`10.244.0.0/16`); false for anything that is not IPv4. */
+export function inCidr (ip: string, cidr: string): boolean {
+  const [base, bits] = cidr.split('/')
+  const prefix = Number(bits)
+  const a = ipv4ToNumber(ip)
+  const b = ipv4ToNumber(base ?? '')
+  if (a === undefined || b === undefined || !Number.isInteger(prefix) || prefix < 0 || prefix > 32) return false
+  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0
+  return ((a & mask) >>> 0) === ((b & mask) >>> 0)
+}

@@ -36,8 +36,14 @@ export interface StatusDocument {
   gateway?: GatewayStatus
   /** What NAT the node is behind, from the relays' reflectors (after the first check). */
   nat?: NatStatus
-  /** The edge CNI's pod block (`error`: why none is claimed yet). */
-  cni?: { block?: string, side?: 'edge' | 'cloud', error?: string }
+  /** The edge CNI's pod block (`error`: why none is claimed yet), the other nodes' blocks routed to edge_tun0, and pod traffic per peer node. */
+  cni?: {
+    block?: string
+    side?: 'edge' | 'cloud'
+    error?: string
+    routes?: string[]
+    peers?: Array<{ nodeName: string, packetsOut: number, bytesOut: number, packetsIn: number, bytesIn: number, dropped: number, channel: string }>
+  }
 }
 
 /** The gateway's listeners and routes; `rejected` names resources left out and why. */

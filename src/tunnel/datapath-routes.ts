@@ -13,6 +13,7 @@ import type { DataPathRoutes } from '../datapath/transport.ts'
 import type { HostPort, PeerRoute } from '../datapath/datapath.ts'
 import type { RelayEntry, RelayNode } from './relays.ts'
 import { closeQuietly } from './peer-directory.ts'
+import { inCidr } from '../net/ipv4.ts'
 
 /** Ours: where a node's TLS data path listens (`{"port":…,"hosts":[…]}`). */
 export const DATAPATH_PROTOCOL = '/edgemesh/datapath/1.0.0'
@@ -41,6 +42,8 @@ export interface RoutesHost {
   /** This node's configured advertise addresses when it is a relay. */
   ownAddresses (): ReadonlyArray<{ host: string }>
   nodeName: string
+  /** Pod CIDRs of the edge CNI: an address there is a pod's (reached through the mesh itself), never a node's. */
+  podCidrs: readonly string[]
 }
 
 export class DataPathDirectory implements DataPathRoutes {
@@ -103,7 +106,7 @@ export class DataPathDirectory implements DataPathRoutes {
       this.#routes.set(nodeName, { route: undefined, at: Date.now() })
       return undefined
     }
-    const route: PeerRoute = { nodeName, direct: answer.hosts.map(host => ({ host, port: answer.port })), relays: [] }
+    const route: PeerRoute = { nodeName, direct: answer.hosts.filter(h => !this.#isPod(h)).map(host => ({ host, port: answer.port })), relays: [] }
     this.#routes.set(nodeName, { route, at: Date.now() })
     return { ...route, relays: this.#relayData }
   }
@@ -162,6 +165,11 @@ export class DataPathDirectory implements DataPathRoutes {
       .map(a => /^\/ip[46]\/([^/]+)\/tcp\//.exec(a)?.[1]).filter((h): h is string => h !== undefined)
     const routable = own.filter(h => !h.startsWith('127.') && h !== '::1')
     const hosts = [...this.#host.ownAddresses().map(a => a.host), ...(routable.length > 0 ? routable : own)]
-    return [...new Set(hosts)].filter(h => isIP(h) !== 0)
+    return [...new Set(hosts)].filter(h => isIP(h) !== 0 && !this.#isPod(h))
+  }
+
+  /** A pod's address (the edge CNI's bridge has one): a data path connection there would travel through the mesh it is part of. */
+  #isPod (host: string): boolean {
+    return this.#host.podCidrs.some(c => inCidr(host, c))
   }
 }

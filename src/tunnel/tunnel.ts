@@ -79,6 +79,8 @@ export interface EdgeTunnelInit {
   mdns?: { serviceName: string }
   /** Upstream's DHT discovery: provider records for the rendezvous on both of its DHTs, looked up every `findIntervalMs`. */
   dht?: { rendezvous: string, findIntervalMs: number }
+  /** The edge CNI's pod CIDRs: addresses there are never announced or dialed as a node's data path. */
+  podCidrs?: readonly string[]
 }
 
 export interface EdgeTunnelDeps {
@@ -167,7 +169,8 @@ export class EdgeTunnel implements Component {
           dialTargets: (nodeName, peerId) => this.#dialTargets(nodeName, peerId).map(String),
           relays: () => this.#relays.list(),
           configuredRelays: () => this.#relays.configured(),
-          ownAddresses: () => this.#relays.ownAddresses()
+          ownAddresses: () => this.#relays.ownAddresses(),
+          podCidrs: init.podCidrs ?? []
         }
       })
     }

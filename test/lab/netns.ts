@@ -117,7 +117,8 @@ const toolPackages: Record<string, string> = {
   mount: 'mount',
   dig: 'dnsutils',
   nslookup: 'dnsutils',
-  curl: 'curl'
+  curl: 'curl',
+  ping: 'iputils-ping'
 }
 
 let toolsChecked = false

@@ -1,21 +1,22 @@
 // Random and mutated control lines into the data path's wire parsers
-// (src/datapath/wire.ts): parseRelayRequest and parseTargetRequest never throw
+// (src/datapath/wire.ts): parseRelayRequest, parseTargetRequest and
+// parseChannelRequest never throw
 // and return only well-typed requests, takeLine throws only its line-length
 // refusal and splits the same however the bytes arrive, and parseIdentity
 // inverts pairIdentity. FUZZ_INPUTS and FUZZ_SEED pick the run; see src/datapath/README.md.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { MAX_LINE_BYTES, jsonLine, pairIdentity, parseIdentity, parseRelayRequest, parseTargetRequest, takeLine } from '../../../src/datapath/wire.ts'
+import { MAX_LINE_BYTES, jsonLine, pairIdentity, parseChannelRequest, parseIdentity, parseRelayRequest, parseTargetRequest, takeLine } from '../../../src/datapath/wire.ts'
 import { FUZZ_INPUTS, FUZZ_SEED, Random, mutate } from '../../helpers/fuzz.ts'
 
-const STRINGS = ['park', 'join', 'edge-1', '10.0.0.1', 'fe80::1', '', '__proto__', 'constructor', 'a>b', 'ünïcode', 'ab'.repeat(32)]
+const STRINGS = ['park', 'join', 'cni', 'CNI', 'edge-1', '10.0.0.1', 'fe80::1', '', '__proto__', 'constructor', 'a>b', 'ünïcode', 'ab'.repeat(32)]
 const VALUES: unknown[] = [null, true, 0, -1, 65535, 1e21, 1.5, [], {}, ['park'], { op: 'park' }]
 
 function value (r: Random): unknown {
   return r.below(2) === 0 ? r.pick(STRINGS) : r.pick(VALUES)
 }
 
-/** A relay request, a target request or a mix of their fields, each field sometimes of the wrong type. */
+/** A relay request, a target request, a channel request or a mix of their fields, each field sometimes of the wrong type. */
 function request (r: Random): Record<string, unknown> {
   const out: Record<string, unknown> = {}
   const valid = r.below(2) === 0
@@ -28,6 +29,7 @@ function request (r: Random): Record<string, unknown> {
     out.ip = valid ? r.pick(STRINGS) : value(r)
     out.port = valid ? r.below(65536) : value(r)
   }
+  if (r.below(4) === 0) out.channel = valid ? r.pick(STRINGS) : value(r)
   if (r.below(8) === 0) out[r.pick(STRINGS)] = value(r)
   return out
 }
@@ -47,6 +49,12 @@ function checkTargetRequest (line: string): void {
   if (got === undefined) return
   assert.equal(typeof got.ip, 'string')
   assert.equal(typeof got.port, 'number')
+}
+
+function checkChannelRequest (line: string): void {
+  const got = parseChannelRequest(line)
+  if (got === undefined) return
+  assert.match(got.channel, /^[a-z0-9-]{1,32}$/)
 }
 
 /** takeLine over `chunks` as readLine feeds it: the line and everything after it, or the refusal. */
@@ -77,6 +85,7 @@ test(`data path wire fuzz: ${FUZZ_INPUTS} random and mutated control lines (seed
     const line = kind === 0 ? json : kind === 1 ? r.bytes(r.below(64)).toString('utf8') : mutate(r, Buffer.from(json)).toString('utf8')
     checkRelayRequest(line)
     checkTargetRequest(line)
+    checkChannelRequest(line)
     if (kind === 0) {
       // Well-formed requests are read back as sent.
       const relay = parseRelayRequest(line)
@@ -87,6 +96,8 @@ test(`data path wire fuzz: ${FUZZ_INPUTS} random and mutated control lines (seed
       const isTarget = typeof sent.ip === 'string' && typeof sent.port === 'number'
       assert.deepEqual(parseTargetRequest(line), isTarget ? { ip: sent.ip, port: sent.port } : undefined)
       if (isTarget) stats.target++
+      const isChannel = typeof sent.channel === 'string' && /^[a-z0-9-]{1,32}$/.test(sent.channel)
+      assert.deepEqual(parseChannelRequest(line), isChannel ? { channel: sent.channel } : undefined)
     }
 
     // The same bytes in two or three chunks: the same line and rest, or the same refusal.

@@ -1,0 +1,62 @@
+/**
+ * The edge CNI as the composition root builds it: this node's pod block
+ * (claimed through the API's Leases), and the routing plane that carries pod
+ * packets to the nodes holding the other blocks, on the mesh's channels.
+ */
+import { join } from 'node:path'
+import type { Component } from '../lifecycle/component.ts'
+import type { Logger } from '../observability/logger.ts'
+import type { Registry } from 'prom-client'
+import type { AgentConfig } from '../config/schema.ts'
+import type { NodeIdentity } from '../config/node-identity.ts'
+import { KubeInformer } from '../kube/index.ts'
+import type { KubeClient, KubeMetrics, KubeObject } from '../kube/index.ts'
+import type { PeerChannels } from '../mesh/index.ts'
+import { BLOCK_LABEL, BlockClaims, compactClaim, informerBlockTable, LEASES } from '../cni/blocks.ts'
+import type { LeaseApi } from '../cni/blocks.ts'
+import { PodBlock } from '../cni/pod-block.ts'
+import type { PodBlockStatus } from '../cni/pod-block.ts'
+import { PodRouter } from '../cni/router.ts'
+import type { PeerTraffic } from '../cni/router.ts'
+
+export interface PodNetwork {
+  components: Component[]
+  status: () => PodBlockStatus & { routes?: string[], peers?: PeerTraffic[] }
+}
+
+/** What the edge CNI takes from the rest of the agent; absent parts leave it off with a warning that says why. */
+export interface PodNetworkDeps {
+  logger: Logger
+  metrics: Registry
+  leases?: LeaseApi | undefined
+  nodeLabels?: ((nodeName: string) => Promise<Record<string, string> | null>) | undefined
+  kube?: { client: KubeClient, metrics: KubeMetrics } | undefined
+  channels?: PeerChannels | undefined
+}
+
+export function createPodNetwork (config: AgentConfig, node: NodeIdentity, deps: PodNetworkDeps): PodNetwork | undefined {
+  const log = deps.logger.forComponent('cni')
+  const { leases, nodeLabels, kube } = deps
+  if (leases === undefined || nodeLabels === undefined || kube === undefined) {
+    log.warn('edge CNI: pod blocks are claimed through the Kubernetes API (Leases); a standalone file has none, so no block is claimed')
+    return undefined
+  }
+  const stateFile = join(config.commonConfig.stateDir, 'cni-block.json')
+  const podBlock = new PodBlock({
+    logger: log,
+    nodeLabels: async () => await nodeLabels(node.nodeName),
+    claimsFor: cidrs => new BlockClaims({ api: leases, logger: log }, { nodeName: node.nodeName, cidrs, namespace: node.namespace, stateFile })
+  }, config.modules.edgeCNI.meshCIDRConfig)
+  if (deps.channels === undefined) {
+    log.warn('edge CNI: pod packets travel between agents on the tunnel\'s data path (modules.edgeTunnel with psk and dataPath enabled); without it only this node\'s pods are served')
+    return { components: [podBlock], status: () => podBlock.status() }
+  }
+  // Every node's claim, watched: the routing plane looks blocks up in memory, never per packet.
+  const claims = new KubeInformer<KubeObject>({ resource: LEASES, namespace: node.namespace, labelSelector: `${BLOCK_LABEL}=true`, transform: compactClaim },
+    { client: kube.client, logger: deps.logger.forComponent('kube:leases'), metrics: kube.metrics })
+  const router = new PodRouter({ logger: log, metrics: deps.metrics, channels: deps.channels, blocks: informerBlockTable(claims) }, { nodeName: node.nodeName })
+  return {
+    components: [podBlock, claims, router],
+    status: () => ({ ...podBlock.status(), routes: router.routes(), peers: router.peers() })
+  }
+}

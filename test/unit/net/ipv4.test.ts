@@ -1,0 +1,23 @@
+// IPv4 helpers: numbers both ways, and CIDR membership at every prefix length.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { inCidr, ipv4ToNumber, numberToIpv4 } from '../../../src/net/ipv4.ts'
+
+test('addresses and numbers convert both ways; anything else is undefined', () => {
+  for (const ip of ['0.0.0.0', '10.244.64.1', '255.255.255.255']) assert.equal(numberToIpv4(ipv4ToNumber(ip) as number), ip)
+  for (const bad of ['10.0.0', '10.0.0.256', '::1', '', '1..2.3']) assert.equal(ipv4ToNumber(bad), undefined, bad)
+})
+
+test('inCidr: the block and nothing beside it, /0 to /32; never for IPv6 or a malformed CIDR', () => {
+  assert.ok(inCidr('10.244.64.1', '10.244.64.0/24'))
+  assert.ok(inCidr('10.244.64.255', '10.244.64.0/24'))
+  assert.ok(!inCidr('10.244.65.0', '10.244.64.0/24'))
+  assert.ok(inCidr('10.244.127.9', '10.244.64.0/18'))
+  assert.ok(!inCidr('10.244.128.0', '10.244.64.0/18'))
+  assert.ok(inCidr('203.0.113.7', '0.0.0.0/0'))
+  assert.ok(inCidr('192.168.1.11', '192.168.1.11/32'))
+  assert.ok(!inCidr('192.168.1.12', '192.168.1.11/32'))
+  assert.ok(!inCidr('fe80::1', '10.0.0.0/8'))
+  assert.ok(!inCidr('10.0.0.1', '10.0.0.0/33'))
+  assert.ok(!inCidr('10.0.0.1', '10.0.0.0'))
+})
