@@ -36,6 +36,8 @@ const MAX_PENDING = 256
 /** After a failed open, packets to that peer are dropped for this long before the next try. */
 const REOPEN_AFTER_MS = 1000
 const OPEN_TIMEOUT_MS = 10_000
+/** Channels one peer may hold open to this node at once (each side opens one; a restart briefly makes more). */
+const MAX_CHANNELS_PER_PEER = 4
 
 /** Which node holds each pod block, as the claims say. */
 export interface BlockTable {
@@ -122,7 +124,7 @@ export class PodRouter implements Component {
         resolve()
       })
     })
-    this.#channels.handle(CNI_CHANNEL, (peer, socket) => { this.#attach(peer, socket) })
+    this.#channels.handle(CNI_CHANNEL, (peer, socket) => { this.#accept(peer, socket) })
     this.#reconcile()
     await this.#reconciling
     this.#log.info('edge CNI routing plane up', { device, mtu, routes: this.#installed.size })
@@ -267,6 +269,21 @@ export class PodRouter implements Component {
     })
   }
 
+  /**
+   * A channel a peer opened. Only a node that holds a block has pods to send
+   * from; a PSK holder naming itself anything else gets nothing, and no node
+   * gets more than a few channels.
+   */
+  #accept (peer: string, socket: Duplex): void {
+    const holdsBlock = this.#table.owners().some(o => o.nodeName === peer)
+    if (!holdsBlock || peer === this.#init.nodeName || (this.#links.get(peer)?.sockets.size ?? 0) >= MAX_CHANNELS_PER_PEER) {
+      this.#metrics.refused.inc({ reason: holdsBlock ? 'too_many' : 'no_block' })
+      socket.destroy()
+      return
+    }
+    this.#attach(peer, socket)
+  }
+
   /** A channel to `peer` (ours or its own): read for packets, and written to when there is none yet. */
   #attach (peer: string, socket: Duplex): void {
     if (!this.#started) { socket.destroy(); return }
@@ -289,6 +306,8 @@ export class PodRouter implements Component {
       }
     })
     socket.on('error', () => {})
+    // Data path connections allow half-open ones; a channel whose far end ended is done both ways.
+    socket.once('end', () => socket.destroy())
     socket.once('close', () => {
       link.sockets.delete(socket)
       if (link.sending !== socket) return

@@ -363,8 +363,14 @@ export class DataPath {
     if (this.#init.isRelay) {
       const parked = await this.#relay.take(route.nodeName, () => signal?.aborted === true)
       if (parked !== undefined) {
-        const socket = await untilAborted(parked, signal, async () => await this.#tlsClient(parked, route.nodeName))
-        return { socket, path: 'direct', at: Date.now() }
+        try {
+          const socket = await untilAborted(parked, signal, async () => await this.#tlsClient(parked, route.nodeName))
+          return { socket, path: 'direct', at: Date.now() }
+        } catch (err) {
+          // A parked connection that died unnoticed: the node's addresses are tried as for any node.
+          parked.destroy()
+          if (signal?.aborted === true) throw err
+        }
       }
     }
     const relays = route.relays.filter(r => r.nodeName !== this.#init.nodeName)
