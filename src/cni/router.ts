@@ -139,11 +139,11 @@ export class PodRouter implements Component {
     this.#links.clear()
     await this.#reconciling
     if (this.#tun !== undefined) {
-      // Deleting the link takes its routes with it and wakes the read blocked in the kernel.
+      // Deleting the link takes its routes with it and ends the reading.
       await this.#netlink.ip(['link', 'del', this.#init.device], /Cannot find device|does not exist/).catch(() => {})
       await Promise.race([this.#reading, new Promise(resolve => setTimeout(resolve, 2000).unref())])
     }
-    this.#tun?.close()
+    await this.#tun?.close()
     this.#tun = undefined
     this.#installed.clear()
   }
@@ -238,6 +238,11 @@ export class PodRouter implements Component {
 
   #send (link: Link, socket: Duplex, packet: Buffer): void {
     if (socket.writableLength > MAX_QUEUED_BYTES) { this.#drop(link, 'queue_full'); return }
+    // Packets read in one turn of the event loop leave as one write (one TLS record, one syscall).
+    if (!socket.writableCorked) {
+      socket.cork()
+      process.nextTick(() => { socket.uncork() })
+    }
     socket.write(frame(packet))
     link.traffic.packetsOut++
     link.traffic.bytesOut += packet.byteLength
