@@ -2,7 +2,7 @@
 // Thin entry point: set the Node flags, wire process signals and streams, run the
 // CLI, exit.
 import { setFlagsFromString } from 'node:v8'
-import { nodeFlagsFor } from './node-flags.ts'
+import { nodeFlagsFor, tierUpAfterStart } from './node-flags.ts'
 
 // Edge nodes are small (the agent's budget is 69 MB idle, 120 MB at 10k
 // services): the Node flags, when the command line did not give them (see
@@ -25,7 +25,9 @@ const code = await main(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
   env: process.env,
-  shutdown: { requested: requested.signal, force: force.signal }
+  shutdown: { requested: requested.signal, force: force.signal },
+  // The start-only tier-up counts end once it runs (node-flags.ts): traffic's code tiers up as usual.
+  onRunning: () => { for (const flag of tierUpAfterStart(given)) setFlagsFromString(flag) }
 })
 // Exit even if a library left a timer or keep-alive socket behind.
 process.exit(code)

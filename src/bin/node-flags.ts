@@ -8,8 +8,8 @@
  *   parsing, module loading (the loader's path handling) and handshakes once,
  *   and V8 compiled those with both compilers; the compilers' own code pages
  *   and their output then stayed resident: about 5 MB of an idle agent's RSS
- *   (bench/footprint). Once the agent runs, the daemon sets V8's defaults
- *   back (TIER_UP_AFTER_START): kept for good, the higher counts left bulk
+ *   (bench/footprint). Once the agent runs, the entry point sets V8's
+ *   defaults back (TIER_UP_AFTER_START): kept for good, the higher counts left bulk
  *   copies unoptimised for tens of seconds, at 10-15 % more CPU per GB
  *   (bench/tunnel).
  *

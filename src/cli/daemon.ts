@@ -1,12 +1,10 @@
 import { parseArgs } from 'node:util'
-import { setFlagsFromString } from 'node:v8'
 import { stringify } from 'yaml'
 import { loadConfigFile, parseConfig } from '../config/load.ts'
 import { ConfigFileError, ConfigInvalidError } from '../config/errors.ts'
 import { agentIdentity, gatewayIdentity } from '../config/node-identity.ts'
 import type { AgentConfig, ConfigKind, GatewayConfig } from '../config/schema.ts'
 import { MissingEnvError } from '../errors.ts'
-import { tierUpAfterStart } from '../bin/node-flags.ts'
 import { KubeConfigError } from '../kube/errors.ts'
 import { createLogger } from '../observability/logger.ts'
 import type { Logger } from '../observability/logger.ts'
@@ -137,8 +135,7 @@ async function runUntilSignalled (app: Component, log: Logger, io: CommandIO): P
     return EXIT_FAILURE
   }
   log.info('running', { startupMs: Math.round(performance.now() - t0) })
-  // The start-only tier-up counts end here (src/bin/node-flags.ts): traffic's code tiers up as usual.
-  for (const flag of tierUpAfterStart([...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' '))) setFlagsFromString(flag)
+  io.onRunning?.()
   if (!io.shutdown.requested.aborted) {
     await new Promise<void>(resolve => io.shutdown.requested.addEventListener('abort', () => resolve(), { once: true }))
   }

@@ -5,6 +5,8 @@ export interface CommandIO {
   env: NodeJS.ProcessEnv
   /** Resolves when the user asks the process to stop (SIGTERM/SIGINT); the second ask aborts `force`. */
   shutdown: ShutdownSignal
+  /** Called once an agent or gateway has started and serves (the entry point's start-only flags end there). */
+  onRunning?: () => void
 }
 
 export interface ShutdownSignal {
