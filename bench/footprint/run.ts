@@ -16,7 +16,8 @@
 // and the agent's kube data layer over TLS against a real kube-apiserver;
 // and every module with API informers against that API server holding 100
 // services (the agent in a namespace reaches the host's loopback through a
-// Unix socket, which crosses network namespaces).
+// Unix socket, which crosses network namespaces), and that with the edge CNI
+// (its pod block claimed, edge_tun0 up in the namespace).
 import { spawn, execFileSync } from 'node:child_process'
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { cpus, release, tmpdir } from 'node:os'
@@ -76,6 +77,8 @@ const SERVICES = 100
 const cp = haveControlPlaneTools() ? await startControlPlane() : undefined
 const kube = cp !== undefined ? writeConfig('kube.yaml', `commonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: false}}\n`) : undefined
 const kubeEverything = cp !== undefined ? writeConfig('kube-all.yaml', `commonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: true}, edgeProxy: {enable: true}, edgeTunnel: {enable: true, psk: {path: ${join(dir, 'psk')}}, relayNodes: [{nodeName: relay, advertiseAddress: [127.0.0.1]}]}}\n`) : undefined
+// The same with the edge CNI: a pod block claimed through the API and the routing plane (edge_tun0) up.
+const kubeCni = cp !== undefined ? writeConfig('kube-cni.yaml', `commonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: true}, edgeProxy: {enable: true}, edgeTunnel: {enable: true, psk: {path: ${join(dir, 'psk')}}, relayNodes: [{nodeName: relay, advertiseAddress: [127.0.0.1]}]}, edgeCNI: {enable: true, meshCIDRConfig: {cloudCIDR: [10.244.0.0/18], edgeCIDR: [10.244.64.0/18]}}}\n`) : undefined
 const ns = `emfp${process.pid}`
 let bridge: { stop: () => Promise<void> } | undefined
 if (isRoot) {
@@ -84,6 +87,8 @@ if (isRoot) {
   if (cp !== undefined) {
     // Each with two endpoints on other nodes, so the proxy installs rules for them.
     await createServices(cp, SERVICES, 2)
+    // The edge CNI claims its pod block as a Lease in the agent's namespace.
+    await cp.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kubeedge' } })
     bridge = await bridgeApiIntoNetns(Number(new URL(cp.server).port), [ns], dir)
   }
 }
@@ -96,7 +101,8 @@ const scenarios: Array<[string, () => Promise<number>]> = [
   ...(isRoot ? [['agent, every module: DNS + proxy (nftables) + tunnel (netns)', () => idleRss(['ip', 'netns', 'exec', ns, ...agent, everything], env)]] as Array<[string, () => Promise<number>]> : []),
   ...(isRoot ? [['agent, every module + mDNS + DHT (netns)', () => idleRss(['ip', 'netns', 'exec', ns, ...agent, withDiscovery], env)]] as Array<[string, () => Promise<number>]> : []),
   ...(cp !== undefined && kube !== undefined ? [['agent, kube-apiserver over TLS (DNS off)', () => idleRss([...agent, kube], kubeEnv)]] as Array<[string, () => Promise<number>]> : []),
-  ...(bridge !== undefined && kubeEverything !== undefined ? [[`agent, every module + API informers, ${SERVICES} services (netns)`, () => idleRss(['ip', 'netns', 'exec', ns, ...agent, kubeEverything], kubeEnv, new RegExp(`"count":${SERVICES},[^\\n]*"msg":"synced"`))]] as Array<[string, () => Promise<number>]> : [])
+  ...(bridge !== undefined && kubeEverything !== undefined ? [[`agent, every module + API informers, ${SERVICES} services (netns)`, () => idleRss(['ip', 'netns', 'exec', ns, ...agent, kubeEverything], kubeEnv, new RegExp(`"count":${SERVICES},[^\\n]*"msg":"synced"`))]] as Array<[string, () => Promise<number>]> : []),
+  ...(bridge !== undefined && kubeCni !== undefined ? [[`agent, every module + API informers + edge CNI, ${SERVICES} services (netns)`, () => idleRss(['ip', 'netns', 'exec', ns, ...agent, kubeCni], kubeEnv, /"msg":"edge CNI routing plane up"/)]] as Array<[string, () => Promise<number>]> : [])
 ]
 const results = new Map<string, number[]>(scenarios.map(([name]) => [name, []]))
 try {

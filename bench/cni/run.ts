@@ -1,0 +1,104 @@
+// bench/cni: pod-to-pod throughput through the edge CNI (edge_tun0 and a data
+// path channel) against the ClusterIP proxy path between the same nodes, in
+// one run, in the seed lab with a real kube-apiserver (test/helpers/cni-lab.ts)
+// and bundled agents run as the image runs them.
+//
+//   sudo npm run bench:cni [-- --rounds 3 --seconds 3 --out /tmp/cni.md]
+//
+// Paths, each an iperf3 client on edge-a1 (one stream) to an iperf3 server in
+// a pod: pod a1 → pod a2 (same LAN: direct) and pod a1 → pod b1 (other site:
+// through the relay), and node a1 → a ClusterIP whose endpoint is that same
+// pod (the proxy's userspace listener, then the data path). Rounds rotate the
+// order; medians. Also the agents' CPU per GB (client node + server node) and
+// each agent's RSS at the end.
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { readFileSync, writeFileSync } from 'node:fs'
+import { cpus, release } from 'node:os'
+import { parseArgs } from 'node:util'
+import { bundleForBench } from '../bundle.ts'
+import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
+import { startCniLab } from '../../test/helpers/cni-lab.ts'
+import type { CniNode } from '../../test/helpers/cni-lab.ts'
+
+const { values: opt } = parseArgs({ options: { rounds: { type: 'string', default: '3' }, seconds: { type: 'string', default: '3' }, out: { type: 'string' } } })
+const ROUNDS = Number(opt.rounds)
+const SECONDS = Number(opt.seconds)
+const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m] as number : ((s[m - 1] as number) + (s[m] as number)) / 2 }
+if (process.getuid?.() !== 0) { console.error('bench:cni needs root (network namespaces, TUN devices)'); process.exit(2) }
+
+const bundle = await bundleForBench(new URL('../../src/bin/edgemesh.ts', import.meta.url).pathname)
+const cni = await startCniLab({
+  edgemesh: [process.execPath, ...AGENT_NODE_FLAGS, bundle],
+  env: MALLOC_ENV,
+  modules: ['  edgeDNS: {enable: false}', '  edgeProxy: {enable: true}']
+})
+const servers: ChildProcess[] = []
+try {
+  const podIp = (n: CniNode): string => cni.pods.get(n)?.ip as string
+  // A ClusterIP per server pod, its endpoint that pod on its node.
+  const clusterIps: Partial<Record<CniNode, string>> = {}
+  for (const [node, ip] of [['edge-a2', '10.96.0.50'], ['edge-b1', '10.96.0.51']] as const) {
+    const name = `iperf-${node}`
+    await cni.cp.apply({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' }, spec: { clusterIP: ip, ports: [{ name: 'iperf', port: 5201, targetPort: 5201, protocol: 'TCP' }] } })
+    await cni.cp.apply({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: `${name}-1`, namespace: 'default', labels: { 'kubernetes.io/service-name': name } },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: [podIp(node)], nodeName: node, conditions: { ready: true } }],
+      ports: [{ name: 'iperf', port: 5201, protocol: 'TCP' }]
+    })
+    clusterIps[node] = ip
+    servers.push(spawn('ip', ['netns', 'exec', cni.pods.get(node)?.netns as string, 'iperf3', '-s', '-p', '5201'], { stdio: 'ignore' }))
+  }
+  // Every agent has the services before the first round.
+  await new Promise(resolve => setTimeout(resolve, 3000))
+  const agentPid = (node: CniNode): number => cni.lab.processes().find(p => p.node === node)?.pid as number
+  const cpuSeconds = (node: CniNode): number => {
+    const f = readFileSync(`/proc/${agentPid(node)}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? []
+    return (Number(f[11]) + Number(f[12])) / 100
+  }
+  const paths: Array<{ name: string, to: CniNode, run: () => Promise<string> }> = [
+    { name: 'pod a1 → pod a2 (same LAN, direct)', to: 'edge-a2', run: async () => (await cni.inPod('edge-a1', ['iperf3', '-c', podIp('edge-a2'), '-p', '5201', '-t', String(SECONDS), '-J'])).stdout },
+    { name: 'node a1 → ClusterIP → pod a2 (proxy, direct)', to: 'edge-a2', run: async () => (await cni.lab.exec('edge-a1', ['iperf3', '-c', clusterIps['edge-a2'] as string, '-p', '5201', '-t', String(SECONDS), '-J'])).stdout },
+    { name: 'pod a1 → pod b1 (other site, relayed)', to: 'edge-b1', run: async () => (await cni.inPod('edge-a1', ['iperf3', '-c', podIp('edge-b1'), '-p', '5201', '-t', String(SECONDS), '-J'])).stdout },
+    { name: 'node a1 → ClusterIP → pod b1 (proxy, relayed)', to: 'edge-b1', run: async () => (await cni.lab.exec('edge-a1', ['iperf3', '-c', clusterIps['edge-b1'] as string, '-p', '5201', '-t', String(SECONDS), '-J'])).stdout }
+  ]
+  // Warm-up: channels and pooled connections exist before anything is timed.
+  for (const p of paths) await p.run()
+  const results = new Map<string, { mbps: number[], cpuPerGb: number[] }>(paths.map(p => [p.name, { mbps: [], cpuPerGb: [] }]))
+  for (let round = 0; round < ROUNDS; round++) {
+    for (let i = 0; i < paths.length; i++) {
+      const p = paths[(i + round) % paths.length] as typeof paths[number]
+      const cpu0 = cpuSeconds('edge-a1') + cpuSeconds(p.to)
+      const out = JSON.parse(await p.run()) as { end?: { sum_received?: { bytes: number, bits_per_second: number } }, error?: string }
+      const cpu = cpuSeconds('edge-a1') + cpuSeconds(p.to) - cpu0
+      const received = out.end?.sum_received
+      if (received === undefined) throw new Error(`${p.name}: iperf3 failed: ${out.error ?? 'no result'}`)
+      const r = results.get(p.name) as { mbps: number[], cpuPerGb: number[] }
+      r.mbps.push(received.bits_per_second / 8e6)
+      r.cpuPerGb.push(cpu / (received.bytes / 1e9))
+    }
+    process.stderr.write(`[bench:cni] round ${round + 1}/${ROUNDS} done\n`)
+  }
+  const rss = Object.fromEntries((['k8s-master', 'edge-a1', 'edge-a2', 'edge-b1'] as const).map(n => [n, Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agentPid(n)}/status`, 'utf8'))?.[1]) / 1024]))
+  const lines = [
+    `machine: ${cpus().length} vCPU ${cpus()[0]?.model ?? ''}, kernel ${release()}, node ${process.version}; ${ROUNDS} rounds of ${SECONDS} s, one iperf3 stream; medians`,
+    '',
+    '| path | MB/s | CPU-s/GB (both agents) | pod path ÷ proxy path |',
+    '|---|---|---|---|'
+  ]
+  for (const [i, p] of paths.entries()) {
+    const r = results.get(p.name) as { mbps: number[], cpuPerGb: number[] }
+    const proxy = i % 2 === 0 ? results.get((paths[i + 1] as typeof paths[number]).name) : undefined
+    lines.push(`| ${p.name} | ${median(r.mbps).toFixed(1)} | ${median(r.cpuPerGb).toFixed(1)} | ${proxy !== undefined ? `${(median(r.mbps) / median(proxy.mbps)).toFixed(2)}×` : '–'} |`)
+  }
+  lines.push('', `agents' RSS after the run, MB: ${Object.entries(rss).map(([n, v]) => `${n} ${v.toFixed(1)}`).join(', ')}`)
+  const text = lines.join('\n')
+  console.log(text)
+  if (opt.out !== undefined) writeFileSync(opt.out, text + '\n')
+} finally {
+  for (const s of servers) s.kill()
+  await cni.stop()
+}
