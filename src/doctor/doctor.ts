@@ -5,6 +5,7 @@
 import { execFile } from 'node:child_process'
 import { createSocket } from 'node:dgram'
 import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { connectWithin } from '../net/connect.ts'
 import { ConnectTimeoutError } from '../net/errors.ts'
 import { parse as parseYaml } from 'yaml'
@@ -18,6 +19,7 @@ import { NatDiscovery, NatMetrics } from '../nat/index.ts'
 import { KubeClient, RESOURCES, resolveKubeConnection } from '../kube/index.ts'
 import { IPTABLES_CHAIN, parseIptables } from '../proxy/iptables.ts'
 import { TABLE } from '../proxy/rules.ts'
+import { TUN_NAME } from '../cni/router.ts'
 
 export type CheckStatus = 'pass' | 'fail' | 'warn' | 'skip'
 
@@ -310,6 +312,35 @@ async function natCheck (input: DoctorInput): Promise<CheckResult> {
   return { id: 'nat', title, status: 'pass', detail }
 }
 
+/** The edge CNI on this node: its pod block, edge_tun0 up, the other nodes' blocks routed to it, forwarding on. */
+async function cniChecks (input: DoctorInput, run: NonNullable<DoctorInput['run']>): Promise<CheckResult[]> {
+  const c = input.config.modules.edgeCNI
+  if (!c.enable) return [{ id: 'cni', title: 'edge CNI', status: 'skip', detail: 'edgeCNI is off' }]
+  const out: CheckResult[] = []
+  const file = join(input.config.commonConfig.stateDir, 'cni-block.json')
+  const block = await readFile(file, 'utf8').then(t => (JSON.parse(t) as { node?: unknown, block?: unknown }), () => undefined)
+  out.push(block !== undefined && block.node === input.nodeName && typeof block.block === 'string'
+    ? { id: 'cni.block', title: 'pod block claimed', status: 'pass', detail: `${block.block} (${file})` }
+    : { id: 'cni.block', title: 'pod block claimed', status: 'fail', detail: `no block for ${input.nodeName} in ${file}`, fix: 'check the agent\'s log for "pod block": it claims one through the API (a Lease in its namespace) from meshCIDRConfig' })
+  const link = await run(['ip', '-j', 'link', 'show', TUN_NAME])
+  const flags = link.code === 0 ? (JSON.parse(link.stdout) as Array<{ flags?: string[] }>)[0]?.flags ?? [] : undefined
+  if (flags === undefined || !flags.includes('UP')) {
+    out.push({ id: 'cni.device', title: `${TUN_NAME} up`, status: 'fail', detail: flags === undefined ? `no interface ${TUN_NAME}` : `${TUN_NAME} is down`, fix: 'the agent runs it with edgeTunnel on (psk and dataPath enabled) and CAP_NET_ADMIN; check its log for "edge CNI"' })
+    return out
+  }
+  out.push({ id: 'cni.device', title: `${TUN_NAME} up`, status: 'pass', detail: `${TUN_NAME} is up` })
+  const routes = await run(['ip', '-j', 'route', 'show', 'dev', TUN_NAME])
+  const count = routes.code === 0 ? (JSON.parse(routes.stdout) as unknown[]).length : 0
+  out.push(count > 0
+    ? { id: 'cni.routes', title: `other nodes' pod blocks routed to ${TUN_NAME}`, status: 'pass', detail: `${count} block${count === 1 ? '' : 's'}` }
+    : { id: 'cni.routes', title: `other nodes' pod blocks routed to ${TUN_NAME}`, status: 'warn', detail: 'none: no other node holds a block yet, or the agent cannot watch the Leases', fix: 'check `edgemesh status` (cni) on another node, and the agent\'s RBAC for leases (list, watch) in its namespace' })
+  const forward = await run(['sysctl', '-n', 'net.ipv4.ip_forward'])
+  out.push(forward.stdout.trim() === '1'
+    ? { id: 'cni.forwarding', title: 'IPv4 forwarding on', status: 'pass', detail: 'net.ipv4.ip_forward = 1' }
+    : { id: 'cni.forwarding', title: 'IPv4 forwarding on', status: 'fail', detail: `net.ipv4.ip_forward = ${forward.stdout.trim() || '?'}: pods' packets do not reach edge_tun0`, fix: 'sysctl -w net.ipv4.ip_forward=1 (the agent sets it when it starts)' })
+  return out
+}
+
 export async function runDoctor (input: DoctorInput): Promise<CheckResult[]> {
   const run = input.run ?? execRun
   return [
@@ -319,7 +350,8 @@ export async function runDoctor (input: DoctorInput): Promise<CheckResult[]> {
     await apiCheck(input),
     ...await relayChecks(input),
     await natCheck(input),
-    ...await rulesChecks(input, run)
+    ...await rulesChecks(input, run),
+    ...await cniChecks(input, run)
   ]
 }
 

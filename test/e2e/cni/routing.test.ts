@@ -9,6 +9,7 @@ import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { workload } from '../../lab/index.ts'
 import { rootOnly } from '../lab/helpers.ts'
@@ -82,5 +83,13 @@ describe('edge CNI routing plane in the seed lab', { ...rootOnly, skip }, () => 
     assert.equal(path(a1, 'edge-b1'), 'relay', JSON.stringify(a1?.tunnel?.peers))
     const traffic = a1?.cni?.peers?.find(p => p.nodeName === 'edge-b1')
     assert.ok(traffic !== undefined && traffic.packetsOut > 0 && traffic.packetsIn > 0, JSON.stringify(a1?.cni))
+  })
+
+  test('edgemesh doctor on a node: its block, edge_tun0 up, the other three blocks routed, forwarding on', async () => {
+    const r = await cni.lab.exec('edge-a1', [process.execPath, entry, 'doctor', '--json', '--config-file', join(cni.dir, 'edge-a1', 'agent.yaml')], { env: { NODE_NAME: 'edge-a1' } })
+    const checks = JSON.parse(r.stdout) as Array<{ id: string, status: string, detail: string }>
+    const byId = Object.fromEntries(checks.filter(c => c.id.startsWith('cni')).map(c => [c.id, c]))
+    assert.deepEqual(Object.fromEntries(Object.entries(byId).map(([id, c]) => [id, c.status])), { 'cni.block': 'pass', 'cni.device': 'pass', 'cni.routes': 'pass', 'cni.forwarding': 'pass' }, r.stdout + r.stderr)
+    assert.equal(byId['cni.routes']?.detail, '3 blocks')
   })
 })
