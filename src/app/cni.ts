@@ -54,7 +54,7 @@ export function createPodNetwork (config: AgentConfig, node: NodeIdentity, deps:
   // Every node's claim, watched: the routing plane looks blocks up in memory, never per packet.
   const claims = new KubeInformer<KubeObject>({ resource: LEASES, namespace: node.namespace, labelSelector: `${BLOCK_LABEL}=true`, transform: compactClaim },
     { client: kube.client, logger: deps.logger.forComponent('kube:leases'), metrics: kube.metrics })
-  const router = new PodRouter({ logger: log, metrics: deps.metrics, channels: deps.channels, blocks: informerBlockTable(claims) }, { nodeName: node.nodeName })
+  const router = new PodRouter({ logger: log, metrics: deps.metrics, channels: deps.channels, blocks: informerBlockTable(claims, join(config.commonConfig.stateDir, 'cni-routes.json')) }, { nodeName: node.nodeName })
   return {
     components: [podBlock, claims, router],
     status: () => ({ ...podBlock.status(), routes: router.routes(), peers: router.peers() })

@@ -6,6 +6,7 @@
  * block get it once and the other moves on. The block is kept in a state
  * file, so an edge node restarting without the API keeps its pods' addresses.
  */
+import { readFileSync } from 'node:fs'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import type { KubeObject, ResourceType } from '../kube/types.ts'
@@ -88,14 +89,51 @@ export function compactClaim (lease: KubeObject): KubeObject {
   } as KubeObject
 }
 
-/** The claims as the routing plane reads them, from an informer on the claim Leases (made before the informer starts). */
-export function informerBlockTable (informer: Informer<KubeObject>): BlockTable {
+/**
+ * The claims as the routing plane reads them, from an informer on the claim
+ * Leases (made before the informer starts). With `stateFile`, every table
+ * the API gave is kept there, and until the informer has synced the table is
+ * the kept one: an edge node that starts while the API is unreachable still
+ * routes to the other nodes' pods (edge autonomy).
+ */
+export function informerBlockTable (informer: Informer<KubeObject>, stateFile?: string): BlockTable {
   const listeners: Array<() => void> = []
-  const changed = (): void => { for (const l of listeners) l() }
-  informer.addHandlers({ onAdd: changed, onUpdate: changed, onDelete: changed })
+  let kept: Array<{ block: string, nodeName: string }> | undefined
+  let saving: NodeJS.Immediate | undefined
+  const live = (): Array<{ block: string, nodeName: string }> => informer.list().map(blockOwner).filter(o => o !== undefined)
+  const changed = (): void => {
+    for (const l of listeners) l()
+    // A first list of 10k claims arrives as 10k events: one write after them.
+    if (stateFile !== undefined && informer.hasSynced()) saving ??= setImmediate(() => { saving = undefined; keep(stateFile, live()).catch(() => {}) })
+  }
+  informer.addHandlers({ onAdd: changed, onUpdate: changed, onDelete: changed, onSynced: changed })
   return {
-    owners: () => informer.list().map(blockOwner).filter(o => o !== undefined),
+    owners: () => {
+      if (informer.hasSynced() || stateFile === undefined) return live()
+      kept ??= readKept(stateFile)
+      return kept
+    },
     onChange: listener => { listeners.push(listener) }
+  }
+}
+
+/** The table a previous run kept; empty when there is none or it cannot be read. */
+function readKept (file: string): Array<{ block: string, nodeName: string }> {
+  try {
+    const v = JSON.parse(readFileSync(file, 'utf8')) as unknown
+    return Array.isArray(v) ? v.filter((o): o is { block: string, nodeName: string } => typeof o?.block === 'string' && typeof o?.nodeName === 'string') : []
+  } catch {
+    return []
+  }
+}
+
+async function keep (file: string, owners: Array<{ block: string, nodeName: string }>): Promise<void> {
+  try {
+    await mkdir(dirname(file), { recursive: true })
+    await writeFile(`${file}.tmp`, JSON.stringify(owners))
+    await rename(`${file}.tmp`, file)
+  } catch {
+    // Only a restart without the API misses it; the live table is unaffected.
   }
 }
 
