@@ -25,19 +25,18 @@ import type { Registry } from 'prom-client'
 import type { Logger } from '../observability/logger.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import { cipherPreference, CONTROL_TIMEOUT_MS, DataPathKeys, KEY_EXCHANGE_GROUP, jsonLine, pairIdentity, parseChannelRequest, parseIdentity, parseTargetRequest, RELAY_HELLO, RELAY_MAGIC } from './wire.ts'
-import { peekFirstRecord, readLine } from './socket-io.ts'
+import { peekFirstRecord, readLine, untilAborted } from './socket-io.ts'
+import type { DataPathInit, DataPathPeer, HostPort, PeerRoute } from './types.ts'
 import { SharedPort } from './shared-port.ts'
 import { connectWithin } from '../net/connect.ts'
 import { Limiter } from '../net/limiter.ts'
 import { splice } from '../net/splice.ts'
 import { refuse } from '../net/refuse.ts'
 import { RelayServer } from './relay-server.ts'
-import type { RelayLimits } from './relay-server.ts'
 import { EndpointRefusedError } from '../mesh/errors.ts'
 import { serveTarget } from '../mesh/serve-target.ts'
 import { readPnetKey } from '../mesh/psk.ts'
 import { Admission } from './admission.ts'
-import type { AdmissionLimits } from './admission.ts'
 import { DataPathMetrics } from './metrics.ts'
 
 export { DataPathMetrics } from './metrics.ts'
@@ -50,52 +49,7 @@ function tls (): typeof import('node:tls') {
   return tlsModule
 }
 
-export interface HostPort { host: string, port: number }
-
-/** Where a peer's data path can be reached: its own addresses, and the relays it parks on. */
-export interface PeerRoute {
-  nodeName: string
-  direct: HostPort[]
-  relays: Array<{ nodeName: string, address: HostPort }>
-}
-
-export interface DataPathInit {
-  nodeName: string
-  /**
-   * TCP port of a listener of its own (TLS for everyone, splicing on relays); 0 picks one (tests).
-   * Undefined: no listener of its own; the tunnel hands over the connections to its port that are
-   * the data path's (see shared-port.ts, shareTunnelPort).
-   */
-  port?: number
-  listenHost?: string
-  /** The PSK file the keys derive from (read at start), or the 32-byte private-network key itself. */
-  pskFile?: string
-  pnetKey?: Uint8Array
-  isRelay: boolean
-  /** Idle, handshaken connections kept per peer. @default 2 */
-  poolSize?: number
-  /** Idle connections parked on each relay. @default 2 */
-  parkedPerRelay?: number
-  /** How long a direct connect may take before the relay is tried. @default 1000 */
-  connectTimeoutMs?: number
-  /** After a direct failure a peer's new connections take the relays; direct is probed again in the background after this long. @default 30000 */
-  directRetryMs?: number
-  /** New connections handshaking at once; more wait, newest first. @default 16 */
-  maxConnecting?: number
-  /** How long direct gets before relays are tried alongside it. @default 250 */
-  relayHeadStartMs?: number
-  /** Limits on inbound connections that have not proved the PSK yet. */
-  admission?: AdmissionLimits
-  /** Relay limits: nodes parked, parked connections and concurrent splices per node. */
-  relayLimits?: RelayLimits
-}
-
-export interface DataPathPeer {
-  nodeName: string
-  path: 'direct' | 'relay'
-  via?: string
-  since: number
-}
+export type { DataPathInit, DataPathPeer, HostPort, PeerRoute } from './types.ts'
 
 interface Pooled { socket: TLSSocket, path: 'direct' | 'relay', via?: string, at: number }
 
@@ -621,18 +575,6 @@ export class DataPath {
     if (handler === undefined) { refuse(socket, `err no channel ${request.channel} on this node\n`); return }
     socket.write('ok\n')
     handler(peer, socket)
-  }
-}
-
-/** Runs a handshake step on `raw`; the client's signal aborting destroys the socket, so no work goes on for a client that left. */
-async function untilAborted<T> (raw: Socket, signal: AbortSignal | undefined, step: () => Promise<T>): Promise<T> {
-  if (signal === undefined) return await step()
-  const onAbort = (): void => { raw.destroy() }
-  signal.addEventListener('abort', onAbort, { once: true })
-  try {
-    return await step()
-  } finally {
-    signal.removeEventListener('abort', onAbort)
   }
 }
 

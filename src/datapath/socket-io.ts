@@ -99,3 +99,15 @@ function firstRecordComplete (buf: Buffer): boolean {
 export async function peekFirstRecord (socket: Socket, timeoutMs: number): Promise<number> {
   return (await peekUntil(socket, firstRecordComplete, timeoutMs, 'complete first record'))[0] as number
 }
+
+/** Runs a handshake step on `raw`; the client's signal aborting destroys the socket, so no work goes on for a client that left. */
+export async function untilAborted<T> (raw: Socket, signal: AbortSignal | undefined, step: () => Promise<T>): Promise<T> {
+  if (signal === undefined) return await step()
+  const onAbort = (): void => { raw.destroy() }
+  signal.addEventListener('abort', onAbort, { once: true })
+  try {
+    return await step()
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
+}

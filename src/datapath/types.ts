@@ -1,0 +1,50 @@
+/** The data path's settings, and the shapes of where a peer can be reached and how its last connection went. */
+import type { AdmissionLimits } from './admission.ts'
+import type { RelayLimits } from './relay-server.ts'
+
+export interface HostPort { host: string, port: number }
+
+/** Where a peer's data path can be reached: its own addresses, and the relays it parks on. */
+export interface PeerRoute {
+  nodeName: string
+  direct: HostPort[]
+  relays: Array<{ nodeName: string, address: HostPort }>
+}
+
+export interface DataPathInit {
+  nodeName: string
+  /**
+   * TCP port of a listener of its own (TLS for everyone, splicing on relays); 0 picks one (tests).
+   * Undefined: no listener of its own; the tunnel hands over the connections to its port that are
+   * the data path's (see shared-port.ts, shareTunnelPort).
+   */
+  port?: number
+  listenHost?: string
+  /** The PSK file the keys derive from (read at start), or the 32-byte private-network key itself. */
+  pskFile?: string
+  pnetKey?: Uint8Array
+  isRelay: boolean
+  /** Idle, handshaken connections kept per peer. @default 2 */
+  poolSize?: number
+  /** Idle connections parked on each relay. @default 2 */
+  parkedPerRelay?: number
+  /** How long a direct connect may take before the relay is tried. @default 1000 */
+  connectTimeoutMs?: number
+  /** After a direct failure a peer's new connections take the relays; direct is probed again in the background after this long. @default 30000 */
+  directRetryMs?: number
+  /** New connections handshaking at once; more wait, newest first. @default 16 */
+  maxConnecting?: number
+  /** How long direct gets before relays are tried alongside it. @default 250 */
+  relayHeadStartMs?: number
+  /** Limits on inbound connections that have not proved the PSK yet. */
+  admission?: AdmissionLimits
+  /** Relay limits: nodes parked, parked connections and concurrent splices per node. */
+  relayLimits?: RelayLimits
+}
+
+export interface DataPathPeer {
+  nodeName: string
+  path: 'direct' | 'relay'
+  via?: string
+  since: number
+}
