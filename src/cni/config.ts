@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs'
 import { isIPv4 } from 'node:net'
-import { ipv4ToNumber, numberToIpv4 } from '../net/ipv4.ts'
+import { ipv4ToNumber, numberToIpv4, prefixMask } from '../net/ipv4.ts'
 import { CniError, CNI_DECODE_FAILURE, CNI_INCOMPATIBLE_VERSION, CNI_INVALID_CONFIG, CNI_INVALID_ENV, CNI_TRY_AGAIN_LATER } from './errors.ts'
 
 export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const
@@ -51,13 +51,13 @@ export function parseSubnet (cidr: string, field: string): Subnet {
   if (ip === undefined || !isIPv4(ip) || !Number.isInteger(prefix) || prefix < 8 || prefix > 30) {
     throw new CniError(CNI_INVALID_CONFIG, `${field}: "${cidr}" is not an IPv4 CIDR with a prefix from /8 to /30`)
   }
-  const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0
+  const mask = prefixMask(prefix)
   const network = ((ipv4ToNumber(ip) ?? 0) & mask) >>> 0
   return { cidr: `${numberToIpv4(network)}/${prefix}`, network, prefix }
 }
 
 export function inSubnet (s: Subnet, ip: string): boolean {
-  const mask = (~0 << (32 - s.prefix)) >>> 0
+  const mask = prefixMask(s.prefix)
   return isIPv4(ip) && (((ipv4ToNumber(ip) ?? 0) & mask) >>> 0) === s.network
 }
 

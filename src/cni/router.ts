@@ -19,6 +19,7 @@ import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { PeerChannels } from '../mesh/index.ts'
 import { parseSubnet } from './config.ts'
+import { prefixMask } from '../net/ipv4.ts'
 import { FrameReader, frame, MIN_PACKET } from './frames.ts'
 import { Netlink } from './netlink.ts'
 import type { IpRunner } from './netlink.ts'
@@ -174,7 +175,7 @@ export class PodRouter implements Component {
     for (const { block, nodeName } of owners) {
       let subnet
       try { subnet = parseSubnet(block, 'pod block') } catch { continue }
-      const mask = (0xffffffff << (32 - subnet.prefix)) >>> 0
+      const mask = prefixMask(subnet.prefix)
       let m = byMask.get(mask)
       if (m === undefined) { m = new Map(); byMask.set(mask, m) }
       m.set(subnet.network, { network: subnet.network, mask, nodeName })

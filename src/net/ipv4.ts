@@ -18,6 +18,11 @@ export function numberToIpv4 (n: number): string {
   return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.')
 }
 
+/** The network mask of a prefix length, as a number: 24 → 0xffffff00; 0 → 0. */
+export function prefixMask (prefix: number): number {
+  return prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0
+}
+
 /** Whether `ip` is inside `cidr` (`10.244.0.0/16`); false for anything that is not IPv4. */
 export function inCidr (ip: string, cidr: string): boolean {
   const [base, bits] = cidr.split('/')
@@ -25,6 +30,6 @@ export function inCidr (ip: string, cidr: string): boolean {
   const a = ipv4ToNumber(ip)
   const b = ipv4ToNumber(base ?? '')
   if (a === undefined || b === undefined || !Number.isInteger(prefix) || prefix < 0 || prefix > 32) return false
-  const mask = prefix === 0 ? 0 : (0xffffffff << (32 - prefix)) >>> 0
+  const mask = prefixMask(prefix)
   return ((a & mask) >>> 0) === ((b & mask) >>> 0)
 }
