@@ -51,7 +51,7 @@ Usage: $0 [options]
   --set KEY=VALUE           extra Helm value for the edgemesh chart (repeatable)
   --timeout DURATION        how long to wait for the rollout (default 300s)
   --force                   allow replacing the cluster's PSK with another one
-  --uninstall               remove the releases (the PSK file is kept)
+  --uninstall               remove the releases and the edge CNI's pod block claims (the PSK file is kept)
   -h, --help                this text
 
 Environment: KUBECONFIG, KUBECTL and HELM (default: kubectl and helm on PATH, else the
@@ -108,6 +108,12 @@ if $uninstall; then
   for r in "$release-gateway" "$release"; do
     if [ -n "$(release_status "$r")" ]; then "$HELM" uninstall "$r" --namespace "$namespace" --wait --timeout "$timeout"; say "removed release $r"; fi
   done
+  # The edge CNI's pod block claims (Leases) outlive the release: without this a reinstall keeps the old blocks.
+  if claims="$("$KUBECTL" --namespace "$namespace" delete lease -l edgemesh.kubeedge.io/pod-block=true --ignore-not-found -o name 2>&1)"; then
+    [ -z "$claims" ] || say "released $(printf '%s\n' "$claims" | grep -c .) edge CNI pod block claim(s)"
+  else
+    say "warning: the edge CNI's pod block claims were not released: ${claims##*$'\n'}"
+  fi
   say "The PSK file ($psk_file) is kept. On each node, 'edgemesh cleanup' removes leftover rules and the interface."
   exit 0
 fi

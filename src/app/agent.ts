@@ -29,6 +29,7 @@ import { LoadBalancer, parseDestinationRule } from '../loadbalancer/index.ts'
 import { createMesh, meshInit, relayWatcher } from './mesh.ts'
 import { kubeLeaseApi } from '../cni/blocks.ts'
 import type { LeaseApi } from '../cni/blocks.ts'
+import type { NodeFacts } from '../cni/pod-block.ts'
 import { createPodNetwork } from './cni.ts'
 
 export interface AppDeps {
@@ -55,8 +56,8 @@ export interface ServiceSources {
   destinationRules: Informer<KubeObject>
   /** A node's InternalIP (else ExternalIP) from the API, null when there is no such node; absent without an API. */
   nodeAddress?: (nodeName: string) => Promise<string | null>
-  /** A node's labels, null when there is no such node; absent without an API. */
-  nodeLabels?: (nodeName: string) => Promise<Record<string, string> | null>
+  /** A node's labels and pod CIDRs, null when there is no such node; absent without an API. */
+  nodeFacts?: (nodeName: string) => Promise<NodeFacts | null>
   /** Leases (pod block claims of the edge CNI); absent without an API. */
   leases?: LeaseApi
   /** The API client the sources share, for the gateway's own informers (src/app/gateway.ts); absent with a standalone file. */
@@ -124,15 +125,16 @@ function createServiceSources (kubeApi: KubeAPIConfig, deps: AppDeps & { metrics
   // The Istio CRDs may not be installed: then the rules are skipped, not the agent.
   const destinationRules = optional(new KubeInformer({ resource: RESOURCES.destinationRules }, { client, logger: deps.logger.forComponent('kube:destinationrules'), metrics }),
     deps.logger, 'DestinationRules are not served (Istio CRDs not installed?); every service uses round robin or its session affinity')
-  const nodeLabels = async (name: string): Promise<Record<string, string> | null> => {
+  const nodeFacts = async (name: string): Promise<NodeFacts | null> => {
     try {
-      return (await client.get<KubeObject>(objectPath(RESOURCES.nodes, undefined, name))).metadata.labels ?? {}
+      const n = await client.get<KubeObject & { spec?: { podCIDR?: string, podCIDRs?: string[] } }>(objectPath(RESOURCES.nodes, undefined, name))
+      return { labels: n.metadata.labels ?? {}, podCIDRs: n.spec?.podCIDRs ?? (n.spec?.podCIDR !== undefined ? [n.spec.podCIDR] : []) }
     } catch (err) {
       if (err instanceof KubeNotFoundError) return null
       throw err
     }
   }
-  return { services, endpointSlices, destinationRules, kube: { client, metrics }, nodeAddress: nodeAddressLookup(client), nodeLabels, leases: kubeLeaseApi(client), close: () => client.close(), description: connection.description }
+  return { services, endpointSlices, destinationRules, kube: { client, metrics }, nodeAddress: nodeAddressLookup(client), nodeFacts, leases: kubeLeaseApi(client), close: () => client.close(), description: connection.description }
 }
 
 export class AppGroup extends LifecycleGroup implements App, StatusSource {
@@ -336,7 +338,7 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
     }
   }
   const podNetwork = m.edgeCNI.enable
-    ? createPodNetwork(config, node, { logger: log, metrics, leases: sources.leases, nodeLabels: sources.nodeLabels, kube: sources.kube, channels: mesh?.channels })
+    ? createPodNetwork(config, node, { logger: log, metrics, leases: sources.leases, nodeFacts: sources.nodeFacts, kube: sources.kube, channels: mesh?.channels })
     : undefined
   if (podNetwork !== undefined) components.push(...podNetwork.components)
   // The status server reads the group it belongs to; it is asked only after start.

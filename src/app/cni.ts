@@ -15,7 +15,7 @@ import type { PeerChannels } from '../mesh/index.ts'
 import { BLOCK_LABEL, BlockClaims, compactClaim, informerBlockTable, LEASES } from '../cni/blocks.ts'
 import type { LeaseApi } from '../cni/blocks.ts'
 import { PodBlock } from '../cni/pod-block.ts'
-import type { PodBlockStatus } from '../cni/pod-block.ts'
+import type { NodeFacts, PodBlockStatus } from '../cni/pod-block.ts'
 import { PodRouter } from '../cni/router.ts'
 import type { PeerTraffic } from '../cni/router.ts'
 
@@ -29,22 +29,22 @@ export interface PodNetworkDeps {
   logger: Logger
   metrics: Registry
   leases?: LeaseApi | undefined
-  nodeLabels?: ((nodeName: string) => Promise<Record<string, string> | null>) | undefined
+  nodeFacts?: ((nodeName: string) => Promise<NodeFacts | null>) | undefined
   kube?: { client: KubeClient, metrics: KubeMetrics } | undefined
   channels?: PeerChannels | undefined
 }
 
 export function createPodNetwork (config: AgentConfig, node: NodeIdentity, deps: PodNetworkDeps): PodNetwork | undefined {
   const log = deps.logger.forComponent('cni')
-  const { leases, nodeLabels, kube } = deps
-  if (leases === undefined || nodeLabels === undefined || kube === undefined) {
+  const { leases, nodeFacts, kube } = deps
+  if (leases === undefined || nodeFacts === undefined || kube === undefined) {
     log.warn('edge CNI: pod blocks are claimed through the Kubernetes API (Leases); a standalone file has none, so no block is claimed')
     return undefined
   }
   const stateFile = join(config.commonConfig.stateDir, 'cni-block.json')
   const podBlock = new PodBlock({
     logger: log,
-    nodeLabels: async () => await nodeLabels(node.nodeName),
+    nodeFacts: async () => await nodeFacts(node.nodeName),
     claimsFor: cidrs => new BlockClaims({ api: leases, logger: log }, { nodeName: node.nodeName, cidrs, namespace: node.namespace, stateFile })
   }, config.modules.edgeCNI.meshCIDRConfig)
   if (deps.channels === undefined) {
@@ -54,7 +54,15 @@ export function createPodNetwork (config: AgentConfig, node: NodeIdentity, deps:
   // Every node's claim, watched: the routing plane looks blocks up in memory, never per packet.
   const claims = new KubeInformer<KubeObject>({ resource: LEASES, namespace: node.namespace, labelSelector: `${BLOCK_LABEL}=true`, transform: compactClaim },
     { client: kube.client, logger: deps.logger.forComponent('kube:leases'), metrics: kube.metrics })
-  const router = new PodRouter({ logger: log, metrics: deps.metrics, channels: deps.channels, blocks: informerBlockTable(claims, join(config.commonConfig.stateDir, 'cni-routes.json')) }, { nodeName: node.nodeName })
+  const mesh = config.modules.edgeCNI.meshCIDRConfig
+  const router = new PodRouter({ logger: log, metrics: deps.metrics, channels: deps.channels, blocks: informerBlockTable(claims, join(config.commonConfig.stateDir, 'cni-routes.json')) },
+    { nodeName: node.nodeName, meshCidrs: [...mesh.cloudCIDR, ...mesh.edgeCIDR] })
+  podBlock.onBlock(({ block, side, source }) => {
+    // A cloud node whose block is its spec.podCIDR has a cluster CNI that routes between cloud nodes: the device takes only the edge's blocks.
+    if (side === 'cloud' && source === 'podCIDR') router.leaveToClusterCni(mesh.cloudCIDR)
+    // Pods addressed from a block we claimed have no CNI of their own to masquerade them.
+    if (source === 'claimed' && block !== undefined) router.masqueradeFrom(block)
+  })
   return {
     components: [podBlock, claims, router],
     status: () => ({ ...podBlock.status(), routes: router.routes(), peers: router.peers() })

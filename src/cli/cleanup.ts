@@ -5,6 +5,7 @@ import type { CommandRunner as HostRunner } from '../net/index.ts'
 import { InterceptionError, IptablesInterceptor, IPTABLES_CHAIN, nftUnavailable, runNft, renderCleanup, TABLE } from '../proxy/index.ts'
 import type { CommandRunner, NftRunner } from '../proxy/index.ts'
 import { noopLogger } from '../observability/logger.ts'
+import { CNI_IPTABLES_CHAIN, HostRules } from '../cni/host-rules.ts'
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './io.ts'
 import type { CommandIO } from './io.ts'
 
@@ -12,9 +13,9 @@ const HELP = `Usage: edgemesh cleanup [--config-file FILE]
 
 Removes what the agent installed on this node: the nftables table "ip ${TABLE}"
 (ClusterIP interception), the iptables chain nat/${IPTABLES_CHAIN} where the
-iptables fallback was used, and the bridge device (commonConfig.bridgeDeviceName,
-default edgemesh0, named by the config file when given). Stop the agent first.
-Needs root (CAP_NET_ADMIN).
+iptables fallback was used, the edge CNI's chain nat/${CNI_IPTABLES_CHAIN}, and the
+bridge device (commonConfig.bridgeDeviceName, default edgemesh0, named by the config
+file when given). Stop the agent first. Needs root (CAP_NET_ADMIN).
 `
 
 /** Command runners, injected for tests. */
@@ -80,6 +81,20 @@ export async function runCleanup (argv: string[], io: CommandIO, deps: CleanupDe
     }
   } else {
     io.stdout.write(`no iptables chain nat/${IPTABLES_CHAIN}: nothing to remove\n`)
+  }
+  // The edge CNI's chain (pod source addresses kept, pods masqueraded to outside the mesh).
+  const cniRules = new HostRules({ run: deps.iptables })
+  if (await cniRules.installed()) {
+    try {
+      await cniRules.remove()
+      io.stdout.write(`removed iptables chain nat/${CNI_IPTABLES_CHAIN}\n`)
+      removed++
+    } catch (err) {
+      failed = true
+      io.stderr.write(`edgemesh cleanup: iptables chain nat/${CNI_IPTABLES_CHAIN} not removed: ${(err as Error).message}\n`)
+    }
+  } else {
+    io.stdout.write(`no iptables chain nat/${CNI_IPTABLES_CHAIN}: nothing to remove\n`)
   }
   const host = new IpHostNet(deps.ip)
   try {

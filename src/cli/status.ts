@@ -49,7 +49,7 @@ export function renderStatus (st: Status, now = Date.now()): string {
     lines.push('', table([['NODE', 'PEER-ID', 'PATH', 'RTT', 'DATA', 'SINCE', 'ADDRESS'],
       ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.via !== undefined ? `relay via ${p.via}` : p.path, p.rttMs !== undefined ? `${p.rttMs}ms` : '-', dataPathLabel(p), ago(now - p.since), p.addresses[0] ?? ''])]).trimEnd())
   }
-  if (st.cni !== undefined) lines.push(`cni:       ${st.cni.block !== undefined ? `pod block ${st.cni.block}${st.cni.side !== undefined ? ` (${st.cni.side})` : ''}` : `no pod block: ${st.cni.error ?? 'claiming'}`}`)
+  if (st.cni !== undefined) lines.push(`cni:       ${st.cni.block !== undefined ? `pod block ${st.cni.block}${st.cni.side !== undefined ? ` (${st.cni.side}${st.cni.source === 'podCIDR' ? ', the node\'s spec.podCIDR' : ''})` : ''}` : `no pod block: ${st.cni.error ?? 'claiming'}`}`)
   if (st.cni?.routes !== undefined) lines.push(`           ${st.cni.routes.length} other blocks routed to edge_tun0`)
   for (const p of st.cni?.peers ?? []) lines.push(`           pods on ${p.nodeName}: out ${p.packetsOut} packets (${p.bytesOut} B), in ${p.packetsIn} (${p.bytesIn} B), dropped ${p.dropped}, channel ${p.channel}`)
   if (st.nat !== undefined) {

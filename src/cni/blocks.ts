@@ -17,8 +17,8 @@ import { KubeNotFoundError } from '../kube/errors.ts'
 import { objectPath } from '../kube/client.ts'
 import type { Logger } from '../observability/logger.ts'
 import { parseSubnet } from './config.ts'
-import { numberToIpv4 } from '../net/ipv4.ts'
-import { CniError, CNI_RANGE_FULL } from './errors.ts'
+import { cidrsOverlap, numberToIpv4 } from '../net/ipv4.ts'
+import { CniError, CNI_BLOCK_CONFLICT, CNI_RANGE_FULL } from './errors.ts'
 
 export const LEASES: ResourceType = { group: 'coordination.k8s.io', version: 'v1', resource: 'leases', kind: 'Lease', namespaced: true }
 export const BLOCK_LABEL = 'edgemesh.kubeedge.io/pod-block'
@@ -153,30 +153,71 @@ export class BlockClaims {
     this.#init = { blockPrefix: 24, ...init }
   }
 
-  /** The block this node holds, claiming one when it holds none; the state file when the API cannot be reached. */
+  /**
+   * The block this node holds, claiming one when it holds none: the first
+   * block of its CIDRs that overlaps no other claim. The state file when the
+   * API cannot be reached.
+   */
   async claim (): Promise<string> {
     const { nodeName, namespace } = this.#init
     let held: KubeObject[]
     try {
       held = await this.#api.list(namespace, `${BLOCK_LABEL}=true`)
     } catch (err) {
-      const kept = await this.persisted()
-      if (kept !== undefined) {
-        this.#log.warn('pod block from the state file: the API is not reachable', { block: kept, err })
-        return kept
-      }
-      throw err
+      return await this.#offline(err)
     }
-    const holderOf = new Map(held.map(l => [l.metadata.annotations?.[CIDR_ANNOTATION] ?? '', holder(l)]))
-    const mine = [...holderOf].find(([, holder]) => holder === nodeName)?.[0]
-    if (mine !== undefined && mine !== '') return await this.#keep(mine)
+    const claimed = held.map(l => ({ block: l.metadata.annotations?.[CIDR_ANNOTATION] ?? '', holder: holder(l) }))
+    const mine = claimed.find(c => c.holder === nodeName && c.block !== '')?.block
+    if (mine !== undefined) return await this.#keep(mine)
     for (const cidr of this.#init.cidrs) {
       for (const block of blocksOf(cidr, this.#init.blockPrefix)) {
-        if (holderOf.has(block)) continue
+        if (claimed.some(c => cidrsOverlap(c.block, block))) continue
         if (await this.#take(block)) return await this.#keep(block)
       }
     }
     throw new CniError(CNI_RANGE_FULL, `no free /${this.#init.blockPrefix} pod block in ${this.#init.cidrs.join(', ')}: ${held.length} are claimed (Leases labelled ${BLOCK_LABEL} in ${namespace})`)
+  }
+
+  /**
+   * Claims exactly `block`, the node's own pod CIDR (`spec.podCIDR`, given by
+   * the cluster): the routing plane learns it like any claim. A claim this
+   * node held before for another block is given up; one another node holds
+   * that overlaps it is an error naming that node.
+   */
+  async claimExact (block: string): Promise<string> {
+    const { nodeName, namespace } = this.#init
+    let held: KubeObject[]
+    try {
+      held = await this.#api.list(namespace, `${BLOCK_LABEL}=true`)
+    } catch (err) {
+      return await this.#offline(err)
+    }
+    const conflict = (lease: KubeObject): CniError => new CniError(CNI_BLOCK_CONFLICT,
+      `the node's pod CIDR ${block} (spec.podCIDR) overlaps pod block ${lease.metadata.annotations?.[CIDR_ANNOTATION] ?? '?'} held by node ${holder(lease) ?? '?'} (Lease ${namespace}/${lease.metadata.name}): ` +
+      'give the mesh CIDRs and the cluster\'s pod CIDRs (kube-controller-manager --cluster-cidr) ranges that do not overlap, or delete the stale Lease')
+    let haveIt = false
+    for (const lease of held) {
+      const theirs = lease.metadata.annotations?.[CIDR_ANNOTATION] ?? ''
+      if (holder(lease) !== nodeName) {
+        if (cidrsOverlap(theirs, block)) throw conflict(lease)
+      } else if (theirs === block) {
+        haveIt = true
+      } else {
+        await this.#api.delete(namespace, lease.metadata.name)
+        this.#log.warn('pod block given up: the node\'s spec.podCIDR replaces it', { given: theirs, block })
+      }
+    }
+    if (haveIt || await this.#take(block)) return await this.#keep(block)
+    const winner = await this.#api.get(namespace, leaseName(block))
+    throw conflict(winner ?? { metadata: { name: leaseName(block) } } as KubeObject)
+  }
+
+  /** Without the API: the block of the state file, else the API's error. */
+  async #offline (err: unknown): Promise<string> {
+    const kept = await this.persisted()
+    if (kept === undefined) throw err
+    this.#log.warn('pod block from the state file: the API is not reachable', { block: kept, err })
+    return kept
   }
 
   /** Gives the block back (uninstall). */

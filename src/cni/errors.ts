@@ -29,3 +29,5 @@ export const CNI_TRY_AGAIN_LATER = 11
 export const CNI_RANGE_FULL = 100
 /** Ours: a link, address or route could not be set up. */
 export const CNI_NETWORK_SETUP = 101
+/** Ours: a pod CIDR overlaps a block another node holds. */
+export const CNI_BLOCK_CONFLICT = 102

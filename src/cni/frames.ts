@@ -1,42 +1,121 @@
 /**
- * IP packets on a byte stream between two agents: each packet as a 2-byte
- * big-endian length and the packet (upstream's `/libp2p/tunnel-cni/1.0.0`
- * frames its packets on a libp2p stream the same way, with a varint).
+ * Pod packets on a byte stream between two agents (channel `cni-v2`). Each
+ * frame is a 4-byte big-endian length, then the packet as the TUN device
+ * gives it: a 10-byte virtio-net header and the IP packet. With the header
+ * the kernel hands over and takes back segmentation-offloaded packets (one
+ * TCP "super-packet" of up to 64 KiB instead of 45 of 1500 bytes), so the
+ * agents move a few large packets, not many small ones. The header goes
+ * across unchanged and the receiving kernel segments or checksums as it
+ * says; the header of a packet from a peer is checked first (`checkHeader`).
+ *
+ * Upstream's `/libp2p/tunnel-cni/1.0.0` frames bare IP packets with a varint
+ * length on a libp2p stream; that is a different channel.
  */
 import { CniError, CNI_IO_FAILURE } from './errors.ts'
 
-/** The largest packet a frame holds: an IPv4 packet's total length is 16 bits. */
-export const MAX_PACKET = 0xffff
-/** The smallest IPv4 packet: a header without options. */
-export const MIN_PACKET = 20
+/** struct virtio_net_hdr (linux/virtio_net.h), without the merged-buffers count. */
+export const VNET_HEADER = 10
+/** Room a frame needs before its packet: the length. */
+export const FRAME_HEADROOM = 4
+/** The largest IP packet the kernel hands a TUN device with TSO (its GSO limit, 64 KiB). */
+const MAX_IP_PACKET = 65_536
+/** The largest packet a frame holds: header and IP packet. */
+export const MAX_PACKET = VNET_HEADER + MAX_IP_PACKET
+/** The smallest: header and an IPv4 header without options. */
+export const MIN_PACKET = VNET_HEADER + 20
 
-/** One packet as a frame. */
+// virtio_net_hdr fields (little-endian: the legacy layout on x86-64 and arm64 hosts).
+const NEEDS_CSUM = 0x01
+const DATA_VALID = 0x02
+const GSO_NONE = 0
+const GSO_TCPV4 = 1
+const GSO_ECN = 0x80
+
+/** A virtio-net header that says nothing: a whole packet, checksums done. */
+export const PLAIN_HEADER: Readonly<Buffer> = Buffer.alloc(VNET_HEADER)
+
+/**
+ * Why a peer's packet header is refused, or undefined when it is fine: only
+ * what the device itself produces for IPv4 (no offload, or TCPv4
+ * segmentation; checksum to fill in within the packet). The kernel checks
+ * these headers too (they come from guests for virtio); this keeps the
+ * check here as well, and explicit.
+ */
+export function checkHeader (packet: Buffer): string | undefined {
+  const flags = packet[0] as number
+  const gso = (packet[1] as number) & ~GSO_ECN
+  if ((flags & ~(NEEDS_CSUM | DATA_VALID)) !== 0) return `flags ${flags}`
+  if (gso !== GSO_NONE && gso !== GSO_TCPV4) return `offload type ${gso}`
+  const ipLength = packet.byteLength - VNET_HEADER
+  if (gso === GSO_TCPV4) {
+    const segment = packet.readUInt16LE(4)
+    if (segment === 0 || segment > ipLength) return `segment size ${segment}`
+  }
+  if ((flags & NEEDS_CSUM) !== 0) {
+    const start = packet.readUInt16LE(6)
+    const offset = packet.readUInt16LE(8)
+    if (start + offset + 2 > ipLength) return `checksum at ${start}+${offset} beyond the packet`
+  }
+  return undefined
+}
+
+/** One packet as a frame (a copy; the device's reads come with room for the length instead, see `TunDevice.readLoop`). */
 export function frame (packet: Uint8Array): Buffer {
-  const out = Buffer.allocUnsafe(2 + packet.byteLength)
-  out.writeUInt16BE(packet.byteLength, 0)
-  out.set(packet, 2)
+  const out = Buffer.allocUnsafe(FRAME_HEADROOM + packet.byteLength)
+  out.writeUInt32BE(packet.byteLength, 0)
+  out.set(packet, FRAME_HEADROOM)
   return out
 }
 
 /**
- * Splits a stream into packets, whatever its chunks. A frame shorter than an
- * IPv4 header is a broken or hostile peer: `push` throws, and the caller
- * closes the stream.
+ * Splits a stream into packets, whatever its chunks: a 64 KiB packet comes
+ * in several TLS records and is joined once, when all of it is there. A
+ * length outside [MIN_PACKET, MAX_PACKET] is a broken or hostile peer:
+ * `push` throws, and the caller closes the stream.
  */
 export class FrameReader {
-  #pending: Buffer | undefined
+  #chunks: Buffer[] = []
+  #queued = 0
+  /** The length of the frame being gathered, once its 4 bytes are in. */
+  #need = -1
 
   push (chunk: Buffer, onPacket: (packet: Buffer) => void): void {
-    let buf = this.#pending === undefined ? chunk : Buffer.concat([this.#pending, chunk])
-    this.#pending = undefined
-    while (buf.byteLength >= 2) {
-      const length = buf.readUInt16BE(0)
-      if (length < MIN_PACKET) throw new CniError(CNI_IO_FAILURE, `packet frame of ${length} bytes, shorter than an IPv4 header`)
-      if (buf.byteLength < 2 + length) break
-      onPacket(buf.subarray(2, 2 + length))
-      buf = buf.subarray(2 + length)
+    this.#chunks.push(chunk)
+    this.#queued += chunk.byteLength
+    for (;;) {
+      if (this.#need < 0) {
+        if (this.#queued < FRAME_HEADROOM) return
+        const head = this.#take(FRAME_HEADROOM)
+        const length = head.readUInt32BE(0)
+        if (length < MIN_PACKET || length > MAX_PACKET) throw new CniError(CNI_IO_FAILURE, `packet frame of ${length} bytes, outside ${MIN_PACKET}..${MAX_PACKET}`)
+        this.#need = length
+      }
+      if (this.#queued < this.#need) return
+      const packet = this.#take(this.#need)
+      this.#need = -1
+      onPacket(packet)
     }
-    // What is left is the start of the next frame; copied so the chunk it came in can be freed.
-    if (buf.byteLength > 0) this.#pending = Buffer.from(buf)
+  }
+
+  /** The next `n` queued bytes: a view when one chunk holds them, else joined. */
+  #take (n: number): Buffer {
+    this.#queued -= n
+    const first = this.#chunks[0] as Buffer
+    if (first.byteLength >= n) {
+      if (first.byteLength === n) this.#chunks.shift()
+      else this.#chunks[0] = first.subarray(n)
+      return first.subarray(0, n)
+    }
+    const out = Buffer.allocUnsafe(n)
+    let at = 0
+    while (at < n) {
+      const c = this.#chunks[0] as Buffer
+      const part = Math.min(c.byteLength, n - at)
+      out.set(part === c.byteLength ? c : c.subarray(0, part), at)
+      at += part
+      if (part === c.byteLength) this.#chunks.shift()
+      else this.#chunks[0] = c.subarray(part)
+    }
+    return out
   }
 }

@@ -1,20 +1,33 @@
 /**
- * The agent's part of the edge CNI for now: it claims this node's pod block
- * (blocks.ts) from `meshCIDRConfig`: `edgeCIDR` on edge nodes (KubeEdge's
- * `node-role.kubernetes.io/edge` label), `cloudCIDR` elsewhere. The claim
- * runs beside the agent's start and is tried again until it succeeds; the
- * block file it writes is the CNI plugin's `subnetFile`.
+ * This node's pod block (blocks.ts), by side: `meshCIDRConfig.edgeCIDR` on
+ * edge nodes (KubeEdge's `node-role.kubernetes.io/edge` label), `cloudCIDR`
+ * elsewhere. A node whose `spec.podCIDR` lies in its side's CIDRs (given by
+ * kube-controller-manager, used by the cloud's own CNI) holds that block: it
+ * is claimed as it is, and the routing plane leaves the side's traffic to
+ * that CNI. Otherwise a free block is claimed. The claim runs beside the
+ * agent's start and is tried again until it succeeds; the block file it
+ * writes is the CNI plugin's `subnetFile`.
  */
 import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { BlockClaims } from './blocks.ts'
+import { cidrWithin } from '../net/ipv4.ts'
 
-export interface PodBlockStatus { block?: string, side?: 'edge' | 'cloud', error?: string }
+export interface PodBlockStatus {
+  block?: string
+  side?: 'edge' | 'cloud'
+  /** Where the block came from: the Node's `spec.podCIDR`, or claimed from the side's CIDRs. */
+  source?: 'podCIDR' | 'claimed'
+  error?: string
+}
+
+/** What the claim needs of the Node object. */
+export interface NodeFacts { labels: Record<string, string>, podCIDRs: readonly string[] }
 
 export interface PodBlockDeps {
   logger: Logger
-  /** The node's labels; null when there is no such Node. */
-  nodeLabels: () => Promise<Record<string, string> | null>
+  /** The node's labels and pod CIDRs; null when there is no such Node. */
+  nodeFacts: () => Promise<NodeFacts | null>
   claimsFor: (cidrs: readonly string[]) => BlockClaims
 }
 
@@ -26,6 +39,7 @@ export class PodBlock implements Component {
   #timer: NodeJS.Timeout | undefined
   #running: Promise<void> | undefined
   #stopped = true
+  readonly #listeners: Array<(status: PodBlockStatus) => void> = []
 
   constructor (deps: PodBlockDeps, init: { edgeCIDR: readonly string[], cloudCIDR: readonly string[], retryMs?: number }) {
     this.#deps = deps
@@ -48,19 +62,31 @@ export class PodBlock implements Component {
     return this.#status
   }
 
+  /** Called once the block is known. */
+  onBlock (listener: (status: PodBlockStatus) => void): void {
+    this.#listeners.push(listener)
+  }
+
   async #attempt (): Promise<void> {
     try {
-      const labels = await this.#deps.nodeLabels()
-      const side = labels?.['node-role.kubernetes.io/edge'] !== undefined ? 'edge' : 'cloud'
+      const facts = await this.#deps.nodeFacts()
+      const side = facts?.labels['node-role.kubernetes.io/edge'] !== undefined ? 'edge' : 'cloud'
       const cidrs = side === 'edge' ? this.#init.edgeCIDR : this.#init.cloudCIDR
+      const own = facts?.podCIDRs.find(c => cidrs.some(range => cidrWithin(c, range)))
+      if (own !== undefined) {
+        const block = await this.#deps.claimsFor(cidrs).claimExact(own)
+        this.#resolved({ block, side, source: 'podCIDR' })
+        return
+      }
       if (cidrs.length === 0) {
         this.#status = { side, error: `meshCIDRConfig.${side}CIDR is empty: no pod block to claim on this ${side} node` }
         this.#deps.logger.warn('no pod block claimed', { reason: this.#status.error })
         return
       }
+      const ignored = facts?.podCIDRs.filter(c => c.includes('.')) ?? []
+      if (ignored.length > 0) this.#deps.logger.info(`the node's spec.podCIDR is outside meshCIDRConfig.${side}CIDR: a block is claimed from that instead`, { podCIDRs: ignored, cidrs })
       const block = await this.#deps.claimsFor(cidrs).claim()
-      this.#status = { block, side }
-      this.#deps.logger.info('pod block', { block, side })
+      this.#resolved({ block, side, source: 'claimed' })
     } catch (err) {
       this.#status = { ...this.#status, error: (err as Error).message }
       this.#deps.logger.warn('pod block not claimed; trying again', { err, inMs: this.#init.retryMs })
@@ -68,5 +94,11 @@ export class PodBlock implements Component {
       this.#timer = setTimeout(() => { this.#running = this.#attempt() }, this.#init.retryMs)
       this.#timer.unref()
     }
+  }
+
+  #resolved (status: PodBlockStatus): void {
+    this.#status = status
+    this.#deps.logger.info('pod block', { ...status })
+    for (const l of this.#listeners) l(status)
   }
 }

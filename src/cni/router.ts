@@ -19,15 +19,20 @@ import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { PeerChannels } from '../mesh/index.ts'
 import { parseSubnet } from './config.ts'
-import { prefixMask } from '../net/ipv4.ts'
-import { FrameReader, frame, MIN_PACKET } from './frames.ts'
+import { cidrWithin, prefixMask } from '../net/ipv4.ts'
+import { FrameReader, FRAME_HEADROOM, MIN_PACKET, VNET_HEADER, checkHeader } from './frames.ts'
 import { Netlink } from './netlink.ts'
 import type { IpRunner } from './netlink.ts'
 import { TunDevice } from './tun.ts'
 import { CniMetrics } from './metrics.ts'
+import { HostRules } from './host-rules.ts'
 
-/** The data path channel the packets travel on. */
-export const CNI_CHANNEL = 'cni'
+/**
+ * The data path channel the packets travel on. `-v2`: frames carry the
+ * device's virtio-net header (frames.ts); an agent that framed bare packets
+ * on `cni` (before 2026-12-06) refuses this name rather than misread it.
+ */
+export const CNI_CHANNEL = 'cni-v2'
 /** Upstream's name for the device. */
 export const TUN_NAME = 'edge_tun0'
 /** Bytes queued on a peer's channel beyond which new packets are dropped (as a full NIC queue drops them). */
@@ -70,6 +75,36 @@ interface Link {
 
 interface Route { network: number, mask: number, nodeName: string }
 
+/** The claims as a lookup table: by prefix length, longest first, each a map from the masked network to its node. */
+function lookupTable (owners: ReadonlyArray<{ block: string, nodeName: string }>): Array<{ mask: number, byNetwork: Map<number, Route> }> {
+  const byMask = new Map<number, Map<number, Route>>()
+  for (const { block, nodeName } of owners) {
+    let subnet
+    try { subnet = parseSubnet(block, 'pod block') } catch { continue }
+    const mask = prefixMask(subnet.prefix)
+    let m = byMask.get(mask)
+    if (m === undefined) { m = new Map(); byMask.set(mask, m) }
+    m.set(subnet.network, { network: subnet.network, mask, nodeName })
+  }
+  return [...byMask].sort((a, b) => b[0] - a[0]).map(([mask, byNetwork]) => ({ mask, byNetwork }))
+}
+
+/**
+ * The blocks the kernel should route to the device: every valid block
+ * another node holds, except those inside `clusterCni` (left to the
+ * cluster's own CNI).
+ */
+export function routedBlocks (owners: ReadonlyArray<{ block: string, nodeName: string }>, nodeName: string, clusterCni: readonly string[]): Set<string> {
+  const routed = new Set<string>()
+  for (const o of owners) {
+    if (o.nodeName === nodeName) continue
+    let cidr
+    try { cidr = parseSubnet(o.block, 'pod block').cidr } catch { continue }
+    if (!clusterCni.some(c => cidrWithin(cidr, c))) routed.add(cidr)
+  }
+  return routed
+}
+
 export class PodRouter implements Component {
   readonly name = 'cni-routing'
   readonly #log: Logger
@@ -77,7 +112,9 @@ export class PodRouter implements Component {
   readonly #table: BlockTable
   readonly #netlink: Netlink
   readonly #metrics: CniMetrics
-  readonly #init: { nodeName: string, device: string, mtu: number }
+  readonly #init: { nodeName: string, device: string, mtu: number, meshCidrs: readonly string[] }
+  readonly #hostRules: HostRules
+  #masqueradeBlock: string | undefined
   #tun: TunDevice | undefined
   #reading: Promise<void> | undefined
   /** Routes by prefix length, longest first: each a map from the masked network to its node. */
@@ -86,17 +123,24 @@ export class PodRouter implements Component {
   #reconciling: Promise<void> = Promise.resolve()
   #reconcileSoon: NodeJS.Immediate | undefined
   readonly #links = new Map<string, Link>()
+  /** Blocks in these CIDRs get no route to the device: the cluster's own CNI routes them. */
+  #clusterCni: readonly string[] = []
   #started = false
 
-  constructor (deps: { logger: Logger, metrics: Registry, channels: PeerChannels, blocks: BlockTable, ip?: IpRunner }, init: { nodeName: string, device?: string, mtu?: number }) {
+  constructor (deps: { logger: Logger, metrics: Registry, channels: PeerChannels, blocks: BlockTable, ip?: IpRunner, hostRules?: HostRules }, init: { nodeName: string, device?: string, mtu?: number, meshCidrs?: readonly string[] }) {
     this.#log = deps.logger
     this.#channels = deps.channels
     this.#table = deps.blocks
     this.#netlink = new Netlink(deps.ip)
     this.#metrics = new CniMetrics(deps.metrics)
-    this.#init = { device: TUN_NAME, mtu: 1500, ...init }
+    this.#init = { device: TUN_NAME, mtu: 1500, meshCidrs: [], ...init }
+    this.#hostRules = deps.hostRules ?? new HostRules()
     // A list of 10k claims arrives as 10k events: one rebuild after them.
-    this.#table.onChange(() => { this.#reconcileSoon ??= setImmediate(() => { this.#reconcileSoon = undefined; this.#reconcile() }) })
+    this.#table.onChange(() => { this.#scheduleReconcile() })
+  }
+
+  #scheduleReconcile (): void {
+    this.#reconcileSoon ??= setImmediate(() => { this.#reconcileSoon = undefined; this.#reconcile() })
   }
 
   async start (): Promise<void> {
@@ -119,11 +163,12 @@ export class PodRouter implements Component {
     await writeFile(`/proc/sys/net/ipv6/conf/${device}/disable_ipv6`, '1').catch(() => {})
     await this.#netlink.ip(['link', 'set', device, 'mtu', String(mtu), 'up'])
     await this.#enableForwarding()
+    await this.#applyHostRules()
     this.#reading = new Promise(resolve => {
-      tun.readLoop(packet => { this.#fromDevice(packet) }, err => {
+      tun.readLoop(framed => { this.#fromDevice(framed) }, err => {
         if (err !== undefined && this.#started) this.#log.error('edge CNI device read failed; pod traffic to other nodes stops', { device, err })
         resolve()
-      })
+      }, FRAME_HEADROOM)
     })
     this.#channels.handle(CNI_CHANNEL, (peer, socket) => { this.#accept(peer, socket) })
     this.#reconcile()
@@ -149,6 +194,36 @@ export class PodRouter implements Component {
     this.#installed.clear()
   }
 
+  /**
+   * Leaves blocks inside `cidrs` (the cloud side, on a cloud node whose
+   * cluster CNI routes between cloud nodes) to that CNI: their routes are
+   * not taken over, and ours are removed. They stay in the table, so their
+   * pods' packets from the edge are still accepted.
+   */
+  leaveToClusterCni (cidrs: readonly string[]): void {
+    this.#clusterCni = cidrs
+    this.#scheduleReconcile()
+  }
+
+  /**
+   * This node's pods get their addresses from `block` (our IPAM, no cluster
+   * CNI): they reach what is outside the mesh through the node's address.
+   */
+  masqueradeFrom (block: string): void {
+    this.#masqueradeBlock = block
+    this.#applyHostRules().catch(() => {})
+  }
+
+  async #applyHostRules (): Promise<void> {
+    if (!this.#started) return
+    const set = { device: this.#init.device, meshCidrs: this.#init.meshCidrs, masqueradeBlock: this.#masqueradeBlock }
+    await this.#hostRules.apply(set).then(() => {
+      this.#log.info('edge CNI host rules set', { chain: 'nat/EDGEMESH-CNI', masquerade: set.masqueradeBlock ?? 'none' })
+    }, (err: unknown) => {
+      this.#log.warn('edge CNI host rules not set: another CNI may masquerade pod packets to other nodes (dropped there as spoofed), and this node\'s pods do not reach outside the mesh', { err })
+    })
+  }
+
   /** Per peer: packets and bytes each way, drops and the channel's state. */
   peers (): PeerTraffic[] {
     return [...this.#links.values()].map(l => ({ ...l.traffic }))
@@ -170,18 +245,8 @@ export class PodRouter implements Component {
   #reconcile (): void {
     if (!this.#started) return
     const owners = this.#table.owners()
-    const byMask = new Map<number, Map<number, Route>>()
-    const remote = new Set<string>()
-    for (const { block, nodeName } of owners) {
-      let subnet
-      try { subnet = parseSubnet(block, 'pod block') } catch { continue }
-      const mask = prefixMask(subnet.prefix)
-      let m = byMask.get(mask)
-      if (m === undefined) { m = new Map(); byMask.set(mask, m) }
-      m.set(subnet.network, { network: subnet.network, mask, nodeName })
-      if (nodeName !== this.#init.nodeName) remote.add(subnet.cidr)
-    }
-    this.#routes = [...byMask].sort((a, b) => b[0] - a[0]).map(([mask, byNetwork]) => ({ mask, byNetwork }))
+    this.#routes = lookupTable(owners)
+    const remote = routedBlocks(owners, this.#init.nodeName, this.#clusterCni)
     const next = this.#reconciling.then(async () => {
       if (!this.#started) return
       const { device } = this.#init
@@ -223,32 +288,39 @@ export class PodRouter implements Component {
     return link
   }
 
-  /** A packet the kernel routed to the device: to the node holding its destination. */
-  #fromDevice (packet: Buffer): void {
-    if (packet.byteLength < MIN_PACKET || (packet[0] as number) >> 4 !== 4) { this.#metrics.dropped.inc({ reason: 'not_ipv4' }); return }
-    const owner = this.#ownerOf(packet.readUInt32BE(16))
+  /**
+   * A packet the kernel routed to the device, after FRAME_HEADROOM free
+   * bytes: framed there and sent to the node holding its destination.
+   */
+  #fromDevice (framed: Buffer): void {
+    const length = framed.byteLength - FRAME_HEADROOM
+    if (length < MIN_PACKET || (framed[FRAME_HEADROOM + VNET_HEADER] as number) >> 4 !== 4) { this.#metrics.dropped.inc({ reason: 'not_ipv4' }); return }
+    framed.writeUInt32BE(length, 0)
+    const owner = this.#ownerOf(framed.readUInt32BE(FRAME_HEADROOM + VNET_HEADER + 16))
     if (owner === undefined || owner === this.#init.nodeName) { this.#metrics.dropped.inc({ reason: 'no_route' }); return }
     const link = this.#link(owner)
     const socket = link.sending
-    if (socket !== undefined) { this.#send(link, socket, packet); return }
+    if (socket !== undefined) { this.#send(link, socket, framed); return }
     if (Date.now() - link.failedAt < REOPEN_AFTER_MS) { this.#drop(link, 'unreachable'); return }
     if (link.pending.length >= MAX_PENDING) { this.#drop(link, 'queue_full'); return }
-    link.pending.push(packet)
+    link.pending.push(framed)
     if (!link.opening) this.#open(owner, link)
   }
 
-  #send (link: Link, socket: Duplex, packet: Buffer): void {
+  /** Writes one frame (the length, the header, the packet) to a peer's channel. */
+  #send (link: Link, socket: Duplex, framed: Buffer): void {
     if (socket.writableLength > MAX_QUEUED_BYTES) { this.#drop(link, 'queue_full'); return }
     // Packets read in one turn of the event loop leave as one write (one TLS record, one syscall).
     if (!socket.writableCorked) {
       socket.cork()
       process.nextTick(() => { socket.uncork() })
     }
-    socket.write(frame(packet))
+    socket.write(framed)
+    const bytes = framed.byteLength - FRAME_HEADROOM - VNET_HEADER
     link.traffic.packetsOut++
-    link.traffic.bytesOut += packet.byteLength
+    link.traffic.bytesOut += bytes
     this.#metrics.packets.inc({ direction: 'out' })
-    this.#metrics.bytes.inc({ direction: 'out' }, packet.byteLength)
+    this.#metrics.bytes.inc({ direction: 'out' }, bytes)
   }
 
   #drop (link: Link, reason: string): void {
@@ -322,17 +394,24 @@ export class PodRouter implements Component {
     })
   }
 
-  /** A packet from `peer`'s channel: written to the device if it is from that peer's pods to ours. */
+  /**
+   * A packet (virtio-net header, IP packet) from `peer`'s channel: written
+   * to the device if it is from that peer's pods to ours and its header asks
+   * only what the device itself would.
+   */
   #fromPeer (peer: string, link: Link, packet: Buffer): void {
-    if ((packet[0] as number) >> 4 !== 4) { this.#drop(link, 'not_ipv4'); return }
-    if (this.#ownerOf(packet.readUInt32BE(12)) !== peer || this.#ownerOf(packet.readUInt32BE(16)) !== this.#init.nodeName) {
+    if ((packet[VNET_HEADER] as number) >> 4 !== 4) { this.#drop(link, 'not_ipv4'); return }
+    if (this.#ownerOf(packet.readUInt32BE(VNET_HEADER + 12)) !== peer || this.#ownerOf(packet.readUInt32BE(VNET_HEADER + 16)) !== this.#init.nodeName) {
       this.#drop(link, 'spoofed')
       return
     }
+    const bad = checkHeader(packet)
+    if (bad !== undefined) { this.#drop(link, 'bad_header'); return }
     if (this.#tun?.write(packet) !== true) { this.#drop(link, 'device'); return }
+    const bytes = packet.byteLength - VNET_HEADER
     link.traffic.packetsIn++
-    link.traffic.bytesIn += packet.byteLength
+    link.traffic.bytesIn += bytes
     this.#metrics.packets.inc({ direction: 'in' })
-    this.#metrics.bytes.inc({ direction: 'in' }, packet.byteLength)
+    this.#metrics.bytes.inc({ direction: 'in' }, bytes)
   }
 }

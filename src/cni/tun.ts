@@ -14,6 +14,14 @@
  * from the non-blocking descriptor: one thread round trip per batch.
  * Writing: on the event loop, a TUN write hands the packet to the kernel and
  * returns.
+ *
+ * Offloads: the device is opened with a virtio-net header on each packet
+ * and TCPv4 segmentation and checksum offload on, as Tailscale and
+ * wireguard-go do. A pod's TCP sends 64 KiB segments over its veth; the
+ * kernel forwards them to the device whole, and the peer's kernel splits
+ * them (or hands them whole to its pod): per 64 KiB, one read, one frame
+ * and one write instead of 45 of each. Pod-to-pod TCP went from 66 MB/s
+ * (1500-byte packets) to the figures in docs/benchmarks.md.
  */
 import { closeSync, openSync, readSync, writeSync, constants } from 'node:fs'
 import { constants as osConstants } from 'node:os'
@@ -23,14 +31,22 @@ const TUNSETIFF = 0x400454ca
 const IFF_TUN = 0x0001
 /** No 4-byte packet-information header before each packet. */
 const IFF_NO_PI = 0x1000
+/** A struct virtio_net_hdr before each packet, both ways (offload metadata). */
+const IFF_VNET_HDR = 0x4000
+/** _IOW('T', 208, unsigned int): which offloads the reader takes; the argument is the value itself. */
+const TUNSETOFFLOAD = 0x400454d0
+const TUN_F_CSUM = 0x01
+const TUN_F_TSO4 = 0x02
+const TUN_F_TSO_ECN = 0x08
 const IFNAMSIZ = 16
 /** struct ifreq: the name, then a union whose first member is the flags (short). */
 const IFREQ_SIZE = 40
 
 type Ioctl = (fd: number, request: number, arg: Buffer) => number
+type IoctlValue = (fd: number, request: number, arg: number) => number
 /** `poll(2)` run on a thread of libuv's pool (koffi's async call): no JavaScript there. */
 type AsyncPoll = (fds: Buffer, nfds: number, timeoutMs: number, done: (err: unknown, ready: number) => void) => void
-interface Libc { ioctl: Ioctl, poll: AsyncPoll, errno: () => number }
+interface Libc { ioctl: Ioctl, ioctlValue: IoctlValue, poll: AsyncPoll, errno: () => number }
 let libc: Libc | undefined
 
 async function loadLibc (): Promise<Libc> {
@@ -38,8 +54,9 @@ async function loadLibc (): Promise<Libc> {
   const koffi = (await import('koffi')).default
   const lib = koffi.load('libc.so.6')
   const ioctl = lib.func('int ioctl(int fd, unsigned long request, _Inout_ uint8_t *arg)') as Ioctl
+  const ioctlValue = lib.func('ioctl', 'int', ['int', 'unsigned long', 'unsigned long']) as IoctlValue
   const poll = lib.func('int poll(_Inout_ uint8_t *fds, unsigned long nfds, int timeout)') as unknown as { async: AsyncPoll }
-  libc = { ioctl, poll: (...args) => { poll.async(...args) }, errno: () => koffi.errno() }
+  libc = { ioctl, ioctlValue, poll: (...args) => { poll.async(...args) }, errno: () => koffi.errno() }
   return libc
 }
 
@@ -48,6 +65,10 @@ const POLLIN = 0x1
 const POLL_GONE = 0x38
 /** Packets read per wake-up at most, so one busy device cannot hold the event loop. */
 const BATCH = 64
+/** Reads land in slabs of this size, each packet after the room its caller asked for: no copy after the read. */
+const SLAB = 256 * 1024
+/** The largest read: a virtio-net header and a 64 KiB segmentation-offloaded packet, and slack to see a longer one as too long. */
+const MAX_READ = 10 + 65_536 + 64
 
 /** `EBUSY` for 16: the name of an errno value. */
 function errnoName (value: number): string {
@@ -60,7 +81,8 @@ export class TunDevice {
   readonly #poll: AsyncPoll
   #closed = false
   #reading: Promise<void> | undefined
-  readonly #buf = Buffer.allocUnsafe(65_536)
+  #slab = Buffer.allocUnsafe(SLAB)
+  #slabUsed = 0
 
   private constructor (name: string, fd: number, poll: AsyncPoll) {
     this.name = name
@@ -80,12 +102,17 @@ export class TunDevice {
     }
     const ifr = Buffer.alloc(IFREQ_SIZE)
     ifr.write(name, 0, 'latin1')
-    ifr.writeUInt16LE(IFF_TUN | IFF_NO_PI, IFNAMSIZ)
+    ifr.writeUInt16LE(IFF_TUN | IFF_NO_PI | IFF_VNET_HDR, IFNAMSIZ)
     if (c.ioctl(fd, TUNSETIFF, ifr) !== 0) {
       const code = errnoName(c.errno())
       closeSync(fd)
       const why = code === 'EBUSY' ? 'another process holds it (a second agent, or upstream\'s edge CNI)' : code === 'EPERM' ? 'the agent needs CAP_NET_ADMIN' : 'a link of that name that is not a TUN device?'
       throw new CniError(CNI_NETWORK_SETUP, `cannot open TUN device ${name}: ${code}: ${why}`)
+    }
+    if (c.ioctlValue(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN) !== 0) {
+      const code = errnoName(c.errno())
+      closeSync(fd)
+      throw new CniError(CNI_NETWORK_SETUP, `cannot turn on TCP segmentation offload on TUN device ${name}: ${code}`)
     }
     return new TunDevice(name, fd, c.poll)
   }
@@ -94,8 +121,11 @@ export class TunDevice {
    * Reads packets until the device goes away (the caller deletes the link to
    * stop) or `close()`: a thread of the pool waits in `poll(2)`, then the
    * event loop reads every queued packet (up to BATCH) without blocking.
+   * Each packet (virtio-net header, then the IP packet) comes after
+   * `headroom` bytes the caller may fill (a frame's length), in memory of
+   * its own.
    */
-  readLoop (onPacket: (packet: Buffer) => void, onEnd: (err?: Error) => void): void {
+  readLoop (onPacket: (withHeadroom: Buffer) => void, onEnd: (err?: Error) => void, headroom = 0): void {
     const pfd = Buffer.alloc(8)
     pfd.writeInt32LE(this.#fd, 0)
     pfd.writeInt16LE(POLLIN, 4)
@@ -110,17 +140,25 @@ export class TunDevice {
           if (ready < 0 || (pfd.readInt16LE(6) & POLL_GONE) !== 0) { end(new Error(`device ${this.name} is gone`)); return }
           // ready 0: the poll timed out, nothing to read.
           for (let i = 0; i < (ready > 0 ? BATCH : 0); i++) {
+            if (SLAB - this.#slabUsed < headroom + MAX_READ) {
+              this.#slab = Buffer.allocUnsafe(SLAB)
+              this.#slabUsed = 0
+            }
+            const at = this.#slabUsed + headroom
             let n = 0
             try {
-              n = readSync(this.#fd, this.#buf, 0, this.#buf.byteLength, null)
+              n = readSync(this.#fd, this.#slab, at, MAX_READ, null)
             } catch (e) {
               if ((e as NodeJS.ErrnoException).code === 'EAGAIN') break
               end(e as Error)
               return
             }
             if (n <= 0) break
-            // Copied: the read buffer takes the next packet at once.
-            onPacket(Buffer.from(this.#buf.subarray(0, n)))
+            // A read that filled MAX_READ was cut short: not a packet the device should give.
+            if (n === MAX_READ) continue
+            onPacket(this.#slab.subarray(this.#slabUsed, at + n))
+            // The next packet starts 8-byte aligned after this one.
+            this.#slabUsed = (at + n + 7) & ~7
           }
           wait()
         })
@@ -129,7 +167,7 @@ export class TunDevice {
     })
   }
 
-  /** Hands one packet to the kernel; false when it refused it (the device is going away). */
+  /** Hands one packet (virtio-net header, then the IP packet) to the kernel; false when it refused it (a bad header, or the device is going away). */
   write (packet: Uint8Array): boolean {
     if (this.#closed) return false
     try {

@@ -150,11 +150,11 @@ export function parseTargetRequest (line: string): { ip: string, port: number } 
   return v !== undefined && typeof v.ip === 'string' && typeof v.port === 'number' ? { ip: v.ip, port: v.port } : undefined
 }
 
-/** A channel's name: lowercase letters, digits and dashes, as `cni`. */
+/** A channel's name: lowercase letters, digits and dashes, as `cni-v2`. */
 const CHANNEL_NAME = /^[a-z0-9-]{1,32}$/
 
 /**
- * `{"channel":"cni"}`: the connection carries a module's own traffic between
+ * `{"channel":"cni-v2"}`: the connection carries a module's own traffic between
  * the two agents (the edge CNI's packets) instead of a proxied connection.
  */
 export function parseChannelRequest (line: string): { channel: string } | undefined {

@@ -33,3 +33,28 @@ export function inCidr (ip: string, cidr: string): boolean {
   const mask = prefixMask(prefix)
   return ((a & mask) >>> 0) === ((b & mask) >>> 0)
 }
+
+/** An IPv4 CIDR as its network number and prefix length; undefined for anything else. */
+function cidrParts (cidr: string): { network: number, prefix: number } | undefined {
+  const [base, bits] = cidr.split('/')
+  const prefix = Number(bits)
+  const n = ipv4ToNumber(base ?? '')
+  if (n === undefined || bits === undefined || !Number.isInteger(prefix) || prefix < 0 || prefix > 32) return undefined
+  return { network: (n & prefixMask(prefix)) >>> 0, prefix }
+}
+
+/** Whether two IPv4 CIDRs share any address; false when either is not one. */
+export function cidrsOverlap (a: string, b: string): boolean {
+  const x = cidrParts(a)
+  const y = cidrParts(b)
+  if (x === undefined || y === undefined) return false
+  const mask = prefixMask(Math.min(x.prefix, y.prefix))
+  return ((x.network & mask) >>> 0) === ((y.network & mask) >>> 0)
+}
+
+/** Whether every address of `inner` is in `outer` (IPv4 CIDRs). */
+export function cidrWithin (inner: string, outer: string): boolean {
+  const x = cidrParts(inner)
+  const y = cidrParts(outer)
+  return x !== undefined && y !== undefined && x.prefix >= y.prefix && ((x.network & prefixMask(y.prefix)) >>> 0) === y.network
+}

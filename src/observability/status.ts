@@ -40,6 +40,8 @@ export interface StatusDocument {
   cni?: {
     block?: string
     side?: 'edge' | 'cloud'
+    /** The Node's `spec.podCIDR`, or claimed from the side's mesh CIDRs. */
+    source?: 'podCIDR' | 'claimed'
     error?: string
     routes?: string[]
     peers?: Array<{ nodeName: string, packetsOut: number, bytesOut: number, packetsIn: number, bytesIn: number, dropped: number, channel: string }>

@@ -17,6 +17,8 @@ import type { Interceptor } from './nftables.ts'
 import type { PortRule } from './rules.ts'
 import { ruleKey } from './rules.ts'
 import { byCodeUnits } from '../order.ts'
+import { detectBackend } from '../net/iptables-backend.ts'
+import type { IptablesBackend } from '../net/iptables-backend.ts'
 
 export const IPTABLES_CHAIN = 'EDGEMESH-SERVICES'
 const HOOKS = ['PREROUTING', 'OUTPUT'] as const
@@ -27,33 +29,8 @@ export type CommandRunner = (argv: readonly string[], input?: string) => Promise
 
 const runIptables: CommandRunner = async (argv, input) => await runCommand(argv, input, 'iptables')
 
-/** An iptables flavour: the command and its save/restore companions. */
-export interface IptablesBackend { name: 'nft' | 'legacy' | 'default', iptables: string, save: string, restore: string }
-
-const BACKENDS: IptablesBackend[] = [
-  { name: 'nft', iptables: 'iptables-nft', save: 'iptables-nft-save', restore: 'iptables-nft-restore' },
-  { name: 'legacy', iptables: 'iptables-legacy', save: 'iptables-legacy-save', restore: 'iptables-legacy-restore' }
-]
-const DEFAULT_BACKEND: IptablesBackend = { name: 'default', iptables: 'iptables', save: 'iptables-save', restore: 'iptables-restore' }
-
-/**
- * The backend whose nat table already holds rules (kube-proxy's, the
- * distribution's), nft on a tie; plain `iptables` when neither flavoured
- * command exists.
- */
-export async function detectBackend (run: CommandRunner): Promise<IptablesBackend> {
-  let best: { backend: IptablesBackend, rules: number } | undefined
-  for (const backend of BACKENDS) {
-    let rules: number
-    try {
-      rules = (await run([backend.save, '-t', 'nat'])).split('\n').filter(l => l.startsWith('-A ')).length
-    } catch {
-      continue
-    }
-    if (best === undefined || rules > best.rules) best = { backend, rules }
-  }
-  return best?.backend ?? DEFAULT_BACKEND
-}
+export { detectBackend } from '../net/iptables-backend.ts'
+export type { IptablesBackend } from '../net/iptables-backend.ts'
 
 function quote (comment: string): string {
   return `"${comment.replace(/["\\]/g, '').slice(0, 250)}"`

@@ -1,6 +1,7 @@
 // The edge CNI's channel (a data path channel, so only PSK holders reach it)
 // against PSK holders that abuse it: a node holding no block is closed at
-// once, packets from or to another node's pods are dropped, a peer gets at
+// once, packets from or to another node's pods are dropped, and so are
+// packets whose offload header asks what the device never would, a peer gets at
 // most 4 channels, a frame shorter than an IPv4 header closes its channel,
 // and the peer's real packets still go through. The router opens a TUN
 // device, so the harness runs in a network namespace of its own.
@@ -24,6 +25,7 @@ describe('edge CNI channel under abuse', { skip }, () => {
     assert.equal(r.strangerClosed, true, 'a node with no block is closed')
     assert.equal(r.refusedNoBlock, 1)
     assert.equal(r.spoofedDropped, 2, 'from another node\'s pods, and to another node\'s pods')
+    assert.equal(r.badHeaderDropped, 2, 'offload metadata the device would not give')
     assert.equal(r.delivered, 1, 'the peer\'s own packet to our pods reaches the device')
     assert.equal(r.peerStillOpen, true, 'dropping a packet does not close the channel')
     assert.deepEqual(r.extraClosed, [false, false, false, true], 'four channels per peer, the fifth is closed')

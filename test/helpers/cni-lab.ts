@@ -9,7 +9,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Lab, seed } from '../lab/index.ts'
-import type { RunResult } from '../lab/index.ts'
+import type { LabProcess, RunResult } from '../lab/index.ts'
 import { run } from '../lab/netns.ts'
 import { waitFor } from '../e2e/lab/helpers.ts'
 import { startControlPlane } from './control-plane.ts'
@@ -31,6 +31,12 @@ export interface CniLab {
   status: (node: CniNode) => Promise<StatusDocument | undefined>
   /** Runs `argv` in the pod's network namespace. */
   inPod: (node: CniNode, argv: string[]) => Promise<RunResult>
+  /**
+   * Stops a node's agent (SIGTERM, as a rollout does), runs `whileDown`,
+   * and starts it again: the milliseconds the stop and the start took
+   * (until it logged `running`), not counting `whileDown`.
+   */
+  restartAgent: (node: CniNode, whileDown?: () => Promise<void>) => Promise<number>
   stop: () => Promise<void>
 }
 
@@ -45,6 +51,7 @@ export interface CniLabOptions {
 export async function startCniLab (options: CniLabOptions): Promise<CniLab> {
   const dir = await mkdtemp(join(tmpdir(), 'edgemesh-cni-lab-'))
   const pods = new Map<CniNode, { netns: string, ip: string }>()
+  const agents = new Map<CniNode, LabProcess>()
   let cp: ControlPlane | undefined
   let lab: Lab | undefined
   let bridge: ApiBridge | undefined
@@ -86,8 +93,21 @@ export async function startCniLab (options: CniLabOptions): Promise<CniLab> {
         '    meshCIDRConfig: {cloudCIDR: [10.244.0.0/18], edgeCIDR: [10.244.64.0/18]}',
         ''
       ].join('\n'))
-      const p = theLab.spawn(node, [...options.edgemesh, 'agent', '--config-file', join(state, 'agent.yaml')], { env: { NAMESPACE: 'kubeedge', ...options.env }, name: 'agent' })
+    }
+    const startAgent = async (node: CniNode): Promise<void> => {
+      const p = theLab.spawn(node, [...options.edgemesh, 'agent', '--config-file', join(dir, node, 'agent.yaml')], { env: { NAMESPACE: 'kubeedge', ...options.env }, name: 'agent' })
+      agents.set(node, p)
       await p.waitForOutput('"msg":"running"', 30_000)
+    }
+    for (const node of CNI_NODES) await startAgent(node)
+    const restartAgent = async (node: CniNode, whileDown?: () => Promise<void>): Promise<number> => {
+      let started = Date.now()
+      await agents.get(node)?.stop({ graceMs: 10_000 })
+      const stopped = Date.now()
+      await whileDown?.()
+      started += Date.now() - stopped
+      await startAgent(node)
+      return Date.now() - started
     }
     // Every node claims a block and routes the other three to edge_tun0.
     for (const node of CNI_NODES) {
@@ -109,7 +129,7 @@ export async function startCniLab (options: CniLabOptions): Promise<CniLab> {
     }
     const inPod = async (node: CniNode, argv: string[]): Promise<RunResult> =>
       await run(['ip', 'netns', 'exec', pods.get(node)?.netns as string, ...argv], { timeoutMs: 60_000 })
-    return { lab: theLab, cp, dir, pods, status, inPod, stop }
+    return { lab: theLab, cp, dir, pods, status, inPod, restartAgent, stop }
   } catch (err) {
     await stop()
     throw err

@@ -4,7 +4,11 @@
 // `edgemesh cni` gives each node a pod from its block, and the agents carry
 // pod packets between nodes over edge_tun0 and the data path: every pod
 // reaches every other by ping, TCP and UDP with its own source address, two
-// nodes on one LAN talk directly and the other pairs through a relay.
+// nodes on one LAN talk directly and the other pairs through a relay; a
+// pod's TCP connection outlives a restart of its node's agent, and a stopped
+// agent and `edgemesh cleanup` leave no device, route or rule behind. Pods
+// reach what is outside the mesh masqueraded, and a cloud CNI's masquerade
+// does not touch their packets to other nodes.
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
@@ -15,7 +19,7 @@ import { workload } from '../../lab/index.ts'
 import { rootOnly } from '../lab/helpers.ts'
 import { haveControlPlaneTools } from '../../helpers/control-plane.ts'
 import { CNI_NODES as NODES, EDGE_NODES as EDGE, startCniLab } from '../../helpers/cni-lab.ts'
-import type { CniLab } from '../../helpers/cni-lab.ts'
+import type { CniLab, CniNode } from '../../helpers/cni-lab.ts'
 import type { StatusDocument } from '../../../src/observability/status.ts'
 
 const entry = fileURLToPath(new URL('../../../src/bin/edgemesh.ts', import.meta.url))
@@ -31,6 +35,10 @@ describe('edge CNI routing plane in the seed lab', { ...rootOnly, skip }, () => 
     for (const { netns } of cni.pods.values()) {
       for (const mode of ['tcp', 'udp']) servers.push(spawn('ip', ['netns', 'exec', netns, ...workload('echo', mode, '--port', '7', '--reflect')], { stdio: 'ignore' }))
     }
+    servers.push(spawn('ip', ['netns', 'exec', cni.pods.get('edge-b1')?.netns as string, ...workload('echo', 'tcp', '--port', '8')], { stdio: 'ignore' }))
+    // A cloud CNI's masquerade of its pods to destinations outside its own network (flannel's, with the edge CIDR outside it).
+    const masq = await cni.lab.exec('k8s-master', ['iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', '10.244.0.0/18', '-m', 'comment', '--comment', 'a cloud CNI', '-j', 'MASQUERADE'])
+    assert.equal(masq.code, 0, masq.stderr)
   })
 
   after(async () => {
@@ -76,6 +84,19 @@ describe('edge CNI routing plane in the seed lab', { ...rootOnly, skip }, () => 
     }
   })
 
+  test('pods reach what is outside the mesh through their node\'s address: the site\'s router, a node with no agent', async () => {
+    const targets: Array<[CniNode, string]> = [['edge-a1', '192.168.1.1'], ['edge-a1', '203.0.113.11'], ['edge-b1', '192.168.1.1'], ['k8s-master', '203.0.113.11']]
+    for (const [from, to] of targets) {
+      const r = await cni.inPod(from, ['ping', '-c', '1', '-W', '3', to])
+      assert.equal(r.code, 0, `ping ${from}'s pod → ${to}: ${r.stdout}${r.stderr}`)
+    }
+    const rules = await cni.lab.exec('edge-a1', ['iptables', '-t', 'nat', '-S', 'EDGEMESH-CNI'])
+    const block = (await cni.status('edge-a1'))?.cni?.block as string
+    assert.match(rules.stdout, /-A EDGEMESH-CNI -o edge_tun0 .*-j ACCEPT/)
+    assert.match(rules.stdout, new RegExp(`-A EDGEMESH-CNI -s ${block.replace(/\./g, '\\.')} .*-j MASQUERADE`))
+    assert.match((await cni.lab.exec('edge-a1', ['iptables', '-t', 'nat', '-S', 'POSTROUTING'])).stdout, /-A POSTROUTING -m comment --comment "edgemesh edge CNI" -j EDGEMESH-CNI/)
+  })
+
   test('two nodes on one LAN exchange pod packets directly; across sites through the relay', async () => {
     const a1 = await cni.status('edge-a1')
     const path = (st: StatusDocument | undefined, node: string): string | undefined => st?.tunnel?.peers.find(p => p.nodeName === node)?.dataPath
@@ -91,5 +112,39 @@ describe('edge CNI routing plane in the seed lab', { ...rootOnly, skip }, () => 
     const byId = Object.fromEntries(checks.filter(c => c.id.startsWith('cni')).map(c => [c.id, c]))
     assert.deepEqual(Object.fromEntries(Object.entries(byId).map(([id, c]) => [id, c.status])), { 'cni.block': 'pass', 'cni.device': 'pass', 'cni.routes': 'pass', 'cni.forwarding': 'pass' }, r.stdout + r.stderr)
     assert.equal(byId['cni.routes']?.detail, '3 blocks')
+  })
+
+  test('a pod\'s TCP connection across sites outlives a restart of its node\'s agent; a stopped agent and cleanup leave no device, route or rule', async () => {
+    const session = spawn('ip', ['netns', 'exec', cni.pods.get('edge-a1')?.netns as string, ...workload('session', `${cni.pods.get('edge-b1')?.ip as string}:8`, '--for', '12000', '--every', '100')], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    session.stdout?.on('data', (c: Buffer) => { out += c.toString() })
+    const ended = new Promise(resolve => session.once('exit', resolve))
+    await new Promise(resolve => setTimeout(resolve, 2000))
+    const leftover: string[] = []
+    let cleanup = ''
+    const took = await cni.restartAgent('edge-a1', async () => {
+      // As an uninstall does: the agent gone, then `edgemesh cleanup` on the node.
+      const c = await cni.lab.exec('edge-a1', [process.execPath, entry, 'cleanup'])
+      cleanup = c.stdout + c.stderr
+      const link = await cni.lab.exec('edge-a1', ['ip', '-o', 'link', 'show', 'edge_tun0'])
+      if (link.code === 0) leftover.push(`device: ${link.stdout}`)
+      // The pod's own block stays on its bridge (the pod is still there); no other node's block is routed.
+      const routes = await cni.lab.exec('edge-a1', ['ip', '-o', 'route', 'show', 'root', '10.244.0.0/16'])
+      const meshRoutes = routes.stdout.split('\n').filter(l => l !== '' && !l.includes('emcni0'))
+      if (meshRoutes.length > 0) leftover.push(`routes: ${meshRoutes.join('; ')}`)
+      const nat = await cni.lab.exec('edge-a1', ['iptables', '-t', 'nat', '-S'])
+      const ours = nat.stdout.split('\n').filter(l => l.includes('EDGEMESH'))
+      if (ours.length > 0) leftover.push(`rules: ${ours.join('; ')}`)
+    })
+    assert.match(cleanup, /removed iptables chain nat\/EDGEMESH-CNI/)
+    assert.deepEqual(leftover, [], 'nothing of the edge CNI is left on the node after the agent stopped and cleanup ran')
+    assert.ok(took < 5000, `the restart took ${took} ms`)
+    await ended
+    const r = JSON.parse(out.trim()) as { sent: number, echoed: number, outOfOrder: number, error?: string, closedEarly: boolean, longestWaitMs: number }
+    assert.equal(r.error, undefined, out)
+    assert.equal(r.closedEarly, false, out)
+    assert.ok(r.sent > 100, out)
+    assert.equal(r.echoed, r.sent, `every line came back: ${out}\n${await cni.lab.logs('edge-a1')}`)
+    assert.equal(r.outOfOrder, 0, out)
   })
 })

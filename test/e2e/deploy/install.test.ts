@@ -16,7 +16,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
 import { haveControlPlaneTools, startControlPlane, toolsBin } from '../../helpers/control-plane.ts'
-import type { ControlPlane } from '../../helpers/control-plane.ts'
+import type { ControlPlane, ObjectRef } from '../../helpers/control-plane.ts'
 
 const root = fileURLToPath(new URL('../../../', import.meta.url))
 const bin = toolsBin()
@@ -220,10 +220,16 @@ describe('offline bundle: install.sh against a real API server', skip, () => {
     assert.match((await helm(['status', 'edgemesh-b', '-n', 'kubeedge-b', '-o', 'json'])).stdout, /"status":"deployed"/)
   })
 
-  test('--uninstall removes the release and keeps the PSK file', async () => {
+  test('--uninstall removes the release and the edge CNI\'s block claims, and keeps the PSK file and other Leases', async () => {
+    const lease = (name: string, labels: Record<string, string>): ObjectRef & { metadata: { labels: Record<string, string> }, spec: object } => ({ apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name, namespace: 'kubeedge-b', labels }, spec: { holderIdentity: 'edge-1' } })
+    await cp.apply(lease('pod-block-10-244-64-0-24', { 'edgemesh.kubeedge.io/pod-block': 'true' }))
+    await cp.apply(lease('pod-block-10-244-65-0-24', { 'edgemesh.kubeedge.io/pod-block': 'true' }))
+    await cp.apply(lease('someone-elses', {}))
     const r = await install(['--uninstall', '--namespace', 'kubeedge-b', '--release', 'edgemesh-b', '--psk-file', join(dir, 'b-psk.txt')])
     assert.equal(r.code, 0, r.stdout + r.stderr)
+    assert.match(r.stdout + r.stderr, /released 2 edge CNI pod block claim/)
     assert.equal((await helm(['list', '-n', 'kubeedge-b', '-q'])).stdout.trim(), '')
+    assert.equal((await kubectl(['-n', 'kubeedge-b', 'get', 'lease', '-o', 'name'])).stdout.trim(), 'lease.coordination.k8s.io/someone-elses')
     assert.ok(existsSync(join(dir, 'b-psk.txt')))
   })
 

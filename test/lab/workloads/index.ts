@@ -9,7 +9,9 @@ export const workloadFiles = {
   /** Bulk TCP transfer server/client that measures throughput. */
   bulk: fileURLToPath(new URL('./bulk.ts', import.meta.url)),
   /** TCP/UDP reachability probe; UDP from one fixed local port to many targets. */
-  probe: fileURLToPath(new URL('./probe.ts', import.meta.url))
+  probe: fileURLToPath(new URL('./probe.ts', import.meta.url)),
+  /** One long-lived TCP connection to an echo server, a numbered line every 100 ms, echoes checked. */
+  session: fileURLToPath(new URL('./session.ts', import.meta.url))
 } as const
 
 export type WorkloadName = keyof typeof workloadFiles

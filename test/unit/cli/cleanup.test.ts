@@ -10,8 +10,9 @@ import type { CleanupDeps } from '../../../src/cli/cleanup.ts'
 import type { CommandIO } from '../../../src/cli/io.ts'
 import { HostCommandError } from '../../../src/net/index.ts'
 import { InterceptionError, IPTABLES_CHAIN, TABLE } from '../../../src/proxy/index.ts'
+import { CNI_IPTABLES_CHAIN } from '../../../src/cni/host-rules.ts'
 
-interface Node { table: boolean, chain: boolean, jumps: number, device: boolean, transactions: string[] }
+interface Node { table: boolean, chain: boolean, jumps: number, device: boolean, transactions: string[], cniChain?: boolean, cniJumps?: number }
 
 /** Runners over an in-memory node, answering the way nft, iptables and ip do. */
 function fakes (node: Node): Required<CleanupDeps> {
@@ -36,6 +37,15 @@ function fakes (node: Node): Required<CleanupDeps> {
       const [cmd, ...rest] = argv
       if (cmd === 'iptables-nft-save') return node.chain ? `*nat\n:${IPTABLES_CHAIN} - [0:0]\n-A PREROUTING -j ${IPTABLES_CHAIN}\nCOMMIT\n` : '*nat\nCOMMIT\n'
       if (cmd !== 'iptables-nft') throw new InterceptionError(`${cmd as string} not found (install iptables)`, '')
+      if (rest.includes(CNI_IPTABLES_CHAIN)) {
+        if (rest.includes('-S') && node.cniChain !== true) throw new InterceptionError('iptables: No chain/target/match by that name', '')
+        if (rest.includes('-D')) {
+          if ((node.cniJumps ?? 0) === 0) throw new InterceptionError('iptables: Bad rule', '')
+          node.cniJumps = (node.cniJumps ?? 0) - 1
+        }
+        if (rest.includes('-X')) node.cniChain = false
+        return ''
+      }
       if (rest.includes('-D')) {
         if (node.jumps === 0) throw new InterceptionError('iptables: Bad rule', '')
         node.jumps--
@@ -76,6 +86,7 @@ describe('edgemesh cleanup', () => {
     assert.deepEqual(r.out.split('\n'), [
       `no nftables table ip ${TABLE}: nothing to remove`,
       `no iptables chain nat/${IPTABLES_CHAIN}: nothing to remove`,
+      `no iptables chain nat/${CNI_IPTABLES_CHAIN}: nothing to remove`,
       'no interface edgemesh0: nothing to remove',
       'nothing to remove: EdgeMesh left nothing on this node',
       ''
@@ -84,16 +95,17 @@ describe('edgemesh cleanup', () => {
   })
 
   test('names each thing it removed', async () => {
-    const node: Node = { table: true, chain: true, jumps: 2, device: true, transactions: [] }
+    const node: Node = { table: true, chain: true, jumps: 2, device: true, transactions: [], cniChain: true, cniJumps: 1 }
     const r = await cleanup(node)
     assert.equal(r.code, 0, r.err)
     assert.deepEqual(r.out.split('\n'), [
       `removed nftables table ip ${TABLE}`,
       `removed iptables chain nat/${IPTABLES_CHAIN}`,
+      `removed iptables chain nat/${CNI_IPTABLES_CHAIN}`,
       'removed interface edgemesh0',
       ''
     ])
-    assert.deepEqual({ table: node.table, chain: node.chain, jumps: node.jumps, device: node.device }, { table: false, chain: false, jumps: 0, device: false })
+    assert.deepEqual({ table: node.table, chain: node.chain, jumps: node.jumps, device: node.device, cniChain: node.cniChain, cniJumps: node.cniJumps }, { table: false, chain: false, jumps: 0, device: false, cniChain: false, cniJumps: 0 })
   })
 
   test('only the table there: removes it, the rest is absent', async () => {
@@ -103,6 +115,7 @@ describe('edgemesh cleanup', () => {
     assert.deepEqual(r.out.split('\n'), [
       `removed nftables table ip ${TABLE}`,
       `no iptables chain nat/${IPTABLES_CHAIN}: nothing to remove`,
+      `no iptables chain nat/${CNI_IPTABLES_CHAIN}: nothing to remove`,
       'no interface edgemesh0: nothing to remove',
       ''
     ])

@@ -1,7 +1,7 @@
 // IPv4 helpers: numbers both ways, and CIDR membership at every prefix length.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { inCidr, ipv4ToNumber, numberToIpv4 } from '../../../src/net/ipv4.ts'
+import { cidrsOverlap, cidrWithin, inCidr, ipv4ToNumber, numberToIpv4 } from '../../../src/net/ipv4.ts'
 
 test('addresses and numbers convert both ways; anything else is undefined', () => {
   for (const ip of ['0.0.0.0', '10.244.64.1', '255.255.255.255']) assert.equal(numberToIpv4(ipv4ToNumber(ip) as number), ip)
@@ -20,4 +20,17 @@ test('inCidr: the block and nothing beside it, /0 to /32; never for IPv6 or a ma
   assert.ok(!inCidr('fe80::1', '10.0.0.0/8'))
   assert.ok(!inCidr('10.0.0.1', '10.0.0.0/33'))
   assert.ok(!inCidr('10.0.0.1', '10.0.0.0'))
+})
+
+test('CIDRs overlap when one holds an address of the other, whatever their lengths', () => {
+  assert.equal(cidrsOverlap('10.244.64.0/24', '10.244.64.0/24'), true)
+  assert.equal(cidrsOverlap('10.244.64.0/24', '10.244.64.128/25'), true)
+  assert.equal(cidrsOverlap('10.244.0.0/16', '10.244.200.0/24'), true)
+  assert.equal(cidrsOverlap('10.244.64.0/24', '10.244.65.0/24'), false)
+  assert.equal(cidrsOverlap('10.244.64.0/23', '10.244.65.0/24'), true)
+  assert.equal(cidrsOverlap('10.244.64.0/24', 'not a cidr'), false)
+  assert.equal(cidrWithin('10.244.1.0/24', '10.244.0.0/18'), true)
+  assert.equal(cidrWithin('10.244.64.0/24', '10.244.0.0/18'), false)
+  assert.equal(cidrWithin('10.244.0.0/16', '10.244.0.0/18'), false, 'larger than the range')
+  assert.equal(cidrWithin('10.244.0.0/18', '10.244.0.0/18'), true)
 })
