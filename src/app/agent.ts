@@ -338,7 +338,7 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
     }
   }
   const podNetwork = m.edgeCNI.enable
-    ? createPodNetwork(config, node, { logger: log, metrics, leases: sources.leases, nodeFacts: sources.nodeFacts, kube: sources.kube, channels: mesh?.channels })
+    ? createPodNetwork(config, node, { logger: log, metrics, leases: sources.leases, nodeFacts: sources.nodeFacts, kube: sources.kube, channels: mesh?.channels, copied })
     : undefined
   if (podNetwork !== undefined) components.push(...podNetwork.components)
   // The status server reads the group it belongs to; it is asked only after start.

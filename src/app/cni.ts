@@ -12,6 +12,7 @@ import type { NodeIdentity } from '../config/node-identity.ts'
 import { KubeInformer } from '../kube/index.ts'
 import type { KubeClient, KubeMetrics, KubeObject } from '../kube/index.ts'
 import type { PeerChannels } from '../mesh/index.ts'
+import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import { BLOCK_LABEL, BlockClaims, compactClaim, informerBlockTable, LEASES } from '../cni/blocks.ts'
 import type { LeaseApi } from '../cni/blocks.ts'
 import { PodBlock } from '../cni/pod-block.ts'
@@ -32,6 +33,8 @@ export interface PodNetworkDeps {
   nodeFacts?: ((nodeName: string) => Promise<NodeFacts | null>) | undefined
   kube?: { client: KubeClient, metrics: KubeMetrics } | undefined
   channels?: PeerChannels | undefined
+  /** Counts buffers read (see src/net/buffer-reclaimer.ts). */
+  copied?: CopiedStreams | undefined
 }
 
 export function createPodNetwork (config: AgentConfig, node: NodeIdentity, deps: PodNetworkDeps): PodNetwork | undefined {
@@ -55,7 +58,7 @@ export function createPodNetwork (config: AgentConfig, node: NodeIdentity, deps:
   const claims = new KubeInformer<KubeObject>({ resource: LEASES, namespace: node.namespace, labelSelector: `${BLOCK_LABEL}=true`, transform: compactClaim },
     { client: kube.client, logger: deps.logger.forComponent('kube:leases'), metrics: kube.metrics })
   const mesh = config.modules.edgeCNI.meshCIDRConfig
-  const router = new PodRouter({ logger: log, metrics: deps.metrics, channels: deps.channels, blocks: informerBlockTable(claims, join(config.commonConfig.stateDir, 'cni-routes.json')) },
+  const router = new PodRouter({ logger: log, metrics: deps.metrics, channels: deps.channels, copied: deps.copied, blocks: informerBlockTable(claims, join(config.commonConfig.stateDir, 'cni-routes.json')) },
     { nodeName: node.nodeName, meshCidrs: [...mesh.cloudCIDR, ...mesh.edgeCIDR] })
   podBlock.onBlock(({ block, side, source }) => {
     // A cloud node whose block is its spec.podCIDR has a cluster CNI that routes between cloud nodes: the device takes only the edge's blocks.

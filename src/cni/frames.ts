@@ -68,54 +68,57 @@ export function frame (packet: Uint8Array): Buffer {
 }
 
 /**
- * Splits a stream into packets, whatever its chunks: a 64 KiB packet comes
- * in several TLS records and is joined once, when all of it is there. A
- * length outside [MIN_PACKET, MAX_PACKET] is a broken or hostile peer:
+ * Splits a stream into packets, whatever its chunks. A packet inside one
+ * chunk is handed over as a view of it; one split across chunks (a 64 KiB
+ * packet spans several TLS records) is gathered in a buffer the reader
+ * keeps, so no chunk outlives its `data` event and nothing is allocated
+ * per packet. Either way a packet is valid only until `onPacket` returns.
+ * A length outside [MIN_PACKET, MAX_PACKET] is a broken or hostile peer:
  * `push` throws, and the caller closes the stream.
  */
 export class FrameReader {
-  #chunks: Buffer[] = []
-  #queued = 0
-  /** The length of the frame being gathered, once its 4 bytes are in. */
+  /** Holds a frame split across chunks: its length field, then its packet. */
+  #partial: Buffer | undefined
+  #have = 0
+  /** The packet's length once the length field is complete, else -1. */
   #need = -1
 
   push (chunk: Buffer, onPacket: (packet: Buffer) => void): void {
-    this.#chunks.push(chunk)
-    this.#queued += chunk.byteLength
-    for (;;) {
-      if (this.#need < 0) {
-        if (this.#queued < FRAME_HEADROOM) return
-        const head = this.#take(FRAME_HEADROOM)
-        const length = head.readUInt32BE(0)
-        if (length < MIN_PACKET || length > MAX_PACKET) throw new CniError(CNI_IO_FAILURE, `packet frame of ${length} bytes, outside ${MIN_PACKET}..${MAX_PACKET}`)
-        this.#need = length
-      }
-      if (this.#queued < this.#need) return
-      const packet = this.#take(this.#need)
-      this.#need = -1
-      onPacket(packet)
-    }
-  }
-
-  /** The next `n` queued bytes: a view when one chunk holds them, else joined. */
-  #take (n: number): Buffer {
-    this.#queued -= n
-    const first = this.#chunks[0] as Buffer
-    if (first.byteLength >= n) {
-      if (first.byteLength === n) this.#chunks.shift()
-      else this.#chunks[0] = first.subarray(n)
-      return first.subarray(0, n)
-    }
-    const out = Buffer.allocUnsafe(n)
     let at = 0
-    while (at < n) {
-      const c = this.#chunks[0] as Buffer
-      const part = Math.min(c.byteLength, n - at)
-      out.set(part === c.byteLength ? c : c.subarray(0, part), at)
-      at += part
-      if (part === c.byteLength) this.#chunks.shift()
-      else this.#chunks[0] = c.subarray(part)
+    while (at < chunk.byteLength) {
+      if (this.#have === 0) {
+        // At a frame boundary: whole frames straight from the chunk.
+        if (chunk.byteLength - at >= FRAME_HEADROOM) {
+          const length = checkLength(chunk.readUInt32BE(at))
+          if (chunk.byteLength - at - FRAME_HEADROOM >= length) {
+            onPacket(chunk.subarray(at + FRAME_HEADROOM, at + FRAME_HEADROOM + length))
+            at += FRAME_HEADROOM + length
+            continue
+          }
+        }
+      }
+      // The rest of the chunk starts (or continues) a frame: gather it.
+      this.#partial ??= Buffer.allocUnsafe(FRAME_HEADROOM + MAX_PACKET)
+      const want = this.#need < 0 ? FRAME_HEADROOM - this.#have : FRAME_HEADROOM + this.#need - this.#have
+      const n = Math.min(want, chunk.byteLength - at)
+      chunk.copy(this.#partial, this.#have, at, at + n)
+      this.#have += n
+      at += n
+      if (this.#need < 0) {
+        if (this.#have < FRAME_HEADROOM) continue
+        this.#need = checkLength(this.#partial.readUInt32BE(0))
+      }
+      if (this.#have === FRAME_HEADROOM + this.#need) {
+        const packet = this.#partial.subarray(FRAME_HEADROOM, this.#have)
+        this.#have = 0
+        this.#need = -1
+        onPacket(packet)
+      }
     }
-    return out
   }
+}
+
+function checkLength (length: number): number {
+  if (length < MIN_PACKET || length > MAX_PACKET) throw new CniError(CNI_IO_FAILURE, `packet frame of ${length} bytes, outside ${MIN_PACKET}..${MAX_PACKET}`)
+  return length
 }

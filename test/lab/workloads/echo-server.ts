@@ -21,7 +21,8 @@ const ready = (): void => { process.stdout.write(`listening ${mode} ${values.hos
 let close: () => void
 
 if (mode === 'tcp') {
-  const server = createServer(sock => {
+  // No Nagle: an echo waits for nothing (as latency-sensitive servers set it), so benches measure the path.
+  const server = createServer({ noDelay: true }, sock => {
     sock.on('error', () => {})
     if (values.reflect) {
       sock.end(`${sock.remoteAddress}:${sock.remotePort}\n`)
