@@ -64,7 +64,7 @@ export function createPodNetwork (config: AgentConfig, node: NodeIdentity, deps:
     // A cloud node whose block is its spec.podCIDR has a cluster CNI that routes between cloud nodes: the device takes only the edge's blocks.
     if (side === 'cloud' && source === 'podCIDR') router.leaveToClusterCni(mesh.cloudCIDR)
     // Pods addressed from a block we claimed have no CNI of their own to masquerade them.
-    if (source === 'claimed' && block !== undefined) router.masqueradeFrom(block)
+    if (block !== undefined) router.ownBlock(block, { masquerade: source === 'claimed' })
   })
   return {
     components: [podBlock, claims, router],

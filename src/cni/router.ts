@@ -19,7 +19,7 @@ import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
 import type { PeerChannels } from '../mesh/index.ts'
 import { parseSubnet } from './config.ts'
-import { cidrWithin, prefixMask } from '../net/ipv4.ts'
+import { cidrWithin, numberToIpv4, prefixMask } from '../net/ipv4.ts'
 import { FrameReader, FRAME_HEADROOM, MIN_PACKET, VNET_HEADER, checkHeader } from './frames.ts'
 import { Netlink } from './netlink.ts'
 import type { IpRunner } from './netlink.ts'
@@ -116,7 +116,8 @@ export class PodRouter implements Component {
   readonly #init: { nodeName: string, device: string, mtu: number, meshCidrs: readonly string[] }
   readonly #hostRules: HostRules
   readonly #copied: CopiedStreams | undefined
-  #masqueradeBlock: string | undefined
+  /** This node's block, once known, and whether its pods are masqueraded to outside the mesh. */
+  #own: { block: string, masquerade: boolean } | undefined
   #tun: TunDevice | undefined
   #reading: Promise<void> | undefined
   /** Routes by prefix length, longest first: each a map from the masked network to its node. */
@@ -167,7 +168,7 @@ export class PodRouter implements Component {
     await writeFile(`/proc/sys/net/ipv6/conf/${device}/disable_ipv6`, '1').catch(() => {})
     await this.#netlink.ip(['link', 'set', device, 'mtu', String(mtu), 'up'])
     await this.#enableForwarding()
-    await this.#applyHostRules()
+    await this.#applyOwnBlock()
     this.#reading = new Promise(resolve => {
       tun.readLoop(framed => { this.#fromDevice(framed) }, err => {
         if (err !== undefined && this.#started) this.#log.error('edge CNI device read failed; pod traffic to other nodes stops', { device, err })
@@ -210,17 +211,28 @@ export class PodRouter implements Component {
   }
 
   /**
-   * This node's pods get their addresses from `block` (our IPAM, no cluster
-   * CNI): they reach what is outside the mesh through the node's address.
+   * This node's block. Its first address (the pods' gateway) goes on the
+   * device as a /32, so the node's own packets to other nodes' pods leave
+   * from an address of the block, the only sources the far end accepts from
+   * this node, and the replies come back. With `masquerade` (a block we
+   * claimed: its pods have no other CNI) the pods reach what is outside the
+   * mesh through the node's address.
    */
-  masqueradeFrom (block: string): void {
-    this.#masqueradeBlock = block
-    this.#applyHostRules().catch(() => {})
+  ownBlock (block: string, options: { masquerade: boolean }): void {
+    this.#own = { block, masquerade: options.masquerade }
+    this.#applyOwnBlock().catch(() => {})
   }
 
-  async #applyHostRules (): Promise<void> {
+  async #applyOwnBlock (): Promise<void> {
     if (!this.#started) return
-    const set = { device: this.#init.device, meshCidrs: this.#init.meshCidrs, masqueradeBlock: this.#masqueradeBlock }
+    const own = this.#own
+    if (own !== undefined) {
+      const gateway = `${numberToIpv4(parseSubnet(own.block, 'pod block').network + 1)}/32`
+      await this.#netlink.ip(['addr', 'replace', gateway, 'dev', this.#init.device]).catch((err: unknown) => {
+        this.#log.warn('edge CNI: the node\'s own packets to other nodes\' pods leave with another address and are dropped there', { address: gateway, err })
+      })
+    }
+    const set = { device: this.#init.device, meshCidrs: this.#init.meshCidrs, masqueradeBlock: own?.masquerade === true ? own.block : undefined }
     await this.#hostRules.apply(set).then(() => {
       this.#log.info('edge CNI host rules set', { chain: 'nat/EDGEMESH-CNI', masquerade: set.masqueradeBlock ?? 'none' })
     }, (err: unknown) => {

@@ -97,6 +97,17 @@ describe('edge CNI routing plane in the seed lab', { ...rootOnly, skip }, () => 
     assert.match((await cni.lab.exec('edge-a1', ['iptables', '-t', 'nat', '-S', 'POSTROUTING'])).stdout, /-A POSTROUTING -m comment --comment "edgemesh edge CNI" -j EDGEMESH-CNI/)
   })
 
+  test('a node itself reaches other nodes\' pods, from the first address of its block', async () => {
+    const block = (await cni.status('edge-a1'))?.cni?.block as string
+    const gateway = block.replace(/\.0\/\d+$/, '.1')
+    const r = await cni.lab.exec('edge-a1', workload('probe', 'tcp', `${cni.pods.get('edge-b1')?.ip as string}:7`, `${cni.pods.get('k8s-master')?.ip as string}:7`, '--timeout', '5000'))
+    const results = JSON.parse(r.stdout) as Array<{ target: string, ok: boolean, reply?: string, error?: string }>
+    for (const res of results) {
+      assert.ok(res.ok, `edge-a1 → ${res.target}: ${res.error ?? ''}`)
+      assert.equal(res.reply?.split(':')[0], gateway, `edge-a1 → ${res.target} arrived from ${res.reply ?? '?'}`)
+    }
+  })
+
   test('two nodes on one LAN exchange pod packets directly; across sites through the relay', async () => {
     const a1 = await cni.status('edge-a1')
     const path = (st: StatusDocument | undefined, node: string): string | undefined => st?.tunnel?.peers.find(p => p.nodeName === node)?.dataPath
