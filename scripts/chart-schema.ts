@@ -51,7 +51,16 @@ export function renderValuesSchema (): string {
           nodeSelector: { type: 'object' },
           affinity: { type: 'object' },
           tolerations: list({ type: 'object' }),
-          probes: { type: 'object', properties: { enabled: { type: 'boolean' }, port: { type: 'integer', minimum: 1, maximum: 65535 } } }
+          probes: { type: 'object', properties: { enabled: { type: 'boolean' }, port: { type: 'integer', minimum: 1, maximum: 65535 } } },
+          cni: {
+            type: 'object',
+            properties: {
+              install: { type: 'boolean' },
+              binDir: { ...str, pattern: '^/' },
+              confDir: { ...str, pattern: '^/' },
+              installDir: { ...str, pattern: '^/' }
+            }
+          }
         }
       }
     }

@@ -19,7 +19,7 @@ export interface Subnet {
 export interface CniConfig {
   cniVersion: string
   name: string
-  /** The host bridge pods attach to. @default edgemesh0 */
+  /** The host bridge pods attach to; not the agent's own `edgemesh0` (DNS), which `edgemesh cleanup` deletes. @default edgemesh-cni0 */
   bridge: string
   /** The node's pod block; addresses are leased from it. `subnet`, or `subnetFile`: the agent's claimed block. */
   subnet: Subnet
@@ -84,7 +84,7 @@ export function parseConfig (text: string, command: CniCommand): CniConfig {
   if (command === 'VERSION') return { cniVersion, name: '', bridge: '', subnet: { cidr: '', network: 0, prefix: 0 }, gateway: '', mtu: 0, dataDir: '', prevResult: undefined, validAttachments: [] }
   const name = str('name')
   if (!NAME.test(name)) throw new CniError(CNI_INVALID_CONFIG, `name "${name}" may hold letters, digits, _, . and - only`)
-  const bridge = str('bridge', 'edgemesh0')
+  const bridge = str('bridge', 'edgemesh-cni0')
   if (bridge.length > 15 || !NAME.test(bridge)) throw new CniError(CNI_INVALID_CONFIG, `bridge "${bridge}" is not an interface name (at most 15 letters, digits, _, . and -)`)
   const subnet = parseSubnet(typeof raw.subnet === 'string' || typeof raw.subnetFile !== 'string' ? str('subnet') : blockFrom(raw.subnetFile), typeof raw.subnet === 'string' ? 'subnet' : 'subnetFile')
   const gateway = typeof raw.gateway === 'string' ? raw.gateway : numberToIpv4(subnet.network + 1)

@@ -3,7 +3,8 @@
 // (symmetric NAT). Each agent claims a pod block through the API (Leases),
 // `edgemesh cni` gives each node a pod from its block, and the agents carry
 // pod packets between nodes over edge_tun0 and the data path: every pod
-// reaches every other by ping, TCP and UDP with its own source address, two
+// reaches every other by ping, TCP and UDP with its own source address, a
+// headless service answers pod addresses that are reachable, two
 // nodes on one LAN talk directly and the other pairs through a relay; a
 // pod's TCP connection outlives a restart of its node's agent, and a stopped
 // agent and `edgemesh cleanup` leave no device, route or rule behind. Pods
@@ -16,7 +17,7 @@ import type { ChildProcess } from 'node:child_process'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { workload } from '../../lab/index.ts'
-import { rootOnly } from '../lab/helpers.ts'
+import { rootOnly, waitFor } from '../lab/helpers.ts'
 import { haveControlPlaneTools } from '../../helpers/control-plane.ts'
 import { CNI_NODES as NODES, EDGE_NODES as EDGE, startCniLab } from '../../helpers/cni-lab.ts'
 import type { CniLab, CniNode } from '../../helpers/cni-lab.ts'
@@ -30,7 +31,7 @@ describe('edge CNI routing plane in the seed lab', { ...rootOnly, skip }, () => 
   const servers: ChildProcess[] = []
 
   before(async () => {
-    cni = await startCniLab({ edgemesh: [process.execPath, entry] })
+    cni = await startCniLab({ edgemesh: [process.execPath, entry], modules: ['  edgeDNS: {enable: true}', '  edgeProxy: {enable: false}'] })
     // Echo servers in every pod, answering with the address the request came from.
     for (const { netns } of cni.pods.values()) {
       for (const mode of ['tcp', 'udp']) servers.push(spawn('ip', ['netns', 'exec', netns, ...workload('echo', mode, '--port', '7', '--reflect')], { stdio: 'ignore' }))
@@ -106,6 +107,28 @@ describe('edge CNI routing plane in the seed lab', { ...rootOnly, skip }, () => 
       assert.ok(res.ok, `edge-a1 → ${res.target}: ${res.error ?? ''}`)
       assert.equal(res.reply?.split(':')[0], gateway, `edge-a1 → ${res.target} arrived from ${res.reply ?? '?'}`)
     }
+  })
+
+  test('a headless service answers its pods\' addresses through the node\'s DNS, and every one is reachable from a pod', async () => {
+    const ips = NODES.map(n => cni.pods.get(n)?.ip as string)
+    await cni.cp.apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: 'default' }, spec: { clusterIP: 'None', ports: [{ name: 'echo', port: 7, protocol: 'TCP' }] } })
+    await cni.cp.apply({
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 'echo-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'echo' } },
+      addressType: 'IPv4',
+      endpoints: NODES.map(n => ({ addresses: [cni.pods.get(n)?.ip as string], nodeName: n, conditions: { ready: true } })),
+      ports: [{ name: 'echo', port: 7, protocol: 'TCP' }]
+    })
+    let answered: string[] = []
+    await waitFor('the headless service in the DNS answer of edge-b1\'s node', async () => {
+      const r = await cni.inPod('edge-b1', ['dig', '+short', '+time=1', '+tries=1', '@169.254.96.16', 'echo.default.svc.cluster.local'])
+      answered = r.stdout.split('\n').filter(l => l !== '').sort()
+      return answered.length === ips.length
+    }, 15_000)
+    assert.deepEqual(answered, [...ips].sort())
+    const r = await cni.inPod('edge-b1', workload('probe', 'tcp', ...answered.map(ip => `${ip}:7`), '--timeout', '5000'))
+    for (const res of JSON.parse(r.stdout) as Array<{ target: string, ok: boolean, error?: string }>) assert.ok(res.ok, `edge-b1's pod → ${res.target}: ${res.error ?? ''}`)
   })
 
   test('two nodes on one LAN exchange pod packets directly; across sites through the relay', async () => {

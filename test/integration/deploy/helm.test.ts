@@ -121,6 +121,13 @@ describe('Helm chart edgemesh', skip, () => {
     const off = agentConfig(await render([`agent.psk=${PSK}`, 'agent.meshCIDRConfig.edgeCIDR={10.244.64.0/18}', 'agent.modules.edgeCNI.enable=false'])).config
     assert.equal(off.modules.edgeCNI.enable, false)
     assert.equal(agentConfig(await render([`agent.psk=${PSK}`])).config.modules.edgeCNI.enable, false, 'no CIDRs, no edge CNI')
+    // With the edge CNI, an init container installs the plugin into the host's directories.
+    const cniPod = find(await render([`agent.psk=${PSK}`, 'agent.meshCIDRConfig.edgeCIDR={10.244.64.0/18}', 'agent.cni.confDir=/etc/kubeedge/cni']), 'DaemonSet', 'edgemesh-agent').spec.template.spec
+    assert.deepEqual(cniPod.initContainers?.map((c: Obj) => [c.name, c.args.join(' ')]), [['install-cni', 'cni install --host-root /host --bin-dir /opt/cni/bin --conf-dir /etc/kubeedge/cni --install-dir /opt/edgemesh']])
+    assert.deepEqual(cniPod.initContainers[0].volumeMounts.map((m: { mountPath: string }) => m.mountPath), ['/host/opt/cni/bin', '/host/etc/kubeedge/cni', '/host/opt/edgemesh'])
+    assert.deepEqual(cniPod.volumes.filter((v: Obj) => v.name.startsWith('cni-')).map((v: Obj) => v.hostPath.path), ['/opt/cni/bin', '/etc/kubeedge/cni', '/opt/edgemesh'])
+    assert.equal(find(await render([`agent.psk=${PSK}`]), 'DaemonSet', 'edgemesh-agent').spec.template.spec.initContainers, undefined, 'no edge CNI, no plugin')
+    assert.equal(find(await render([`agent.psk=${PSK}`, 'agent.meshCIDRConfig.edgeCIDR={10.244.64.0/18}', 'agent.cni.install=false']), 'DaemonSet', 'edgemesh-agent').spec.template.spec.initContainers, undefined)
     // Upstream's templates could never render `false`; these can.
     assert.equal(config.modules.edgeTunnel.psk.enable, false)
     assert.equal(config.modules.edgeDNS.cacheDNS.autoDetect, false)

@@ -8,7 +8,7 @@ import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, closeSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { GATEWAY_NODE_FLAGS, AGENT_NODE_FLAGS, MALLOC_ENV } from '../../../src/bin/node-flags.ts'
 import { join } from 'node:path'
@@ -152,6 +152,17 @@ describe('container images (npm run image)', skip, () => {
     const koffi = await run('chroot', [fs, '/usr/local/bin/node', '-e',
       "const k = require(require.resolve('koffi', { paths: ['/app/chunks'] })); console.log(typeof k.load('libc.so.6').func)"])
     assert.equal(koffi.stdout.trim(), 'function', koffi.stderr)
+    // The edge CNI's device is watched by the event loop: libuv's functions, from Node's own binary.
+    const uv = await run('chroot', [fs, '/usr/local/bin/node', '-e',
+      "const k = require(require.resolve('koffi', { paths: ['/app/chunks'] })); console.log(k.load(null).func('size_t uv_handle_size(int type)')(8) > 0)"])
+    assert.equal(uv.stdout.trim(), 'true', uv.stderr)
+    // The init container's `edgemesh cni install`: Node, the app and the plugin's launcher onto the host.
+    const installed = await run('chroot', [fs, '/usr/local/bin/edgemesh', 'cni', 'install', '--host-root', '/host-test'])
+    assert.equal(installed.code, 0, installed.stdout + installed.stderr)
+    assert.equal(statSync(join(fs, 'host-test/opt/edgemesh/bin/node')).size, statSync(join(fs, 'usr/local/bin/node')).size)
+    assert.ok(existsSync(join(fs, 'host-test/opt/edgemesh/app/edgemesh.mjs')))
+    assert.match(readFileSync(join(fs, 'host-test/opt/cni/bin/edgemesh-cni'), 'utf8'), /^exec '\/opt\/edgemesh\/bin\/node' '\/opt\/edgemesh\/app\/edgemesh\.mjs' cni "\$@"$/m)
+    assert.ok(existsSync(join(fs, 'host-test/etc/cni/net.d/10-edgemesh.conflist')))
   })
 
   test('arm64: the root filesystem runs edgemesh under qemu-user', async (t) => {

@@ -12,7 +12,7 @@ const conf = (extra: Record<string, unknown> = {}): string => JSON.stringify({ c
 
 test('configuration: defaults, and errors that name the field with the spec\'s codes', () => {
   const c = parseConfig(conf(), 'ADD')
-  assert.deepEqual([c.bridge, c.gateway, c.mtu, c.dataDir, c.subnet.cidr], ['edgemesh0', '10.244.64.1', 1500, '/var/lib/cni/networks', '10.244.64.0/24'])
+  assert.deepEqual([c.bridge, c.gateway, c.mtu, c.dataDir, c.subnet.cidr], ['edgemesh-cni0', '10.244.64.1', 1500, '/var/lib/cni/networks', '10.244.64.0/24'])
   assert.equal(parseSubnet('10.244.64.77/24', 'subnet').cidr, '10.244.64.0/24', 'host bits are dropped')
   const refused = (text: string, code: number, msg: RegExp): void => {
     assert.throws(() => parseConfig(text, 'ADD'), (err: { cniCode: number, message: string }) => err.cniCode === code && msg.test(err.message))
