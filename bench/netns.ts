@@ -2,7 +2,7 @@
 // namespaces, waiting for their output, medians, RSS. Root only.
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
-import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 
@@ -38,17 +38,19 @@ export type Proc = ChildProcess & { out: () => string }
 const children: ChildProcess[] = []
 
 /**
- * Runs argv in namespace `ns`; with `memoryCgroup` (a cgroup v1 memory
- * directory) inside that cgroup, joined before `ip netns exec`, which hides
- * the host's cgroup mounts. Each step execs the next: the pid is argv's.
+ * Runs argv in namespace `ns`; with `memoryCgroup` or `cpuCgroup` (cgroup v1
+ * memory or cpu directories) inside those cgroups, joined before `ip netns
+ * exec`, which hides the host's cgroup mounts. Each step execs the next: the
+ * pid is argv's.
  */
-export function run (ns: string, argv: string[], env: Record<string, string> = {}, options: { memoryCgroup?: string } = {}): Proc {
+export function run (ns: string, argv: string[], env: Record<string, string> = {}, options: { memoryCgroup?: string | undefined, cpuCgroup?: string | undefined } = {}): Proc {
   // Output goes to a file, not a pipe: the bench blocks in spawnSync while it measures, and a process
   // writing to a full pipe nobody drains stalls (Node writes pipes synchronously on Linux).
   const log = join(logDir(), `${children.length}-${ns}.log`)
   const fd = openSync(log, 'w')
   const inNs = ['ip', 'netns', 'exec', ns, ...argv]
-  const command = options.memoryCgroup === undefined ? inNs : ['sh', '-c', `echo $$ > ${join(options.memoryCgroup, 'cgroup.procs')} && exec "$@"`, 'sh', ...inNs]
+  const cgroups = [options.memoryCgroup, options.cpuCgroup].filter(c => c !== undefined)
+  const command = cgroups.length === 0 ? inNs : ['sh', '-c', `${cgroups.map(c => `echo $$ > ${join(c, 'cgroup.procs')}`).join(' && ')} && exec "$@"`, 'sh', ...inNs]
   const child = spawn(command[0] as string, command.slice(1), { env: { ...process.env, ...env }, stdio: ['pipe', fd, fd] })
   closeSync(fd)
   children.push(child)
@@ -130,4 +132,17 @@ export function bridgeTopology (prefix: string, nodes: Record<string, string>, g
     sh(['ip', 'netns', 'exec', ns(cutOff.from), 'nft', '-f', '-'], `table inet ${prefix} {\n  chain out {\n    type filter hook output priority 0;\n    ip daddr ${nodes[cutOff.to] as string} drop\n  }\n}\n`)
   }
   return teardown
+}
+
+/**
+ * A cgroup v1 cpu group with the weight Kubernetes gives a container that
+ * requests `milliCpu` (cpu.shares = milliCpu × 1024 / 1000, at least 2).
+ * Removed at exit, once its processes are gone.
+ */
+export function cpuGroup (name: string, milliCpu: number): string {
+  const dir = join('/sys/fs/cgroup/cpu', name)
+  mkdirSync(dir, { recursive: true })
+  writeFileSync(join(dir, 'cpu.shares'), String(Math.max(2, Math.round(milliCpu * 1024 / 1000))))
+  process.on('exit', () => { try { rmdirSync(dir) } catch {} })
+  return dir
 }

@@ -9,7 +9,9 @@
 // p50 of the same path and condition: what the handshakes add to one exchange.
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
 import { cpus } from 'node:os'
+import { join } from 'node:path'
 import { exec, median, run } from '../netns.ts'
 
 export type Condition = 'idle' | 'bulk' | 'busy'
@@ -18,10 +20,18 @@ export const CONDITIONS: readonly Condition[] = ['idle', 'bulk', 'busy']
 export interface Percentiles { p50: number, p99: number, p999: number }
 export interface LatencySample { echo: Percentiles, open: Percentiles }
 export interface LatencyTarget { host: string, iperf: number, echo: number }
-export interface LatencyOptions { ns: string, seconds: number, rate: number, churn: number, client: string }
+export interface LatencyOptions {
+  ns: string
+  seconds: number
+  rate: number
+  churn: number
+  client: string
+  /** A cgroup v1 cpu directory the busy-loopers join (a pod with their CPU request), as the agents run in one of theirs. */
+  hogCgroup?: string | undefined
+}
 
 /** Starts what `condition` asks for beside the measurement; returns how to stop it. */
-async function startCondition (condition: Condition, ns: string, target: LatencyTarget, seconds: number): Promise<() => void> {
+async function startCondition (condition: Condition, ns: string, target: LatencyTarget, seconds: number, hogCgroup?: string): Promise<() => void> {
   if (condition === 'idle') return () => {}
   if (condition === 'bulk') {
     // Longer than both measurements; stopped when they are done.
@@ -30,13 +40,14 @@ async function startCondition (condition: Condition, ns: string, target: Latency
     return () => { bulk.kill('SIGKILL') }
   }
   const hogs: ChildProcess[] = cpus().map(() => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }))
+  if (hogCgroup !== undefined) for (const h of hogs) writeFileSync(join(hogCgroup, 'cgroup.procs'), String(h.pid))
   await new Promise(resolve => setTimeout(resolve, 200))
   return () => { for (const h of hogs) h.kill('SIGKILL') }
 }
 
 /** One echo measurement and one new-connection measurement on `target` under `condition`. */
 export async function measureLatency (target: LatencyTarget, condition: Condition, o: LatencyOptions): Promise<LatencySample> {
-  const stop = await startCondition(condition, o.ns, target, o.seconds)
+  const stop = await startCondition(condition, o.ns, target, o.seconds, o.hogCgroup)
   try {
     const address = `${target.host}:${target.echo}`
     const echo = JSON.parse(exec(o.ns, [process.execPath, o.client, 'rate', address, String(o.seconds), String(o.rate)])) as Percentiles

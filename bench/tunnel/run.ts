@@ -6,7 +6,7 @@
 // and with every core busy (latency.ts), for the data path and the bare Node
 // forwarders.
 //
-//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --phases libp2p,datapath,ceiling,libp2p-ceiling --streams 50 --sim-nodes 200 --sim-rate 0.25 --latency-seconds 5 --rate 200 --churn 100 --conditions idle,bulk,busy --no-psk --no-native --out /tmp/tunnel.md]
+//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --phases libp2p,datapath,ceiling,libp2p-ceiling --streams 50 --sim-nodes 200 --sim-rate 0.25 --latency-seconds 5 --rate 200 --churn 100 --conditions idle,bulk,busy --agent-cpu-request 50 --no-psk --no-native --out /tmp/tunnel.md]
 //   (results go into docs/benchmarks.md)
 //
 // --no-native runs pnet's XSalsa20 in the xsalsa20 WebAssembly instead of
@@ -33,7 +33,7 @@ import { CONDITIONS, emptyLatency, latencyReport, measureLatency } from './laten
 import type { Condition, LatencyByCondition } from './latency.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { serviceYaml } from '../../test/helpers/services.ts'
-import { bridgeTopology, cpuSeconds, ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, waitFor } from '../netns.ts'
+import { bridgeTopology, cpuGroup, cpuSeconds, ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, waitFor } from '../netns.ts'
 import type { Proc } from '../netns.ts'
 
 const { values: opt } = parseArgs({
@@ -52,9 +52,14 @@ const { values: opt } = parseArgs({
     'latency-seconds': { type: 'string', default: '5' },
     rate: { type: 'string', default: '200' },
     churn: { type: 'string', default: '100' },
-    conditions: { type: 'string', default: CONDITIONS.join(',') }
+    conditions: { type: 'string', default: CONDITIONS.join(',') },
+    // Millicores: the agents and the bare forwarders run in a cgroup with the weight Kubernetes gives that CPU
+    // request, and the busy-loopers in one with the weight of a pod requesting every core (cgroup v1 cpu.shares).
+    'agent-cpu-request': { type: 'string' }
   }
 })
+const AGENT_CGROUP = opt['agent-cpu-request'] !== undefined ? cpuGroup('edgemesh-bench-agents', Number(opt['agent-cpu-request'])) : undefined
+const HOG_CGROUP = opt['agent-cpu-request'] !== undefined ? cpuGroup('edgemesh-bench-hogs', 1000 * cpus().length) : undefined
 const ROUNDS = Number(opt.rounds)
 const SECONDS = Number(opt.seconds)
 const STREAMS = Number(opt.streams)
@@ -144,7 +149,7 @@ async function startAgents (dir: string, entry: string, phase: Phase): Promise<s
       // Node flags for every agent, e.g. BENCH_AGENT_FLAGS=--no-optimize-for-size to compare heap settings.
       ...(process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== '')
     ]
-    const p = run(NS(n), [process.execPath, ...extra, entry, 'agent', '--config-file', cfg], { ...MALLOC_ENV, NODE_NAME: n, NAMESPACE: 'kubeedge' })
+    const p = run(NS(n), [process.execPath, ...extra, entry, 'agent', '--config-file', cfg], { ...MALLOC_ENV, NODE_NAME: n, NAMESPACE: 'kubeedge' }, { cpuCgroup: AGENT_CGROUP })
     pnet = (await waitFor(p, /"pnet":"(\w+)"[^\n]*"msg":"tunnel listening"/, 30_000))[1] ?? pnet
     await waitFor(p, /"msg":"running"/, 30_000)
     agentsByName.set(n, p)
@@ -175,7 +180,7 @@ async function startLibp2pCeiling (): Promise<void> {
 /** Starts bench/forwarder.ts with each (node, arguments), waits until both its ports listen, registers them as ceiling-0, ceiling-1, … */
 async function startForwarders (specs: Array<[Node, string[]]>, timeoutMs: number): Promise<void> {
   const script = join(here, '..', 'forwarder.ts')
-  const procs = specs.map(([node, args]) => run(NS(node), [process.execPath, script, ...args]))
+  const procs = specs.map(([node, args]) => run(NS(node), [process.execPath, script, ...args], {}, { cpuCgroup: AGENT_CGROUP }))
   for (const p of procs) await waitFor(p, /listening on \d+\n.*listening on \d+/s, timeoutMs)
   procs.forEach((p, i) => agentsByName.set(`ceiling-${i}`, p))
 }
@@ -260,7 +265,7 @@ async function main (): Promise<void> {
         for (let round = 0; round < ROUNDS; round++) {
           for (const c of LATENCY_CONDITIONS) {
             for (const p of paths.map((_, i) => paths[(i + round) % paths.length] as Path)) {
-              const sample = await measureLatency(targets[p], c, { ns: NS('a'), client: CLIENT, ...LATENCY })
+              const sample = await measureLatency(targets[p], c, { ns: NS('a'), client: CLIENT, hogCgroup: HOG_CGROUP, ...LATENCY })
               const key = p === 'raw' ? 'raw' : `${phase}/${p}`
               latency.set(key, latency.get(key) ?? emptyLatency())
               latency.get(key)?.[c].push(sample)

@@ -376,15 +376,17 @@ export class PodRouter implements Component {
       socket.destroy()
       return
     }
-    this.#attach(peer, socket)
+    this.#attach(peer, socket, true)
   }
 
-  /** A channel to `peer` (ours or its own): read for packets, and written to when there is none yet. */
-  #attach (peer: string, socket: Duplex): void {
+  /** A channel to `peer` (ours or its own): read for packets; written to when there is none yet, or when the peer opened it. */
+  #attach (peer: string, socket: Duplex, accepted = false): void {
     if (!this.#started) { socket.destroy(); return }
     const link = this.#link(peer)
     link.sockets.add(socket)
-    if (link.sending === undefined) {
+    // A peer opens a channel only when it has none it can use: after a restart, ours to it may not have
+    // seen their end yet (a relay between us, a crash), so what it just opened is where it listens now.
+    if (link.sending === undefined || accepted) {
       link.sending = socket
       link.traffic.channel = 'open'
       const pending = link.pending

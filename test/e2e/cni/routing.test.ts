@@ -178,7 +178,10 @@ describe('edge CNI routing plane in the seed lab', { ...rootOnly, skip }, () => 
     assert.equal(r.error, undefined, out)
     assert.equal(r.closedEarly, false, out)
     assert.ok(r.sent > 100, out)
-    assert.equal(r.echoed, r.sent, `every line came back: ${out}\n${await cni.lab.logs('edge-a1')}`)
+    if (r.echoed !== r.sent) {
+      const seen = await Promise.all((['edge-a1', 'edge-b1'] as const).map(async n => `${n}: ${JSON.stringify((await cni.status(n))?.cni?.peers)}`))
+      assert.fail(`every line came back: ${out}\n${seen.join('\n')}\n${await cni.lab.logs('edge-a1')}\n${await cni.lab.logs('edge-b1')}\n${await cni.lab.logs('k8s-master')}`)
+    }
     assert.equal(r.outOfOrder, 0, out)
   })
 })
