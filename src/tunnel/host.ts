@@ -9,6 +9,7 @@ import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import type { ICryptoInterface } from '@chainsafe/libp2p-noise'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
+import { inCidr } from '../net/ipv4.ts'
 import { createProtector } from './pnet.ts'
 import type { PnetImplementation } from './pnet.ts'
 import { loadSodium } from './sodium.ts'
@@ -35,6 +36,8 @@ export interface HostInit {
   relay?: { maxReservations: number, reservationTtlMs: number } | undefined
   /** Upstream's dual DHT services. */
   dht: boolean
+  /** The edge CNI's pod CIDRs: an interface address there (edge_tun0's) is a pod block's, never announced as the node's. */
+  podCidrs?: readonly string[] | undefined
 }
 
 export interface Host {
@@ -71,7 +74,11 @@ export async function createHost (init: HostInit, copied: CopiedStreams | undefi
   }
   const node = await createLibp2p({
     privateKey: init.privateKey,
-    addresses: { listen: init.listen, ...(init.announce.length > 0 ? { appendAnnounce: init.announce } : {}) },
+    addresses: {
+      listen: init.listen,
+      ...(init.announce.length > 0 ? { appendAnnounce: init.announce } : {}),
+      ...((init.podCidrs?.length ?? 0) > 0 ? { announceFilter: (addrs: Multiaddr[]) => addrs.filter(a => !inPodCidr(a, init.podCidrs ?? [])) } : {})
+    },
     transports: [tcp(), relayMod.circuitRelayTransport({ reservationCompletionTimeout: 10_000, reservationConcurrency: 4 })],
     connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [yamux({
@@ -103,4 +110,10 @@ export async function createHost (init: HostInit, copied: CopiedStreams | undefi
 async function loadNoiseCrypto (): Promise<ICryptoInterface> {
   const [sodium, { nativeNoiseCrypto }, { defaultCrypto }] = await Promise.all([loadSodium(), import('./noise-crypto.ts'), import('@chainsafe/libp2p-noise/crypto')])
   return nativeNoiseCrypto(defaultCrypto, sodium)
+}
+
+/** Whether `addr` is an /ip4 address inside one of `cidrs`. */
+function inPodCidr (addr: Multiaddr, cidrs: readonly string[]): boolean {
+  const ip = /^\/ip4\/([\d.]+)\//.exec(addr.toString())?.[1]
+  return ip !== undefined && cidrs.some(c => inCidr(ip, c))
 }

@@ -251,7 +251,8 @@ export class EdgeTunnel implements Component {
           pnet: init.pnet,
           maxStreamWindowBytes: init.maxStreamWindowBytes ?? 1024 * 1024,
           relay: this.isRelay ? { maxReservations: init.relay?.maxReservations ?? 128, reservationTtlMs: init.relay?.reservationTtlMs ?? 60 * 60 * 1000 } : undefined,
-          dht: init.dht !== undefined
+          dht: init.dht !== undefined,
+          podCidrs: init.podCidrs
         }, this.#deps.copied)
         node = host.node
         await this.#handle(host.node)

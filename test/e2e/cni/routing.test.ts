@@ -173,6 +173,10 @@ describe('edge CNI routing plane in the seed lab', { ...rootOnly, skip }, () => 
     assert.match(cleanup, /removed iptables chain nat\/EDGEMESH-CNI/)
     assert.deepEqual(leftover, [], 'nothing of the edge CNI is left on the node after the agent stopped and cleanup ran')
     assert.ok(took < 5000, `the restart took ${took} ms`)
+    // The restarted agent's tunnel does not announce an address of a pod block (the pods' bridge holds one) as the node's.
+    const listening = (await cni.lab.logs('edge-a1')).split('\n').filter(l => l.includes('"msg":"tunnel listening"')).at(-1) ?? ''
+    assert.match(listening, /\/ip4\/192\.168\.1\.11\//)
+    assert.doesNotMatch(listening, /\/ip4\/10\.244\./)
     await ended
     const r = JSON.parse(out.trim()) as { sent: number, echoed: number, outOfOrder: number, error?: string, closedEarly: boolean, longestWaitMs: number }
     assert.equal(r.error, undefined, out)
