@@ -21,8 +21,9 @@ function pct (sorted: number[], p: number): number {
 async function open (): Promise<Socket> {
   return await new Promise((resolve, reject) => {
     const s = connect({ host, port, noDelay: true })
-    s.once('connect', () => resolve(s))
-    s.once('error', reject)
+    const deadline = setTimeout(() => { s.destroy(); reject(new Error('connect timed out after 10 s')) }, 10_000)
+    s.once('connect', () => { clearTimeout(deadline); resolve(s) })
+    s.once('error', err => { clearTimeout(deadline); reject(err) })
   })
 }
 
@@ -112,12 +113,19 @@ if (mode === 'rr') {
     const t0 = performance.now()
     try {
       const s = await open()
-      await new Promise<void>((resolve, reject) => {
-        let got = 0
-        s.on('data', d => { got += d.length; if (got >= 64) resolve() })
-        s.once('error', reject)
-        s.write(msg)
-      })
+      // An exchange that never completes (a starved or broken path) counts as an error after 10 s, not a hang.
+      const deadline = setTimeout(() => { s.destroy(new Error('no reply within 10 s')) }, 10_000)
+      try {
+        await new Promise<void>((resolve, reject) => {
+          let got = 0
+          s.on('data', d => { got += d.length; if (got >= 64) resolve() })
+          s.once('error', reject)
+          s.once('close', () => { reject(new Error('closed before the reply')) })
+          s.write(msg)
+        })
+      } finally {
+        clearTimeout(deadline)
+      }
       times.push((performance.now() - t0) * 1000)
       s.destroy()
     } catch { errors++ }

@@ -41,8 +41,11 @@ async function startCondition (condition: Condition, ns: string, target: Latency
   }
   const hogs: ChildProcess[] = cpus().map(() => spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' }))
   if (hogCgroup !== undefined) for (const h of hogs) writeFileSync(join(hogCgroup, 'cgroup.procs'), String(h.pid))
+  // A bench that fails mid-measurement must not leave them spinning.
+  const killHogs = (): void => { for (const h of hogs) h.kill('SIGKILL') }
+  process.once('exit', killHogs)
   await new Promise(resolve => setTimeout(resolve, 200))
-  return () => { for (const h of hogs) h.kill('SIGKILL') }
+  return () => { process.removeListener('exit', killHogs); killHogs() }
 }
 
 /** One echo measurement and one new-connection measurement on `target` under `condition`. */
