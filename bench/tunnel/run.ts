@@ -53,12 +53,14 @@ const { values: opt } = parseArgs({
     rate: { type: 'string', default: '200' },
     churn: { type: 'string', default: '100' },
     conditions: { type: 'string', default: CONDITIONS.join(',') },
-    // Millicores: the agents and the bare forwarders run in a cgroup with the weight Kubernetes gives that CPU
+    // Millicores: each node's agent (or bare forwarders) runs in a cgroup with the weight Kubernetes gives that CPU
     // request, and the busy-loopers in one with the weight of a pod requesting every core (cgroup v1 cpu.shares).
+    // The lab's nodes share the machine's cores, so this only approximates one node's contention.
     'agent-cpu-request': { type: 'string' }
   }
 })
-const AGENT_CGROUP = opt['agent-cpu-request'] !== undefined ? cpuGroup('edgemesh-bench-agents', Number(opt['agent-cpu-request'])) : undefined
+/** Each node's agent (or forwarders) in a cgroup of its own with that request's weight, as each node's kubelet would place it. */
+const agentCgroup = (node: string): string | undefined => opt['agent-cpu-request'] !== undefined ? cpuGroup(`edgemesh-bench-${node}`, Number(opt['agent-cpu-request'])) : undefined
 const HOG_CGROUP = opt['agent-cpu-request'] !== undefined ? cpuGroup('edgemesh-bench-hogs', 1000 * cpus().length) : undefined
 const ROUNDS = Number(opt.rounds)
 const SECONDS = Number(opt.seconds)
@@ -149,7 +151,7 @@ async function startAgents (dir: string, entry: string, phase: Phase): Promise<s
       // Node flags for every agent, e.g. BENCH_AGENT_FLAGS=--no-optimize-for-size to compare heap settings.
       ...(process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== '')
     ]
-    const p = run(NS(n), [process.execPath, ...extra, entry, 'agent', '--config-file', cfg], { ...MALLOC_ENV, NODE_NAME: n, NAMESPACE: 'kubeedge' }, { cpuCgroup: AGENT_CGROUP })
+    const p = run(NS(n), [process.execPath, ...extra, entry, 'agent', '--config-file', cfg], { ...MALLOC_ENV, NODE_NAME: n, NAMESPACE: 'kubeedge' }, { cpuCgroup: agentCgroup(n) })
     pnet = (await waitFor(p, /"pnet":"(\w+)"[^\n]*"msg":"tunnel listening"/, 30_000))[1] ?? pnet
     await waitFor(p, /"msg":"running"/, 30_000)
     agentsByName.set(n, p)
@@ -180,7 +182,7 @@ async function startLibp2pCeiling (): Promise<void> {
 /** Starts bench/forwarder.ts with each (node, arguments), waits until both its ports listen, registers them as ceiling-0, ceiling-1, … */
 async function startForwarders (specs: Array<[Node, string[]]>, timeoutMs: number): Promise<void> {
   const script = join(here, '..', 'forwarder.ts')
-  const procs = specs.map(([node, args]) => run(NS(node), [process.execPath, script, ...args], {}, { cpuCgroup: AGENT_CGROUP }))
+  const procs = specs.map(([node, args]) => run(NS(node), [process.execPath, script, ...args], {}, { cpuCgroup: agentCgroup(node) }))
   for (const p of procs) await waitFor(p, /listening on \d+\n.*listening on \d+/s, timeoutMs)
   procs.forEach((p, i) => agentsByName.set(`ceiling-${i}`, p))
 }
