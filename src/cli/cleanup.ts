@@ -68,33 +68,25 @@ export async function runCleanup (argv: string[], io: CommandIO, deps: CleanupDe
       io.stderr.write(`edgemesh cleanup: nftables table ip ${TABLE} not removed: ${(err as Error).message}\n`)
     }
   }
-  // The iptables fallback's chain, where an agent used it.
-  const iptables = new IptablesInterceptor({ logger: noopLogger, run: deps.iptables })
-  if (await iptables.installed()) {
+  // The iptables fallback's chain, where an agent used it, and the edge CNI's (pod source addresses kept,
+  // pods masqueraded to outside the mesh).
+  const chains = [
+    { chain: IPTABLES_CHAIN, rules: new IptablesInterceptor({ logger: noopLogger, run: deps.iptables }) },
+    { chain: CNI_IPTABLES_CHAIN, rules: new HostRules({ run: deps.iptables }) }
+  ]
+  for (const { chain, rules } of chains) {
+    if (!await rules.installed()) {
+      io.stdout.write(`no iptables chain nat/${chain}: nothing to remove\n`)
+      continue
+    }
     try {
-      await iptables.remove()
-      io.stdout.write(`removed iptables chain nat/${IPTABLES_CHAIN}\n`)
+      await rules.remove()
+      io.stdout.write(`removed iptables chain nat/${chain}\n`)
       removed++
     } catch (err) {
       failed = true
-      io.stderr.write(`edgemesh cleanup: iptables chain nat/${IPTABLES_CHAIN} not removed: ${(err as Error).message}\n`)
+      io.stderr.write(`edgemesh cleanup: iptables chain nat/${chain} not removed: ${(err as Error).message}\n`)
     }
-  } else {
-    io.stdout.write(`no iptables chain nat/${IPTABLES_CHAIN}: nothing to remove\n`)
-  }
-  // The edge CNI's chain (pod source addresses kept, pods masqueraded to outside the mesh).
-  const cniRules = new HostRules({ run: deps.iptables })
-  if (await cniRules.installed()) {
-    try {
-      await cniRules.remove()
-      io.stdout.write(`removed iptables chain nat/${CNI_IPTABLES_CHAIN}\n`)
-      removed++
-    } catch (err) {
-      failed = true
-      io.stderr.write(`edgemesh cleanup: iptables chain nat/${CNI_IPTABLES_CHAIN} not removed: ${(err as Error).message}\n`)
-    }
-  } else {
-    io.stdout.write(`no iptables chain nat/${CNI_IPTABLES_CHAIN}: nothing to remove\n`)
   }
   const host = new IpHostNet(deps.ip)
   try {

@@ -159,13 +159,11 @@ export class BlockClaims {
    * API cannot be reached.
    */
   async claim (): Promise<string> {
+    return await this.#withClaims(async held => await this.#claimFree(held))
+  }
+
+  async #claimFree (held: KubeObject[]): Promise<string> {
     const { nodeName, namespace } = this.#init
-    let held: KubeObject[]
-    try {
-      held = await this.#api.list(namespace, `${BLOCK_LABEL}=true`)
-    } catch (err) {
-      return await this.#offline(err)
-    }
     const claimed = held.map(l => ({ block: l.metadata.annotations?.[CIDR_ANNOTATION] ?? '', holder: holder(l) }))
     const mine = claimed.find(c => c.holder === nodeName && c.block !== '')?.block
     if (mine !== undefined) return await this.#keep(mine)
@@ -185,13 +183,11 @@ export class BlockClaims {
    * that overlaps it is an error naming that node.
    */
   async claimExact (block: string): Promise<string> {
+    return await this.#withClaims(async held => await this.#claimGiven(block, held))
+  }
+
+  async #claimGiven (block: string, held: KubeObject[]): Promise<string> {
     const { nodeName, namespace } = this.#init
-    let held: KubeObject[]
-    try {
-      held = await this.#api.list(namespace, `${BLOCK_LABEL}=true`)
-    } catch (err) {
-      return await this.#offline(err)
-    }
     const conflict = (lease: KubeObject): CniError => new CniError(CNI_BLOCK_CONFLICT,
       `the node's pod CIDR ${block} (spec.podCIDR) overlaps pod block ${lease.metadata.annotations?.[CIDR_ANNOTATION] ?? '?'} held by node ${holder(lease) ?? '?'} (Lease ${namespace}/${lease.metadata.name}): ` +
       'give the mesh CIDRs and the cluster\'s pod CIDRs (kube-controller-manager --cluster-cidr) ranges that do not overlap, or delete the stale Lease')
@@ -212,12 +208,18 @@ export class BlockClaims {
     throw conflict(winner ?? { metadata: { name: leaseName(block) } } as KubeObject)
   }
 
-  /** Without the API: the block of the state file, else the API's error. */
-  async #offline (err: unknown): Promise<string> {
-    const kept = await this.persisted()
-    if (kept === undefined) throw err
-    this.#log.warn('pod block from the state file: the API is not reachable', { block: kept, err })
-    return kept
+  /** `use` with the claims the API lists; without the API, the block of the state file, else the API's error. */
+  async #withClaims (use: (held: KubeObject[]) => Promise<string>): Promise<string> {
+    let held: KubeObject[]
+    try {
+      held = await this.#api.list(this.#init.namespace, `${BLOCK_LABEL}=true`)
+    } catch (err) {
+      const kept = await this.persisted()
+      if (kept === undefined) throw err
+      this.#log.warn('pod block from the state file: the API is not reachable', { block: kept, err })
+      return kept
+    }
+    return await use(held)
   }
 
   /** Gives the block back (uninstall). */

@@ -5,27 +5,19 @@
 // CNI's configuration gets the plugin but keeps that configuration.
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { existsSync, statSync } from 'node:fs'
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { cnitool, cnitoolSkip, run } from '../../helpers/cnitool.ts'
 import { bundleForBench } from '../../../bench/bundle.ts'
 
 const root = fileURLToPath(new URL('../../../', import.meta.url))
-const tools = process.env.EDGEMESH_TOOLS_BIN ?? join(root, '.tools/bin')
-const cnitool = join(tools, 'cnitool')
-const skip = process.getuid?.() !== 0 ? 'needs root (network namespaces)' : existsSync(cnitool) ? false : 'cnitool not built (bash scripts/tools/build-cnitool.sh)'
+const skip = cnitoolSkip
 const ID = `${process.pid % 100_000}`
 const NS = `emcnii-${ID}`
 const BRIDGE = `emi${ID}`
-
-async function run (cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number, stdout: string, stderr: string }> {
-  return await new Promise(resolve => {
-    execFile(cmd, args, { env, timeout: 60_000 }, (err, stdout, stderr) => resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr }))
-  })
-}
 
 describe('edgemesh cni install', { skip }, () => {
   let dir: string
