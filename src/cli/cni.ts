@@ -60,6 +60,8 @@ async function runInstall (argv: string[], io: CommandIO): Promise<number> {
   if (values.help === true) { io.stdout.write(INSTALL_HELP); return EXIT_OK }
   for (const key of ['bin-dir', 'conf-dir', 'install-dir', 'subnet-file', 'data-dir'] as const) {
     if (!values[key].startsWith('/')) { io.stderr.write(`edgemesh cni install: --${key} must be an absolute path, got "${values[key]}"\n`); return EXIT_USAGE }
+    // The launcher quotes the paths in single quotes.
+    if (values[key].includes("'")) { io.stderr.write(`edgemesh cni install: --${key} must not contain a single quote, got "${values[key]}"\n`); return EXIT_USAGE }
   }
   // The running app: its entry file (the bundle, /app/edgemesh.mjs in the image) and the directory around it.
   const entry = resolve(process.argv[1] ?? '')
