@@ -30,7 +30,7 @@ import { createMesh, meshInit, relayWatcher } from './mesh.ts'
 import { kubeLeaseApi } from '../cni/blocks.ts'
 import type { LeaseApi } from '../cni/blocks.ts'
 import type { NodeFacts } from '../cni/pod-block.ts'
-import { createPodNetwork } from './cni.ts'
+import { createPodNetwork, podCidrs } from './cni.ts'
 
 export interface AppDeps {
   logger: Logger
@@ -310,7 +310,7 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   if (m.edgeDNS.enable) {
     components.push(new DnsServer({ logger: log.forComponent('dns'), metrics, serviceMap, clients }, dnsServerInit(m.edgeDNS, bridgeDeviceIP)))
   }
-  const mesh = m.edgeTunnel.enable ? createMesh({ logger: log.forComponent('tunnel'), metrics, copied }, meshInit(m.edgeTunnel, node.nodeName, config.commonConfig.stateDir, m.edgeCNI.enable ? [...m.edgeCNI.meshCIDRConfig.cloudCIDR, ...m.edgeCNI.meshCIDRConfig.edgeCIDR] : [])) : undefined
+  const mesh = m.edgeTunnel.enable ? createMesh({ logger: log.forComponent('tunnel'), metrics, copied }, meshInit(m.edgeTunnel, node.nodeName, config.commonConfig.stateDir, podCidrs(config))) : undefined
   if (mesh !== undefined) {
     components.push(mesh)
     const file = m.edgeTunnel.configPath !== '' ? m.edgeTunnel.configPath : deps.configFile

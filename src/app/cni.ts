@@ -37,6 +37,12 @@ export interface PodNetworkDeps {
   copied?: CopiedStreams | undefined
 }
 
+/** The mesh's pod CIDRs (cloud and edge), none when the edge CNI is off: never a node's own address. */
+export function podCidrs (config: AgentConfig): string[] {
+  const c = config.modules.edgeCNI
+  return c.enable ? [...c.meshCIDRConfig.cloudCIDR, ...c.meshCIDRConfig.edgeCIDR] : []
+}
+
 export function createPodNetwork (config: AgentConfig, node: NodeIdentity, deps: PodNetworkDeps): PodNetwork | undefined {
   const log = deps.logger.forComponent('cni')
   const { leases, nodeFacts, kube } = deps
@@ -59,7 +65,7 @@ export function createPodNetwork (config: AgentConfig, node: NodeIdentity, deps:
     { client: kube.client, logger: deps.logger.forComponent('kube:leases'), metrics: kube.metrics })
   const mesh = config.modules.edgeCNI.meshCIDRConfig
   const router = new PodRouter({ logger: log, metrics: deps.metrics, channels: deps.channels, copied: deps.copied, blocks: informerBlockTable(claims, join(config.commonConfig.stateDir, 'cni-routes.json')) },
-    { nodeName: node.nodeName, meshCidrs: [...mesh.cloudCIDR, ...mesh.edgeCIDR] })
+    { nodeName: node.nodeName, meshCidrs: podCidrs(config) })
   podBlock.onBlock(({ block, side, source }) => {
     // A cloud node whose block is its spec.podCIDR has a cluster CNI that routes between cloud nodes: the device takes only the edge's blocks.
     if (side === 'cloud' && source === 'podCIDR') router.leaveToClusterCni(mesh.cloudCIDR)

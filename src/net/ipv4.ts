@@ -25,13 +25,9 @@ export function prefixMask (prefix: number): number {
 
 /** Whether `ip` is inside `cidr` (`10.244.0.0/16`); false for anything that is not IPv4. */
 export function inCidr (ip: string, cidr: string): boolean {
-  const [base, bits] = cidr.split('/')
-  const prefix = Number(bits)
   const a = ipv4ToNumber(ip)
-  const b = ipv4ToNumber(base ?? '')
-  if (a === undefined || b === undefined || !Number.isInteger(prefix) || prefix < 0 || prefix > 32) return false
-  const mask = prefixMask(prefix)
-  return ((a & mask) >>> 0) === ((b & mask) >>> 0)
+  const c = cidrParts(cidr)
+  return a !== undefined && c !== undefined && ((a & prefixMask(c.prefix)) >>> 0) === c.network
 }
 
 /** An IPv4 CIDR as its network number and prefix length; undefined for anything else. */
