@@ -355,7 +355,7 @@ export class Lab implements SyncTeardown {
     await ipIn(r, ['addr', 'add', `${nat.lanAddress}/${lanPrefix}`, 'dev', 'lan0'])
     await ipIn(r, ['link', 'set', 'lan0', 'up'])
     await sysctlIn(r, 'net.ipv4.ip_forward', '1')
-    await nftIn(r, natRuleset(nat.mode))
+    await nftIn(r, natRuleset(nat.mode, { publicAddress: nat.publicAddress, nodeAddress: site.nodes[0]?.address }))
     await Promise.all(site.nodes.map(async (n, j) => {
       const ns = this.netns(n.name)
       await this.#link(ns, 'eth0', r, `l${j}`, 'lan0', `${n.address}/${lanPrefix}`, n.bandwidth)
@@ -391,33 +391,132 @@ export function tbfParams (b: Bandwidth): { rate: string, burst: string, latency
   }
 }
 
+/** What `natRuleset` needs beyond the mode: required by full-cone and address-restricted. */
+export interface NatRulesetOptions {
+  /** The router's wan address: inbound UDP to it is forwarded. */
+  publicAddress?: string
+  /** The site's (only) node: where inbound UDP goes. */
+  nodeAddress?: string
+}
+
+/** How long a NAT kind remembers a mapping's port or peer without outbound traffic. */
+const NAT_SET_TIMEOUT = '120s'
+
 /**
- * Router rules. Plain masquerade keeps the source port and one mapping for
- * all destinations; fully-random maps each destination to a new port.
- * Filtering is port-restricted either way: only conntrack replies come in.
+ * Router rules for a NatMode (RFC 4787 mapping and filtering; the same words
+ * as the NatMode comment in topology.ts):
+ *
+ * - masquerade / port-restricted: plain masquerade keeps the source port and
+ *   reuses it for every destination (endpoint-independent mapping as seen from
+ *   outside); only conntrack replies come in (address-and-port-dependent
+ *   filtering).
+ * - fully-random / symmetric: `masquerade fully-random`: a random public port
+ *   per destination (address-and-port-dependent mapping and filtering).
+ * - full-cone: masquerade, plus: the forward chain records every UDP source
+ *   port that leaves lan0 for wan0 (set `cone_ports`, 120 s); UDP arriving on
+ *   wan0 at the public address on such a port is DNATed to the site's node on
+ *   the same port and accepted (endpoint-independent filtering). This relies on
+ *   masquerade keeping the port, which it does unless two flows collide.
+ * - address-restricted: the same with set `peers` of (destination address .
+ *   source port): inbound UDP is DNATed only from an address the node sent to
+ *   from that port, from any source port (address-dependent filtering). Keyed
+ *   by the port as well as the address, so the filter is per mapping as RFC
+ *   4787 describes it: a peer one local port talked to does not open another.
+ * - symmetric-port-preserving: Linux conntrack already makes one mapping per
+ *   destination, but it keeps the source port whenever the reply tuple stays
+ *   unique, and the remote end is part of that tuple: the same public port is
+ *   reused for every destination, which from outside is endpoint-independent.
+ *   nftables has no flag for "keep the port, but only once" (`random` and
+ *   `fully-random` never keep it). So: a filter chain after SNAT records each
+ *   public UDP port in use (set `busy_ports`, 120 s, refreshed by the flows
+ *   that use it); a new UDP flow whose local port is already in use as a
+ *   public port gets `masquerade fully-random`, any other plain masquerade
+ *   (port kept). The first destination of a local port sees that port, every
+ *   further one a random port; the first mapping is forgotten 120 s after its
+ *   last packet, not when conntrack drops it. Replies only
+ *   (address-and-port-dependent filtering).
+ * - udp-blocked: masquerade, and the forward chain drops UDP from lan0 to
+ *   wan0 (TCP still passes).
+ *
+ * Unsolicited wan traffic to the router itself is dropped in every mode.
  */
-export function natRuleset (mode: NatMode): string {
-  return `table ip eml_nat {
-  chain postrouting {
-    type nat hook postrouting priority srcnat; policy accept;
-    oifname "wan0" masquerade${mode === 'fully-random' ? ' fully-random' : ''}
+export function natRuleset (mode: NatMode, options: NatRulesetOptions = {}): string {
+  const kind = canonicalNatMode(mode)
+  const inbound = kind === 'full-cone' || kind === 'address-restricted'
+  if (inbound && (options.publicAddress === undefined || options.nodeAddress === undefined)) {
+    throw new LabError(`natRuleset: a ${mode} router needs publicAddress and nodeAddress`)
   }
+  const natSets: string[] = []
+  const prerouting: string[] = []
+  const postrouting: string[] = []
+  const afterSnat: string[] = []
+  const forward: string[] = []
+  if (kind === 'full-cone') {
+    natSets.push(`  set cone_ports {
+    type inet_service; flags timeout; timeout ${NAT_SET_TIMEOUT};
+  }`)
+    prerouting.push(`iifname "wan0" ip daddr ${options.publicAddress} udp dport @cone_ports dnat to ${options.nodeAddress}`)
+    forward.push(`iifname "lan0" oifname "wan0" meta l4proto udp update @cone_ports { udp sport timeout ${NAT_SET_TIMEOUT} }`)
+  } else if (kind === 'address-restricted') {
+    natSets.push(`  set peers {
+    type ipv4_addr . inet_service; flags timeout; timeout ${NAT_SET_TIMEOUT};
+  }`)
+    prerouting.push(`iifname "wan0" ip daddr ${options.publicAddress} ip saddr . udp dport @peers dnat to ${options.nodeAddress}`)
+    forward.push(`iifname "lan0" oifname "wan0" meta l4proto udp update @peers { ip daddr . udp sport timeout ${NAT_SET_TIMEOUT} }`)
+  } else if (kind === 'symmetric-port-preserving') {
+    natSets.push(`  set busy_ports {
+    type inet_service; flags timeout; timeout ${NAT_SET_TIMEOUT};
+  }`)
+    postrouting.push('oifname "wan0" udp sport @busy_ports masquerade fully-random')
+    afterSnat.push(`oifname "wan0" meta l4proto udp update @busy_ports { udp sport timeout ${NAT_SET_TIMEOUT} }`)
+  } else if (kind === 'udp-blocked') {
+    forward.push('iifname "lan0" oifname "wan0" meta l4proto udp drop')
+  }
+  postrouting.push(`oifname "wan0" masquerade${kind === 'fully-random' ? ' fully-random' : ''}`)
+  // A rule can only update a set of its own table: the chains that fill the
+  // sets (and udp-blocked's drop) are in eml_nat; eml_filter stays as it was.
+  const lines = [
+    'table ip eml_nat {',
+    ...natSets,
+    ...(prerouting.length === 0
+      ? []
+      : ['  chain prerouting {', '    type nat hook prerouting priority dstnat; policy accept;', ...prerouting.map(r => `    ${r}`), '  }']),
+    '  chain postrouting {',
+    '    type nat hook postrouting priority srcnat; policy accept;',
+    ...postrouting.map(r => `    ${r}`),
+    '  }',
+    ...(afterSnat.length === 0
+      ? []
+      : ['  chain postrouting_mapped {', '    # after SNAT: sees the public source port', '    type filter hook postrouting priority srcnat + 10; policy accept;', ...afterSnat.map(r => `    ${r}`), '  }']),
+    ...(forward.length === 0
+      ? []
+      : ['  chain forward_track {', '    type filter hook forward priority filter - 10; policy accept;', ...forward.map(r => `    ${r}`), '  }']),
+    '}',
+    'table inet eml_filter {',
+    '  chain input {',
+    '    type filter hook input priority filter; policy accept;',
+    '    iifname "wan0" ct state established,related accept',
+    '    iifname "wan0" drop',
+    '  }',
+    '  chain forward_filter {',
+    '    type filter hook forward priority filter; policy drop;',
+    '    ct state established,related accept',
+    ...(inbound ? ['    # inbound UDP the prerouting chain forwarded to the node', '    iifname "wan0" oifname "lan0" ct status dnat accept'] : []),
+    '    iifname "lan0" oifname "wan0" accept',
+    '    # bridged LAN traffic passes this hook when br_netfilter is loaded',
+    '    iifname "lan0" oifname "lan0" accept',
+    '  }',
+    '}',
+    ''
+  ]
+  return lines.join('\n')
 }
-table inet eml_filter {
-  chain input {
-    type filter hook input priority filter; policy accept;
-    iifname "wan0" ct state established,related accept
-    iifname "wan0" drop
-  }
-  chain forward_filter {
-    type filter hook forward priority filter; policy drop;
-    ct state established,related accept
-    iifname "lan0" oifname "wan0" accept
-    # bridged LAN traffic passes this hook when br_netfilter is loaded
-    iifname "lan0" oifname "lan0" accept
-  }
-}
-`
+
+/** The rules a mode is built with: the RFC 4787-style names are aliases of the two original ones. */
+function canonicalNatMode (mode: NatMode): Exclude<NatMode, 'port-restricted' | 'symmetric'> {
+  if (mode === 'port-restricted') return 'masquerade'
+  if (mode === 'symmetric') return 'fully-random'
+  return mode
 }
 
 function members (id: string, t: Topology): Map<string, LabMember> {

@@ -19,11 +19,42 @@ export interface Bandwidth {
 }
 
 /**
- * 'masquerade' keeps the source port and maps it the same way for every
- * destination (endpoint-independent mapping, port-restricted filtering).
- * 'fully-random' picks a new port for every destination ("symmetric").
+ * How a NAT router maps and filters, in RFC 4787 terms (mapping: which
+ * public address:port an outbound flow gets; filtering: which inbound packets
+ * to that public address:port reach the node). `natRuleset` in lab.ts builds
+ * each with nftables.
+ *
+ * - 'masquerade' (alias 'port-restricted'): endpoint-independent mapping in
+ *   practice (the source port is kept, so every destination sees the same
+ *   public port), address-and-port-dependent filtering (only replies from the
+ *   exact address:port sent to come in). A port-restricted cone.
+ * - 'fully-random' (alias 'symmetric'): address-and-port-dependent mapping
+ *   (a new random public port for every destination), address-and-port-
+ *   dependent filtering.
+ * - 'full-cone': endpoint-independent mapping, port kept; endpoint-independent
+ *   filtering: once the node has sent from a port, any host may send to that
+ *   public port. One node per site (inbound goes to the site's node).
+ * - 'address-restricted': endpoint-independent mapping, port kept;
+ *   address-dependent filtering: inbound to a public port is admitted from an
+ *   address the node sent to from that port, from any source port. One node
+ *   per site.
+ * - 'symmetric-port-preserving': address-and-port-dependent mapping that keeps
+ *   the port when it can: the first destination a local port talks to gets the
+ *   same public port, every further destination of that port a random one
+ *   (the public port is taken). Address-and-port-dependent filtering.
+ * - 'udp-blocked': 'masquerade' for TCP; UDP from the LAN to the wan is dropped.
  */
-export type NatMode = 'masquerade' | 'fully-random'
+export type NatMode =
+  | 'masquerade' | 'fully-random'
+  | 'full-cone' | 'address-restricted' | 'port-restricted' | 'symmetric' | 'symmetric-port-preserving' | 'udp-blocked'
+
+/** Every NatMode, in the order of the doc comment above. */
+export const natModes: readonly NatMode[] = [
+  'masquerade', 'fully-random', 'full-cone', 'address-restricted', 'port-restricted', 'symmetric', 'symmetric-port-preserving', 'udp-blocked'
+]
+
+/** Modes that forward unsolicited inbound UDP to the site's node: their sites have exactly one node. */
+export const singleNodeNatModes: readonly NatMode[] = ['full-cone', 'address-restricted']
 
 export interface NatRouter {
   /** Router name: its namespace, and a target for `exec`. */
@@ -144,7 +175,40 @@ export const mini: Topology = {
   ]
 }
 
-export const topologies: Record<string, Topology> = { seed, mini }
+/**
+ * One site per NAT kind, one node each, and two public relays to observe
+ * mappings and filtering from two addresses. Every router has its own public
+ * address and LAN (10.2.<n>.0/24, the node at .11).
+ */
+export const natkinds: Topology = {
+  name: 'natkinds',
+  description: 'two public relays; one single-node site per NAT kind: full-cone, address-restricted, port-restricted, symmetric, symmetric-port-preserving, udp-blocked',
+  wan: { subnet: '198.18.0.0/24' },
+  sites: [
+    {
+      name: 'cloud',
+      nodes: [
+        { name: 'relay1', address: '198.18.0.10' },
+        { name: 'relay2', address: '198.18.0.11' }
+      ]
+    },
+    ...([
+      ['fc', 'full-cone'],
+      ['ar', 'address-restricted'],
+      ['pr', 'port-restricted'],
+      ['sym', 'symmetric'],
+      ['spp', 'symmetric-port-preserving'],
+      ['ub', 'udp-blocked']
+    ] as const).map(([short, mode], i): Site => ({
+      name: mode,
+      nat: { name: `nat-${short}`, mode, publicAddress: `198.18.0.${i + 1}`, lanAddress: `10.2.${i + 1}.1` },
+      subnet: `10.2.${i + 1}.0/24`,
+      nodes: [{ name: `${short}1`, address: `10.2.${i + 1}.11` }]
+    }))
+  ]
+}
+
+export const topologies: Record<string, Topology> = { seed, mini, natkinds }
 
 export class TopologyError extends Error {
   override readonly name = 'TopologyError'
@@ -229,7 +293,10 @@ export function validateTopology (t: Topology): Topology {
     }
     const nat = site.nat
     claim(nat.name, 'router')
-    if (nat.mode !== 'masquerade' && nat.mode !== 'fully-random') fail(`router "${nat.name}": mode must be masquerade or fully-random`)
+    if (!natModes.includes(nat.mode)) fail(`router "${nat.name}": mode "${nat.mode}" must be one of ${natModes.join(', ')}`)
+    if (singleNodeNatModes.includes(nat.mode) && site.nodes.length !== 1) {
+      fail(`site "${site.name}": a ${nat.mode} router forwards inbound UDP to one node, so the site must have exactly one node (has ${site.nodes.length})`)
+    }
     wanAddress(nat.publicAddress, `router "${nat.name}"`)
     checkBandwidth(nat.bandwidth, `router "${nat.name}"`)
     const lan = parseCidr(site.subnet ?? '') ?? fail(`site "${site.name}": subnet "${site.subnet}" is not an IPv4 CIDR (/8 to /30)`)
