@@ -23,12 +23,15 @@ import { DataPathTransport } from '../datapath/transport.ts'
 import { PeerDialer } from '../mesh/index.ts'
 import type { DatagramChannel, DialTarget, EndpointDialer, PeerChannels, PeerTransport } from '../mesh/index.ts'
 import type { CopiedStreams } from '../net/index.ts'
-import { NatDiscovery, NatMetrics, StunReflector } from '../nat/index.ts'
+import { DirectPathMetrics, DirectPaths, NatDiscovery, NatMetrics, StunReflector } from '../nat/index.ts'
+import type { DirectPathsInit } from '../nat/index.ts'
 
 /** What `createMesh` takes: the tunnel's settings, our data path's, and one dial budget. */
 export type MeshInit = EdgeTunnelInit & {
   /** The TLS data path between our agents (needs the PSK); undefined keeps every connection on libp2p. */
   dataPath?: Pick<DataPathInit, 'port' | 'poolSize' | 'parkedPerRelay' | 'relayLimits'> | undefined
+  /** Punched UDP paths between our agents (needs the data path and NAT checks). */
+  holePunch?: Pick<DirectPathsInit, 'port' | 'punchTimeoutMs' | 'retryMs' | 'keepaliveMs'> | undefined
   /** One budget for a proxied dial, every transport it tries included. @default 10000 */
   dialTimeoutMs?: number
   /** How often a tunnel whose state files could not be used is started again. @default 30000 */
@@ -51,21 +54,24 @@ export class Mesh extends LifecycleGroup implements EndpointDialer {
   readonly channels: PeerChannels | undefined
   /** What NAT this node is behind, from the relays' reflectors; undefined without NAT discovery. */
   readonly nat: NatDiscovery | undefined
+  readonly directPaths: DirectPaths | undefined
   readonly #log: Logger
   readonly #retryMs: number
   #failed: TunnelIdentityError | undefined
   #retry: NodeJS.Timeout | undefined
   #stopped = false
 
-  constructor (parts: { tunnel: EdgeTunnel, dataPath: DataPath | undefined, dialer: PeerDialer, channels?: PeerChannels | undefined, reflector?: StunReflector | undefined, nat?: NatDiscovery | undefined }, log: Logger, retryMs = 30_000) {
-    // The data path first: the tunnel tells peers where it listens.
+  constructor (parts: { tunnel: EdgeTunnel, dataPath: DataPath | undefined, dialer: PeerDialer, channels?: PeerChannels | undefined, reflector?: StunReflector | undefined, nat?: NatDiscovery | undefined, directPaths?: DirectPaths | undefined }, log: Logger, retryMs = 30_000) {
+    // The data path first: the tunnel tells peers where it listens. The punching socket before the
+    // NAT checks: they run on it, so the mapping they find is the one punched paths use.
     // Named as the tunnel module: readiness, start errors and logs speak of the tunnel, as the config does.
-    super('tunnel', [parts.dataPath, parts.tunnel, parts.reflector, parts.nat].filter(c => c !== undefined), log)
+    super('tunnel', [parts.dataPath, parts.tunnel, parts.reflector, parts.directPaths, parts.nat].filter(c => c !== undefined), log)
     this.tunnel = parts.tunnel
     this.dataPath = parts.dataPath
     this.dialer = parts.dialer
     this.channels = parts.channels
     this.nat = parts.nat
+    this.directPaths = parts.directPaths
     this.#log = log
     this.#retryMs = retryMs
   }
@@ -191,15 +197,32 @@ export function createMesh (deps: { logger: Logger, metrics: Registry, copied?: 
   const dialer = new PeerDialer({ logger: log, transports }, { dialTimeoutMs: init.dialTimeoutMs })
   let reflector: StunReflector | undefined
   let nat: NatDiscovery | undefined
+  let directPaths: DirectPaths | undefined
   if (init.nat !== undefined) {
     const metrics = new NatMetrics(deps.metrics)
     const isRelay = init.relayNodes.some(r => r.nodeName === init.nodeName)
     if (isRelay) reflector = new StunReflector({ logger: log, metrics }, { host: init.listenAddresses?.[0] ?? '0.0.0.0', port: init.listenPort })
     // A relay asks the other relays: its own reflector would only tell it its own address.
     const others = init.relayNodes.filter(r => r.nodeName !== init.nodeName)
-    if (others.length > 0) nat = new NatDiscovery({ logger: log, metrics }, { ...init.nat, relays: others })
+    // Relays are public: peers reach them directly, and they reach nodes through parked connections.
+    if (others.length > 0 && !isRelay && init.holePunch !== undefined && dataPath !== undefined && dataTransport !== undefined && init.pskFile !== undefined) {
+      const checks = (): NatDiscovery | undefined => nat
+      const punching = new DirectPaths({
+        logger: log,
+        metrics: new DirectPathMetrics(deps.metrics),
+        nat: () => checks()?.report(),
+        rendezvous: {
+          openChannel: async (nodeName, channel, signal) => await dataTransport.openChannel(nodeName, channel, signal),
+          handleChannel: (channel, handler) => { dataPath.handleChannel(channel, handler) },
+          serve: stream => { dataPath.serveStream(stream) }
+        }
+      }, { ...init.holePunch, nodeName: init.nodeName, pskFile: init.pskFile, host: init.listenAddresses?.[0] ?? '0.0.0.0' })
+      dataPath.usePunchedPaths(punching)
+      directPaths = punching
+    }
+    if (others.length > 0) nat = new NatDiscovery({ logger: log, metrics }, { ...init.nat, relays: others, datagrams: () => directPaths?.datagrams() })
   }
-  return new Mesh({ tunnel, dataPath, dialer, channels, reflector, nat }, log, init.stateRetryMs)
+  return new Mesh({ tunnel, dataPath, dialer, channels, reflector, nat, directPaths }, log, init.stateRetryMs)
 }
 
 /** The mesh as the agent's config describes it. */
@@ -218,7 +241,8 @@ export function meshInit (t: EdgeTunnelConfig, nodeName: string, stateDir: strin
     nat: {},
     dataPath: t.dataPath.enable
       ? { port: t.dataPath.port === 0 ? undefined : t.dataPath.port, poolSize: t.dataPath.poolSize, parkedPerRelay: t.dataPath.parkedPerRelay, relayLimits: t.dataPath.relayLimits }
-      : undefined
+      : undefined,
+    holePunch: t.dataPath.enable && t.dataPath.holePunch.enable ? { port: t.dataPath.holePunch.port } : undefined
   }
 }
 

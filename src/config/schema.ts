@@ -156,7 +156,11 @@ export const EdgeTunnelConfig = obj({
       maxNodes: int(10_000, 'Nodes a relay keeps parked connections for.', 1, 1_000_000, { ours: true }),
       maxParkedPerNode: int(8, 'Parked connections a relay accepts per node.', 1, 1024, { ours: true }),
       maxSplicesPerNode: int(256, 'Connections a relay splices at once for one joining node (per-peer fairness).', 1, 65_536, { ours: true })
-    }, 'What a relay accepts (relay nodes only).', { ours: true })
+    }, 'What a relay accepts (relay nodes only).', { ours: true }),
+    holePunch: obj({
+      enable: bool(true, 'When a peer is reached through a relay, punch a direct UDP path to it (candidates exchanged over the relayed connection; birthday probing when one side is behind a symmetric NAT) and carry its new connections as UDX streams over that path, with the same TLS. Pairs that cannot punch (both symmetric, UDP blocked) stay relayed.', { ours: true }),
+      port: int(0, 'UDP port of the node\'s punching socket (also used for the NAT checks). 0: any free port.', 0, 65535, { ours: true })
+    }, 'Direct paths across NAT.', { ours: true })
   }, 'Agent-to-agent data path.', { ours: true }),
   mdns: obj({
     enable: bool(false, 'Find peers on the same LAN by mDNS under the `rendezvous` name, as upstream always does, and dial them directly over libp2p instead of through a relay. Off by default: it answers on UDP 5353 on every interface.', { ours: true })

@@ -75,7 +75,7 @@ export class Admission {
    * Closes a connection that did not authenticate; counted once, however many
    * of its deadlines and errors report it, and summed up in a rate-limited warn.
    */
-  reject (reason: RejectReason, socket: Socket): void {
+  reject (reason: RejectReason, socket: { destroyed: boolean, destroy: () => void }): void {
     if (socket.destroyed) return
     socket.destroy()
     this.#rejected.inc({ reason })

@@ -20,13 +20,14 @@
  * `/libp2p/tunnel-proxy/1.0.0`.
  */
 import type { Server, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import type { SecureContext, TLSSocket } from 'node:tls'
 import type { Registry } from 'prom-client'
 import type { Logger } from '../observability/logger.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import { cipherPreference, CONTROL_TIMEOUT_MS, DataPathKeys, KEY_EXCHANGE_GROUP, jsonLine, pairIdentity, parseChannelRequest, parseIdentity, parseTargetRequest, RELAY_HELLO, RELAY_MAGIC } from './wire.ts'
 import { peekFirstRecord, readLine, untilAborted } from './socket-io.ts'
-import type { DataPathInit, DataPathPeer, HostPort, PeerRoute } from './types.ts'
+import type { DataPathInit, DataPathKind, DataPathPeer, HostPort, PeerRoute, PunchedPaths } from './types.ts'
 import { SharedPort } from './shared-port.ts'
 import { connectWithin } from '../net/connect.ts'
 import { Limiter } from '../net/limiter.ts'
@@ -49,9 +50,9 @@ function tls (): typeof import('node:tls') {
   return tlsModule
 }
 
-export type { DataPathInit, DataPathPeer, HostPort, PeerRoute } from './types.ts'
+export type { DataPathInit, DataPathKind, DataPathPeer, HostPort, PeerRoute, PunchedPaths } from './types.ts'
 
-interface Pooled { socket: TLSSocket, path: 'direct' | 'relay', via?: string, at: number }
+interface Pooled { socket: TLSSocket, path: DataPathKind, via?: string, at: number }
 
 const POOL_IDLE_MS = 30_000
 const REFILL_DELAY_MS = 10
@@ -71,7 +72,7 @@ export class DataPath {
   #server: Server | undefined
   #tunnelPort: number | undefined
   #stopped = false
-  readonly #sockets = new Set<Socket>()
+  readonly #sockets = new Set<Duplex>()
   readonly #pools = new Map<string, Pooled[]>()
   readonly #peers = new Map<string, DataPathPeer>()
   readonly #directFailedAt = new Map<string, number>()
@@ -91,6 +92,7 @@ export class DataPath {
   /** Modules' own traffic between agents, by channel name (handleChannel). */
   readonly #channels = new Map<string, (peer: string, socket: TLSSocket) => void>()
   #keys = new DataPathKeys(new Uint8Array(0))
+  #punched: PunchedPaths | undefined
 
   readonly name = 'datapath'
 
@@ -200,7 +202,7 @@ export class DataPath {
    * A proxied TCP connection to `target` through the agent on `route.nodeName`:
    * direct when its addresses answer, else through each relay in turn.
    */
-  async dial (route: PeerRoute, target: { ip: string, port: number }, signal?: AbortSignal): Promise<{ socket: TLSSocket, path: 'direct' | 'relay', via?: string }> {
+  async dial (route: PeerRoute, target: { ip: string, port: number }, signal?: AbortSignal): Promise<{ socket: TLSSocket, path: DataPathKind, via?: string }> {
     return await this.#request(route, { ip: target.ip, port: target.port }, `${target.ip}:${target.port}`, signal)
   }
 
@@ -209,8 +211,20 @@ export class DataPath {
    * (`channel`, e.g. the edge CNI's packets), served there by the handler
    * that module registered with `handleChannel`.
    */
-  async openChannel (route: PeerRoute, channel: string, signal?: AbortSignal): Promise<{ socket: TLSSocket, path: 'direct' | 'relay', via?: string }> {
+  async openChannel (route: PeerRoute, channel: string, signal?: AbortSignal): Promise<{ socket: TLSSocket, path: DataPathKind, via?: string }> {
     return await this.#request(route, { channel }, `channel ${channel}`, signal)
+  }
+
+  /** Punched UDP paths to take before relays (src/nat's DirectPaths). */
+  usePunchedPaths (punched: PunchedPaths): void {
+    this.#punched = punched
+  }
+
+  /** An inbound stream on a punched path: served as a connection accepted on this data path's port. */
+  serveStream (raw: Duplex): void {
+    if (this.#stopped) { raw.destroy(); return }
+    raw.on('error', () => {})
+    this.#serveTls(raw)
   }
 
   /** Serves `channel` on this node: `handler` gets each connection a peer opened for it, after its `ok`. */
@@ -218,7 +232,7 @@ export class DataPath {
     this.#channels.set(channel, handler)
   }
 
-  async #request (route: PeerRoute, request: object, what: string, signal: AbortSignal | undefined): Promise<{ socket: TLSSocket, path: 'direct' | 'relay', via?: string }> {
+  async #request (route: PeerRoute, request: object, what: string, signal: AbortSignal | undefined): Promise<{ socket: TLSSocket, path: DataPathKind, via?: string }> {
     let conn = this.#fromPool(route.nodeName)
     this.#metrics.pool.inc({ result: conn === undefined ? 'miss' : 'hit' })
     if (conn === undefined) {
@@ -258,7 +272,7 @@ export class DataPath {
     this.#pools.delete(nodeName)
   }
 
-  #notePath (nodeName: string, path: 'direct' | 'relay', via?: string): void {
+  #notePath (nodeName: string, path: DataPathKind, via?: string): void {
     const prev = this.#peers.get(nodeName)
     if (prev?.path === path && prev.via === via) return
     this.#peers.set(nodeName, { nodeName, path, via, since: Date.now() })
@@ -299,8 +313,8 @@ export class DataPath {
     p.socket.on('error', () => {})
     const list = pool
     p.socket.once('close', () => { const at = list.indexOf(p); if (at >= 0) list.splice(at, 1) })
-    // A direct connection goes first: the next dial takes it.
-    if (p.path === 'direct') pool.unshift(p)
+    // A connection that skips the relays goes first: the next dial takes it.
+    if (p.path !== 'relay') pool.unshift(p)
     else pool.push(p)
   }
 
@@ -328,6 +342,15 @@ export class DataPath {
       }
     }
     const relays = route.relays.filter(r => r.nodeName !== this.#init.nodeName)
+    if (this.#punched?.has(route.nodeName) === true) {
+      // A punched path is proven; when it stopped answering, its link is dropped and the relays carry on.
+      const punched = await this.#viaPunched(route, signal).catch((err: Error) => {
+        if (signal?.aborted === true) throw err
+        this.#log.debug('punched path failed; relays take over', { peer: route.nodeName, err: err.message })
+        return undefined
+      })
+      if (punched !== undefined) return punched
+    }
     if (route.direct.length === 0) return await this.#viaRelays(route, relays, [], signal)
     const direct = (): Promise<Pooled> => this.#direct(route, signal).then(r => { if ('error' in r) throw new Error(r.error); return r })
     if (relays.length === 0) return await direct()
@@ -384,11 +407,19 @@ export class DataPath {
     return { error: errors.join('; ') }
   }
 
+  async #viaPunched (route: PeerRoute, signal?: AbortSignal): Promise<Pooled> {
+    const raw = await (this.#punched as PunchedPaths).open(route.nodeName, signal)
+    const socket = await untilAborted(raw, signal, async () => await this.#tlsClient(raw, route.nodeName))
+    return { socket, path: 'punched', at: Date.now() }
+  }
+
   async #viaRelays (route: PeerRoute, relays: PeerRoute['relays'], errors: string[], signal?: AbortSignal): Promise<Pooled> {
     for (const r of relays) {
       try {
         const raw = await this.#join(r.address, route.nodeName, signal)
         const socket = await untilAborted(raw, signal, async () => await this.#tlsClient(raw, route.nodeName))
+        // Relayed: a punched path would spare the relay this peer's bytes (tried in the background).
+        this.#punched?.want(route.nodeName)
         return { socket, path: 'relay', via: r.nodeName, at: Date.now() }
       } catch (err) {
         errors.push(`relay ${r.nodeName}: ${(err as Error).message}`)
@@ -402,7 +433,7 @@ export class DataPath {
     return this.#tlsContext
   }
 
-  async #tlsClient (raw: Socket, server: string): Promise<TLSSocket> {
+  async #tlsClient (raw: Duplex, server: string): Promise<TLSSocket> {
     const identity = pairIdentity(this.#init.nodeName, server)
     const key = this.#keys.tls(identity)
     const socket = tls().connect({
@@ -526,7 +557,7 @@ export class DataPath {
   }
 
   /** A TLS server on `raw`; `authenticated` once the handshake proved the PSK. */
-  #serveTls (raw: Socket, authenticated: () => void = () => {}): void {
+  #serveTls (raw: Duplex, authenticated: () => void = () => {}): void {
     this.#sockets.add(raw)
     raw.once('close', () => this.#sockets.delete(raw))
     const me = this.#init.nodeName

@@ -12,7 +12,7 @@ export class DataPathMetrics {
 
   constructor (registry: Registry) {
     const registers = [registry]
-    this.connections = new Counter({ name: 'edgemesh_datapath_connections_total', help: 'Proxied connections over the TLS data path, by path (direct/relay) and result.', labelNames: ['path', 'result'], registers })
+    this.connections = new Counter({ name: 'edgemesh_datapath_connections_total', help: 'Proxied connections over the TLS data path, by path (direct: TCP; punched: a UDX stream over a punched UDP path; relay) and result.', labelNames: ['path', 'result'], registers })
     this.parked = new Gauge({ name: 'edgemesh_datapath_parked_connections', help: 'Idle connections this node keeps parked on relays.', registers })
     this.splices = new Gauge({ name: 'edgemesh_datapath_relay_splices', help: 'Connections this relay is splicing now.', registers })
     this.relayParked = new Gauge({ name: 'edgemesh_datapath_relay_parked_connections', help: 'Connections other nodes keep parked on this relay.', registers })

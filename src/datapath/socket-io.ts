@@ -101,7 +101,7 @@ export async function peekFirstRecord (socket: Socket, timeoutMs: number): Promi
 }
 
 /** Runs a handshake step on `raw`; the client's signal aborting destroys the socket, so no work goes on for a client that left. */
-export async function untilAborted<T> (raw: Socket, signal: AbortSignal | undefined, step: () => Promise<T>): Promise<T> {
+export async function untilAborted<T> (raw: { destroy: () => void }, signal: AbortSignal | undefined, step: () => Promise<T>): Promise<T> {
   if (signal === undefined) return await step()
   const onAbort = (): void => { raw.destroy() }
   signal.addEventListener('abort', onAbort, { once: true })

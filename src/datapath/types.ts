@@ -42,9 +42,22 @@ export interface DataPathInit {
   relayLimits?: RelayLimits
 }
 
+/** How a connection reached its peer: TCP to its address, a UDX stream over a punched UDP path, or a relay's splice. */
+export type DataPathKind = 'direct' | 'punched' | 'relay'
+
+/** Punched UDP paths (src/nat): streams to peers reached through relays otherwise. */
+export interface PunchedPaths {
+  /** True when new connections to the peer can take a punched path. */
+  has (nodeName: string): boolean
+  /** A raw stream to the peer over its punched path (TLS runs on top, as on TCP). */
+  open (nodeName: string, signal?: AbortSignal): Promise<import('node:stream').Duplex>
+  /** The peer's connections went through a relay: punch towards it in the background. */
+  want (nodeName: string): void
+}
+
 export interface DataPathPeer {
   nodeName: string
-  path: 'direct' | 'relay'
+  path: DataPathKind
   via?: string
   since: number
 }

@@ -18,6 +18,7 @@ import type { Logger } from '../observability/logger.ts'
 import { decodeResponse, encodeRequest } from './stun.ts'
 import type { NatMetrics } from './metrics.ts'
 import type { NatKind, NatStatus } from '../observability/status.ts'
+import type { Datagrams } from './datagrams.ts'
 
 const KINDS: readonly NatKind[] = ['public', 'cone', 'symmetric', 'unknown', 'udp-blocked']
 
@@ -33,6 +34,11 @@ export interface NatDiscoveryInit {
   timeoutMs?: number
   /** This node's own IPv4 addresses (`public` when a relay sees one of them). @default every non-internal interface address */
   localAddresses?: () => string[]
+  /**
+   * The socket to check from: the node's punching socket, so that the mapping found is the one
+   * punched paths use. Undefined (or returning undefined): a socket of its own per check.
+   */
+  datagrams?: () => Datagrams | undefined
 }
 
 /** The host's IPv4 addresses but loopback, from the same view of the host as the proxy's local sources. */
@@ -53,7 +59,7 @@ export class NatDiscovery implements Component {
   constructor (deps: { logger: Logger, metrics: NatMetrics }, init: NatDiscoveryInit) {
     this.#log = deps.logger
     this.#metrics = deps.metrics
-    this.#init = { intervalMs: 300_000, timeoutMs: 1500, localAddresses: ownAddresses, ...init }
+    this.#init = { intervalMs: 300_000, timeoutMs: 1500, localAddresses: ownAddresses, datagrams: () => undefined, ...init }
   }
 
   /** Starts the first check without waiting for it: the node serves meanwhile. */
@@ -96,11 +102,11 @@ export class NatDiscovery implements Component {
   }
 
   async #probe (): Promise<NatReport> {
-    const socket = dgram.createSocket('udp4')
+    const shared = this.#init.datagrams()
+    const own = shared === undefined ? await ownSocket() : undefined
+    const socket = shared ?? own?.datagrams as Datagrams
     try {
-      await new Promise<void>((resolve, reject) => { socket.once('error', reject); socket.bind(0, () => { socket.off('error', reject); resolve() }) })
-      socket.on('error', () => {})
-      const localPort = socket.address().port
+      const localPort = socket.port
       const targets = (await Promise.all(this.#init.relays.map(async r => {
         const a = r.addresses[0]
         if (a === undefined) return []
@@ -120,9 +126,9 @@ export class NatDiscovery implements Component {
         const a = changed.get(first.relay)
         filtering = a !== undefined && a.fromPort !== first.port ? 'port-independent' : 'port-dependent'
       }
-      const own = this.#init.localAddresses()
+      const addresses = this.#init.localAddresses()
       const distinct = new Set(mapped.map(m => m.address))
-      const isPublic = mapped.length > 0 && mapped.every(m => own.includes(m.ip) && m.port === localPort)
+      const isPublic = mapped.length > 0 && mapped.every(m => addresses.includes(m.ip) && m.port === localPort)
       const mapping: NatReport['mapping'] = mapped.length < 2 ? 'unknown' : distinct.size === 1 ? 'endpoint-independent' : 'endpoint-dependent'
       const kind: NatKind = mapped.length === 0
         ? 'udp-blocked'
@@ -142,17 +148,17 @@ export class NatDiscovery implements Component {
         portPreserved,
         localPort,
         mapped: mapped.map(m => ({ relay: m.relay, address: m.address })),
-        candidates: [...own.map(a => `${a}:${localPort}`), ...[...distinct].filter(a => !own.some(o => a === `${o}:${localPort}`))],
+        candidates: [...addresses.map(a => `${a}:${localPort}`), ...[...distinct].filter(a => !addresses.some(o => a === `${o}:${localPort}`))],
         summary,
         checkedAt: new Date().toISOString()
       }
     } finally {
-      socket.close()
+      own?.close()
     }
   }
 
   /** Sends a binding request to each target (again at 1/4 and 3/4 of the timeout) and collects the first answer of each. */
-  async #ask (socket: dgram.Socket, targets: Array<{ relay: string, ip: string, port: number, changePort: boolean }>): Promise<Map<string, { mapped: { address: string, port: number }, fromPort: number }>> {
+  async #ask (socket: Datagrams, targets: Array<{ relay: string, ip: string, port: number, changePort: boolean }>): Promise<Map<string, { mapped: { address: string, port: number }, fromPort: number }>> {
     const answers = new Map<string, { mapped: { address: string, port: number }, fromPort: number }>()
     if (targets.length === 0) return answers
     const pending = new Map(targets.map(t => {
@@ -161,12 +167,12 @@ export class NatDiscovery implements Component {
     }))
     const timeoutMs = this.#init.timeoutMs
     await new Promise<void>(resolve => {
-      const onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => {
+      const onMessage = (msg: Buffer, from: { host: string, port: number }): void => {
         const r = decodeResponse(msg)
         const t = r === undefined ? undefined : pending.get(r.transactionId.toString('hex'))
         // Only an answer from the relay's own address counts; the port may differ (the change-port test).
-        if (r === undefined || t === undefined || rinfo.address !== t.ip) return
-        answers.set(t.relay, { mapped: r.mapped, fromPort: rinfo.port })
+        if (r === undefined || t === undefined || from.host !== t.ip) return
+        answers.set(t.relay, { mapped: r.mapped, fromPort: from.port })
         pending.delete(r.transactionId.toString('hex'))
         if (pending.size === 0) done()
       }
@@ -174,11 +180,30 @@ export class NatDiscovery implements Component {
       const timers = [setTimeout(send, 0), setTimeout(send, timeoutMs / 4), setTimeout(send, (timeoutMs * 3) / 4), setTimeout(() => done(), timeoutMs)]
       const done = (): void => {
         for (const t of timers) clearTimeout(t)
-        socket.off('message', onMessage)
+        stop()
         resolve()
       }
-      socket.on('message', onMessage)
+      const stop = socket.listen(onMessage)
     })
     return answers
+  }
+}
+
+/** A UDP socket for one check, when the node has no punching socket. */
+async function ownSocket (): Promise<{ datagrams: Datagrams, close: () => void }> {
+  const socket = dgram.createSocket('udp4')
+  await new Promise<void>((resolve, reject) => { socket.once('error', reject); socket.bind(0, () => { socket.off('error', reject); resolve() }) })
+  socket.on('error', () => {})
+  return {
+    datagrams: {
+      port: socket.address().port,
+      send: (bytes, port, host) => { socket.send(bytes, port, host) },
+      listen: fn => {
+        const onMessage = (msg: Buffer, rinfo: dgram.RemoteInfo): void => { fn(msg, { host: rinfo.address, port: rinfo.port }) }
+        socket.on('message', onMessage)
+        return () => { socket.off('message', onMessage) }
+      }
+    },
+    close: () => { socket.close() }
   }
 }

@@ -17,8 +17,8 @@ export interface StatusPeer {
   via?: string
   /** Round-trip time from libp2p's connection monitor, ms. */
   rttMs?: number
-  /** The path this peer's latest proxied TCP connection took on the TLS data path, when it took it. */
-  dataPath?: 'direct' | 'relay'
+  /** The path this peer's latest proxied TCP connection took on the TLS data path, when it took it (`punched`: a UDX stream over a punched UDP path). */
+  dataPath?: 'direct' | 'punched' | 'relay'
   /** The relay that spliced it. */
   dataPathVia?: string
 }

@@ -1,0 +1,469 @@
+/**
+ * Direct paths across NAT. When a peer is reached through a relay, the two
+ * agents meet over that relayed connection (the data path's `nat-punch`
+ * channel, authenticated by the pair's TLS key), tell each other what NAT
+ * they are behind and where they might be reached, and punch (punch.ts). A
+ * path proven both ways becomes a link: the data path then opens its
+ * connections to that peer as UDX streams over it (one stream per
+ * connection, the same TLS as over TCP on top), and the relay carries none
+ * of their bytes.
+ *
+ * Opening a stream takes one datagram each way (`open`, `accept`: each side
+ * learns the other's stream id), sent again while unanswered; a link whose
+ * peer answers nothing for `deadAfterMs` is dropped, and new connections go
+ * through the relays again.
+ */
+import { randomBytes, randomInt } from 'node:crypto'
+import type { Duplex } from 'node:stream'
+import type { Component } from '../lifecycle/component.ts'
+import type { Logger } from '../observability/logger.ts'
+import { readPnetKey } from '../mesh/psk.ts'
+import type { NatReport } from './discovery.ts'
+import type { Datagrams } from './datagrams.ts'
+import type { DirectPathMetrics } from './metrics.ts'
+import { punchPlan, type PeerNat } from './plan.ts'
+import { startPunch } from './punch.ts'
+import { decodePunch, encodePunch, isPunchDatagram, LINK_ID_BYTES, punchKey, type PunchMessage } from './punch-wire.ts'
+import { loadUdx, udxDuplex, type Udx, type UdxAddress, type UdxSocket, type UdxStream } from './udx.ts'
+
+/** What the data path offers for the rendezvous, and takes back: streams to serve. */
+export interface Rendezvous {
+  /** A connection to the agent on `nodeName` for a module's own traffic, by whatever path the data path has (a relay, here). */
+  openChannel (nodeName: string, channel: string, signal: AbortSignal): Promise<Duplex | undefined>
+  handleChannel (channel: string, handler: (peer: string, socket: Duplex) => void): void
+  /** An inbound stream on a link: served as a connection accepted on the data path's port. */
+  serve (stream: Duplex): void
+}
+
+export interface DirectPathsInit {
+  nodeName: string
+  pskFile?: string
+  pnetKey?: Uint8Array
+  /** UDP port of the node's socket (NAT checks, punching, streams). @default 0 (any) */
+  port?: number
+  host?: string
+  /** How long a plain punch may take; birthday probing gets twice as long. @default 5000 */
+  punchTimeoutMs?: number
+  /** After a failed punch, the pair is tried again after this long (doubling, up to 10 min). @default 60000 */
+  retryMs?: number
+  /** Keepalive probes on a link. @default 10000 */
+  keepaliveMs?: number
+  /** A link whose peer answered nothing for this long is dropped. @default 3000 after a stream open went unanswered */
+  openTimeoutMs?: number
+}
+
+export const PUNCH_CHANNEL = 'nat-punch'
+
+export interface DirectPathStatus {
+  nodeName: string
+  /** `direct`: a proven UDP path carries new connections; `relayed`: they go through relays (see `reason`). */
+  path: 'direct' | 'relayed' | 'punching'
+  address?: string
+  rttMs?: number
+  /** Why the pair is relayed (both symmetric, UDP blocked, the last punch failed…). */
+  reason?: string
+  since: number
+}
+
+interface Link {
+  peer: string
+  id: Buffer
+  socket: UdxSocket
+  remote: UdxAddress
+  rttMs: number
+  since: number
+  lastHeard: number
+  keepalive: NodeJS.Timeout
+}
+
+const BIRTHDAY_SOCKETS = 256
+/** The answer of a node already punching towards the asking one (both asked at once). */
+const BUSY = 'punching from this side'
+const MAX_STREAMS_PER_LINK = 1024
+const OPEN_RESEND_MS = [0, 150, 400]
+const MAX_RETRY_MS = 600_000
+
+export class DirectPaths implements Component {
+  readonly name = 'direct-paths'
+  readonly #log: Logger
+  readonly #metrics: DirectPathMetrics
+  readonly #rendezvous: Rendezvous
+  readonly #nat: () => NatReport | undefined
+  readonly #init: DirectPathsInit
+  #udx: Udx | undefined
+  #socket: UdxSocket | undefined
+  #key: Buffer = Buffer.alloc(32)
+  #stopped = true
+  readonly #links = new Map<string, Link>()
+  readonly #status = new Map<string, DirectPathStatus>()
+  readonly #retryAt = new Map<string, { at: number, backoff: number }>()
+  readonly #punching = new Map<string, AbortController>()
+  /** Streams this node opened, waiting for the peer's accept. */
+  readonly #opening = new Map<number, { peer: string, resolve: (accepted: number) => void }>()
+  /** Streams accepted per link, by the opener's id (an open sent twice is answered twice, with one stream). */
+  readonly #accepted = new Map<string, Map<number, UdxStream>>()
+  readonly #sockets = new Set<UdxSocket>()
+  readonly #datagramListeners = new Set<(bytes: Buffer, from: UdxAddress) => void>()
+
+  constructor (deps: { logger: Logger, metrics: DirectPathMetrics, rendezvous: Rendezvous, nat: () => NatReport | undefined }, init: DirectPathsInit) {
+    this.#log = deps.logger
+    this.#metrics = deps.metrics
+    this.#rendezvous = deps.rendezvous
+    this.#nat = deps.nat
+    this.#init = init
+  }
+
+  async start (): Promise<void> {
+    if (!this.#stopped) return
+    const { pnetKey, pskFile } = this.#init
+    this.#key = punchKey(pnetKey ?? await readPnetKey(pskFile as string))
+    this.#udx = await loadUdx()
+    const socket = this.#udx.createSocket()
+    socket.on('error', (err: Error) => { this.#log.warn('UDP socket error', { err: err.message }) })
+    socket.bind(this.#init.port ?? 0, this.#init.host ?? '0.0.0.0')
+    this.#socket = socket
+    this.#watch(socket)
+    this.#rendezvous.handleChannel(PUNCH_CHANNEL, (peer, channel) => { this.#answer(peer, channel) })
+    this.#stopped = false
+  }
+
+  async stop (): Promise<void> {
+    if (this.#stopped) return
+    this.#stopped = true
+    for (const c of this.#punching.values()) c.abort()
+    for (const link of this.#links.values()) clearInterval(link.keepalive)
+    this.#links.clear()
+    for (const s of this.#sockets) for (const stream of s.streams) stream.destroy()
+    await Promise.all([...this.#sockets].map(async s => await s.close().catch(() => {})))
+    this.#sockets.clear()
+    this.#socket = undefined
+  }
+
+  /** The node's UDP socket as plain datagrams (the NAT checks ask the relays through it). */
+  datagrams (): Datagrams | undefined {
+    const socket = this.#socket
+    if (socket === undefined) return undefined
+    return {
+      port: socket.address().port,
+      send: (bytes, port, host) => { socket.trySend(bytes, port, host) },
+      listen: fn => {
+        this.#datagramListeners.add(fn)
+        return () => { this.#datagramListeners.delete(fn) }
+      }
+    }
+  }
+
+  /** True when new connections to `nodeName` can take a punched path. */
+  has (nodeName: string): boolean {
+    return this.#links.has(nodeName)
+  }
+
+  status (): DirectPathStatus[] {
+    return [...this.#status.values()]
+  }
+
+  /**
+   * Punches towards `nodeName` in the background when its connections go
+   * through a relay, unless a link exists, a punch is under way, or the last
+   * one failed lately.
+   */
+  want (nodeName: string): void {
+    if (this.#stopped || this.#links.has(nodeName) || this.#punching.has(nodeName)) return
+    const retry = this.#retryAt.get(nodeName)
+    if (retry !== undefined && Date.now() < retry.at) return
+    const controller = new AbortController()
+    this.#punching.set(nodeName, controller)
+    this.#initiate(nodeName, controller.signal).catch((err: Error) => {
+      if (!controller.signal.aborted) this.#failed(nodeName, err.message)
+    }).finally(() => { if (this.#punching.get(nodeName) === controller) this.#punching.delete(nodeName) })
+  }
+
+  /** A new stream to `nodeName` over its link; throws when the peer does not answer (the link is dropped). */
+  async open (nodeName: string, signal?: AbortSignal): Promise<Duplex> {
+    const link = this.#links.get(nodeName)
+    const udx = this.#udx
+    if (link === undefined || udx === undefined) throw new Error(`no direct path to ${nodeName}`)
+    let id = randomInt(1, 2 ** 31)
+    while (this.#opening.has(id)) id = randomInt(1, 2 ** 31)
+    const stream = udx.createStream(id)
+    try {
+      const accepted = await new Promise<number>((resolve, reject) => {
+        const timers = OPEN_RESEND_MS.map(ms => setTimeout(() => {
+          link.socket.trySend(encodePunch(this.#key, { type: 'open', link: link.id, node: this.#init.nodeName, stream: id }), link.remote.port, link.remote.host)
+        }, ms))
+        const fail = (err: Error): void => { for (const t of timers) clearTimeout(t); clearTimeout(deadline); signal?.removeEventListener('abort', onAbort); reject(err) }
+        const deadline = setTimeout(() => fail(new Error(`direct path to ${nodeName} (${link.remote.host}:${link.remote.port}) did not answer`)), this.#init.openTimeoutMs ?? 1000)
+        const onAbort = (): void => fail(new Error('aborted'))
+        signal?.addEventListener('abort', onAbort, { once: true })
+        this.#opening.set(id, {
+          peer: nodeName,
+          resolve: accepted => { for (const t of timers) clearTimeout(t); clearTimeout(deadline); signal?.removeEventListener('abort', onAbort); resolve(accepted) }
+        })
+      })
+      stream.connect(link.socket, accepted, link.remote.port, link.remote.host)
+      stream.setKeepalive(this.#init.keepaliveMs ?? 10_000)
+      return udxDuplex(stream, link.remote)
+    } catch (err) {
+      stream.destroy()
+      if (!(signal?.aborted ?? false)) this.#drop(nodeName, (err as Error).message)
+      throw err
+    } finally {
+      this.#opening.delete(id)
+    }
+  }
+
+  // --- rendezvous --------------------------------------------------------------
+
+  async #initiate (peer: string, signal: AbortSignal): Promise<void> {
+    const mine = this.#nat()
+    if (mine === undefined) throw new Error('this node\'s NAT is not known yet')
+    this.#setStatus(peer, { path: 'punching' })
+    const channel = await this.#rendezvous.openChannel(peer, PUNCH_CHANNEL, signal)
+    if (channel === undefined) throw new Error('the peer has no data path (a Go agent?)')
+    const link = randomBytes(LINK_ID_BYTES)
+    try {
+      channel.write(`${JSON.stringify({ link: link.toString('hex'), ...describe(mine) })}\n`)
+      const lines = lineReader(channel)
+      const answer = await lines.next(10_000)
+      // The peer punches towards this node itself: its attempt decides.
+      if (answer.error === BUSY) return
+      if (typeof answer.error === 'string') throw new Error(`${peer}: ${answer.error}`)
+      if (signal.aborted) return
+      await this.#punch(peer, link, mine, parsePeerNat(answer), channel, lines)
+    } finally {
+      channel.destroy()
+    }
+  }
+
+  #answer (peer: string, channel: Duplex): void {
+    const lines = lineReader(channel)
+    lines.next(10_000).then(async request => {
+      const mine = this.#nat()
+      const link = typeof request.link === 'string' && /^[0-9a-f]{16}$/.test(request.link) ? Buffer.from(request.link, 'hex') : undefined
+      if (link === undefined) throw new Error('bad request')
+      if (mine === undefined) { channel.end(`${JSON.stringify({ error: 'NAT not known yet' })}\n`); return }
+      // Both sides asking at once: the one whose name sorts first punches, the other answers.
+      if (this.#punching.has(peer) && this.#init.nodeName < peer) { channel.end(`${JSON.stringify({ error: BUSY })}\n`); return }
+      this.#punching.get(peer)?.abort()
+      const controller = new AbortController()
+      this.#punching.set(peer, controller)
+      const theirs = parsePeerNat(request)
+      const plan = punchPlan(mine, theirs)
+      channel.write(`${JSON.stringify('refuse' in plan ? { error: plan.refuse } : describe(mine))}\n`)
+      if ('refuse' in plan) { this.#failed(peer, plan.refuse); channel.end(); return }
+      try {
+        await this.#punch(peer, link, mine, theirs, channel, lines)
+      } finally {
+        if (this.#punching.get(peer) === controller) this.#punching.delete(peer)
+        channel.destroy()
+      }
+    }).catch((err: Error) => {
+      this.#failed(peer, err.message)
+      channel.destroy()
+    })
+  }
+
+  /** Both sides run this once they know each other's NAT: punch, tell the peer, wait for its word. */
+  async #punch (peer: string, link: Buffer, mine: NatReport, theirs: PeerNat, channel: Duplex, lines: LineReader): Promise<void> {
+    const udx = this.#udx
+    const socket = this.#socket
+    if (udx === undefined || socket === undefined) throw new Error('stopped')
+    const plan = punchPlan(mine, theirs)
+    if ('refuse' in plan) throw new Error(plan.refuse)
+    const timeoutMs = (this.#init.punchTimeoutMs ?? 5000) * (plan.manySockets || plan.sprayHosts.length > 0 ? 2 : 1)
+    const attempt = startPunch(udx, {
+      link,
+      me: this.#init.nodeName,
+      peer,
+      key: this.#key,
+      socket,
+      candidates: theirs.candidates,
+      extraSockets: plan.manySockets ? BIRTHDAY_SOCKETS : 0,
+      sprayHosts: plan.sprayHosts
+    })
+    const started = Date.now()
+    const peerWord = lines.next(timeoutMs + 2000)
+    peerWord.catch(() => {})
+    const timeout = new Promise<undefined>(resolve => setTimeout(() => { resolve(undefined) }, timeoutMs).unref())
+    try {
+      const path = await Promise.race([attempt.proven, timeout])
+      channel.write(`${JSON.stringify(path === undefined ? { failed: true } : { proven: `${path.remote.host}:${path.remote.port}` })}\n`)
+      if (path === undefined) throw new Error(`no probe answered within ${timeoutMs} ms (${attempt.probesSent()} sent)`)
+      const word = await peerWord
+      if (typeof word.proven !== 'string') throw new Error('the peer\'s probes were not answered')
+      if (path.socket !== socket) this.#watch(path.socket)
+      this.#addLink(peer, link, path.socket, path.remote, path.rttMs)
+      this.#metrics.punches.inc({ result: plan.manySockets || plan.sprayHosts.length > 0 ? 'direct_birthday' : 'direct' })
+      this.#metrics.punchSeconds.observe((Date.now() - started) / 1000)
+      this.#log.info('direct path proven', { peer, address: `${path.remote.host}:${path.remote.port}`, rttMs: path.rttMs, ms: Date.now() - started })
+    } finally {
+      await attempt.finish()
+    }
+  }
+
+  #failed (peer: string, reason: string): void {
+    if (this.#stopped) return
+    const prev = this.#retryAt.get(peer)
+    const backoff = Math.min(MAX_RETRY_MS, prev === undefined ? this.#init.retryMs ?? 60_000 : prev.backoff * 2)
+    this.#retryAt.set(peer, { at: Date.now() + backoff, backoff })
+    this.#metrics.punches.inc({ result: 'failed' })
+    this.#setStatus(peer, { path: 'relayed', reason })
+    this.#log.debug('no direct path; connections stay relayed', { peer, reason, retryInSeconds: backoff / 1000 })
+  }
+
+  // --- links -------------------------------------------------------------------
+
+  #addLink (peer: string, id: Buffer, socket: UdxSocket, remote: UdxAddress, rttMs: number): void {
+    this.#drop(peer)
+    const link: Link = {
+      peer,
+      id,
+      socket,
+      remote,
+      rttMs,
+      since: Date.now(),
+      lastHeard: Date.now(),
+      keepalive: setInterval(() => { this.#keepalive(link) }, this.#init.keepaliveMs ?? 10_000)
+    }
+    link.keepalive.unref()
+    this.#links.set(peer, link)
+    this.#retryAt.delete(peer)
+    this.#metrics.links.set(this.#links.size)
+    this.#setStatus(peer, { path: 'direct', address: `${remote.host}:${remote.port}`, rttMs })
+  }
+
+  #keepalive (link: Link): void {
+    // Three keepalives unanswered: the mapping is gone (a router restarted, UDP blocked now).
+    if (Date.now() - link.lastHeard > 3 * (this.#init.keepaliveMs ?? 10_000) + 1000) { this.#drop(link.peer, 'keepalives unanswered'); return }
+    link.socket.trySend(encodePunch(this.#key, { type: 'probe', link: link.id, node: this.#init.nodeName, nonce: randomInt(2 ** 32 - 1) }), link.remote.port, link.remote.host)
+  }
+
+  #drop (peer: string, reason?: string): void {
+    const link = this.#links.get(peer)
+    if (link === undefined) return
+    clearInterval(link.keepalive)
+    this.#links.delete(peer)
+    this.#metrics.links.set(this.#links.size)
+    const accepted = this.#accepted.get(link.id.toString('hex'))
+    this.#accepted.delete(link.id.toString('hex'))
+    for (const s of accepted?.values() ?? []) if (s.destroyed) accepted?.delete(s.id)
+    if (link.socket !== this.#socket && link.socket.streams.size === 0) {
+      this.#sockets.delete(link.socket)
+      link.socket.close().catch(() => {})
+    }
+    if (reason !== undefined) {
+      this.#log.info('direct path dropped; new connections go through the relays', { peer, reason })
+      this.#failed(peer, `direct path lost: ${reason}`)
+    }
+  }
+
+  #watch (socket: UdxSocket): void {
+    this.#sockets.add(socket)
+    socket.on('message', (bytes, from) => {
+      if (!isPunchDatagram(bytes)) {
+        if (socket === this.#socket) for (const fn of this.#datagramListeners) fn(bytes, from)
+        return
+      }
+      const m = decodePunch(this.#key, bytes)
+      if (m !== undefined) this.#onDatagram(socket, m, from)
+    })
+  }
+
+  #onDatagram (socket: UdxSocket, m: PunchMessage, from: UdxAddress): void {
+    const link = this.#links.get(m.node)
+    // Probes of an attempt under way are the attempt's; these are a link's own.
+    if (link === undefined || !link.id.equals(m.link) || link.socket !== socket) return
+    if (from.host !== link.remote.host || from.port !== link.remote.port) return
+    link.lastHeard = Date.now()
+    if (m.type === 'probe') {
+      socket.trySend(encodePunch(this.#key, { type: 'ack', link: link.id, node: this.#init.nodeName, nonce: m.nonce }), from.port, from.host)
+    } else if (m.type === 'accept') {
+      const opening = this.#opening.get(m.stream)
+      if (opening?.peer === m.node) opening.resolve(m.accepted)
+    } else if (m.type === 'open') {
+      this.#accept(link, m.stream)
+    }
+  }
+
+  #accept (link: Link, openerId: number): void {
+    const udx = this.#udx
+    if (udx === undefined) return
+    const key = link.id.toString('hex')
+    let streams = this.#accepted.get(key)
+    if (streams === undefined) { streams = new Map(); this.#accepted.set(key, streams) }
+    let stream = streams.get(openerId)
+    if (stream === undefined) {
+      if (streams.size >= MAX_STREAMS_PER_LINK) { this.#metrics.refused.inc(); return }
+      let id = randomInt(1, 2 ** 31)
+      while (this.#opening.has(id)) id = randomInt(1, 2 ** 31)
+      const s = udx.createStream(id)
+      stream = s
+      streams.set(openerId, s)
+      s.once('close', () => { streams.delete(openerId) })
+      s.connect(link.socket, openerId, link.remote.port, link.remote.host)
+      s.setKeepalive(this.#init.keepaliveMs ?? 10_000)
+      this.#rendezvous.serve(udxDuplex(s, link.remote))
+    }
+    link.socket.trySend(encodePunch(this.#key, { type: 'accept', link: link.id, node: this.#init.nodeName, stream: openerId, accepted: stream.id }), link.remote.port, link.remote.host)
+  }
+
+  #setStatus (peer: string, s: Omit<DirectPathStatus, 'nodeName' | 'since'>): void {
+    this.#status.set(peer, { nodeName: peer, ...s, since: Date.now() })
+  }
+}
+
+/** What one side tells the other: its NAT and its candidates. */
+function describe (r: NatReport): Record<string, unknown> {
+  const publicHosts = [...new Set(r.mapped.map(m => m.address.slice(0, m.address.lastIndexOf(':'))))]
+  return { nat: { kind: r.kind, portPreserved: r.portPreserved ?? false, filtering: r.filtering }, candidates: r.candidates, public: publicHosts }
+}
+
+function parsePeerNat (line: Record<string, unknown>): PeerNat {
+  const nat = (typeof line.nat === 'object' && line.nat !== null ? line.nat : {}) as Record<string, unknown>
+  const kinds = ['public', 'cone', 'symmetric', 'unknown', 'udp-blocked'] as const
+  const kind = kinds.find(k => k === nat.kind) ?? 'unknown'
+  const candidates = (Array.isArray(line.candidates) ? line.candidates : []).slice(0, 16).flatMap(c => {
+    const m = typeof c === 'string' ? /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(c) : null
+    const port = Number(m?.[2])
+    return m !== null && port > 0 && port < 65_536 ? [{ host: m[1] as string, port }] : []
+  })
+  const publicHosts = (Array.isArray(line.public) ? line.public : []).slice(0, 4).filter((h): h is string => typeof h === 'string' && /^\d{1,3}(\.\d{1,3}){3}$/.test(h))
+  return { kind, portPreserved: nat.portPreserved === true, filtering: nat.filtering === 'port-independent' ? 'port-independent' : 'port-dependent', candidates, public: publicHosts }
+}
+
+interface LineReader { next: (timeoutMs: number) => Promise<Record<string, unknown>> }
+
+/** JSON lines from a channel, at most 4 KiB each. */
+function lineReader (channel: Duplex): LineReader {
+  let buffered = ''
+  const lines: string[] = []
+  const waiting: Array<(err?: Error) => void> = []
+  const wake = (err?: Error): void => { for (const w of waiting.splice(0)) w(err) }
+  channel.setEncoding('utf8')
+  channel.on('data', (chunk: string) => {
+    buffered += chunk
+    for (let at = buffered.indexOf('\n'); at >= 0; at = buffered.indexOf('\n')) { lines.push(buffered.slice(0, at)); buffered = buffered.slice(at + 1) }
+    if (buffered.length > 4096) { channel.destroy(); wake(new Error('line too long')); return }
+    wake()
+  })
+  channel.on('close', () => wake(new Error('the rendezvous channel closed')))
+  channel.on('error', () => {})
+  return {
+    async next (timeoutMs) {
+      const deadline = Date.now() + timeoutMs
+      for (;;) {
+        const line = lines.shift()
+        if (line !== undefined) {
+          const parsed = JSON.parse(line) as unknown
+          if (typeof parsed !== 'object' || parsed === null) throw new Error('bad line')
+          return parsed as Record<string, unknown>
+        }
+        if (channel.destroyed) throw new Error('the rendezvous channel closed')
+        await new Promise<void>((resolve, reject) => {
+          const t = setTimeout(() => reject(new Error('the peer did not answer in time')), Math.max(0, deadline - Date.now()))
+          waiting.push(err => { clearTimeout(t); if (err === undefined) resolve(); else reject(err) })
+        })
+      }
+    }
+  }
+}

@@ -1,0 +1,52 @@
+/**
+ * Which punching a pair of NATs needs, from what each side's checks found
+ * (pure; shared by both sides, so both arrive at the same plan):
+ *
+ * | this side | peer | plan |
+ * |---|---|---|
+ * | cone or public | cone or public | probe the peer's candidates |
+ * | symmetric | cone (port-dependent filtering) | probe from 256 extra sockets |
+ * | cone (port-dependent filtering) | symmetric | spray probes at random ports of the peer's public address |
+ * | symmetric | symmetric | none: relayed (each side's port is unknown to the other) |
+ * | either UDP-blocked | | none: relayed |
+ *
+ * A symmetric NAT that keeps the local port is punched as a cone: its port
+ * for a new destination is the one the relays saw.
+ */
+import type { NatKind } from '../observability/status.ts'
+import type { UdxAddress } from './udx.ts'
+
+/** What the rendezvous tells of a NAT (this node's own check has the same fields). */
+export interface PeerNat {
+  kind: NatKind
+  portPreserved: boolean | undefined
+  filtering: 'port-dependent' | 'port-independent' | 'unknown'
+  candidates: UdxAddress[]
+  /** The public addresses the relays saw. */
+  public: string[]
+}
+
+export type PunchPlanChoice = { manySockets: boolean, sprayHosts: string[] } | { refuse: string }
+
+/** Symmetric in effect: a new port per destination that cannot be predicted. */
+function unpredictable (n: Pick<PeerNat, 'kind' | 'portPreserved'>): boolean {
+  return n.kind === 'symmetric' && !n.portPreserved
+}
+
+/** Whether packets from any port of the peer's address get in (full cone, address-restricted, no NAT). */
+function admitsAnyPort (n: Pick<PeerNat, 'kind' | 'filtering'>): boolean {
+  return n.kind === 'public' || n.filtering === 'port-independent'
+}
+
+export function punchPlan (mine: Pick<PeerNat, 'kind' | 'portPreserved' | 'filtering'>, theirs: PeerNat): PunchPlanChoice {
+  if (mine.kind === 'udp-blocked') return { refuse: 'UDP is blocked at this node' }
+  if (theirs.kind === 'udp-blocked') return { refuse: 'UDP is blocked at the peer' }
+  if (unpredictable(mine) && unpredictable(theirs)) return { refuse: 'both nodes are behind symmetric NATs' }
+  if (theirs.candidates.length === 0 && theirs.public.length === 0) return { refuse: 'the peer has no candidate address' }
+  return {
+    // Our new ports are unknown to the peer: many of them, one of which its spray may hit.
+    manySockets: unpredictable(mine) && !admitsAnyPort(theirs),
+    // The peer's new ports are unknown to us: probe many, so its probes find an open door.
+    sprayHosts: unpredictable(theirs) && !admitsAnyPort(mine) ? theirs.public : []
+  }
+}
