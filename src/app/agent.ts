@@ -353,7 +353,9 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
   if (mesh !== undefined) {
     const t = mesh.tunnel
     app.summaries.push(() => {
-      const nat = mesh.nat?.report()
+      const report = mesh.nat?.report()
+      const punched = mesh.directPaths?.status() ?? []
+      const nat = report === undefined ? undefined : punched.length > 0 ? { ...report, peers: punched } : report
       return { tunnel: { peerId: t.peerId(), relay: t.isRelay, addresses: t.addresses(), peers: mesh.peers(), ...(mesh.failure() !== undefined ? { error: mesh.failure() } : {}) }, ...(nat !== undefined ? { nat } : {}) }
     })
   }

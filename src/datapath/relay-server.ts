@@ -135,6 +135,7 @@ export class RelayServer {
     socket.write('ok\n')
     this.#splicesByNode.set(node, busy + 1)
     this.#deps.metrics.splices.inc()
+    this.#deps.metrics.joins.inc()
     let counted = true
     const release = (): void => {
       if (!counted) return

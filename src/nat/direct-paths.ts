@@ -14,15 +14,17 @@
  * through the relays again.
  */
 import { randomBytes, randomInt } from 'node:crypto'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Duplex } from 'node:stream'
 import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
 import { readPnetKey } from '../mesh/psk.ts'
 import type { NatReport } from './discovery.ts'
+import type { NatPeerStatus } from '../observability/status.ts'
 import type { Datagrams } from './datagrams.ts'
 import type { DirectPathMetrics } from './metrics.ts'
 import { punchPlan, type PeerNat } from './plan.ts'
-import { startPunch } from './punch.ts'
+import { startPunch, type PunchedPath } from './punch.ts'
 import { decodePunch, encodePunch, isPunchDatagram, LINK_ID_BYTES, punchKey, type PunchMessage } from './punch-wire.ts'
 import { loadUdx, udxDuplex, type Udx, type UdxAddress, type UdxSocket, type UdxStream } from './udx.ts'
 
@@ -54,16 +56,7 @@ export interface DirectPathsInit {
 
 export const PUNCH_CHANNEL = 'nat-punch'
 
-export interface DirectPathStatus {
-  nodeName: string
-  /** `direct`: a proven UDP path carries new connections; `relayed`: they go through relays (see `reason`). */
-  path: 'direct' | 'relayed' | 'punching'
-  address?: string
-  rttMs?: number
-  /** Why the pair is relayed (both symmetric, UDP blocked, the last punch failed…). */
-  reason?: string
-  since: number
-}
+export type DirectPathStatus = NatPeerStatus
 
 interface Link {
   peer: string
@@ -229,7 +222,7 @@ export class DirectPaths implements Component {
       if (answer.error === BUSY) return
       if (typeof answer.error === 'string') throw new Error(`${peer}: ${answer.error}`)
       if (signal.aborted) return
-      await this.#punch(peer, link, mine, parsePeerNat(answer), channel, lines)
+      await this.#punch(peer, link, mine, parsePeerNat(answer), channel, lines, true)
     } finally {
       channel.destroy()
     }
@@ -252,7 +245,7 @@ export class DirectPaths implements Component {
       channel.write(`${JSON.stringify('refuse' in plan ? { error: plan.refuse } : describe(mine))}\n`)
       if ('refuse' in plan) { this.#failed(peer, plan.refuse); channel.end(); return }
       try {
-        await this.#punch(peer, link, mine, theirs, channel, lines)
+        await this.#punch(peer, link, mine, theirs, channel, lines, false)
       } finally {
         if (this.#punching.get(peer) === controller) this.#punching.delete(peer)
         channel.destroy()
@@ -263,14 +256,21 @@ export class DirectPaths implements Component {
     })
   }
 
-  /** Both sides run this once they know each other's NAT: punch, tell the peer, wait for its word. */
-  async #punch (peer: string, link: Buffer, mine: NatReport, theirs: PeerNat, channel: Duplex, lines: LineReader): Promise<void> {
+  /**
+   * Both sides run this once they know each other's NAT. The initiator
+   * (controlling, as in ICE) waits for an answer to one of its probes and
+   * names that probe; the other side takes the socket and address that probe
+   * came over. Each deciding alone could pick different pairs of mappings
+   * when several worked (birthday probing opens many).
+   */
+  async #punch (peer: string, link: Buffer, mine: NatReport, theirs: PeerNat, channel: Duplex, lines: LineReader, controlling: boolean): Promise<void> {
     const udx = this.#udx
     const socket = this.#socket
     if (udx === undefined || socket === undefined) throw new Error('stopped')
     const plan = punchPlan(mine, theirs)
     if ('refuse' in plan) throw new Error(plan.refuse)
-    const timeoutMs = (this.#init.punchTimeoutMs ?? 5000) * (plan.manySockets || plan.sprayHosts.length > 0 ? 2 : 1)
+    const birthday = plan.manySockets || plan.sprayHosts.length > 0
+    const timeoutMs = (this.#init.punchTimeoutMs ?? 5000) * (birthday ? 2 : 1)
     const attempt = startPunch(udx, {
       link,
       me: this.#init.nodeName,
@@ -282,22 +282,29 @@ export class DirectPaths implements Component {
       sprayHosts: plan.sprayHosts
     })
     const started = Date.now()
-    const peerWord = lines.next(timeoutMs + 2000)
-    peerWord.catch(() => {})
-    const timeout = new Promise<undefined>(resolve => setTimeout(() => { resolve(undefined) }, timeoutMs).unref())
+    let chosen: PunchedPath | undefined
     try {
-      const path = await Promise.race([attempt.proven, timeout])
-      channel.write(`${JSON.stringify(path === undefined ? { failed: true } : { proven: `${path.remote.host}:${path.remote.port}` })}\n`)
-      if (path === undefined) throw new Error(`no probe answered within ${timeoutMs} ms (${attempt.probesSent()} sent)`)
-      const word = await peerWord
-      if (typeof word.proven !== 'string') throw new Error('the peer\'s probes were not answered')
-      if (path.socket !== socket) this.#watch(path.socket)
-      this.#addLink(peer, link, path.socket, path.remote, path.rttMs)
-      this.#metrics.punches.inc({ result: plan.manySockets || plan.sprayHosts.length > 0 ? 'direct_birthday' : 'direct' })
+      if (controlling) {
+        const path = await Promise.race([attempt.proven, delay(timeoutMs)])
+        channel.write(`${JSON.stringify(path === undefined ? { failed: true } : { use: path.nonce, rttMs: path.rttMs })}\n`)
+        if (path === undefined) throw new Error(`no probe answered within ${timeoutMs} ms (${attempt.probesSent()} sent)`)
+        const word = await lines.next(2000)
+        if (word.ok !== true) throw new Error(`the peer did not take the path: ${String(word.error ?? 'no reason')}`)
+        chosen = path
+      } else {
+        const word = await lines.next(timeoutMs + 2000)
+        const path = typeof word.use === 'number' ? attempt.answered(word.use) : undefined
+        channel.write(`${JSON.stringify(path === undefined ? { error: 'no such probe answered here' } : { ok: true })}\n`)
+        if (path === undefined) throw new Error(word.failed === true ? `no probe answered within ${timeoutMs} ms` : 'the peer named a probe not answered here')
+        chosen = { ...path, rttMs: typeof word.rttMs === 'number' ? word.rttMs : 0 }
+      }
+      if (chosen.socket !== socket) this.#watch(chosen.socket)
+      this.#addLink(peer, link, chosen.socket, chosen.remote, chosen.rttMs)
+      this.#metrics.punches.inc({ result: birthday ? 'direct_birthday' : 'direct' })
       this.#metrics.punchSeconds.observe((Date.now() - started) / 1000)
-      this.#log.info('direct path proven', { peer, address: `${path.remote.host}:${path.remote.port}`, rttMs: path.rttMs, ms: Date.now() - started })
+      this.#log.info('direct path proven', { peer, address: `${chosen.remote.host}:${chosen.remote.port}`, rttMs: chosen.rttMs, ms: Date.now() - started })
     } finally {
-      await attempt.finish()
+      await attempt.finish(chosen?.socket)
     }
   }
 
@@ -466,4 +473,9 @@ function lineReader (channel: Duplex): LineReader {
       }
     }
   }
+}
+
+/** Resolves undefined after `ms` (a race's timeout that keeps no process alive). */
+async function delay (ms: number): Promise<undefined> {
+  return await sleep(ms, undefined, { ref: false })
 }

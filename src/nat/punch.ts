@@ -40,6 +40,8 @@ export interface PunchedPath {
   socket: UdxSocket
   remote: UdxAddress
   rttMs: number
+  /** The probe whose answer proved it: the controlling side names it, so both sides pick the same pair of mappings. */
+  nonce: number
 }
 
 export interface PunchAttempt {
@@ -47,8 +49,13 @@ export interface PunchAttempt {
   readonly proven: Promise<PunchedPath | undefined>
   /** Probes sent so far (for metrics and tests). */
   probesSent (): number
-  /** Stops probing and closes the extra sockets but the one that won. */
-  finish (): Promise<void>
+  /**
+   * The path a probe of the peer's came over, by its nonce (the peer proved it with our answer):
+   * the socket that answered and the address the probe came from.
+   */
+  answered (nonce: number): Omit<PunchedPath, 'rttMs'> | undefined
+  /** Stops probing and closes the extra sockets but `keep` (the socket of the path chosen). */
+  finish (keep?: UdxSocket): Promise<void>
 }
 
 const PROBE_EVERY_MS = 50
@@ -66,6 +73,7 @@ export function startPunch (udx: Udx, plan: PunchPlan): PunchAttempt {
   }
   const targets = new Map<UdxSocket, Map<string, UdxAddress>>(sockets.map(s => [s, new Map(plan.candidates.map(c => [`${c.host}:${c.port}`, c]))]))
   const sentAt = new Map<number, number>()
+  const acked = new Map<number, { socket: UdxSocket, remote: UdxAddress }>()
   let sent = 0
   let done = false
   let winner: PunchedPath | undefined
@@ -93,6 +101,7 @@ export function startPunch (udx: Udx, plan: PunchPlan): PunchAttempt {
       if (m === undefined || m.node !== plan.peer || !m.link.equals(plan.link)) return
       if (m.type === 'probe') {
         send(socket, 'ack', from, m.nonce)
+        if (acked.size < 65_536) acked.set(m.nonce, { socket, remote: { host: from.host, port: from.port } })
         // Peer-reflexive: the probe came from a mapping we did not know; probing it gets an answer through it.
         const own = targets.get(socket) as Map<string, UdxAddress>
         const key = `${from.host}:${from.port}`
@@ -100,7 +109,7 @@ export function startPunch (udx: Udx, plan: PunchPlan): PunchAttempt {
       } else if (m.type === 'ack' && winner === undefined) {
         const at = sentAt.get(m.nonce)
         if (at === undefined) return
-        winner = { socket, remote: { host: from.host, port: from.port }, rttMs: Date.now() - at }
+        winner = { socket, remote: { host: from.host, port: from.port }, rttMs: Date.now() - at, nonce: m.nonce }
         resolve(winner)
       }
     }
@@ -148,14 +157,18 @@ export function startPunch (udx: Udx, plan: PunchPlan): PunchAttempt {
   return {
     proven,
     probesSent: () => sent,
-    async finish () {
+    answered: nonce => {
+      const a = acked.get(nonce)
+      return a === undefined ? undefined : { ...a, nonce }
+    },
+    async finish (keep) {
       if (done) return
       done = true
       clearInterval(timer)
       clearTimeout(spray)
       for (const { socket, onMessage } of listeners) socket.off('message', onMessage)
       resolve(undefined)
-      await Promise.all(sockets.filter(s => s !== plan.socket && s !== winner?.socket).map(async s => await s.close().catch(() => {})))
+      await Promise.all(sockets.filter(s => s !== plan.socket && s !== keep).map(async s => await s.close().catch(() => {})))
     }
   }
 }

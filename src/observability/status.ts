@@ -84,4 +84,18 @@ export interface NatStatus {
   /** In words, for status and doctor. */
   summary: string
   checkedAt: string
+  /** Per peer reached through a relay: whether a punched path carries its connections, or why not. */
+  peers?: NatPeerStatus[]
+}
+
+/** A peer's punched path (src/nat/direct-paths.ts). */
+export interface NatPeerStatus {
+  nodeName: string
+  /** `direct`: a proven UDP path carries new connections; `relayed`: they go through relays (see `reason`); `punching`: under way. */
+  path: 'direct' | 'relayed' | 'punching'
+  address?: string
+  rttMs?: number
+  /** Why the pair is relayed (both symmetric, UDP blocked, the last punch failed…). */
+  reason?: string
+  since: number
 }

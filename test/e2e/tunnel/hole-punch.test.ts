@@ -1,0 +1,151 @@
+// Direct paths across NAT in the natkinds lab: two public relays and one node
+// behind each kind of NAT (full cone, address-restricted, port-restricted,
+// symmetric, symmetric keeping the port for a first destination, UDP blocked).
+// Every agent is the real process; a pod on one node calls a ClusterIP whose
+// only endpoint is on another node. The first connection goes through a relay
+// (nothing waits for punching); once the two agents have punched, the status
+// shows the peer's connections `punched`, and the relays splice none of them.
+import { describe, test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Lab, natkinds, workload } from '../../lab/index.ts'
+import type { LabProcess } from '../../lab/index.ts'
+import { rootOnly, waitFor } from '../lab/helpers.ts'
+import { serviceYaml } from '../../helpers/services.ts'
+
+const root = fileURLToPath(new URL('../../../', import.meta.url))
+const entry = join(root, 'src/bin/edgemesh.ts')
+const PSK = 'edgemesh-ts-test-psk-not-for-any-real-cluster'
+
+/** The NATed nodes, their kind, and the ClusterIP of the service whose endpoint each one runs. */
+const NODES = natkinds.sites.filter(s => s.nat !== undefined).map((s, i) => ({
+  node: (s.nodes[0] as { name: string }).name,
+  address: (s.nodes[0] as { address: string }).address,
+  kind: s.nat?.mode as string,
+  clusterIP: `10.96.0.${10 + i}`
+}))
+/** Kinds whose new mappings a peer cannot predict: a pair of two stays relayed. */
+const UNPREDICTABLE = new Set(['symmetric', 'symmetric-port-preserving'])
+
+interface PeerStatus { nodeName?: string, dataPath?: string, dataPathVia?: string }
+interface Status { tunnel: { peers: PeerStatus[] }, nat?: { kind: string, peers?: Array<{ nodeName: string, path: string, reason?: string }> } }
+
+describe('hole punching in the natkinds lab', rootOnly, () => {
+  let lab: Lab
+  let dir: string
+  const agents = new Map<string, LabProcess>()
+
+  async function startAgent (node: string, proxy: boolean): Promise<void> {
+    const file = join(dir, `${node}.yaml`)
+    await writeFile(file, [
+      'kubeAPIConfig:', `  standaloneFile: ${join(dir, 'services.yaml')}`,
+      'commonConfig:', `  stateDir: ${join(dir, node)}`,
+      'modules:',
+      '  edgeDNS: {enable: false}',
+      `  edgeProxy: {enable: ${String(proxy)}}`,
+      '  edgeTunnel:',
+      '    enable: true',
+      `    psk: {path: ${join(dir, 'psk')}}`,
+      '    relayNodes:',
+      '    - {nodeName: relay1, advertiseAddress: [198.18.0.10]}',
+      '    - {nodeName: relay2, advertiseAddress: [198.18.0.11]}',
+      ''
+    ].join('\n'))
+    const p = lab.spawn(node, [process.execPath, entry, 'agent', '--config-file', file], { env: { NAMESPACE: 'kubeedge' }, name: 'agent' })
+    agents.set(node, p)
+    try {
+      await p.waitForOutput('"msg":"running"', 20_000)
+    } catch (err) {
+      throw new Error(`agent on ${node} did not start: ${(err as Error).message}\n${(await p.output()).slice(-4000)}`)
+    }
+  }
+
+  async function status (node: string): Promise<Status> {
+    const r = await lab.exec(node, ['curl', '-sS', '--max-time', '2', 'http://127.0.0.1:10551/status'])
+    return JSON.parse(r.stdout === '' ? '{"tunnel":{"peers":[]}}' : r.stdout) as Status
+  }
+
+  async function call (from: string, clusterIP: string): Promise<{ code: number, out: string }> {
+    const r = await lab.exec(from, ['curl', '-sS', '--max-time', '5', `http://${clusterIP}:80`], { pod: 'client' })
+    return { code: r.code ?? -1, out: r.stdout + r.stderr }
+  }
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'edgemesh-punch-e2e-'))
+    await writeFile(join(dir, 'psk'), PSK)
+    await writeFile(join(dir, 'services.yaml'), NODES.map(n => serviceYaml({
+      name: `${n.node}-svc`, clusterIP: n.clusterIP, ports: [{ name: 'http', port: 80, targetPort: 9376 }], endpoints: [{ ip: n.address, nodeName: n.node }]
+    })).join(''))
+    lab = await Lab.up(natkinds, { id: Lab.newId() })
+    await Promise.all(NODES.map(async n => { await lab.spawn(n.node, workload('hostname', '--name', n.node)).waitForOutput('listening', 10_000) }))
+    await Promise.all([startAgent('relay1', false), startAgent('relay2', false)])
+    await Promise.all(NODES.map(async n => { await startAgent(n.node, true) }))
+    // Each node learns its NAT from the relays' reflectors before it can tell a peer what to probe.
+    for (const n of NODES) {
+      await waitFor(`${n.node} checked its NAT`, async () => (await status(n.node)).nat !== undefined, 15_000)
+    }
+  })
+
+  after(async () => {
+    await lab?.down()
+    if (dir !== undefined) await rm(dir, { recursive: true, force: true })
+  })
+
+  test('each node knows its NAT kind', async () => {
+    const kinds = Object.fromEntries(await Promise.all(NODES.map(async n => [n.node, (await status(n.node)).nat?.kind] as const)))
+    assert.deepEqual(kinds, { fc1: 'cone', ar1: 'cone', pr1: 'cone', sym1: 'symmetric', spp1: 'symmetric', ub1: 'udp-blocked' })
+  })
+
+  test('every pair but unpredictable↔unpredictable and UDP-blocked ones gets a direct path; the others stay relayed and say why', async () => {
+    const results: string[] = []
+    const failures: string[] = []
+    for (const [i, a] of NODES.entries()) {
+      for (const b of NODES.slice(i + 1)) {
+        const expectDirect = !(UNPREDICTABLE.has(a.kind) && UNPREDICTABLE.has(b.kind)) && a.kind !== 'udp-blocked' && b.kind !== 'udp-blocked'
+        // The first call goes through a relay at once and starts the punch in the background.
+        const first = await call(a.node, b.clusterIP)
+        assert.equal(first.out, b.node, `${a.node} → ${b.node}: ${first.out}`)
+        const t0 = Date.now()
+        let path = ''
+        let reason = ''
+        const deadline = t0 + (expectDirect ? 15_000 : 6000)
+        while (Date.now() < deadline) {
+          const st = await status(a.node)
+          reason = st.nat?.peers?.find(p => p.nodeName === b.node)?.reason ?? reason
+          const r = await call(a.node, b.clusterIP)
+          assert.equal(r.out, b.node, `${a.node} → ${b.node}: ${r.out}`)
+          path = (await status(a.node)).tunnel.peers.find(p => p.nodeName === b.node)?.dataPath ?? ''
+          if (path === 'punched') break
+          await new Promise(resolve => setTimeout(resolve, 200))
+        }
+        results.push(`${a.kind}↔${b.kind}: ${path}${path === 'punched' ? ` after ${Date.now() - t0} ms` : ` (${reason})`}`)
+        if ((path === 'punched') !== expectDirect) failures.push(`${a.kind}↔${b.kind}: ${path} (${reason})`)
+        if (!expectDirect) assert.notEqual(reason, '', `${a.kind}↔${b.kind} says why it is relayed`)
+      }
+    }
+    assert.deepEqual(failures, [], results.join('\n'))
+  })
+
+  test('a punched pair\'s connections are not spliced by any relay', async () => {
+    // fc1 ↔ pr1 punched above: more calls, and the relays' splice counts stay where they were.
+    const splices = async (): Promise<number> => {
+      let total = 0
+      for (const relay of ['relay1', 'relay2']) {
+        const r = await lab.exec(relay, ['curl', '-sS', '--max-time', '2', 'http://127.0.0.1:10551/metrics'])
+        for (const m of r.stdout.matchAll(/^edgemesh_datapath_relay_joins_total\{[^}]*\} (\d+)/gm)) total += Number(m[1])
+      }
+      return total
+    }
+    const before = await splices()
+    for (let i = 0; i < 20; i++) {
+      const r = await call('fc1', (NODES.find(n => n.node === 'pr1') as { clusterIP: string }).clusterIP)
+      assert.equal(r.out, 'pr1')
+    }
+    const peers = (await status('fc1')).tunnel.peers
+    assert.equal(peers.find(p => p.nodeName === 'pr1')?.dataPath, 'punched', JSON.stringify(peers))
+    assert.equal(await splices(), before)
+  })
+})
