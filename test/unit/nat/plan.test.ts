@@ -1,0 +1,37 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { punchPlan } from '../../../src/nat/plan.ts'
+import type { PeerNat } from '../../../src/nat/plan.ts'
+
+function nat (kind: PeerNat['kind'], over: Partial<PeerNat> = {}): PeerNat {
+  return { kind, portPreserved: kind !== 'symmetric', filtering: 'port-dependent', candidates: [{ host: '198.51.100.1', port: 40000 }], public: ['198.51.100.1'], ...over }
+}
+
+test('cone and public pairs probe candidates only', () => {
+  for (const [a, b] of [['cone', 'cone'], ['public', 'cone'], ['cone', 'public'], ['unknown', 'cone']] as const) {
+    assert.deepEqual(punchPlan(nat(a), nat(b)), { manySockets: false, sprayHosts: [] }, `${a}/${b}`)
+  }
+})
+
+test('symmetric against a port-restricted cone: the symmetric side opens many sockets, the cone side sprays', () => {
+  assert.deepEqual(punchPlan(nat('symmetric'), nat('cone')), { manySockets: true, sprayHosts: [] })
+  assert.deepEqual(punchPlan(nat('cone'), nat('symmetric', { public: ['203.0.113.2'] })), { manySockets: false, sprayHosts: ['203.0.113.2'] })
+})
+
+test('a cone that admits any port of an address needs no birthday probing', () => {
+  const open = nat('cone', { filtering: 'port-independent' })
+  assert.deepEqual(punchPlan(nat('symmetric'), open), { manySockets: false, sprayHosts: [] })
+  assert.deepEqual(punchPlan(open, nat('symmetric')), { manySockets: false, sprayHosts: [] })
+  assert.deepEqual(punchPlan(nat('symmetric'), nat('public')), { manySockets: false, sprayHosts: [] })
+})
+
+test('a symmetric NAT keeping ports is punched as a cone', () => {
+  assert.deepEqual(punchPlan(nat('symmetric', { portPreserved: true }), nat('symmetric', { portPreserved: true })), { manySockets: false, sprayHosts: [] })
+})
+
+test('pairs that cannot punch are refused with the reason', () => {
+  assert.match((punchPlan(nat('symmetric'), nat('symmetric')) as { refuse: string }).refuse, /both .* symmetric/)
+  assert.match((punchPlan(nat('udp-blocked'), nat('cone')) as { refuse: string }).refuse, /blocked at this node/)
+  assert.match((punchPlan(nat('cone'), nat('udp-blocked')) as { refuse: string }).refuse, /blocked at the peer/)
+  assert.match((punchPlan(nat('cone'), nat('cone', { candidates: [], public: [] })) as { refuse: string }).refuse, /no candidate/)
+})
