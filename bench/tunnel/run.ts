@@ -1,12 +1,12 @@
 // Tunnel bench: raw TCP vs the libp2p tunnel and vs the TLS data path, each
-// direct and through a relay, in one run (two phases: agents with the data
-// path off, then on), rotating order, medians; relay CPU and RSS under a
+// direct and through a relay, in one run (phases: agents with the data path
+// off, then on, then with a punched UDP path a → b2), rotating order, medians; relay CPU and RSS under a
 // 50-stream load; a relay holding 200 simulated edge nodes; latency of an
 // echo at a fixed rate and of new connections, idle, beside a bulk transfer
 // and with every core busy (latency.ts), for the data path and the bare Node
 // forwarders.
 //
-//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --phases libp2p,datapath,ceiling,libp2p-ceiling --streams 50 --sim-nodes 200 --sim-rate 0.25 --latency-seconds 5 --rate 200 --churn 100 --conditions idle,bulk,busy --agent-cpu-request 50 --no-psk --no-native --out /tmp/tunnel.md]
+//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --phases libp2p,datapath,punched,ceiling,libp2p-ceiling --streams 50 --sim-nodes 200 --sim-rate 0.25 --latency-seconds 5 --rate 200 --churn 100 --conditions idle,bulk,busy --agent-cpu-request 50 --no-psk --no-native --out /tmp/tunnel.md]
 //   (results go into docs/benchmarks.md)
 //
 // --no-native runs pnet's XSalsa20 in the xsalsa20 WebAssembly instead of
@@ -18,6 +18,10 @@
 // directly), `b2` (reached only through `r`: `a` drops packets to it, as a NAT would). b1 and b2 run an iperf3 server
 // and a TCP echo. ClusterIP 10.96.0.31 → endpoint on b1 (direct tunnel),
 // 10.96.0.32 → endpoint on b2 (relayed). All bundled agents, PSK on.
+// The `punched` phase lets UDP from a to b2 through (TCP stays dropped): a's
+// first connection to b2 goes through r, the two agents punch a UDP path, and
+// the measured connections to 10.96.0.32 are UDX streams over it (TLS on top),
+// as across two NATs that can be punched.
 // The `ceiling` phase runs no agent: two bare Node forwarders (bench/forwarder.ts)
 // carry the same traffic a → b1, plain and over TLS, as the bound for a
 // Node data path on this machine. `libp2p-ceiling` joins the same two hops
@@ -33,7 +37,7 @@ import { CONDITIONS, emptyLatency, latencyReport, measureLatency } from './laten
 import type { Condition, LatencyByCondition } from './latency.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { serviceYaml } from '../../test/helpers/services.ts'
-import { bridgeTopology, cpuGroup, cpuSeconds, ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, waitFor } from '../netns.ts'
+import { bridgeTopology, cpuGroup, cpuSeconds, ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
 import type { Proc } from '../netns.ts'
 
 const { values: opt } = parseArgs({
@@ -43,7 +47,7 @@ const { values: opt } = parseArgs({
     out: { type: 'string' },
     'no-psk': { type: 'boolean' },
     'no-native': { type: 'boolean' },
-    phases: { type: 'string', default: 'libp2p,datapath,ceiling,libp2p-ceiling' },
+    phases: { type: 'string', default: 'libp2p,datapath,punched,ceiling,libp2p-ceiling' },
     streams: { type: 'string', default: '50' },
     'sim-nodes': { type: 'string', default: '200' },
     'sim-rate': { type: 'string', default: '0.25' },
@@ -88,6 +92,25 @@ function setup (): void {
   teardown = bridgeTopology('emt', NODES, NODES.r, { from: 'a', to: 'b2' })
 }
 
+/** a's cut-off from b2: everything (a NAT that cannot be punched), or TCP only (UDP punching works). */
+function cutOff (what: 'all' | 'tcp'): void {
+  sh(['ip', 'netns', 'exec', NS('a'), 'nft', '-f', '-'], `flush chain inet emt out\nadd rule inet emt out ip daddr ${NODES.b2} ${what === 'tcp' ? 'meta l4proto tcp ' : ''}drop\n`)
+}
+
+/** The punched phase: a connection to b2 (through r) starts the punch; waits until a's status shows the path. */
+async function awaitPunchedPath (): Promise<void> {
+  exec(NS('a'), ['iperf3', '-c', AGENT_TARGET.relayed.host, '-p', '5201', '-t', '1'])
+  const script = "fetch('http://127.0.0.1:10551/status').then(r => r.json()).then(s => process.stdout.write(JSON.stringify(s.nat?.peers ?? [])))"
+  const deadline = Date.now() + 20_000
+  while (Date.now() < deadline) {
+    const peers = JSON.parse(exec(NS('a'), [process.execPath, '-e', script]) || '[]') as Array<{ nodeName: string, path: string, reason?: string }>
+    const b2 = peers.find(p => p.nodeName === 'b2')
+    if (b2?.path === 'direct') return
+    await new Promise(resolve => setTimeout(resolve, 250))
+  }
+  throw new Error('no punched path from a to b2 within 20 s')
+}
+
 function services (): string {
   const svc = (name: string, clusterIP: string, ip: string, nodeName: string): string => serviceYaml({
     name,
@@ -100,7 +123,7 @@ function services (): string {
 }
 
 type Path = 'raw' | 'direct' | 'relayed'
-type Phase = 'libp2p' | 'datapath' | 'ceiling' | 'libp2p-ceiling'
+type Phase = 'libp2p' | 'datapath' | 'punched' | 'ceiling' | 'libp2p-ceiling'
 interface Target { host: string, iperf: number, echo: number }
 const AGENT_TARGET: Record<Path, Target> = {
   raw: { host: NODES.b1, iperf: 5201, echo: 7000 },
@@ -140,7 +163,7 @@ async function startAgents (dir: string, entry: string, phase: Phase): Promise<s
       '  edgeTunnel:',
       '    enable: true',
       `    psk: {enable: ${String(opt['no-psk'] !== true)}, path: ${join(dir, 'psk')}}`,
-      `    dataPath: {enable: ${String(phase === 'datapath')}}`,
+      `    dataPath: {enable: ${String(phase === 'datapath' || phase === 'punched')}, holePunch: {enable: ${String(phase === 'punched')}}}`,
       `    relayNodes: [{nodeName: r, advertiseAddress: [${NODES.r}]}, {nodeName: b1, advertiseAddress: [${NODES.b1}]}]`,
       ''
     ].join('\n'))
@@ -156,7 +179,7 @@ async function startAgents (dir: string, entry: string, phase: Phase): Promise<s
     await waitFor(p, /"msg":"running"/, 30_000)
     agentsByName.set(n, p)
   }
-  if (phase === 'datapath') await waitFor(agentsByName.get('b2') as Proc, /"msg":"data path relays"/, 30_000)
+  if (phase === 'datapath' || phase === 'punched') await waitFor(agentsByName.get('b2') as Proc, /"msg":"data path relays"/, 30_000)
   await new Promise(resolve => setTimeout(resolve, 1500))
   return pnet
 }
@@ -235,7 +258,7 @@ async function main (): Promise<void> {
       run(NS(n), [process.execPath, join(root, 'test/lab/workloads/echo-server.ts'), 'tcp', '--port', '7000'])
     }
     const phases = (opt.phases as string).split(',') as Phase[]
-    const samples: Record<Phase, Record<Path, Sample[]>> = { libp2p: { raw: [], direct: [], relayed: [] }, datapath: { raw: [], direct: [], relayed: [] }, ceiling: { raw: [], direct: [], relayed: [] }, 'libp2p-ceiling': { raw: [], direct: [], relayed: [] } }
+    const samples: Record<Phase, Record<Path, Sample[]>> = { libp2p: { raw: [], direct: [], relayed: [] }, datapath: { raw: [], direct: [], relayed: [] }, punched: { raw: [], direct: [], relayed: [] }, ceiling: { raw: [], direct: [], relayed: [] }, 'libp2p-ceiling': { raw: [], direct: [], relayed: [] } }
     const loads: Partial<Record<Phase, { mbps: number, peakRss: number, cpu: number }>> = {}
     let sim: { nodes: number, parked: number, relayRss: number, relayRssIdle: number, mbps: number, p50: number, p99: number, relayCpu: number } | undefined
     const latency = new Map<string, LatencyByCondition>()
@@ -243,10 +266,14 @@ async function main (): Promise<void> {
     for (const phase of phases) {
       if (phase === 'ceiling') await startCeiling()
       else if (phase === 'libp2p-ceiling') await startLibp2pCeiling()
-      else pnet = await startAgents(dir, entry, phase)
+      else {
+        cutOff(phase === 'punched' ? 'tcp' : 'all')
+        pnet = await startAgents(dir, entry, phase)
+        if (phase === 'punched') await awaitPunchedPath()
+      }
       const relay = agentsByName.get('r') ?? agentsByName.get('ceiling-0') as Proc
       const targets = phase === 'ceiling' ? CEILING_TARGET : phase === 'libp2p-ceiling' ? LIBP2P_CEILING_TARGET : AGENT_TARGET
-      const paths: Path[] = phase === 'libp2p-ceiling' ? ['raw', 'direct'] : ['raw', 'direct', 'relayed']
+      const paths: Path[] = phase === 'libp2p-ceiling' ? ['raw', 'direct'] : phase === 'punched' ? ['raw', 'relayed'] : ['raw', 'direct', 'relayed']
       for (let round = 0; round < ROUNDS; round++) {
         for (const p of paths.map((_, i) => paths[(i + round) % paths.length] as Path)) {
           const t = targets[p]
@@ -296,6 +323,7 @@ async function main (): Promise<void> {
     const rows = [`| raw TCP (a → b1) | ${raw.toFixed(0)} | 100 % | ${rawP50.toFixed(0)} | ${median(all('raw').map(s => s.p99)).toFixed(0)} | – | – |`]
     if (phases.includes('libp2p')) rows.push(row('libp2p tunnel, direct', 'libp2p', 'direct'), row('libp2p tunnel, relayed', 'libp2p', 'relayed'))
     if (phases.includes('datapath')) rows.push(row('TLS data path, direct', 'datapath', 'direct'), row('TLS data path, relay-spliced', 'datapath', 'relayed'))
+    if (phases.includes('punched')) rows.push(row('TLS data path over a punched UDP path (UDX streams)', 'punched', 'relayed'))
     if (phases.includes('ceiling')) rows.push(plainRow('ceiling: two bare Node forwarders a → b1, plain', 'direct'), plainRow('ceiling: two bare Node forwarders a → b1, TLS 1.3 PSK', 'relayed'))
     if (phases.includes('libp2p-ceiling')) rows.push(plainRow('ceiling: two bare js-libp2p nodes a → b1 (pnet, Noise, Yamux)', 'direct', 'libp2p-ceiling'))
     const report = [

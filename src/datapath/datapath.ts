@@ -26,7 +26,8 @@ import type { Registry } from 'prom-client'
 import type { Logger } from '../observability/logger.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import { cipherPreference, CONTROL_TIMEOUT_MS, DataPathKeys, KEY_EXCHANGE_GROUP, jsonLine, pairIdentity, parseChannelRequest, parseIdentity, parseTargetRequest, RELAY_HELLO, RELAY_MAGIC } from './wire.ts'
-import { peekFirstRecord, readLine, untilAborted } from './socket-io.ts'
+import { peekFirstRecord, peekUntil, readLine, untilAborted } from './socket-io.ts'
+import { ResumableSessions, SESSION_MAGIC } from './sessions.ts'
 import type { DataPathInit, DataPathKind, DataPathPeer, HostPort, PeerRoute, PunchedPaths } from './types.ts'
 import { SharedPort } from './shared-port.ts'
 import { connectWithin } from '../net/connect.ts'
@@ -93,6 +94,8 @@ export class DataPath {
   readonly #channels = new Map<string, (peer: string, socket: TLSSocket) => void>()
   #keys = new DataPathKeys(new Uint8Array(0))
   #punched: PunchedPaths | undefined
+  /** Connections on punched paths: resumed through a relay when the path dies. */
+  readonly #sessions: ResumableSessions
 
   readonly name = 'datapath'
 
@@ -104,6 +107,7 @@ export class DataPath {
     this.#connecting = new Limiter(init.maxConnecting ?? 16)
     this.#admission = new Admission({ logger: deps.logger, rejected: this.#metrics.rejected }, init.admission)
     this.#relay = new RelayServer({ metrics: this.#metrics, copied: deps.copied, keys: () => this.#keys }, init.relayLimits)
+    this.#sessions = new ResumableSessions({ logger: deps.logger, key: () => this.#keys.resume() }, init.sessions)
   }
 
   async start (): Promise<void> {
@@ -220,11 +224,16 @@ export class DataPath {
     this.#punched = punched
   }
 
-  /** An inbound stream on a punched path: served as a connection accepted on this data path's port. */
+  /** An inbound stream on a punched path: a resumable session, then served as a connection accepted on this data path's port. */
   serveStream (raw: Duplex): void {
     if (this.#stopped) { raw.destroy(); return }
     raw.on('error', () => {})
-    this.#serveTls(raw)
+    this.#sockets.add(raw)
+    raw.once('close', () => this.#sockets.delete(raw))
+    this.#sessions.accept(raw, this.#admission.timeoutMs).then(session => {
+      session.on('error', () => {})
+      this.#serveTls(session)
+    }, () => { this.#admission.reject('unknown_protocol', raw) })
   }
 
   /** Serves `channel` on this node: `handler` gets each connection a peer opened for it, after its `ok`. */
@@ -407,9 +416,30 @@ export class DataPath {
     return { error: errors.join('; ') }
   }
 
+  /**
+   * A connection over the peer's punched path, as a resumable session: when
+   * the path dies under it, the session carries on through a relay (the peer
+   * finds it by its id) and nothing sent is lost.
+   */
   async #viaPunched (route: PeerRoute, signal?: AbortSignal): Promise<Pooled> {
-    const raw = await (this.#punched as PunchedPaths).open(route.nodeName, signal)
-    const socket = await untilAborted(raw, signal, async () => await this.#tlsClient(raw, route.nodeName))
+    const punched = this.#punched as PunchedPaths
+    const raw = await punched.open(route.nodeName, signal)
+    const relays = route.relays.filter(r => r.nodeName !== this.#init.nodeName)
+    const session = this.#sessions.open(route.nodeName, raw, async (reconnectSignal) => {
+      // The path that died is no use to the next connections either.
+      punched.lost(route.nodeName)
+      const errors: string[] = []
+      for (const r of relays) {
+        try {
+          return await this.#join(r.address, route.nodeName, reconnectSignal)
+        } catch (err) {
+          errors.push(`relay ${r.nodeName}: ${(err as Error).message}`)
+        }
+      }
+      throw new Error(errors.join('; ') || 'no relay known')
+    })
+    session.on('error', () => {})
+    const socket = await untilAborted(session, signal, async () => await this.#tlsClient(session, route.nodeName))
     return { socket, path: 'punched', at: Date.now() }
   }
 
@@ -524,7 +554,15 @@ export class DataPath {
         drop()
         this.#noteJoin(relayKey(relay))
         this.#keepParked()
-        this.#serveTls(placeholder)
+        // A peer's TLS handshake, or a session of a punched path carrying on through this relay.
+        const first = await peekUntil(placeholder, b => b.length > 0, this.#admission.timeoutMs, 'first byte')
+        if (first[0] === SESSION_MAGIC[0]) {
+          this.#sockets.add(placeholder)
+          placeholder.once('close', () => this.#sockets.delete(placeholder))
+          await this.#sessions.resume(placeholder, this.#admission.timeoutMs)
+        } else {
+          this.#serveTls(placeholder)
+        }
       }).catch((err: Error) => {
         if (!this.#stopped) this.#log.debug('parked connection ended', { relay: relay.nodeName, err: err.message })
         placeholder.destroy()

@@ -111,3 +111,30 @@ export async function untilAborted<T> (raw: { destroy: () => void }, signal: Abo
     signal.removeEventListener('abort', onAbort)
   }
 }
+
+/** Reads exactly `n` bytes; bytes after them stay in the stream. */
+export async function readExactly (stream: Duplex, n: number, timeoutMs: number): Promise<Buffer> {
+  return await new Promise((resolve, reject) => {
+    let buf: Buffer = Buffer.alloc(0)
+    const done = (err?: Error): void => {
+      clearTimeout(timer)
+      stream.off('readable', onReadable)
+      stream.off('end', onEnd)
+      stream.off('close', onEnd)
+      if (err !== undefined) { reject(err); return }
+      if (buf.length > n) stream.unshift(buf.subarray(n))
+      resolve(buf.subarray(0, n))
+    }
+    const onReadable = (): void => {
+      for (let chunk = stream.read() as Buffer | null; chunk !== null; chunk = stream.read() as Buffer | null) {
+        buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
+        if (buf.length >= n) { done(); return }
+      }
+    }
+    const onEnd = (): void => done(new Error(`closed before ${n} bytes`))
+    const timer = setTimeout(() => done(new Error(`not ${n} bytes within ${timeoutMs} ms`)), timeoutMs)
+    stream.on('readable', onReadable)
+    stream.once('end', onEnd)
+    stream.once('close', onEnd)
+  })
+}

@@ -1,6 +1,7 @@
 /** The data path's settings, and the shapes of where a peer can be reached and how its last connection went. */
 import type { AdmissionLimits } from './admission.ts'
 import type { RelayLimits } from './relay-server.ts'
+import type { SessionsInit } from './sessions.ts'
 
 export interface HostPort { host: string, port: number }
 
@@ -40,6 +41,8 @@ export interface DataPathInit {
   admission?: AdmissionLimits
   /** Relay limits: nodes parked, parked connections and concurrent splices per node. */
   relayLimits?: RelayLimits
+  /** Connections on punched paths: how long a lost one may take to carry on through a relay, and when it counts as lost. */
+  sessions?: SessionsInit
 }
 
 /** How a connection reached its peer: TCP to its address, a UDX stream over a punched UDP path, or a relay's splice. */
@@ -53,6 +56,8 @@ export interface PunchedPaths {
   open (nodeName: string, signal?: AbortSignal): Promise<import('node:stream').Duplex>
   /** The peer's connections went through a relay: punch towards it in the background. */
   want (nodeName: string): void
+  /** A connection on the peer's punched path went silent: the path is dropped, new connections take the relays. */
+  lost (nodeName: string): void
 }
 
 export interface DataPathPeer {

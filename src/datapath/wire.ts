@@ -63,6 +63,7 @@ export class DataPathKeys {
   readonly #pnetKey: Uint8Array
   readonly #tls = new Map<string, Buffer>()
   #relayControl: Buffer | undefined
+  #resume: Buffer | undefined
 
   constructor (pnetKey: Uint8Array) {
     this.#pnetKey = pnetKey
@@ -81,6 +82,12 @@ export class DataPathKeys {
   relayMac (nonce: Uint8Array, request: { op: string, node: string, target?: string }): string {
     this.#relayControl ??= relayControlKey(this.#pnetKey)
     return relayMac(this.#relayControl, nonce, request)
+  }
+
+  /** The key resume requests and answers are MACed with (resume-wire.ts). */
+  resume (): Buffer {
+    this.#resume ??= Buffer.from(hkdfSync('sha256', this.#pnetKey, 'edgemesh-resume/1', 'sessions', 32))
+    return this.#resume
   }
 }
 

@@ -171,6 +171,11 @@ export class DirectPaths implements Component {
     }).finally(() => { if (this.#punching.get(nodeName) === controller) this.#punching.delete(nodeName) })
   }
 
+  /** A connection on the path went silent: the path is dropped, and new connections take the relays. */
+  lost (nodeName: string): void {
+    this.#drop(nodeName, 'a connection on it went silent')
+  }
+
   /** A new stream to `nodeName` over its link; throws when the peer does not answer (the link is dropped). */
   async open (nodeName: string, signal?: AbortSignal): Promise<Duplex> {
     const link = this.#links.get(nodeName)
@@ -455,6 +460,8 @@ function lineReader (channel: Duplex): LineReader {
   })
   channel.on('close', () => wake(new Error('the rendezvous channel closed')))
   channel.on('error', () => {})
+  // A channel handed over paused (its first line read by its owner) flows from here.
+  channel.resume()
   return {
     async next (timeoutMs) {
       const deadline = Date.now() + timeoutMs

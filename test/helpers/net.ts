@@ -5,13 +5,30 @@ import { connect, createServer } from 'node:net'
 import type { Server } from 'node:net'
 import type { Duplex } from 'node:stream'
 
-/** A TCP port nobody listens on right now (on 127.0.0.1). */
+/** Ports handed out by this process: never twice. */
+const handedOut = new Set<number>()
+
+/**
+ * A TCP port nobody listens on right now (on 127.0.0.1), below the kernel's
+ * ephemeral range (32768+): a port from that range (`listen(0)`) could be
+ * taken as the local port of any outgoing connection, by any test running
+ * meanwhile, before its test binds it.
+ */
 export async function freePort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>(resolve => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as { port: number }).port
-  await new Promise(resolve => s.close(resolve))
-  return port
+  for (;;) {
+    // Above the ports the agents use by default (10551, 20006 to 20008).
+    const port = 21_000 + Math.floor(Math.random() * 11_000)
+    if (handedOut.has(port)) continue
+    const s = createServer()
+    const ok = await new Promise<boolean>(resolve => {
+      s.once('error', () => resolve(false))
+      s.listen(port, '127.0.0.1', () => resolve(true))
+    })
+    if (!ok) continue
+    await new Promise(resolve => s.close(resolve))
+    handedOut.add(port)
+    return port
+  }
 }
 
 /** Sends `payload`, half-closes, and resolves with everything the other side sent back until it ended. */

@@ -29,6 +29,8 @@ const NODES = natkinds.sites.filter(s => s.nat !== undefined).map((s, i) => ({
 }))
 /** Kinds whose new mappings a peer cannot predict: a pair of two stays relayed. */
 const UNPREDICTABLE = new Set(['symmetric', 'symmetric-port-preserving'])
+/** A bulk-transfer server on sym1 behind this ClusterIP. */
+const BULK_IP = '10.96.0.30'
 
 interface PeerStatus { nodeName?: string, dataPath?: string, dataPathVia?: string }
 interface Status { tunnel: { peers: PeerStatus[] }, nat?: { kind: string, peers?: Array<{ nodeName: string, path: string, reason?: string }> } }
@@ -76,11 +78,13 @@ describe('hole punching in the natkinds lab', rootOnly, () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'edgemesh-punch-e2e-'))
     await writeFile(join(dir, 'psk'), PSK)
-    await writeFile(join(dir, 'services.yaml'), NODES.map(n => serviceYaml({
+    const sym1 = NODES.find(n => n.node === 'sym1') as { address: string }
+    await writeFile(join(dir, 'services.yaml'), [...NODES.map(n => serviceYaml({
       name: `${n.node}-svc`, clusterIP: n.clusterIP, ports: [{ name: 'http', port: 80, targetPort: 9376 }], endpoints: [{ ip: n.address, nodeName: n.node }]
-    })).join(''))
+    })), serviceYaml({ name: 'bulk', clusterIP: BULK_IP, ports: [{ name: 'bulk', port: 5201, targetPort: 5201 }], endpoints: [{ ip: sym1.address, nodeName: 'sym1' }] })].join(''))
     lab = await Lab.up(natkinds, { id: Lab.newId() })
     await Promise.all(NODES.map(async n => { await lab.spawn(n.node, workload('hostname', '--name', n.node)).waitForOutput('listening', 10_000) }))
+    await lab.spawn('sym1', workload('bulk', 'server', '--port', '5201')).waitForOutput('listening', 10_000)
     await Promise.all([startAgent('relay1', false), startAgent('relay2', false)])
     await Promise.all(NODES.map(async n => { await startAgent(n.node, true) }))
     // Each node learns its NAT from the relays' reflectors before it can tell a peer what to probe.
@@ -129,16 +133,18 @@ describe('hole punching in the natkinds lab', rootOnly, () => {
     assert.deepEqual(failures, [], results.join('\n'))
   })
 
+  /** Connections the two relays have spliced so far. */
+  async function splices (): Promise<number> {
+    let total = 0
+    for (const relay of ['relay1', 'relay2']) {
+      const r = await lab.exec(relay, ['curl', '-sS', '--max-time', '2', 'http://127.0.0.1:10551/metrics'])
+      for (const m of r.stdout.matchAll(/^edgemesh_datapath_relay_joins_total(?:\{[^}]*\})? (\d+)/gm)) total += Number(m[1])
+    }
+    return total
+  }
+
   test('a punched pair\'s connections are not spliced by any relay', async () => {
     // fc1 ↔ pr1 punched above: more calls, and the relays' splice counts stay where they were.
-    const splices = async (): Promise<number> => {
-      let total = 0
-      for (const relay of ['relay1', 'relay2']) {
-        const r = await lab.exec(relay, ['curl', '-sS', '--max-time', '2', 'http://127.0.0.1:10551/metrics'])
-        for (const m of r.stdout.matchAll(/^edgemesh_datapath_relay_joins_total\{[^}]*\} (\d+)/gm)) total += Number(m[1])
-      }
-      return total
-    }
     const before = await splices()
     for (let i = 0; i < 20; i++) {
       const r = await call('fc1', (NODES.find(n => n.node === 'pr1') as { clusterIP: string }).clusterIP)
@@ -147,5 +153,61 @@ describe('hole punching in the natkinds lab', rootOnly, () => {
     const peers = (await status('fc1')).tunnel.peers
     assert.equal(peers.find(p => p.nodeName === 'pr1')?.dataPath, 'punched', JSON.stringify(peers))
     assert.equal(await splices(), before)
+  })
+
+  test('relays\' uplinks shaped to 20 Mbit/s: a cone ↔ symmetric transfer runs at the direct path\'s speed, and no relay carries it', async () => {
+    for (const relay of ['relay1', 'relay2']) {
+      const r = await lab.exec(relay, ['tc', 'qdisc', 'replace', 'dev', 'eth0', 'root', 'tbf', 'rate', '20mbit', 'burst', '32kb', 'latency', '50ms'])
+      assert.equal(r.code, 0, r.stderr)
+    }
+    try {
+      // pr1 (port-restricted cone) ↔ sym1 (symmetric) were punched above, with birthday probing.
+      await call('pr1', (NODES.find(n => n.node === 'sym1') as { clusterIP: string }).clusterIP)
+      const before = await splices()
+      const r = await lab.exec('pr1', workload('bulk', 'client', `${BULK_IP}:5201`, 'down', '--bytes', '20000000'), { pod: 'client' })
+      assert.equal(r.code, 0, r.stderr)
+      const result = JSON.parse(r.stdout) as { bitsPerSecond: number, bytes: number }
+      assert.equal(result.bytes, 20_000_000)
+      assert.ok(result.bitsPerSecond > 40e6, `${(result.bitsPerSecond / 1e6).toFixed(1)} Mbit/s: no faster than the relays' 20 Mbit/s`)
+      assert.equal(await splices(), before, 'a relay spliced the transfer')
+      assert.equal((await status('pr1')).tunnel.peers.find(p => p.nodeName === 'sym1')?.dataPath, 'punched')
+    } finally {
+      for (const relay of ['relay1', 'relay2']) await lab.exec(relay, ['tc', 'qdisc', 'del', 'dev', 'eth0', 'root'])
+    }
+  })
+
+  test('UDP dropped at a router mid-transfer: the transfer carries on through a relay within 3 s with every byte; new connections take the relay', async () => {
+    // pr1 ↔ sym1 were punched above. pr1 downloads from sym1, and pr1's router starts dropping all UDP.
+    assert.equal((await status('pr1')).tunnel.peers.find(p => p.nodeName === 'sym1')?.dataPath, 'punched')
+    const script = join(dir, 'download.mjs')
+    await writeFile(script, [
+      "import { connect } from 'node:net'",
+      'const total = Number(process.argv[2])',
+      `const s = connect({ host: '${BULK_IP}', port: 5201 }, () => s.write('down ' + total + '\\n'))`,
+      'let got = 0; let last = 0; let maxGap = 0; let first = 0',
+      "s.on('data', d => { const now = Date.now(); if (first === 0) { first = now; process.stdout.write('started\\n') } else maxGap = Math.max(maxGap, now - last); last = now; got += d.length })",
+      "s.on('end', () => { process.stdout.write(JSON.stringify({ got, maxGap, ms: last - first }) + '\\n'); process.exit(0) })",
+      "s.on('error', e => { process.stdout.write(JSON.stringify({ got, maxGap, error: e.message }) + '\\n'); process.exit(1) })"
+    ].join('\n'))
+    const total = 60_000_000
+    const download = lab.spawn('pr1', [process.execPath, script, String(total)], { pod: 'client', name: 'download' })
+    await download.waitForOutput('started', 10_000)
+    await new Promise(resolve => setTimeout(resolve, 300))
+    const drop = 'add table inet emdrop\nadd chain inet emdrop fwd { type filter hook forward priority -10; policy accept; }\nadd rule inet emdrop fwd meta l4proto udp drop\n'
+    const r = await lab.exec('nat-pr', ['nft', '-f', '-'], { input: drop })
+    assert.equal(r.code, 0, r.stderr)
+    await download.wait()
+    const result = JSON.parse((await download.output()).trim().split('\n').pop() as string) as { got: number, maxGap: number, error?: string }
+    assert.equal(result.error, undefined, JSON.stringify(result))
+    assert.equal(result.got, total, 'every byte arrived')
+    assert.ok(result.maxGap < 3000, `the transfer stalled for ${result.maxGap} ms`)
+    // New connections: through a relay at once, and the status says why.
+    const sym1 = NODES.find(n => n.node === 'sym1') as { clusterIP: string }
+    const t0 = Date.now()
+    assert.equal((await call('pr1', sym1.clusterIP)).out, 'sym1')
+    assert.ok(Date.now() - t0 < 1000, `took ${Date.now() - t0} ms`)
+    const st = await status('pr1')
+    assert.equal(st.tunnel.peers.find(p => p.nodeName === 'sym1')?.dataPath, 'relay')
+    assert.match(st.nat?.peers?.find(p => p.nodeName === 'sym1')?.reason ?? '', /direct path lost/)
   })
 })
