@@ -290,7 +290,9 @@ export class DataPath {
   #fromPool (nodeName: string): Pooled | undefined {
     const pool = this.#pools.get(nodeName) ?? []
     for (let p = pool.shift(); p !== undefined; p = pool.shift()) {
-      if (!p.socket.destroyed && p.socket.readyState === 'open' && Date.now() - p.at < POOL_IDLE_MS) return p
+      // One made over a punched path that has been dropped since would have to find that out first.
+      const pathGone = p.path === 'punched' && this.#punched?.has(nodeName) !== true
+      if (!pathGone && !p.socket.destroyed && p.socket.readyState === 'open' && Date.now() - p.at < POOL_IDLE_MS) return p
       p.socket.destroy()
     }
     return undefined

@@ -6,7 +6,8 @@
  * one unbroken stream; nothing is lost or repeated.
  *
  * On the carrier, frames: DATA (type 1, u32 length, bytes), ACK (type 2, u64
- * bytes received: also the heartbeat), FIN (type 3, u64 final offset). Each
+ * bytes received: also the heartbeat), FIN (type 3, u64 final offset), RESET
+ * (type 4: destroyed on purpose, so a carrier closing after it is no loss). Each
  * side keeps what it sent until the peer acknowledges it, at most
  * `windowBytes` (writes wait beyond that). While either side has sent or
  * received in the last few seconds both send an ACK every `heartbeatMs`; a
@@ -18,6 +19,8 @@ import { Duplex } from 'node:stream'
 const DATA = 1
 const ACK = 2
 const FIN = 3
+/** The session was destroyed on purpose: the peer ends its side too instead of waiting for a resume. */
+const RESET = 4
 const MAX_FRAME = 64 * 1024
 /** How long after the last byte either way heartbeats go on. */
 const ACTIVE_MS = 5000
@@ -55,6 +58,7 @@ export class Resumable extends Duplex {
   readonly #heartbeat: NodeJS.Timeout
   #pending = Buffer.alloc(0)
   #readPaused = false
+  #peerReset = false
 
   constructor (init: ResumableInit = {}) {
     super({ allowHalfOpen: true })
@@ -84,10 +88,16 @@ export class Resumable extends Duplex {
       this.destroy(new Error(`the peer received ${peerReceived} bytes; ${this.#acked} to ${this.#sent} are possible`))
       return
     }
+    // The old carrier (if this end had not noticed its loss yet) goes, with any frame it cut short.
+    const old = this.#carrier
     this.#release()
+    old?.destroy()
+    this.#pending = Buffer.alloc(0)
     this.#ack(peerReceived)
     this.#carrier = carrier
     this.#lastHeard = Date.now()
+    // A carrier given up on may still report its reset: never an uncaught error.
+    carrier.on('error', () => {})
     const onData = (chunk: Buffer): void => { this.#onCarrierData(chunk) }
     const onGone = (): void => { if (this.#carrier === carrier) this.#lose() }
     carrier.on('data', onData)
@@ -139,7 +149,9 @@ export class Resumable extends Duplex {
     clearTimeout(this.#ackTimer)
     const carrier = this.#carrier
     this.#release()
-    carrier?.destroy()
+    // Told, the peer ends its side at once; a carrier that just closed would look like a lost path.
+    if (carrier !== undefined && !this.#peerReset && !carrier.destroyed) carrier.end(Buffer.from([RESET]))
+    else carrier?.destroy()
     const waiting = this.#writeWaiting
     this.#writeWaiting = undefined
     waiting?.()
@@ -221,6 +233,11 @@ export class Resumable extends Duplex {
         } else if (this.#peerFinAt === undefined) {
           this.#peerFinAt = offset
         }
+      } else if (type === RESET) {
+        this.#peerReset = true
+        const err = Object.assign(new Error('the connection was reset by the peer'), { code: 'ECONNRESET' })
+        this.destroy(err)
+        return
       } else {
         this.destroy(new Error(`unknown frame type ${String(type)}`))
         return

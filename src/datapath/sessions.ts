@@ -48,16 +48,19 @@ export class ResumableSessions {
     const session = new Resumable({ silenceMs: this.#silenceMs })
     session.attach(carrier, 0)
     session.on('lost', () => { this.#resume(peer, id, session, reconnect).catch(() => {}) })
+    session.on('error', (err: Error) => { this.#log.debug('session ended', { peer, err: err.message }) })
     return session
   }
 
   /** The other side: reads the session's id from a fresh carrier. */
   async accept (carrier: Duplex, timeoutMs: number): Promise<Resumable> {
+    carrier.on('error', () => {})
     const id = decodeOpen(await readExactly(carrier, OPEN_BYTES, timeoutMs))
     if (id === undefined) throw new Error('not a session opening')
     const key = id.toString('hex')
     const session = new Resumable({ silenceMs: this.#silenceMs })
     session.attach(carrier, 0)
+    session.on('error', (err: Error) => { this.#log.debug('session ended', { err: err.message }) })
     this.#accepted.set(key, session)
     session.once('close', () => { if (this.#accepted.get(key) === session) this.#accepted.delete(key) })
     session.on('lost', () => {
@@ -68,6 +71,7 @@ export class ResumableSessions {
 
   /** A new carrier that starts with a resume request: the session it names carries on over it. */
   async resume (carrier: Duplex, timeoutMs: number): Promise<void> {
+    carrier.on('error', () => {})
     const request = decodeResume(this.#key(), await readExactly(carrier, RESUME_BYTES, timeoutMs))
     if (request === undefined) throw new Error('not a valid resume request (another PSK?)')
     const session = this.#accepted.get(request.id.toString('hex'))
@@ -83,6 +87,7 @@ export class ResumableSessions {
       let carrier: Duplex | undefined
       try {
         carrier = await reconnect(AbortSignal.timeout(Math.max(1, deadline - Date.now())))
+        carrier.on('error', () => {})
         carrier.write(encodeResume(this.#key(), id, session.received))
         const peerReceived = decodeResumed(this.#key(), id, await readExactly(carrier, RESUMED_BYTES, 5000))
         if (peerReceived === undefined) throw new Error('the peer\'s answer does not match')

@@ -44,7 +44,7 @@ describe('hole punching in the natkinds lab', rootOnly, () => {
     const file = join(dir, `${node}.yaml`)
     await writeFile(file, [
       'kubeAPIConfig:', `  standaloneFile: ${join(dir, 'services.yaml')}`,
-      'commonConfig:', `  stateDir: ${join(dir, node)}`,
+      'commonConfig:', `  stateDir: ${join(dir, node)}`, ...(process.env.PUNCH_LOGS !== undefined ? ['  logLevel: debug'] : []),
       'modules:',
       '  edgeDNS: {enable: false}',
       `  edgeProxy: {enable: ${String(proxy)}}`,
@@ -94,6 +94,7 @@ describe('hole punching in the natkinds lab', rootOnly, () => {
   })
 
   after(async () => {
+    if (process.env.PUNCH_LOGS !== undefined) for (const [node, p] of agents) await writeFile(join(process.env.PUNCH_LOGS, `${node}.log`), await p.output())
     await lab?.down()
     if (dir !== undefined) await rm(dir, { recursive: true, force: true })
   })
@@ -155,7 +156,7 @@ describe('hole punching in the natkinds lab', rootOnly, () => {
     assert.equal(await splices(), before)
   })
 
-  test('relays\' uplinks shaped to 20 Mbit/s: a cone ↔ symmetric transfer runs at the direct path\'s speed, and no relay carries it', async () => {
+  test('relays\' uplinks shaped to 20 Mbit/s: a cone ↔ symmetric transfer runs at the direct path\'s speed, and no relay carries it', async (t) => {
     for (const relay of ['relay1', 'relay2']) {
       const r = await lab.exec(relay, ['tc', 'qdisc', 'replace', 'dev', 'eth0', 'root', 'tbf', 'rate', '20mbit', 'burst', '32kb', 'latency', '50ms'])
       assert.equal(r.code, 0, r.stderr)
@@ -168,6 +169,7 @@ describe('hole punching in the natkinds lab', rootOnly, () => {
       assert.equal(r.code, 0, r.stderr)
       const result = JSON.parse(r.stdout) as { bitsPerSecond: number, bytes: number }
       assert.equal(result.bytes, 20_000_000)
+      t.diagnostic(`20 MB pr1 ← sym1 over the punched path: ${(result.bitsPerSecond / 1e6).toFixed(0)} Mbit/s`)
       assert.ok(result.bitsPerSecond > 40e6, `${(result.bitsPerSecond / 1e6).toFixed(1)} Mbit/s: no faster than the relays' 20 Mbit/s`)
       assert.equal(await splices(), before, 'a relay spliced the transfer')
       assert.equal((await status('pr1')).tunnel.peers.find(p => p.nodeName === 'sym1')?.dataPath, 'punched')
@@ -176,7 +178,7 @@ describe('hole punching in the natkinds lab', rootOnly, () => {
     }
   })
 
-  test('UDP dropped at a router mid-transfer: the transfer carries on through a relay within 3 s with every byte; new connections take the relay', async () => {
+  test('UDP dropped at a router mid-transfer: the transfer carries on through a relay within 3 s with every byte; new connections take the relay', async (t) => {
     // pr1 ↔ sym1 were punched above. pr1 downloads from sym1, and pr1's router starts dropping all UDP.
     assert.equal((await status('pr1')).tunnel.peers.find(p => p.nodeName === 'sym1')?.dataPath, 'punched')
     const script = join(dir, 'download.mjs')
@@ -193,7 +195,7 @@ describe('hole punching in the natkinds lab', rootOnly, () => {
     const download = lab.spawn('pr1', [process.execPath, script, String(total)], { pod: 'client', name: 'download' })
     await download.waitForOutput('started', 10_000)
     await new Promise(resolve => setTimeout(resolve, 300))
-    const drop = 'add table inet emdrop\nadd chain inet emdrop fwd { type filter hook forward priority -10; policy accept; }\nadd rule inet emdrop fwd meta l4proto udp drop\n'
+    const drop = 'add table inet emdrop\nadd chain inet emdrop dropudp { type filter hook forward priority -10; policy accept; }\nadd rule inet emdrop dropudp meta l4proto udp drop\n'
     const r = await lab.exec('nat-pr', ['nft', '-f', '-'], { input: drop })
     assert.equal(r.code, 0, r.stderr)
     await download.wait()
@@ -201,6 +203,7 @@ describe('hole punching in the natkinds lab', rootOnly, () => {
     assert.equal(result.error, undefined, JSON.stringify(result))
     assert.equal(result.got, total, 'every byte arrived')
     assert.ok(result.maxGap < 3000, `the transfer stalled for ${result.maxGap} ms`)
+    t.diagnostic(`longest stall of the download when UDP was dropped: ${result.maxGap} ms`)
     // New connections: through a relay at once, and the status says why.
     const sym1 = NODES.find(n => n.node === 'sym1') as { clusterIP: string }
     const t0 = Date.now()

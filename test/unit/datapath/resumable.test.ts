@@ -60,6 +60,7 @@ test('bytes both ways survive two carrier swaps mid-transfer; ends arrive after 
 test('a carrier that goes silent while bytes are in flight is lost within silenceMs', async () => {
   const a = new Resumable({ silenceMs: 300, heartbeatMs: 50 })
   const b = new Resumable({ silenceMs: 300, heartbeatMs: 50 })
+  for (const s of [a, b]) s.on('error', () => {})
   const [x, y] = duplexPair()
   a.attach(x, 0)
   b.attach(y, 0)
@@ -80,6 +81,7 @@ test('a carrier that goes silent while bytes are in flight is lost within silenc
 test('an idle stream sends nothing and is not declared lost', async () => {
   const a = new Resumable({ silenceMs: 100, heartbeatMs: 20 })
   const b = new Resumable({ silenceMs: 100, heartbeatMs: 20 })
+  for (const s of [a, b]) s.on('error', () => {})
   const [x, y] = duplexPair()
   let frames = 0
   y.on('data', () => { frames++ })
@@ -101,4 +103,42 @@ test('a peer claiming bytes never sent is refused', () => {
   a.on('error', () => {})
   a.attach(x, 10)
   assert.equal(a.destroyed, true)
+})
+
+test('a session destroyed on purpose resets the other end, which is not lost and resumes nothing', async () => {
+  const a = new Resumable()
+  const b = new Resumable()
+  connect(a, b)
+  let lost = false
+  b.on('lost', () => { lost = true })
+  a.destroy()
+  const [err] = await once(b, 'error') as [Error & { code?: string }]
+  assert.equal(err.code, 'ECONNRESET')
+  assert.equal(lost, false)
+  assert.equal(b.destroyed, true)
+})
+
+test('a frame cut short by the lost carrier is dropped, and sent again whole on the next one', async () => {
+  const a = new Resumable()
+  const b = new Resumable()
+  const [x, y] = duplexPair()
+  a.attach(x, 0)
+  // Half of a frame reaches b, then the carrier dies.
+  const frames: Buffer[] = []
+  y.on('data', (d: Buffer) => { frames.push(d) })
+  const [bx, by] = duplexPair()
+  b.attach(by, 0)
+  a.write(Buffer.from('hello, world'))
+  await new Promise(resolve => setImmediate(resolve))
+  const sent = Buffer.concat(frames)
+  assert.ok(sent.length > 7)
+  bx.write(sent.subarray(0, 7))
+  await new Promise(resolve => setImmediate(resolve))
+  x.destroy(); y.destroy(); bx.destroy(); by.destroy()
+  await new Promise(resolve => setImmediate(resolve))
+  const got = collect(b)
+  connect(a, b)
+  a.end()
+  b.end()
+  assert.equal((await got).toString(), 'hello, world')
 })
