@@ -50,35 +50,47 @@ const TLS_HEADER = 5
 const TLS_MAX_RECORD = 16_384 + 2048
 
 /**
- * Reads until `enough(bytes so far)` holds, then puts every byte read back so
- * the next reader sees them all, and resolves with them. Rejects when the
- * socket ends or closes first, or after `timeoutMs`; `what` names what was
- * awaited in the error.
+ * Reads in paused mode until `enough(bytes so far)` holds and resolves with
+ * every byte read (none put back). Rejects when the stream ends or closes
+ * first, or after `timeoutMs`; `what` names what was awaited in the error.
  */
-export async function peekUntil (socket: Socket, enough: (buf: Buffer) => boolean, timeoutMs: number, what: string): Promise<Buffer> {
+async function gather (stream: Duplex, enough: (buf: Buffer) => boolean, timeoutMs: number, what: string): Promise<Buffer> {
   return await new Promise((resolve, reject) => {
     let buf: Buffer = Buffer.alloc(0)
     const done = (err?: Error): void => {
       clearTimeout(timer)
-      socket.off('readable', onReadable)
-      socket.off('end', onEnd)
-      socket.off('close', onEnd)
-      if (err !== undefined) { reject(err); return }
-      socket.unshift(buf)
-      resolve(buf)
+      stream.off('readable', onReadable)
+      stream.off('end', onEnd)
+      stream.off('close', onEnd)
+      if (err !== undefined) reject(err)
+      else resolve(buf)
     }
     const onReadable = (): void => {
-      for (let chunk = socket.read() as Buffer | null; chunk !== null; chunk = socket.read() as Buffer | null) {
+      for (let chunk = stream.read() as Buffer | null; chunk !== null; chunk = stream.read() as Buffer | null) {
         buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
         if (enough(buf)) { done(); return }
       }
     }
     const onEnd = (): void => done(new Error(`closed before a ${what}`))
     const timer = setTimeout(() => done(new Error(`no ${what} within ${timeoutMs} ms`)), timeoutMs)
-    socket.on('readable', onReadable)
-    socket.once('end', onEnd)
-    socket.once('close', onEnd)
+    stream.on('readable', onReadable)
+    stream.once('end', onEnd)
+    stream.once('close', onEnd)
   })
+}
+
+/** Reads until `enough(bytes so far)` holds, then puts every byte read back so the next reader sees them all. */
+export async function peekUntil (socket: Socket, enough: (buf: Buffer) => boolean, timeoutMs: number, what: string): Promise<Buffer> {
+  const buf = await gather(socket, enough, timeoutMs, what)
+  socket.unshift(buf)
+  return buf
+}
+
+/** Reads exactly `n` bytes; bytes after them stay in the stream. */
+export async function readExactly (stream: Duplex, n: number, timeoutMs: number): Promise<Buffer> {
+  const buf = await gather(stream, b => b.length >= n, timeoutMs, `message of ${n} bytes`)
+  if (buf.length > n) stream.unshift(buf.subarray(n))
+  return buf.subarray(0, n)
 }
 
 /** The first byte, and when it opens a TLS record, the whole record with it. */
@@ -110,31 +122,4 @@ export async function untilAborted<T> (raw: { destroy: () => void }, signal: Abo
   } finally {
     signal.removeEventListener('abort', onAbort)
   }
-}
-
-/** Reads exactly `n` bytes; bytes after them stay in the stream. */
-export async function readExactly (stream: Duplex, n: number, timeoutMs: number): Promise<Buffer> {
-  return await new Promise((resolve, reject) => {
-    let buf: Buffer = Buffer.alloc(0)
-    const done = (err?: Error): void => {
-      clearTimeout(timer)
-      stream.off('readable', onReadable)
-      stream.off('end', onEnd)
-      stream.off('close', onEnd)
-      if (err !== undefined) { reject(err); return }
-      if (buf.length > n) stream.unshift(buf.subarray(n))
-      resolve(buf.subarray(0, n))
-    }
-    const onReadable = (): void => {
-      for (let chunk = stream.read() as Buffer | null; chunk !== null; chunk = stream.read() as Buffer | null) {
-        buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
-        if (buf.length >= n) { done(); return }
-      }
-    }
-    const onEnd = (): void => done(new Error(`closed before ${n} bytes`))
-    const timer = setTimeout(() => done(new Error(`not ${n} bytes within ${timeoutMs} ms`)), timeoutMs)
-    stream.on('readable', onReadable)
-    stream.once('end', onEnd)
-    stream.once('close', onEnd)
-  })
 }
