@@ -28,6 +28,7 @@ import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import { cipherPreference, CONTROL_TIMEOUT_MS, DataPathKeys, KEY_EXCHANGE_GROUP, jsonLine, pairIdentity, parseChannelRequest, parseIdentity, parseTargetRequest, RELAY_HELLO, RELAY_MAGIC } from './wire.ts'
 import { peekFirstRecord, peekUntil, readLine, untilAborted } from './socket-io.ts'
 import { ResumableSessions, SESSION_MAGIC } from './sessions.ts'
+import { Parking } from './parking.ts'
 import type { DataPathInit, DataPathKind, DataPathPeer, HostPort, PeerRoute, PunchedPaths } from './types.ts'
 import { SharedPort } from './shared-port.ts'
 import { connectWithin } from '../net/connect.ts'
@@ -58,9 +59,6 @@ interface Pooled { socket: TLSSocket, path: DataPathKind, via?: string, at: numb
 const POOL_IDLE_MS = 30_000
 const REFILL_DELAY_MS = 10
 const SERVER_IDLE_MS = 120_000
-const PARK_RETRY_MS = 1000
-/** Parked connections per relay while joins arrive in a burst (the relay's default cap per node). */
-const BURST_PARKED = 8
 
 export class DataPath {
   readonly #log: Logger
@@ -82,12 +80,9 @@ export class DataPath {
   readonly #filling = new Map<string, number>()
   readonly #connecting: Limiter
   readonly #relay: RelayServer
-  // Node side: the relays to park on, and the parked connections per relay.
-  #relays: Array<{ nodeName: string, address: HostPort }> = []
-  readonly #parkedThere = new Map<string, Set<Socket>>()
-  /** Per relay, parked connections joins used in the current one-second window. */
-  readonly #joinsSeen = new Map<string, { since: number, count: number }>()
-  #parkTimer: NodeJS.Timeout | undefined
+  /** Node side: idle connections parked on the relays, for peers that cannot reach this node directly. */
+  readonly #parking: Parking
+  #started = false
   readonly #admission: Admission
   readonly #copied: CopiedStreams | undefined
   /** Modules' own traffic between agents, by channel name (handleChannel). */
@@ -108,17 +103,23 @@ export class DataPath {
     this.#admission = new Admission({ logger: deps.logger, rejected: this.#metrics.rejected }, init.admission)
     this.#relay = new RelayServer({ metrics: this.#metrics, copied: deps.copied, keys: () => this.#keys }, init.relayLimits)
     this.#sessions = new ResumableSessions({ logger: deps.logger, key: () => this.#keys.resume() }, init.sessions)
+    this.#parking = new Parking({
+      logger: deps.logger,
+      metrics: this.#metrics,
+      request: async (raw, request) => await this.#relayRequest(raw, request),
+      handOver: socket => { this.#serveParked(socket) }
+    }, { nodeName: init.nodeName, parkedPerRelay: init.parkedPerRelay })
   }
 
   async start (): Promise<void> {
-    if (this.#parkTimer !== undefined) return
+    if (this.#started) return
     this.#stopped = false
     const { pnetKey, pskFile } = this.#init
     if (pnetKey === undefined && pskFile === undefined) throw new Error('the data path needs the PSK')
     this.#keys = new DataPathKeys(pnetKey ?? await readPnetKey(pskFile as string))
     if (this.#init.port !== undefined) await this.#listen(this.#init.port)
-    this.#parkTimer = setInterval(() => { this.#keepParked() }, PARK_RETRY_MS)
-    this.#parkTimer.unref()
+    this.#started = true
+    if (!this.#init.isRelay) this.#parking.start()
   }
 
   async #listen (port: number): Promise<void> {
@@ -132,15 +133,12 @@ export class DataPath {
 
   async stop (): Promise<void> {
     this.#stopped = true
-    clearInterval(this.#parkTimer)
-    this.#parkTimer = undefined
+    this.#started = false
+    this.#parking.stop()
     this.#admission.stop()
     const server = this.#server
     this.#server = undefined
     for (const s of this.#sockets) s.destroy()
-    // Connections parked on relays too: the relays would keep them until their next write failed.
-    for (const set of this.#parkedThere.values()) for (const s of set) s.destroy()
-    this.#parkedThere.clear()
     for (const pool of this.#pools.values()) for (const p of pool) p.socket.destroy()
     this.#pools.clear()
     if (server !== undefined) await new Promise(resolve => server.close(resolve))
@@ -187,19 +185,12 @@ export class DataPath {
 
   /** Relays to park on (their data path addresses); parking follows within a second. */
   setRelays (relays: Array<{ nodeName: string, address: HostPort }>): void {
-    this.#relays = relays.filter(r => r.nodeName !== this.#init.nodeName)
-    const keep = new Set(this.#relays.map(r => relayKey(r)))
-    for (const [key, set] of this.#parkedThere) {
-      if (!keep.has(key)) { for (const s of set) s.destroy(); this.#parkedThere.delete(key) }
-    }
-    this.#keepParked()
+    this.#parking.setRelays(relays)
   }
 
   /** Connections this node holds parked, per relay node name. */
   parkedOn (): Record<string, number> {
-    const out: Record<string, number> = {}
-    for (const r of this.#relays) out[r.nodeName] = this.#parkedThere.get(relayKey(r))?.size ?? 0
-    return out
+    return this.#parking.parkedOn()
   }
 
   /**
@@ -515,60 +506,16 @@ export class DataPath {
     return await readLine(raw, CONTROL_TIMEOUT_MS)
   }
 
-  // --- parking (nodes) -------------------------------------------------------
-
-  #keepParked (): void {
-    if (this.#stopped || this.#init.isRelay) return
-    const base = this.#init.parkedPerRelay ?? 2
-    for (const r of this.#relays) {
-      const key = relayKey(r)
-      let set = this.#parkedThere.get(key)
-      if (set === undefined) { set = new Set(); this.#parkedThere.set(key, set) }
-      // Joins used `recent` parked connections in the last second: park that many more (up to
-      // BURST_PARKED), so a burst does not wait a round trip per connection for the next one.
-      const used = this.#joinsSeen.get(key)
-      const recent = used !== undefined && Date.now() - used.since < 1000 ? used.count : 0
-      const want = Math.min(Math.max(base, BURST_PARKED), base + recent)
-      for (let i = set.size; i < want; i++) this.#park(r, set)
-    }
-    this.#metrics.parked.set([...this.#parkedThere.values()].reduce((n, s) => n + s.size, 0))
-  }
-
-  #noteJoin (key: string): void {
-    const used = this.#joinsSeen.get(key)
-    if (used === undefined || Date.now() - used.since >= 1000) this.#joinsSeen.set(key, { since: Date.now(), count: 1 })
-    else used.count++
-  }
-
-  #park (relay: { nodeName: string, address: HostPort }, set: Set<Socket>): void {
-    const placeholder = net.connect({ host: relay.address.host, port: relay.address.port, noDelay: true, allowHalfOpen: true, keepAlive: true, keepAliveInitialDelay: 15_000 })
-    set.add(placeholder)
-    const drop = (): void => { set.delete(placeholder) }
-    placeholder.once('error', (err) => { drop(); this.#log.debug('parking on a relay failed', { relay: relay.nodeName, err }) })
-    placeholder.once('close', drop)
-    placeholder.once('connect', () => {
-      this.#relayRequest(placeholder, { op: 'park', node: this.#init.nodeName }).then(async answer => {
-        if (answer !== 'ok') throw new Error(answer.replace(/^err /, ''))
-        // Parked: the relay says `go` when a peer joins; from then on this is a TLS server connection.
-        const go = await readLine(placeholder, 0)
-        if (go !== 'go') throw new Error(`relay sent ${JSON.stringify(go)}`)
-        placeholder.off('close', drop)
-        drop()
-        this.#noteJoin(relayKey(relay))
-        this.#keepParked()
-        // A peer's TLS handshake, or a session of a punched path carrying on through this relay.
-        const first = await peekUntil(placeholder, b => b.length > 0, this.#admission.timeoutMs, 'first byte')
-        if (first[0] === SESSION_MAGIC[0]) {
-          this.#sockets.add(placeholder)
-          placeholder.once('close', () => this.#sockets.delete(placeholder))
-          await this.#sessions.resume(placeholder, this.#admission.timeoutMs)
-        } else {
-          this.#serveTls(placeholder)
-        }
-      }).catch((err: Error) => {
-        if (!this.#stopped) this.#log.debug('parked connection ended', { relay: relay.nodeName, err: err.message })
-        placeholder.destroy()
-      })
+  /** A parked connection a peer joined through a relay: its TLS handshake, or a session of a punched path carrying on. */
+  #serveParked (socket: Socket): void {
+    peekUntil(socket, b => b.length > 0, this.#admission.timeoutMs, 'first byte').then(async first => {
+      if (first[0] !== SESSION_MAGIC[0]) { this.#serveTls(socket); return }
+      this.#sockets.add(socket)
+      socket.once('close', () => this.#sockets.delete(socket))
+      await this.#sessions.resume(socket, this.#admission.timeoutMs)
+    }).catch((err: Error) => {
+      if (!this.#stopped) this.#log.debug('parked connection ended', { err: err.message })
+      socket.destroy()
     })
   }
 
@@ -647,8 +594,4 @@ export class DataPath {
     socket.write('ok\n')
     handler(peer, socket)
   }
-}
-
-function relayKey (r: { nodeName: string, address: HostPort }): string {
-  return `${r.nodeName}@${r.address.host}:${r.address.port}`
 }
