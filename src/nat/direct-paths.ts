@@ -187,7 +187,7 @@ export class DirectPaths implements Component {
     try {
       const accepted = await new Promise<number>((resolve, reject) => {
         const timers = OPEN_RESEND_MS.map(ms => setTimeout(() => {
-          link.socket.trySend(encodePunch(this.#key, { type: 'open', link: link.id, node: this.#init.nodeName, stream: id }), link.remote.port, link.remote.host)
+          this.#control(link, { type: 'open', link: link.id, node: this.#init.nodeName, stream: id })
         }, ms))
         const fail = (err: Error): void => { for (const t of timers) clearTimeout(t); clearTimeout(deadline); signal?.removeEventListener('abort', onAbort); reject(err) }
         const deadline = setTimeout(() => fail(new Error(`direct path to ${nodeName} (${link.remote.host}:${link.remote.port}) did not answer`)), this.#init.openTimeoutMs ?? 1000)
@@ -203,7 +203,10 @@ export class DirectPaths implements Component {
       return udxDuplex(stream, link.remote)
     } catch (err) {
       stream.destroy()
-      if (!(signal?.aborted ?? false)) this.#drop(nodeName, (err as Error).message)
+      // Dropped only when the peer has gone quiet: under a burst of opens some answers come late
+      // while others arrive, and the path is fine.
+      const quiet = Date.now() - link.lastHeard >= (this.#init.openTimeoutMs ?? 1000)
+      if (!(signal?.aborted ?? false) && quiet) this.#drop(nodeName, (err as Error).message)
       throw err
     } finally {
       this.#opening.delete(id)
@@ -416,7 +419,12 @@ export class DirectPaths implements Component {
       s.setKeepalive(this.#init.keepaliveMs ?? 10_000)
       this.#rendezvous.serve(udxDuplex(s, link.remote))
     }
-    link.socket.trySend(encodePunch(this.#key, { type: 'accept', link: link.id, node: this.#init.nodeName, stream: openerId, accepted: stream.id }), link.remote.port, link.remote.host)
+    this.#control(link, { type: 'accept', link: link.id, node: this.#init.nodeName, stream: openerId, accepted: stream.id })
+  }
+
+  /** A control datagram on a link, queued rather than dropped when a burst fills the socket's buffer. */
+  #control (link: Link, m: PunchMessage): void {
+    link.socket.send(encodePunch(this.#key, m), link.remote.port, link.remote.host).catch(() => {})
   }
 
   #setStatus (peer: string, s: Omit<DirectPathStatus, 'nodeName' | 'since'>): void {

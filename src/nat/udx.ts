@@ -12,7 +12,10 @@ export interface UdxAddress { host: string, port: number }
 export interface UdxSocket {
   bind (port?: number, host?: string): void
   address (): UdxAddress & { family: number }
+  /** Sends now or drops (a full socket buffer): probes, which are sent again anyway. */
   trySend (bytes: Uint8Array, port: number, host: string): void
+  /** Queues until sent: control datagrams that must not be lost to a burst. */
+  send (bytes: Uint8Array, port: number, host: string): Promise<boolean>
   on (event: 'message', fn: (bytes: Buffer, from: UdxAddress) => void): UdxSocket
   on (event: 'error', fn: (err: Error) => void): UdxSocket
   off (event: 'message', fn: (bytes: Buffer, from: UdxAddress) => void): UdxSocket
