@@ -91,7 +91,8 @@ try {
           const r = await lab.exec(init.node, [process.execPath, PEER, '--name', init.node, '--peer', resp.node, '--role', 'initiator', ...common])
           const line = r.stdout.trim().split('\n').pop() ?? ''
           const parsed = line.startsWith('{') ? JSON.parse(line) as { ok: boolean, ms?: number, reason: string } : { ok: false, reason: `peer.ts failed: ${r.stderr.slice(-300)}` }
-          const k = [a.kind, b.kind].join('↔')
+          const [first, second] = NODES.indexOf(a) < NODES.indexOf(b) ? [a, b] : [b, a]
+          const k = `${first.kind}↔${second.kind}`
           const list = results.get(k) ?? []
           list.push(parsed)
           results.set(k, list)

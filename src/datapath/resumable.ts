@@ -29,7 +29,7 @@ const ACK_EVERY = 64 * 1024
 const ACK_DELAY_MS = 20
 
 export interface ResumableInit {
-  /** Unacknowledged bytes kept for sending again; writes wait beyond this. @default 4 MiB */
+  /** Unacknowledged bytes kept for sending again; writes wait beyond this. @default 2 MiB */
   windowBytes?: number
   /** Nothing heard for this long while active: the carrier is lost. @default 1000 */
   silenceMs?: number
@@ -62,7 +62,7 @@ export class Resumable extends Duplex {
 
   constructor (init: ResumableInit = {}) {
     super({ allowHalfOpen: true })
-    this.#window = init.windowBytes ?? 4 * 1024 * 1024
+    this.#window = init.windowBytes ?? 2 * 1024 * 1024
     this.#silenceMs = init.silenceMs ?? 1000
     this.#heartbeat = setInterval(() => { this.#beat() }, init.heartbeatMs ?? 250)
     this.#heartbeat.unref()

@@ -96,6 +96,8 @@ export class DirectPaths implements Component {
   /** Streams accepted per link, by the opener's id (an open sent twice is answered twice, with one stream). */
   readonly #accepted = new Map<string, Map<number, UdxStream>>()
   readonly #sockets = new Set<UdxSocket>()
+  /** UDX stream ids in use on this node (one id space per UDX instance). */
+  readonly #ids = new Set<number>()
   readonly #datagramListeners = new Set<(bytes: Buffer, from: UdxAddress) => void>()
 
   constructor (deps: { logger: Logger, metrics: DirectPathMetrics, rendezvous: Rendezvous, nat: () => NatReport | undefined }, init: DirectPathsInit) {
@@ -181,9 +183,9 @@ export class DirectPaths implements Component {
     const link = this.#links.get(nodeName)
     const udx = this.#udx
     if (link === undefined || udx === undefined) throw new Error(`no direct path to ${nodeName}`)
-    let id = randomInt(1, 2 ** 31)
-    while (this.#opening.has(id)) id = randomInt(1, 2 ** 31)
+    const id = this.#streamId()
     const stream = udx.createStream(id)
+    stream.once('close', () => { this.#ids.delete(id) })
     try {
       const accepted = await new Promise<number>((resolve, reject) => {
         const timers = OPEN_RESEND_MS.map(ms => setTimeout(() => {
@@ -359,9 +361,8 @@ export class DirectPaths implements Component {
     clearInterval(link.keepalive)
     this.#links.delete(peer)
     this.#metrics.links.set(this.#links.size)
-    const accepted = this.#accepted.get(link.id.toString('hex'))
+    // Streams accepted on it live on (their sessions carry on through a relay); new opens on it are refused.
     this.#accepted.delete(link.id.toString('hex'))
-    for (const s of accepted?.values() ?? []) if (s.destroyed) accepted?.delete(s.id)
     if (link.socket !== this.#socket && link.socket.streams.size === 0) {
       this.#sockets.delete(link.socket)
       link.socket.close().catch(() => {})
@@ -409,12 +410,11 @@ export class DirectPaths implements Component {
     let stream = streams.get(openerId)
     if (stream === undefined) {
       if (streams.size >= MAX_STREAMS_PER_LINK) { this.#metrics.refused.inc(); return }
-      let id = randomInt(1, 2 ** 31)
-      while (this.#opening.has(id)) id = randomInt(1, 2 ** 31)
+      const id = this.#streamId()
       const s = udx.createStream(id)
       stream = s
       streams.set(openerId, s)
-      s.once('close', () => { streams.delete(openerId) })
+      s.once('close', () => { streams.delete(openerId); this.#ids.delete(id) })
       s.connect(link.socket, openerId, link.remote.port, link.remote.host)
       s.setKeepalive(this.#init.keepaliveMs ?? 10_000)
       this.#rendezvous.serve(udxDuplex(s, link.remote))
@@ -427,9 +427,30 @@ export class DirectPaths implements Component {
     link.socket.send(encodePunch(this.#key, m), link.remote.port, link.remote.host).catch(() => {})
   }
 
+  #streamId (): number {
+    let id = randomInt(1, 2 ** 31)
+    while (this.#ids.has(id)) id = randomInt(1, 2 ** 31)
+    this.#ids.add(id)
+    return id
+  }
+
   #setStatus (peer: string, s: Omit<DirectPathStatus, 'nodeName' | 'since'>): void {
     this.#status.set(peer, { nodeName: peer, ...s, since: Date.now() })
+    if (s.path === 'direct' && s.rttMs !== undefined) this.#metrics.rtt.set({ peer }, s.rttMs / 1000)
+    else this.#metrics.rtt.remove({ peer })
+    const counts: Record<string, number> = { both_symmetric: 0, udp_blocked: 0, punch_failed: 0, path_lost: 0, other: 0 }
+    for (const st of this.#status.values()) if (st.path === 'relayed') { const r = relayReason(st.reason ?? ''); counts[r] = (counts[r] ?? 0) + 1 }
+    for (const [reason, n] of Object.entries(counts)) this.#metrics.relayed.set({ reason }, n)
   }
+}
+
+/** The metric's word for why a peer is relayed. */
+function relayReason (reason: string): string {
+  if (/both .*symmetric/.test(reason)) return 'both_symmetric'
+  if (/UDP is blocked/.test(reason)) return 'udp_blocked'
+  if (/direct path lost/.test(reason)) return 'path_lost'
+  if (/no probe answered|not answered|did not take the path|named a probe/.test(reason)) return 'punch_failed'
+  return 'other'
 }
 
 /** What one side tells the other: its NAT and its candidates. */

@@ -39,7 +39,7 @@ describe('punching socket under abuse', () => {
         handleChannel: (channel, handler) => { handlers.set(`${name}/${channel}`, handler) },
         serve: stream => { served.push(stream); stream.on('error', () => {}); stream.pipe(stream) }
       }
-    }, { nodeName: name, pnetKey: PNET, host: '127.0.0.1', openTimeoutMs: 500 })
+    }, { nodeName: name, pnetKey: PNET, host: '127.0.0.1', openTimeoutMs: 2000 })
     return paths
   }
   const victim = make('victim', new DirectPathMetrics(registry))

@@ -28,14 +28,16 @@ function publicReport (port: number): NatReport {
 }
 
 /** Two nodes whose channels meet in-process; each serves inbound streams with `serve`. */
-function pair (serve: (node: string, stream: Duplex) => void, keys: [Uint8Array, Uint8Array] = [KEY, KEY]): { a: DirectPaths, b: DirectPaths, registry: Registry } {
-  const registry = new Registry()
+function pair (serve: (node: string, stream: Duplex) => void, keys: [Uint8Array, Uint8Array] = [KEY, KEY]): { a: DirectPaths, b: DirectPaths, registries: Map<string, Registry> } {
+  const registries = new Map<string, Registry>()
   const nodes = new Map<string, DirectPaths>()
   const handlers = new Map<string, (peer: string, socket: Duplex) => void>()
   const make = (name: string, key: Uint8Array): DirectPaths => {
+    const registry = new Registry()
+    registries.set(name, registry)
     const paths: DirectPaths = new DirectPaths({
       logger: noopLogger,
-      metrics: new DirectPathMetrics(new Registry()),
+      metrics: new DirectPathMetrics(registry),
       nat: () => publicReport(paths.datagrams()?.port ?? 0),
       rendezvous: {
         openChannel: async (peer, channel) => {
@@ -52,7 +54,7 @@ function pair (serve: (node: string, stream: Duplex) => void, keys: [Uint8Array,
     nodes.set(name, paths)
     return paths
   }
-  return { a: make('node-a', keys[0]), b: make('node-b', keys[1]), registry }
+  return { a: make('node-a', keys[0]), b: make('node-b', keys[1]), registries }
 }
 
 async function until (what: string, check: () => boolean, ms = 5000): Promise<void> {
@@ -74,7 +76,7 @@ describe('punched paths on loopback', () => {
   after(async () => { await Promise.all(started.map(async p => { await p.stop() })) })
 
   test('a relayed peer becomes a link on both sides; streams both ways carry bytes intact', async () => {
-    const { a, b } = pair((_node, stream) => { stream.pipe(stream) })
+    const { a, b, registries } = pair((_node, stream) => { stream.pipe(stream) })
     await a.start(); await b.start()
     started.push(a, b)
     assert.equal(a.has('node-b'), false)
@@ -82,6 +84,8 @@ describe('punched paths on loopback', () => {
     await until('a link on both sides', () => a.has('node-b') && b.has('node-a'))
     assert.equal(a.status().find(s => s.nodeName === 'node-b')?.path, 'direct')
     assert.equal(b.status().find(s => s.nodeName === 'node-a')?.address, `127.0.0.1:${a.datagrams()?.port}`)
+    assert.match(await registries.get('node-a')?.getSingleMetricAsString('edgemesh_nat_direct_rtt_seconds') ?? '', /\{peer="node-b"\} \d/)
+    assert.match(await registries.get('node-a')?.getSingleMetricAsString('edgemesh_nat_direct_links') ?? '', /^edgemesh_nat_direct_links 1$/m)
 
     const payload = randomBytes(1 << 20)
     for (const [from, to] of [[a, 'node-b'], [b, 'node-a']] as const) {
@@ -101,7 +105,7 @@ describe('punched paths on loopback', () => {
   })
 
   test('a peer that stops answering: the open fails within a second, the link is dropped and the reason shown', async () => {
-    const { a, b } = pair((_node, stream) => { stream.pipe(stream) })
+    const { a, b, registries } = pair((_node, stream) => { stream.pipe(stream) })
     await a.start(); await b.start()
     started.push(a)
     a.want('node-b')
@@ -114,6 +118,8 @@ describe('punched paths on loopback', () => {
     const s = a.status().find(x => x.nodeName === 'node-b')
     assert.equal(s?.path, 'relayed')
     assert.match(s?.reason ?? '', /direct path lost/)
+    assert.match(await registries.get('node-a')?.getSingleMetricAsString('edgemesh_nat_relayed_peers') ?? '', /\{reason="path_lost"\} 1$/m)
+    assert.doesNotMatch(await registries.get('node-a')?.getSingleMetricAsString('edgemesh_nat_direct_rtt_seconds') ?? '', /node-b/)
     // Not tried again at once: the retry waits (60 s by default).
     a.want('node-b')
     assert.equal(a.status().find(x => x.nodeName === 'node-b')?.path, 'relayed')
