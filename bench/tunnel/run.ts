@@ -105,8 +105,15 @@ async function awaitPunchedPath (): Promise<void> {
   while (Date.now() < deadline) {
     const peers = JSON.parse(exec(NS('a'), [process.execPath, '-e', script]) || '[]') as Array<{ nodeName: string, path: string, reason?: string }>
     const b2 = peers.find(p => p.nodeName === 'b2')
-    if (b2?.path === 'direct') return
+    if (b2?.path === 'direct') break
     await new Promise(resolve => setTimeout(resolve, 250))
+  }
+  // The pool still holds connections made through r before the punch: use them up, so the rounds measure the punched path.
+  const peersScript = "fetch('http://127.0.0.1:10551/status').then(r => r.json()).then(s => process.stdout.write(JSON.stringify(s.tunnel.peers)))"
+  while (Date.now() < deadline) {
+    exec(NS('a'), ['iperf3', '-c', AGENT_TARGET.relayed.host, '-p', '5201', '-t', '1'])
+    const peers = JSON.parse(exec(NS('a'), [process.execPath, '-e', peersScript]) || '[]') as Array<{ nodeName?: string, dataPath?: string }>
+    if (peers.find(p => p.nodeName === 'b2')?.dataPath === 'punched') return
   }
   throw new Error('no punched path from a to b2 within 20 s')
 }
@@ -288,9 +295,9 @@ async function main (): Promise<void> {
           console.error(`${phase} round ${round + 1} ${p}: ${mbps.toFixed(0)} MB/s, rr p50 ${rr.p50.toFixed(0)} µs, ends ${endsCpu.toFixed(2)} CPU-s, relay ${relayCpu.toFixed(2)} CPU-s, ${relayRss.toFixed(0)} MB`)
         }
       }
-      if (LATENCY.seconds > 0 && (phase === 'datapath' || phase === 'ceiling')) {
+      if (LATENCY.seconds > 0 && (phase === 'datapath' || phase === 'ceiling' || phase === 'punched')) {
         // Raw TCP once: in the ceiling phase when there is one.
-        const paths: Path[] = phase === 'ceiling' || !phases.includes('ceiling') ? ['raw', 'direct', 'relayed'] : ['direct', 'relayed']
+        const paths: Path[] = phase === 'punched' ? ['relayed'] : phase === 'ceiling' || !phases.includes('ceiling') ? ['raw', 'direct', 'relayed'] : ['direct', 'relayed']
         for (let round = 0; round < ROUNDS; round++) {
           for (const c of LATENCY_CONDITIONS) {
             for (const p of paths.map((_, i) => paths[(i + round) % paths.length] as Path)) {
@@ -341,7 +348,8 @@ async function main (): Promise<void> {
             ['two bare Node forwarders a → b1, plain', 'ceiling/direct'],
             ['two bare Node forwarders a → b1, TLS 1.3 PSK', 'ceiling/relayed'],
             ['TLS data path, direct', 'datapath/direct'],
-            ['TLS data path, relay-spliced', 'datapath/relayed']
+            ['TLS data path, relay-spliced', 'datapath/relayed'],
+            ['TLS data path over a punched UDP path', 'punched/relayed']
           ].flatMap(([label, key]) => latency.has(key as string) ? [{ label: label as string, samples: latency.get(key as string) as LatencyByCondition }] : []),
           { raw: 'raw TCP (a → b1)', tlsPair: latency.has('ceiling/relayed') ? 'two bare Node forwarders a → b1, TLS 1.3 PSK' : undefined },
           { ...LATENCY, rounds: ROUNDS }), ...(poolTakes !== '' ? ['', `Client agent's data path pool over the latency part: ${poolTakes}.`] : [])]

@@ -27,6 +27,7 @@ const ACTIVE_MS = 5000
 /** Received bytes acknowledged at once past this, else within ACK_DELAY_MS. */
 const ACK_EVERY = 64 * 1024
 const ACK_DELAY_MS = 20
+const EMPTY = Buffer.alloc(0)
 
 export interface ResumableInit {
   /** Unacknowledged bytes kept for sending again; writes wait beyond this. @default 2 MiB */
@@ -56,7 +57,9 @@ export class Resumable extends Duplex {
   #writeWaiting: (() => void) | undefined
   #ackTimer: NodeJS.Timeout | undefined
   readonly #heartbeat: NodeJS.Timeout
-  #pending = Buffer.alloc(0)
+  /** A frame header cut by the end of a carrier chunk, and the bytes of the DATA frame still to come. */
+  #head: Buffer = EMPTY
+  #dataLeft = 0
   #readPaused = false
   #peerReset = false
 
@@ -92,7 +95,8 @@ export class Resumable extends Duplex {
     const old = this.#carrier
     this.#release()
     old?.destroy()
-    this.#pending = Buffer.alloc(0)
+    this.#head = EMPTY
+    this.#dataLeft = 0
     this.#ack(peerReceived)
     this.#carrier = carrier
     this.#lastHeard = Date.now()
@@ -206,26 +210,44 @@ export class Resumable extends Duplex {
     this.#carrier?.write(f)
   }
 
+  /**
+   * Frames as they arrive: a DATA frame's bytes are handed on as each carrier
+   * chunk brings them (UDX delivers about 1.2 KB at a time; gathering a 64 KiB
+   * frame first copied it over and over). Only headers are gathered.
+   */
   #onCarrierData (chunk: Buffer): void {
     this.#lastHeard = Date.now()
-    let buf = this.#pending.length > 0 ? Buffer.concat([this.#pending, chunk]) : chunk
+    let buf = chunk
     while (buf.length > 0) {
-      const type = buf[0]
-      if (type === DATA) {
-        if (buf.length < 5) break
-        const length = buf.readUInt32BE(1)
-        if (length > MAX_FRAME) { this.destroy(new Error(`a frame of ${length} bytes`)); return }
-        if (buf.length < 5 + length) break
-        const payload = buf.subarray(5, 5 + length)
-        buf = buf.subarray(5 + length)
-        this.#received += length
+      if (this.#dataLeft > 0) {
+        const n = Math.min(this.#dataLeft, buf.length)
+        const payload = buf.subarray(0, n)
+        buf = buf.subarray(n)
+        this.#dataLeft -= n
+        this.#received += n
         this.#lastActive = Date.now()
         if (!this.push(payload) && !this.#readPaused) { this.#readPaused = true; this.#carrier?.pause() }
         this.#scheduleAck()
-      } else if (type === ACK || type === FIN) {
-        if (buf.length < 9) break
-        const offset = Number(buf.readBigUInt64BE(1))
-        buf = buf.subarray(9)
+        continue
+      }
+      // A header: type and a u32 length (DATA) or a u64 offset (ACK, FIN); RESET is one byte.
+      const head = this.#head.length > 0 ? Buffer.concat([this.#head, buf]) : buf
+      const type = head[0]
+      const size = type === DATA ? 5 : type === ACK || type === FIN ? 9 : 1
+      if (type !== DATA && type !== ACK && type !== FIN && type !== RESET) { this.destroy(new Error(`unknown frame type ${String(type)}`)); return }
+      if (head.length < size) { this.#head = Buffer.from(head); return }
+      buf = head.subarray(size)
+      this.#head = EMPTY
+      if (type === DATA) {
+        const length = head.readUInt32BE(1)
+        if (length > MAX_FRAME) { this.destroy(new Error(`a frame of ${length} bytes`)); return }
+        this.#dataLeft = length
+      } else if (type === RESET) {
+        this.#peerReset = true
+        this.destroy(Object.assign(new Error('the connection was reset by the peer'), { code: 'ECONNRESET' }))
+        return
+      } else {
+        const offset = Number(head.readBigUInt64BE(1))
         if (type === ACK) {
           if (offset > this.#sent) { this.destroy(new Error(`acknowledged ${offset} of ${this.#sent} bytes`)); return }
           if (offset > this.#acked) this.#ack(offset)
@@ -233,17 +255,8 @@ export class Resumable extends Duplex {
         } else if (this.#peerFinAt === undefined) {
           this.#peerFinAt = offset
         }
-      } else if (type === RESET) {
-        this.#peerReset = true
-        const err = Object.assign(new Error('the connection was reset by the peer'), { code: 'ECONNRESET' })
-        this.destroy(err)
-        return
-      } else {
-        this.destroy(new Error(`unknown frame type ${String(type)}`))
-        return
       }
     }
-    this.#pending = Buffer.from(buf)
     if (this.#peerFinAt !== undefined && this.#received === this.#peerFinAt && !this.readableEnded) {
       this.push(null)
       this.#peerFinAt = Infinity
