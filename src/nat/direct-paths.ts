@@ -247,13 +247,13 @@ export class DirectPaths implements Component {
       if (mine === undefined) { channel.end(`${JSON.stringify({ error: 'NAT not known yet' })}\n`); return }
       // Both sides asking at once: the one whose name sorts first punches, the other answers.
       if (this.#punching.has(peer) && this.#init.nodeName < peer) { channel.end(`${JSON.stringify({ error: BUSY })}\n`); return }
-      this.#punching.get(peer)?.abort()
-      const controller = new AbortController()
-      this.#punching.set(peer, controller)
       const theirs = parsePeerNat(request)
       const plan = punchPlan(mine, theirs)
       channel.write(`${JSON.stringify('refuse' in plan ? { error: plan.refuse } : describe(mine))}\n`)
       if ('refuse' in plan) { this.#failed(peer, plan.refuse); channel.end(); return }
+      this.#punching.get(peer)?.abort()
+      const controller = new AbortController()
+      this.#punching.set(peer, controller)
       try {
         await this.#punch(peer, link, mine, theirs, channel, lines, false)
       } finally {

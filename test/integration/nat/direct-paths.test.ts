@@ -28,7 +28,7 @@ function publicReport (port: number): NatReport {
 }
 
 /** Two nodes whose channels meet in-process; each serves inbound streams with `serve`. */
-function pair (serve: (node: string, stream: Duplex) => void, keys: [Uint8Array, Uint8Array] = [KEY, KEY]): { a: DirectPaths, b: DirectPaths, registries: Map<string, Registry> } {
+function pair (serve: (node: string, stream: Duplex) => void, keys: [Uint8Array, Uint8Array] = [KEY, KEY], nat: Record<string, Partial<NatReport>> = {}, retryMs?: number): { a: DirectPaths, b: DirectPaths, registries: Map<string, Registry> } {
   const registries = new Map<string, Registry>()
   const nodes = new Map<string, DirectPaths>()
   const handlers = new Map<string, (peer: string, socket: Duplex) => void>()
@@ -38,7 +38,7 @@ function pair (serve: (node: string, stream: Duplex) => void, keys: [Uint8Array,
     const paths: DirectPaths = new DirectPaths({
       logger: noopLogger,
       metrics: new DirectPathMetrics(registry),
-      nat: () => publicReport(paths.datagrams()?.port ?? 0),
+      nat: () => ({ ...publicReport(paths.datagrams()?.port ?? 0), ...nat[name] }),
       rendezvous: {
         openChannel: async (peer, channel) => {
           const handler = handlers.get(`${peer}/${channel}`)
@@ -50,7 +50,7 @@ function pair (serve: (node: string, stream: Duplex) => void, keys: [Uint8Array,
         handleChannel: (channel, handler) => { handlers.set(`${name}/${channel}`, handler) },
         serve: stream => { serve(name, stream) }
       }
-    }, { nodeName: name, pnetKey: key, host: '127.0.0.1', openTimeoutMs: 500, keepaliveMs: 300 })
+    }, { nodeName: name, pnetKey: key, host: '127.0.0.1', openTimeoutMs: 500, keepaliveMs: 300, retryMs })
     nodes.set(name, paths)
     return paths
   }
@@ -134,5 +134,18 @@ describe('punched paths on loopback', () => {
     assert.equal(a.has('node-b'), false)
     assert.equal(b.has('node-a'), false)
     assert.match(a.status().find(s => s.nodeName === 'node-b')?.reason ?? '', /no probe answered|not answered/)
+  })
+
+  test('a node that refused a punch (UDP blocked here) can still ask for one itself later', async () => {
+    const { a, b } = pair(() => {}, [KEY, KEY], { 'node-b': { kind: 'udp-blocked', mapped: [], candidates: [] } }, 20)
+    await a.start(); await b.start()
+    started.push(a, b)
+    a.want('node-b')
+    await until('node-b refused', () => /UDP is blocked at this node/.test(b.status().find(s => s.nodeName === 'node-a')?.reason ?? ''))
+    await new Promise(resolve => setTimeout(resolve, 50))
+    // node-b's own request is answered by node-a, which refuses in turn: its reason says so.
+    b.want('node-a')
+    await until('node-b asked node-a', () => /node-a: UDP is blocked at the peer/.test(b.status().find(s => s.nodeName === 'node-a')?.reason ?? ''))
+    assert.equal(a.has('node-b'), false)
   })
 })
