@@ -5,6 +5,7 @@
 // only endpoint is on another node. The first connection goes through a relay
 // (nothing waits for punching); once the two agents have punched, the status
 // shows the peer's connections `punched`, and the relays splice none of them.
+// PUNCH_LOGS=<dir> runs the agents at debug level and writes their logs there.
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
