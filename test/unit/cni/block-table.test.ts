@@ -44,6 +44,13 @@ test('the API\'s claims are kept; a restart without the API routes by the kept o
     offline.upsert(claim('10.244.64.0/24', 'edge-1'))
     offline.sync()
     assert.deepEqual(restarted.owners(), [{ block: '10.244.64.0/24', nodeName: 'edge-1' }])
+    // ...and is what is kept from then on (waited for: the write is in flight).
+    let latest: unknown
+    for (let i = 0; i < 200 && JSON.stringify(latest) !== JSON.stringify(restarted.owners()); i++) {
+      await nextTurn()
+      latest = await readFile(file, 'utf8').then(t => JSON.parse(t) as unknown, () => undefined)
+    }
+    assert.deepEqual(latest, [{ block: '10.244.64.0/24', nodeName: 'edge-1' }])
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
