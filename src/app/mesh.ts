@@ -214,7 +214,8 @@ export function createMesh (deps: { logger: Logger, metrics: Registry, copied?: 
         rendezvous: {
           openChannel: async (nodeName, channel, signal) => await dataTransport.openChannel(nodeName, channel, signal),
           handleChannel: (channel, handler) => { dataPath.handleChannel(channel, handler) },
-          serve: stream => { dataPath.serveStream(stream) }
+          serve: stream => { dataPath.serveStream(stream) },
+          reflect: async (localPort, signal) => await dataPath.reflect(localPort, signal)
         }
       }, { ...init.holePunch, nodeName: init.nodeName, pskFile: init.pskFile, host: init.listenAddresses?.[0] ?? '0.0.0.0' })
       dataPath.usePunchedPaths(punching)

@@ -499,7 +499,12 @@ export class DataPath {
     }
   }
 
-  async #relayRequest (raw: Socket, request: { op: 'join' | 'park', node: string, target?: string }): Promise<string> {
+  /** Where the relays see a connection from local TCP port `localPort` come from (TCP punching; see Parking.reflect). */
+  async reflect (localPort: number, signal?: AbortSignal): Promise<Array<{ relay: string, host: string, port: number }>> {
+    return await this.#parking.reflect(localPort, this.#init.connectTimeoutMs ?? 1000, signal)
+  }
+
+  async #relayRequest (raw: Socket, request: { op: 'join' | 'park' | 'reflect', node: string, target?: string }): Promise<string> {
     raw.write(RELAY_HELLO)
     const nonce = Buffer.from(await readLine(raw, CONTROL_TIMEOUT_MS), 'hex')
     raw.write(jsonLine({ ...request, mac: this.#keys.relayMac(nonce, request) }))

@@ -9,7 +9,8 @@
 import type { Socket } from 'node:net'
 import type { Logger } from '../observability/logger.ts'
 import type { DataPathMetrics } from './metrics.ts'
-import { readLine } from './socket-io.ts'
+import { connectWithin } from '../net/connect.ts'
+import { readLine, untilAborted } from './socket-io.ts'
 import type { HostPort } from './types.ts'
 
 const net = process.getBuiltinModule('node:net')
@@ -21,8 +22,8 @@ const BURST_PARKED = 8
 export interface ParkingDeps {
   logger: Logger
   metrics: DataPathMetrics
-  /** Sends a MACed relay request (`park`) on a new connection and returns the relay's answer line. */
-  request: (raw: Socket, request: { op: 'park', node: string }) => Promise<string>
+  /** Sends a MACed relay request (`park`, `reflect`) on a new connection and returns the relay's answer line. */
+  request: (raw: Socket, request: { op: 'park' | 'reflect', node: string }) => Promise<string>
   /** A parked connection a peer joined: it is the data path's from here on. */
   handOver: (socket: Socket) => void
 }
@@ -66,6 +67,27 @@ export class Parking {
       if (!keep.has(key)) { for (const s of set) s.destroy(); this.#parked.delete(key) }
     }
     this.#keepParked()
+  }
+
+  /**
+   * Where the relays (two at most) see a connection from local TCP port
+   * `localPort` come from: the node's public TCP endpoint for that port, which
+   * TCP punching gives the peer. Relays that do not answer are left out.
+   */
+  async reflect (localPort: number, timeoutMs: number, signal?: AbortSignal): Promise<Array<{ relay: string, host: string, port: number }>> {
+    const seen = await Promise.all(this.#relays.slice(0, 2).map(async r => {
+      const raw = await connectWithin({ host: r.address.host, port: r.address.port, localPort, noDelay: true }, timeoutMs, signal).catch(() => undefined)
+      if (raw === undefined) return []
+      try {
+        const m = /^seen (\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(await untilAborted(raw, signal, async () => await this.#deps.request(raw, { op: 'reflect', node: this.#nodeName })))
+        return m === null ? [] : [{ relay: r.nodeName, host: m[1] as string, port: Number(m[2]) }]
+      } catch {
+        return []
+      } finally {
+        raw.destroy()
+      }
+    }))
+    return seen.flat()
   }
 
   /** Connections parked now, per relay node name. */

@@ -2,7 +2,8 @@
  * The relay side of the data path: nodes park idle connections here (`park`),
  * and a peer that cannot reach a node directly asks to be joined to one of
  * them (`join`); the two sockets are then spliced byte for byte, the TLS
- * handshake running end to end through the splice. Both requests carry a MAC
+ * handshake running end to end through the splice. A node may also ask where
+ * its connection came from (`reflect`: its public TCP endpoint). Both requests carry a MAC
  * over this relay's nonce keyed by the PSK. Limits keep one busy node from
  * taking the relay's capacity from the others.
  */
@@ -99,6 +100,10 @@ export class RelayServer {
     const { op, node, target } = request
     authenticated()
     const limits = this.#limits
+    if (op === 'reflect') {
+      socket.end(`seen ${(socket.remoteAddress ?? '').replace(/^::ffff:/, '')}:${socket.remotePort ?? 0}\n`)
+      return
+    }
     if (op === 'park') {
       let set = this.#parkedHere.get(node)
       if (set === undefined) {

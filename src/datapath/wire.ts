@@ -138,15 +138,19 @@ export function jsonLine (value: unknown): string {
   return `${JSON.stringify(value)}\n`
 }
 
-/** What a node asks a relay: to park a connection for itself, or to be joined to one `target` parked. */
-export interface RelayRequest { op: 'park' | 'join', node: string, target?: string, mac: string }
+/**
+ * What a node asks a relay: to park a connection for itself, to be joined to
+ * one `target` parked, or where its connection came from (`seen ip:port`,
+ * the TCP mapping TCP punching needs).
+ */
+export interface RelayRequest { op: 'park' | 'join' | 'reflect', node: string, target?: string, mac: string }
 
 /** A relay control line, or undefined when it is not one (not JSON, wrong fields); never throws. */
 export function parseRelayRequest (line: string): RelayRequest | undefined {
   const v = parseObject(line)
   if (v === undefined) return undefined
   const { op, node, target, mac } = v
-  if ((op !== 'park' && op !== 'join') || typeof node !== 'string' || typeof mac !== 'string') return undefined
+  if ((op !== 'park' && op !== 'join' && op !== 'reflect') || typeof node !== 'string' || typeof mac !== 'string') return undefined
   if (target === undefined) return { op, node, mac }
   return typeof target === 'string' ? { op, node, target, mac } : undefined
 }

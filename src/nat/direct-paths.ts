@@ -12,9 +12,15 @@
  * learns the other's stream id), sent again while unanswered; a link whose
  * peer answers nothing for `deadAfterMs` is dropped, and new connections go
  * through the relays again.
+ *
+ * Where UDP is blocked at either side, the pair punches TCP instead
+ * (tcp-punch.ts): each side's public TCP endpoint comes from the relays
+ * (`reflect`), and the one connection that opens carries the streams
+ * (tcp-mux.ts).
  */
 import { randomBytes, randomInt } from 'node:crypto'
 import { setTimeout as sleep } from 'node:timers/promises'
+import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import type { Component } from '../lifecycle/component.ts'
 import type { Logger } from '../observability/logger.ts'
@@ -23,8 +29,10 @@ import type { NatReport } from './discovery.ts'
 import type { NatPeerStatus } from '../observability/status.ts'
 import type { Datagrams } from './datagrams.ts'
 import type { DirectPathMetrics } from './metrics.ts'
-import { punchPlan, type PeerNat } from './plan.ts'
-import { startPunch, type PunchedPath } from './punch.ts'
+import { punchPlan, tcpPunchPlan, udpBlocked, type PeerNat, type TcpMapping } from './plan.ts'
+import { startPunch } from './punch.ts'
+import { TcpMux } from './tcp-mux.ts'
+import { startTcpPunch } from './tcp-punch.ts'
 import { decodePunch, encodePunch, isPunchDatagram, LINK_ID_BYTES, punchKey, type PunchMessage } from './punch-wire.ts'
 import { loadUdx, udxDuplex, type Udx, type UdxAddress, type UdxSocket, type UdxStream } from './udx.ts'
 
@@ -35,6 +43,8 @@ export interface Rendezvous {
   handleChannel (channel: string, handler: (peer: string, socket: Duplex) => void): void
   /** An inbound stream on a link: served as a connection accepted on the data path's port. */
   serve (stream: Duplex): void
+  /** Where the relays see a TCP connection from `localPort` come from (for TCP punching; without it, only UDP is punched). */
+  reflect?: (localPort: number, signal?: AbortSignal) => Promise<Array<{ relay: string, host: string, port: number }>>
 }
 
 export interface DirectPathsInit {
@@ -61,7 +71,9 @@ export type DirectPathStatus = NatPeerStatus
 interface Link {
   peer: string
   id: Buffer
-  socket: UdxSocket
+  /** The UDP socket of a punched UDP path; a TCP path has its mux instead. */
+  socket: UdxSocket | undefined
+  tcp: TcpMux | undefined
   remote: UdxAddress
   rttMs: number
   since: number
@@ -75,6 +87,8 @@ const BUSY = 'punching from this side'
 const MAX_STREAMS_PER_LINK = 1024
 const OPEN_RESEND_MS = [0, 150, 400]
 const MAX_RETRY_MS = 600_000
+/** Local TCP ports punching binds: above the lab's and tests' fixed ports, mostly in Linux's ephemeral range (bind with SO_REUSEADDR shares it). */
+const TCP_PORTS = [33_000, 60_000] as const
 
 export class DirectPaths implements Component {
   readonly name = 'direct-paths'
@@ -182,7 +196,12 @@ export class DirectPaths implements Component {
   async open (nodeName: string, signal?: AbortSignal): Promise<Duplex> {
     const link = this.#links.get(nodeName)
     const udx = this.#udx
-    if (link === undefined || udx === undefined) throw new Error(`no direct path to ${nodeName}`)
+    if (link?.tcp !== undefined) {
+      if (link.tcp.closed) { this.#drop(nodeName, 'the TCP connection closed'); throw new Error(`direct path to ${nodeName} closed`) }
+      return link.tcp.open()
+    }
+    if (link?.socket === undefined || udx === undefined) throw new Error(`no direct path to ${nodeName}`)
+    const socket = link.socket
     const id = this.#streamId()
     const stream = udx.createStream(id)
     stream.once('close', () => { this.#ids.delete(id) })
@@ -200,7 +219,7 @@ export class DirectPaths implements Component {
           resolve: accepted => { for (const t of timers) clearTimeout(t); clearTimeout(deadline); signal?.removeEventListener('abort', onAbort); resolve(accepted) }
         })
       })
-      stream.connect(link.socket, accepted, link.remote.port, link.remote.host)
+      stream.connect(socket, accepted, link.remote.port, link.remote.host)
       stream.setKeepalive(this.#init.keepaliveMs ?? 10_000)
       return udxDuplex(stream, link.remote)
     } catch (err) {
@@ -225,13 +244,24 @@ export class DirectPaths implements Component {
     if (channel === undefined) throw new Error('the peer has no data path (a Go agent?)')
     const link = randomBytes(LINK_ID_BYTES)
     try {
-      channel.write(`${JSON.stringify({ link: link.toString('hex'), ...describe(mine) })}\n`)
+      let tcp = mine.kind === 'udp-blocked' ? await this.#tcpMapping(signal) : undefined
+      channel.write(`${JSON.stringify({ link: link.toString('hex'), ...describe(mine), ...(tcp === undefined ? {} : { tcp: tcpLine(tcp) }) })}\n`)
       const lines = lineReader(channel)
       const answer = await lines.next(10_000)
       // The peer punches towards this node itself: its attempt decides.
       if (answer.error === BUSY) return
       if (typeof answer.error === 'string') throw new Error(`${peer}: ${answer.error}`)
       if (signal.aborted) return
+      // UDP is blocked at one side: the peer answered with its TCP endpoint.
+      if (answer.tcp !== undefined) {
+        const theirs = parseTcp(answer.tcp)
+        if (tcp === undefined) {
+          tcp = await this.#tcpMapping(signal)
+          channel.write(`${JSON.stringify({ tcp: tcpLine(tcp) })}\n`)
+        }
+        await this.#punchTcp(peer, link, tcp, theirs, channel, lines, true)
+        return
+      }
       await this.#punch(peer, link, mine, parsePeerNat(answer), channel, lines, true)
     } finally {
       channel.destroy()
@@ -249,13 +279,25 @@ export class DirectPaths implements Component {
       if (this.#punching.has(peer) && this.#init.nodeName < peer) { channel.end(`${JSON.stringify({ error: BUSY })}\n`); return }
       const theirs = parsePeerNat(request)
       const plan = punchPlan(mine, theirs)
-      channel.write(`${JSON.stringify('refuse' in plan ? { error: plan.refuse } : describe(mine))}\n`)
-      if ('refuse' in plan) { this.#failed(peer, plan.refuse); channel.end(); return }
+      const viaTcp = udpBlocked(plan) && this.#rendezvous.reflect !== undefined
+      if ('refuse' in plan && !viaTcp) {
+        channel.end(`${JSON.stringify({ error: plan.refuse })}\n`)
+        this.#failed(peer, plan.refuse)
+        return
+      }
       this.#punching.get(peer)?.abort()
       const controller = new AbortController()
       this.#punching.set(peer, controller)
       try {
-        await this.#punch(peer, link, mine, theirs, channel, lines, false)
+        if (viaTcp) {
+          const tcp = await this.#tcpMapping(controller.signal)
+          channel.write(`${JSON.stringify({ ...describe(mine), tcp: tcpLine(tcp) })}\n`)
+          const theirsTcp = parseTcp(request.tcp ?? (await lines.next(10_000)).tcp)
+          await this.#punchTcp(peer, link, tcp, theirsTcp, channel, lines, false)
+        } else {
+          channel.write(`${JSON.stringify(describe(mine))}\n`)
+          await this.#punch(peer, link, mine, theirs, channel, lines, false)
+        }
       } finally {
         if (this.#punching.get(peer) === controller) this.#punching.delete(peer)
         channel.destroy()
@@ -266,13 +308,6 @@ export class DirectPaths implements Component {
     })
   }
 
-  /**
-   * Both sides run this once they know each other's NAT. The initiator
-   * (controlling, as in ICE) waits for an answer to one of its probes and
-   * names that probe; the other side takes the socket and address that probe
-   * came over. Each deciding alone could pick different pairs of mappings
-   * when several worked (birthday probing opens many).
-   */
   async #punch (peer: string, link: Buffer, mine: NatReport, theirs: PeerNat, channel: Duplex, lines: LineReader, controlling: boolean): Promise<void> {
     const udx = this.#udx
     const socket = this.#socket
@@ -292,30 +327,58 @@ export class DirectPaths implements Component {
       sprayHosts: plan.sprayHosts
     })
     const started = Date.now()
-    let chosen: PunchedPath | undefined
+    let chosen: UdxSocket | undefined
     try {
-      if (controlling) {
-        const path = await Promise.race([attempt.proven, delay(timeoutMs)])
-        channel.write(`${JSON.stringify(path === undefined ? { failed: true } : { use: path.nonce, rttMs: path.rttMs })}\n`)
-        if (path === undefined) throw new Error(`no probe answered within ${timeoutMs} ms (${attempt.probesSent()} sent)`)
-        const word = await lines.next(2000)
-        if (word.ok !== true) throw new Error(`the peer did not take the path: ${String(word.error ?? 'no reason')}`)
-        chosen = path
-      } else {
-        const word = await lines.next(timeoutMs + 2000)
-        const path = typeof word.use === 'number' ? attempt.answered(word.use) : undefined
-        channel.write(`${JSON.stringify(path === undefined ? { error: 'no such probe answered here' } : { ok: true })}\n`)
-        if (path === undefined) throw new Error(word.failed === true ? `no probe answered within ${timeoutMs} ms` : 'the peer named a probe not answered here')
-        chosen = { ...path, rttMs: typeof word.rttMs === 'number' ? word.rttMs : 0 }
-      }
-      if (chosen.socket !== socket) this.#watch(chosen.socket)
-      this.#addLink(peer, link, chosen.socket, chosen.remote, chosen.rttMs)
-      this.#metrics.punches.inc({ result: birthday ? 'direct_birthday' : 'direct' })
-      this.#metrics.punchSeconds.observe((Date.now() - started) / 1000)
-      this.#log.info('direct path proven', { peer, address: `${chosen.remote.host}:${chosen.remote.port}`, rttMs: chosen.rttMs, ms: Date.now() - started })
+      const path = await agree(attempt, channel, lines, controlling, timeoutMs, () => `${attempt.probesSent()} probes sent`)
+      chosen = path.socket
+      if (chosen !== socket) this.#watch(chosen)
+      this.#addLink({ peer, id: link, socket: chosen, tcp: undefined, remote: path.remote }, path.rttMs)
+      this.#proven(peer, birthday ? 'direct_birthday' : 'direct', `${path.remote.host}:${path.remote.port}`, path.rttMs, started)
     } finally {
-      await attempt.finish(chosen?.socket)
+      await attempt.finish(chosen)
     }
+  }
+
+  /** TCP simultaneous open (UDP blocked at one side); the connection chosen carries the link's streams. */
+  async #punchTcp (peer: string, link: Buffer, mine: TcpMapping, theirs: TcpMapping, channel: Duplex, lines: LineReader, controlling: boolean): Promise<void> {
+    const plan = tcpPunchPlan(mine, theirs)
+    if ('refuse' in plan) throw new Error(plan.refuse)
+    const birthday = plan.extraSockets > 0 || plan.sprayHost !== undefined
+    const timeoutMs = (this.#init.punchTimeoutMs ?? 5000) * (birthday ? 2 : 1)
+    const attempt = startTcpPunch({ key: this.#key, link, me: this.#init.nodeName, peer, controlling, localPort: mine.localPort, ...plan })
+    const started = Date.now()
+    let chosen: Socket | undefined
+    try {
+      const path = await agree(attempt, channel, lines, controlling, timeoutMs, () => `${attempt.opened()} TCP connections opened`)
+      chosen = path.socket
+      const remote = { host: chosen.remoteAddress ?? theirs.public.host, port: chosen.remotePort ?? theirs.public.port }
+      const tcp = new TcpMux(chosen, { initiator: controlling, maxStreams: MAX_STREAMS_PER_LINK, onStream: stream => { this.#rendezvous.serve(stream) } })
+      const added = this.#addLink({ peer, id: link, socket: undefined, tcp, remote }, path.rttMs)
+      tcp.onClose(reason => { if (this.#links.get(peer) === added) this.#drop(peer, reason) })
+      chosen.resume()
+      this.#proven(peer, birthday ? 'direct_tcp_birthday' : 'direct_tcp', `${remote.host}:${remote.port} (TCP)`, path.rttMs, started)
+    } finally {
+      attempt.finish(chosen)
+    }
+  }
+
+  /** This node's public TCP endpoint for a new local port, from the relays. */
+  async #tcpMapping (signal?: AbortSignal): Promise<TcpMapping> {
+    const reflect = this.#rendezvous.reflect
+    if (reflect === undefined) throw new Error('no TCP punching here')
+    for (let i = 0; i < 3; i++) {
+      const localPort = randomInt(TCP_PORTS[0], TCP_PORTS[1])
+      const seen = await reflect(localPort, signal)
+      const first = seen[0]
+      if (first !== undefined) return { localPort, public: { host: first.host, port: first.port }, preserved: seen.every(s => s.port === localPort) }
+    }
+    throw new Error('no relay told this node its public TCP endpoint')
+  }
+
+  #proven (peer: string, result: string, address: string, rttMs: number, started: number): void {
+    this.#metrics.punches.inc({ result })
+    this.#metrics.punchSeconds.observe((Date.now() - started) / 1000)
+    this.#log.info('direct path proven', { peer, address, rttMs, ms: Date.now() - started })
   }
 
   #failed (peer: string, reason: string): void {
@@ -330,13 +393,11 @@ export class DirectPaths implements Component {
 
   // --- links -------------------------------------------------------------------
 
-  #addLink (peer: string, id: Buffer, socket: UdxSocket, remote: UdxAddress, rttMs: number): void {
+  #addLink (parts: Pick<Link, 'peer' | 'id' | 'socket' | 'tcp' | 'remote'>, rttMs: number): Link {
+    const peer = parts.peer
     this.#drop(peer)
     const link: Link = {
-      peer,
-      id,
-      socket,
-      remote,
+      ...parts,
       rttMs,
       since: Date.now(),
       lastHeard: Date.now(),
@@ -346,13 +407,16 @@ export class DirectPaths implements Component {
     this.#links.set(peer, link)
     this.#retryAt.delete(peer)
     this.#metrics.links.set(this.#links.size)
-    this.#setStatus(peer, { path: 'direct', address: `${remote.host}:${remote.port}`, rttMs })
+    this.#setStatus(peer, { path: 'direct', address: `${parts.remote.host}:${parts.remote.port}${parts.tcp === undefined ? '' : ' (TCP)'}`, rttMs })
+    return link
   }
 
   #keepalive (link: Link): void {
     // Three keepalives unanswered: the mapping is gone (a router restarted, UDP blocked now).
+    if (link.tcp !== undefined) link.lastHeard = link.tcp.lastHeard
     if (Date.now() - link.lastHeard > 3 * (this.#init.keepaliveMs ?? 10_000) + 1000) { this.#drop(link.peer, 'keepalives unanswered'); return }
-    link.socket.trySend(encodePunch(this.#key, { type: 'probe', link: link.id, node: this.#init.nodeName, nonce: randomInt(2 ** 32 - 1) }), link.remote.port, link.remote.host)
+    if (link.tcp !== undefined) { link.tcp.ping(randomInt(2 ** 32 - 1)); return }
+    link.socket?.trySend(encodePunch(this.#key, { type: 'probe', link: link.id, node: this.#init.nodeName, nonce: randomInt(2 ** 32 - 1) }), link.remote.port, link.remote.host)
   }
 
   #drop (peer: string, reason?: string): void {
@@ -363,7 +427,9 @@ export class DirectPaths implements Component {
     this.#metrics.links.set(this.#links.size)
     // Streams accepted on it live on (their sessions carry on through a relay); new opens on it are refused.
     this.#accepted.delete(link.id.toString('hex'))
-    if (link.socket !== this.#socket && link.socket.streams.size === 0) {
+    // Its streams end with the connection, and carry on through a relay.
+    link.tcp?.close(reason ?? 'replaced')
+    if (link.socket !== undefined && link.socket !== this.#socket && link.socket.streams.size === 0) {
       this.#sockets.delete(link.socket)
       link.socket.close().catch(() => {})
     }
@@ -403,7 +469,8 @@ export class DirectPaths implements Component {
 
   #accept (link: Link, openerId: number): void {
     const udx = this.#udx
-    if (udx === undefined) return
+    const socket = link.socket
+    if (udx === undefined || socket === undefined) return
     const key = link.id.toString('hex')
     let streams = this.#accepted.get(key)
     if (streams === undefined) { streams = new Map(); this.#accepted.set(key, streams) }
@@ -415,7 +482,7 @@ export class DirectPaths implements Component {
       stream = s
       streams.set(openerId, s)
       s.once('close', () => { streams.delete(openerId); this.#ids.delete(id) })
-      s.connect(link.socket, openerId, link.remote.port, link.remote.host)
+      s.connect(socket, openerId, link.remote.port, link.remote.host)
       s.setKeepalive(this.#init.keepaliveMs ?? 10_000)
       this.#rendezvous.serve(udxDuplex(s, link.remote))
     }
@@ -424,7 +491,7 @@ export class DirectPaths implements Component {
 
   /** A control datagram on a link, queued rather than dropped when a burst fills the socket's buffer. */
   #control (link: Link, m: PunchMessage): void {
-    link.socket.send(encodePunch(this.#key, m), link.remote.port, link.remote.host).catch(() => {})
+    link.socket?.send(encodePunch(this.#key, m), link.remote.port, link.remote.host).catch(() => {})
   }
 
   #streamId (): number {
@@ -451,6 +518,44 @@ function relayReason (reason: string): string {
   if (/direct path lost/.test(reason)) return 'path_lost'
   if (/no probe answered|not answered|did not take the path|named a probe/.test(reason)) return 'punch_failed'
   return 'other'
+}
+
+/**
+ * The controlling side (the initiator, as in ICE) waits for an answer to one
+ * of its probes and names that probe; the other side takes the path that
+ * probe came over. Each deciding alone could pick different pairs of
+ * mappings when several worked (birthday probing opens many).
+ */
+async function agree<T extends { nonce: number, rttMs: number }> (
+  attempt: { proven: Promise<T | undefined>, answered: (nonce: number) => Omit<T, 'rttMs'> | undefined },
+  channel: Duplex, lines: LineReader, controlling: boolean, timeoutMs: number, tried: () => string
+): Promise<Omit<T, 'rttMs'> & { rttMs: number }> {
+  if (controlling) {
+    const path = await Promise.race([attempt.proven, delay(timeoutMs)])
+    channel.write(`${JSON.stringify(path === undefined ? { failed: true } : { use: path.nonce, rttMs: path.rttMs })}\n`)
+    if (path === undefined) throw new Error(`no probe answered within ${timeoutMs} ms (${tried()})`)
+    const word = await lines.next(2000)
+    if (word.ok !== true) throw new Error(`the peer did not take the path: ${String(word.error ?? 'no reason')}`)
+    return path
+  }
+  const word = await lines.next(timeoutMs + 2000)
+  const path = typeof word.use === 'number' ? attempt.answered(word.use) : undefined
+  channel.write(`${JSON.stringify(path === undefined ? { error: 'no such probe answered here' } : { ok: true })}\n`)
+  if (path === undefined) throw new Error(word.failed === true ? `no probe answered within ${timeoutMs} ms` : 'the peer named a probe not answered here')
+  return { ...path, rttMs: typeof word.rttMs === 'number' ? word.rttMs : 0 }
+}
+
+function tcpLine (m: TcpMapping): Record<string, unknown> {
+  return { localPort: m.localPort, public: `${m.public.host}:${m.public.port}`, preserved: m.preserved }
+}
+
+function parseTcp (v: unknown): TcpMapping {
+  const o = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>
+  const m = typeof o.public === 'string' ? /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(o.public) : null
+  const port = Number(m?.[2])
+  const localPort = Number(o.localPort)
+  if (m === null || !(port > 0 && port < 65_536) || !(localPort > 0 && localPort < 65_536)) throw new Error('the peer sent no TCP endpoint')
+  return { localPort, public: { host: m[1] as string, port }, preserved: o.preserved === true }
 }
 
 /** What one side tells the other: its NAT and its candidates. */

@@ -50,3 +50,36 @@ export function punchPlan (mine: Pick<PeerNat, 'kind' | 'portPreserved' | 'filte
     sprayHosts: unpredictable(theirs) && !admitsAnyPort(mine) ? theirs.public : []
   }
 }
+
+/** A node's public TCP endpoint for one local port, as the relays saw it (relay-server's `reflect`). */
+export interface TcpMapping {
+  localPort: number
+  public: { host: string, port: number }
+  /** The NAT kept the local port: a connection to the peer will come from the same public port. */
+  preserved: boolean
+}
+
+export type TcpPunchPlanChoice = { targets: Array<{ host: string, port: number }>, extraSockets: number, sprayHost?: string } | { refuse: string }
+
+/**
+ * TCP simultaneous open, where UDP cannot be punched (pure, shared by both sides):
+ *
+ * | this side | peer | plan |
+ * |---|---|---|
+ * | port kept | port kept | connect from that port to the peer's |
+ * | random ports | port kept | connect from 256 new ports to the peer's |
+ * | port kept | random ports | SYNs from that port to random ports of the peer's address |
+ * | random ports | random ports | none: relayed |
+ */
+export function tcpPunchPlan (mine: TcpMapping, theirs: TcpMapping): TcpPunchPlanChoice {
+  if (!mine.preserved && !theirs.preserved) return { refuse: 'both nodes\' NATs pick TCP ports at random' }
+  if (!theirs.preserved) return { targets: [], extraSockets: 0, sprayHost: theirs.public.host }
+  return { targets: [theirs.public], extraSockets: mine.preserved ? 0 : BIRTHDAY_TCP_SOCKETS }
+}
+
+const BIRTHDAY_TCP_SOCKETS = 256
+
+/** Whether the UDP plan's refusal is one TCP may get around (UDP blocked at either side). */
+export function udpBlocked (plan: PunchPlanChoice): boolean {
+  return 'refuse' in plan && /UDP is blocked/.test(plan.refuse)
+}
