@@ -6,13 +6,20 @@
 // `nat-punch` channel, which needs the whole agent.
 //
 //   peer.ts --name A --peer B --role initiator|responder --signal IP:PORT --session ID
-//           --relays relay1=IP:PORT,relay2=IP:PORT --key HEX [--timeout 15000]
+//           --relays relay1=IP:PORT,relay2=IP:PORT --key HEX --psk FILE [--timeout 15000]
+//
+// Where UDP is blocked, the pair punches TCP: the relays (their data path,
+// MACed with the cluster PSK in FILE) tell each side its public TCP endpoint.
 //
 // The initiator prints one JSON line: { ok, ms, reason, kind, peerKind } (`ms`
 // from asking for a direct path to the path proven both ways, then a ping
 // echoed over a stream on it). The responder prints `ready` and echoes
 // streams until it is stopped.
 import { connect } from 'node:net'
+import { readPnetKey } from '../../src/mesh/psk.ts'
+import { connectWithin } from '../../src/net/connect.ts'
+import { readLine } from '../../src/datapath/socket-io.ts'
+import { jsonLine, RELAY_HELLO, relayControlKey, relayMac } from '../../src/datapath/wire.ts'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { parseArgs } from 'node:util'
@@ -30,6 +37,7 @@ const { values: opt } = parseArgs({
     session: { type: 'string' },
     relays: { type: 'string' },
     key: { type: 'string' },
+    psk: { type: 'string' },
     timeout: { type: 'string', default: '15000' }
   }
 })
@@ -42,6 +50,30 @@ const relays = (opt.relays as string).split(',').map(r => {
   const [host, port] = hostPort.split(':') as [string, string]
   return { nodeName, addresses: [{ host, port: Number(port) }] }
 })
+
+const relayKey = relayControlKey(await readPnetKey(opt.psk as string))
+
+/** The relays' answer to `reflect` from `localPort`, as the data path asks it (Parking.reflect). */
+async function reflect (localPort: number): Promise<Array<{ relay: string, host: string, port: number }>> {
+  const seen = await Promise.all(relays.map(async r => {
+    const address = r.addresses[0] as { host: string, port: number }
+    const raw = await connectWithin({ host: address.host, port: address.port, localPort }, 1000).catch(() => undefined)
+    if (raw === undefined) return []
+    try {
+      raw.write(RELAY_HELLO)
+      const nonce = Buffer.from(await readLine(raw, 2000), 'hex')
+      const request = { op: 'reflect', node: name }
+      raw.write(jsonLine({ ...request, mac: relayMac(relayKey, nonce, request) }))
+      const m = /^seen ([\d.]+):(\d+)$/.exec(await readLine(raw, 2000))
+      return m === null ? [] : [{ relay: r.nodeName, host: m[1] as string, port: Number(m[2]) }]
+    } catch {
+      return []
+    } finally {
+      raw.destroy()
+    }
+  }))
+  return seen.flat()
+}
 
 /** This node's NAT, once checked (DirectPaths asks for it). */
 const nat: { report?: NatReport } = {}
@@ -75,7 +107,8 @@ const paths = new DirectPaths({
   rendezvous: {
     openChannel: async () => await rendezvous(),
     handleChannel: (_channel, handler) => { channelHandler = handler },
-    serve: stream => { stream.pipe(stream) }
+    serve: stream => { stream.pipe(stream) },
+    reflect
   }
 }, { nodeName: name, pnetKey: Buffer.from(opt.key as string, 'hex'), host: '0.0.0.0' })
 await paths.start()

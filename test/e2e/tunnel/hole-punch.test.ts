@@ -34,7 +34,7 @@ const UNPREDICTABLE = new Set(['symmetric', 'symmetric-port-preserving'])
 const BULK_IP = '10.96.0.30'
 
 interface PeerStatus { nodeName?: string, dataPath?: string, dataPathVia?: string }
-interface Status { tunnel: { peers: PeerStatus[] }, nat?: { kind: string, peers?: Array<{ nodeName: string, path: string, reason?: string }> } }
+interface Status { tunnel: { peers: PeerStatus[] }, nat?: { kind: string, peers?: Array<{ nodeName: string, path: string, address?: string, reason?: string }> } }
 
 describe('hole punching in the natkinds lab', rootOnly, () => {
   let lab: Lab
@@ -180,9 +180,17 @@ describe('hole punching in the natkinds lab', rootOnly, () => {
     }
   })
 
-  test('UDP dropped at a router mid-transfer: the transfer carries on through a relay within 3 s with every byte; new connections take the relay', async (t) => {
-    // pr1 ↔ sym1 were punched above. pr1 downloads from sym1, and pr1's router starts dropping all UDP.
-    assert.equal((await status('pr1')).tunnel.peers.find(p => p.nodeName === 'sym1')?.dataPath, 'punched')
+  /**
+   * `client` downloads 60 MB from sym1 over their punched path; `rule` goes
+   * into `router`'s forward hook mid-transfer, cutting the path. The download
+   * must finish with every byte and no stall of 3 s, and new connections must
+   * take a relay at once, the status saying why.
+   */
+  async function cutMidTransfer (t: { diagnostic: (m: string) => void }, client: string, router: string, rule: string): Promise<void> {
+    const sym1 = NODES.find(n => n.node === 'sym1') as { clusterIP: string }
+    // The path was punched from either side; a call from this one shows it in its peer table.
+    assert.equal((await call(client, sym1.clusterIP)).out, 'sym1')
+    assert.equal((await status(client)).tunnel.peers.find(p => p.nodeName === 'sym1')?.dataPath, 'punched')
     const script = join(dir, 'download.mjs')
     await writeFile(script, [
       "import { connect } from 'node:net'",
@@ -194,25 +202,36 @@ describe('hole punching in the natkinds lab', rootOnly, () => {
       "s.on('error', e => { process.stdout.write(JSON.stringify({ got, maxGap, error: e.message }) + '\\n'); process.exit(1) })"
     ].join('\n'))
     const total = 60_000_000
-    const download = lab.spawn('pr1', [process.execPath, script, String(total)], { pod: 'client', name: 'download' })
+    const download = lab.spawn(client, [process.execPath, script, String(total)], { pod: 'client', name: 'download' })
     await download.waitForOutput('started', 10_000)
     await new Promise(resolve => setTimeout(resolve, 300))
-    const drop = 'add table inet emdrop\nadd chain inet emdrop dropudp { type filter hook forward priority -10; policy accept; }\nadd rule inet emdrop dropudp meta l4proto udp drop\n'
-    const r = await lab.exec('nat-pr', ['nft', '-f', '-'], { input: drop })
+    const cut = `add table inet emcut\nadd chain inet emcut cut { type filter hook forward priority -10; policy accept; }\nadd rule inet emcut cut ${rule}\n`
+    const r = await lab.exec(router, ['nft', '-f', '-'], { input: cut })
     assert.equal(r.code, 0, r.stderr)
     await download.wait()
     const result = JSON.parse((await download.output()).trim().split('\n').pop() as string) as { got: number, maxGap: number, error?: string }
     assert.equal(result.error, undefined, JSON.stringify(result))
     assert.equal(result.got, total, 'every byte arrived')
     assert.ok(result.maxGap < 3000, `the transfer stalled for ${result.maxGap} ms`)
-    t.diagnostic(`longest stall of the download when UDP was dropped: ${result.maxGap} ms`)
+    t.diagnostic(`${client}: longest stall of the download when the path was cut: ${result.maxGap} ms`)
     // New connections: through a relay at once, and the status says why.
-    const sym1 = NODES.find(n => n.node === 'sym1') as { clusterIP: string }
     const t0 = Date.now()
-    assert.equal((await call('pr1', sym1.clusterIP)).out, 'sym1')
+    assert.equal((await call(client, sym1.clusterIP)).out, 'sym1')
     assert.ok(Date.now() - t0 < 1000, `took ${Date.now() - t0} ms`)
-    const st = await status('pr1')
+    const st = await status(client)
     assert.equal(st.tunnel.peers.find(p => p.nodeName === 'sym1')?.dataPath, 'relay')
     assert.match(st.nat?.peers?.find(p => p.nodeName === 'sym1')?.reason ?? '', /direct path lost/)
+  }
+
+  test('UDP dropped at a router mid-transfer: the transfer carries on through a relay within 3 s with every byte; new connections take the relay', async (t) => {
+    // pr1 ↔ sym1 were punched above (UDP, birthday probing); pr1's router starts dropping all UDP.
+    await cutMidTransfer(t, 'pr1', 'nat-pr', 'meta l4proto udp drop')
+  })
+
+  test('a punched TCP path cut mid-transfer: the same, over TCP', async (t) => {
+    // ub1 ↔ sym1 were punched above (TCP, birthday SYNs); ub1's router starts dropping sym1's public address, not the relays'.
+    const symPublic = natkinds.sites.find(s => s.nodes.some(n => n.name === 'sym1'))?.nat?.publicAddress as string
+    assert.equal((await status('ub1')).nat?.peers?.find(p => p.nodeName === 'sym1')?.address?.endsWith('(TCP)'), true)
+    await cutMidTransfer(t, 'ub1', 'nat-ub', `ip saddr ${symPublic} drop; add rule inet emcut cut ip daddr ${symPublic} drop`)
   })
 })
