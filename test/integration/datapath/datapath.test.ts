@@ -91,6 +91,17 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
     socket.destroy()
   })
 
+  test('reflect: a relay tells a node the address and port its connection came from; another PSK is told nothing', async () => {
+    const relay = await node('relay-reflect', { isRelay: true })
+    const a = await node('edge-reflect')
+    a.setRelays([{ nodeName: 'relay-reflect', address: at(relay) }])
+    const localPort = await freePort()
+    assert.deepEqual(await a.reflect(localPort), [{ relay: 'relay-reflect', host: '127.0.0.1', port: localPort }])
+    const stranger = await node('stranger-reflect', { pnetKey: randomBytes(32) })
+    stranger.setRelays([{ nodeName: 'relay-reflect', address: at(relay) }])
+    assert.deepEqual(await stranger.reflect(await freePort()), [])
+  })
+
   test('through a relay: the parked node is reached, the relay splices, 8 MB intact, young-generation collections along the way', async () => {
     const relayMetrics = new Registry()
     const bMetrics = new Registry()
