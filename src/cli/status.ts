@@ -57,7 +57,7 @@ export function renderStatus (st: Status, now = Date.now()): string {
     lines.push(`nat:       ${n.kind}: ${n.summary}`)
     if (n.mapped.length > 0) lines.push(`           seen as ${n.mapped.map(m => `${m.address} by ${m.relay}`).join(', ')}; candidates ${n.candidates.join(', ') || '-'}`)
     for (const p of n.peers ?? []) {
-      lines.push(`           ${p.nodeName}: ${p.path === 'direct' ? `direct over UDP to ${p.address ?? '?'}${p.rttMs !== undefined ? `, rtt ${p.rttMs}ms` : ''}` : p.path === 'punching' ? 'punching' : `relayed: ${p.reason ?? '?'}`} (since ${ago(now - p.since)})`)
+      lines.push(`           ${p.nodeName}: ${p.path === 'direct' ? `direct over ${p.transport === 'tcp' ? 'TCP' : 'UDP'} to ${p.address ?? '?'}${p.rttMs !== undefined ? `, rtt ${p.rttMs}ms` : ''}` : p.path === 'punching' ? 'punching' : `relayed: ${p.reason ?? '?'}`} (since ${ago(now - p.since)})`)
     }
   }
   if (st.gateway !== undefined) {

@@ -356,7 +356,7 @@ export class DirectPaths implements Component {
       const added = this.#addLink({ peer, id: link, socket: undefined, tcp, remote }, path.rttMs)
       tcp.onClose(reason => { if (this.#links.get(peer) === added) this.#drop(peer, reason) })
       chosen.resume()
-      this.#proven(peer, birthday ? 'direct_tcp_birthday' : 'direct_tcp', `${remote.host}:${remote.port} (TCP)`, path.rttMs, started)
+      this.#proven(peer, birthday ? 'direct_tcp_birthday' : 'direct_tcp', `tcp ${remote.host}:${remote.port}`, path.rttMs, started)
     } finally {
       attempt.finish(chosen)
     }
@@ -407,7 +407,7 @@ export class DirectPaths implements Component {
     this.#links.set(peer, link)
     this.#retryAt.delete(peer)
     this.#metrics.links.set(this.#links.size)
-    this.#setStatus(peer, { path: 'direct', address: `${parts.remote.host}:${parts.remote.port}${parts.tcp === undefined ? '' : ' (TCP)'}`, rttMs })
+    this.#setStatus(peer, { path: 'direct', transport: parts.tcp === undefined ? 'udp' : 'tcp', address: `${parts.remote.host}:${parts.remote.port}`, rttMs })
     return link
   }
 

@@ -91,8 +91,10 @@ export interface NatStatus {
 /** A peer's punched path (src/nat/direct-paths.ts). */
 export interface NatPeerStatus {
   nodeName: string
-  /** `direct`: a proven UDP path carries new connections; `relayed`: they go through relays (see `reason`); `punching`: under way. */
+  /** `direct`: a proven path carries new connections; `relayed`: they go through relays (see `reason`); `punching`: under way. */
   path: 'direct' | 'relayed' | 'punching'
+  /** What a direct path runs on: UDP, or TCP where a site blocks UDP. */
+  transport?: 'udp' | 'tcp'
   address?: string
   rttMs?: number
   /** Why the pair is relayed (both symmetric, UDP blocked, the last punch failed…). */

@@ -43,9 +43,17 @@ test('edgemesh status shows the NAT the node is behind, what each relay saw and 
       mapped: [{ relay: 'k8s-master', address: '203.0.113.1:41000' }, { relay: 'k8s-node1', address: '203.0.113.1:41000' }],
       candidates: ['192.168.1.11:41000', '203.0.113.1:41000'],
       summary: 'cone NAT: one public mapping for every destination, port preserved; answers only from the exact address and port sent to (port-restricted)',
-      checkedAt: '2026-12-06T10:00:00.000Z'
+      checkedAt: '2026-12-06T10:00:00.000Z',
+      peers: [
+        { nodeName: 'edge-2', path: 'direct', transport: 'udp', address: '198.51.100.7:40211', rttMs: 12, since: 0 },
+        { nodeName: 'edge-3', path: 'direct', transport: 'tcp', address: '198.51.100.9:51332', rttMs: 15, since: 0 },
+        { nodeName: 'edge-4', path: 'relayed', reason: 'both nodes are behind symmetric NATs', since: 0 }
+      ]
     }
   }, 0)
+  assert.match(out, /^ +edge-2: direct over UDP to 198\.51\.100\.7:40211, rtt 12ms /m)
+  assert.match(out, /^ +edge-3: direct over TCP to 198\.51\.100\.9:51332, rtt 15ms /m)
+  assert.match(out, /^ +edge-4: relayed: both nodes are behind symmetric NATs /m)
   assert.match(out, /^nat: {7}cone: cone NAT: one public mapping for every destination, port preserved; /m)
   assert.match(out, /^ {11}seen as 203\.0\.113\.1:41000 by k8s-master, 203\.0\.113\.1:41000 by k8s-node1; candidates 192\.168\.1\.11:41000, 203\.0\.113\.1:41000$/m)
 })
