@@ -109,8 +109,9 @@ export class TcpMux {
     return ok
   }
 
+  /** Calls `fn` once the socket takes more: at once unless a write was refused ('drain' follows only those). */
   whenDrained (fn: () => void): void {
-    if (this.#closed || this.#socket.writableLength === 0) fn()
+    if (this.#closed || !this.#socket.writableNeedDrain) fn()
     else this.#drainWaiters.push(fn)
   }
 

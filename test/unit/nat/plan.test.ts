@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { punchPlan } from '../../../src/nat/plan.ts'
-import type { PeerNat } from '../../../src/nat/plan.ts'
+import { punchPlan, tcpPunchPlan, udpBlocked } from '../../../src/nat/plan.ts'
+import type { PeerNat, TcpMapping } from '../../../src/nat/plan.ts'
 
 function nat (kind: PeerNat['kind'], over: Partial<PeerNat> = {}): PeerNat {
   return { kind, portPreserved: kind !== 'symmetric', filtering: 'port-dependent', candidates: [{ host: '198.51.100.1', port: 40000 }], public: ['198.51.100.1'], ...over }
@@ -34,4 +34,34 @@ test('pairs that cannot punch are refused with the reason', () => {
   assert.match((punchPlan(nat('udp-blocked'), nat('cone')) as { refuse: string }).refuse, /blocked at this node/)
   assert.match((punchPlan(nat('cone'), nat('udp-blocked')) as { refuse: string }).refuse, /blocked at the peer/)
   assert.match((punchPlan(nat('cone'), nat('cone', { candidates: [], public: [] })) as { refuse: string }).refuse, /no candidate/)
+})
+
+function tcp (host: string, preserved: boolean): TcpMapping {
+  return { localPort: 40000, public: { host, port: preserved ? 40000 : 51234 }, preserved }
+}
+
+test('TCP: both ports kept, each side connects from its port to the peer\'s public endpoint', () => {
+  assert.deepEqual(tcpPunchPlan(tcp('198.51.100.1', true), tcp('203.0.113.2', true)), { targets: [{ host: '203.0.113.2', port: 40000 }], extraSockets: 0 })
+})
+
+test('TCP: random ports here, kept at the peer: 256 extra sockets to the peer\'s public endpoint', () => {
+  assert.deepEqual(tcpPunchPlan(tcp('198.51.100.1', false), tcp('203.0.113.2', true)), { targets: [{ host: '203.0.113.2', port: 40000 }], extraSockets: 256 })
+})
+
+test('TCP: kept here, random at the peer: SYNs sprayed at the peer\'s public host, no fixed target', () => {
+  assert.deepEqual(tcpPunchPlan(tcp('198.51.100.1', true), tcp('203.0.113.2', false)), { targets: [], extraSockets: 0, sprayHost: '203.0.113.2' })
+})
+
+test('TCP: random ports on both sides is refused with the reason', () => {
+  const plan = tcpPunchPlan(tcp('198.51.100.1', false), tcp('203.0.113.2', false))
+  assert.ok('refuse' in plan, 'refused')
+  assert.match(plan.refuse, /random/)
+})
+
+test('udpBlocked: only a refusal because UDP is blocked (either side) lets TCP try', () => {
+  assert.equal(udpBlocked(punchPlan(nat('udp-blocked'), nat('cone'))), true)
+  assert.equal(udpBlocked(punchPlan(nat('cone'), nat('udp-blocked'))), true)
+  assert.equal(udpBlocked(punchPlan(nat('symmetric'), nat('symmetric'))), false)
+  assert.equal(udpBlocked(punchPlan(nat('cone'), nat('cone', { candidates: [], public: [] }))), false)
+  assert.equal(udpBlocked(punchPlan(nat('cone'), nat('cone'))), false)
 })
