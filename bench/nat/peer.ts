@@ -110,7 +110,7 @@ const paths = new DirectPaths({
     serve: stream => { stream.pipe(stream) },
     reflect
   }
-}, { nodeName: name, pnetKey: Buffer.from(opt.key as string, 'hex'), host: '0.0.0.0' })
+}, { nodeName: name, pnetKey: Buffer.from(opt.key as string, 'hex'), host: '0.0.0.0', portMapping: true })
 await paths.start()
 const discovery = new NatDiscovery({ logger: noopLogger, metrics: new NatMetrics(new Registry()) }, { relays, datagrams: () => paths.datagrams() })
 const report = await discovery.check()

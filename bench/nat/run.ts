@@ -1,6 +1,7 @@
 // bench/nat: the NAT matrix. In the natkinds lab (two public relays; one node
 // behind each kind of NAT: full cone, address-restricted, port-restricted,
-// symmetric, symmetric keeping the port for a first destination, UDP blocked),
+// symmetric, symmetric keeping the port for a first destination, UDP blocked,
+// symmetric with a miniupnpd router that maps the node a port),
 // every pair of nodes punches `--attempts` times, each attempt from fresh
 // sockets (fresh mappings on both NATs), with the agent's own code
 // (NatDiscovery against the relays' reflectors, then DirectPaths; peer.ts).

@@ -355,7 +355,8 @@ export function createAgent (config: AgentConfig, node: NodeIdentity, deps: AppD
     app.summaries.push(() => {
       const report = mesh.nat?.report()
       const punched = mesh.directPaths?.status() ?? []
-      const nat = report === undefined ? undefined : punched.length > 0 ? { ...report, peers: punched } : report
+      const portMapping = mesh.directPaths?.portMapping()
+      const nat = report === undefined ? undefined : { ...report, ...(punched.length > 0 ? { peers: punched } : {}), ...(portMapping !== undefined ? { portMapping } : {}) }
       return { tunnel: { peerId: t.peerId(), relay: t.isRelay, addresses: t.addresses(), peers: mesh.peers(), ...(mesh.failure() !== undefined ? { error: mesh.failure() } : {}) }, ...(nat !== undefined ? { nat } : {}) }
     })
   }

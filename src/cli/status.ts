@@ -56,6 +56,7 @@ export function renderStatus (st: Status, now = Date.now()): string {
     const n = st.nat
     lines.push(`nat:       ${n.kind}: ${n.summary}`)
     if (n.mapped.length > 0) lines.push(`           seen as ${n.mapped.map(m => `${m.address} by ${m.relay}`).join(', ')}; candidates ${n.candidates.join(', ') || '-'}`)
+    if (n.portMapping !== undefined) lines.push(`           port mapped by the router (${n.portMapping.protocol}): ${n.portMapping.address}`)
     for (const p of n.peers ?? []) {
       lines.push(`           ${p.nodeName}: ${p.path === 'direct' ? `direct over ${p.transport === 'tcp' ? 'TCP' : 'UDP'} to ${p.address ?? '?'}${p.rttMs !== undefined ? `, rtt ${p.rttMs}ms` : ''}` : p.path === 'punching' ? 'punching' : `relayed: ${p.reason ?? '?'}`} (since ${ago(now - p.since)})`)
     }

@@ -31,6 +31,7 @@ import type { DirectPathMetrics } from './metrics.ts'
 import { punchPlan, tcpPunchPlan, udpBlocked, type PeerNat, type TcpMapping } from './plan.ts'
 import { agree, describe, lineReader, parsePeerNat, parseTcp, tcpLine, type LineReader } from './rendezvous.ts'
 import { startPunch } from './punch.ts'
+import { PortMapper } from './port-mapping.ts'
 import { TcpMux } from './tcp-mux.ts'
 import { startTcpPunch } from './tcp-punch.ts'
 import { decodePunch, encodePunch, isPunchDatagram, LINK_ID_BYTES, punchKey, type PunchMessage } from './punch-wire.ts'
@@ -62,6 +63,8 @@ export interface DirectPathsInit {
   keepaliveMs?: number
   /** A link whose peer answered nothing for this long is dropped. @default 3000 after a stream open went unanswered */
   openTimeoutMs?: number
+  /** Ask the router for a port mapping of the UDP socket (NAT-PMP, UPnP) once the NAT check finds one. @default false */
+  portMapping?: boolean
 }
 
 export const PUNCH_CHANNEL = 'nat-punch'
@@ -89,6 +92,8 @@ const OPEN_RESEND_MS = [0, 150, 400]
 const MAX_RETRY_MS = 600_000
 /** Local TCP ports punching binds: above the lab's and tests' fixed ports, mostly in Linux's ephemeral range (bind with SO_REUSEADDR shares it). */
 const TCP_PORTS = [33_000, 60_000] as const
+/** A router that mapped no port is asked again after this long. */
+const REMAP_MS = 600_000
 
 export class DirectPaths implements Component {
   readonly name = 'direct-paths'
@@ -113,6 +118,11 @@ export class DirectPaths implements Component {
   /** UDX stream ids in use on this node (one id space per UDX instance). */
   readonly #ids = new Set<number>()
   readonly #datagramListeners = new Set<(bytes: Buffer, from: UdxAddress) => void>()
+  #mapper: PortMapper | undefined
+  #mapTimer: NodeJS.Timeout | undefined
+  /** The port mapping asked for right now, and when to ask again after a router gave none. */
+  #mapping: Promise<void> | undefined
+  #nextMapAt = 0
 
   constructor (deps: { logger: Logger, metrics: DirectPathMetrics, rendezvous: Rendezvous, nat: () => NatReport | undefined }, init: DirectPathsInit) {
     this.#log = deps.logger
@@ -134,11 +144,66 @@ export class DirectPaths implements Component {
     this.#watch(socket)
     this.#rendezvous.handleChannel(PUNCH_CHANNEL, (peer, channel) => { this.#answer(peer, channel) })
     this.#stopped = false
+    if (this.#init.portMapping === true) {
+      this.#mapper = new PortMapper({ logger: this.#log })
+      this.#mapWhenChecked(0)
+    }
+  }
+
+  /** Asks for a port mapping once the NAT check is in, then again every REMAP_MS while there is none. */
+  #mapWhenChecked (ms: number): void {
+    this.#mapTimer = setTimeout(() => {
+      if (this.#stopped) return
+      if (this.#nat() === undefined) { this.#mapWhenChecked(200); return }
+      this.#mapped().then(() => { this.#mapWhenChecked(REMAP_MS) }, () => { this.#mapWhenChecked(REMAP_MS) })
+    }, ms)
+    this.#mapTimer.unref()
+  }
+
+  /**
+   * A port mapping from the router, when this node is behind a NAT and has
+   * none: asked for now unless a router gave none lately; a punch waits for
+   * the answer (a few seconds at most), so that even the first one uses it.
+   */
+  async #mapped (): Promise<void> {
+    const report = this.#nat()
+    const mapper = this.#mapper
+    const port = this.#socket?.address().port
+    if (this.#stopped || mapper === undefined || report === undefined || port === undefined || mapper.current() !== undefined) return
+    // Public: nothing to map; UDP blocked: a mapping would not help.
+    if (report.kind !== 'cone' && report.kind !== 'symmetric') return
+    if (this.#mapping === undefined && Date.now() >= this.#nextMapAt) {
+      this.#mapping = mapper.map(port).then(m => { if (m === undefined) this.#nextMapAt = Date.now() + REMAP_MS }, (err: Error) => {
+        this.#log.debug('port mapping failed', { err: err.message })
+        this.#nextMapAt = Date.now() + REMAP_MS
+      }).finally(() => { this.#mapping = undefined })
+    }
+    await this.#mapping
+  }
+
+  /** The router's port mapped to the socket, at the public address the relays saw. */
+  portMapping (): { address: string, protocol: string, since: number } | undefined {
+    const m = this.#mapper?.current()
+    const mapped = this.#nat()?.mapped[0]?.address
+    if (m === undefined || mapped === undefined) return undefined
+    return { address: `${mapped.slice(0, mapped.lastIndexOf(':'))}:${m.port}`, protocol: m.protocol, since: m.since }
+  }
+
+  /** This node's NAT as the rendezvous tells it: the check, and the port mapping if any. */
+  #mine (): (NatReport & { routerMapping?: UdxAddress }) | undefined {
+    const report = this.#nat()
+    const m = this.portMapping()
+    if (report === undefined || m === undefined) return report
+    const at = m.address.lastIndexOf(':')
+    return { ...report, routerMapping: { host: m.address.slice(0, at), port: Number(m.address.slice(at + 1)) } }
   }
 
   async stop (): Promise<void> {
     if (this.#stopped) return
     this.#stopped = true
+    clearTimeout(this.#mapTimer)
+    await this.#mapper?.stop()
+    this.#mapper = undefined
     for (const c of this.#punching.values()) c.abort()
     for (const link of this.#links.values()) clearInterval(link.keepalive)
     this.#links.clear()
@@ -237,7 +302,8 @@ export class DirectPaths implements Component {
   // --- rendezvous --------------------------------------------------------------
 
   async #initiate (peer: string, signal: AbortSignal): Promise<void> {
-    const mine = this.#nat()
+    await this.#mapped()
+    const mine = this.#mine()
     if (mine === undefined) throw new Error('this node\'s NAT is not known yet')
     this.#setStatus(peer, { path: 'punching' })
     const channel = await this.#rendezvous.openChannel(peer, PUNCH_CHANNEL, signal)
@@ -271,7 +337,8 @@ export class DirectPaths implements Component {
   #answer (peer: string, channel: Duplex): void {
     const lines = lineReader(channel)
     lines.next(10_000).then(async request => {
-      const mine = this.#nat()
+      await this.#mapped()
+      const mine = this.#mine()
       const link = typeof request.link === 'string' && /^[0-9a-f]{16}$/.test(request.link) ? Buffer.from(request.link, 'hex') : undefined
       if (link === undefined) throw new Error('bad request')
       if (mine === undefined) { channel.end(`${JSON.stringify({ error: 'NAT not known yet' })}\n`); return }
@@ -308,7 +375,7 @@ export class DirectPaths implements Component {
     })
   }
 
-  async #punch (peer: string, link: Buffer, mine: NatReport, theirs: PeerNat, channel: Duplex, lines: LineReader, controlling: boolean): Promise<void> {
+  async #punch (peer: string, link: Buffer, mine: NatReport & { routerMapping?: UdxAddress }, theirs: PeerNat, channel: Duplex, lines: LineReader, controlling: boolean): Promise<void> {
     const udx = this.#udx
     const socket = this.#socket
     if (udx === undefined || socket === undefined) throw new Error('stopped')
@@ -322,7 +389,7 @@ export class DirectPaths implements Component {
       peer,
       key: this.#key,
       socket,
-      candidates: theirs.candidates,
+      candidates: plan.candidates,
       extraSockets: plan.manySockets ? BIRTHDAY_SOCKETS : 0,
       sprayHosts: plan.sprayHosts
     })

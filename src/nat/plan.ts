@@ -11,7 +11,11 @@
  * | either UDP-blocked | | none: relayed |
  *
  * A symmetric NAT that keeps the local port is punched as a cone: its port
- * for a new destination is the one the relays saw.
+ * for a new destination is the one the relays saw. A node whose router
+ * mapped it a port (port-mapping.ts) is punched as a public node at that
+ * port; it probes only the peer's own mapped port, if any, and otherwise just
+ * answers: a probe of its own would open another mapping on its NAT, in the
+ * way of the peer's packets to the mapped port.
  */
 import type { NatKind } from '../observability/status.ts'
 import type { UdxAddress } from './udx.ts'
@@ -24,26 +28,29 @@ export interface PeerNat {
   candidates: UdxAddress[]
   /** The public addresses the relays saw. */
   public: string[]
+  /** A port the node's router mapped to its socket, at its public address. */
+  routerMapping?: UdxAddress | undefined
 }
 
-export type PunchPlanChoice = { manySockets: boolean, sprayHosts: string[] } | { refuse: string }
+export type PunchPlanChoice = { candidates: UdxAddress[], manySockets: boolean, sprayHosts: string[] } | { refuse: string }
 
 /** Symmetric in effect: a new port per destination that cannot be predicted. */
-function unpredictable (n: Pick<PeerNat, 'kind' | 'portPreserved'>): boolean {
-  return n.kind === 'symmetric' && !n.portPreserved
+function unpredictable (n: Pick<PeerNat, 'kind' | 'portPreserved' | 'routerMapping'>): boolean {
+  return n.kind === 'symmetric' && !n.portPreserved && n.routerMapping === undefined
 }
 
 /** Whether packets from any port of the peer's address get in (full cone, address-restricted, no NAT). */
-function admitsAnyPort (n: Pick<PeerNat, 'kind' | 'filtering'>): boolean {
-  return n.kind === 'public' || n.filtering === 'port-independent'
+function admitsAnyPort (n: Pick<PeerNat, 'kind' | 'filtering' | 'routerMapping'>): boolean {
+  return n.kind === 'public' || n.filtering === 'port-independent' || n.routerMapping !== undefined
 }
 
-export function punchPlan (mine: Pick<PeerNat, 'kind' | 'portPreserved' | 'filtering'>, theirs: PeerNat): PunchPlanChoice {
+export function punchPlan (mine: Pick<PeerNat, 'kind' | 'portPreserved' | 'filtering' | 'routerMapping'>, theirs: PeerNat): PunchPlanChoice {
   if (mine.kind === 'udp-blocked') return { refuse: 'UDP is blocked at this node' }
   if (theirs.kind === 'udp-blocked') return { refuse: 'UDP is blocked at the peer' }
   if (unpredictable(mine) && unpredictable(theirs)) return { refuse: 'both nodes are behind symmetric NATs' }
   if (theirs.candidates.length === 0 && theirs.public.length === 0) return { refuse: 'the peer has no candidate address' }
   return {
+    candidates: mine.routerMapping === undefined ? theirs.candidates : theirs.routerMapping === undefined ? [] : [theirs.routerMapping],
     // Our new ports are unknown to the peer: many of them, one of which its spray may hit.
     manySockets: unpredictable(mine) && !admitsAnyPort(theirs),
     // The peer's new ports are unknown to us: probe many, so its probes find an open door.

@@ -14,6 +14,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Duplex } from 'node:stream'
 import type { NatReport } from './discovery.ts'
 import type { PeerNat, TcpMapping } from './plan.ts'
+import type { UdxAddress } from './udx.ts'
 
 /**
  * The controlling side (the initiator, as in ICE) waits for an answer to one
@@ -46,30 +47,38 @@ export function tcpLine (m: TcpMapping): Record<string, unknown> {
 
 export function parseTcp (v: unknown): TcpMapping {
   const o = (typeof v === 'object' && v !== null ? v : {}) as Record<string, unknown>
-  const m = typeof o.public === 'string' ? /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(o.public) : null
-  const port = Number(m?.[2])
+  const at = endpoint(o.public)
   const localPort = Number(o.localPort)
-  if (m === null || !(port > 0 && port < 65_536) || !(localPort > 0 && localPort < 65_536)) throw new Error('the peer sent no TCP endpoint')
-  return { localPort, public: { host: m[1] as string, port }, preserved: o.preserved === true }
+  if (at === undefined || !(localPort > 0 && localPort < 65_536)) throw new Error('the peer sent no TCP endpoint')
+  return { localPort, public: at, preserved: o.preserved === true }
 }
 
-/** What one side tells the other: its NAT and its candidates. */
-export function describe (r: NatReport): Record<string, unknown> {
+/** What one side tells the other: its NAT, its candidates, and the port its router mapped (probed first). */
+export function describe (r: NatReport & { routerMapping?: UdxAddress | undefined }): Record<string, unknown> {
   const publicHosts = [...new Set(r.mapped.map(m => m.address.slice(0, m.address.lastIndexOf(':'))))]
-  return { nat: { kind: r.kind, portPreserved: r.portPreserved ?? false, filtering: r.filtering }, candidates: r.candidates, public: publicHosts }
+  const mapping = r.routerMapping === undefined ? undefined : `${r.routerMapping.host}:${r.routerMapping.port}`
+  return {
+    nat: { kind: r.kind, portPreserved: r.portPreserved ?? false, filtering: r.filtering },
+    candidates: mapping === undefined ? r.candidates : [mapping, ...r.candidates.filter(c => c !== mapping)],
+    public: publicHosts,
+    ...(mapping === undefined ? {} : { portMapping: mapping })
+  }
 }
 
 export function parsePeerNat (line: Record<string, unknown>): PeerNat {
   const nat = (typeof line.nat === 'object' && line.nat !== null ? line.nat : {}) as Record<string, unknown>
   const kinds = ['public', 'cone', 'symmetric', 'unknown', 'udp-blocked'] as const
   const kind = kinds.find(k => k === nat.kind) ?? 'unknown'
-  const candidates = (Array.isArray(line.candidates) ? line.candidates : []).slice(0, 16).flatMap(c => {
-    const m = typeof c === 'string' ? /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(c) : null
-    const port = Number(m?.[2])
-    return m !== null && port > 0 && port < 65_536 ? [{ host: m[1] as string, port }] : []
-  })
+  const candidates = (Array.isArray(line.candidates) ? line.candidates : []).slice(0, 16).flatMap(c => endpoint(c) ?? [])
   const publicHosts = (Array.isArray(line.public) ? line.public : []).slice(0, 4).filter((h): h is string => typeof h === 'string' && /^\d{1,3}(\.\d{1,3}){3}$/.test(h))
-  return { kind, portPreserved: nat.portPreserved === true, filtering: nat.filtering === 'port-independent' ? 'port-independent' : 'port-dependent', candidates, public: publicHosts }
+  return { kind, portPreserved: nat.portPreserved === true, filtering: nat.filtering === 'port-independent' ? 'port-independent' : 'port-dependent', candidates, public: publicHosts, routerMapping: endpoint(line.portMapping) }
+}
+
+/** `ip:port` as an address, or undefined for anything else. */
+function endpoint (v: unknown): UdxAddress | undefined {
+  const m = typeof v === 'string' ? /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(v) : null
+  const port = Number(m?.[2])
+  return m !== null && port > 0 && port < 65_536 ? { host: m[1] as string, port } : undefined
 }
 
 export interface LineReader { next: (timeoutMs: number) => Promise<Record<string, unknown>> }

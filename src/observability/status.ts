@@ -86,6 +86,8 @@ export interface NatStatus {
   checkedAt: string
   /** Per peer reached through a relay: whether a punched path carries its connections, or why not. */
   peers?: NatPeerStatus[]
+  /** The port the node's router mapped to its punching socket, at the public address the relays saw. */
+  portMapping?: { address: string, protocol: string, since: number }
 }
 
 /** A peer's punched path (src/nat/direct-paths.ts). */

@@ -356,6 +356,13 @@ export class Lab implements SyncTeardown {
     await ipIn(r, ['link', 'set', 'lan0', 'up'])
     await sysctlIn(r, 'net.ipv4.ip_forward', '1')
     await nftIn(r, natRuleset(nat.mode, { publicAddress: nat.publicAddress, nodeAddress: site.nodes[0]?.address }))
+    if (nat.mode === 'upnp') {
+      const dir = join(this.logDir, nat.name)
+      await mkdir(dir, { recursive: true })
+      await writeFile(join(dir, 'miniupnpd.conf'), miniupnpdConfig(nat, site.subnet ?? ''))
+      const daemon = this.spawn(nat.name, ['miniupnpd', '-f', join(dir, 'miniupnpd.conf'), '-d', '-P', join(dir, 'miniupnpd.pid')], { name: 'miniupnpd' })
+      await daemon.waitForOutput('Listening for NAT-PMP', 10_000)
+    }
     await Promise.all(site.nodes.map(async (n, j) => {
       const ns = this.netns(n.name)
       await this.#link(ns, 'eth0', r, `l${j}`, 'lan0', `${n.address}/${lanPrefix}`, n.bandwidth)
@@ -472,7 +479,7 @@ export function natRuleset (mode: NatMode, options: NatRulesetOptions = {}): str
   } else if (kind === 'udp-blocked') {
     forward.push('iifname "lan0" oifname "wan0" meta l4proto udp drop')
   }
-  postrouting.push(`oifname "wan0" masquerade${kind === 'fully-random' ? ' fully-random' : ''}`)
+  postrouting.push(`oifname "wan0" masquerade${kind === 'fully-random' || kind === 'upnp' ? ' fully-random' : ''}`)
   // A rule can only update a set of its own table: the chains that fill the
   // sets (and udp-blocked's drop) are in eml_nat; eml_filter stays as it was.
   const lines = [
@@ -502,14 +509,54 @@ export function natRuleset (mode: NatMode, options: NatRulesetOptions = {}): str
     '    type filter hook forward priority filter; policy drop;',
     '    ct state established,related accept',
     ...(inbound ? ['    # inbound UDP the prerouting chain forwarded to the node', '    iifname "wan0" oifname "lan0" ct status dnat accept'] : []),
+    ...(kind === 'upnp' ? ['    # inbound to ports miniupnpd mapped', '    iifname "wan0" oifname "lan0" ct status dnat accept'] : []),
     '    iifname "lan0" oifname "wan0" accept',
     '    # bridged LAN traffic passes this hook when br_netfilter is loaded',
     '    iifname "lan0" oifname "lan0" accept',
     '  }',
     '}',
+    ...(kind === 'upnp' ? MINIUPNPD_CHAINS : []),
     ''
   ]
   return lines.join('\n')
+}
+
+/**
+ * The chains miniupnpd (nftables backend) adds its rules to, named in its
+ * config (`upnp_table_name`, `upnp_nat_table_name`): DNAT for each mapping in
+ * `prerouting_miniupnpd`, its accept in `miniupnpd` (eml_filter admits DNATed
+ * packets itself).
+ */
+const MINIUPNPD_CHAINS = [
+  'table inet miniupnpd {',
+  '  chain forward { type filter hook forward priority filter - 5; policy accept; jump miniupnpd; }',
+  '  chain miniupnpd { }',
+  '  chain prerouting { type nat hook prerouting priority dstnat; policy accept; jump prerouting_miniupnpd; }',
+  '  chain postrouting { type nat hook postrouting priority srcnat; policy accept; jump postrouting_miniupnpd; }',
+  '  chain prerouting_miniupnpd { }',
+  '  chain postrouting_miniupnpd { }',
+  '}'
+]
+
+/** miniupnpd's config for a 'upnp' router: NAT-PMP/PCP and UPnP-IGD for the LAN, mappings only to a node's own address. */
+export function miniupnpdConfig (nat: Pick<NatRouter, 'publicAddress'>, subnet: string): string {
+  return [
+    'ext_ifname=wan0',
+    // miniupnpd refuses reserved addresses (the lab wan's 198.18.0.0/24): a stand-in it only reports.
+    `ext_ip=192.0.3.${nat.publicAddress.split('.')[3] ?? '1'}`,
+    'listening_ip=lan0',
+    'port=0',
+    'enable_natpmp=yes',
+    'enable_upnp=yes',
+    'secure_mode=yes',
+    'system_uptime=yes',
+    'upnp_table_name=miniupnpd',
+    'upnp_nat_table_name=miniupnpd',
+    'uuid=3e0c7c1a-5b7e-4d2f-9a77-0a1b2c3d4e5f',
+    `allow 1024-65535 ${subnet} 1024-65535`,
+    'deny 0-65535 0.0.0.0/0 0-65535',
+    ''
+  ].join('\n')
 }
 
 /** The rules a mode is built with: the RFC 4787-style names are aliases of the two original ones. */

@@ -113,6 +113,8 @@ const toolPackages: Record<string, string> = {
   ip: 'iproute2',
   tc: 'iproute2',
   nft: 'nftables',
+  // The 'upnp' NAT kind's router (NAT-PMP, PCP and UPnP-IGD).
+  miniupnpd: 'miniupnpd-nftables',
   sysctl: 'procps',
   mount: 'mount',
   dig: 'dnsutils',

@@ -43,14 +43,20 @@ export interface Bandwidth {
  *   same public port, every further destination of that port a random one
  *   (the public port is taken). Address-and-port-dependent filtering.
  * - 'udp-blocked': 'masquerade' for TCP; UDP from the LAN to the wan is dropped.
+ * - 'upnp': 'fully-random', and the router runs Debian's miniupnpd (NAT-PMP,
+ *   PCP and UPnP-IGD on the LAN): a node may have a port mapped, after which
+ *   anyone's packets to that public port reach it. miniupnpd refuses to serve
+ *   with a reserved public address (the lab's wan is 198.18.0.0/24), so it is
+ *   told a stand-in, 192.0.3.<n>, which it only reports to clients; nothing is
+ *   sent there.
  */
 export type NatMode =
   | 'masquerade' | 'fully-random'
-  | 'full-cone' | 'address-restricted' | 'port-restricted' | 'symmetric' | 'symmetric-port-preserving' | 'udp-blocked'
+  | 'full-cone' | 'address-restricted' | 'port-restricted' | 'symmetric' | 'symmetric-port-preserving' | 'udp-blocked' | 'upnp'
 
 /** Every NatMode, in the order of the doc comment above. */
 export const natModes: readonly NatMode[] = [
-  'masquerade', 'fully-random', 'full-cone', 'address-restricted', 'port-restricted', 'symmetric', 'symmetric-port-preserving', 'udp-blocked'
+  'masquerade', 'fully-random', 'full-cone', 'address-restricted', 'port-restricted', 'symmetric', 'symmetric-port-preserving', 'udp-blocked', 'upnp'
 ]
 
 /** Modes that forward unsolicited inbound UDP to the site's node: their sites have exactly one node. */
@@ -182,7 +188,7 @@ export const mini: Topology = {
  */
 export const natkinds: Topology = {
   name: 'natkinds',
-  description: 'two public relays; one single-node site per NAT kind: full-cone, address-restricted, port-restricted, symmetric, symmetric-port-preserving, udp-blocked',
+  description: 'two public relays; one single-node site per NAT kind: full-cone, address-restricted, port-restricted, symmetric, symmetric-port-preserving, udp-blocked, upnp (symmetric, with miniupnpd)',
   wan: { subnet: '198.18.0.0/24' },
   sites: [
     {
@@ -198,7 +204,8 @@ export const natkinds: Topology = {
       ['pr', 'port-restricted'],
       ['sym', 'symmetric'],
       ['spp', 'symmetric-port-preserving'],
-      ['ub', 'udp-blocked']
+      ['ub', 'udp-blocked'],
+      ['upnp', 'upnp']
     ] as const).map(([short, mode], i): Site => ({
       name: mode,
       nat: { name: `nat-${short}`, mode, publicAddress: `198.18.0.${i + 1}`, lanAddress: `10.2.${i + 1}.1` },

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { Lab, TopologyError, natRuleset, natkinds, validateTopology } from '../../lab/index.ts'
 import type { LabProcess, NatMode, Topology } from '../../lab/index.ts'
 import { rootOnly } from './helpers.ts'
@@ -127,7 +128,9 @@ const kinds: Array<{ mode: NatMode, node: string, router: string, admits: Array<
   { mode: 'port-restricted', node: 'pr1', router: 'nat-pr', admits: [] },
   { mode: 'symmetric', node: 'sym1', router: 'nat-sym', admits: [] },
   { mode: 'symmetric-port-preserving', node: 'spp1', router: 'nat-spp', admits: [] },
-  { mode: 'udp-blocked', node: 'ub1', router: 'nat-ub', admits: [] }
+  { mode: 'udp-blocked', node: 'ub1', router: 'nat-ub', admits: [] },
+  // Symmetric until the node asks miniupnpd for a mapping (tested below).
+  { mode: 'upnp', node: 'upnp1', router: 'nat-upnp', admits: [] }
 ]
 
 describe('NAT kinds: topology and rules', () => {
@@ -242,6 +245,38 @@ describe('NAT kinds in the natkinds lab', rootOnly, () => {
     assert.notEqual(port(r.mapped.relay2), MAP_PORT, JSON.stringify(r))
     // A fresh local port's first destination keeps it too.
     assert.equal(r.filter.mapped, `${pub('nat-spp')}:${FILTER_PORT}`)
+  })
+
+  test('upnp: the agent\'s port mapper gets a port over NAT-PMP, anyone reaches the node there, and after stop nobody does', async () => {
+    const l = lab as Lab
+    const script = join(dir as string, 'upnp.ts')
+    await writeFile(script, [
+      `import { PortMapper } from '${join(process.cwd(), 'src/nat/port-mapping.ts')}'`,
+      `import { noopLogger } from '${join(process.cwd(), 'src/observability/logger.ts')}'`,
+      "import dgram from 'node:dgram'",
+      "const sock = dgram.createSocket('udp4')",
+      'await new Promise(resolve => sock.bind(45000, resolve))',
+      'const mapper = new PortMapper({ logger: noopLogger })',
+      // The first datagram removes the mapping.
+      "sock.on('message', async (m, r) => { process.stdout.write('got ' + m + ' from ' + r.address + '\\n'); if (String(m) === 'hello') { await mapper.stop(); process.stdout.write('unmapped\\n') } })",
+      'const m = await mapper.map(45000)',
+      "process.stdout.write('mapped ' + m?.protocol + ' ' + m?.port + '\\n')",
+      'setInterval(() => {}, 1000)'
+    ].join('\n'))
+    const node = l.spawn('upnp1', [process.execPath, script], { name: 'upnp-client' })
+    const mapped = await node.waitForOutput(/mapped NAT-PMP (\d+)/, 10_000)
+    const externalPort = Number(/mapped NAT-PMP (\d+)/.exec(mapped)?.[1])
+    const send = async (text: string): Promise<void> => {
+      const r = await l.exec('relay2', [process.execPath, '-e', `const s = require('node:dgram').createSocket('udp4'); s.send('${text}', ${externalPort}, '${pub('nat-upnp')}', () => s.close())`])
+      assert.equal(r.code, 0, r.stderr)
+    }
+    await send('hello')
+    await node.waitForOutput(`got hello from ${l.address('relay2')}`, 3000)
+    await node.waitForOutput('unmapped', 3000)
+    await send('again')
+    await sleep(500)
+    assert.doesNotMatch(await node.output(), /got again/, (await l.exec('nat-upnp', ['nft', 'list', 'table', 'inet', 'miniupnpd'])).stdout)
+    await node.stop({ graceMs: 500 })
   })
 
   test('udp-blocked: no reply, and the relays never see a packet of the node', async () => {

@@ -1,6 +1,7 @@
 // Direct paths across NAT in the natkinds lab: two public relays and one node
 // behind each kind of NAT (full cone, address-restricted, port-restricted,
-// symmetric, symmetric keeping the port for a first destination, UDP blocked).
+// symmetric, symmetric keeping the port for a first destination, UDP blocked,
+// symmetric with a miniupnpd router that maps the node a port).
 // Every agent is the real process; a pod on one node calls a ClusterIP whose
 // only endpoint is on another node. The first connection goes through a relay
 // (nothing waits for punching); once the two agents have punched, the status
@@ -28,13 +29,13 @@ const NODES = natkinds.sites.filter(s => s.nat !== undefined).map((s, i) => ({
   kind: s.nat?.mode as string,
   clusterIP: `10.96.0.${10 + i}`
 }))
-/** Kinds whose new mappings a peer cannot predict: a pair of two stays relayed. */
+/** Kinds whose new mappings a peer cannot predict: a pair of two stays relayed. ('upnp' is symmetric too, but its router maps a port.) */
 const UNPREDICTABLE = new Set(['symmetric', 'symmetric-port-preserving'])
 /** A bulk-transfer server on sym1 behind this ClusterIP. */
 const BULK_IP = '10.96.0.30'
 
 interface PeerStatus { nodeName?: string, dataPath?: string, dataPathVia?: string }
-interface Status { tunnel: { peers: PeerStatus[] }, nat?: { kind: string, peers?: Array<{ nodeName: string, path: string, transport?: string, reason?: string }> } }
+interface Status { tunnel: { peers: PeerStatus[] }, nat?: { kind: string, portMapping?: { address: string, protocol: string }, peers?: Array<{ nodeName: string, path: string, transport?: string, reason?: string }> } }
 
 describe('hole punching in the natkinds lab', rootOnly, () => {
   let lab: Lab
@@ -102,7 +103,15 @@ describe('hole punching in the natkinds lab', rootOnly, () => {
 
   test('each node knows its NAT kind', async () => {
     const kinds = Object.fromEntries(await Promise.all(NODES.map(async n => [n.node, (await status(n.node)).nat?.kind] as const)))
-    assert.deepEqual(kinds, { fc1: 'cone', ar1: 'cone', pr1: 'cone', sym1: 'symmetric', spp1: 'symmetric', ub1: 'udp-blocked' })
+    assert.deepEqual(kinds, { fc1: 'cone', ar1: 'cone', pr1: 'cone', sym1: 'symmetric', spp1: 'symmetric', ub1: 'udp-blocked', upnp1: 'symmetric' })
+  })
+
+  test('the node behind the miniupnpd router has a port mapped over NAT-PMP at its public address; no other router maps one', async () => {
+    await waitFor('upnp1\'s port mapping', async () => (await status('upnp1')).nat?.portMapping !== undefined, 10_000)
+    const upnp = natkinds.sites.find(s => s.nat?.mode === 'upnp')?.nat?.publicAddress as string
+    assert.match((await status('upnp1')).nat?.portMapping?.address ?? '', new RegExp(`^${upnp.replace(/\./g, '\\.')}:\\d+$`))
+    assert.equal((await status('upnp1')).nat?.portMapping?.protocol, 'NAT-PMP')
+    for (const n of NODES.filter(n => n.node !== 'upnp1')) assert.equal((await status(n.node)).nat?.portMapping, undefined, n.node)
   })
 
   test('every pair but unpredictable↔unpredictable gets a direct path (over TCP where UDP is blocked); the others stay relayed and say why', async () => {

@@ -44,6 +44,7 @@ test('edgemesh status shows the NAT the node is behind, what each relay saw and 
       candidates: ['192.168.1.11:41000', '203.0.113.1:41000'],
       summary: 'cone NAT: one public mapping for every destination, port preserved; answers only from the exact address and port sent to (port-restricted)',
       checkedAt: '2026-12-06T10:00:00.000Z',
+      portMapping: { address: '203.0.113.1:41000', protocol: 'NAT-PMP', since: 0 },
       peers: [
         { nodeName: 'edge-2', path: 'direct', transport: 'udp', address: '198.51.100.7:40211', rttMs: 12, since: 0 },
         { nodeName: 'edge-3', path: 'direct', transport: 'tcp', address: '198.51.100.9:51332', rttMs: 15, since: 0 },
@@ -51,6 +52,7 @@ test('edgemesh status shows the NAT the node is behind, what each relay saw and 
       ]
     }
   }, 0)
+  assert.match(out, /^ {11}port mapped by the router \(NAT-PMP\): 203\.0\.113\.1:41000$/m)
   assert.match(out, /^ +edge-2: direct over UDP to 198\.51\.100\.7:40211, rtt 12ms /m)
   assert.match(out, /^ +edge-3: direct over TCP to 198\.51\.100\.9:51332, rtt 15ms /m)
   assert.match(out, /^ +edge-4: relayed: both nodes are behind symmetric NATs /m)

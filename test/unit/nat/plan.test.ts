@@ -3,30 +3,40 @@ import assert from 'node:assert/strict'
 import { punchPlan, tcpPunchPlan, udpBlocked } from '../../../src/nat/plan.ts'
 import type { PeerNat, TcpMapping } from '../../../src/nat/plan.ts'
 
+const CANDIDATES = [{ host: '198.51.100.1', port: 40000 }]
+
 function nat (kind: PeerNat['kind'], over: Partial<PeerNat> = {}): PeerNat {
-  return { kind, portPreserved: kind !== 'symmetric', filtering: 'port-dependent', candidates: [{ host: '198.51.100.1', port: 40000 }], public: ['198.51.100.1'], ...over }
+  return { kind, portPreserved: kind !== 'symmetric', filtering: 'port-dependent', candidates: CANDIDATES, public: ['198.51.100.1'], ...over }
 }
 
 test('cone and public pairs probe candidates only', () => {
   for (const [a, b] of [['cone', 'cone'], ['public', 'cone'], ['cone', 'public'], ['unknown', 'cone']] as const) {
-    assert.deepEqual(punchPlan(nat(a), nat(b)), { manySockets: false, sprayHosts: [] }, `${a}/${b}`)
+    assert.deepEqual(punchPlan(nat(a), nat(b)), { candidates: CANDIDATES, manySockets: false, sprayHosts: [] }, `${a}/${b}`)
   }
 })
 
 test('symmetric against a port-restricted cone: the symmetric side opens many sockets, the cone side sprays', () => {
-  assert.deepEqual(punchPlan(nat('symmetric'), nat('cone')), { manySockets: true, sprayHosts: [] })
-  assert.deepEqual(punchPlan(nat('cone'), nat('symmetric', { public: ['203.0.113.2'] })), { manySockets: false, sprayHosts: ['203.0.113.2'] })
+  assert.deepEqual(punchPlan(nat('symmetric'), nat('cone')), { candidates: CANDIDATES, manySockets: true, sprayHosts: [] })
+  assert.deepEqual(punchPlan(nat('cone'), nat('symmetric', { public: ['203.0.113.2'] })), { candidates: CANDIDATES, manySockets: false, sprayHosts: ['203.0.113.2'] })
 })
 
 test('a cone that admits any port of an address needs no birthday probing', () => {
   const open = nat('cone', { filtering: 'port-independent' })
-  assert.deepEqual(punchPlan(nat('symmetric'), open), { manySockets: false, sprayHosts: [] })
-  assert.deepEqual(punchPlan(open, nat('symmetric')), { manySockets: false, sprayHosts: [] })
-  assert.deepEqual(punchPlan(nat('symmetric'), nat('public')), { manySockets: false, sprayHosts: [] })
+  assert.deepEqual(punchPlan(nat('symmetric'), open), { candidates: CANDIDATES, manySockets: false, sprayHosts: [] })
+  assert.deepEqual(punchPlan(open, nat('symmetric')), { candidates: CANDIDATES, manySockets: false, sprayHosts: [] })
+  assert.deepEqual(punchPlan(nat('symmetric'), nat('public')), { candidates: CANDIDATES, manySockets: false, sprayHosts: [] })
 })
 
 test('a symmetric NAT keeping ports is punched as a cone', () => {
-  assert.deepEqual(punchPlan(nat('symmetric', { portPreserved: true }), nat('symmetric', { portPreserved: true })), { manySockets: false, sprayHosts: [] })
+  assert.deepEqual(punchPlan(nat('symmetric', { portPreserved: true }), nat('symmetric', { portPreserved: true })), { candidates: CANDIDATES, manySockets: false, sprayHosts: [] })
+})
+
+test('a port the router mapped: punched as a public node; the mapped side probes only the peer\'s mapped port, else just answers', () => {
+  const mapped = { host: '198.51.100.9', port: 41000 }
+  // Two symmetric NATs, one with a mapping: no birthday probing either way.
+  assert.deepEqual(punchPlan(nat('symmetric'), nat('symmetric', { routerMapping: mapped })), { candidates: CANDIDATES, manySockets: false, sprayHosts: [] })
+  assert.deepEqual(punchPlan(nat('symmetric', { routerMapping: mapped }), nat('symmetric')), { candidates: [], manySockets: false, sprayHosts: [] })
+  assert.deepEqual(punchPlan(nat('cone', { routerMapping: mapped }), nat('cone', { routerMapping: { host: '203.0.113.7', port: 42000 } })), { candidates: [{ host: '203.0.113.7', port: 42000 }], manySockets: false, sprayHosts: [] })
 })
 
 test('pairs that cannot punch are refused with the reason', () => {
