@@ -307,8 +307,8 @@ async function natCheck (input: DoctorInput): Promise<CheckResult> {
   if (relays.length === 0) return { id: 'nat', title, status: 'skip', detail: 'no other relay to ask' }
   const r = await new NatDiscovery({ logger: noopLogger, metrics: new NatMetrics(new Registry()) }, { relays }).check()
   const detail = `${r.kind}: ${r.summary}${r.mapped.length > 0 ? ` (seen as ${r.mapped.map(m => `${m.address} by ${m.relay}`).join(', ')})` : ''}`
-  if (r.kind === 'udp-blocked') return { id: 'nat', title, status: 'warn', detail, fix: `open UDP ${t.listenPort} to the relays as well as TCP (the reflector that tells nodes their NAT listens there)` }
-  if (r.kind === 'symmetric') return { id: 'nat', title, status: 'warn', detail: `${detail}; traffic to peers behind symmetric NATs stays on the relays`, fix: 'a router that keeps one mapping per local port (most home routers; Linux masquerade without random) gives direct paths' }
+  if (r.kind === 'udp-blocked') return { id: 'nat', title, status: 'warn', detail: `${detail}; direct paths to peers are punched over TCP (simultaneous open), one TCP connection per peer`, fix: `open UDP ${t.listenPort} to the relays as well as TCP (the reflector that tells nodes their NAT listens there), and outbound UDP for punched paths` }
+  if (r.kind === 'symmetric') return { id: 'nat', title, status: 'warn', detail: `${detail}; traffic to peers behind symmetric NATs stays on the relays unless the router maps this node a port`, fix: 'enable NAT-PMP, PCP or UPnP on the router (the agent asks for a mapping: dataPath.holePunch.portMapping), or use a router that keeps one mapping per local port (most home routers; Linux masquerade without random)' }
   return { id: 'nat', title, status: 'pass', detail }
 }
 
