@@ -2,10 +2,13 @@
 // that look like ours with a wrong MAC, a captured `open` replayed from
 // another address, and an authenticated peer opening streams without end.
 // Nothing is answered that did not prove the PSK from the link's own address,
-// the stream cap holds, and the link still serves its peer afterwards.
+// the stream cap holds, and the link still serves its peer afterwards. Then
+// TCP punching's connections against strangers (the mux's own caps and broken
+// frames are in test/integration/nat/tcp-mux.test.ts).
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import dgram from 'node:dgram'
+import { createServer, type AddressInfo, type Server, type Socket } from 'node:net'
 import { once } from 'node:events'
 import { randomBytes } from 'node:crypto'
 import { duplexPair, type Duplex } from 'node:stream'
@@ -13,7 +16,9 @@ import { Registry } from 'prom-client'
 import { DirectPathMetrics, DirectPaths } from '../../src/nat/index.ts'
 import type { NatReport } from '../../src/nat/index.ts'
 import { encodePunch, punchKey } from '../../src/nat/punch-wire.ts'
+import { startTcpPunch } from '../../src/nat/tcp-punch.ts'
 import { noopLogger } from '../../src/observability/logger.ts'
+import { freePort } from '../helpers/net.ts'
 
 const PNET = randomBytes(32)
 
@@ -106,4 +111,54 @@ describe('punching socket under abuse', () => {
     for (const s of opened) s.destroy()
     for (const s of served.splice(0)) s.destroy()
   })
+})
+
+// TCP punching (a UDP-blocked site): every connection a punch opens must prove
+// the PSK in its first frame. A stranger that answers the SYNs (a listener on
+// the peer's endpoint, or a guessed simultaneous open) and then sends garbage,
+// a huge length, a probe MACed with another key, or nothing, is dropped, and
+// its connection is never offered as the path.
+describe('TCP punching against strangers', () => {
+  const KEY = punchKey(PNET)
+  const LINK = randomBytes(8)
+
+  async function stranger (behaviour: (socket: Socket) => void): Promise<{ server: Server, port: number, closed: Promise<number> }> {
+    const server = createServer(behaviour)
+    await new Promise<void>(resolve => server.listen(0, '127.0.0.1', resolve))
+    let closedCount = 0
+    let done: (n: number) => void = () => {}
+    const closed = new Promise<number>(resolve => { done = resolve })
+    // Read: a paused socket would not see the punch side's end.
+    server.on('connection', socket => { socket.on('error', () => {}); socket.resume(); socket.once('close', () => { closedCount++; done(closedCount) }) })
+    return { server, port: (server.address() as AddressInfo).port, closed }
+  }
+
+  const frame = (bytes: Buffer): Buffer => Buffer.concat([Buffer.from([bytes.length >> 8, bytes.length & 255]), bytes])
+
+  for (const [what, behaviour] of [
+    ['garbage', (s: Socket) => { s.write(randomBytes(300)) }],
+    ['a length of 65535', (s: Socket) => { s.write(Buffer.from([0xff, 0xff, 1, 2, 3])) }],
+    ['a probe MACed with another PSK', (s: Socket) => { s.write(frame(encodePunch(punchKey(randomBytes(32)), { type: 'probe', link: LINK, node: 'peer', nonce: 7 }))) }],
+    ['an ack MACed with another PSK', (s: Socket) => { s.write(frame(encodePunch(punchKey(randomBytes(32)), { type: 'ack', link: LINK, node: 'peer', nonce: 7 }))) }],
+    ['nothing', () => {}]
+  ] as const) {
+    test(`a stranger sending ${what} is dropped within 2 s, on both sides of the punch`, async () => {
+      for (const controlling of [true, false]) {
+        const s = await stranger(behaviour)
+        const localPort = await freePort()
+        const attempt = startTcpPunch({ key: KEY, link: LINK, me: 'me', peer: 'peer', controlling, localPort, targets: [{ host: '127.0.0.1', port: s.port }], extraSockets: 0 })
+        const t0 = Date.now()
+        try {
+          const proven = await Promise.race([attempt.proven, s.closed.then(() => 'closed' as const)])
+          assert.equal(proven, 'closed', `controlling ${String(controlling)}: the stranger's connection was taken as the path`)
+          assert.ok(Date.now() - t0 < 3000, `dropped after ${Date.now() - t0} ms`)
+          assert.ok(attempt.opened() >= 1)
+          assert.equal(attempt.answered(7), undefined)
+        } finally {
+          attempt.finish()
+          s.server.close()
+        }
+      }
+    })
+  }
 })
