@@ -115,6 +115,8 @@ await paths.start()
 const discovery = new NatDiscovery({ logger: noopLogger, metrics: new NatMetrics(new Registry()) }, { relays, datagrams: () => paths.datagrams() })
 const report = await discovery.check()
 nat.report = report
+// The router's port mapping, as an agent asks for it after its NAT check (start-up, not the punch's time).
+await paths.mapPort()
 
 if (!initiator) {
   const channel = rendezvous()

@@ -155,17 +155,18 @@ export class DirectPaths implements Component {
     this.#mapTimer = setTimeout(() => {
       if (this.#stopped) return
       if (this.#nat() === undefined) { this.#mapWhenChecked(200); return }
-      this.#mapped().then(() => { this.#mapWhenChecked(REMAP_MS) }, () => { this.#mapWhenChecked(REMAP_MS) })
+      this.mapPort().then(() => { this.#mapWhenChecked(REMAP_MS) }, () => { this.#mapWhenChecked(REMAP_MS) })
     }, ms)
     this.#mapTimer.unref()
   }
 
   /**
    * A port mapping from the router, when this node is behind a NAT and has
-   * none: asked for now unless a router gave none lately; a punch waits for
-   * the answer (a few seconds at most), so that even the first one uses it.
+   * none: asked for now unless a router gave none lately. Resolves once the
+   * router answered or did not (2 s at most); a punch waits for it, so that
+   * even the first one after start uses the mapping.
    */
-  async #mapped (): Promise<void> {
+  async mapPort (): Promise<void> {
     const report = this.#nat()
     const mapper = this.#mapper
     const port = this.#socket?.address().port
@@ -302,7 +303,7 @@ export class DirectPaths implements Component {
   // --- rendezvous --------------------------------------------------------------
 
   async #initiate (peer: string, signal: AbortSignal): Promise<void> {
-    await this.#mapped()
+    await this.mapPort()
     const mine = this.#mine()
     if (mine === undefined) throw new Error('this node\'s NAT is not known yet')
     this.#setStatus(peer, { path: 'punching' })
@@ -337,7 +338,7 @@ export class DirectPaths implements Component {
   #answer (peer: string, channel: Duplex): void {
     const lines = lineReader(channel)
     lines.next(10_000).then(async request => {
-      await this.#mapped()
+      await this.mapPort()
       const mine = this.#mine()
       const link = typeof request.link === 'string' && /^[0-9a-f]{16}$/.test(request.link) ? Buffer.from(request.link, 'hex') : undefined
       if (link === undefined) throw new Error('bad request')

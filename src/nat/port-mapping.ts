@@ -24,7 +24,7 @@ export interface PortMappingStatus {
 }
 
 export interface PortMapperInit {
-  /** How long each protocol gets to answer. @default 2000 */
+  /** How long each protocol gets to answer (a router on the LAN answers in milliseconds). @default 1000 */
   timeoutMs?: number
   /** The lifetime asked for; renewed at half of it. @default 7200 */
   lifetimeSeconds?: number
@@ -49,7 +49,7 @@ export class PortMapper {
 
   constructor (deps: { logger: Logger }, init: PortMapperInit = {}) {
     this.#log = deps.logger
-    this.#init = { timeoutMs: 2000, lifetimeSeconds: 7200, route: defaultRoute, ...init }
+    this.#init = { timeoutMs: 1000, lifetimeSeconds: 7200, route: defaultRoute, ...init }
   }
 
   current (): PortMappingStatus | undefined {
