@@ -13,8 +13,9 @@
 //
 // The initiator prints one JSON line: { ok, ms, reason, kind, peerKind } (`ms`
 // from asking for a direct path to the path proven both ways, then a ping
-// echoed over a stream on it). The responder prints `ready` and echoes
-// streams until it is stopped.
+// echoed over a stream on it; both sides have done their NAT checks and asked
+// their routers for a port mapping before). The responder prints `ready` and
+// echoes streams until it is stopped.
 import { connect } from 'node:net'
 import { readPnetKey } from '../../src/mesh/psk.ts'
 import { connectWithin } from '../../src/net/connect.ts'
@@ -125,6 +126,8 @@ if (!initiator) {
   // Echoes streams until stopped.
   process.on('SIGTERM', () => { paths.stop().finally(() => process.exit(0)) })
 } else {
+  // Paired with the responder once it is ready: both start at once, and the clock starts here.
+  await rendezvous()
   const t0 = performance.now()
   paths.want(peer)
   const deadline = t0 + Number(opt.timeout)

@@ -88,8 +88,11 @@ try {
         const common = ['--signal', '198.18.0.10:7000', '--session', session, '--relays', RELAYS, '--key', key, '--psk', join(dir, 'psk')]
         const responder: LabProcess = lab.spawn(resp.node, [process.execPath, PEER, '--name', resp.node, '--peer', init.node, '--role', 'responder', ...common], { name: `resp-${session}` })
         try {
-          await responder.waitForOutput(/ready/, 10_000)
-          const r = await lab.exec(init.node, [process.execPath, PEER, '--name', init.node, '--peer', resp.node, '--role', 'initiator', ...common])
+          // Both start at once; the initiator's clock starts when the signal server has paired it with the ready responder.
+          const [r] = await Promise.all([
+            lab.exec(init.node, [process.execPath, PEER, '--name', init.node, '--peer', resp.node, '--role', 'initiator', ...common]),
+            responder.waitForOutput(/ready/, 15_000)
+          ])
           const line = r.stdout.trim().split('\n').pop() ?? ''
           const parsed = line.startsWith('{') ? JSON.parse(line) as { ok: boolean, ms?: number, reason: string } : { ok: false, reason: `peer.ts failed: ${r.stderr.slice(-300)}` }
           const [first, second] = NODES.indexOf(a) < NODES.indexOf(b) ? [a, b] : [b, a]
