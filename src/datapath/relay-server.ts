@@ -3,9 +3,10 @@
  * and a peer that cannot reach a node directly asks to be joined to one of
  * them (`join`); the two sockets are then spliced byte for byte, the TLS
  * handshake running end to end through the splice. A node may also ask where
- * its connection came from (`reflect`: its public TCP endpoint). Both requests carry a MAC
- * over this relay's nonce keyed by the PSK. Limits keep one busy node from
- * taking the relay's capacity from the others.
+ * its connection came from (`reflect`: its public TCP endpoint, for TCP
+ * punching). Every request carries a MAC over this relay's nonce keyed by the
+ * PSK. Limits keep one busy node from taking the relay's capacity from the
+ * others.
  */
 import { randomBytes } from 'node:crypto'
 import type { Socket } from 'node:net'
