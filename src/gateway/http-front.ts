@@ -38,7 +38,10 @@ export interface HttpFront {
 }
 
 export function createHttpFront (o: HttpFrontOptions): HttpFront {
-  const h1 = http.createServer(o.http)
+  // `Upgrade: h2c` (curl --http2 on http://) is declined, as RFC 9113 lets a server do: the request
+  // is answered over HTTP/1.1 and routed like any other. Taken as an upgrade, the connection would
+  // be spliced to the first request's backend, and a redirect route could not answer it.
+  const h1 = http.createServer({ ...o.http, shouldUpgradeCallback: req => upgradesTo(req).some(p => p !== 'h2c') })
   h1.on('request', o.onRequest)
   h1.on('upgrade', o.onUpgrade)
   h1.on('clientError', o.onClientError)
@@ -89,4 +92,11 @@ function sniff (socket: net.Socket, h1: http.Server, h2: http2.Http2Server, time
     process.nextTick(() => socket.resume())
   })
   socket.on('error', () => {})
+}
+
+/** The protocols a request asks to upgrade to (`Connection: Upgrade` with `Upgrade: …`), lower case. */
+function upgradesTo (req: http.IncomingMessage): string[] {
+  const connection = String(req.headers.connection ?? '').toLowerCase().split(',').map(t => t.trim())
+  if (!connection.includes('upgrade')) return []
+  return String(req.headers.upgrade ?? '').toLowerCase().split(',').map(p => p.trim().split('/')[0] ?? '').filter(p => p !== '')
 }

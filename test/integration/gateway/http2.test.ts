@@ -132,6 +132,7 @@ describe('edgemesh gateway: HTTP/2 and gRPC, cleartext and TLS', () => {
           hosts: ['*'],
           http: [
             { match: [{ uri: { prefix: '/echo.Echo/' } }], route: [{ destination: { host: 'echo' } }], headers: { request: { set: { 'x-via': 'istio' } } } },
+            { match: [{ uri: { prefix: '/moved' } }], redirect: { uri: '/new' } },
             { route: [{ destination: { host: 'web' } }] }
           ]
         }
@@ -197,6 +198,11 @@ describe('edgemesh gateway: HTTP/2 and gRPC, cleartext and TLS', () => {
     assert.equal(overTls.stdout, `web /tls over HTTP/1.1 host grpc.example.com:${ports.tls} 2`, overTls.stderr)
     const h1 = await run('curl', ['-s', '--http1.1', '-w', ' %{http_version}', `http://127.0.0.1:${ports.h2c}/old`])
     assert.equal(h1.stdout, `web /old over HTTP/1.1 host 127.0.0.1:${ports.h2c} 1.1`, 'HTTP/1.1 keeps working on the same port')
+  })
+
+  test('curl --http2 on http:// (Upgrade: h2c) is answered over HTTP/1.1 and routed per request: a redirect route answers, the next request on the connection is routed too', async () => {
+    const r = await run('curl', ['-s', '--http2', '-w', '%{http_code} %{http_version} %{redirect_url}\n', `http://127.0.0.1:${ports.h2c}/moved`, `http://127.0.0.1:${ports.h2c}/after`])
+    assert.equal(r.stdout, `301 1.1 http://127.0.0.1:${ports.h2c}/new\nweb /after over HTTP/1.1 host 127.0.0.1:${ports.h2c}200 1.1 \n`, r.stderr)
   })
 
   test('a Gateway API GRPCRoute: method and header matches, header filter', async () => {
