@@ -1,12 +1,13 @@
 // The gateway's listeners (HTTP/1.1, HTTP/2, TLS passthrough) under garbage, silent,
-// oversized and departing clients: each is closed by its deadline or cap, and
-// the gateway keeps serving. The `edgemesh gateway` process, standalone file.
+// oversized and departing clients, and HTTP/2 stream floods: each is closed by
+// its deadline or cap, and the gateway keeps serving. The `edgemesh gateway` process, standalone file.
 import { describe, test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import http from 'node:http'
+import http2 from 'node:http2'
 import { once } from 'node:events'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -100,5 +101,41 @@ describe('gateway listeners under abuse', () => {
     assertClosed(half, 100, { minMs: DEADLINE_MS - 1000, maxMs: DEADLINE_MS + MARGIN_MS })
     assertClosed(garbage, 100, { maxMs: 3000 })
     await serving()
+  })
+
+  test('HTTP/2: a client resetting streams as fast as it opens them (rapid reset) is sent away; a thousand streams on one session are all answered', async () => {
+    const flooder = http2.connect(`http://127.0.0.1:${ports.http}`)
+    flooder.on('error', () => {})
+    const goaway = new Promise<number>(resolve => flooder.once('goaway', (code: number) => resolve(code)))
+    await once(flooder, 'connect')
+    let opened = 0
+    for (; opened < 50_000 && !flooder.closed && !flooder.destroyed; opened++) {
+      try {
+        const r = flooder.request({ ':path': '/' })
+        r.on('error', () => {})
+        r.close(http2.constants.NGHTTP2_CANCEL)
+      } catch {
+        break
+      }
+      if (opened % 500 === 0) await new Promise(resolve => setImmediate(resolve))
+    }
+    // Node's HTTP/2 server ends such a session with GOAWAY long before 50,000 streams.
+    const code = await Promise.race([goaway, new Promise<undefined>(resolve => setTimeout(() => resolve(undefined), 5000))])
+    flooder.destroy()
+    assert.notEqual(code, undefined, `no GOAWAY after ${opened} opened and reset streams`)
+    await serving()
+
+    const session = http2.connect(`http://127.0.0.1:${ports.http}`)
+    session.on('error', () => {})
+    try {
+      const answers = await Promise.all(Array.from({ length: 1000 }, async () => await new Promise<string>((resolve, reject) => {
+        const r = session.request({ ':path': '/' })
+        let body = ''
+        r.setEncoding('utf8').on('data', (d: string) => { body += d }).on('end', () => resolve(body)).on('error', reject)
+      })))
+      assert.equal(answers.filter(b => b === 'ok').length, 1000)
+    } finally {
+      session.destroy()
+    }
   })
 })
