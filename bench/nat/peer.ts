@@ -18,9 +18,9 @@
 // echoes streams until it is stopped.
 import { connect } from 'node:net'
 import { readPnetKey } from '../../src/mesh/psk.ts'
-import { connectWithin } from '../../src/net/connect.ts'
-import { readLine } from '../../src/datapath/socket-io.ts'
-import { jsonLine, RELAY_HELLO, relayControlKey, relayMac } from '../../src/datapath/wire.ts'
+import { DataPathMetrics } from '../../src/datapath/metrics.ts'
+import { Parking, relayRequest } from '../../src/datapath/parking.ts'
+import { DataPathKeys } from '../../src/datapath/wire.ts'
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { parseArgs } from 'node:util'
@@ -52,29 +52,10 @@ const relays = (opt.relays as string).split(',').map(r => {
   return { nodeName, addresses: [{ host, port: Number(port) }] }
 })
 
-const relayKey = relayControlKey(await readPnetKey(opt.psk as string))
-
-/** The relays' answer to `reflect` from `localPort`, as the data path asks it (Parking.reflect). */
-async function reflect (localPort: number): Promise<Array<{ relay: string, host: string, port: number }>> {
-  const seen = await Promise.all(relays.map(async r => {
-    const address = r.addresses[0] as { host: string, port: number }
-    const raw = await connectWithin({ host: address.host, port: address.port, localPort }, 1000).catch(() => undefined)
-    if (raw === undefined) return []
-    try {
-      raw.write(RELAY_HELLO)
-      const nonce = Buffer.from(await readLine(raw, 2000), 'hex')
-      const request = { op: 'reflect', node: name }
-      raw.write(jsonLine({ ...request, mac: relayMac(relayKey, nonce, request) }))
-      const m = /^seen ([\d.]+):(\d+)$/.exec(await readLine(raw, 2000))
-      return m === null ? [] : [{ relay: r.nodeName, host: m[1] as string, port: Number(m[2]) }]
-    } catch {
-      return []
-    } finally {
-      raw.destroy()
-    }
-  }))
-  return seen.flat()
-}
+// The data path's own relay client, without parking: `reflect` as the agent asks it.
+const keys = new DataPathKeys(await readPnetKey(opt.psk as string))
+const parking = new Parking({ logger: noopLogger, metrics: new DataPathMetrics(new Registry()), request: async (raw, request) => await relayRequest(raw, keys, request), handOver: socket => { socket.destroy() } }, { nodeName: name })
+parking.setRelays(relays.map(r => ({ nodeName: r.nodeName, address: r.addresses[0] as { host: string, port: number } })))
 
 /** This node's NAT, once checked (DirectPaths asks for it). */
 const nat: { report?: NatReport } = {}
@@ -109,7 +90,7 @@ const paths = new DirectPaths({
     openChannel: async () => await rendezvous(),
     handleChannel: (_channel, handler) => { channelHandler = handler },
     serve: stream => { stream.pipe(stream) },
-    reflect
+    reflect: async (localPort, signal) => await parking.reflect(localPort, 1000, signal)
   }
 }, { nodeName: name, pnetKey: Buffer.from(opt.key as string, 'hex'), host: '0.0.0.0', portMapping: true })
 await paths.start()

@@ -25,10 +25,10 @@ import type { SecureContext, TLSSocket } from 'node:tls'
 import type { Registry } from 'prom-client'
 import type { Logger } from '../observability/logger.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
-import { cipherPreference, CONTROL_TIMEOUT_MS, DataPathKeys, KEY_EXCHANGE_GROUP, jsonLine, pairIdentity, parseChannelRequest, parseIdentity, parseTargetRequest, RELAY_HELLO, RELAY_MAGIC } from './wire.ts'
+import { cipherPreference, CONTROL_TIMEOUT_MS, DataPathKeys, KEY_EXCHANGE_GROUP, jsonLine, pairIdentity, parseChannelRequest, parseIdentity, parseTargetRequest, RELAY_MAGIC } from './wire.ts'
 import { peekFirstRecord, peekUntil, readLine, untilAborted } from './socket-io.ts'
 import { ResumableSessions, SESSION_MAGIC } from './sessions.ts'
-import { Parking } from './parking.ts'
+import { Parking, relayRequest } from './parking.ts'
 import type { DataPathInit, DataPathKind, DataPathPeer, HostPort, PeerRoute, PunchedPaths } from './types.ts'
 import { SharedPort } from './shared-port.ts'
 import { connectWithin } from '../net/connect.ts'
@@ -505,10 +505,7 @@ export class DataPath {
   }
 
   async #relayRequest (raw: Socket, request: { op: 'join' | 'park' | 'reflect', node: string, target?: string }): Promise<string> {
-    raw.write(RELAY_HELLO)
-    const nonce = Buffer.from(await readLine(raw, CONTROL_TIMEOUT_MS), 'hex')
-    raw.write(jsonLine({ ...request, mac: this.#keys.relayMac(nonce, request) }))
-    return await readLine(raw, CONTROL_TIMEOUT_MS)
+    return await relayRequest(raw, this.#keys, request)
   }
 
   /** A parked connection a peer joined through a relay: its TLS handshake, or a session of a punched path carrying on. */

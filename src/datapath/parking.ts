@@ -12,6 +12,7 @@ import type { DataPathMetrics } from './metrics.ts'
 import { connectWithin } from '../net/connect.ts'
 import { readLine, untilAborted } from './socket-io.ts'
 import type { HostPort } from './types.ts'
+import { CONTROL_TIMEOUT_MS, jsonLine, RELAY_HELLO, type DataPathKeys } from './wire.ts'
 
 const net = process.getBuiltinModule('node:net')
 
@@ -26,6 +27,14 @@ export interface ParkingDeps {
   request: (raw: Socket, request: { op: 'park' | 'reflect', node: string }) => Promise<string>
   /** A parked connection a peer joined: it is the data path's from here on. */
   handOver: (socket: Socket) => void
+}
+
+/** Sends a MACed relay request on `raw` (the hello, the relay's nonce, the request line) and returns the relay's answer line. */
+export async function relayRequest (raw: Socket, keys: Pick<DataPathKeys, 'relayMac'>, request: { op: 'join' | 'park' | 'reflect', node: string, target?: string }): Promise<string> {
+  raw.write(RELAY_HELLO)
+  const nonce = Buffer.from(await readLine(raw, CONTROL_TIMEOUT_MS), 'hex')
+  raw.write(jsonLine({ ...request, mac: keys.relayMac(nonce, request) }))
+  return await readLine(raw, CONTROL_TIMEOUT_MS)
 }
 
 export class Parking {
