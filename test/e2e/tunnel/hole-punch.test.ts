@@ -167,26 +167,36 @@ describe('hole punching in the natkinds lab', rootOnly, () => {
     assert.equal(await splices(), before)
   })
 
-  test('relays\' uplinks shaped to 20 Mbit/s: a cone ↔ symmetric transfer runs at the direct path\'s speed, and no relay carries it', async (t) => {
+  /** With both relays' uplinks shaped to 20 Mbit/s, `client` downloads 20 MB from sym1 over their punched path: faster than the relays, and no relay splices it. */
+  async function shapedTransfer (t: { diagnostic: (m: string) => void }, client: string): Promise<void> {
     for (const relay of ['relay1', 'relay2']) {
       const r = await lab.exec(relay, ['tc', 'qdisc', 'replace', 'dev', 'eth0', 'root', 'tbf', 'rate', '20mbit', 'burst', '32kb', 'latency', '50ms'])
       assert.equal(r.code, 0, r.stderr)
     }
     try {
-      // pr1 (port-restricted cone) ↔ sym1 (symmetric) were punched above, with birthday probing.
-      await call('pr1', (NODES.find(n => n.node === 'sym1') as { clusterIP: string }).clusterIP)
+      await call(client, (NODES.find(n => n.node === 'sym1') as { clusterIP: string }).clusterIP)
       const before = await splices()
-      const r = await lab.exec('pr1', workload('bulk', 'client', `${BULK_IP}:5201`, 'down', '--bytes', '20000000'), { pod: 'client' })
+      const r = await lab.exec(client, workload('bulk', 'client', `${BULK_IP}:5201`, 'down', '--bytes', '20000000'), { pod: 'client' })
       assert.equal(r.code, 0, r.stderr)
       const result = JSON.parse(r.stdout) as { bitsPerSecond: number, bytes: number }
       assert.equal(result.bytes, 20_000_000)
-      t.diagnostic(`20 MB pr1 ← sym1 over the punched path: ${(result.bitsPerSecond / 1e6).toFixed(0)} Mbit/s`)
+      t.diagnostic(`20 MB ${client} ← sym1 over the punched path: ${(result.bitsPerSecond / 1e6).toFixed(0)} Mbit/s`)
       assert.ok(result.bitsPerSecond > 40e6, `${(result.bitsPerSecond / 1e6).toFixed(1)} Mbit/s: no faster than the relays' 20 Mbit/s`)
       assert.equal(await splices(), before, 'a relay spliced the transfer')
-      assert.equal((await status('pr1')).tunnel.peers.find(p => p.nodeName === 'sym1')?.dataPath, 'punched')
+      assert.equal((await status(client)).tunnel.peers.find(p => p.nodeName === 'sym1')?.dataPath, 'punched')
     } finally {
       for (const relay of ['relay1', 'relay2']) await lab.exec(relay, ['tc', 'qdisc', 'del', 'dev', 'eth0', 'root'])
     }
+  }
+
+  test('relays\' uplinks shaped to 20 Mbit/s: a cone ↔ symmetric transfer runs at the direct path\'s speed, and no relay carries it', async (t) => {
+    // pr1 (port-restricted cone) ↔ sym1 (symmetric) were punched above, with birthday probing.
+    await shapedTransfer(t, 'pr1')
+  })
+
+  test('the same over a punched TCP path: UDP-blocked ↔ symmetric', async (t) => {
+    // ub1 ↔ sym1 were punched above over TCP, with birthday SYNs.
+    await shapedTransfer(t, 'ub1')
   })
 
   /**
