@@ -58,7 +58,7 @@ export function renderStatus (st: Status, now = Date.now()): string {
     if (n.mapped.length > 0) lines.push(`           seen as ${n.mapped.map(m => `${m.address} by ${m.relay}`).join(', ')}; candidates ${n.candidates.join(', ') || '-'}`)
     if (n.portMapping !== undefined) lines.push(`           port mapped by the router (${n.portMapping.protocol}): ${n.portMapping.address}`)
     for (const p of n.peers ?? []) {
-      lines.push(`           ${p.nodeName}: ${p.path === 'direct' ? `direct over ${p.transport === 'tcp' ? 'TCP' : 'UDP'} to ${p.address ?? '?'}${p.rttMs !== undefined ? `, rtt ${p.rttMs}ms` : ''}` : p.path === 'punching' ? 'punching' : `relayed: ${p.reason ?? '?'}`} (since ${ago(now - p.since)})`)
+      lines.push(`           ${p.nodeName}: ${p.path === 'direct' ? `direct over ${p.over === 'tcp' ? 'TCP' : 'UDP'} to ${p.address ?? '?'}${p.rttMs !== undefined ? `, rtt ${p.rttMs}ms` : ''}` : p.path === 'punching' ? 'punching' : `relayed: ${p.reason ?? '?'}`} (since ${ago(now - p.since)})`)
     }
   }
   if (st.gateway !== undefined) {

@@ -475,7 +475,7 @@ export class DirectPaths implements Component {
     this.#links.set(peer, link)
     this.#retryAt.delete(peer)
     this.#metrics.links.set(this.#links.size)
-    this.#setStatus(peer, { path: 'direct', transport: parts.tcp === undefined ? 'udp' : 'tcp', address: `${parts.remote.host}:${parts.remote.port}`, rttMs })
+    this.#setStatus(peer, { path: 'direct', over: parts.tcp === undefined ? 'udp' : 'tcp', address: `${parts.remote.host}:${parts.remote.port}`, rttMs })
     return link
   }
 

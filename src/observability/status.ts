@@ -96,7 +96,7 @@ export interface NatPeerStatus {
   /** `direct`: a proven path carries new connections; `relayed`: they go through relays (see `reason`); `punching`: under way. */
   path: 'direct' | 'relayed' | 'punching'
   /** What a direct path runs on: UDP, or TCP where a site blocks UDP. */
-  transport?: 'udp' | 'tcp'
+  over?: 'udp' | 'tcp'
   address?: string
   rttMs?: number
   /** Why the pair is relayed (both symmetric, UDP blocked, the last punch failed…). */

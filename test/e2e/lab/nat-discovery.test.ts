@@ -83,6 +83,6 @@ describe('NAT discovery in the seed lab', rootOnly, () => {
   test('edgemesh doctor on edge-b1 says the same, as a warning with the fix', async () => {
     const r = await lab.exec('edge-b1', [process.execPath, entry, 'doctor', '--config-file', join(dir, 'agent.yaml')])
     assert.match(r.stdout, /! NAT: symmetric: symmetric NAT: a new public port for every destination/)
-    assert.match(r.stdout, /fix: a router that keeps one mapping per local port/)
+    assert.match(r.stdout, /fix: enable NAT-PMP, PCP or UPnP on the router .*, or use a router that keeps one mapping per local port/)
   })
 })

@@ -35,7 +35,7 @@ const UNPREDICTABLE = new Set(['symmetric', 'symmetric-port-preserving'])
 const BULK_IP = '10.96.0.30'
 
 interface PeerStatus { nodeName?: string, dataPath?: string, dataPathVia?: string }
-interface Status { tunnel: { peers: PeerStatus[] }, nat?: { kind: string, portMapping?: { address: string, protocol: string }, peers?: Array<{ nodeName: string, path: string, transport?: string, reason?: string }> } }
+interface Status { tunnel: { peers: PeerStatus[] }, nat?: { kind: string, portMapping?: { address: string, protocol: string }, peers?: Array<{ nodeName: string, path: string, over?: string, reason?: string }> } }
 
 describe('hole punching in the natkinds lab', rootOnly, () => {
   let lab: Lab
@@ -250,7 +250,7 @@ describe('hole punching in the natkinds lab', rootOnly, () => {
   test('a punched TCP path cut mid-transfer: the same, over TCP', async (t) => {
     // ub1 ↔ sym1 were punched above (TCP, birthday SYNs); ub1's router starts dropping sym1's public address, not the relays'.
     const symPublic = natkinds.sites.find(s => s.nodes.some(n => n.name === 'sym1'))?.nat?.publicAddress as string
-    assert.equal((await status('ub1')).nat?.peers?.find(p => p.nodeName === 'sym1')?.transport, 'tcp')
+    assert.equal((await status('ub1')).nat?.peers?.find(p => p.nodeName === 'sym1')?.over, 'tcp')
     await cutMidTransfer(t, 'ub1', 'nat-ub', `ip saddr ${symPublic} drop; add rule inet emcut cut ip daddr ${symPublic} drop`)
   })
 })

@@ -46,8 +46,8 @@ test('edgemesh status shows the NAT the node is behind, what each relay saw and 
       checkedAt: '2026-12-06T10:00:00.000Z',
       portMapping: { address: '203.0.113.1:41000', protocol: 'NAT-PMP', since: 0 },
       peers: [
-        { nodeName: 'edge-2', path: 'direct', transport: 'udp', address: '198.51.100.7:40211', rttMs: 12, since: 0 },
-        { nodeName: 'edge-3', path: 'direct', transport: 'tcp', address: '198.51.100.9:51332', rttMs: 15, since: 0 },
+        { nodeName: 'edge-2', path: 'direct', over: 'udp', address: '198.51.100.7:40211', rttMs: 12, since: 0 },
+        { nodeName: 'edge-3', path: 'direct', over: 'tcp', address: '198.51.100.9:51332', rttMs: 15, since: 0 },
         { nodeName: 'edge-4', path: 'relayed', reason: 'both nodes are behind symmetric NATs', since: 0 }
       ]
     }
