@@ -184,19 +184,22 @@ export class DirectPaths implements Component {
 
   /** The router's port mapped to the socket, at the public address the relays saw. */
   portMapping (): { address: string, protocol: string, since: number } | undefined {
+    const at = this.#routerMapping()
     const m = this.#mapper?.current()
+    return at === undefined || m === undefined ? undefined : { address: `${at.host}:${at.port}`, protocol: m.protocol, since: m.since }
+  }
+
+  #routerMapping (): UdxAddress | undefined {
+    const port = this.#mapper?.current()?.port
     const mapped = this.#nat()?.mapped[0]?.address
-    if (m === undefined || mapped === undefined) return undefined
-    return { address: `${mapped.slice(0, mapped.lastIndexOf(':'))}:${m.port}`, protocol: m.protocol, since: m.since }
+    return port === undefined || mapped === undefined ? undefined : { host: mapped.slice(0, mapped.lastIndexOf(':')), port }
   }
 
   /** This node's NAT as the rendezvous tells it: the check, and the port mapping if any. */
   #mine (): (NatReport & { routerMapping?: UdxAddress }) | undefined {
     const report = this.#nat()
-    const m = this.portMapping()
-    if (report === undefined || m === undefined) return report
-    const at = m.address.lastIndexOf(':')
-    return { ...report, routerMapping: { host: m.address.slice(0, at), port: Number(m.address.slice(at + 1)) } }
+    const routerMapping = this.#routerMapping()
+    return report === undefined || routerMapping === undefined ? report : { ...report, routerMapping }
   }
 
   async stop (): Promise<void> {
