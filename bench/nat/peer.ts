@@ -11,11 +11,12 @@
 // Where UDP is blocked, the pair punches TCP: the relays (their data path,
 // MACed with the cluster PSK in FILE) tell each side its public TCP endpoint.
 //
-// The initiator prints one JSON line: { ok, ms, reason, kind, peerKind } (`ms`
+// The initiator prints one JSON line: { ok, ms, reason, kind, mapped } (`ms`
 // from asking for a direct path to the path proven both ways, then a ping
 // echoed over a stream on it; both sides have done their NAT checks and asked
-// their routers for a port mapping before). The responder prints `ready` and
-// echoes streams until it is stopped.
+// their routers for a port mapping before; `mapped` is the router's answer).
+// The responder prints `ready <kind> {"mapped":...}` and echoes streams until
+// it is stopped.
 import { connect } from 'node:net'
 import { readPnetKey } from '../../src/mesh/psk.ts'
 import { DataPathMetrics } from '../../src/datapath/metrics.ts'
@@ -28,6 +29,7 @@ import { Registry } from 'prom-client'
 import { DirectPathMetrics, DirectPaths, NatDiscovery, NatMetrics } from '../../src/nat/index.ts'
 import type { NatReport } from '../../src/nat/index.ts'
 import { noopLogger } from '../../src/observability/logger.ts'
+import type { Logger } from '../../src/observability/logger.ts'
 
 const { values: opt } = parseArgs({
   options: {
@@ -82,14 +84,25 @@ async function rendezvous (): Promise<Socket> {
   return await signal
 }
 
+/** Why the router gave no port mapping, as the port mapper logs it (printed with the result). */
+const mapperSaid: string[] = []
+const mapperLog: Logger = {
+  ...noopLogger,
+  debug: (msg, fields) => { if (msg.includes('port mapping')) mapperSaid.push(`${msg} ${JSON.stringify(fields ?? {})}`) },
+  forComponent: () => mapperLog
+}
+
 const paths = new DirectPaths({
-  logger: noopLogger,
+  logger: mapperLog,
   metrics: new DirectPathMetrics(new Registry()),
   nat: () => nat.report,
   rendezvous: {
     openChannel: async () => await rendezvous(),
     handleChannel: (_channel, handler) => { channelHandler = handler },
-    serve: stream => { stream.pipe(stream) },
+    // The initiator resets its stream when it exits: an unhandled reset would kill the
+    // responder before its stop removed the router's mapping (miniupnpd then kept every
+    // one of them, and answered more slowly with each).
+    serve: stream => { stream.on('error', () => {}); stream.pipe(stream) },
     reflect: async (localPort, signal) => await parking.reflect(localPort, 1000, signal)
   }
 }, { nodeName: name, pnetKey: Buffer.from(opt.key as string, 'hex'), host: '0.0.0.0', portMapping: true })
@@ -99,10 +112,12 @@ const report = await discovery.check()
 nat.report = report
 // The router's port mapping, as an agent asks for it after its NAT check (start-up, not the punch's time).
 await paths.mapPort()
+/** The router's mapping as the punch starts: `-` where none, with the mapper's reasons. */
+const mapped = paths.portMapping()?.protocol ?? (report.kind === 'cone' || report.kind === 'symmetric' ? `none (${mapperSaid.join('; ') || 'no answer logged'})` : '-')
 
 if (!initiator) {
   const channel = rendezvous()
-  process.stdout.write(`ready ${report.kind}\n`)
+  process.stdout.write(`ready ${report.kind} ${JSON.stringify({ mapped })}\n`)
   channelHandler?.(peer, await channel)
   // Echoes streams until stopped.
   process.on('SIGTERM', () => { paths.stop().finally(() => process.exit(0)) })
@@ -138,7 +153,7 @@ if (!initiator) {
       reason = `stream: ${(err as Error).message}`
     }
   } else if (reason === '') reason = `no path within ${opt.timeout as string} ms`
-  process.stdout.write(`${JSON.stringify({ ok, ms, reason, kind: report.kind })}\n`)
+  process.stdout.write(`${JSON.stringify({ ok, ms, reason, kind: report.kind, mapped })}\n`)
   await paths.stop()
   process.exit(0)
 }

@@ -9,7 +9,11 @@
 // a direct path proven both ways and a ping echoed over it, and why the
 // others stayed relayed.
 //
-//   sudo npm run bench:nat [-- --attempts 100 --out /tmp/nat.md]
+// Below the table: each attempt in which a node behind a NAT had no port
+// mapping from its router, with the mapper's reasons (only the upnp router
+// gives one, so misses elsewhere are expected and not listed).
+//
+//   sudo npm run bench:nat [-- --attempts 100 --out /tmp/nat.md --kinds upnp,symmetric]
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { writeFileSync } from 'node:fs'
@@ -20,7 +24,7 @@ import { parseArgs } from 'node:util'
 import { Lab, natkinds } from '../../test/lab/index.ts'
 import type { LabProcess } from '../../test/lab/index.ts'
 
-const { values: opt } = parseArgs({ options: { attempts: { type: 'string', default: '100' }, out: { type: 'string' } } })
+const { values: opt } = parseArgs({ options: { attempts: { type: 'string', default: '100' }, out: { type: 'string' }, kinds: { type: 'string' } } })
 const ATTEMPTS = Number(opt.attempts)
 if (process.getuid?.() !== 0) { console.error('bench:nat needs root (network namespaces, nftables)'); process.exit(2) }
 
@@ -29,7 +33,14 @@ const entry = join(root, 'src/bin/edgemesh.ts')
 const PEER = fileURLToPath(new URL('./peer.ts', import.meta.url))
 const SIGNAL = fileURLToPath(new URL('./signal.ts', import.meta.url))
 const RELAYS = 'relay1=198.18.0.10:20006,relay2=198.18.0.11:20006'
+const KINDS = opt.kinds?.split(',')
 const NODES = natkinds.sites.filter(s => s.nat !== undefined).map(s => ({ node: (s.nodes[0] as { name: string }).name, kind: s.nat?.mode as string }))
+  .filter(n => KINDS === undefined || KINDS.includes(n.kind))
+if (NODES.length < 2) { console.error(`--kinds needs two of: ${natkinds.sites.filter(s => s.nat !== undefined).map(s => s.nat?.mode as string).join(', ')}`); process.exit(2) }
+/** The node whose router maps ports (a miss there is worth a line). */
+const MAPPING_KIND = 'upnp'
+const mappingMisses: string[] = []
+let leftOnRouter: number | undefined
 const UNPREDICTABLE = new Set(['symmetric', 'symmetric-port-preserving'])
 
 /** Rounds of disjoint pairs covering every pair once (the circle method): pairs in a round run at once. */
@@ -94,7 +105,12 @@ try {
             responder.waitForOutput(/ready/, 15_000)
           ])
           const line = r.stdout.trim().split('\n').pop() ?? ''
-          const parsed = line.startsWith('{') ? JSON.parse(line) as { ok: boolean, ms?: number, reason: string } : { ok: false, reason: `peer.ts failed: ${r.stderr.slice(-300)}` }
+          const parsed = line.startsWith('{') ? JSON.parse(line) as { ok: boolean, ms?: number, reason: string, mapped?: string } : { ok: false, reason: `peer.ts failed: ${r.stderr.slice(-300)}` }
+          const ready = /^ready \S+ (\{.*\})$/m.exec(await responder.output())?.[1]
+          const respMapped = ready === undefined ? undefined : (JSON.parse(ready) as { mapped?: string }).mapped
+          for (const [node, mapped] of [[init, parsed.mapped], [resp, respMapped]] as const) {
+            if (node.kind === MAPPING_KIND && mapped?.startsWith('none') === true) mappingMisses.push(`attempt ${attempt + 1}, ${init.node}→${resp.node}: ${node.node} ${mapped}`)
+          }
           const [first, second] = NODES.indexOf(a) < NODES.indexOf(b) ? [a, b] : [b, a]
           const k = `${first.kind}↔${second.kind}`
           const list = results.get(k) ?? []
@@ -106,6 +122,12 @@ try {
       }))
     }
     if (attempt % 10 === 9) console.error(`attempt ${attempt + 1}/${ATTEMPTS} (${((Date.now() - started) / 1000).toFixed(0)} s)`)
+  }
+  // Every peer removed its mapping on stop: what is left on the upnp router leaked.
+  const router = natkinds.sites.find(s => s.nat?.mode === MAPPING_KIND)?.nat?.name
+  if (router !== undefined && NODES.some(n => n.kind === MAPPING_KIND)) {
+    const rules = await lab.exec(router, ['nft', 'list', 'chain', 'inet', 'miniupnpd', 'prerouting_miniupnpd'])
+    leftOnRouter = (rules.stdout.match(/dnat ip to/g) ?? []).length
   }
 } finally {
   await lab.down()
@@ -136,6 +158,8 @@ for (const [i, a] of NODES.entries()) {
   }
 }
 lines.push('', `Pairs expected direct: ${direct}/${punchable} attempts direct at the first try (${(100 * direct / Math.max(1, punchable)).toFixed(1)} %); time to direct p50 ${quantile(allMs, 0.5)?.toFixed(0) ?? '-'} ms, p99 ${quantile(allMs, 0.99)?.toFixed(0) ?? '-'} ms.`)
+if (leftOnRouter !== undefined) lines.push('', `Mappings left on the upnp router after the run: ${leftOnRouter}.`)
+lines.push('', mappingMisses.length === 0 ? 'The upnp node had its router\'s port mapping in every attempt.' : `The upnp node had no port mapping from its router in ${mappingMisses.length} attempts:`, ...mappingMisses.slice(0, 20).map(m => `- ${m}`))
 const text = lines.join('\n')
 console.log(text)
 if (opt.out !== undefined) writeFileSync(opt.out, text + '\n')
