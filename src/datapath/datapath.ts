@@ -198,7 +198,22 @@ export class DataPath {
    * direct when its addresses answer, else through each relay in turn.
    */
   async dial (route: PeerRoute, target: { ip: string, port: number }, signal?: AbortSignal): Promise<{ socket: TLSSocket, path: DataPathKind, via?: string }> {
-    return await this.#request(route, { ip: target.ip, port: target.port }, `${target.ip}:${target.port}`, signal)
+    const conn = await this.#request(route, { ip: target.ip, port: target.port }, `${target.ip}:${target.port}`, signal)
+    await conn.answered
+    return conn
+  }
+
+  /**
+   * As `dial`, but resolves once the request is written (early data,
+   * `src/mesh/early.ts`): bytes written now reach the endpoint once the peer
+   * has connected to it. Read only after `answered`, which rejects as `dial`
+   * would (`EndpointRefusedError` when the peer refused the target).
+   */
+  async dialEarly (route: PeerRoute, target: { ip: string, port: number }, signal?: AbortSignal): Promise<{ socket: TLSSocket, path: DataPathKind, via?: string, answered: Promise<void> }> {
+    const conn = await this.#request(route, { ip: target.ip, port: target.port }, `${target.ip}:${target.port}`, signal)
+    // A caller that drops the connection unanswered leaves no unhandled rejection.
+    conn.answered.catch(() => {})
+    return conn
   }
 
   /**
@@ -207,7 +222,9 @@ export class DataPath {
    * that module registered with `handleChannel`.
    */
   async openChannel (route: PeerRoute, channel: string, signal?: AbortSignal): Promise<{ socket: TLSSocket, path: DataPathKind, via?: string }> {
-    return await this.#request(route, { channel }, `channel ${channel}`, signal)
+    const conn = await this.#request(route, { channel }, `channel ${channel}`, signal)
+    await conn.answered
+    return conn
   }
 
   /** Punched UDP paths to take before relays (src/nat's DirectPaths). */
@@ -232,7 +249,8 @@ export class DataPath {
     this.#channels.set(channel, handler)
   }
 
-  async #request (route: PeerRoute, request: object, what: string, signal: AbortSignal | undefined): Promise<{ socket: TLSSocket, path: DataPathKind, via?: string }> {
+  /** Sends `request` on a connection to the peer; `answered` settles with the peer's answer. */
+  async #request (route: PeerRoute, request: object, what: string, signal: AbortSignal | undefined): Promise<{ socket: TLSSocket, path: DataPathKind, via?: string, answered: Promise<void> }> {
     let conn = this.#fromPool(route.nodeName)
     this.#metrics.pool.inc({ result: conn === undefined ? 'miss' : 'hit' })
     if (conn === undefined) {
@@ -245,23 +263,22 @@ export class DataPath {
         release()
       }
     }
-    const { socket } = conn
-    try {
-      socket.write(jsonLine(request))
-      const answer = await readLine(socket, CONTROL_TIMEOUT_MS)
+    const { socket, path, via } = conn
+    socket.write(jsonLine(request))
+    const answered = readLine(socket, CONTROL_TIMEOUT_MS).then(answer => {
       if (answer !== 'ok') throw new EndpointRefusedError(route.nodeName, what, answer.replace(/^err /, ''))
-    } catch (err) {
+      this.#metrics.connections.inc({ path, result: 'ok' })
+      this.#notePath(route.nodeName, path, via)
+      // Top the pool up for the next connection once this one's first exchange is under way: a
+      // handshake started now would hold both agents' event loops just when its bytes are due
+      // (dial + first reply took three times as long, DataPath to DataPath in one process).
+      setTimeout(() => { this.#refill(route) }, REFILL_DELAY_MS).unref()
+    }).catch((err: Error) => {
       socket.destroy()
-      this.#metrics.connections.inc({ path: conn.path, result: err instanceof EndpointRefusedError ? 'refused' : 'failed' })
+      this.#metrics.connections.inc({ path, result: err instanceof EndpointRefusedError ? 'refused' : 'failed' })
       throw err
-    }
-    this.#metrics.connections.inc({ path: conn.path, result: 'ok' })
-    this.#notePath(route.nodeName, conn.path, conn.via)
-    // Top the pool up for the next connection once this one's first exchange is under way: a
-    // handshake started now would hold both agents' event loops just when its bytes are due
-    // (dial + first reply took three times as long, DataPath to DataPath in one process).
-    setTimeout(() => { this.#refill(route) }, REFILL_DELAY_MS).unref()
-    return { socket, path: conn.path, via: conn.via }
+    })
+    return { socket, path, via, answered }
   }
 
   /** Forgets what this node knew of a peer's data path (it failed, or the peer has none now): its path, pool and direct failures. */

@@ -5,7 +5,8 @@
  */
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../observability/logger.ts'
-import type { PeerTarget, PeerTransport } from '../mesh/endpoint-dialer.ts'
+import type { DialOptions, PeerTarget, PeerTransport } from '../mesh/endpoint-dialer.ts'
+import { markEarly } from '../mesh/early.ts'
 import { EndpointRefusedError } from '../mesh/errors.ts'
 import type { DataPath, PeerRoute } from './datapath.ts'
 
@@ -29,21 +30,27 @@ export class DataPathTransport implements PeerTransport {
     this.#log = deps.logger
   }
 
-  async dialTcp (target: PeerTarget, signal: AbortSignal): Promise<Duplex | undefined> {
+  async dialTcp (target: PeerTarget, signal: AbortSignal, options?: DialOptions): Promise<Duplex | undefined> {
     const route = await this.#routes.routeTo(target.nodeName, signal)
     if (route === undefined) {
       // No data path there (any more): the status must not show the one it had.
       this.#dataPath.forgetPeer(target.nodeName)
       return undefined
     }
-    try {
-      return (await this.#dataPath.dial(route, { ip: target.ip, port: target.port }, signal)).socket
-    } catch (err) {
+    const failed = (err: unknown): never => {
       if (err instanceof EndpointRefusedError || signal.aborted) throw err
       this.#routes.forget(target.nodeName)
       this.#dataPath.forgetPeer(target.nodeName)
-      this.#log.debug('data path failed; this connection goes over libp2p', { node: target.nodeName, err: (err as Error).message })
+      this.#log.debug('data path failed', { node: target.nodeName, err: (err as Error).message })
       throw err
+    }
+    try {
+      const endpoint = { ip: target.ip, port: target.port }
+      if (options?.early !== true) return (await this.#dataPath.dial(route, endpoint, signal)).socket
+      const conn = await this.#dataPath.dialEarly(route, endpoint, signal)
+      return markEarly(conn.socket, conn.answered.catch(failed))
+    } catch (err) {
+      return failed(err)
     }
   }
 

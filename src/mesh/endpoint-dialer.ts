@@ -23,6 +23,15 @@ export interface DatagramChannel {
   close (): void
 }
 
+export interface DialOptions {
+  /**
+   * Resolve as soon as the request is on its way, where the transport can
+   * (early data, `early.ts`): the caller may write at once and reads after
+   * `earlyAnswer(conn)` resolved. Other dials resolve once connected.
+   */
+  early?: boolean
+}
+
 /**
  * Opens connections to endpoints anywhere in the mesh. The proxy (and SOCKS5)
  * depend on this interface only: `DirectDialer` connects from this node,
@@ -36,7 +45,7 @@ export interface EndpointDialer {
    * could not connect (`EndpointRefusedError` when the remote agent was reached
    * but the endpoint was not). `signal` aborts a pending dial.
    */
-  dialTcp (target: DialTarget, signal?: AbortSignal): Promise<Duplex>
+  dialTcp (target: DialTarget, signal?: AbortSignal, options?: DialOptions): Promise<Duplex>
   dialUdp (target: DialTarget, signal?: AbortSignal): Promise<DatagramChannel>
 }
 
@@ -59,7 +68,7 @@ export interface PeerTransport {
    * tried. Rejects with `EndpointRefusedError` when the peer was reached and
    * the endpoint refused; any other rejection is this transport failing.
    */
-  dialTcp (target: PeerTarget, signal: AbortSignal): Promise<Duplex | undefined>
+  dialTcp (target: PeerTarget, signal: AbortSignal, options?: DialOptions): Promise<Duplex | undefined>
   /** As dialTcp, for a UDP endpoint; absent when the transport carries TCP only. */
   dialUdp? (target: PeerTarget, signal: AbortSignal): Promise<DatagramChannel | undefined>
 }

@@ -1,5 +1,6 @@
 /** How a proxied connection reaches an endpoint anywhere in the mesh. */
-export type { DatagramChannel, DialTarget, EndpointDialer, PeerChannels, PeerTarget, PeerTransport } from './endpoint-dialer.ts'
+export type { DatagramChannel, DialOptions, DialTarget, EndpointDialer, PeerChannels, PeerTarget, PeerTransport } from './endpoint-dialer.ts'
+export { earlyAnswer, markEarly } from './early.ts'
 export { DirectDialer } from './direct-dialer.ts'
 export type { DirectDialerInit } from './direct-dialer.ts'
 export { PeerDialer, RoutingDialer } from './peer-dialer.ts'

@@ -5,7 +5,7 @@
  */
 import type { Duplex } from 'node:stream'
 import type { Logger } from '../observability/logger.ts'
-import type { DatagramChannel, DialTarget, EndpointDialer, PeerTarget, PeerTransport } from './endpoint-dialer.ts'
+import type { DatagramChannel, DialOptions, DialTarget, EndpointDialer, PeerTarget, PeerTransport } from './endpoint-dialer.ts'
 import { EndpointRefusedError, PeerUnreachableError } from './errors.ts'
 
 export interface PeerDialerInit {
@@ -30,8 +30,8 @@ export class PeerDialer implements EndpointDialer {
     this.#timeoutMs = init.dialTimeoutMs ?? 10_000
   }
 
-  async dialTcp (target: DialTarget, signal?: AbortSignal): Promise<Duplex> {
-    return await this.#first(target, signal, async (t, peer, abort) => await t.dialTcp(peer, abort))
+  async dialTcp (target: DialTarget, signal?: AbortSignal, options?: DialOptions): Promise<Duplex> {
+    return await this.#first(target, signal, async (t, peer, abort) => await t.dialTcp(peer, abort, options))
   }
 
   async dialUdp (target: DialTarget, signal?: AbortSignal): Promise<DatagramChannel> {
@@ -89,8 +89,8 @@ export class RoutingDialer implements EndpointDialer {
     return this.#peers === undefined || nodeName === undefined || nodeName === '' || nodeName === this.#nodeName
   }
 
-  async dialTcp (target: DialTarget, signal?: AbortSignal): Promise<Duplex> {
-    return await (this.isDirect(target.nodeName) ? this.#direct : this.#peers as EndpointDialer).dialTcp(target, signal)
+  async dialTcp (target: DialTarget, signal?: AbortSignal, options?: DialOptions): Promise<Duplex> {
+    return await (this.isDirect(target.nodeName) ? this.#direct : this.#peers as EndpointDialer).dialTcp(target, signal, options)
   }
 
   async dialUdp (target: DialTarget, signal?: AbortSignal): Promise<DatagramChannel> {

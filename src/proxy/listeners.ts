@@ -14,6 +14,8 @@ import type { LoadBalancer, PickContext, ServicePortKey } from '../loadbalancer/
 import { targetPort } from '../loadbalancer/index.ts'
 import type { Endpoint, ServiceMapView } from '../servicemap/types.ts'
 import type { DatagramChannel, EndpointDialer } from '../mesh/endpoint-dialer.ts'
+import { earlyAnswer } from '../mesh/early.ts'
+import { EarlySendFailed, sendEarly } from './early-send.ts'
 import { splice } from '../net/splice.ts'
 import { peekRequestHead } from './http-peek.ts'
 import type { WarnSummary } from '../observability/warn-summary.ts'
@@ -158,6 +160,8 @@ export class TcpServiceListener implements ServiceListener {
     let upstream: Duplex | undefined
     let tried = 0
     let lastErr: unknown
+    /** Bytes went to an agent that broke before answering: no other endpoint may get them. */
+    let cannotResend = false
     // A client that left without sending a byte (gave up while queued, under overload) is not dialed for.
     const left = (): boolean => client.destroyed || (client.readableEnded && client.bytesRead === 0)
     if (left()) { this.#shed(client, 'client_left'); return }
@@ -170,12 +174,29 @@ export class TcpServiceListener implements ServiceListener {
       const path = pathOf(rt, ep)
       rt.metrics.picks.inc({ service: this.#label, path })
       try {
-        upstream = await rt.dialer.dialTcp({ ip: ep.ip, port: targetPort(ep, svc.portName) as number, nodeName: ep.nodeName, service: svc.service }, abort.signal)
+        upstream = await rt.dialer.dialTcp({ ip: ep.ip, port: targetPort(ep, svc.portName) as number, nodeName: ep.nodeName, service: svc.service }, abort.signal, { early: true })
+        const answered = earlyAnswer(upstream)
+        if (answered !== undefined) {
+          // Through a peer: the client's bytes go with the request; what the agent refused goes to the next endpoint.
+          try {
+            clientEnded = (await sendEarly(client, upstream, answered, first, clientEnded)).clientEnded
+            first = undefined
+          } catch (err) {
+            upstream.destroy()
+            upstream = undefined
+            if (!(err instanceof EarlySendFailed)) throw err
+            first = err.sent.length > 0 ? err.sent : undefined
+            clientEnded = err.clientEnded
+            // Bytes the agent may have passed on before the connection broke cannot be sent again elsewhere.
+            cannotResend = !err.refused && first !== undefined
+            throw err.cause
+          }
+        }
         break
       } catch (err) {
         lastErr = err
         rt.metrics.connectErrors.inc({ service: this.#label, path })
-        if (abort.signal.aborted) break
+        if (abort.signal.aborted || cannotResend) break
       }
     }
     client.off('close', onClientGone)
