@@ -41,6 +41,8 @@ import { serveTarget } from '../mesh/serve-target.ts'
 import { readPnetKey } from '../mesh/psk.ts'
 import { Admission } from './admission.ts'
 import { DataPathMetrics } from './metrics.ts'
+import { ConnectionPool } from './pool.ts'
+import type { Pooled } from './pool.ts'
 
 export { DataPathMetrics } from './metrics.ts'
 
@@ -54,9 +56,6 @@ function tls (): typeof import('node:tls') {
 
 export type { DataPathInit, DataPathKind, DataPathPeer, HostPort, PeerRoute, PunchedPaths } from './types.ts'
 
-interface Pooled { socket: TLSSocket, path: DataPathKind, via?: string, at: number }
-
-const POOL_IDLE_MS = 30_000
 const REFILL_DELAY_MS = 10
 const SERVER_IDLE_MS = 120_000
 
@@ -72,13 +71,12 @@ export class DataPath {
   #tunnelPort: number | undefined
   #stopped = false
   readonly #sockets = new Set<Duplex>()
-  readonly #pools = new Map<string, Pooled[]>()
   readonly #peers = new Map<string, DataPathPeer>()
   readonly #directFailedAt = new Map<string, number>()
   readonly #probing = new Set<string>()
-  /** Pool connections being made, per peer. */
-  readonly #filling = new Map<string, number>()
   readonly #connecting: Limiter
+  /** Made again on each start: a stopped one closes what is added to it. */
+  #pool: ConnectionPool
   readonly #relay: RelayServer
   /** Node side: idle connections parked on the relays, for peers that cannot reach this node directly. */
   readonly #parking: Parking
@@ -100,6 +98,7 @@ export class DataPath {
     this.#init = init
     this.#metrics = new DataPathMetrics(deps.metrics)
     this.#connecting = new Limiter(init.maxConnecting ?? 16)
+    this.#pool = this.#newPool()
     this.#admission = new Admission({ logger: deps.logger, rejected: this.#metrics.rejected }, init.admission)
     this.#relay = new RelayServer({ metrics: this.#metrics, copied: deps.copied, keys: () => this.#keys }, init.relayLimits)
     this.#sessions = new ResumableSessions({ logger: deps.logger, key: () => this.#keys.resume() }, init.sessions)
@@ -113,6 +112,7 @@ export class DataPath {
 
   async start (): Promise<void> {
     if (this.#started) return
+    if (this.#stopped) this.#pool = this.#newPool()
     this.#stopped = false
     const { pnetKey, pskFile } = this.#init
     if (pnetKey === undefined && pskFile === undefined) throw new Error('the data path needs the PSK')
@@ -139,8 +139,7 @@ export class DataPath {
     const server = this.#server
     this.#server = undefined
     for (const s of this.#sockets) s.destroy()
-    for (const pool of this.#pools.values()) for (const p of pool) p.socket.destroy()
-    this.#pools.clear()
+    this.#pool.close()
     if (server !== undefined) await new Promise(resolve => server.close(resolve))
   }
 
@@ -251,7 +250,7 @@ export class DataPath {
 
   /** Sends `request` on a connection to the peer; `answered` settles with the peer's answer. */
   async #request (route: PeerRoute, request: object, what: string, signal: AbortSignal | undefined): Promise<{ socket: TLSSocket, path: DataPathKind, via?: string, answered: Promise<void> }> {
-    let conn = this.#fromPool(route.nodeName)
+    let conn = this.#pool.take(route.nodeName)
     this.#metrics.pool.inc({ result: conn === undefined ? 'miss' : 'hit' })
     if (conn === undefined) {
       // A bounded number of handshakes at once, newest first (see Limiter): under overload every
@@ -285,8 +284,7 @@ export class DataPath {
   forgetPeer (nodeName: string): void {
     this.#peers.delete(nodeName)
     this.#directFailedAt.delete(nodeName)
-    for (const p of this.#pools.get(nodeName) ?? []) p.socket.destroy()
-    this.#pools.delete(nodeName)
+    this.#pool.forget(nodeName)
   }
 
   #notePath (nodeName: string, path: DataPathKind, via?: string): void {
@@ -295,46 +293,17 @@ export class DataPath {
     this.#peers.set(nodeName, { nodeName, path, via, since: Date.now() })
   }
 
-  #fromPool (nodeName: string): Pooled | undefined {
-    const pool = this.#pools.get(nodeName) ?? []
-    for (let p = pool.shift(); p !== undefined; p = pool.shift()) {
-      // One made over a punched path that has been dropped since would have to find that out first.
-      const pathGone = p.path === 'punched' && this.#punched?.has(nodeName) !== true
-      if (!pathGone && !p.socket.destroyed && p.socket.readyState === 'open' && Date.now() - p.at < POOL_IDLE_MS) return p
-      p.socket.destroy()
-    }
-    return undefined
+  #newPool (): ConnectionPool {
+    // One made over a punched path that has been dropped since would have to find that out first.
+    return new ConnectionPool({ size: this.#init.poolSize ?? 2, usable: (nodeName, p) => p.path !== 'punched' || this.#punched?.has(nodeName) === true })
   }
 
   #refill (route: PeerRoute): void {
     if (this.#stopped) return
     // Handshakes for clients come first; the pool fills when there is room.
     if (this.#connecting.waiting > 0) return
-    // Connections on their way count: each surplus one would be handshaken only to be closed.
-    const filling = this.#filling.get(route.nodeName) ?? 0
-    const missing = (this.#init.poolSize ?? 2) - (this.#pools.get(route.nodeName)?.length ?? 0) - filling
-    if (missing <= 0) return
-    this.#filling.set(route.nodeName, filling + missing)
-    for (let i = 0; i < missing; i++) {
-      this.#connect(route).then(p => { this.#addToPool(route.nodeName, p) }, () => {}).finally(() => {
-        const n = (this.#filling.get(route.nodeName) ?? 1) - 1
-        if (n <= 0) this.#filling.delete(route.nodeName)
-        else this.#filling.set(route.nodeName, n)
-      })
-    }
-  }
-
-  #addToPool (nodeName: string, p: Pooled): void {
-    let pool = this.#pools.get(nodeName)
-    if (pool === undefined) { pool = []; this.#pools.set(nodeName, pool) }
-    if (this.#stopped || pool.length >= (this.#init.poolSize ?? 2)) { p.socket.destroy(); return }
-    // An idle pooled connection must not die unnoticed.
-    p.socket.on('error', () => {})
-    const list = pool
-    p.socket.once('close', () => { const at = list.indexOf(p); if (at >= 0) list.splice(at, 1) })
-    // A connection that skips the relays goes first: the next dial takes it.
-    if (p.path !== 'relay') pool.unshift(p)
-    else pool.push(p)
+    const missing = this.#pool.missing(route.nodeName)
+    if (missing > 0) this.#pool.fill(route.nodeName, missing, async () => await this.#connect(route))
   }
 
   /**
@@ -394,9 +363,9 @@ export class DataPath {
       return r
     })])
     if (first.path === 'relay') {
-      racing.then(r => { if (!('error' in r)) this.#addToPool(route.nodeName, r) }, () => {})
+      racing.then(r => { if (!('error' in r)) this.#pool.add(route.nodeName, r) }, () => {})
     } else {
-      relayed.then(r => { this.#addToPool(route.nodeName, r) }, () => {})
+      relayed.then(r => { this.#pool.add(route.nodeName, r) }, () => {})
     }
     return first
   }
@@ -405,7 +374,7 @@ export class DataPath {
   #probeDirect (route: PeerRoute): void {
     if (this.#probing.has(route.nodeName)) return
     this.#probing.add(route.nodeName)
-    this.#direct(route).then(r => { if (!('error' in r)) this.#addToPool(route.nodeName, r) }, () => {})
+    this.#direct(route).then(r => { if (!('error' in r)) this.#pool.add(route.nodeName, r) }, () => {})
       .finally(() => { this.#probing.delete(route.nodeName) })
   }
 
