@@ -150,7 +150,7 @@ export const EdgeTunnelConfig = obj({
   dataPath: obj({
     enable: bool(true, 'Carry proxied TCP between EdgeMesh-TS agents over TLS 1.3 (keyed by the PSK) instead of libp2p streams, spliced by relays; Go peers keep the libp2p proxy protocol. Needs `psk.enable`.', { ours: true }),
     port: int(0, 'TCP port of a data path listener of its own. 0: the data path shares the tunnel port (`listenPort`), told apart from libp2p by its first bytes, so a relay needs only that one port open, as upstream. Peers learn the port from each other either way.', 0, 65535, { ours: true }),
-    poolSize: int(2, 'Idle connections kept per peer, already through their handshake.', 0, 64, { ours: true }),
+    poolSize: int(2, 'Idle connections kept per peer, already through their handshake; a peer whose pool runs empty keeps up to four times as many until it has not for 30 s.', 0, 64, { ours: true }),
     parkedPerRelay: int(2, 'Idle connections a node keeps parked on each relay, so peers can reach it through that relay; while joins use them up faster, up to 8.', 1, 64, { ours: true }),
     relayLimits: obj({
       maxNodes: int(10_000, 'Nodes a relay keeps parked connections for.', 1, 1_000_000, { ours: true }),
