@@ -21,7 +21,7 @@ import { DataPath } from '../datapath/datapath.ts'
 import type { DataPathInit } from '../datapath/datapath.ts'
 import { DataPathTransport } from '../datapath/transport.ts'
 import { PeerDialer } from '../mesh/index.ts'
-import type { DatagramChannel, DialTarget, EndpointDialer, PeerChannels, PeerTransport } from '../mesh/index.ts'
+import type { DatagramChannel, DialOptions, DialTarget, EndpointDialer, PeerChannels, PeerTransport } from '../mesh/index.ts'
 import type { CopiedStreams } from '../net/index.ts'
 import { DirectPathMetrics, DirectPaths, NatDiscovery, NatMetrics, StunReflector } from '../nat/index.ts'
 import type { DirectPathsInit } from '../nat/index.ts'
@@ -141,8 +141,8 @@ export class Mesh extends LifecycleGroup implements EndpointDialer {
     return this.tunnel.addresses()
   }
 
-  async dialTcp (target: DialTarget, signal?: AbortSignal): Promise<Duplex> {
-    return await this.dialer.dialTcp(target, signal)
+  async dialTcp (target: DialTarget, signal?: AbortSignal, options?: DialOptions): Promise<Duplex> {
+    return await this.dialer.dialTcp(target, signal, options)
   }
 
   async dialUdp (target: DialTarget, signal?: AbortSignal): Promise<DatagramChannel> {

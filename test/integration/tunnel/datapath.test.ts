@@ -13,6 +13,7 @@ import { createMesh } from '../../../src/app/mesh.ts'
 import type { Mesh } from '../../../src/app/mesh.ts'
 import type { MeshInit } from '../../../src/app/mesh.ts'
 import { EndpointRefusedError } from '../../../src/mesh/errors.ts'
+import { earlyAnswer } from '../../../src/mesh/early.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
 import { recordingLogger } from '../../helpers/recording-logger.ts'
 import type { LogLine } from '../../helpers/recording-logger.ts'
@@ -107,6 +108,18 @@ describe('EdgeTunnel + TLS data path on loopback', () => {
     assert.deepEqual(many, Array.from({ length: 20 }, (_, i) => `n${i}`))
     assert.equal(await dataPathConnections('node-a'), 21)
     assert.equal((await streams('node-a'))['outbound/ok'], 1, 'only the legacy peer\'s connection took libp2p')
+
+    // The proxy's dials ask for early data: through the data path the connection comes back before
+    // B's answer, and what is written at once arrives; over libp2p it comes back answered.
+    const early = await a.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-b', service: 'default/echo' }, undefined, { early: true })
+    const answered = earlyAnswer(early)
+    assert.ok(answered !== undefined, 'returned before the answer')
+    early.write('ahead ')
+    await answered
+    assert.equal((await roundTrip(early, 'and after')).toString(), 'ahead and after')
+    const legacyEarly = await a.dialTcp({ ip: '127.0.0.1', port: echoPort, nodeName: 'node-legacy', service: 'default/echo' }, undefined, { early: true })
+    assert.equal(earlyAnswer(legacyEarly), undefined)
+    legacyEarly.destroy()
   })
 
   test('one port per node: the data path shares each tunnel port, relays included, beside libp2p', async () => {
