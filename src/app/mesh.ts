@@ -31,7 +31,7 @@ export type MeshInit = EdgeTunnelInit & {
   /** The TLS data path between our agents (needs the PSK); undefined keeps every connection on libp2p. */
   dataPath?: Pick<DataPathInit, 'port' | 'poolSize' | 'parkedPerRelay' | 'relayLimits'> | undefined
   /** Punched UDP paths between our agents (needs the data path and NAT checks). */
-  holePunch?: Pick<DirectPathsInit, 'port' | 'punchTimeoutMs' | 'retryMs' | 'keepaliveMs' | 'portMapping'> | undefined
+  holePunch?: Pick<DirectPathsInit, 'port' | 'portFile' | 'punchTimeoutMs' | 'retryMs' | 'keepaliveMs' | 'portMapping'> | undefined
   /** One budget for a proxied dial, every transport it tries included. @default 10000 */
   dialTimeoutMs?: number
   /** How often a tunnel whose state files could not be used is started again. @default 30000 */
@@ -243,7 +243,7 @@ export function meshInit (t: EdgeTunnelConfig, nodeName: string, stateDir: strin
     dataPath: t.dataPath.enable
       ? { port: t.dataPath.port === 0 ? undefined : t.dataPath.port, poolSize: t.dataPath.poolSize, parkedPerRelay: t.dataPath.parkedPerRelay, relayLimits: t.dataPath.relayLimits }
       : undefined,
-    holePunch: t.dataPath.enable && t.dataPath.holePunch.enable ? { port: t.dataPath.holePunch.port, portMapping: t.dataPath.holePunch.portMapping } : undefined
+    holePunch: t.dataPath.enable && t.dataPath.holePunch.enable ? { port: t.dataPath.holePunch.port, portFile: join(stateDir, 'punch-port'), portMapping: t.dataPath.holePunch.portMapping } : undefined
   }
 }
 

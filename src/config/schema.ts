@@ -159,7 +159,7 @@ export const EdgeTunnelConfig = obj({
     }, 'What a relay accepts (relay nodes only).', { ours: true }),
     holePunch: obj({
       enable: bool(true, 'When a peer is reached through a relay, punch a direct UDP path to it (candidates exchanged over the relayed connection; birthday probing when one side is behind a symmetric NAT) and carry its new connections as UDX streams over that path, with the same TLS. Where one side blocks UDP, a TCP connection is punched instead (simultaneous open) and carries them. Pairs that cannot punch (both behind symmetric NATs without a port mapping) stay relayed.', { ours: true }),
-      port: int(0, 'UDP port of the node\'s punching socket (also used for the NAT checks). 0: any free port.', 0, 65535, { ours: true }),
+      port: int(0, 'UDP port of the node\'s punching socket (also used for the NAT checks). 0: a free port, kept in `commonConfig.stateDir` (`punch-port`) and taken again on the next start when free, so the router renews one mapping.', 0, 65535, { ours: true }),
       portMapping: bool(true, 'Ask the node\'s router for a port mapping of the punching socket (NAT-PMP or PCP to the default gateway, then UPnP-IGD), as upstream\'s NATPortMap does, when the node is behind a NAT. With one, peers reach the node at that port, so a node behind a symmetric NAT gets direct paths to other symmetric ones. The socket answers only datagrams MACed with the PSK.', { ours: true })
     }, 'Direct paths across NAT.', { ours: true })
   }, 'Agent-to-agent data path.', { ours: true }),

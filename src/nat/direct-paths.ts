@@ -32,6 +32,7 @@ import { punchPlan, tcpPunchPlan, udpBlocked, type PeerNat, type TcpMapping } fr
 import { agree, describe, lineReader, parsePeerNat, parseTcp, tcpLine, type LineReader } from './rendezvous.ts'
 import { startPunch } from './punch.ts'
 import { PortMapper } from './port-mapping.ts'
+import { bindKeptPort } from './punch-port.ts'
 import { TcpMux } from './tcp-mux.ts'
 import { startTcpPunch } from './tcp-punch.ts'
 import { decodePunch, encodePunch, isPunchDatagram, LINK_ID_BYTES, punchKey, type PunchMessage } from './punch-wire.ts'
@@ -54,6 +55,8 @@ export interface DirectPathsInit {
   pnetKey?: Uint8Array
   /** UDP port of the node's socket (NAT checks, punching, streams). @default 0 (any) */
   port?: number
+  /** With `port` 0: where the port is kept, so a restart binds the same one (`punch-port.ts`). */
+  portFile?: string
   host?: string
   /** How long a plain punch may take; birthday probing gets twice as long. @default 5000 */
   punchTimeoutMs?: number
@@ -139,7 +142,9 @@ export class DirectPaths implements Component {
     this.#udx = await loadUdx()
     const socket = this.#udx.createSocket()
     socket.on('error', (err: Error) => { this.#log.warn('UDP socket error', { err: err.message }) })
-    socket.bind(this.#init.port ?? 0, this.#init.host ?? '0.0.0.0')
+    const host = this.#init.host ?? '0.0.0.0'
+    if ((this.#init.port ?? 0) === 0 && this.#init.portFile !== undefined) await bindKeptPort(socket, host, this.#init.portFile, this.#log)
+    else socket.bind(this.#init.port ?? 0, host)
     this.#socket = socket
     this.#watch(socket)
     this.#rendezvous.handleChannel(PUNCH_CHANNEL, (peer, channel) => { this.#answer(peer, channel) })
