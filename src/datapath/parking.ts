@@ -10,7 +10,7 @@ import type { Socket } from 'node:net'
 import type { Logger } from '../observability/logger.ts'
 import type { DataPathMetrics } from './metrics.ts'
 import { connectWithin } from '../net/connect.ts'
-import { readLine, untilAborted } from './socket-io.ts'
+import { readLine, untilAborted } from '../net/socket-io.ts'
 import type { HostPort } from './types.ts'
 import { CONTROL_TIMEOUT_MS, jsonLine, RELAY_HELLO, type DataPathKeys } from './wire.ts'
 

@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { Logger } from '../observability/logger.ts'
 import { Resumable } from './resumable.ts'
 import { decodeOpen, decodeResume, decodeResumed, encodeOpen, encodeResume, encodeResumed, OPEN_BYTES, RESUME_BYTES, RESUMED_BYTES, SESSION_ID_BYTES } from './resume-wire.ts'
-import { readExactly } from './socket-io.ts'
+import { readExactly } from '../net/socket-io.ts'
 
 export { SESSION_MAGIC } from './resume-wire.ts'
 

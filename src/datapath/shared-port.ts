@@ -13,7 +13,7 @@
 import type { Server, Socket } from 'node:net'
 import type { Logger } from '../observability/logger.ts'
 import { RELAY_HELLO } from './wire.ts'
-import { peekUntil } from './socket-io.ts'
+import { peekUntil } from '../net/socket-io.ts'
 
 /** Byte positions and values every ClientHello of ours has: type 22, version 3.1, handshake type 1, length < 64 KiB, legacy version 3.3. */
 const CLIENT_HELLO: ReadonlyArray<readonly [number, number]> = [[0, 0x16], [1, 0x03], [2, 0x01], [5, 0x01], [6, 0x00], [9, 0x03], [10, 0x03]]

@@ -15,8 +15,7 @@ export const CONTROL_TIMEOUT_MS = 5000
  * A relay strips the seven from the request line it reads after its nonce.
  */
 export const RELAY_HELLO = Buffer.from('REMRELAY')
-/** A control line longer than this is refused: nothing legitimate comes close. */
-export const MAX_LINE_BYTES = 4096
+export { MAX_LINE_BYTES, takeLine } from '../net/socket-io.ts'
 
 /**
  * TLS 1.3 external PSK for one direction of one node pair. The identity is
@@ -121,17 +120,6 @@ function readCpuinfo (): string {
   } catch {
     return ''
   }
-}
-
-/**
- * Splits the first newline-terminated line off a buffer. A line over
- * MAX_LINE_BYTES is refused whether or not its newline came in the same read.
- */
-export function takeLine (buf: Buffer): { line: string, rest: Buffer } | undefined {
-  const at = buf.indexOf(0x0a)
-  if (at > MAX_LINE_BYTES || (at < 0 && buf.length > MAX_LINE_BYTES)) throw new Error(`control line longer than ${MAX_LINE_BYTES} bytes`)
-  if (at < 0) return undefined
-  return { line: buf.subarray(0, at).toString('utf8'), rest: buf.subarray(at + 1) }
 }
 
 export function jsonLine (value: unknown): string {

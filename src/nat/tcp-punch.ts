@@ -18,6 +18,7 @@
  */
 import { randomInt } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
+import { readExactly } from '../net/socket-io.ts'
 import { decodePunch, encodePunch } from './punch-wire.ts'
 
 export interface TcpEndpoint { host: string, port: number }
@@ -56,6 +57,8 @@ export interface TcpPunchAttempt {
 const RETRY_MS = 100
 const SPRAY_PER_MS = 8
 const FRAME_TIMEOUT_MS = 2000
+/** A probe or ack is under 300 bytes. */
+const MAX_FRAME_BYTES = 512
 
 export function startTcpPunch (init: TcpPunchInit): TcpPunchAttempt {
   const sockets = new Set<Socket>()
@@ -149,29 +152,8 @@ function frame (bytes: Buffer): Buffer {
 
 /** One length-framed message; what follows it is put back for the stream's next reader. */
 async function readFrame (socket: Socket): Promise<Buffer> {
-  return await new Promise((resolve, reject) => {
-    let buf = Buffer.alloc(0)
-    const done = (err?: Error, bytes?: Buffer): void => {
-      clearTimeout(timer)
-      socket.off('data', onData)
-      socket.off('close', onClose)
-      socket.pause()
-      if (err !== undefined || bytes === undefined) reject(err ?? new Error('no frame'))
-      else resolve(bytes)
-    }
-    const onData = (chunk: Buffer): void => {
-      buf = Buffer.concat([buf, chunk])
-      if (buf.length < 2) return
-      const n = buf.readUInt16BE(0)
-      if (n > 512) { done(new Error('frame too long')); return }
-      if (buf.length < 2 + n) return
-      done(undefined, buf.subarray(2, 2 + n))
-      // After the listener is off: unshifting into a flowing stream would hand the bytes straight back.
-      if (buf.length > 2 + n) socket.unshift(buf.subarray(2 + n))
-    }
-    const onClose = (): void => done(new Error('closed'))
-    const timer = setTimeout(() => done(new Error('no frame in time')), FRAME_TIMEOUT_MS)
-    socket.on('data', onData)
-    socket.once('close', onClose)
-  })
+  const deadline = Date.now() + FRAME_TIMEOUT_MS
+  const n = (await readExactly(socket, 2, FRAME_TIMEOUT_MS)).readUInt16BE(0)
+  if (n === 0 || n > MAX_FRAME_BYTES) throw new Error(`a frame of ${n} bytes`)
+  return await readExactly(socket, n, Math.max(1, deadline - Date.now()))
 }

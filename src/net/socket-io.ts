@@ -1,7 +1,20 @@
-/** Small socket helpers for the data path's control lines. */
+/** Small socket helpers for control lines and frames (the data path, TCP punching). */
 import type { Duplex } from 'node:stream'
 import type { Socket } from 'node:net'
-import { takeLine } from './wire.ts'
+
+/** A control line longer than this is refused: nothing legitimate comes close. */
+export const MAX_LINE_BYTES = 4096
+
+/**
+ * Splits the first newline-terminated line off a buffer. A line over
+ * MAX_LINE_BYTES is refused whether or not its newline came in the same read.
+ */
+export function takeLine (buf: Buffer): { line: string, rest: Buffer } | undefined {
+  const at = buf.indexOf(0x0a)
+  if (at > MAX_LINE_BYTES || (at < 0 && buf.length > MAX_LINE_BYTES)) throw new Error(`control line longer than ${MAX_LINE_BYTES} bytes`)
+  if (at < 0) return undefined
+  return { line: buf.subarray(0, at).toString('utf8'), rest: buf.subarray(at + 1) }
+}
 
 /**
  * Reads one newline-terminated line; bytes after it stay in the stream

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { connect, createServer } from 'node:net'
 import type { Socket } from 'node:net'
 import { once } from 'node:events'
-import { peekFirstRecord } from '../../../src/datapath/socket-io.ts'
+import { peekFirstRecord } from '../../../src/net/socket-io.ts'
 
 async function pair (): Promise<{ client: Socket, server: Socket, close: () => void }> {
   const srv = createServer({ allowHalfOpen: true })
