@@ -10,6 +10,7 @@ import type { Socket } from 'node:net'
 import type { Logger } from '../observability/logger.ts'
 import type { DataPathMetrics } from './metrics.ts'
 import { connectWithin } from '../net/connect.ts'
+import { parseIpv4Endpoint } from '../net/ipv4.ts'
 import { readLine, untilAborted } from '../net/socket-io.ts'
 import type { HostPort } from './types.ts'
 import { CONTROL_TIMEOUT_MS, jsonLine, RELAY_HELLO, type DataPathKeys } from './wire.ts'
@@ -88,8 +89,9 @@ export class Parking {
       const raw = await connectWithin({ host: r.address.host, port: r.address.port, localPort, noDelay: true }, timeoutMs, signal).catch(() => undefined)
       if (raw === undefined) return []
       try {
-        const m = /^seen (\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(await untilAborted(raw, signal, async () => await this.#deps.request(raw, { op: 'reflect', node: this.#nodeName })))
-        return m === null ? [] : [{ relay: r.nodeName, host: m[1] as string, port: Number(m[2]) }]
+        const answer = await untilAborted(raw, signal, async () => await this.#deps.request(raw, { op: 'reflect', node: this.#nodeName }))
+        const seen = answer.startsWith('seen ') ? parseIpv4Endpoint(answer.slice(5)) : undefined
+        return seen === undefined ? [] : [{ relay: r.nodeName, ...seen }]
       } catch {
         return []
       } finally {

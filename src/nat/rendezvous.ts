@@ -15,6 +15,7 @@ import type { Duplex } from 'node:stream'
 import type { NatReport } from './discovery.ts'
 import type { PeerNat, TcpMapping } from './plan.ts'
 import type { UdxAddress } from './udx.ts'
+import { ipv4ToNumber, parseIpv4Endpoint } from '../net/ipv4.ts'
 
 /**
  * The controlling side (the initiator, as in ICE) waits for an answer to one
@@ -70,15 +71,13 @@ export function parsePeerNat (line: Record<string, unknown>): PeerNat {
   const kinds = ['public', 'cone', 'symmetric', 'unknown', 'udp-blocked'] as const
   const kind = kinds.find(k => k === nat.kind) ?? 'unknown'
   const candidates = (Array.isArray(line.candidates) ? line.candidates : []).slice(0, 16).flatMap(c => endpoint(c) ?? [])
-  const publicHosts = (Array.isArray(line.public) ? line.public : []).slice(0, 4).filter((h): h is string => typeof h === 'string' && /^\d{1,3}(\.\d{1,3}){3}$/.test(h))
+  const publicHosts = (Array.isArray(line.public) ? line.public : []).slice(0, 4).filter((h): h is string => typeof h === 'string' && ipv4ToNumber(h) !== undefined)
   return { kind, portPreserved: nat.portPreserved === true, filtering: nat.filtering === 'port-independent' ? 'port-independent' : 'port-dependent', candidates, public: publicHosts, routerMapping: endpoint(line.portMapping) }
 }
 
 /** `ip:port` as an address, or undefined for anything else. */
 function endpoint (v: unknown): UdxAddress | undefined {
-  const m = typeof v === 'string' ? /^(\d{1,3}(?:\.\d{1,3}){3}):(\d{1,5})$/.exec(v) : null
-  const port = Number(m?.[2])
-  return m !== null && port > 0 && port < 65_536 ? { host: m[1] as string, port } : undefined
+  return typeof v === 'string' ? parseIpv4Endpoint(v) : undefined
 }
 
 export interface LineReader { next: (timeoutMs: number) => Promise<Record<string, unknown>> }

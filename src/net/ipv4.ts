@@ -13,6 +13,16 @@ export function ipv4ToNumber (ip: string): number | undefined {
   return n
 }
 
+/** `10.0.0.1:8080` → host and port; undefined for anything else (a bad address, port 0 or over 65535). */
+export function parseIpv4Endpoint (text: string): { host: string, port: number } | undefined {
+  const colon = text.lastIndexOf(':')
+  const host = text.slice(0, colon)
+  const portText = text.slice(colon + 1)
+  const port = Number(portText)
+  if (colon < 0 || !/^\d{1,5}$/.test(portText) || port < 1 || port > 65_535 || ipv4ToNumber(host) === undefined) return undefined
+  return { host, port }
+}
+
 /** 167772161 → `10.0.0.1`. */
 export function numberToIpv4 (n: number): string {
   return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.')
