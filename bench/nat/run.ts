@@ -34,9 +34,9 @@ const PEER = fileURLToPath(new URL('./peer.ts', import.meta.url))
 const SIGNAL = fileURLToPath(new URL('./signal.ts', import.meta.url))
 const RELAYS = 'relay1=198.18.0.10:20006,relay2=198.18.0.11:20006'
 const KINDS = opt.kinds?.split(',')
-const NODES = natkinds.sites.filter(s => s.nat !== undefined).map(s => ({ node: (s.nodes[0] as { name: string }).name, kind: s.nat?.mode as string }))
-  .filter(n => KINDS === undefined || KINDS.includes(n.kind))
-if (NODES.length < 2) { console.error(`--kinds needs two of: ${natkinds.sites.filter(s => s.nat !== undefined).map(s => s.nat?.mode as string).join(', ')}`); process.exit(2) }
+const EVERY_NODE = natkinds.sites.filter(s => s.nat !== undefined).map(s => ({ node: (s.nodes[0] as { name: string }).name, kind: s.nat?.mode as string }))
+const NODES = EVERY_NODE.filter(n => KINDS === undefined || KINDS.includes(n.kind))
+if (NODES.length < 2) { console.error(`--kinds needs two of: ${EVERY_NODE.map(n => n.kind).join(', ')}`); process.exit(2) }
 /** The node whose router maps ports (a miss there is worth a line). */
 const MAPPING_KIND = 'upnp'
 const mappingMisses: string[] = []

@@ -33,6 +33,7 @@ import { agree, describe, lineReader, parsePeerNat, parseTcp, tcpLine, type Line
 import { startPunch } from './punch.ts'
 import { PortMapper } from './port-mapping.ts'
 import { bindKeptPort } from './punch-port.ts'
+import { parseIpv4Endpoint } from '../net/ipv4.ts'
 import { TcpMux } from './tcp-mux.ts'
 import { startTcpPunch } from './tcp-punch.ts'
 import { decodePunch, encodePunch, isPunchDatagram, LINK_ID_BYTES, punchKey, type PunchMessage } from './punch-wire.ts'
@@ -143,8 +144,9 @@ export class DirectPaths implements Component {
     const socket = this.#udx.createSocket()
     socket.on('error', (err: Error) => { this.#log.warn('UDP socket error', { err: err.message }) })
     const host = this.#init.host ?? '0.0.0.0'
-    if ((this.#init.port ?? 0) === 0 && this.#init.portFile !== undefined) await bindKeptPort(socket, host, this.#init.portFile, this.#log)
-    else socket.bind(this.#init.port ?? 0, host)
+    const port = this.#init.port ?? 0
+    if (port === 0 && this.#init.portFile !== undefined) await bindKeptPort(socket, host, this.#init.portFile, this.#log)
+    else socket.bind(port, host)
     this.#socket = socket
     this.#watch(socket)
     this.#rendezvous.handleChannel(PUNCH_CHANNEL, (peer, channel) => { this.#answer(peer, channel) })
@@ -197,7 +199,8 @@ export class DirectPaths implements Component {
   #routerMapping (): UdxAddress | undefined {
     const port = this.#mapper?.current()?.port
     const mapped = this.#nat()?.mapped[0]?.address
-    return port === undefined || mapped === undefined ? undefined : { host: mapped.slice(0, mapped.lastIndexOf(':')), port }
+    const host = mapped === undefined ? undefined : parseIpv4Endpoint(mapped)?.host
+    return port === undefined || host === undefined ? undefined : { host, port }
   }
 
   /** This node's NAT as the rendezvous tells it: the check, and the port mapping if any. */

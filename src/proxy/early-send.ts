@@ -41,13 +41,13 @@ export async function sendEarly (client: Socket, upstream: Duplex, answered: Pro
     if (size >= EARLY_BYTES) client.pause()
   }
   const onEnd = (): void => { ended = true }
-  let onGone: (() => void) | undefined
+  let onGone = (): void => {}
   const gone = new Promise<never>((_resolve, reject) => {
     onGone = () => { reject(new Error('the client left before the endpoint answered')) }
   })
   gone.catch(() => {})
   if (head !== undefined && head.length > 0) send(head)
-  client.once('close', onGone as () => void)
+  client.once('close', onGone)
   if (!ended) {
     client.on('data', send)
     client.once('end', onEnd)
@@ -61,7 +61,7 @@ export async function sendEarly (client: Socket, upstream: Duplex, answered: Pro
   } finally {
     client.off('data', send)
     client.off('end', onEnd)
-    client.off('close', onGone as () => void)
+    client.off('close', onGone)
     client.pause()
   }
 }

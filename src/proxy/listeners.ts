@@ -178,23 +178,21 @@ export class TcpServiceListener implements ServiceListener {
         const answered = earlyAnswer(upstream)
         if (answered !== undefined) {
           // Through a peer: the client's bytes go with the request; what the agent refused goes to the next endpoint.
-          try {
-            clientEnded = (await sendEarly(client, upstream, answered, first, clientEnded)).clientEnded
-            first = undefined
-          } catch (err) {
-            upstream.destroy()
-            upstream = undefined
-            if (!(err instanceof EarlySendFailed)) throw err
-            first = err.sent.length > 0 ? err.sent : undefined
-            clientEnded = err.clientEnded
-            // Bytes the agent may have passed on before the connection broke cannot be sent again elsewhere.
-            cannotResend = !err.refused && first !== undefined
-            throw err.cause
-          }
+          clientEnded = (await sendEarly(client, upstream, answered, first, clientEnded)).clientEnded
+          first = undefined
         }
         break
       } catch (err) {
+        upstream?.destroy()
+        upstream = undefined
         lastErr = err
+        if (err instanceof EarlySendFailed) {
+          lastErr = err.cause
+          first = err.sent.length > 0 ? err.sent : undefined
+          clientEnded = err.clientEnded
+          // Bytes the agent may have passed on before the connection broke cannot be sent again elsewhere.
+          cannotResend = !err.refused && first !== undefined
+        }
         rt.metrics.connectErrors.inc({ service: this.#label, path })
         if (abort.signal.aborted || cannotResend) break
       }
