@@ -3,13 +3,15 @@
  * chosen by the load balancer (DestinationRule policies apply), and a
  * connection to it through the same dialer as the agent's proxy: directly on
  * this network, through the mesh otherwise. HTTP requests reuse connections
- * per endpoint through undici's pools.
+ * per endpoint through undici's pools, or the fast path's own pool of raw
+ * connections.
  */
 import { Socket } from 'node:net'
 import type { Duplex, Readable } from 'node:stream'
 import { Agent } from 'undici'
 import type { Dispatcher } from 'undici'
 import { H2Pool } from './h2-pool.ts'
+import { Http1Pool } from './http1-pool.ts'
 import type { UpstreamResponse } from './h2-pool.ts'
 import type { LoadBalancer, PickContext, ServicePortKey } from '../loadbalancer/index.ts'
 import { targetPort } from '../loadbalancer/index.ts'
@@ -90,6 +92,8 @@ export class Backends {
   readonly #pool: Agent
   /** HTTP/2 without TLS to backends that speak it (gRPC): streams multiplexed on one session per endpoint. */
   readonly #h2: H2Pool
+  /** Raw kept-alive connections for the HTTP/1.1 fast path (`http1-fast.ts`). */
+  readonly #http1 = new Http1Pool({ maxIdlePerKey: 256, idleMs: 30_000 })
 
   readonly #subset: SubsetLookup
   readonly #podLabels: PodLabelsLookup
@@ -121,13 +125,19 @@ export class Backends {
     return await this.#dialer.dialTcp({ ip, port: Number(key.slice(colon + 1)), nodeName: info?.nodeName, service: info?.service ?? '' })
   }
 
-  /** One HTTP request to one endpoint, on a pooled connection. */
-  async request (ep: Endpoint, port: number, service: string, req: UpstreamRequest): Promise<UpstreamResponse> {
+  /** Remembers how to dial an endpoint again; its pool key. */
+  #remember (ep: Endpoint, port: number, service: string): string {
     const key = `${ep.ip}:${port}`
     if (!this.#endpoints.has(key)) {
       if (this.#endpoints.size >= MAX_REMEMBERED) this.#endpoints.delete(this.#endpoints.keys().next().value as string)
       this.#endpoints.set(key, { nodeName: ep.nodeName, service })
     }
+    return key
+  }
+
+  /** One HTTP request to one endpoint, on a pooled connection. */
+  async request (ep: Endpoint, port: number, service: string, req: UpstreamRequest): Promise<UpstreamResponse> {
+    const key = this.#remember(ep, port, service)
     if (req.h2) return await this.#h2.request(key, req)
     const origin = `http://${ep.ip.includes(':') ? `[${ep.ip}]` : ep.ip}:${port}`
     return await this.#pool.request({ origin, method: req.method as Dispatcher.HttpMethod, path: req.path, headers: req.headers, body: req.body, signal: req.signal })
@@ -186,7 +196,29 @@ export class Backends {
     return undefined
   }
 
+  /**
+   * For the HTTP/1.1 fast path: an idle connection to the endpoint when one
+   * is kept (`reused`), else a new one; `fresh` asks for a new one.
+   */
+  async http1Connection (ep: Endpoint, port: number, service: string, fresh = false): Promise<{ conn: Duplex, reused: boolean }> {
+    const key = this.#remember(ep, port, service)
+    const idle = fresh ? undefined : this.#http1.take(key)
+    if (idle !== undefined) return { conn: idle, reused: true }
+    const conn = await this.#dialKey(key)
+    // Errors are seen by whoever holds the connection; one between holders must not crash the process.
+    conn.on('error', () => {})
+    // Requests are single small writes: no waiting for ACKs (as undici does).
+    ;(conn as Socket).setNoDelay?.(true)
+    return { conn, reused: false }
+  }
+
+  /** Gives back a fast-path connection whose response ended cleanly, to be idle at most `idleMs`. */
+  http1Release (ep: Endpoint, port: number, conn: Duplex, idleMs?: number): void {
+    this.#http1.release(`${ep.ip}:${port}`, conn, idleMs)
+  }
+
   close (): void {
+    this.#http1.close()
     this.#pool.destroy().catch(() => {})
     this.#h2.close()
   }

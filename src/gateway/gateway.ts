@@ -35,6 +35,7 @@ import { Credentials } from './credentials.ts'
 import { MAX_HELLO_BYTES, readServerName } from './tls-sni.ts'
 import { GatewayMetrics } from './metrics.ts'
 import { createHttpFront } from './http-front.ts'
+import { FastHttp1 } from './http1-fast.ts'
 import { GatewayResourceError } from './errors.ts'
 import { translateGatewayApi } from './gateway-api.ts'
 import type { GatewayApiModel, RouteKind } from './gateway-api.ts'
@@ -407,7 +408,9 @@ export class EdgeGateway implements Component {
     const httpOptions: http.ServerOptions = { headersTimeout: this.#init.headersTimeoutMs, keepAliveTimeout: this.#init.keepAliveTimeoutMs, maxHeaderSize: 16 * 1024, connectionsCheckingInterval: 1000 }
     if (spec.kind === 'http') {
       const scheme = spec.tls !== undefined ? 'https' : 'http'
+      const fast = new FastHttp1({ logger: this.#log, metrics: this.#metrics, backends: this.#backends, table: () => this.#table, headersTimeoutMs: this.#init.headersTimeoutMs, keepAliveTimeoutMs: this.#init.keepAliveTimeoutMs }, port, scheme)
       const front = createHttpFront({
+        fast,
         ...(spec.tls !== undefined ? { tls: this.#tlsOptions(state) } : {}),
         http: httpOptions,
         idleTimeoutMs: this.#init.keepAliveTimeoutMs,

@@ -3,8 +3,9 @@
  * ALPN picks the protocol (`h2`, else `http/1.1`); without, a connection
  * that opens with the HTTP/2 preface is h2c (prior knowledge, as gRPC
  * clients do) and anything else HTTP/1.1. Each connection is then handed to
- * an http.Server or an http2 server that never listen themselves, so both
- * protocols share one port, one request handler and the port's caps.
+ * the HTTP/1.1 fast path, an http.Server or an http2 server that never listen
+ * themselves, so both protocols share one port, one request handler and the
+ * port's caps.
  */
 import http from 'node:http'
 import http2 from 'node:http2'
@@ -28,6 +29,8 @@ export interface HttpFrontOptions {
   onRequest: (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => void
   onUpgrade: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void
   onClientError: (err: NodeJS.ErrnoException, socket: Duplex) => void
+  /** Takes HTTP/1.1 connections first (`http1-fast.ts`) and hands them to the http.Server when it will not serve a request. */
+  fast?: { serve: (socket: Duplex, handOff: (socket: Duplex) => void) => void, closeIdle: () => void }
 }
 
 export interface HttpFront {
@@ -60,19 +63,23 @@ export function createHttpFront (o: HttpFrontOptions): HttpFront {
     s.on('error', () => {})
   })
 
+  const toH1 = (socket: Duplex): void => { h1.emit('connection', socket) }
+  const http1 = o.fast === undefined ? toH1 : (socket: Duplex) => { o.fast?.serve(socket, toH1) }
   let server: net.Server
   if (o.tls !== undefined) {
     server = tls.createServer({ ...o.tls, ALPNProtocols: ['h2', 'http/1.1'] }, socket => {
-      (socket.alpnProtocol === 'h2' ? h2 : h1).emit('connection', socket)
+      if (socket.alpnProtocol === 'h2') h2.emit('connection', socket)
+      else http1(socket)
     })
     server.on('tlsClientError', (_err, socket) => { socket.destroy() })
   } else {
-    server = net.createServer(socket => { sniff(socket, h1, h2, o.firstBytesTimeoutMs) })
+    server = net.createServer(socket => { sniff(socket, http1, h2, o.firstBytesTimeoutMs) })
   }
   server.once('close', () => { h1.close() })
   return {
     server,
     closeIdle: () => {
+      o.fast?.closeIdle()
       h1.closeIdleConnections()
       for (const s of sessions) s.close()
     }
@@ -80,7 +87,7 @@ export function createHttpFront (o: HttpFrontOptions): HttpFront {
 }
 
 /** Reads the first bytes of a plain connection: the HTTP/2 preface (or a prefix of it, as far as sent) means h2c. */
-function sniff (socket: net.Socket, h1: http.Server, h2: http2.Http2Server, timeoutMs: number): void {
+function sniff (socket: net.Socket, http1: (socket: Duplex) => void, h2: http2.Http2Server, timeoutMs: number): void {
   socket.setTimeout(timeoutMs, () => socket.destroy())
   socket.once('data', (chunk: Buffer) => {
     socket.pause()
@@ -88,7 +95,8 @@ function sniff (socket: net.Socket, h1: http.Server, h2: http2.Http2Server, time
     socket.unshift(chunk)
     const n = Math.min(chunk.length, PREFACE.length)
     const isH2 = chunk.subarray(0, n).equals(PREFACE.subarray(0, n))
-    ;(isH2 ? h2 : h1).emit('connection', socket)
+    if (isH2) h2.emit('connection', socket)
+    else http1(socket)
     process.nextTick(() => socket.resume())
   })
   socket.on('error', () => {})

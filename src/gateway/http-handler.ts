@@ -7,7 +7,7 @@
  * spliced.
  */
 import http from 'node:http'
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { UpstreamResponse } from './h2-pool.ts'
 import type { Endpoint } from '../servicemap/types.ts'
@@ -33,8 +33,11 @@ export interface HttpHandlerDeps {
   copied?: CopiedStreams | undefined
 }
 
+/** Header fields as Node's IncomingMessage or the fast path's parser give them: lower-case names. */
+export type HeaderFields = Readonly<Record<string, string | string[] | undefined>>
+
 /** Headers for the next hop: without the hop-by-hop ones and those a Connection header names (RFC 9110 §7.6.1). */
-function forwardable (headers: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+export function forwardable (headers: HeaderFields): Record<string, string | string[]> {
   const connection = headers.connection
   // `keep-alive` and `close` name no header: the usual values need no parsing.
   const named = connection === undefined || connection === 'keep-alive' || connection === 'close'
@@ -64,16 +67,17 @@ function gone (res: ServerResponse): boolean {
   return res.destroyed || (res as unknown as { stream?: { destroyed: boolean } }).stream?.destroyed === true
 }
 
-function headerReader (headers: IncomingHttpHeaders): (name: string) => string | undefined {
+export function headerReader (headers: HeaderFields): (name: string) => string | undefined {
   return name => {
     const v = headers[name]
     return Array.isArray(v) ? v.join(',') : v
   }
 }
 
-function cookieReader (headers: IncomingHttpHeaders): (name: string) => string | undefined {
+export function cookieReader (headers: HeaderFields): (name: string) => string | undefined {
   return name => {
-    for (const part of (headers.cookie ?? '').split(';')) {
+    const cookie = headers.cookie
+    for (const part of (Array.isArray(cookie) ? cookie.join(';') : cookie ?? '').split(';')) {
       const eq = part.indexOf('=')
       if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim()
     }
@@ -81,7 +85,7 @@ function cookieReader (headers: IncomingHttpHeaders): (name: string) => string |
   }
 }
 
-function applyOps (headers: Record<string, string | string[]>, ops: HeaderOps): void {
+export function applyOps (headers: Record<string, string | string[]>, ops: HeaderOps): void {
   for (const name of ops.remove) Reflect.deleteProperty(headers, name)
   for (const [k, v] of ops.set) headers[k] = v
   for (const [k, v] of ops.add) {
@@ -118,15 +122,14 @@ function redirectLocation (req: IncomingMessage, scheme: 'http' | 'https', route
 }
 
 /** Request headers for the backend: hop-by-hop dropped, X-Forwarded-* added, the route's edits applied. */
-function upstreamHeaders (req: IncomingMessage, scheme: string, route: HttpRoute): Record<string, string | string[]> {
-  const out = forwardable(req.headers)
+export function upstreamHeaders (headers: HeaderFields, client: string, scheme: string, route: HttpRoute): Record<string, string | string[]> {
+  const out = forwardable(headers)
   // HTTP/2 requests carry :authority, not Host; a request with neither gets the backend's address from the client.
-  const authority = authorityOf(req)
+  const authority = (headers.host ?? headers[':authority'] ?? '') as string
   if (out.host === undefined && authority !== '') out.host = authority
   // The one TE value HTTP/2 allows; gRPC backends require it.
-  if (req.headers.te === 'trailers') out.te = 'trailers'
-  const client = req.socket.remoteAddress ?? ''
-  const xff = req.headers['x-forwarded-for']
+  if (headers.te === 'trailers') out.te = 'trailers'
+  const xff = headers['x-forwarded-for']
   out['x-forwarded-for'] = xff === undefined ? client : `${Array.isArray(xff) ? xff.join(', ') : xff}, ${client}`
   out['x-forwarded-proto'] = scheme
   if (route.rewrite?.authority !== undefined) out.host = route.rewrite.authority
@@ -199,7 +202,7 @@ export class HttpHandler {
     const deadline = route.timeoutMs !== undefined ? started + route.timeoutMs : undefined
     const retries = route.retries?.attempts ?? 0
     const path = rewritePath(req.url ?? '/', match)
-    const headers = upstreamHeaders(req, scheme, route)
+    const headers = upstreamHeaders(req.headers, req.socket.remoteAddress ?? '', scheme, route)
     const grpc = isGrpc(req)
     let lastWhy = 'no endpoint'
     for (let attempt = 0; attempt <= retries; attempt++) {
@@ -298,7 +301,7 @@ export class HttpHandler {
     const route = match.route
     const resolved = this.#deps.backends.choose(route.route)
     if (route.redirect !== undefined || !resolved.ok) { refuse(route.redirect !== undefined ? 400 : resolved.ok ? 503 : resolved.status ?? 503, resolved.ok ? 'redirect routes do not upgrade' : resolved.why); return }
-    const headers = upstreamHeaders(req, scheme, route)
+    const headers = upstreamHeaders(req.headers, req.socket.remoteAddress ?? '', scheme, route)
     headers.connection = 'Upgrade'
     headers.upgrade = req.headers.upgrade ?? ''
     const lines = [`${req.method ?? 'GET'} ${rewritePath(req.url ?? '/', match)} HTTP/1.1`]

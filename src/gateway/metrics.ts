@@ -9,6 +9,7 @@ export class GatewayMetrics {
   readonly connectErrors: Counter<'route'>
   readonly routes: Gauge
   readonly rejected: Counter<'kind'>
+  readonly fastPath: Counter<'outcome'>
 
   constructor (registry: Registry) {
     const registers = [registry]
@@ -17,6 +18,7 @@ export class GatewayMetrics {
     this.connections = new Gauge({ name: 'edgemesh_gateway_connections_active', help: 'Client connections open now, by listener port.', labelNames: ['port'], registers })
     this.connectErrors = new Counter({ name: 'edgemesh_gateway_upstream_connect_errors_total', help: 'Failed attempts to reach a backend endpoint, by route.', labelNames: ['route'], registers })
     this.routes = new Gauge({ name: 'edgemesh_gateway_routes', help: 'HTTP, TCP and TLS routes served now.', registers })
+    this.fastPath = new Counter({ name: 'edgemesh_gateway_http1_fast_path_total', help: 'HTTP/1.1 requests met by the fast path: `forwarded` by it, or `handed_over` with their connection to the full HTTP handler (redirects, retries, timeouts, HTTP/2 backends, upgrades, chunked request bodies, HTTP/1.0, unusual heads).', labelNames: ['outcome'], registers })
     this.rejected = new Counter({ name: 'edgemesh_gateway_resources_rejected_total', help: 'Gateways and VirtualServices left out because a field is invalid (the log names it), by kind.', labelNames: ['kind'], registers })
   }
 

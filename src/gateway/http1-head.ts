@@ -1,0 +1,258 @@
+/**
+ * HTTP/1.1 message heads for the gateway's fast path (`http1-fast.ts`).
+ *
+ * The request parser accepts a strict subset of RFC 9112 and answers
+ * `other` for anything outside it: another version, an absolute or `*`
+ * target, obs-fold, bare LF, bytes past ASCII, a header named twice,
+ * Transfer-Encoding, Upgrade, Expect, a Content-Length that is not one run
+ * of digits. Those requests go to Node's own parser (llhttp) unchanged, which
+ * serves or refuses them as before; so the fast path never has to decide an
+ * ambiguous message, the root of request smuggling.
+ */
+
+export const MAX_HEAD_BYTES = 16 * 1024
+const MAX_HEADERS = 100
+/** Longest chunk-size line (with extensions) a backend may send. */
+const MAX_CHUNK_LINE = 4096
+
+export interface RequestHead {
+  method: string
+  /** The origin-form target: path and query. */
+  target: string
+  /** Header names in lower case, each at most once, values trimmed. */
+  headers: Record<string, string>
+  /** Body length; 0 when the request has none. */
+  contentLength: number
+  /** The client asked to close after the response (`Connection: close`). */
+  close: boolean
+  /** Bytes of the head, blank line included. */
+  size: number
+}
+
+export interface ResponseHead {
+  status: number
+  reason: string
+  /** Header names in lower case; a name sent several times keeps every value. */
+  headers: Record<string, string | string[]>
+  /** How the body ends: its length, chunked coding, or the connection's close. */
+  framing: { kind: 'length', length: number } | { kind: 'chunked' } | { kind: 'close' }
+  /** The backend keeps the connection open after this response. */
+  keepAlive: boolean
+  size: number
+}
+
+/** tchar of RFC 9110 §5.6.2, by byte. */
+const TCHAR = new Uint8Array(128)
+for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1
+for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1
+for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 1
+for (let c = 0x61; c <= 0x7a; c++) TCHAR[c] = 1
+
+const CR = 13
+const LF = 10
+
+/** Index of the blank line's end (`\r\n\r\n`), or -1 while the head is incomplete. */
+function headEnd (buf: Buffer): number {
+  const i = buf.indexOf('\r\n\r\n', 0, 'latin1')
+  return i < 0 ? -1 : i + 4
+}
+
+/** A run of tchar from `from`, up to `stop`; the index after it. */
+function token (buf: Buffer, from: number, stop: number): number {
+  let i = from
+  while (i < stop && (buf[i] as number) < 128 && TCHAR[buf[i] as number] === 1) i++
+  return i
+}
+
+/**
+ * Header lines between `from` and `end` (the blank line's start), each
+ * `name: value` ending in CRLF. Undefined when a line breaks the rules;
+ * `strict` also refuses bytes past ASCII in values (requests only).
+ */
+function headerLines (buf: Buffer, from: number, end: number, strict: boolean): Array<[string, string]> | undefined {
+  const out: Array<[string, string]> = []
+  let i = from
+  while (i < end) {
+    const nameEnd = token(buf, i, end)
+    if (nameEnd === i || buf[nameEnd] !== 0x3a) return undefined
+    let v = nameEnd + 1
+    let lineEnd = v
+    for (; lineEnd < end; lineEnd++) {
+      const c = buf[lineEnd] as number
+      if (c === CR) break
+      // Visible ASCII, space and tab; a backend may also send obs-text.
+      if ((c < 0x20 && c !== 9) || c === 0x7f || (strict && c > 0x7e)) return undefined
+    }
+    if (buf[lineEnd] !== CR || buf[lineEnd + 1] !== LF) return undefined
+    while (v < lineEnd && (buf[v] === 0x20 || buf[v] === 9)) v++
+    let vEnd = lineEnd
+    while (vEnd > v && (buf[vEnd - 1] === 0x20 || buf[vEnd - 1] === 9)) vEnd--
+    out.push([buf.toString('latin1', i, nameEnd).toLowerCase(), buf.toString('latin1', v, vEnd)])
+    if (out.length > MAX_HEADERS) return undefined
+    i = lineEnd + 2
+  }
+  return out
+}
+
+function hasToken (value: string, t: string): boolean {
+  return value.toLowerCase().split(',').some(s => s.trim() === t)
+}
+
+const DIGITS = /^\d{1,15}$/
+
+const VERSION = Buffer.from('HTTP/1.1\r\n')
+
+/** Whether an incomplete head can still become one the fast path takes: its request line so far fits, and no control bytes follow. */
+function plausibleStart (buf: Buffer): boolean {
+  const methodEnd = token(buf, 0, buf.length)
+  if (methodEnd === buf.length) return true
+  if (methodEnd === 0 || buf[methodEnd] !== 0x20) return false
+  if (methodEnd + 1 < buf.length && buf[methodEnd + 1] !== 0x2f) return false
+  let t = methodEnd + 1
+  while (t < buf.length && (buf[t] as number) > 0x20 && (buf[t] as number) < 0x7f) t++
+  if (t === buf.length) return true
+  if (buf[t] !== 0x20) return false
+  const version = buf.subarray(t + 1, t + 1 + VERSION.length)
+  if (!version.equals(VERSION.subarray(0, version.length))) return false
+  for (let i = t + 1 + VERSION.length; i < buf.length; i++) {
+    const c = buf[i] as number
+    if ((c < 0x20 && c !== 9 && c !== CR && c !== LF) || c > 0x7e) return false
+  }
+  return true
+}
+
+/**
+ * The request head at the start of `buf`: `incomplete` while its blank line
+ * has not arrived (and it is below the size cap), `other` when the fast path
+ * leaves it to Node's parser.
+ */
+export function parseRequestHead (buf: Buffer): RequestHead | 'incomplete' | 'other' {
+  const end = headEnd(buf)
+  // Node's parser refuses garbage as it comes; waiting for a blank line would hold it till the deadline.
+  if (end < 0) return buf.length >= MAX_HEAD_BYTES || !plausibleStart(buf) ? 'other' : 'incomplete'
+  if (end > MAX_HEAD_BYTES) return 'other'
+  const lineEnd = buf.indexOf('\r\n', 0, 'latin1')
+  // METHOD SP origin-form SP HTTP/1.1
+  const methodEnd = token(buf, 0, lineEnd)
+  if (methodEnd === 0 || buf[methodEnd] !== 0x20 || buf[methodEnd + 1] !== 0x2f) return 'other'
+  let t = methodEnd + 1
+  while (t < lineEnd && (buf[t] as number) > 0x20 && (buf[t] as number) < 0x7f) t++
+  if (buf[t] !== 0x20 || lineEnd - t !== 9 || buf.toString('latin1', t + 1, lineEnd) !== 'HTTP/1.1') return 'other'
+  const lines = headerLines(buf, lineEnd + 2, end - 2, true)
+  if (lines === undefined) return 'other'
+  const headers: Record<string, string> = {}
+  for (const [name, value] of lines) {
+    // Node merges or drops repeated headers by name; rather than copy its rules, leave these to it.
+    if (Object.hasOwn(headers, name)) return 'other'
+    headers[name] = value
+  }
+  if (headers.host === undefined || headers['transfer-encoding'] !== undefined || headers.upgrade !== undefined || headers.expect !== undefined) return 'other'
+  const connection = headers.connection ?? ''
+  if (hasToken(connection, 'upgrade')) return 'other'
+  const length = headers['content-length']
+  if (length !== undefined && !DIGITS.test(length)) return 'other'
+  return {
+    method: buf.toString('latin1', 0, methodEnd),
+    target: buf.toString('latin1', methodEnd + 1, t),
+    headers,
+    contentLength: length === undefined ? 0 : Number(length),
+    close: hasToken(connection, 'close'),
+    size: end
+  }
+}
+
+/**
+ * A backend's response head at the start of `buf`, for a request of
+ * `method`: `incomplete` until its blank line, `invalid` for anything that
+ * cannot be framed safely (the connection is then dropped, and the client
+ * answered 502).
+ */
+export function parseResponseHead (buf: Buffer, method: string): ResponseHead | 'incomplete' | 'invalid' {
+  const end = headEnd(buf)
+  if (end < 0) return buf.length >= MAX_HEAD_BYTES ? 'invalid' : 'incomplete'
+  if (end > MAX_HEAD_BYTES) return 'invalid'
+  const lineEnd = buf.indexOf('\r\n', 0, 'latin1')
+  const line = buf.toString('latin1', 0, lineEnd)
+  const m = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\r\n]*))?$/.exec(line)
+  if (m === null) return 'invalid'
+  const lines = headerLines(buf, lineEnd + 2, end - 2, false)
+  if (lines === undefined) return 'invalid'
+  const headers: Record<string, string | string[]> = {}
+  for (const [name, value] of lines) {
+    const cur = headers[name]
+    headers[name] = cur === undefined ? value : Array.isArray(cur) ? [...cur, value] : [cur, value]
+  }
+  const status = Number(m[2])
+  const http10 = m[1] === '0'
+  const connection = [headers.connection ?? []].flat().join(',')
+  let keepAlive = http10 ? hasToken(connection, 'keep-alive') : !hasToken(connection, 'close')
+  let framing: ResponseHead['framing']
+  const te = headers['transfer-encoding']
+  const cl = headers['content-length']
+  if (method === 'HEAD' || status < 200 || status === 204 || status === 304) {
+    framing = { kind: 'length', length: 0 }
+  } else if (te !== undefined) {
+    // Both Transfer-Encoding and Content-Length: the latter is ignored, and the connection not reused (RFC 9112 §6.3).
+    if (cl !== undefined) keepAlive = false
+    const codings = [te].flat().join(',').toLowerCase().split(',').map(s => s.trim())
+    if (codings[codings.length - 1] === 'chunked') framing = { kind: 'chunked' }
+    else { framing = { kind: 'close' }; keepAlive = false }
+  } else if (cl !== undefined) {
+    const values = new Set([cl].flat().flatMap(v => v.split(',')).map(v => v.trim()))
+    const only = values.size === 1 ? [...values][0] as string : ''
+    if (!DIGITS.test(only)) return 'invalid'
+    framing = { kind: 'length', length: Number(only) }
+  } else {
+    framing = { kind: 'close' }
+    keepAlive = false
+  }
+  return { status, reason: m[3] ?? '', headers, framing, keepAlive, size: end }
+}
+
+/**
+ * Follows a chunked body as it passes through unchanged, to know where it
+ * ends (after the last chunk and its trailers). Throws on a malformed body.
+ */
+export class ChunkedEnd {
+  #state: 'size' | 'data' | 'dataCrlf' | 'trailers' | 'done' = 'size'
+  #remaining = 0
+  #line = ''
+
+  get done (): boolean { return this.#state === 'done' }
+
+  /** Consumes `chunk`; returns how many of its bytes belong to the body (all of them unless it ended inside). */
+  feed (chunk: Buffer): number {
+    let i = 0
+    while (i < chunk.length && this.#state !== 'done') {
+      if (this.#state === 'data') {
+        const n = Math.min(this.#remaining, chunk.length - i)
+        i += n
+        this.#remaining -= n
+        if (this.#remaining === 0) this.#state = 'dataCrlf'
+        continue
+      }
+      // A line: chunk size, the CRLF after data, or a trailer line.
+      const nl = chunk.indexOf(LF, i)
+      const stop = nl < 0 ? chunk.length : nl + 1
+      this.#line += chunk.toString('latin1', i, stop)
+      i = stop
+      if (this.#line.length > MAX_CHUNK_LINE) throw new Error('chunk line too long')
+      if (nl < 0) break
+      const line = this.#line.endsWith('\r\n') ? this.#line.slice(0, -2) : undefined
+      this.#line = ''
+      if (line === undefined) throw new Error('bare LF in chunked body')
+      if (this.#state === 'dataCrlf') {
+        if (line !== '') throw new Error('chunk data longer than its size')
+        this.#state = 'size'
+      } else if (this.#state === 'size') {
+        const m = /^([0-9a-fA-F]{1,12})[ \t]*(?:;.*)?$/.exec(line)
+        if (m === null) throw new Error('bad chunk size')
+        this.#remaining = parseInt(m[1] as string, 16)
+        this.#state = this.#remaining === 0 ? 'trailers' : 'data'
+      } else if (line === '') {
+        this.#state = 'done'
+      }
+    }
+    return i
+  }
+}
