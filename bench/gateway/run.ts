@@ -37,7 +37,7 @@ const ROUTES = Number(opt.routes)
 const here = fileURLToPath(new URL('.', import.meta.url))
 const root = join(here, '..', '..')
 const NS = 'emg'
-const PORT = { backend: 18080, nginx: 18081, edgemesh: 18082, status: 18083, 'bare node proxy': 18084, 'bare node server': 18085, 'bare node proxy, node:http client': 18086 }
+const PORT = { backend: 18080, nginx: 18081, edgemesh: 18082, status: 18083, 'bare node proxy': 18084, 'bare node server': 18085, 'bare node proxy, node:http client': 18086, 'bare node byte forwarder': 18087 }
 const BODY = 'x'.repeat(63) + '\n'
 
 requireRoot('bench:gateway')
@@ -182,8 +182,9 @@ async function main (): Promise<void> {
     run(NS, [process.execPath, join(here, 'bare-proxy.ts'), 'proxy', String(PORT['bare node proxy']), String(PORT.backend)])
     run(NS, [process.execPath, join(here, 'bare-proxy.ts'), 'server', String(PORT['bare node server'])])
     run(NS, [process.execPath, join(here, 'bare-proxy.ts'), 'proxy-http', String(PORT['bare node proxy, node:http client']), String(PORT.backend)])
+    run(NS, [process.execPath, join(here, 'bare-proxy.ts'), 'bytes', String(PORT['bare node byte forwarder']), String(PORT.backend)])
     await new Promise(resolve => setTimeout(resolve, 1000))
-    const targets = ['nginx', 'edgemesh', 'bare node proxy', 'bare node proxy, node:http client', 'bare node server'] as const
+    const targets = ['nginx', 'edgemesh', 'bare node proxy', 'bare node proxy, node:http client', 'bare node byte forwarder', 'bare node server'] as const
     const peak: Record<string, Peak[]> = Object.fromEntries(targets.map(t => [t, []]))
     const fixed: Record<string, Fixed[]> = Object.fromEntries(targets.map(t => [t, []]))
     const moderate: Record<string, Fixed[]> = Object.fromEntries(targets.map(t => [t, []]))
@@ -220,7 +221,7 @@ async function main (): Promise<void> {
       ...targets.map(t => `| ${t} | ${med(t, p => p.rps).toFixed(0)} | ${med(t, p => p.p99ms).toFixed(2)} | ${(['p50', 'p99', 'p999'] as const).map(k => (medF(t, k) / 1000).toFixed(2)).join(' / ')} | ${(['p50', 'p99', 'p999'] as const).map(k => (medF(t, k, moderate) / 1000).toFixed(2)).join(' / ')} |`),
       '',
       `- edgemesh / nginx: peak ${ratio.toFixed(2)}× (target ≥ 0.6×), p99 at half of nginx's peak ${p99Ratio.toFixed(2)}× (target ≤ 2×).`,
-      `- edgemesh / bare Node proxy (node:http server + undici pool, no routing): peak ${(med('edgemesh', p => p.rps) / med('bare node proxy', p => p.rps)).toFixed(2)}×; a Node server answering by itself: ${(med('bare node server', p => p.rps) / med('nginx', p => p.rps)).toFixed(2)}× nginx's proxy.`,
+      `- edgemesh / bare Node proxy (node:http server + undici pool, no routing): peak ${(med('edgemesh', p => p.rps) / med('bare node proxy', p => p.rps)).toFixed(2)}×; a Node server answering by itself: ${(med('bare node server', p => p.rps) / med('nginx', p => p.rps)).toFixed(2)}× nginx's proxy; a Node byte forwarder with no HTTP logic: ${(med('bare node byte forwarder', p => p.rps) / med('nginx', p => p.rps)).toFixed(2)}× nginx's proxy, and edgemesh ${(med('edgemesh', p => p.rps) / med('bare node byte forwarder', p => p.rps)).toFixed(2)}× it.`,
       `- Gateway RSS: ${idleRss.toFixed(1)} MB idle with one route, ${loadedRss.toFixed(1)} MB after the load rounds.`,
       `- ${ROUTES} routes from a real kube-apiserver (one VirtualService each, informers): gateway RSS ${routes.rss.toFixed(1)} MB (target ≤ 150 MB); one VirtualService moved to a new host, served after p50 ${median(routes.changes).toFixed(0)} ms, max ${Math.max(...routes.changes).toFixed(0)} ms (${routes.changes.length} changes, from the API write to the first request that gets the new route; target < 1 s).`
     ].join('\n')

@@ -12,6 +12,7 @@ import { Agent } from 'undici'
 import type { Dispatcher } from 'undici'
 import { H2Pool } from './h2-pool.ts'
 import { Http1Pool } from './http1-pool.ts'
+import type { BackendConnection } from './http1-pool.ts'
 import type { UpstreamResponse } from './h2-pool.ts'
 import type { LoadBalancer, PickContext, ServicePortKey } from '../loadbalancer/index.ts'
 import { targetPort } from '../loadbalancer/index.ts'
@@ -196,25 +197,23 @@ export class Backends {
     return undefined
   }
 
-  /**
-   * For the HTTP/1.1 fast path: an idle connection to the endpoint when one
-   * is kept (`reused`), else a new one; `fresh` asks for a new one.
-   */
-  async http1Connection (ep: Endpoint, port: number, service: string, fresh = false): Promise<{ conn: Duplex, reused: boolean }> {
+  /** For the HTTP/1.1 fast path: an idle kept-alive connection to the endpoint, when one is kept. */
+  http1Take (ep: Endpoint, port: number, service: string): BackendConnection | undefined {
+    return this.#http1.take(this.#remember(ep, port, service))
+  }
+
+  /** For the HTTP/1.1 fast path: a new connection to the endpoint. */
+  async http1Dial (ep: Endpoint, port: number, service: string): Promise<BackendConnection> {
     const key = this.#remember(ep, port, service)
-    const idle = fresh ? undefined : this.#http1.take(key)
-    if (idle !== undefined) return { conn: idle, reused: true }
-    const conn = await this.#dialKey(key)
-    // Errors are seen by whoever holds the connection; one between holders must not crash the process.
-    conn.on('error', () => {})
+    const socket = await this.#dialKey(key)
     // Requests are single small writes: no waiting for ACKs (as undici does).
-    ;(conn as Socket).setNoDelay?.(true)
-    return { conn, reused: false }
+    ;(socket as Socket).setNoDelay?.(true)
+    return this.#http1.adopt(socket, key)
   }
 
   /** Gives back a fast-path connection whose response ended cleanly, to be idle at most `idleMs`. */
-  http1Release (ep: Endpoint, port: number, conn: Duplex, idleMs?: number): void {
-    this.#http1.release(`${ep.ip}:${port}`, conn, idleMs)
+  http1Release (c: BackendConnection, idleMs?: number): void {
+    this.#http1.release(c, idleMs)
   }
 
   close (): void {

@@ -24,11 +24,13 @@ import type { GatewayMetrics } from './metrics.ts'
 import { applyOps, cookieReader, forwardable, headerReader, rewritePath, upstreamHeaders } from './http-handler.ts'
 import { ChunkedEnd, parseRequestHead, parseResponseHead } from './http1-head.ts'
 import type { RequestHead, ResponseHead } from './http1-head.ts'
+import type { BackendConnection, ConnectionUser } from './http1-pool.ts'
 
 /** Bytes of pipelined requests read ahead while one is served; past this the client is paused. */
 const READ_AHEAD = 64 * 1024
 /** A backend's silence (before its head, or between body bytes) after which the exchange is dropped: undici's own defaults. */
 const UPSTREAM_IDLE_MS = 300_000
+const EMPTY = Buffer.alloc(0)
 
 export interface FastHttp1Deps {
   logger: Logger
@@ -94,9 +96,28 @@ interface Exchange {
   started: number
   /** Request body bytes still to come from the client. */
   bodyLeft: number
+  /** The request head for the backend. */
+  requestHead: Buffer
+  /** Endpoints in the load balancer's order, and the one being tried. */
+  attempts: Iterator<{ ep: Endpoint, port: number }>
+  target: { ep: Endpoint, port: number } | undefined
+  /** The connection in use came from the pool (it may have been closed by the backend as it was taken). */
+  reused: boolean
+  /** The response head, once it arrived, and how its body ends. */
+  res: ResponseHead | undefined
+  left: number
+  chunked: ChunkedEnd | undefined
+  /** Response bytes before the head was complete. */
+  ubuf: Buffer
+  lastUpstreamByte: number
 }
 
-class ClientConnection {
+/**
+ * One client connection. It serves one exchange at a time and is itself the
+ * user of the backend connection (no closures or promises per request: at
+ * tens of thousands of requests a second they showed in the profile).
+ */
+class ClientConnection implements ConnectionUser {
   readonly #deps: FastHttp1Deps
   readonly #port: number
   readonly #scheme: 'http' | 'https'
@@ -106,16 +127,21 @@ class ClientConnection {
   readonly #draining: () => boolean
   #buf: Buffer = Buffer.alloc(0)
   #exchange: Exchange | undefined
-  /** The backend connection of the exchange in flight, once dialed. */
-  #upstream: Duplex | undefined
+  /** The backend connection of the exchange in flight, once there is one. */
+  #up: BackendConnection | undefined
   #timer: NodeJS.Timeout | undefined
   #waitingSince = 0
-  #ended = false
+  #clientEnded = false
   #done = false
+  /** The client is paused until the backend drains, or the backend until the client drains. */
+  #clientPausedForUp = false
+  #upPausedForClient = false
   readonly #onData = (chunk: Buffer): void => { this.#read(chunk) }
-  readonly #onEnd = (): void => { this.#ended = true; if (this.#exchange === undefined) this.#close() }
+  readonly #onEnd = (): void => { this.#clientEnded = true; if (this.#exchange === undefined) this.#close() }
   readonly #onClose = (): void => { this.#finish() }
   readonly #onError = (): void => { this.#socket.destroy() }
+  readonly #onUpDrain = (): void => { this.#clientPausedForUp = false; this.#socket.resume() }
+  readonly #onClientDrain = (): void => { this.#upPausedForClient = false; this.#up?.socket.resume() }
 
   constructor (deps: FastHttp1Deps, port: number, scheme: 'http' | 'https', socket: Duplex, handOff: (socket: Duplex) => void, forget: () => void, draining: () => boolean) {
     this.#deps = deps
@@ -134,6 +160,7 @@ class ClientConnection {
     s.on('end', this.#onEnd)
     s.on('close', this.#onClose)
     s.on('error', this.#onError)
+    s.on('drain', this.#onClientDrain)
     this.#next()
   }
 
@@ -146,26 +173,36 @@ class ClientConnection {
     this.#socket.destroy()
   }
 
-  /** The connection is over (or was handed off): timers and bookkeeping go. */
+  /** The connection is over (or was handed off): timers and bookkeeping go, a backend connection in use is dropped. */
   #finish (): void {
     if (this.#done) return
     this.#done = true
     clearTimeout(this.#timer)
-    this.#upstream?.destroy()
+    this.#dropUpstream()
     this.#forget()
+  }
+
+  #dropUpstream (): void {
+    const up = this.#up
+    this.#up = undefined
+    if (up === undefined) return
+    up.user = undefined
+    up.socket.off('drain', this.#onUpDrain)
+    up.socket.destroy()
   }
 
   #read (chunk: Buffer): void {
     const ex = this.#exchange
     // Until a backend connection is there, body bytes wait in the buffer with the rest.
-    if (ex !== undefined && ex.bodyLeft > 0 && this.#upstream !== undefined) {
+    if (ex !== undefined && ex.bodyLeft > 0 && this.#up !== undefined) {
       // The request's body goes straight on; what follows it is the next request.
       const n = Math.min(ex.bodyLeft, chunk.length)
       ex.bodyLeft -= n
-      const up = this.#upstream
-      if (!up.write(chunk.subarray(0, n))) {
+      const up = this.#up.socket
+      if (!up.write(chunk.subarray(0, n)) && !this.#clientPausedForUp) {
+        this.#clientPausedForUp = true
         this.#socket.pause()
-        up.once('drain', () => this.#socket.resume())
+        up.once('drain', this.#onUpDrain)
       }
       chunk = chunk.subarray(n)
       if (chunk.length === 0) return
@@ -180,7 +217,7 @@ class ClientConnection {
     if (this.#done) return
     clearTimeout(this.#timer)
     if (this.#buf.length === 0) {
-      if (this.#ended || this.#draining()) { this.#close(); return }
+      if (this.#clientEnded || this.#draining()) { this.#close(); return }
       this.#waitingSince = 0
       this.#timer = setTimeout(() => this.#close(), this.#deps.keepAliveTimeoutMs)
       this.#socket.resume()
@@ -214,12 +251,26 @@ class ClientConnection {
       return
     }
     this.#deps.metrics.fastPath.inc({ outcome: 'forwarded' })
-    const ex: Exchange = { head, match, resolved, started, bodyLeft: head.contentLength }
-    this.#exchange = ex
-    this.#forward(ex).catch((err: unknown) => {
-      this.#deps.logger.debug('gateway request failed', { route: route.id, err })
-      this.#socket.destroy()
-    })
+    const client = (this.#socket as Duplex & { remoteAddress?: string }).remoteAddress ?? ''
+    const headers = upstreamHeaders(head.headers, client, this.#scheme, route)
+    const ctx: PickContext = { clientIP: client, header: headerReader(head.headers), cookie: cookieReader(head.headers) }
+    this.#exchange = {
+      head,
+      match,
+      resolved,
+      started,
+      bodyLeft: head.contentLength,
+      requestHead: Buffer.from(serializeHead(`${head.method} ${rewritePath(head.target, match)} HTTP/1.1`, headers), 'latin1'),
+      attempts: this.#deps.backends.attempts(resolved, ctx),
+      target: undefined,
+      reused: false,
+      res: undefined,
+      left: 0,
+      chunked: undefined,
+      ubuf: EMPTY,
+      lastUpstreamByte: started
+    }
+    this.#tryNext()
   }
 
   /**
@@ -249,10 +300,11 @@ class ClientConnection {
     s.off('end', this.#onEnd)
     s.off('close', this.#onClose)
     s.off('error', this.#onError)
+    s.off('drain', this.#onClientDrain)
     this.#finish()
     s.pause()
     if (this.#buf.length > 0) s.unshift(this.#buf)
-    this.#buf = Buffer.alloc(0)
+    this.#buf = EMPTY
     this.#handOff(s)
     process.nextTick(() => s.resume())
   }
@@ -260,182 +312,185 @@ class ClientConnection {
   /** A short answer of the gateway's own; a request body not read yet means the connection cannot go on. */
   #replyAndGo (routeId: string, code: number, why: string, started: number, unreadBody: boolean): void {
     this.#deps.metrics.answered(routeId, code, (performance.now() - started) / 1000)
-    const close = unreadBody || this.#ended || this.#draining()
+    const close = unreadBody || this.#clientEnded || this.#draining()
     this.#socket.write(`HTTP/1.1 ${code} ${STATUS_CODES[code] ?? ''}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(why) + 1}\r\n${close ? 'connection: close\r\n' : ''}\r\n${why}\n`)
     this.#exchange = undefined
     if (close) { this.#finish(); this.#socket.end(); return }
     this.#next()
   }
 
-  async #forward (ex: Exchange): Promise<void> {
+  /** The next endpoint in the load balancer's order: an idle connection to it, else a new one. */
+  #tryNext (): void {
+    const ex = this.#exchange as Exchange
     const { backends, metrics } = this.#deps
-    const { head, match, resolved } = ex
-    const route = match.route
-    const client = (this.#socket as Duplex & { remoteAddress?: string }).remoteAddress ?? ''
-    const headers = upstreamHeaders(head.headers, client, this.#scheme, route)
-    const requestHead = serializeHead(`${head.method} ${rewritePath(head.target, match)} HTTP/1.1`, headers)
-    const ctx: PickContext = { clientIP: client, header: headerReader(head.headers), cookie: cookieReader(head.headers) }
-    for (const { ep, port } of backends.attempts(resolved, ctx)) {
-      let got: { conn: Duplex, reused: boolean }
-      try {
-        got = await backends.http1Connection(ep, port, resolved.svc.service)
-      } catch {
-        metrics.connectErrors.inc({ route: route.id })
-        continue
-      }
-      if (this.#done) { got.conn.destroy(); return }
-      let outcome = await this.#exchangeOn(ex, got.conn, ep, port, requestHead)
-      if (this.#done) return
-      // A kept-alive connection the backend closed as it was taken: once more on a new one, when nothing can have been processed twice.
-      if (outcome === 'stale' && got.reused && head.contentLength === 0 && !this.#done) {
-        try {
-          outcome = await this.#exchangeOn(ex, (await backends.http1Connection(ep, port, resolved.svc.service, true)).conn, ep, port, requestHead)
-        } catch {
-          metrics.connectErrors.inc({ route: route.id })
-          continue
-        }
-        if (this.#done) return
-      }
-      if (outcome === 'stale') { this.#replyAndGo(route.id, 502, 'upstream reset', ex.started, ex.bodyLeft > 0); return }
+    const next = ex.attempts.next()
+    if (next.done === true) {
+      this.#replyAndGo(ex.match.route.id, 503, 'upstream connect error', ex.started, ex.head.contentLength > 0)
       return
     }
-    this.#replyAndGo(route.id, 503, 'upstream connect error', ex.started, head.contentLength > 0)
+    const { ep, port } = next.value
+    ex.target = next.value
+    const idle = backends.http1Take(ep, port, ex.resolved.svc.service)
+    if (idle !== undefined) { this.#begin(idle, true); return }
+    this.#dial(() => { metrics.connectErrors.inc({ route: ex.match.route.id }); this.#tryNext() })
   }
 
-  /**
-   * One request and its response on `up`. `stale`: the backend closed or
-   * failed before a byte of the response (nothing was answered yet); `done`:
-   * the exchange ended, answered or with the client dropped.
-   */
-  async #exchangeOn (ex: Exchange, up: Duplex, ep: Endpoint, port: number, requestHead: string): Promise<'done' | 'stale'> {
-    const { metrics, backends } = this.#deps
-    const { head, match } = ex
-    const route = match.route
-    this.#upstream = up
-    return await new Promise(resolve => {
-      let ubuf: Buffer = Buffer.alloc(0)
-      let res: ResponseHead | undefined
-      let left = 0
-      let chunked: ChunkedEnd | undefined
-      let timer: NodeJS.Timeout | undefined
-      const arm = (): void => {
-        clearTimeout(timer)
-        timer = setTimeout(() => { cleanup(); up.destroy(); if (res === undefined) { this.#replyAndGo(route.id, 504, 'upstream request timeout', ex.started, ex.bodyLeft > 0); resolve('done') } else { this.#socket.destroy(); resolve('done') } }, UPSTREAM_IDLE_MS)
+  /** A new connection to the current endpoint; `failed` when it cannot be had. */
+  #dial (failed: () => void): void {
+    const ex = this.#exchange as Exchange
+    const { ep, port } = ex.target as { ep: Endpoint, port: number }
+    this.#deps.backends.http1Dial(ep, port, ex.resolved.svc.service).then(c => {
+      if (this.#done) { c.socket.destroy(); return }
+      this.#begin(c, false)
+    }, () => { if (!this.#done) failed() })
+  }
+
+  /** Sends the request (and what of its body has arrived) on `up`. */
+  #begin (up: BackendConnection, reused: boolean): void {
+    const ex = this.#exchange as Exchange
+    this.#up = up
+    up.user = this
+    ex.reused = reused
+    ex.res = undefined
+    ex.ubuf = EMPTY
+    ex.lastUpstreamByte = performance.now()
+    this.#armUpstreamTimer()
+    const now = Math.min(ex.bodyLeft, this.#buf.length)
+    ex.bodyLeft -= now
+    up.socket.write(now > 0 ? Buffer.concat([ex.requestHead, this.#buf.subarray(0, now)]) : ex.requestHead)
+    this.#buf = this.#buf.subarray(now)
+    // The client may have been paused while the connection was dialed: the rest of the body is wanted now.
+    if (ex.bodyLeft > 0) this.#socket.resume()
+  }
+
+  /** Drops the exchange when the backend is silent too long (before its head, or inside its body). */
+  #armUpstreamTimer (): void {
+    clearTimeout(this.#timer)
+    const ex = this.#exchange as Exchange
+    this.#timer = setTimeout(() => {
+      if (this.#exchange !== ex) return
+      const idle = performance.now() - ex.lastUpstreamByte
+      if (idle < UPSTREAM_IDLE_MS) { this.#armUpstreamTimer(); return }
+      this.#dropUpstream()
+      if (ex.res === undefined) this.#replyAndGo(ex.match.route.id, 504, 'upstream request timeout', ex.started, ex.bodyLeft > 0)
+      else this.#socket.destroy()
+    }, UPSTREAM_IDLE_MS)
+  }
+
+  #send (bytes: Buffer): void {
+    if (bytes.length > 0 && !this.#socket.write(bytes) && !this.#upPausedForClient) {
+      this.#upPausedForClient = true
+      this.#up?.socket.pause()
+    }
+  }
+
+  onUpstreamData (chunk: Buffer): void {
+    const ex = this.#exchange as Exchange
+    ex.lastUpstreamByte = performance.now()
+    if (ex.res !== undefined) { this.#body(chunk); return }
+    let ubuf = ex.ubuf.length === 0 ? chunk : Buffer.concat([ex.ubuf, chunk])
+    let r: ResponseHead
+    for (;;) {
+      const parsed = parseResponseHead(ubuf, ex.head.method)
+      if (parsed === 'incomplete') { ex.ubuf = ubuf; return }
+      if (parsed === 'invalid' || parsed.status === 101) {
+        this.#dropUpstream()
+        this.#replyAndGo(ex.match.route.id, 502, 'upstream sent an invalid response', ex.started, ex.bodyLeft > 0)
+        return
       }
-      const cleanup = (): void => {
-        clearTimeout(timer)
-        up.off('data', onData)
-        up.off('end', onEnd)
-        up.off('close', onEnd)
-        up.off('error', onEnd)
-        this.#socket.off('drain', resumeUp)
-        this.#upstream = undefined
-      }
-      let paused = false
-      const resumeUp = (): void => { paused = false; up.resume() }
-      const send = (bytes: Buffer): void => {
-        if (bytes.length > 0 && !this.#socket.write(bytes) && !paused) {
-          paused = true
-          up.pause()
-          this.#socket.once('drain', resumeUp)
-        }
-      }
-      /** The response ended after `used` bytes of the last chunk; the rest, if any, is a protocol error. */
-      const ended = (extra: boolean): void => {
-        cleanup()
-        const reusable = res?.keepAlive === true && !extra && ex.bodyLeft === 0 && res.framing.kind !== 'close'
-        if (reusable) backends.http1Release(ep, port, up, announcedIdleMs((res as ResponseHead).headers))
-        else up.destroy()
-        this.#exchange = undefined
-        resolve('done')
-        if (res?.framing.kind === 'close' || head.close || ex.bodyLeft > 0 || this.#ended || this.#draining()) { this.#finish(); this.#socket.end(); return }
-        this.#socket.resume()
-        this.#next()
-      }
-      const body = (chunk: Buffer): void => {
-        const r = res as ResponseHead
-        if (r.framing.kind === 'close') { send(chunk); return }
-        if (chunked !== undefined) {
-          let used: number
-          try { used = chunked.feed(chunk) } catch { cleanup(); up.destroy(); this.#socket.destroy(); resolve('done'); return }
-          send(chunk.subarray(0, used))
-          if (chunked.done) ended(used < chunk.length)
-          return
-        }
-        const n = Math.min(left, chunk.length)
-        left -= n
-        send(chunk.subarray(0, n))
-        if (left === 0) ended(n < chunk.length)
-      }
-      const onData = (chunk: Buffer): void => {
-        arm()
-        if (res !== undefined) { body(chunk); return }
-        ubuf = ubuf.length === 0 ? chunk : Buffer.concat([ubuf, chunk])
-        for (;;) {
-          const parsed = parseResponseHead(ubuf, head.method)
-          if (parsed === 'incomplete') return
-          if (parsed === 'invalid' || parsed.status === 101) {
-            cleanup()
-            up.destroy()
-            this.#replyAndGo(route.id, 502, 'upstream sent an invalid response', ex.started, ex.bodyLeft > 0)
-            resolve('done')
-            return
-          }
-          ubuf = ubuf.subarray(parsed.size)
-          // Informational answers (103 Early Hints...) are not passed on, as the full handler's client does not.
-          if (parsed.status < 200) continue
-          res = parsed
-          break
-        }
-        const r = res
-        metrics.answered(route.id, r.status, (performance.now() - ex.started) / 1000)
-        const out = forwardable(r.headers)
-        applyOps(out, route.responseHeaders)
-        if (r.framing.kind === 'chunked') {
-          Reflect.deleteProperty(out, 'content-length')
-          out['transfer-encoding'] = 'chunked'
-          chunked = new ChunkedEnd()
-        } else if (r.framing.kind === 'length') {
-          left = r.framing.length
-          if (head.method !== 'HEAD' && r.status !== 204 && r.status !== 304) out['content-length'] = String(left)
-        }
-        if (r.framing.kind === 'close' || head.close || ex.bodyLeft > 0 || this.#ended || this.#draining()) out.connection = 'close'
-        const headBytes = Buffer.from(serializeHead(`HTTP/1.1 ${r.status} ${r.reason}`, out), 'latin1')
-        const rest = ubuf
-        ubuf = Buffer.alloc(0)
-        // A whole small response goes out in one write: each write on loopback costs more than the rest of the request.
-        if (r.framing.kind === 'length' && rest.length >= left) {
-          send(left === 0 ? headBytes : Buffer.concat([headBytes, rest.subarray(0, left)]))
-          const extra = rest.length > left
-          left = 0
-          ended(extra)
-          return
-        }
-        send(headBytes)
-        if (rest.length > 0) body(rest)
-      }
-      const onEnd = (): void => {
-        if (res === undefined) { cleanup(); up.destroy(); resolve('stale'); return }
-        if (res.framing.kind === 'close') { ended(false); return }
-        // The backend went away inside a framed body: the client cannot be told but by closing.
-        cleanup()
-        up.destroy()
+      ubuf = ubuf.subarray(parsed.size)
+      // Informational answers (103 Early Hints...) are not passed on, as the full handler's client does not.
+      if (parsed.status >= 200) { r = parsed; break }
+    }
+    ex.res = r
+    ex.ubuf = EMPTY
+    const route = ex.match.route
+    this.#deps.metrics.answered(route.id, r.status, (performance.now() - ex.started) / 1000)
+    const out = forwardable(r.headers)
+    applyOps(out, route.responseHeaders)
+    if (r.framing.kind === 'chunked') {
+      Reflect.deleteProperty(out, 'content-length')
+      out['transfer-encoding'] = 'chunked'
+      ex.chunked = new ChunkedEnd()
+    } else if (r.framing.kind === 'length') {
+      ex.left = r.framing.length
+      if (ex.head.method !== 'HEAD' && r.status !== 204 && r.status !== 304) out['content-length'] = String(ex.left)
+    }
+    if (this.#closesAfter()) out.connection = 'close'
+    const headBytes = Buffer.from(serializeHead(`HTTP/1.1 ${r.status} ${r.reason}`, out), 'latin1')
+    // A whole small response goes out in one write: each write on loopback costs more than the rest of the request.
+    if (r.framing.kind === 'length' && ubuf.length >= ex.left) {
+      this.#send(ex.left === 0 ? headBytes : Buffer.concat([headBytes, ubuf.subarray(0, ex.left)]))
+      const extra = ubuf.length > ex.left
+      ex.left = 0
+      this.#responseEnded(extra)
+      return
+    }
+    this.#send(headBytes)
+    if (ubuf.length > 0) this.#body(ubuf)
+  }
+
+  /** Whether the client connection closes after this response. */
+  #closesAfter (): boolean {
+    const ex = this.#exchange as Exchange
+    return ex.res?.framing.kind === 'close' || ex.head.close || ex.bodyLeft > 0 || this.#clientEnded || this.#draining()
+  }
+
+  #body (chunk: Buffer): void {
+    const ex = this.#exchange as Exchange
+    if (ex.res?.framing.kind === 'close') { this.#send(chunk); return }
+    if (ex.chunked !== undefined) {
+      let used: number
+      try {
+        used = ex.chunked.feed(chunk)
+      } catch {
+        this.#dropUpstream()
         this.#socket.destroy()
-        resolve('done')
+        return
       }
-      up.on('data', onData)
-      up.once('end', onEnd)
-      up.once('close', onEnd)
-      up.once('error', onEnd)
-      arm()
-      // The head and what of the body has arrived; the rest follows in #read.
-      const now = Math.min(ex.bodyLeft, this.#buf.length)
-      ex.bodyLeft -= now
-      up.write(now > 0 ? Buffer.concat([Buffer.from(requestHead, 'latin1'), this.#buf.subarray(0, now)]) : Buffer.from(requestHead, 'latin1'))
-      this.#buf = this.#buf.subarray(now)
-      up.resume()
-      // The client may have been paused while the connection was dialed: the rest of the body is wanted now.
-      if (ex.bodyLeft > 0) this.#socket.resume()
-    })
+      this.#send(chunk.subarray(0, used))
+      if (ex.chunked.done) this.#responseEnded(used < chunk.length)
+      return
+    }
+    const n = Math.min(ex.left, chunk.length)
+    ex.left -= n
+    this.#send(chunk.subarray(0, n))
+    if (ex.left === 0) this.#responseEnded(n < chunk.length)
+  }
+
+  onUpstreamGone (): void {
+    const ex = this.#exchange
+    if (ex === undefined || this.#done) return
+    if (ex.res?.framing.kind === 'close') { this.#responseEnded(false); return }
+    this.#dropUpstream()
+    if (ex.res !== undefined) {
+      // The backend went away inside a framed body: the client cannot be told but by closing.
+      this.#socket.destroy()
+      return
+    }
+    // A kept-alive connection the backend closed as it was taken: once more on a new one, when nothing can have been processed twice.
+    if (ex.reused && ex.head.contentLength === 0) {
+      this.#dial(() => { this.#deps.metrics.connectErrors.inc({ route: ex.match.route.id }); this.#tryNext() })
+      return
+    }
+    this.#replyAndGo(ex.match.route.id, 502, 'upstream reset', ex.started, ex.bodyLeft > 0)
+  }
+
+  /** The response ended; `extra`: the backend sent more than it framed (a protocol error). */
+  #responseEnded (extra: boolean): void {
+    const ex = this.#exchange as Exchange
+    const up = this.#up as BackendConnection
+    this.#up = undefined
+    clearTimeout(this.#timer)
+    if (this.#upPausedForClient) { this.#upPausedForClient = false; up.socket.resume() }
+    up.socket.off('drain', this.#onUpDrain)
+    const res = ex.res as ResponseHead
+    if (res.keepAlive && !extra && ex.bodyLeft === 0 && res.framing.kind !== 'close') this.#deps.backends.http1Release(up, announcedIdleMs(res.headers))
+    else { up.user = undefined; up.socket.destroy() }
+    const close = this.#closesAfter()
+    this.#exchange = undefined
+    if (close) { this.#finish(); this.#socket.end(); return }
+    this.#socket.resume()
+    this.#next()
   }
 }
