@@ -22,7 +22,8 @@ function rule (apiGroups: string[], resources: string[], verbs: readonly string[
 export const AGENT_RULES: readonly PolicyRule[] = Object.freeze([
   rule([''], ['services', 'endpoints', 'nodes']),
   rule(['discovery.k8s.io'], ['endpointslices']),
-  rule(['networking.istio.io'], ['destinationrules', 'gateways', 'virtualservices'])
+  // DestinationRules only: Istio Gateways and VirtualServices are the gateway's (`edgemesh gateway`), not the agent's.
+  rule(['networking.istio.io'], ['destinationrules'])
 ])
 
 /** Role rules of edgemesh-agent in its own namespace: the edge CNI's pod block claims (Leases), claimed and watched for the routing plane. */

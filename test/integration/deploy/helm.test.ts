@@ -267,12 +267,14 @@ describe('Helm install against the test API server', { ...skip, ...(haveControlP
       metaServer: { server: '', security: { requireAuthorization: false, insecureSkipTLSVerify: false, tlsCaFile: '', tlsCertFile: '', tlsPrivateKeyFile: '' } }
     }, { env: {} })
     const client = new KubeClient(conn)
-    const informers = [RESOURCES.services, RESOURCES.endpoints, RESOURCES.endpointSlices, RESOURCES.nodes, RESOURCES.destinationRules, RESOURCES.gateways, RESOURCES.virtualServices]
+    const informers = [RESOURCES.services, RESOURCES.endpoints, RESOURCES.endpointSlices, RESOURCES.nodes, RESOURCES.destinationRules]
       .map(resource => new KubeInformer<KubeObject>({ resource }, { client, logger: noopLogger }))
     try {
       await Promise.all(informers.map(async i => await i.start()))
       assert.ok(informers.every(i => i.hasSynced()))
       await assert.rejects(client.list(RESOURCES.secrets), /forbidden|Forbidden/)
+      // Istio Gateways and VirtualServices are the gateway's to read, not the agent's.
+      await assert.rejects(client.list(RESOURCES.virtualServices), /forbidden|Forbidden/)
       // The edge CNI's block claims: Leases in the release's namespace, and nowhere else.
       const claims = new BlockClaims({ api: kubeLeaseApi(client), logger: noopLogger }, { nodeName: 'edge-1', cidrs: ['10.244.64.0/18'], namespace: 'kubeedge', stateFile: join(dir, 'cni-block.json') })
       assert.equal(await claims.claim(), '10.244.64.0/24')

@@ -22,8 +22,7 @@ import type { ControlPlane } from '../../helpers/control-plane.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
 
 const ROLE = 'edgemesh-agent-test'
-const AGENT_READS = [RESOURCES.services, RESOURCES.endpoints, RESOURCES.endpointSlices, RESOURCES.nodes,
-  RESOURCES.destinationRules, RESOURCES.gateways, RESOURCES.virtualServices]
+const AGENT_READS = [RESOURCES.services, RESOURCES.endpoints, RESOURCES.endpointSlices, RESOURCES.nodes, RESOURCES.destinationRules]
 
 function base (over: Partial<KubeAPISettings> = {}, security: Partial<KubeAPISettings['metaServer']['security']> = {}): KubeAPISettings {
   return {
@@ -136,10 +135,11 @@ describe('RBAC and connection modes against a real API server', { skip: haveCont
     assert.ok(infs.every(i => i.hasSynced()))
     await cp.apply({ apiVersion: 'networking.istio.io/v1alpha3', kind: 'DestinationRule', metadata: { name: 'dr', namespace: 'default' }, spec: { host: 'web', trafficPolicy: { loadBalancer: { simple: 'RANDOM' } } } })
     await eventually('DestinationRule seen', () => infs[4]?.get('default/dr') !== undefined, 1000)
-    // Nothing beyond the rules: Secrets and Pods stay closed.
+    // Nothing beyond the rules: Secrets, Pods and the gateway's Istio resources stay closed.
     await assert.rejects(client.list(RESOURCES.secrets), (err: unknown) =>
       err instanceof KubeForbiddenError && err.verb === 'list' && err.resource === 'secrets' && err.user === 'system:serviceaccount:kubeedge:edgemesh-agent')
     await assert.rejects(client.list(RESOURCES.pods), KubeForbiddenError)
+    await assert.rejects(client.list(RESOURCES.virtualServices), KubeForbiddenError)
   })
 
   test('without watch on endpointslices, the informer retries and names verb and resource, then syncs once RBAC allows it', async () => {

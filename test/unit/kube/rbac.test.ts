@@ -10,8 +10,7 @@ function grants (rules: readonly PolicyRule[], group: string, resource: string, 
 }
 
 test('agent rules: get/list/watch on exactly what the informers read', () => {
-  const read = [RESOURCES.services, RESOURCES.endpoints, RESOURCES.nodes, RESOURCES.endpointSlices,
-    RESOURCES.destinationRules, RESOURCES.gateways, RESOURCES.virtualServices]
+  const read = [RESOURCES.services, RESOURCES.endpoints, RESOURCES.nodes, RESOURCES.endpointSlices, RESOURCES.destinationRules]
   for (const r of read) for (const verb of ['get', 'list', 'watch']) assert.ok(grants(AGENT_RULES, r.group, r.resource, verb), `${verb} ${r.resource}`)
   const all = AGENT_RULES.flatMap(r => r.resources)
   assert.equal(all.length, read.length)
@@ -21,6 +20,7 @@ test('agent rules: get/list/watch on exactly what the informers read', () => {
   }
   assert.ok(!grants(AGENT_RULES, '', 'secrets', 'get'))
   assert.ok(!grants(AGENT_RULES, '', 'pods', 'list'))
+  assert.ok(!grants(AGENT_RULES, 'networking.istio.io', 'virtualservices', 'list'))
 })
 
 test('gateway rules: what the gateway watches, secrets included, and no nodes', () => {
