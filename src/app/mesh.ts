@@ -181,7 +181,9 @@ export function createMesh (deps: { logger: Logger, metrics: Registry, copied?: 
       nodeName: init.nodeName,
       listenHost: init.listenAddresses?.[0] ?? '0.0.0.0',
       pskFile: init.pskFile,
-      isRelay: init.relayNodes.some(r => r.nodeName === init.nodeName)
+      isRelay: init.relayNodes.some(r => r.nodeName === init.nodeName),
+      // A node that reserves no relay slot on libp2p (the gateway: client only) parks nothing on the data path either.
+      park: init.reserve !== false
     })
   }
   const tunnel = new EdgeTunnel({ ...deps, dataPath }, init)

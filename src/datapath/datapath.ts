@@ -119,7 +119,7 @@ export class DataPath {
     this.#keys = new DataPathKeys(pnetKey ?? await readPnetKey(pskFile as string))
     if (this.#init.port !== undefined) await this.#listen(this.#init.port)
     this.#started = true
-    if (!this.#init.isRelay) this.#parking.start()
+    if (!this.#init.isRelay && this.#init.park !== false) this.#parking.start()
   }
 
   async #listen (port: number): Promise<void> {

@@ -29,6 +29,8 @@ export interface DataPathInit {
   poolSize?: number
   /** Idle connections parked on each relay. @default 2 */
   parkedPerRelay?: number
+  /** Park on the relays at all; false for a client-only node (the gateway), which no peer dials. @default true */
+  park?: boolean
   /** How long a direct connect may take before the relay is tried. @default 1000 */
   connectTimeoutMs?: number
   /** After a direct failure a peer's new connections take the relays; direct is probed again in the background after this long. @default 30000 */

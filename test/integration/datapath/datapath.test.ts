@@ -127,6 +127,20 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
     await eventually('edge-b parks again', () => (b.parkedOn()['relay-1'] ?? 0) >= 2, 5000, 20)
   })
 
+  test('a client-only node (the gateway) parks nothing on the relays, and still reaches parked nodes through them', async () => {
+    const relay = await node('relay-client-only', { isRelay: true })
+    const gateway = await node('gateway-client-only', { park: false })
+    const b = await node('edge-parked')
+    for (const n of [gateway, b]) n.setRelays([{ nodeName: 'relay-client-only', address: at(relay) }])
+    await eventually('edge-parked parks on the relay', () => b.parkedOn()['relay-client-only'] === 2, 5000, 20)
+    const c = await gateway.dial({ nodeName: 'edge-parked', direct: [{ host: '127.0.0.1', port: 1 }], relays: [{ nodeName: 'relay-client-only', address: at(relay) }] }, { ip: '127.0.0.1', port: echoPort })
+    assert.equal(c.path, 'relay')
+    assert.equal((await roundTrip(c.socket, Buffer.from('x'))).toString(), 'x')
+    // Parking would have begun at once (setRelays) and been retried each second.
+    await new Promise(resolve => setTimeout(resolve, 1500))
+    assert.deepEqual(gateway.parkedOn(), { 'relay-client-only': 0 })
+  })
+
   test('a burst of connections to a node with two parked on the relay all go through: joins wait for it to park again, and it parks more meanwhile', async () => {
     const relay = await node('relay-burst', { isRelay: true })
     const a = await node('edge-burst-a', { poolSize: 0 })
