@@ -142,6 +142,10 @@ class ClientConnection implements ConnectionUser {
   readonly #onError = (): void => { this.#socket.destroy() }
   readonly #onUpDrain = (): void => { this.#clientPausedForUp = false; this.#socket.resume() }
   readonly #onClientDrain = (): void => { this.#upPausedForClient = false; this.#up?.socket.resume() }
+  /** The client socket's listeners, added on start and taken off at a hand-over. */
+  readonly #listeners: ReadonlyArray<[string, (chunk: Buffer) => void]> = [
+    ['data', this.#onData], ['end', this.#onEnd], ['close', this.#onClose], ['error', this.#onError], ['drain', this.#onClientDrain]
+  ]
 
   constructor (deps: FastHttp1Deps, port: number, scheme: 'http' | 'https', socket: Duplex, handOff: (socket: Duplex) => void, forget: () => void, draining: () => boolean) {
     this.#deps = deps
@@ -156,11 +160,7 @@ class ClientConnection implements ConnectionUser {
   start (): void {
     const s = this.#socket as Duplex & { setNoDelay?: (on: boolean) => void }
     s.setNoDelay?.(true)
-    s.on('data', this.#onData)
-    s.on('end', this.#onEnd)
-    s.on('close', this.#onClose)
-    s.on('error', this.#onError)
-    s.on('drain', this.#onClientDrain)
+    for (const [event, listener] of this.#listeners) s.on(event, listener)
     this.#next()
   }
 
@@ -296,11 +296,7 @@ class ClientConnection implements ConnectionUser {
   #giveAway (): void {
     this.#deps.metrics.fastPath.inc({ outcome: 'handed_over' })
     const s = this.#socket
-    s.off('data', this.#onData)
-    s.off('end', this.#onEnd)
-    s.off('close', this.#onClose)
-    s.off('error', this.#onError)
-    s.off('drain', this.#onClientDrain)
+    for (const [event, listener] of this.#listeners) s.off(event, listener)
     this.#finish()
     s.pause()
     if (this.#buf.length > 0) s.unshift(this.#buf)

@@ -10,20 +10,34 @@ export interface TestCerts { ca: string, caKey: string, issue: (cn: string, name
 
 const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
 
+/** Runs the openssl CLI in `dir`. */
+export function openssl (dir: string, args: string[]): void {
+  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] })
+}
+
+/** A throw-away CA in `dir`: ca.key, ca.crt. */
+export function makeCa (dir: string): void {
+  openssl(dir, ['req', '-x509', ...EC, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=edgemesh-test-ca'])
+}
+
+/** `name`.key and `name`.crt in `dir`, signed by the CA there, with subject `subj` and the extensions `ext` (openssl's extfile lines). */
+export function issueSigned (dir: string, name: string, subj: string, ext: string): void {
+  openssl(dir, ['req', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subj])
+  writeFileSync(join(dir, `${name}.ext`), ext)
+  openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`])
+}
+
 export function makeCerts (): TestCerts {
   const dir = mkdtempSync(join(tmpdir(), 'em-certs-'))
-  const run = (args: string[]): void => { execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] }) }
-  run(['req', '-x509', ...EC, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=edgemesh-test-ca'])
+  makeCa(dir)
   let serial = 0
   return {
     ca: readFileSync(join(dir, 'ca.crt'), 'utf8'),
     caKey: readFileSync(join(dir, 'ca.key'), 'utf8'),
     issue (cn, names = []) {
-      const n = ++serial
-      run(['req', ...EC, '-keyout', `${n}.key`, '-out', `${n}.csr`, '-subj', `/CN=${cn}`])
+      const n = String(++serial)
       const san = names.map(s => /^[\d.]+$/.test(s) ? `IP:${s}` : `DNS:${s}`).join(',')
-      writeFileSync(join(dir, `${n}.ext`), san === '' ? 'basicConstraints=CA:FALSE\n' : `subjectAltName=${san}\n`)
-      run(['x509', '-req', '-in', `${n}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-set_serial', String(1000 + n), '-out', `${n}.crt`, '-days', '2', '-extfile', `${n}.ext`])
+      issueSigned(dir, n, `/CN=${cn}`, san === '' ? 'basicConstraints=CA:FALSE\n' : `subjectAltName=${san}\n`)
       return { cert: readFileSync(join(dir, `${n}.crt`), 'utf8'), key: readFileSync(join(dir, `${n}.key`), 'utf8') }
     },
     close () { rmSync(dir, { recursive: true, force: true }) }

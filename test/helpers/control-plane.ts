@@ -4,7 +4,7 @@
  * system:masters and RBAC on. No controller-manager: tests create
  * EndpointSlices themselves.
  */
-import { spawn, execFileSync } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import https from 'node:https'
@@ -15,6 +15,7 @@ import { dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { setTimeout as delay } from 'node:timers/promises'
+import { issueSigned, makeCa, openssl } from './certs.ts'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
 
@@ -190,16 +191,9 @@ async function freePort (): Promise<number> {
   })
 }
 
-function openssl (dir: string, args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] })
-}
-
 function makeCerts (dir: string): void {
-  const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes']
-  openssl(dir, ['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=edgemesh-test-ca'])
-  openssl(dir, ['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=kube-apiserver'])
-  writeFileSync(join(dir, 'server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n')
-  openssl(dir, ['x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '2', '-extfile', 'server.ext'])
+  makeCa(dir)
+  issueSigned(dir, 'server', '/CN=kube-apiserver', 'subjectAltName=IP:127.0.0.1,DNS:localhost,IP:10.96.0.1,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n')
   openssl(dir, ['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', 'sa.key'])
   openssl(dir, ['ec', '-in', 'sa.key', '-pubout', '-out', 'sa.pub'])
 }
@@ -412,9 +406,7 @@ export async function startControlPlane (options: ControlPlaneOptions = {}): Pro
       createClientCert (user, groups = []) {
         const name = `client-${user.replace(/[^a-z0-9-]/gi, '_')}`
         const subj = `/CN=${user}${groups.map(g => `/O=${g}`).join('')}`
-        writeFileSync(join(dir, `${name}.ext`), 'extendedKeyUsage=clientAuth\n')
-        openssl(dir, ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', subj])
-        openssl(dir, ['x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`])
+        issueSigned(dir, name, subj, 'extendedKeyUsage=clientAuth\n')
         return { certFile: join(dir, `${name}.crt`), keyFile: join(dir, `${name}.key`) }
       },
       async compactEtcd () {

@@ -1,6 +1,7 @@
 // `edgemesh gateway` as a user runs it, on a standalone file: the process and
 // its log lines, for the integration tests of src/gateway.
 import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import type { ChildProcess } from 'node:child_process'
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -35,4 +36,11 @@ export async function startGateway (dir: string, world: string, statusPort: numb
   await until('gateway running', async () => logs.some(l => l.includes('"msg":"running"')) || proc.exitCode !== null ? true : undefined, 15_000)
   if (proc.exitCode !== null) throw new Error(`gateway exited ${proc.exitCode}:\n${logs.join('\n')}`)
   return proc
+}
+
+/** Stops a gateway started by startGateway, if it still runs. */
+export async function stopGateway (proc: ChildProcess | undefined): Promise<void> {
+  if (proc === undefined || proc.exitCode !== null) return
+  proc.kill('SIGTERM')
+  await once(proc, 'exit')
 }

@@ -17,7 +17,7 @@ import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { WebSocketServer } from 'ws'
 import { freePort } from '../../helpers/net.ts'
-import { startGateway, until } from '../../helpers/gateway-process.ts'
+import { startGateway, until, stopGateway } from '../../helpers/gateway-process.ts'
 import { makeCerts, tlsSecret } from '../../helpers/certs.ts'
 import type { TestCerts } from '../../helpers/certs.ts'
 
@@ -147,10 +147,7 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
   })
 
   after(async () => {
-    if (proc !== undefined && proc.exitCode === null) {
-      proc.kill('SIGTERM')
-      await once(proc, 'exit')
-    }
+    await stopGateway(proc)
     for (const s of servers) s.close()
     certs?.close()
     await rm(dir, { recursive: true, force: true })

@@ -16,7 +16,7 @@ import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { Client } from 'undici'
 import { freePort } from '../../helpers/net.ts'
-import { startGateway } from '../../helpers/gateway-process.ts'
+import { startGateway, stopGateway } from '../../helpers/gateway-process.ts'
 
 type Obj = Record<string, unknown>
 
@@ -129,10 +129,7 @@ describe('edgemesh gateway: the HTTP/1.1 fast path', { timeout: 60_000 }, () => 
   })
 
   after(async () => {
-    if (proc !== undefined && proc.exitCode === null) {
-      proc.kill('SIGTERM')
-      await once(proc, 'exit')
-    }
+    await stopGateway(proc)
     for (const s of servers) s.close()
     await rm(dir, { recursive: true, force: true })
   })

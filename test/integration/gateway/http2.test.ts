@@ -16,7 +16,7 @@ import { stringify } from 'yaml'
 import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
 import { freePort } from '../../helpers/net.ts'
-import { startGateway, until } from '../../helpers/gateway-process.ts'
+import { startGateway, until, stopGateway } from '../../helpers/gateway-process.ts'
 import { makeCerts, tlsSecret } from '../../helpers/certs.ts'
 import type { TestCerts } from '../../helpers/certs.ts'
 import { CONTROLLER_NAME } from '../../../src/gateway/index.ts'
@@ -158,10 +158,7 @@ describe('edgemesh gateway: HTTP/2 and gRPC, cleartext and TLS', () => {
 
   after(async () => {
     for (const close of closers) close()
-    if (proc !== undefined && proc.exitCode === null) {
-      proc.kill('SIGTERM')
-      await once(proc, 'exit')
-    }
+    await stopGateway(proc)
     certs?.close()
     await rm(dir, { recursive: true, force: true })
   })
