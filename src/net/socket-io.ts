@@ -75,6 +75,7 @@ async function gather (stream: Duplex, enough: (buf: Buffer) => boolean, timeout
       stream.off('readable', onReadable)
       stream.off('end', onEnd)
       stream.off('close', onEnd)
+      stream.off('error', onError)
       if (err !== undefined) reject(err)
       else resolve(buf)
     }
@@ -85,10 +86,13 @@ async function gather (stream: Duplex, enough: (buf: Buffer) => boolean, timeout
       }
     }
     const onEnd = (): void => done(new Error(`closed before a ${what}`))
+    // The stream's own error is the reason (a reset, say), not the close that follows it.
+    const onError = (err: Error): void => done(err)
     const timer = setTimeout(() => done(new Error(`no ${what} within ${timeoutMs} ms`)), timeoutMs)
     stream.on('readable', onReadable)
     stream.once('end', onEnd)
     stream.once('close', onEnd)
+    stream.once('error', onError)
   })
 }
 

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict'
 import { connect, createServer } from 'node:net'
 import type { Socket } from 'node:net'
 import { once } from 'node:events'
-import { peekFirstRecord } from '../../../src/net/socket-io.ts'
+import { PassThrough } from 'node:stream'
+import { peekFirstRecord, readExactly } from '../../../src/net/socket-io.ts'
 
 async function pair (): Promise<{ client: Socket, server: Socket, close: () => void }> {
   const srv = createServer({ allowHalfOpen: true })
@@ -53,4 +54,14 @@ test('another first byte resolves at once; a partial record then EOF, or silence
     await assert.rejects(peekFirstRecord(c.server, 200), /no complete first record within 200 ms/)
     assert.ok(performance.now() - t0 < 1000)
   } finally { c.close() }
+})
+
+test('a stream that fails while a message is awaited rejects with its own error, and nothing is left listening', async () => {
+  const stream = new PassThrough()
+  stream.write(Buffer.from('abc'))
+  const pending = readExactly(stream, 8, 5000)
+  setImmediate(() => stream.destroy(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' })))
+  await assert.rejects(pending, /ECONNRESET/)
+  assert.equal(stream.listenerCount('error'), 0)
+  assert.equal(stream.listenerCount('readable'), 0)
 })
