@@ -1,9 +1,10 @@
 /**
  * The gateway's fast path for HTTP/1.1: plain forwards on keep-alive
  * connections, read and written as bytes on the sockets, without Node's
- * http.Server and an HTTP client. Node's HTTP objects cost more than the
- * proxying itself: in bench:gateway a node:http proxy peaked at 0.14–0.37×
- * nginx's requests/s, a byte-level one at 0.7× (2026-12-07).
+ * http.Server and an HTTP client. In bench:gateway (docs/benchmarks.md,
+ * 2026-12-07) the gateway peaks 1.19× above a node:http + undici proxy that
+ * routes nothing; it peaked at 0.81× of it when every request went through
+ * http.Server and undici.
  *
  * Each request is still routed on its own. The path takes a request only
  * when its head is in the strict subset `http1-head.ts` accepts and its
@@ -114,8 +115,8 @@ interface Exchange {
 
 /**
  * One client connection. It serves one exchange at a time and is itself the
- * user of the backend connection (no closures or promises per request: at
- * tens of thousands of requests a second they showed in the profile).
+ * user of the backend connection, so a request adds no listeners, closures
+ * or promises.
  */
 class ClientConnection implements ConnectionUser {
   readonly #deps: FastHttp1Deps
@@ -188,6 +189,7 @@ class ClientConnection implements ConnectionUser {
     if (up === undefined) return
     up.user = undefined
     up.socket.off('drain', this.#onUpDrain)
+    this.#clientPausedForUp = false
     up.socket.destroy()
   }
 
@@ -480,6 +482,7 @@ class ClientConnection implements ConnectionUser {
     clearTimeout(this.#timer)
     if (this.#upPausedForClient) { this.#upPausedForClient = false; up.socket.resume() }
     up.socket.off('drain', this.#onUpDrain)
+    this.#clientPausedForUp = false
     const res = ex.res as ResponseHead
     if (res.keepAlive && !extra && ex.bodyLeft === 0 && res.framing.kind !== 'close') this.#deps.backends.http1Release(up, announcedIdleMs(res.headers))
     else { up.user = undefined; up.socket.destroy() }
