@@ -205,10 +205,7 @@ export class Backends {
   /** For the HTTP/1.1 fast path: a new connection to the endpoint. */
   async http1Dial (ep: Endpoint, port: number, service: string): Promise<BackendConnection> {
     const key = this.#remember(ep, port, service)
-    const socket = await this.#dialKey(key)
-    // Requests are single small writes: no waiting for ACKs (as undici does).
-    ;(socket as Socket).setNoDelay?.(true)
-    return this.#http1.adopt(socket, key)
+    return this.#http1.adopt(await this.#dialKey(key), key)
   }
 
   /** Gives back a fast-path connection whose response ended cleanly, to be idle at most `idleMs`. */

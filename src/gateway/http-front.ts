@@ -64,7 +64,8 @@ export function createHttpFront (o: HttpFrontOptions): HttpFront {
   })
 
   const toH1 = (socket: Duplex): void => { h1.emit('connection', socket) }
-  const http1 = o.fast === undefined ? toH1 : (socket: Duplex) => { o.fast?.serve(socket, toH1) }
+  const fast = o.fast
+  const http1 = fast === undefined ? toH1 : (socket: Duplex) => { fast.serve(socket, toH1) }
   let server: net.Server
   if (o.tls !== undefined) {
     server = tls.createServer({ ...o.tls, ALPNProtocols: ['h2', 'http/1.1'] }, socket => {
@@ -79,7 +80,7 @@ export function createHttpFront (o: HttpFrontOptions): HttpFront {
   return {
     server,
     closeIdle: () => {
-      o.fast?.closeIdle()
+      fast?.closeIdle()
       h1.closeIdleConnections()
       for (const s of sessions) s.close()
     }

@@ -19,6 +19,7 @@ import type { Backends } from './backends.ts'
 import type { HeaderOps, HttpRoute } from './istio.ts'
 import type { HttpRouteMatch, RouteTable } from './route-table.ts'
 import { SCHEME_PORTS } from './route-table.ts'
+import { serializeHead } from './http1-head.ts'
 import type { GatewayMetrics } from './metrics.ts'
 
 /** Headers that belong to one hop (RFC 9110 §7.6.1) and are not forwarded. */
@@ -304,9 +305,7 @@ export class HttpHandler {
     const headers = upstreamHeaders(req.headers, req.socket.remoteAddress ?? '', scheme, route)
     headers.connection = 'Upgrade'
     headers.upgrade = req.headers.upgrade ?? ''
-    const lines = [`${req.method ?? 'GET'} ${rewritePath(req.url ?? '/', match)} HTTP/1.1`]
-    for (const [k, v] of Object.entries(headers)) for (const one of Array.isArray(v) ? v : [v]) lines.push(`${k}: ${one.replace(/[\r\n]/g, '')}`)
-    const requestHead = Buffer.from(`${lines.join('\r\n')}\r\n\r\n`)
+    const requestHead = Buffer.from(serializeHead(`${req.method ?? 'GET'} ${rewritePath(req.url ?? '/', match)} HTTP/1.1`, headers))
     const ctx: PickContext = { clientIP: req.socket.remoteAddress, header: headerReader(req.headers), cookie: cookieReader(req.headers) }
     const connect = async (): Promise<void> => {
       const abort = new AbortController()

@@ -23,7 +23,7 @@ import type { Backends, Resolved } from './backends.ts'
 import type { HttpRouteMatch, RouteTable } from './route-table.ts'
 import type { GatewayMetrics } from './metrics.ts'
 import { applyOps, cookieReader, forwardable, headerReader, rewritePath, upstreamHeaders } from './http-handler.ts'
-import { ChunkedEnd, parseRequestHead, parseResponseHead } from './http1-head.ts'
+import { ChunkedEnd, parseRequestHead, parseResponseHead, serializeHead } from './http1-head.ts'
 import type { RequestHead, ResponseHead } from './http1-head.ts'
 import type { BackendConnection, ConnectionUser } from './http1-pool.ts'
 
@@ -71,17 +71,6 @@ export class FastHttp1 {
     this.#draining = true
     for (const conn of this.#conns) conn.closeIfIdle()
   }
-}
-
-function serializeHead (firstLine: string, headers: Record<string, string | string[]>): string {
-  let out = `${firstLine}\r\n`
-  for (const k in headers) {
-    const v = headers[k] as string | string[]
-    // Values come from clients, backends and routes: no line breaks get through.
-    if (Array.isArray(v)) for (const one of v) out += `${k}: ${one.replace(/[\r\n]/g, '')}\r\n`
-    else out += `${k}: ${v.replace(/[\r\n]/g, '')}\r\n`
-  }
-  return `${out}\r\n`
 }
 
 /** The idle time a backend announces (`Keep-Alive: timeout=N`), less a second for the race with its close. */
@@ -236,7 +225,8 @@ class ClientConnection implements ConnectionUser {
     if (head === 'other') { this.#giveAway(); return }
     const started = performance.now()
     const table = this.#deps.table()
-    const facts = { authority: head.headers.host ?? '', method: head.method, path: head.target, scheme: this.#scheme, header: headerReader(head.headers) }
+    const header = headerReader(head.headers)
+    const facts = { authority: head.headers.host ?? '', method: head.method, path: head.target, scheme: this.#scheme, header }
     const match = table.listener(this.#port)?.httpsRedirect === true ? undefined : table.matchHttp(this.#port, facts)
     const route = match?.route
     if (match === undefined || route === undefined || route.redirect !== undefined || (route.retries?.attempts ?? 0) > 0 ||
@@ -255,7 +245,7 @@ class ClientConnection implements ConnectionUser {
     this.#deps.metrics.fastPath.inc({ outcome: 'forwarded' })
     const client = (this.#socket as Duplex & { remoteAddress?: string }).remoteAddress ?? ''
     const headers = upstreamHeaders(head.headers, client, this.#scheme, route)
-    const ctx: PickContext = { clientIP: client, header: headerReader(head.headers), cookie: cookieReader(head.headers) }
+    const ctx: PickContext = { clientIP: client, header, cookie: cookieReader(head.headers) }
     this.#exchange = {
       head,
       match,

@@ -209,6 +209,17 @@ export function parseResponseHead (buf: Buffer, method: string): ResponseHead | 
   return { status, reason: m[3] ?? '', headers, framing, keepAlive, size: end }
 }
 
+/** A message head: the first line, then each header (one line per value), then the blank line. Values come from clients, backends and routes: no line breaks get through. */
+export function serializeHead (firstLine: string, headers: Readonly<Record<string, string | string[]>>): string {
+  let out = `${firstLine}\r\n`
+  for (const k in headers) {
+    const v = headers[k] as string | string[]
+    if (Array.isArray(v)) for (const one of v) out += `${k}: ${one.replace(/[\r\n]/g, '')}\r\n`
+    else out += `${k}: ${v.replace(/[\r\n]/g, '')}\r\n`
+  }
+  return `${out}\r\n`
+}
+
 /**
  * Follows a chunked body as it passes through unchanged, to know where it
  * ends (after the last chunk and its trailers). Throws on a malformed body.
