@@ -1,11 +1,14 @@
 /**
  * DNS metrics on an injected prom-client Registry. The per-query counters are
  * plain typed arrays on the hot path and move into prom-client when the
- * registry is scraped (`collect`), so a query costs two array increments.
+ * registry is scraped (`collect`), so a query costs two array increments;
+ * the latency histogram is a `LocalHistogram` for the same reason.
  */
 import { Counter, Gauge } from 'prom-client'
 import type { Metric, Registry } from 'prom-client'
 import { TYPE } from './wire.ts'
+import { LocalHistogram } from '../observability/local-histogram.ts'
+import type { HistogramSeries } from '../observability/local-histogram.ts'
 
 /** Query types with their own label value; everything else is `other`. */
 const TYPE_LABELS: ReadonlyArray<[number, string]> = [
@@ -23,55 +26,6 @@ export type ServedBy = 'cluster' | 'cache' | 'upstream' | 'error'
 const SERVED_BY: readonly ServedBy[] = ['cluster', 'cache', 'upstream', 'error']
 const DURATION_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5]
 
-/**
- * A histogram counted in typed arrays: prom-client's observe() costs about as
- * much as answering a cached query, so the hot path only bumps a bucket and
- * the exposition is produced at scrape time in prom-client's metric shape
- * (what `registry.registerMetric` reads: name, help, type, get, reset).
- */
-class LocalHistogram {
-  readonly name: string
-  readonly help: string
-  readonly type = 'histogram'
-  readonly aggregator = 'sum'
-  readonly labelNames = ['served_by'] as const
-  readonly #counts = SERVED_BY.map(() => new Float64Array(DURATION_BUCKETS.length + 1))
-  readonly #sums = new Float64Array(SERVED_BY.length)
-
-  constructor (name: string, help: string) {
-    this.name = name
-    this.help = help
-  }
-
-  add (source: number, seconds: number): void {
-    let b = 0
-    while (b < DURATION_BUCKETS.length && seconds > (DURATION_BUCKETS[b] as number)) b++
-    const c = this.#counts[source] as Float64Array
-    c[b] = (c[b] as number) + 1
-    this.#sums[source] = (this.#sums[source] as number) + seconds
-  }
-
-  async get (): Promise<{ name: string, help: string, type: string, aggregator: string, values: Array<{ metricName: string, labels: Record<string, string | number>, value: number }> }> {
-    const values = []
-    for (const [i, servedBy] of SERVED_BY.entries()) {
-      const c = this.#counts[i] as Float64Array
-      let acc = 0
-      for (let b = 0; b <= DURATION_BUCKETS.length; b++) {
-        acc += c[b] as number
-        values.push({ metricName: `${this.name}_bucket`, labels: { le: b < DURATION_BUCKETS.length ? DURATION_BUCKETS[b] as number : '+Inf', served_by: servedBy }, value: acc })
-      }
-      values.push({ metricName: `${this.name}_sum`, labels: { served_by: servedBy }, value: this.#sums[i] as number })
-      values.push({ metricName: `${this.name}_count`, labels: { served_by: servedBy }, value: acc })
-    }
-    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values }
-  }
-
-  reset (): void {
-    for (const c of this.#counts) c.fill(0)
-    this.#sums.fill(0)
-  }
-}
-
 export interface DnsMetricsInit {
   registry: Registry
 }
@@ -84,6 +38,8 @@ export class DnsMetrics {
   #reportedHits = 0
   #reportedMisses = 0
   readonly #duration: LocalHistogram
+  /** One series per SERVED_BY entry, in its order. */
+  readonly #durationSeries: HistogramSeries[]
   readonly #upstreamErrors: Counter<'upstream' | 'reason'>
   readonly #upstreamRequests: Counter<'upstream' | 'protocol'>
   readonly #dropped: Counter<'reason'>
@@ -142,7 +98,8 @@ export class DnsMetrics {
       }
     })
     this.#duration = new LocalHistogram('edgemesh_dns_request_duration_seconds',
-      'Time from receiving a query to sending its answer, by where the answer came from.')
+      'Time from receiving a query to sending its answer, by where the answer came from.', 'served_by', DURATION_BUCKETS)
+    this.#durationSeries = SERVED_BY.map(by => this.#duration.series(by))
     registry.registerMetric(this.#duration as unknown as Metric)
     this.#upstreamRequests = new Counter({
       name: 'edgemesh_dns_upstream_requests_total',
@@ -184,7 +141,7 @@ export class DnsMetrics {
   }
 
   duration (servedBy: ServedBy, seconds: number): void {
-    this.#duration.add(SERVED_BY.indexOf(servedBy), seconds)
+    this.#duration.observe(this.#durationSeries[SERVED_BY.indexOf(servedBy)] as HistogramSeries, seconds)
   }
 
   cacheHit (): void { this.#hits++ }
