@@ -17,7 +17,7 @@ import type { UpstreamResponse } from './h2-pool.ts'
 import type { LoadBalancer, PickContext, ServicePortKey } from '../loadbalancer/index.ts'
 import { targetPort } from '../loadbalancer/index.ts'
 import type { EndpointDialer } from '../mesh/endpoint-dialer.ts'
-import type { Endpoint, ServiceMapView } from '../servicemap/types.ts'
+import type { Endpoint, ServiceEntry, ServiceMapView } from '../servicemap/types.ts'
 import type { Destination } from './istio.ts'
 
 /** Endpoints tried per request or connection when they refuse, first pick included. */
@@ -96,6 +96,8 @@ export class Backends {
   /** Raw kept-alive connections for the HTTP/1.1 fast path (`http1-fast.ts`). */
   readonly #http1 = new Http1Pool({ maxIdlePerKey: 256, idleMs: 30_000 })
 
+  /** The last resolution of each route destination, with the service map entry it was made from. */
+  readonly #resolved = new WeakMap<Destination, { entry: ServiceEntry, r: Resolved }>()
   readonly #subset: SubsetLookup
   readonly #podLabels: PodLabelsLookup
 
@@ -149,6 +151,16 @@ export class Backends {
     if (dest.invalid !== undefined) return { ok: false, why: dest.invalid, status: 500 }
     const entry = this.#view.get(dest.service)
     if (entry === undefined) return { ok: false, why: `service ${dest.service} not found` }
+    // Service map entries are replaced, never changed: the same entry resolves the same way. A subset also depends on Pods and DestinationRules.
+    if (dest.subset !== undefined) return this.#resolve(dest, entry)
+    const cached = this.#resolved.get(dest)
+    if (cached?.entry === entry) return cached.r
+    const r = this.#resolve(dest, entry)
+    this.#resolved.set(dest, { entry, r })
+    return r
+  }
+
+  #resolve (dest: Destination, entry: ServiceEntry): Resolved {
     const tcp = entry.service.ports.filter(p => p.protocol === 'TCP')
     const port = dest.port !== undefined ? tcp.find(p => p.port === dest.port) : tcp.length === 1 ? tcp[0] : undefined
     if (port === undefined) return { ok: false, why: dest.port !== undefined ? `service ${dest.service} has no TCP port ${dest.port}` : `service ${dest.service} has several ports; the destination must name one` }

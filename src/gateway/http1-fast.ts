@@ -91,7 +91,9 @@ export class FastHttp1 {
 
 /** The idle time a backend announces (`Keep-Alive: timeout=N`), less a second for the race with its close. */
 function announcedIdleMs (headers: ResponseHead['headers']): number | undefined {
-  const m = /timeout=(\d+)/i.exec([headers['keep-alive'] ?? []].flat().join(','))
+  const k = headers['keep-alive']
+  if (k === undefined) return undefined
+  const m = /timeout=(\d+)/i.exec(typeof k === 'string' ? k : k.join(','))
   return m === null ? undefined : Math.max(0, Number(m[1]) * 1000 - 1000)
 }
 
@@ -369,7 +371,7 @@ class ClientConnection implements ConnectionUser {
     ex.reused = reused
     ex.res = undefined
     ex.ubuf = EMPTY
-    ex.lastUpstreamByte = performance.now()
+    ex.lastUpstreamByte = reused ? ex.started : performance.now()
     const now = Math.min(ex.bodyLeft, this.#buf.length)
     ex.bodyLeft -= now
     up.socket.write(now > 0 ? Buffer.concat([ex.requestHead, this.#buf.subarray(0, now)]) : ex.requestHead)
@@ -387,7 +389,8 @@ class ClientConnection implements ConnectionUser {
 
   onUpstreamData (chunk: Buffer): void {
     const ex = this.#exchange as Exchange
-    ex.lastUpstreamByte = performance.now()
+    const now = performance.now()
+    ex.lastUpstreamByte = now
     if (ex.res !== undefined) { this.#body(chunk); return }
     let ubuf = ex.ubuf.length === 0 ? chunk : Buffer.concat([ex.ubuf, chunk])
     let r: ResponseHead
@@ -406,7 +409,7 @@ class ClientConnection implements ConnectionUser {
     ex.res = r
     ex.ubuf = EMPTY
     const route = ex.match.route
-    this.#deps.metrics.answered(route.id, r.status, (performance.now() - ex.started) / 1000)
+    this.#deps.metrics.answered(route.id, r.status, (now - ex.started) / 1000)
     const out = forwardable(r.headers)
     applyOps(out, route.responseHeaders)
     if (r.framing.kind === 'chunked') {

@@ -145,6 +145,8 @@ function requestMatches (m: HttpMatch, req: HttpRequestFacts): boolean {
   return true
 }
 
+const MAX_REMEMBERED_AUTHORITIES = 4096
+
 export class RouteTable {
   readonly #listeners: Map<number, ListenerSpec>
   readonly #http: Map<number, VirtualHost[]>
@@ -152,6 +154,8 @@ export class RouteTable {
   readonly #tls: Map<number, L4Route[]>
   /** Conflicts and unbound routes, for logs and status. */
   readonly problems: readonly string[]
+  /** Per port: the virtual host found for each authority seen (null: none). */
+  readonly #byAuthority = new Map<number, Map<string, VirtualHost | null>>()
 
   constructor (parts: { listeners: Map<number, ListenerSpec>, http: Map<number, VirtualHost[]>, tcp: Map<number, L4Route[]>, tls: Map<number, L4Route[]>, problems: string[] }) {
     this.#listeners = parts.listeners
@@ -169,6 +173,28 @@ export class RouteTable {
     return this.#listeners.get(port)
   }
 
+  /**
+   * The virtual host of a request's authority, remembered per authority: at
+   * 5,000 routes the domains are searched one by one. The table never changes,
+   * so what is remembered stays right; clients choose the authority, so at
+   * most MAX_REMEMBERED_AUTHORITIES are kept per port.
+   */
+  #virtualHost (port: number, authority: string): VirtualHost | undefined {
+    let known = this.#byAuthority.get(port)
+    if (known === undefined) {
+      known = new Map()
+      this.#byAuthority.set(port, known)
+    }
+    let vhost = known.get(authority)
+    if (vhost === undefined) {
+      const host = hostOf(authority)
+      vhost = (this.#http.get(port) ?? []).find(v => hostMatches(v.domain, host)) ?? null
+      if (known.size >= MAX_REMEMBERED_AUTHORITIES) known.clear()
+      known.set(authority, vhost)
+    }
+    return vhost ?? undefined
+  }
+
   /** Every HTTP route served on a port, for status: `domain → route ids`. */
   httpRoutes (port: number): Array<{ domain: string, routes: string[] }> {
     return (this.#http.get(port) ?? []).map(v => ({ domain: v.domain, routes: v.routes.map(r => r.id) }))
@@ -180,8 +206,7 @@ export class RouteTable {
    * its `match` entries, or none) fits.
    */
   matchHttp (port: number, req: HttpRequestFacts): HttpRouteMatch | undefined {
-    const host = hostOf(req.authority)
-    const vhost = (this.#http.get(port) ?? []).find(v => hostMatches(v.domain, host))
+    const vhost = this.#virtualHost(port, req.authority)
     if (vhost === undefined) return undefined
     for (const route of vhost.routes) {
       if (route.match.length === 0) return { route, uri: undefined }

@@ -117,8 +117,13 @@ export class LoadBalancer {
    * candidate is left.
    */
   * attempts (svc: ServicePortKey, endpoints: readonly Endpoint[], ctx: PickContext = {}, maxAttempts = DEFAULT_MAX_ATTEMPTS): Generator<Endpoint, void, undefined> {
+    // Most connections take the first pick: the set of those tried is made only for a second.
+    const first = this.pick(svc, endpoints, ctx)
+    if (first === undefined || maxAttempts < 1) return
+    yield first
     const tried = new Set(ctx.exclude ?? [])
-    for (let i = 0; i < maxAttempts; i++) {
+    tried.add(endpointKey(first, svc.portName))
+    for (let i = 1; i < maxAttempts; i++) {
       const ep = this.pick(svc, endpoints, { ...ctx, exclude: tried })
       if (ep === undefined) return
       yield ep

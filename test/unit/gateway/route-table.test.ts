@@ -96,6 +96,11 @@ test('hosts: exact beats wildcard, the longer wildcard beats the shorter, and an
   assert.equal(dest('example.org'), 'default/org', 'a `*` VirtualService takes the server\'s other hosts')
   assert.equal(dest('example.net'), undefined)
   assert.equal(dest('example.com'), undefined, '*.example.com does not admit example.com itself')
+  // Authorities are remembered per table, at most 4,096 per port: asked again, and past that many, the answers stay the same.
+  for (let i = 0; i < 5000; i++) assert.equal(dest(`n${i}.example.com`), 'default/wild')
+  assert.equal(dest('www.example.com'), 'default/exact')
+  assert.equal(dest('example.net'), undefined)
+  assert.equal(dest('example.org'), 'default/org')
 })
 
 test('binding: gateways by name or namespace/name, server host namespaces, destinations in other namespaces', () => {
