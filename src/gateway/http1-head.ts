@@ -71,9 +71,9 @@ function token (buf: Buffer, from: number, stop: number): number {
  * then cut by indexOf, which costs a third of reading them byte by byte.
  */
 function headerLines (head: string, from: number, end: number, lines: RegExp): Array<[string, string]> | undefined {
+  // test(), not exec(): no match array and substring for each head.
   lines.lastIndex = from
-  const m = lines.exec(head)
-  if (m === null || m[0].length !== end - from) return undefined
+  if (!lines.test(head) || lines.lastIndex !== end) return undefined
   const out: Array<[string, string]> = []
   let i = from
   while (i < end) {
@@ -98,8 +98,14 @@ function isBlank (c: number): boolean {
 const REQUEST_LINES = /(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e]*\r\n)*/y
 const RESPONSE_LINES = /(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*\r\n)*/y
 
+/** A response's status line, from the head's start. */
+const STATUS_LINE = /HTTP\/1\.[01] [1-9]\d\d(?: [^\r\n]*)?\r\n/y
+
+/** Whether a comma-separated header value holds token `t` (lower case); the usual values are answered without splitting. */
 function hasToken (value: string, t: string): boolean {
-  return value === t || value.toLowerCase().split(',').some(s => s.trim() === t)
+  if (value === t) return true
+  const lower = value.toLowerCase()
+  return lower.includes(t) && lower.split(',').some(s => s.trim() === t)
 }
 
 const DIGITS = /^\d{1,15}$/
@@ -178,8 +184,8 @@ export function parseResponseHead (buf: Buffer, method: string): ResponseHead | 
   if (end > MAX_HEAD_BYTES) return 'invalid'
   const head = buf.toString('latin1', 0, end)
   const lineEnd = head.indexOf('\r\n')
-  const m = /^HTTP\/1\.([01]) ([1-9]\d\d)(?: ([^\r\n]*))?$/.exec(head.slice(0, lineEnd))
-  if (m === null) return 'invalid'
+  STATUS_LINE.lastIndex = 0
+  if (!STATUS_LINE.test(head) || STATUS_LINE.lastIndex !== lineEnd + 2) return 'invalid'
   const lines = headerLines(head, lineEnd + 2, end - 2, RESPONSE_LINES)
   if (lines === undefined) return 'invalid'
   const headers: Record<string, string | string[]> = {}
@@ -187,8 +193,9 @@ export function parseResponseHead (buf: Buffer, method: string): ResponseHead | 
     const cur = headers[name]
     headers[name] = cur === undefined ? value : Array.isArray(cur) ? [...cur, value] : [cur, value]
   }
-  const status = Number(m[2])
-  const http10 = m[1] === '0'
+  // `HTTP/1.x NNN reason`: the digits and the reason sit at fixed places.
+  const status = (head.charCodeAt(9) - 48) * 100 + (head.charCodeAt(10) - 48) * 10 + head.charCodeAt(11) - 48
+  const http10 = head.charCodeAt(7) === 0x30
   const c = headers.connection
   const connection = c === undefined ? '' : typeof c === 'string' ? c : c.join(',')
   let keepAlive = http10 ? hasToken(connection, 'keep-alive') : !hasToken(connection, 'close')
@@ -213,7 +220,7 @@ export function parseResponseHead (buf: Buffer, method: string): ResponseHead | 
     framing = { kind: 'close' }
     keepAlive = false
   }
-  return { status, reason: m[3] ?? '', headers, framing, keepAlive, size: end }
+  return { status, reason: lineEnd > 13 ? head.slice(13, lineEnd) : '', headers, framing, keepAlive, size: end }
 }
 
 /** A message head: the first line, then each header (one line per value), then the blank line. Values come from clients, backends and routes: no line breaks get through. */

@@ -64,6 +64,12 @@ test('response framing: length, chunked, to the close; heads without a body; kee
   const ok = res('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\nhello') as Exclude<ReturnType<typeof res>, string>
   assert.deepEqual([ok.status, ok.reason, ok.framing, ok.keepAlive], [200, 'OK', { kind: 'length', length: 5 }, true])
   assert.deepEqual(ok.headers['set-cookie'], ['a=1', 'b=2'])
+  const status = (text: string): unknown => { const r = res(text); return typeof r === 'string' ? r : [r.status, r.reason] }
+  assert.deepEqual(status('HTTP/1.1 404\r\n\r\n'), [404, ''], 'the reason phrase may be left out')
+  assert.deepEqual(status('HTTP/1.1 503 \r\n\r\n'), [503, ''])
+  assert.deepEqual(status('HTTP/1.0 418 I\'m a teapot\r\n\r\n'), [418, 'I\'m a teapot'])
+  assert.equal(status('HTTP/1.1 2000 OK\r\n\r\n'), 'invalid')
+  assert.equal(status('HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n'), 'invalid', 'a bare LF ends no status line')
   const framing = (text: string, method?: string): unknown => { const r = res(text, method); return typeof r === 'string' ? r : [r.framing, r.keepAlive] }
   assert.deepEqual(framing('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n'), [{ kind: 'chunked' }, true])
   assert.deepEqual(framing('HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n'), [{ kind: 'chunked' }, true])
