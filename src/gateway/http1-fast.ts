@@ -266,7 +266,7 @@ class ClientConnection implements ConnectionUser {
     }
     const resolved = this.#choose(match)
     if (resolved === 'other') { this.#giveAway(); return }
-    this.#buf = this.#buf.subarray(head.size)
+    this.#buf = head.size === this.#buf.length ? EMPTY : this.#buf.subarray(head.size)
     this.#waitingSince = 0
     if (!resolved.ok) {
       this.#replyAndGo(route.id, resolved.status ?? 503, resolved.why, started, head.contentLength > 0)
@@ -375,7 +375,7 @@ class ClientConnection implements ConnectionUser {
     const now = Math.min(ex.bodyLeft, this.#buf.length)
     ex.bodyLeft -= now
     up.socket.write(now > 0 ? Buffer.concat([ex.requestHead, this.#buf.subarray(0, now)]) : ex.requestHead)
-    this.#buf = this.#buf.subarray(now)
+    if (now > 0) this.#buf = this.#buf.subarray(now)
     // The client may have been paused while the connection was dialed: the rest of the body is wanted now.
     if (ex.bodyLeft > 0) this.#socket.resume()
   }
@@ -421,16 +421,19 @@ class ClientConnection implements ConnectionUser {
       if (ex.head.method !== 'HEAD' && r.status !== 204 && r.status !== 304) out['content-length'] = String(ex.left)
     }
     if (this.#closesAfter()) out.connection = 'close'
-    const headBytes = Buffer.from(serializeHead(`HTTP/1.1 ${r.status} ${r.reason}`, out), 'latin1')
-    // A whole small response goes out in one write: each write on loopback costs more than the rest of the request.
+    const head = serializeHead(`HTTP/1.1 ${r.status} ${r.reason}`, out)
+    // A whole small response goes out in one write, made in one buffer: each write on loopback costs more than the rest of the request.
     if (r.framing.kind === 'length' && ubuf.length >= ex.left) {
-      this.#send(ex.left === 0 ? headBytes : Buffer.concat([headBytes, ubuf.subarray(0, ex.left)]))
+      const whole = Buffer.allocUnsafe(head.length + ex.left)
+      whole.write(head, 0, 'latin1')
+      ubuf.copy(whole, head.length, 0, ex.left)
+      this.#send(whole)
       const extra = ubuf.length > ex.left
       ex.left = 0
       this.#responseEnded(extra)
       return
     }
-    this.#send(headBytes)
+    this.#send(Buffer.from(head, 'latin1'))
     if (ubuf.length > 0) this.#body(ubuf)
   }
 
