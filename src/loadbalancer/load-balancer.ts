@@ -118,8 +118,9 @@ export class LoadBalancer {
    */
   * attempts (svc: ServicePortKey, endpoints: readonly Endpoint[], ctx: PickContext = {}, maxAttempts = DEFAULT_MAX_ATTEMPTS): Generator<Endpoint, void, undefined> {
     // Most connections take the first pick: the set of those tried is made only for a second.
+    if (maxAttempts < 1) return
     const first = this.pick(svc, endpoints, ctx)
-    if (first === undefined || maxAttempts < 1) return
+    if (first === undefined) return
     yield first
     const tried = new Set(ctx.exclude ?? [])
     tried.add(endpointKey(first, svc.portName))
