@@ -2,9 +2,9 @@
  * The gateway's fast path for HTTP/1.1: plain forwards on keep-alive
  * connections, read and written as bytes on the sockets, without Node's
  * http.Server and an HTTP client. In bench:gateway (docs/benchmarks.md,
- * 2026-12-07) the gateway peaks 1.19× above a node:http + undici proxy that
- * routes nothing; it peaked at 0.81× of it when every request went through
- * http.Server and undici.
+ * 2026-12-07) the gateway peaks 1.32× above a node:http + undici proxy that
+ * routes nothing, and at 0.59× nginx; it peaked at 0.81× of that proxy when
+ * every request went through http.Server and undici.
  *
  * Each request is still routed on its own. The path takes a request only
  * when its head is in the strict subset `http1-head.ts` accepts and its

@@ -9,8 +9,17 @@ import { eps } from '../loadbalancer/fixtures.ts'
 function entry (endpoints: readonly Endpoint[]): ServiceEntry {
   return {
     service: {
-      namespace: 'default', name: 'web', type: 'ClusterIP', clusterIPs: ['10.96.0.10'], headless: false, externalIPs: [], loadBalancerIPs: [],
-      ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 }], sessionAffinity: 'None', affinityTimeoutSeconds: 10800, labels: {}
+      namespace: 'default',
+      name: 'web',
+      type: 'ClusterIP',
+      clusterIPs: ['10.96.0.10'],
+      headless: false,
+      externalIPs: [],
+      loadBalancerIPs: [],
+      ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 }],
+      sessionAffinity: 'None',
+      affinityTimeoutSeconds: 10800,
+      labels: {}
     },
     endpoints
   }
