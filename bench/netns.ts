@@ -70,6 +70,20 @@ function logDir (): string {
   return logs
 }
 
+/**
+ * Deletes a namespace after killing every process still in it. A killed
+ * nginx master leaves its workers running, and a namespace's processes
+ * outlive its name: without this each bench:gateway run left two nginx
+ * workers behind.
+ */
+export function deleteNetns (name: string): void {
+  const pids = spawnSync('ip', ['netns', 'pids', name], { encoding: 'utf8' }).stdout ?? ''
+  for (const pid of pids.split('\n').filter(p => /^\d+$/.test(p))) {
+    try { process.kill(Number(pid), 'SIGKILL') } catch {}
+  }
+  spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' })
+}
+
 export function killAll (): void {
   for (const c of children) if (c.exitCode === null) c.kill('SIGKILL')
 }
@@ -114,7 +128,7 @@ export function iperf (ns: string, host: string, port: number, seconds: number):
  */
 export function bridgeTopology (prefix: string, nodes: Record<string, string>, gateway: string, cutOff?: { from: string, to: string }): () => void {
   const ns = (n: string): string => `${prefix}-${n}`
-  const teardown = (): void => { for (const n of [...Object.keys(nodes), 'br']) spawnSync('ip', ['netns', 'del', ns(n)], { stdio: 'ignore' }) }
+  const teardown = (): void => { for (const n of [...Object.keys(nodes), 'br']) deleteNetns(ns(n)) }
   teardown()
   sh(['ip', 'netns', 'add', ns('br')])
   sh(['ip', '-n', ns('br'), 'link', 'add', 'br0', 'type', 'bridge'])

@@ -21,7 +21,7 @@ import { parseAllDocuments, stringify } from 'yaml'
 import { eventually, startControlPlane } from '../../test/helpers/control-plane.ts'
 import { bundleForBench } from '../bundle.ts'
 import { nodeFlagsFor, MALLOC_ENV } from '../../src/bin/node-flags.ts'
-import { exec, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
+import { deleteNetns, exec, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
 
 const { values: opt } = parseArgs({
   options: {
@@ -158,7 +158,7 @@ async function routesThroughApi (entry: string, dir: string): Promise<{ rss: num
 async function main (): Promise<void> {
   ensureTools()
   const dir = mkdtempSync(join(tmpdir(), 'edgemesh-bench-gateway-'))
-  spawnSync('ip', ['netns', 'del', NS], { stdio: 'ignore' })
+  deleteNetns(NS)
   sh(['ip', 'netns', 'add', NS])
   sh(['ip', '-n', NS, 'link', 'set', 'lo', 'up'])
   try {
@@ -229,7 +229,7 @@ async function main (): Promise<void> {
     if (opt.out !== undefined) writeFileSync(opt.out, report + '\n')
   } finally {
     killAll()
-    spawnSync('ip', ['netns', 'del', NS], { stdio: 'ignore' })
+    deleteNetns(NS)
     rmSync(dir, { recursive: true, force: true })
   }
 }

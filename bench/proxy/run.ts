@@ -13,7 +13,6 @@
 // which nftables cannot express); 10.96.0.99 is DNATed to bench/forwarder.ts.
 // Needs root (namespaces, nftables; apt-get
 // for iperf3 when missing).
-import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -22,7 +21,7 @@ import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { serviceYaml } from '../../test/helpers/services.ts'
-import { ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
+import { deleteNetns, ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
 
 const { values: opt } = parseArgs({
   options: {
@@ -43,7 +42,7 @@ const NODE = 'bench-node'
 requireRoot('bench:proxy')
 
 function teardown (): void {
-  for (const ns of [C, S]) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' })
+  for (const ns of [C, S]) deleteNetns(ns)
 }
 
 function setup (): void {
