@@ -4,25 +4,10 @@ import { Backends } from '../../../src/gateway/backends.ts'
 import { LoadBalancer } from '../../../src/loadbalancer/load-balancer.ts'
 import type { EndpointDialer } from '../../../src/mesh/endpoint-dialer.ts'
 import type { Endpoint, ServiceEntry, ServiceMapView } from '../../../src/servicemap/types.ts'
-import { eps } from '../loadbalancer/fixtures.ts'
+import { eps, serviceInfo } from '../loadbalancer/fixtures.ts'
 
 function entry (endpoints: readonly Endpoint[]): ServiceEntry {
-  return {
-    service: {
-      namespace: 'default',
-      name: 'web',
-      type: 'ClusterIP',
-      clusterIPs: ['10.96.0.10'],
-      headless: false,
-      externalIPs: [],
-      loadBalancerIPs: [],
-      ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 }],
-      sessionAffinity: 'None',
-      affinityTimeoutSeconds: 10800,
-      labels: {}
-    },
-    endpoints
-  }
+  return { service: serviceInfo(), endpoints }
 }
 
 function backends (current: () => ServiceEntry): Backends {

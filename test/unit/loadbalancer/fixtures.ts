@@ -1,4 +1,4 @@
-import type { Endpoint } from '../../../src/servicemap/types.ts'
+import type { Endpoint, ServiceInfo } from '../../../src/servicemap/types.ts'
 
 /** A ready endpoint serving port name `portName` on `port`. */
 export function ep (ip: string, opts: { port?: number, portName?: string, ready?: boolean, nodeName?: string, podName?: string } = {}): Endpoint {
@@ -44,4 +44,22 @@ export function tally (picks: Iterable<Endpoint | undefined>): Map<string, numbe
     m.set(k, (m.get(k) ?? 0) + 1)
   }
   return m
+}
+
+/** Service default/web with one TCP port 80 (`http`, target 8080). */
+export function serviceInfo (over: Partial<ServiceInfo> = {}): ServiceInfo {
+  return {
+    namespace: 'default',
+    name: 'web',
+    type: 'ClusterIP',
+    clusterIPs: ['10.96.0.10'],
+    headless: false,
+    externalIPs: [],
+    loadBalancerIPs: [],
+    ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 }],
+    sessionAffinity: 'None',
+    affinityTimeoutSeconds: 10800,
+    labels: {},
+    ...over
+  }
 }

@@ -4,27 +4,10 @@ import { parseDestinationRule } from '../../../src/loadbalancer/destination-rule
 import { LoadBalancer } from '../../../src/loadbalancer/load-balancer.ts'
 import type { ServicePortKey } from '../../../src/loadbalancer/load-balancer.ts'
 import type { Endpoint, ServiceChange, ServiceInfo } from '../../../src/servicemap/types.ts'
-import { ep, eps, fakeClock, seeded, tally } from './fixtures.ts'
+import { ep, eps, fakeClock, serviceInfo as info, seeded, tally } from './fixtures.ts'
 
 const WEB: ServicePortKey = { service: 'default/web', port: 80, portName: 'http' }
 const WEB_GRPC: ServicePortKey = { service: 'default/web', port: 9000, portName: 'grpc' }
-
-function info (over: Partial<ServiceInfo> = {}): ServiceInfo {
-  return {
-    namespace: 'default',
-    name: 'web',
-    type: 'ClusterIP',
-    clusterIPs: ['10.96.0.10'],
-    headless: false,
-    externalIPs: [],
-    loadBalancerIPs: [],
-    ports: [{ name: 'http', protocol: 'TCP', port: 80, targetPort: 8080 }],
-    sessionAffinity: 'None',
-    affinityTimeoutSeconds: 10800,
-    labels: {},
-    ...over
-  }
-}
 
 function upsert (endpoints: readonly Endpoint[], over: Partial<ServiceInfo> = {}): ServiceChange[] {
   return [{ type: 'upsert', key: 'default/web', entry: { service: info(over), endpoints } }]
