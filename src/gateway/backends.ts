@@ -15,7 +15,7 @@ import { Http1Pool } from './http1-pool.ts'
 import type { BackendConnection } from './http1-pool.ts'
 import type { UpstreamResponse } from './h2-pool.ts'
 import type { LoadBalancer, PickContext, ServicePortKey } from '../loadbalancer/index.ts'
-import { endpointKey, targetPort } from '../loadbalancer/index.ts'
+import { targetPort } from '../loadbalancer/index.ts'
 import type { EndpointDialer } from '../mesh/endpoint-dialer.ts'
 import type { Endpoint, ServiceEntry, ServiceMapView } from '../servicemap/types.ts'
 import type { Destination } from './istio.ts'
@@ -63,44 +63,22 @@ function socketLike (s: Duplex): Socket {
   return o as unknown as Socket
 }
 
-/**
- * The endpoints of one request or connection, in the load balancer's order.
- * The first costs one pick; the load balancer's own sequence (which excludes
- * those tried) is started only when it is refused. Two nested generators cost
- * 6 % of a fast-path request's CPU, nearly all of them never resumed.
- */
-class Attempts implements IterableIterator<{ ep: Endpoint, port: number }> {
-  readonly #lb: LoadBalancer
-  readonly #r: Extract<Resolved, { ok: true }>
-  readonly #ctx: PickContext
-  #started = false
-  #first: Endpoint | undefined
-  #rest: Iterator<Endpoint> | undefined
+/** The load balancer's attempts, each with the endpoint's port for the Service port: an iterator, not a generator (see `LoadBalancer.attempts`). */
+class PortAttempts implements IterableIterator<{ ep: Endpoint, port: number }> {
+  readonly #picks: Iterator<Endpoint>
+  readonly #portName: string
 
-  constructor (lb: LoadBalancer, r: Extract<Resolved, { ok: true }>, ctx: PickContext) {
-    this.#lb = lb
-    this.#r = r
-    this.#ctx = ctx
+  constructor (picks: Iterator<Endpoint>, portName: string) {
+    this.#picks = picks
+    this.#portName = portName
   }
 
-  next (): IteratorResult<{ ep: Endpoint, port: number }> {
-    const { svc, endpoints } = this.#r
-    let ep: Endpoint | undefined
-    if (!this.#started) {
-      this.#started = true
-      ep = this.#first = this.#lb.pick(svc, endpoints, this.#ctx)
-    } else if (this.#first !== undefined) {
-      if (this.#rest === undefined) {
-        const tried = new Set(this.#ctx.exclude ?? [])
-        tried.add(endpointKey(this.#first, svc.portName))
-        this.#rest = this.#lb.attempts(svc, endpoints, { ...this.#ctx, exclude: tried }, MAX_ATTEMPTS - 1)
-      }
-      const n = this.#rest.next()
-      ep = n.done === true ? undefined : n.value
+  next (): IteratorResult<{ ep: Endpoint, port: number }, undefined> {
+    for (let n = this.#picks.next(); n.done !== true; n = this.#picks.next()) {
+      const port = targetPort(n.value, this.#portName)
+      if (port !== undefined) return { done: false, value: { ep: n.value, port } }
     }
-    const port = ep === undefined ? undefined : targetPort(ep, svc.portName)
-    // Candidates always serve the port; a gap ends the attempts rather than loop.
-    return ep === undefined || port === undefined ? { done: true, value: undefined } : { done: false, value: { ep, port } }
+    return { done: true, value: undefined }
   }
 
   [Symbol.iterator] (): this {
@@ -231,7 +209,7 @@ export class Backends {
 
   /** Endpoints in the order the load balancer offers them, at most three. */
   attempts (r: Extract<Resolved, { ok: true }>, ctx: PickContext): IterableIterator<{ ep: Endpoint, port: number }> {
-    return new Attempts(this.#lb, r, ctx)
+    return new PortAttempts(this.#lb.attempts(r.svc, r.endpoints, ctx, MAX_ATTEMPTS), r.svc.portName)
   }
 
   /**
