@@ -8,7 +8,7 @@
 //     each (the target echoes), and measures 64-byte request/response on one
 //     more relayed connection meanwhile; prints {"mbps","p50","p99"} (µs).
 import { readFileSync } from 'node:fs'
-import type { TLSSocket } from 'node:tls'
+import type { Duplex } from 'node:stream'
 import { parseArgs } from 'node:util'
 import { Registry } from 'prom-client'
 import { DataPath } from '../../src/datapath/datapath.ts'
@@ -53,7 +53,7 @@ async function drive (): Promise<void> {
   const d = new DataPath({ logger: noopLogger, metrics: new Registry() }, { nodeName: 'driver', port: 0, pnetKey: key, isRelay: false, poolSize: 0 })
   await d.start()
   const route = (i: number): { nodeName: string, direct: never[], relays: Array<typeof relay> } => ({ nodeName: `sim-${i}`, direct: [], relays: [relay] })
-  const sockets: TLSSocket[] = []
+  const sockets: Duplex[] = []
   for (let i = 0; i < N; i++) sockets.push((await d.dial(route(i), target)).socket)
   const rr = (await d.dial(route(0), target)).socket
   const seconds = Number(opt.seconds)

@@ -42,6 +42,7 @@ import { readPnetKey } from '../mesh/psk.ts'
 import { Admission } from './admission.ts'
 import { DataPathMetrics } from './metrics.ts'
 import { ConnectionPool } from './pool.ts'
+import { FramedStream } from './frames.ts'
 import type { Pooled } from './pool.ts'
 
 export { DataPathMetrics } from './metrics.ts'
@@ -196,7 +197,7 @@ export class DataPath {
    * A proxied TCP connection to `target` through the agent on `route.nodeName`:
    * direct when its addresses answer, else through each relay in turn.
    */
-  async dial (route: PeerRoute, target: { ip: string, port: number }, signal?: AbortSignal): Promise<{ socket: TLSSocket, path: DataPathKind, via?: string }> {
+  async dial (route: PeerRoute, target: { ip: string, port: number }, signal?: AbortSignal): Promise<{ socket: Duplex, path: DataPathKind, via?: string }> {
     const conn = await this.#request(route, { ip: target.ip, port: target.port }, `${target.ip}:${target.port}`, signal)
     await conn.answered
     return conn
@@ -208,7 +209,7 @@ export class DataPath {
    * has connected to it. Read only after `answered`, which rejects as `dial`
    * would (`EndpointRefusedError` when the peer refused the target).
    */
-  async dialEarly (route: PeerRoute, target: { ip: string, port: number }, signal?: AbortSignal): Promise<{ socket: TLSSocket, path: DataPathKind, via?: string, answered: Promise<void> }> {
+  async dialEarly (route: PeerRoute, target: { ip: string, port: number }, signal?: AbortSignal): Promise<{ socket: Duplex, path: DataPathKind, via?: string, answered: Promise<void> }> {
     const conn = await this.#request(route, { ip: target.ip, port: target.port }, `${target.ip}:${target.port}`, signal)
     // A caller that drops the connection unanswered leaves no unhandled rejection.
     conn.answered.catch(() => {})
@@ -223,7 +224,8 @@ export class DataPath {
   async openChannel (route: PeerRoute, channel: string, signal?: AbortSignal): Promise<{ socket: TLSSocket, path: DataPathKind, via?: string }> {
     const conn = await this.#request(route, { channel }, `channel ${channel}`, signal)
     await conn.answered
-    return conn
+    // A channel keeps its TLS connection to itself: never framed.
+    return { ...conn, socket: conn.socket as TLSSocket }
   }
 
   /** Punched UDP paths to take before relays (src/nat's DirectPaths). */
@@ -248,8 +250,12 @@ export class DataPath {
     this.#channels.set(channel, handler)
   }
 
-  /** Sends `request` on a connection to the peer; `answered` settles with the peer's answer. */
-  async #request (route: PeerRoute, request: object, what: string, signal: AbortSignal | undefined): Promise<{ socket: TLSSocket, path: DataPathKind, via?: string, answered: Promise<void> }> {
+  /**
+   * Sends `request` on a connection to the peer; `answered` settles with the peer's answer. A
+   * proxied connection to a peer that reads frames is framed, and its TLS connection goes back
+   * into the pool when it ends cleanly (frames.ts).
+   */
+  async #request (route: PeerRoute, request: { ip: string, port: number } | { channel: string }, what: string, signal: AbortSignal | undefined): Promise<{ socket: Duplex, path: DataPathKind, via?: string, answered: Promise<void> }> {
     let conn = this.#pool.take(route.nodeName)
     this.#metrics.pool.inc({ result: conn === undefined ? 'miss' : 'hit' })
     if (conn === undefined) {
@@ -263,9 +269,15 @@ export class DataPath {
       }
     }
     const { socket, path, via } = conn
-    socket.write(jsonLine(request))
+    const framed = route.frames === true && 'ip' in request
+    socket.write(jsonLine(framed ? { ...request, frames: 1 } : request))
+    if (framed) this.#pool.lend(route.nodeName, socket)
+    const stream = framed ? new FramedStream(socket, () => { this.#reuse(route, { socket, path, via, at: Date.now() }) }) : socket
     const answered = readLine(socket, CONTROL_TIMEOUT_MS).then(answer => {
-      if (answer !== 'ok') throw new EndpointRefusedError(route.nodeName, what, answer.replace(/^err /, ''))
+      // An agent replaced by an older one since its route was learned: what was sent framed is lost to it.
+      if (framed && answer === 'ok') throw new Error(`${route.nodeName} answered without frames (an older agent?)`)
+      if (answer !== (framed ? 'ok frames' : 'ok')) throw new EndpointRefusedError(route.nodeName, what, answer.replace(/^err /, ''))
+      if (stream instanceof FramedStream) stream.startReading()
       this.#metrics.connections.inc({ path, result: 'ok' })
       this.#notePath(route.nodeName, path, via)
       // Top the pool up for the next connection once this one's first exchange is under way: a
@@ -273,11 +285,27 @@ export class DataPath {
       // (dial + first reply took three times as long, DataPath to DataPath in one process).
       setTimeout(() => { this.#refill(route) }, REFILL_DELAY_MS).unref()
     }).catch((err: Error) => {
+      stream.destroy()
       socket.destroy()
       this.#metrics.connections.inc({ path, result: err instanceof EndpointRefusedError ? 'refused' : 'failed' })
       throw err
     })
-    return { socket, path, via, answered }
+    return { socket: stream, path, via, answered }
+  }
+
+  /** A framed connection that ended cleanly: its TLS connection carries the peer's next one. */
+  #reuse (route: PeerRoute, conn: Pooled): void {
+    if (this.#stopped) { conn.socket.destroy(); return }
+    if (conn.path === 'relay') {
+      // A relayed connection comes back only while no better path is known: the next connections
+      // find a punched or direct path as they would without reuse (#connect, #probeDirect).
+      if (this.#punched?.has(route.nodeName) === true) { conn.socket.destroy(); return }
+      this.#punched?.want(route.nodeName)
+      const failedAt = this.#directFailedAt.get(route.nodeName)
+      if (route.direct.length > 0 && failedAt !== undefined && Date.now() - failedAt > (this.#init.directRetryMs ?? 30_000)) this.#probeDirect(route)
+    }
+    this.#metrics.reused.inc()
+    this.#pool.add(route.nodeName, conn)
   }
 
   /** Forgets what this node knew of a peer's data path (it failed, or the peer has none now): its path, pool and direct failures. */
@@ -560,17 +588,29 @@ export class DataPath {
       secure = true
       clearTimeout(deadline)
       authenticated()
-      readLine(socket, SERVER_IDLE_MS).then(async line => {
-        socket.setTimeout(0)
-        const request = parseTargetRequest(line)
-        if (request === undefined) { this.#serveChannel(socket, peer, line); return }
-        const served = await serveTarget(request)
-        if ('refused' in served) { refuse(socket, `err ${served.refused}\n`); return }
+      this.#serveRequest(socket, peer)
+    })
+  }
+
+  /** The next request on a connection from `peer`: the first after its handshake, or one after a framed connection ended cleanly. */
+  #serveRequest (socket: TLSSocket, peer: string): void {
+    readLine(socket, SERVER_IDLE_MS).then(async line => {
+      socket.setTimeout(0)
+      const request = parseTargetRequest(line)
+      if (request === undefined) { this.#serveChannel(socket, peer, line); return }
+      const served = await serveTarget(request)
+      if ('refused' in served) { refuse(socket, `err ${served.refused}\n`); return }
+      if (!request.frames) {
         socket.write('ok\n')
         splice(socket, served.socket, { copied: this.#copied })
         socket.resume()
-      }).catch(() => socket.destroy())
-    })
+        return
+      }
+      socket.write('ok frames\n')
+      const stream = new FramedStream(socket, () => { this.#serveRequest(socket, peer) })
+      splice(stream, served.socket, { copied: this.#copied })
+      stream.startReading()
+    }).catch(() => socket.destroy())
   }
 
   /** A channel request (`{"channel":…}`) on a connection whose handshake proved `peer`. */

@@ -10,6 +10,7 @@ export class DataPathMetrics {
   readonly relayParked: Gauge
   readonly rejected: Counter<'reason'>
   readonly pool: Counter<'result'>
+  readonly reused: Counter
 
   constructor (registry: Registry) {
     const registers = [registry]
@@ -20,5 +21,6 @@ export class DataPathMetrics {
     this.relayParked = new Gauge({ name: 'edgemesh_datapath_relay_parked_connections', help: 'Connections other nodes keep parked on this relay.', registers })
     this.rejected = new Counter({ name: 'edgemesh_datapath_rejected_connections_total', help: 'Inbound connections closed before they proved the PSK, by reason (handshake_timeout, eof_before_handshake, handshake_failed, too_many_pending, unknown_protocol).', labelNames: ['reason'], registers })
     this.pool = new Counter({ name: 'edgemesh_datapath_pool_takes_total', help: 'Connections dialed over the data path, by whether an idle handshaken one was ready (hit) or a handshake had to run first (miss).', labelNames: ['result'], registers })
+    this.reused = new Counter({ name: 'edgemesh_datapath_connections_reused_total', help: 'Connections given back to the pool after a proxied connection on them ended cleanly (framed; no handshake for the next one).', registers })
   }
 }

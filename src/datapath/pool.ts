@@ -14,6 +14,12 @@ export interface Pooled { socket: TLSSocket, path: DataPathKind, via?: string, a
 /** A pooled connection older than this is not used (the peer may have dropped it unnoticed). */
 export const IDLE_MS = 30_000
 const GROWTH = 4
+/**
+ * A framed connection out with a proxied connection younger than this counts
+ * as coming back (frames.ts): a short proxied connection returns it before a
+ * refill's handshake would finish, and the pool would close one of the two.
+ */
+const RETURN_HORIZON_MS = 1000
 
 export class ConnectionPool {
   readonly #size: number
@@ -24,6 +30,10 @@ export class ConnectionPool {
   /** Peers whose pool was found empty lately: how many it keeps now, and when it was last empty. */
   readonly #grown = new Map<string, { size: number, missedAt: number }>()
   #closed = false
+  /** Sockets whose close this pool already watches: a reused connection is added again and again. */
+  readonly #watched = new WeakSet<TLSSocket>()
+  /** Framed connections out with a proxied connection, per peer, and since when. */
+  readonly #lent = new Map<string, Map<TLSSocket, number>>()
 
   /** `usable` tells whether a pooled connection may still carry one (e.g. its punched path still stands). */
   constructor (init: { size: number, usable?: (nodeName: string, p: Pooled) => boolean }) {
@@ -54,7 +64,43 @@ export class ConnectionPool {
   /** How many more to make for `nodeName`, counting those on their way (each surplus one would be handshaken only to be closed). */
   missing (nodeName: string): number {
     if (this.#closed) return 0
-    return this.size(nodeName) - (this.#pools.get(nodeName)?.length ?? 0) - (this.#filling.get(nodeName) ?? 0)
+    return this.size(nodeName) - (this.#pools.get(nodeName)?.length ?? 0) - (this.#filling.get(nodeName) ?? 0) - this.#returning(nodeName)
+  }
+
+  /** `socket` carries a framed proxied connection now, and comes back to `add` when it ends cleanly. */
+  lend (nodeName: string, socket: TLSSocket): void {
+    let lent = this.#lent.get(nodeName)
+    if (lent === undefined) { lent = new Map(); this.#lent.set(nodeName, lent) }
+    lent.set(socket, Date.now())
+    this.#watch(nodeName, socket)
+  }
+
+  #returning (nodeName: string): number {
+    const lent = this.#lent.get(nodeName)
+    if (lent === undefined) return 0
+    const now = Date.now()
+    let n = 0
+    for (const since of lent.values()) if (now - since < RETURN_HORIZON_MS) n++
+    return n
+  }
+
+  #unlend (nodeName: string, socket: TLSSocket): void {
+    const lent = this.#lent.get(nodeName)
+    if (lent?.delete(socket) === true && lent.size === 0) this.#lent.delete(nodeName)
+  }
+
+  /** Once per socket, however often it comes back: forgotten when it closes, wherever it is. */
+  #watch (nodeName: string, socket: TLSSocket): void {
+    if (this.#watched.has(socket)) return
+    this.#watched.add(socket)
+    // An idle pooled connection must not die unnoticed.
+    socket.on('error', () => {})
+    socket.once('close', () => {
+      this.#unlend(nodeName, socket)
+      const list = this.#pools.get(nodeName)
+      const at = list?.findIndex(q => q.socket === socket) ?? -1
+      if (at >= 0) list?.splice(at, 1)
+    })
   }
 
   /** Runs `make` `n` times for `nodeName`, counting them as on their way until each settles; what they give is added. */
@@ -71,13 +117,11 @@ export class ConnectionPool {
 
   /** Keeps `p` for the next connection to `nodeName`, or closes it when the pool is full. */
   add (nodeName: string, p: Pooled): void {
+    this.#unlend(nodeName, p.socket)
     let pool = this.#pools.get(nodeName)
     if (pool === undefined) { pool = []; this.#pools.set(nodeName, pool) }
     if (this.#closed || pool.length >= this.size(nodeName)) { p.socket.destroy(); return }
-    // An idle pooled connection must not die unnoticed.
-    p.socket.on('error', () => {})
-    const list = pool
-    p.socket.once('close', () => { const at = list.indexOf(p); if (at >= 0) list.splice(at, 1) })
+    this.#watch(nodeName, p.socket)
     // A connection that skips the relays goes first: the next dial takes it.
     if (p.path !== 'relay') pool.unshift(p)
     else pool.push(p)
@@ -86,6 +130,7 @@ export class ConnectionPool {
   forget (nodeName: string): void {
     for (const p of this.#pools.get(nodeName) ?? []) p.socket.destroy()
     this.#pools.delete(nodeName)
+    this.#lent.delete(nodeName)
     this.#grown.delete(nodeName)
   }
 

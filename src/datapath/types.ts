@@ -10,6 +10,8 @@ export interface PeerRoute {
   nodeName: string
   direct: HostPort[]
   relays: Array<{ nodeName: string, address: HostPort }>
+  /** The peer reads framed proxied connections and keeps its connections for the next one (frames.ts); older agents do not. */
+  frames?: boolean
 }
 
 export interface DataPathInit {

@@ -144,9 +144,9 @@ export function parseRelayRequest (line: string): RelayRequest | undefined {
 }
 
 /** The endpoint a TLS client asks this node to connect to, or undefined when the line is not such a request; never throws. */
-export function parseTargetRequest (line: string): { ip: string, port: number } | undefined {
+export function parseTargetRequest (line: string): { ip: string, port: number, frames: boolean } | undefined {
   const v = parseObject(line)
-  return v !== undefined && typeof v.ip === 'string' && typeof v.port === 'number' ? { ip: v.ip, port: v.port } : undefined
+  return v !== undefined && typeof v.ip === 'string' && typeof v.port === 'number' ? { ip: v.ip, port: v.port, frames: v.frames === 1 } : undefined
 }
 
 /** A channel's name: lowercase letters, digits and dashes, as `cni-v2`. */

@@ -65,7 +65,8 @@ export class DataPathDirectory implements DataPathRoutes {
   /** Answers peers' questions, and learns the relays' data paths until each answered. */
   async start (node: Libp2p): Promise<void> {
     await node.handle(DATAPATH_PROTOCOL, (stream) => {
-      stream.send(Buffer.from(JSON.stringify({ port: this.#dataPath.port(), hosts: this.#dataHosts(node) }) + '\n'))
+      // frames: this node keeps its connections for the next request (src/datapath/frames.ts); older agents leave it out.
+      stream.send(Buffer.from(JSON.stringify({ port: this.#dataPath.port(), hosts: this.#dataHosts(node), frames: 1 }) + '\n'))
       closeQuietly(stream, this.#log)
     }, { runOnLimitedConnection: true })
     this.refreshRelays(false).catch((err: Error) => this.#log.debug('relay data paths not learned', { err: err.message }))
@@ -91,7 +92,7 @@ export class DataPathDirectory implements DataPathRoutes {
     if (this.#host.node() === undefined) return undefined
     // Not knowing the peer at all is not "no data path": the libp2p dial would fail the same way.
     const peerId = await this.#host.peerIdOf(nodeName, signal)
-    let answer: { port: number, hosts: string[] }
+    let answer: { port: number, hosts: string[], frames: boolean }
     try {
       answer = await this.#ask(peerId, this.#host.dialTargets(nodeName, peerId), signal)
     } catch (err) {
@@ -106,7 +107,7 @@ export class DataPathDirectory implements DataPathRoutes {
       this.#routes.set(nodeName, { route: undefined, at: Date.now() })
       return undefined
     }
-    const route: PeerRoute = { nodeName, direct: answer.hosts.filter(h => !this.#isPod(h)).map(host => ({ host, port: answer.port })), relays: [] }
+    const route: PeerRoute = { nodeName, direct: answer.hosts.filter(h => !this.#isPod(h)).map(host => ({ host, port: answer.port })), relays: [], frames: answer.frames }
     this.#routes.set(nodeName, { route, at: Date.now() })
     return { ...route, relays: this.#relayData }
   }
@@ -148,11 +149,11 @@ export class DataPathDirectory implements DataPathRoutes {
     }
   }
 
-  async #ask (peerId: PeerId, targets: string[], signal: AbortSignal): Promise<{ port: number, hosts: string[] }> {
+  async #ask (peerId: PeerId, targets: string[], signal: AbortSignal): Promise<{ port: number, hosts: string[], frames: boolean }> {
     const text = await this.#host.ask(peerId, DATAPATH_PROTOCOL, undefined, signal, targets)
-    const parsed = JSON.parse(text) as { port?: unknown, hosts?: unknown }
+    const parsed = JSON.parse(text) as { port?: unknown, hosts?: unknown, frames?: unknown }
     if (typeof parsed.port !== 'number' || !Array.isArray(parsed.hosts)) throw new Error(`unexpected data path answer ${text.slice(0, 100)}`)
-    return { port: parsed.port, hosts: parsed.hosts.filter((h): h is string => typeof h === 'string' && isIP(h) !== 0) }
+    return { port: parsed.port, hosts: parsed.hosts.filter((h): h is string => typeof h === 'string' && isIP(h) !== 0), frames: parsed.frames === 1 }
   }
 
   /**

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { createServer, connect } from 'node:net'
 import type { Server, Socket } from 'node:net'
 import { once } from 'node:events'
+import type { Duplex } from 'node:stream'
 import { randomBytes } from 'node:crypto'
 import { connect as tlsConnect } from 'node:tls'
 import { Registry } from 'prom-client'
@@ -278,8 +279,8 @@ describe('DataPath: TLS 1.3 PSK between agents, relay splicing', () => {
     try {
       const route: PeerRoute = { nodeName: 'edge-probe-b', direct: [{ host: '127.0.0.1', port: (gate.address() as { port: number }).port }], relays: [{ nodeName: 'relay-probe', address: at(relay) }] }
       const target = { ip: '127.0.0.1', port: echoPort }
-      const opened: Socket[] = []
-      const dial = async (): Promise<{ path: string, socket: Socket }> => {
+      const opened: Duplex[] = []
+      const dial = async (): Promise<{ path: string, socket: Duplex }> => {
         const c = await a.dial(route, target)
         opened.push(c.socket)
         return c
