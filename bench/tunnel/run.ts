@@ -372,7 +372,8 @@ function dataPathPoolTakes (): string {
   const count = (result: string): number => Number(new RegExp(`^edgemesh_datapath_pool_takes_total\\{result="${result}"\\} (\\d+)`, 'm').exec(text)?.[1] ?? 0)
   const hit = count('hit')
   const miss = count('miss')
-  return `${hit} dials took a ready connection, ${miss} handshook first (${(100 * hit / Math.max(1, hit + miss)).toFixed(0)} % hits)`
+  const reused = Number(/^edgemesh_datapath_connections_reused_total (\d+)/m.exec(text)?.[1] ?? 0)
+  return `${hit} dials took a ready connection, ${miss} handshook first (${(100 * hit / Math.max(1, hit + miss)).toFixed(0)} % hits); ${reused} connections came back to the pool after their proxied connection ended`
 }
 
 /**

@@ -1,10 +1,11 @@
 /**
  * The agent-to-agent data path: proxied TCP connections between two of our
  * agents travel over TLS 1.3 instead of libp2p (pnet + Noise + Yamux in
- * JavaScript). One TLS connection per proxied connection, so the kernel does
- * the flow control and a stalled peer or stream blocks nobody else; a small
- * pool of connections that finished their handshake ahead of time keeps a new
- * proxied connection at one round trip.
+ * JavaScript). One proxied connection at a time per TLS connection, so the
+ * kernel does the flow control and a stalled peer or stream blocks nobody
+ * else; a small pool of connections that finished their handshake ahead of
+ * time keeps a new proxied connection at one round trip, and a connection
+ * whose proxied connection ended cleanly goes back to it (frames.ts).
  *
  * Authentication: a TLS 1.3 external PSK (with ECDHE) per node pair, derived
  * from the tunnel's PSK. A node without the PSK cannot finish a handshake,
@@ -322,8 +323,12 @@ export class DataPath {
   }
 
   #newPool (): ConnectionPool {
-    // One made over a punched path that has been dropped since would have to find that out first.
-    return new ConnectionPool({ size: this.#init.poolSize ?? 2, usable: (nodeName, p) => p.path !== 'punched' || this.#punched?.has(nodeName) === true })
+    // One made over a punched path that has been dropped since would have to find that out first;
+    // a relayed one is no use once a punched path spares the relay (reused ones stay pooled for long).
+    return new ConnectionPool({
+      size: this.#init.poolSize ?? 2,
+      usable: (nodeName, p) => p.path === 'punched' ? this.#punched?.has(nodeName) === true : p.path !== 'relay' || this.#punched?.has(nodeName) !== true
+    })
   }
 
   #refill (route: PeerRoute): void {

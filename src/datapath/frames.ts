@@ -10,18 +10,27 @@
  * Frame: type (1 byte), payload length (3 bytes, big-endian), payload.
  * - DATA (0): bytes of the proxied connection.
  * - END (1): that direction ended; no payload.
+ * - RAW (2): no payload; the rest of that direction is bytes without frames,
+ *   ended by the TLS connection's own end, and the connection is not reused.
+ *   A sender switches after RAW_AFTER bytes: framing cost a bulk transfer
+ *   about a sixth more CPU on the receiving agent (Node's stream machinery per
+ *   piece), while reuse matters for short connections.
  *
  * A proxied connection that ends any other way (reset, the TLS connection
- * lost, a frame that is neither) is not reused: the TLS connection is closed,
- * and the far side resets its socket.
+ * lost, a frame that is none of these) is not reused: the TLS connection is
+ * closed, and the far side resets its socket.
  */
 import { Duplex } from 'node:stream'
 
 export const FRAME_DATA = 0
 export const FRAME_END = 1
+export const FRAME_RAW = 2
+/** Bytes a direction sends in frames before it goes raw. */
+export const RAW_AFTER = 256 * 1024
 const HEADER = 4
 export const MAX_PAYLOAD = 0xff_ff_ff
 const END_FRAME = Buffer.from([FRAME_END, 0, 0, 0])
+const RAW_FRAME = Buffer.from([FRAME_RAW, 0, 0, 0])
 
 /** The header of a DATA frame carrying `length` bytes. */
 export function dataHeader (length: number): Buffer {
@@ -52,26 +61,34 @@ export class FrameReader {
   /** Payload bytes still due in the current DATA frame. */
   #left = 0
   #ended = false
+  #raw = false
 
+  /** END arrived. */
   get ended (): boolean {
     return this.#ended
+  }
+
+  /** RAW arrived: everything after it is payload. */
+  get raw (): boolean {
+    return this.#raw
   }
 
   /**
    * Hands each payload piece of `chunk` to `onData`. Returns what follows the
    * END frame once it arrived (possibly empty: the next request's bytes), or
-   * undefined while the direction goes on. Throws on a frame that is neither
-   * DATA nor END.
+   * undefined while the direction goes on. Throws on a frame that is none of
+   * DATA, END and RAW.
    */
   feed (chunk: Buffer, onData: (payload: Buffer) => void): Buffer | undefined {
     if (this.#ended) return chunk
     let at = 0
     while (at < chunk.length) {
-      if (this.#left > 0) {
-        const n = Math.min(this.#left, chunk.length - at)
-        onData(chunk.subarray(at, at + n))
+      if (this.#left > 0 || this.#raw) {
+        const n = this.#raw ? chunk.length - at : Math.min(this.#left, chunk.length - at)
+        // A chunk that is all payload (most of a bulk transfer) goes on as it is.
+        onData(n === chunk.length ? chunk : chunk.subarray(at, at + n))
         at += n
-        this.#left -= n
+        if (!this.#raw) this.#left -= n
         continue
       }
       let type: number
@@ -95,6 +112,8 @@ export class FrameReader {
       } else if (type === FRAME_END && length === 0) {
         this.#ended = true
         return chunk.subarray(at)
+      } else if (type === FRAME_RAW && length === 0) {
+        this.#raw = true
       } else {
         throw new Error(`bad frame (type ${type}, length ${length})`)
       }
@@ -105,34 +124,48 @@ export class FrameReader {
 
 /**
  * One proxied connection on a TLS connection, as a duplex: what is written
- * goes out in DATA frames, `end()` sends END, and what the far side sends is
- * read. When both ENDs have passed and the stream closes, `onReusable` gets
- * the TLS connection back, paused, with no listener of this stream left and
- * any bytes that followed the far side's END put back. Destroyed any other
- * way, it closes the TLS connection.
+ * goes out in DATA frames (raw after RAW_AFTER bytes), `end()` sends END (or
+ * ends the TLS connection's sending side once raw), and what the far side
+ * sends is read. When both ENDs have passed and the stream closes,
+ * `onReusable` gets the TLS connection back, paused, with no listener of this
+ * stream left and any bytes that followed the far side's END put back. After
+ * RAW either way, both sides end the TLS connection as a connection of its
+ * own would end. Destroyed any other way, it closes the TLS connection.
  */
 export class FramedStream extends Duplex {
   readonly #tls: Duplex
   readonly #reader = new FrameReader()
   readonly #onReusable: (tls: Duplex) => void
   #reading = false
+  #sent = 0
   #sentEnd = false
+  #rawOut = false
+  /** Either direction went raw: the TLS connection ends with this proxied connection. */
+  #oneShot = false
   #rest: Buffer | undefined
   readonly #onData = (chunk: Buffer): void => { this.#take(chunk) }
+  readonly #onPayload = (payload: Buffer): void => { if (!this.push(payload)) this.#tls.pause() }
   readonly #onEnd = (): void => {
-    // After both ENDs the far agent may close a connection it will not keep; this stream is done anyway.
-    if (this.#sentEnd && this.#reader.ended) return
+    // A raw direction ends with the TLS connection's end.
+    if (this.#reader.raw) { this.push(null); return }
+    // After END the far agent ends a connection that went raw the other way; or, after both ENDs, one it will not keep.
+    if (this.#reader.ended) return
     this.destroy(new Error('the far agent closed the connection mid-stream'))
+  }
+
+  readonly #onClose = (): void => {
+    if (!this.#reader.ended && !this.readableEnded) this.destroy(new Error('the far agent closed the connection mid-stream'))
   }
 
   readonly #onError = (err: Error): void => { this.destroy(err) }
 
   constructor (tls: Duplex, onReusable: (tls: Duplex) => void) {
-    super({ allowHalfOpen: true })
+    // The default high-water mark (64 KiB) is a socket's largest read: each such write would pause the client.
+    super({ allowHalfOpen: true, writableHighWaterMark: 128 * 1024 })
     this.#tls = tls
     this.#onReusable = onReusable
     tls.on('end', this.#onEnd)
-    tls.on('close', this.#onEnd)
+    tls.on('close', this.#onClose)
     tls.on('error', this.#onError)
   }
 
@@ -145,13 +178,15 @@ export class FramedStream extends Duplex {
   }
 
   #take (chunk: Buffer): void {
+    const wasRaw = this.#reader.raw
     let rest: Buffer | undefined
     try {
-      rest = this.#reader.feed(chunk, payload => { if (!this.push(payload)) this.#tls.pause() })
+      rest = this.#reader.feed(chunk, this.#onPayload)
     } catch (err) {
       this.destroy(err as Error)
       return
     }
+    if (!wasRaw && this.#reader.raw) this.#goOneShot()
     if (rest === undefined) return
     this.#rest = rest
     this.#tls.pause()
@@ -159,36 +194,46 @@ export class FramedStream extends Duplex {
     this.push(null)
   }
 
+  /** This connection will not be reused: a direction that already ended in a frame ends the TLS connection's sending side too. */
+  #goOneShot (): void {
+    if (this.#oneShot) return
+    this.#oneShot = true
+    if (this.#sentEnd) this.#tls.end()
+  }
+
   override _read (): void {
     if (this.#reading && !this.#reader.ended) this.#tls.resume()
   }
 
   override _write (chunk: Buffer, _encoding: BufferEncoding, done: (err?: Error | null) => void): void {
-    let ok = true
-    if (chunk.length <= 16_384) {
-      // Small: header and bytes in one buffer, one TLS record.
-      const frame = Buffer.allocUnsafe(HEADER + chunk.length)
-      frame[0] = FRAME_DATA
-      frame.writeUIntBE(chunk.length, 1, 3)
-      chunk.copy(frame, HEADER)
-      ok = this.#tls.write(frame)
+    let ok: boolean
+    if (this.#rawOut) {
+      ok = this.#tls.write(chunk)
+    } else if (this.#sent + chunk.length > RAW_AFTER) {
+      this.#rawOut = true
+      this.#goOneShot()
+      ok = this.#writeFramed(RAW_FRAME, chunk)
     } else {
-      // Large: written together (corked), so that the header takes no record of its own.
-      this.#tls.cork()
-      for (let at = 0; at < chunk.length; at += MAX_PAYLOAD) {
-        const piece = chunk.subarray(at, at + MAX_PAYLOAD)
-        this.#tls.write(dataHeader(piece.length))
-        ok = this.#tls.write(piece)
-      }
-      this.#tls.uncork()
+      // At most RAW_AFTER bytes, far below a frame's largest payload.
+      this.#sent += chunk.length
+      ok = this.#writeFramed(dataHeader(chunk.length), chunk)
     }
     if (ok) done()
     else this.#tls.once('drain', () => { done() })
   }
 
+  /** `header` and `bytes` in one buffer, one TLS record: corked as two they went through TLS's writev, which copies into a zeroed buffer of its own. */
+  #writeFramed (header: Buffer, bytes: Buffer): boolean {
+    const frame = Buffer.allocUnsafe(HEADER + bytes.length)
+    header.copy(frame, 0)
+    bytes.copy(frame, HEADER)
+    return this.#tls.write(frame)
+  }
+
   override _final (done: (err?: Error | null) => void): void {
     this.#sentEnd = true
-    this.#tls.write(END_FRAME)
+    if (!this.#rawOut) this.#tls.write(END_FRAME)
+    if (this.#oneShot) this.#tls.end()
     done()
   }
 
@@ -196,12 +241,17 @@ export class FramedStream extends Duplex {
     const tls = this.#tls
     tls.off('data', this.#onData)
     tls.off('end', this.#onEnd)
-    tls.off('close', this.#onEnd)
+    tls.off('close', this.#onClose)
     tls.off('error', this.#onError)
-    if (err === null && this.#sentEnd && this.#reader.ended && !tls.destroyed && !tls.readableEnded && tls.writable) {
+    const clean = err === null && this.#sentEnd && (this.#reader.ended || (this.#reader.raw && this.readableEnded))
+    if (clean && !this.#oneShot && !tls.destroyed && !tls.readableEnded && tls.writable) {
       tls.pause()
       if (this.#rest !== undefined && this.#rest.length > 0) tls.unshift(this.#rest)
       this.#onReusable(tls)
+    } else if (clean && !tls.destroyed) {
+      // Both sides end it; it closes once the far side's end arrives, after what is still queued went out.
+      tls.on('error', () => {})
+      tls.resume()
     } else {
       tls.destroy()
     }

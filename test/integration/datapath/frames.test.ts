@@ -93,8 +93,8 @@ describe('DataPath: framed connections are reused', () => {
     assert.equal(await counter(metrics, 'edgemesh_datapath_connections_total', { result: 'ok' }), 40)
   })
 
-  test('8 MiB each way on a reused connection: intact, with flow control', async () => {
-    const { a, route } = await pair('bulk')
+  test('8 MiB each way: intact with flow control, raw after the first 256 KiB, and that TLS connection ends with it', async () => {
+    const { a, metrics, route, gate } = await pair('bulk')
     for (let i = 0; i < 3; i++) {
       const payload = randomBytes(8 << 20)
       const c = await a.dial(route, { ip: '127.0.0.1', port: echoPort })
@@ -102,6 +102,41 @@ describe('DataPath: framed connections are reused', () => {
       assert.equal(reply.length, payload.length + 5)
       assert.ok(reply.subarray(5).equals(payload))
     }
+    assert.equal(await counter(metrics, 'edgemesh_datapath_connections_reused_total'), 0)
+    // 200 KiB each way stays framed, and its connection is reused.
+    const before = gate.accepted()
+    for (let i = 0; i < 5; i++) {
+      const payload = randomBytes(200 << 10)
+      const c = await a.dial(route, { ip: '127.0.0.1', port: echoPort })
+      assert.ok((await roundTrip(c.socket, payload)).subarray(5).equals(payload))
+    }
+    assert.ok(await counter(metrics, 'edgemesh_datapath_connections_reused_total') >= 4)
+    assert.ok(gate.accepted() - before <= 2, `${gate.accepted() - before} new TLS connections for 5 proxied ones`)
+  })
+
+  test('raw one way, framed the other: the endpoint sends 1 MiB and ends, the client sends a little after it, and both arrive', async () => {
+    const { a, route } = await pair('mixed')
+    const big = randomBytes(1 << 20)
+    const received: string[] = []
+    const talker = createServer({ allowHalfOpen: true }, s => {
+      const parts: Buffer[] = []
+      s.on('data', (d: Buffer) => parts.push(d))
+      s.on('end', () => received.push(Buffer.concat(parts).toString()))
+      s.on('error', () => {})
+      s.end(big)
+    })
+    talker.listen(0, '127.0.0.1')
+    await once(talker, 'listening')
+    servers.push(talker)
+    const c = await a.dial(route, { ip: '127.0.0.1', port: (talker.address() as { port: number }).port })
+    const got = await outcome(c.socket)
+    assert.equal(got.ended, true)
+    assert.ok(got.data.equals(big))
+    c.socket.end('thanks')
+    await eventually('the endpoint read the client to its end', async () => received.length === 1, 5000, 10)
+    assert.equal(received[0], 'thanks')
+    const next = await a.dial(route, { ip: '127.0.0.1', port: echoPort })
+    assert.equal((await roundTrip(next.socket, 'z')).toString(), 'echo:z')
   })
 
   test('half-close both ways: the endpoint ends first, the client keeps sending, and the connection is reused after', async () => {

@@ -108,6 +108,9 @@ describe('EdgeTunnel + TLS data path on loopback', () => {
     assert.deepEqual(many, Array.from({ length: 20 }, (_, i) => `n${i}`))
     assert.equal(await dataPathConnections('node-a'), 21)
     assert.equal((await streams('node-a'))['outbound/ok'], 1, 'only the legacy peer\'s connection took libp2p')
+    // B said it reads frames over libp2p: connections that ended cleanly came back for the next ones.
+    const reused = (await registries.get('node-a')?.getSingleMetric('edgemesh_datapath_connections_reused_total')?.get())?.values[0]?.value ?? 0
+    assert.ok(reused >= 20, `${reused} connections reused`)
 
     // The proxy's dials ask for early data: through the data path the connection comes back before
     // B's answer, and what is written at once arrives; over libp2p it comes back answered.

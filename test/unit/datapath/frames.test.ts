@@ -3,7 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
-import { encodeFrames, FrameReader, FRAME_DATA, dataHeader } from '../../../src/datapath/frames.ts'
+import { encodeFrames, FrameReader, FRAME_DATA, FRAME_RAW, dataHeader } from '../../../src/datapath/frames.ts'
 
 /** Feeds `bytes` in chunks of the given sizes (cycled); what came out, and what followed END. */
 function read (bytes: Buffer, sizes: number[]): { payload: Buffer, rest: Buffer | undefined } {
@@ -71,4 +71,19 @@ test('random bytes never hang or overrun the reader: it throws, waits or ends', 
       assert.match((err as Error).message, /bad frame/)
     }
   }
+})
+
+test('after RAW, every byte is payload, however it looks, and the direction has no END', () => {
+  const looksLikeFrames = encodeFrames(Buffer.from('abc'), true)
+  const wire = Buffer.concat([encodeFrames(Buffer.from('framed '), false), Buffer.from([FRAME_RAW, 0, 0, 0]), Buffer.from('raw '), looksLikeFrames])
+  for (const sizes of [[1], [3], [wire.length]]) {
+    const { payload, rest } = read(wire, sizes)
+    assert.ok(payload.equals(Buffer.concat([Buffer.from('framed raw '), looksLikeFrames])), `chunks of ${sizes.join(',')}`)
+    assert.equal(rest, undefined)
+  }
+  const reader = new FrameReader()
+  reader.feed(Buffer.from([FRAME_RAW, 0, 0, 0]), () => {})
+  assert.equal(reader.raw, true)
+  assert.equal(reader.ended, false)
+  assert.throws(() => new FrameReader().feed(Buffer.from([FRAME_RAW, 0, 0, 1, 0]), () => {}), /bad frame \(type 2, length 1\)/)
 })

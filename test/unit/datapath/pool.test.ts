@@ -77,3 +77,30 @@ test('missing counts connections on their way; fill adds what they give; close c
   assert.equal(late.socket.destroyed, true, 'added after close')
   assert.equal(pool.missing('b'), 0)
 })
+
+test('a connection lent to a framed proxied connection counts as coming back for a second, and comes back without piling up listeners', (t) => {
+  t.mock.timers.enable({ apis: ['Date'] })
+  const pool = new ConnectionPool({ size: 2 })
+  const c = conn()
+  pool.add('b', c)
+  const taken = pool.take('b') as Pooled
+  assert.equal(taken, c)
+  pool.lend('b', taken.socket)
+  // One pooled spare is missing, not two: the lent one is on its way back.
+  assert.equal(pool.missing('b'), 1)
+  t.mock.timers.tick(1000)
+  // A proxied connection out this long may be a long one: it no longer counts.
+  assert.equal(pool.missing('b'), 2)
+  for (let i = 0; i < 20; i++) {
+    pool.add('b', { ...taken, at: Date.now() })
+    assert.equal(pool.take('b')?.socket, taken.socket)
+    pool.lend('b', taken.socket)
+  }
+  const emitter = taken.socket as unknown as EventEmitter
+  assert.equal(emitter.listenerCount('close'), 1)
+  assert.equal(emitter.listenerCount('error'), 1)
+  // A lent connection that closes is no longer counted.
+  assert.equal(pool.missing('b'), 1)
+  taken.socket.destroy()
+  assert.equal(pool.missing('b'), 2)
+})
