@@ -55,6 +55,15 @@ describe('DataPath: framed connections are reused', () => {
   const paths: DataPath[] = []
   let echoPort: number
 
+  /** A TCP server on loopback for one test's endpoint; its port. */
+  async function serve (handler: (s: Socket) => void): Promise<number> {
+    const server = createServer({ allowHalfOpen: true }, handler)
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    servers.push(server)
+    return (server.address() as { port: number }).port
+  }
+
   async function pair (name: string): Promise<{ a: DataPath, b: DataPath, metrics: Registry, bMetrics: Registry, route: PeerRoute, gate: Awaited<ReturnType<typeof countingGate>> }> {
     const metrics = new Registry()
     const bMetrics = new Registry()
@@ -118,17 +127,14 @@ describe('DataPath: framed connections are reused', () => {
     const { a, route } = await pair('mixed')
     const big = randomBytes(1 << 20)
     const received: string[] = []
-    const talker = createServer({ allowHalfOpen: true }, s => {
+    const talkerPort = await serve(s => {
       const parts: Buffer[] = []
       s.on('data', (d: Buffer) => parts.push(d))
       s.on('end', () => received.push(Buffer.concat(parts).toString()))
       s.on('error', () => {})
       s.end(big)
     })
-    talker.listen(0, '127.0.0.1')
-    await once(talker, 'listening')
-    servers.push(talker)
-    const c = await a.dial(route, { ip: '127.0.0.1', port: (talker.address() as { port: number }).port })
+    const c = await a.dial(route, { ip: '127.0.0.1', port: talkerPort })
     const got = await outcome(c.socket)
     assert.equal(got.ended, true)
     assert.ok(got.data.equals(big))
@@ -141,20 +147,16 @@ describe('DataPath: framed connections are reused', () => {
 
   test('half-close both ways: the endpoint ends first, the client keeps sending, and the connection is reused after', async () => {
     const { a, metrics, route } = await pair('half')
-    // Greets and ends at once, then reads what the client sends after and reports it on stdout of the test.
+    // Greets and ends at once, then records what the client sends after that.
     const received: string[] = []
-    const greeter = createServer({ allowHalfOpen: true }, s => {
+    const greeterPort = await serve(s => {
       const parts: Buffer[] = []
       s.on('data', (d: Buffer) => parts.push(d))
       s.on('end', () => received.push(Buffer.concat(parts).toString()))
       s.on('error', () => {})
       s.end('hello')
     })
-    greeter.listen(0, '127.0.0.1')
-    await once(greeter, 'listening')
-    servers.push(greeter)
-    const port = (greeter.address() as { port: number }).port
-    const c = await a.dial(route, { ip: '127.0.0.1', port })
+    const c = await a.dial(route, { ip: '127.0.0.1', port: greeterPort })
     const got = outcome(c.socket)
     assert.deepEqual(await got, { data: Buffer.from('hello'), ended: true })
     // The endpoint's FIN arrived; the client still writes, then ends.
@@ -169,14 +171,11 @@ describe('DataPath: framed connections are reused', () => {
 
   test('an endpoint that resets: the client sees no clean end, and that TLS connection is not reused', async () => {
     const { a, metrics, route } = await pair('reset')
-    const resetter = createServer({ allowHalfOpen: true }, s => {
+    const resetterPort = await serve(s => {
       s.on('error', () => {})
       s.once('data', () => { s.write('partial', () => { (s as Socket).resetAndDestroy() }) })
     })
-    resetter.listen(0, '127.0.0.1')
-    await once(resetter, 'listening')
-    servers.push(resetter)
-    const c = await a.dial(route, { ip: '127.0.0.1', port: (resetter.address() as { port: number }).port })
+    const c = await a.dial(route, { ip: '127.0.0.1', port: resetterPort })
     const got = outcome(c.socket)
     c.socket.write('go')
     const { ended } = await got
@@ -190,15 +189,12 @@ describe('DataPath: framed connections are reused', () => {
     const { a, metrics, route } = await pair('leave')
     let endpointGone: () => void = () => {}
     const gone = new Promise<void>(resolve => { endpointGone = resolve })
-    const holder = createServer({ allowHalfOpen: true }, s => {
+    const holderPort = await serve(s => {
       s.on('error', () => {})
       s.on('data', () => {})
       s.once('close', () => endpointGone())
     })
-    holder.listen(0, '127.0.0.1')
-    await once(holder, 'listening')
-    servers.push(holder)
-    const c = await a.dial(route, { ip: '127.0.0.1', port: (holder.address() as { port: number }).port })
+    const c = await a.dial(route, { ip: '127.0.0.1', port: holderPort })
     c.socket.write('some bytes')
     await new Promise(resolve => setTimeout(resolve, 50))
     c.socket.destroy()
@@ -225,16 +221,13 @@ describe('DataPath: framed connections are reused', () => {
     const joins = await counter(relayMetrics, 'edgemesh_datapath_relay_joins_total')
     assert.ok(joins <= 4, `${joins} joins for 30 connections`)
     // A punched path appears (here: a TCP stream that b serves as src/nat hands it a UDX stream).
-    const streams = createServer({ allowHalfOpen: true }, s => { b.serveStream(s) })
-    streams.listen(0, '127.0.0.1')
-    await once(streams, 'listening')
-    servers.push(streams)
+    const streamsPort = await serve(s => { b.serveStream(s) })
     const { connect } = process.getBuiltinModule('node:net')
     let wanted = 0
     let punched = false
     a.usePunchedPaths({
       has: () => punched,
-      open: async () => connect({ host: '127.0.0.1', port: (streams.address() as { port: number }).port, allowHalfOpen: true }),
+      open: async () => connect({ host: '127.0.0.1', port: streamsPort, allowHalfOpen: true }),
       want: () => { wanted++ },
       lost: () => { punched = false }
     })
