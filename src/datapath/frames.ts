@@ -142,19 +142,23 @@ export class FramedStream extends Duplex {
   #rawOut = false
   /** Either direction went raw: the TLS connection ends with this proxied connection. */
   #oneShot = false
+  /** The far side's direction ended: END, or the TLS connection's end after RAW. */
+  #readDone = false
   #rest: Buffer | undefined
   readonly #onData = (chunk: Buffer): void => { this.#take(chunk) }
   readonly #onPayload = (payload: Buffer): void => { if (!this.push(payload)) this.#tls.pause() }
   readonly #onEnd = (): void => {
     // A raw direction ends with the TLS connection's end.
-    if (this.#reader.raw) { this.push(null); return }
-    // After END the far agent ends a connection that went raw the other way; or, after both ENDs, one it will not keep.
-    if (this.#reader.ended) return
+    if (this.#reader.raw) { this.#readDone = true; this.push(null); return }
+    // After its END the far agent ends the TLS connection only when it will not be reused: after RAW from
+    // this side, or after both ENDs. Before ours otherwise, it gave up (its endpoint reset).
+    if (this.#reader.ended && (this.#oneShot || this.#sentEnd)) return
     this.destroy(new Error('the far agent closed the connection mid-stream'))
   }
 
   readonly #onClose = (): void => {
-    if (!this.#reader.ended && !this.readableEnded) this.destroy(new Error('the far agent closed the connection mid-stream'))
+    // Closed before both directions ended: what is left cannot arrive or go out.
+    if (!this.#readDone || !this.#sentEnd) this.destroy(new Error('the far agent closed the connection mid-stream'))
   }
 
   readonly #onError = (err: Error): void => { this.destroy(err) }
@@ -189,6 +193,7 @@ export class FramedStream extends Duplex {
     if (!wasRaw && this.#reader.raw) this.#goOneShot()
     if (rest === undefined) return
     this.#rest = rest
+    this.#readDone = true
     this.#tls.pause()
     this.#tls.off('data', this.#onData)
     this.push(null)
@@ -243,7 +248,7 @@ export class FramedStream extends Duplex {
     tls.off('end', this.#onEnd)
     tls.off('close', this.#onClose)
     tls.off('error', this.#onError)
-    const clean = err === null && this.#sentEnd && (this.#reader.ended || (this.#reader.raw && this.readableEnded))
+    const clean = err === null && this.#sentEnd && this.#readDone
     if (clean && !this.#oneShot && !tls.destroyed && !tls.readableEnded && tls.writable) {
       tls.pause()
       if (this.#rest !== undefined && this.#rest.length > 0) tls.unshift(this.#rest)

@@ -185,6 +185,28 @@ describe('DataPath: framed connections are reused', () => {
     assert.equal((await roundTrip(next.socket, 'y')).toString(), 'echo:y')
   })
 
+  test('an endpoint that ended and then resets on more bytes: once the far agent sees the reset, the client, still sending, is closed too', async () => {
+    const { a, metrics, route } = await pair('late-reset')
+    const port = await serve(s => {
+      s.on('error', () => {})
+      s.end('bye')
+      s.once('data', () => { s.resetAndDestroy() })
+    })
+    const c = await a.dial(route, { ip: '127.0.0.1', port })
+    const got = await new Promise<string>(resolve => { let text = ''; c.socket.on('data', (d: Buffer) => { text += d.toString() }); c.socket.once('end', () => resolve(text)) })
+    assert.equal(got, 'bye')
+    let error: Error | undefined
+    c.socket.on('error', (err: Error) => { error = err })
+    const closed = new Promise(resolve => c.socket.once('close', resolve))
+    // The far agent learns of the reset when it writes the next bytes to the endpoint (its socket had read the FIN).
+    c.socket.write('more')
+    await new Promise(resolve => setTimeout(resolve, 100))
+    c.socket.write('again')
+    await closed
+    assert.match(String(error), /closed the connection mid-stream/)
+    assert.equal(await counter(metrics, 'edgemesh_datapath_connections_reused_total'), 0)
+  })
+
   test('a client that leaves mid-stream: the endpoint sees its connection go, and no TLS connection is reused', async () => {
     const { a, metrics, route } = await pair('leave')
     let endpointGone: () => void = () => {}
