@@ -124,13 +124,17 @@ export class Resumable extends Duplex {
   }
 
   override _write (chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error) => void): void {
+    const now = Date.now()
+    // Idle, heartbeats stopped and nothing was heard: the silence clock starts again with these bytes. Else
+    // a session idle for seconds (a pooled connection, reused) was lost at its next heartbeat.
+    if (now - this.#lastActive >= ACTIVE_MS && this.#sent <= this.#acked) this.#lastHeard = now
     for (let at = 0; at < chunk.length; at += MAX_FRAME) {
       const part = chunk.subarray(at, at + MAX_FRAME)
       this.#unacked.push(part)
       this.#sent += part.length
       if (this.#carrier !== undefined) this.#frame(DATA, part)
     }
-    this.#lastActive = Date.now()
+    this.#lastActive = now
     this.#writeWaiting = () => cb()
     this.#maybeRelease()
   }

@@ -97,6 +97,38 @@ test('an idle stream sends nothing and is not declared lost', async () => {
   b.destroy()
 })
 
+test('a stream idle past its heartbeats that sends again is not declared lost at its next heartbeat', async (t) => {
+  t.mock.timers.enable({ apis: ['Date', 'setInterval', 'setTimeout'] })
+  const a = new Resumable({ silenceMs: 1000, heartbeatMs: 250 })
+  const b = new Resumable({ silenceMs: 1000, heartbeatMs: 250 })
+  for (const s of [a, b]) s.on('error', () => {})
+  connect(a, b)
+  let lost = false
+  a.on('lost', () => { lost = true })
+  const got: string[] = []
+  b.on('data', (d: Buffer) => got.push(d.toString()))
+  // Frames cross the in-process carrier in later ticks: let them, between the heartbeats.
+  const run = async (ms: number): Promise<void> => {
+    for (let left = ms; left > 0; left -= 50) {
+      t.mock.timers.tick(50)
+      for (let i = 0; i < 5; i++) await new Promise(resolve => setImmediate(resolve))
+    }
+  }
+  a.write('first')
+  await run(500)
+  // Idle for 10 s: after 5 s the heartbeats stop, and nothing is heard from b.
+  await run(10_000)
+  assert.equal(lost, false)
+  // The next bytes go out just before a heartbeat, which comes before b could answer.
+  t.mock.timers.tick(200)
+  a.write('again')
+  await run(1500)
+  assert.equal(lost, false, 'lost at the first heartbeat after the idle time')
+  assert.deepEqual(got, ['first', 'again'])
+  a.destroy()
+  b.destroy()
+})
+
 test('a peer claiming bytes never sent is refused', () => {
   const a = new Resumable()
   const [x] = duplexPair()
