@@ -44,6 +44,7 @@ import { Admission } from './admission.ts'
 import { DataPathMetrics } from './metrics.ts'
 import { ConnectionPool } from './pool.ts'
 import { FramedStream } from './frames.ts'
+import { tlsHandshake } from './tls-client.ts'
 import type { Pooled } from './pool.ts'
 
 export { DataPathMetrics } from './metrics.ts'
@@ -107,7 +108,7 @@ export class DataPath {
     this.#parking = new Parking({
       logger: deps.logger,
       metrics: this.#metrics,
-      request: async (raw, request) => await this.#relayRequest(raw, request),
+      request: async (raw, request) => await relayRequest(raw, this.#keys, request),
       handOver: socket => { this.#serveParked(socket) }
     }, { nodeName: init.nodeName, parkedPerRelay: init.parkedPerRelay })
   }
@@ -325,10 +326,8 @@ export class DataPath {
   #newPool (): ConnectionPool {
     // One made over a punched path that has been dropped since would have to find that out first;
     // a relayed one is no use once a punched path spares the relay (reused ones stay pooled for long).
-    return new ConnectionPool({
-      size: this.#init.poolSize ?? 2,
-      usable: (nodeName, p) => p.path === 'punched' ? this.#punched?.has(nodeName) === true : p.path !== 'relay' || this.#punched?.has(nodeName) !== true
-    })
+    const usable = (nodeName: string, p: Pooled): boolean => p.path === 'punched' ? this.#punched?.has(nodeName) === true : p.path !== 'relay' || this.#punched?.has(nodeName) !== true
+    return new ConnectionPool({ size: this.#init.poolSize ?? 2, usable })
   }
 
   #refill (route: PeerRoute): void {
@@ -477,39 +476,14 @@ export class DataPath {
 
   async #tlsClient (raw: Duplex, server: string): Promise<TLSSocket> {
     const identity = pairIdentity(this.#init.nodeName, server)
-    const key = this.#keys.tls(identity)
-    const socket = tls().connect({
-      socket: raw,
-      secureContext: this.#context(),
-      pskCallback: () => ({ psk: key, identity }),
-      checkServerIdentity: () => undefined
-    })
-    await new Promise<void>((resolve, reject) => {
-      const done = (err?: Error): void => {
-        clearTimeout(timer)
-        socket.off('secureConnect', onSecure)
-        socket.off('error', onError)
-        socket.off('close', onClose)
-        if (err === undefined) { resolve(); return }
-        socket.destroy()
-        reject(err)
-      }
-      const onSecure = (): void => done()
-      const onError = (err: Error): void => done(new Error(`TLS handshake failed (another PSK, or not ${server}): ${err.message}`))
-      const onClose = (): void => done(new Error('closed during the TLS handshake (another PSK?)'))
-      const timer = setTimeout(() => done(new Error('TLS handshake timed out (another PSK?)')), CONTROL_TIMEOUT_MS)
-      socket.once('secureConnect', onSecure)
-      socket.once('error', onError)
-      socket.once('close', onClose)
-    })
-    return socket
+    return await tlsHandshake(tls().connect, raw, { context: this.#context(), identity, psk: this.#keys.tls(identity), server })
   }
 
   /** Asks a relay to splice this connection to one that `target` parked there. */
   async #join (relay: HostPort, target: string, signal?: AbortSignal): Promise<Socket> {
     const raw = await connectWithin({ host: relay.host, port: relay.port, noDelay: true, allowHalfOpen: true }, this.#init.connectTimeoutMs ?? 1000, signal)
     try {
-      const answer = await untilAborted(raw, signal, async () => await this.#relayRequest(raw, { op: 'join', node: this.#init.nodeName, target }))
+      const answer = await untilAborted(raw, signal, async () => await relayRequest(raw, this.#keys, { op: 'join', node: this.#init.nodeName, target }))
       if (answer !== 'ok') throw new Error(answer.replace(/^err /, ''))
       return raw
     } catch (err) {
@@ -521,10 +495,6 @@ export class DataPath {
   /** Where the relays see a connection from local TCP port `localPort` come from (TCP punching; see Parking.reflect). */
   async reflect (localPort: number, signal?: AbortSignal): Promise<Array<{ relay: string, host: string, port: number }>> {
     return await this.#parking.reflect(localPort, this.#init.connectTimeoutMs ?? 1000, signal)
-  }
-
-  async #relayRequest (raw: Socket, request: { op: 'join' | 'park' | 'reflect', node: string, target?: string }): Promise<string> {
-    return await relayRequest(raw, this.#keys, request)
   }
 
   /** A parked connection a peer joined through a relay: its TLS handshake, or a session of a punched path carrying on. */
