@@ -6,6 +6,7 @@
  */
 import { watch } from 'node:fs'
 import type { FSWatcher } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { basename, dirname } from 'node:path'
 import { isDeepStrictEqual } from 'node:util'
 import type { Component } from '../lifecycle/component.ts'
@@ -30,6 +31,8 @@ export class RelayWatcher<T> implements Component {
   #timer: NodeJS.Timeout | undefined
   #poll: NodeJS.Timeout | undefined
   #current: T | undefined
+  /** The file's bytes when it was last read: an unchanged file is not parsed again. */
+  #text: Buffer | undefined
   #lastError: string | undefined
   #work: Promise<void> = Promise.resolve()
 
@@ -40,6 +43,7 @@ export class RelayWatcher<T> implements Component {
 
   async start (): Promise<void> {
     if (this.#watcher !== undefined) return
+    this.#text = await readFile(this.#init.file).catch(() => undefined)
     this.#current = await this.#init.read(this.#init.file).catch(() => undefined)
     this.#watcher = watch(dirname(this.#init.file), (_, name) => {
       if (name !== null && name !== basename(this.#init.file) && !name.startsWith('..')) return
@@ -63,6 +67,12 @@ export class RelayWatcher<T> implements Component {
   }
 
   async #reload (): Promise<void> {
+    // Parsing the config every 10 s, and deriving relay IDs from it, was an idle
+    // agent's only work: enough for V8 to optimise it and keep its compilers' code
+    // resident (about 7 MB of RSS after 20 s idle, bench/footprint).
+    const text = await readFile(this.#init.file).catch(() => undefined)
+    if (text !== undefined && this.#text !== undefined && text.equals(this.#text)) return
+    this.#text = text
     let relays: T
     try {
       relays = await this.#init.read(this.#init.file)
