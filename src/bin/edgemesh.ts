@@ -2,7 +2,8 @@
 // Thin entry point: set the Node flags, wire process signals and streams, run the
 // CLI, exit.
 import { setFlagsFromString } from 'node:v8'
-import { nodeFlagsFor, tierUpAfterStart } from './node-flags.ts'
+import { compilersToTurnOn, nodeFlagsFor } from './node-flags.ts'
+import { turnOnCompilersWhenBusy } from './compilers.ts'
 
 // Edge nodes are small (the agent's budget is 69 MB idle, 120 MB at 10k
 // services): the Node flags, when the command line did not give them (see
@@ -26,8 +27,11 @@ const code = await main(process.argv.slice(2), {
   stderr: process.stderr,
   env: process.env,
   shutdown: { requested: requested.signal, force: force.signal },
-  // The start-only tier-up counts end once it runs (node-flags.ts): traffic's code tiers up as usual.
-  onRunning: () => { for (const flag of tierUpAfterStart(given)) setFlagsFromString(flag) }
+  // The optimising compilers, off while it starts and idles, come on once it works (node-flags.ts).
+  onRunning: () => {
+    const flags = compilersToTurnOn(process.argv[2], process.env.NODE_OPTIONS ?? '')
+    if (flags.length > 0) turnOnCompilersWhenBusy({ turnOn: () => { setFlagsFromString(flags.join(' ')) } })
+  }
 })
 // Exit even if a library left a timer or keep-alive socket behind.
 process.exit(code)

@@ -3,15 +3,14 @@
  *
  * - A 1 MB young generation and a size-optimised heap cut RSS by a third at
  *   10k services (bench/servicemap).
- * - While the agent starts, functions tier up to Maglev and TurboFan only
- *   after ten times V8's default invocation counts. Its start runs config
- *   parsing, module loading (the loader's path handling) and handshakes once,
- *   and V8 compiled those with both compilers; the compilers' own code pages
- *   and their output then stayed resident: about 5 MB of an idle agent's RSS
- *   (bench/footprint). Once the agent runs, the entry point sets V8's
- *   defaults back (TIER_UP_AFTER_START): kept for good, the higher counts left bulk
- *   copies unoptimised for tens of seconds, at 10-15 % more CPU per GB
- *   (bench/tunnel).
+ * - V8's optimising compilers (Maglev, TurboFan) are off until the agent
+ *   works (compilers.ts turns them on for good). An idle agent's periodic
+ *   work (timers, keepalives, relay redials) tiered up within about 20 s, and
+ *   the compilers' own code pages in the `node` binary and their output then
+ *   stayed resident: about 8 MB of an idle agent's RSS (bench/footprint).
+ *   Functions compiled while they are off tier up as usual once they are on.
+ *   Kept off for good, they cost new connections about a third more CPU
+ *   under contention (bench/tunnel).
  *
  * V8 sizes the young generation when the process starts, so the flags go on
  * the command line: the image's launcher passes them all, and so do the
@@ -19,25 +18,17 @@
  * (the young generation's size does not take effect then).
  */
 export const AGENT_NODE_FLAGS: readonly string[] = [
-  '--max-semi-space-size=1', '--optimize-for-size',
-  '--invocation-count-for-maglev=4000', '--invocation-count-for-turbofan=30000'
+  '--max-semi-space-size=1', '--optimize-for-size', '--no-maglev', '--no-turbofan'
 ]
 
-/** V8's own tier-up counts (V8 13.6, Node 24), set again once the agent runs; test/unit/bin checks them against `node --v8-options`. */
-export const TIER_UP_AFTER_START: readonly string[] = ['--invocation-count-for-maglev=400', '--invocation-count-for-turbofan=3000']
-
 /**
- * The tier-up flags to set once the agent runs: V8's defaults for the counts
- * this process started with at our values (command line, NODE_OPTIONS or the
- * entry point), none for a count the operator set to a value of their own.
+ * The flags that turn the compilers on again, for those `command` starts
+ * without: none where the operator turned a compiler off in NODE_OPTIONS.
  */
-export function tierUpAfterStart (given: string): string[] {
-  return TIER_UP_AFTER_START.filter(flag => {
-    const name = flag.split('=')[0] as string
-    const ours = AGENT_NODE_FLAGS.find(f => f.startsWith(`${name}=`))
-    const set = new RegExp(`${name}=(\\d+)`).exec(given)?.[0]
-    return ours !== undefined && (set === undefined || set === ours)
-  })
+export function compilersToTurnOn (command: string | undefined, nodeOptions: string): string[] {
+  return nodeFlagsFor(command)
+    .filter(flag => /^--no-(maglev|turbofan)$/.test(flag) && !nodeOptions.split(/\s+/).includes(flag))
+    .map(flag => flag.replace('--no-', '--'))
 }
 
 /**

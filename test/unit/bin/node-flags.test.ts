@@ -1,22 +1,33 @@
-// The agent's start-only tier-up counts are set back to V8's own defaults
-// once it runs: those defaults must be this Node's, and a count the operator
-// chose is left alone.
+// The agent starts without V8's optimising compilers and turns them on once
+// it works: the flags must do that on this Node, and a compiler the operator
+// turned off stays off.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { AGENT_NODE_FLAGS, TIER_UP_AFTER_START, tierUpAfterStart } from '../../../src/bin/node-flags.ts'
+import { AGENT_NODE_FLAGS, GATEWAY_NODE_FLAGS, compilersToTurnOn } from '../../../src/bin/node-flags.ts'
 
-test('TIER_UP_AFTER_START holds this Node\'s V8 defaults, for flags the agent starts with', () => {
-  const options = execFileSync(process.execPath, ['--v8-options'], { encoding: 'utf8' })
-  for (const flag of TIER_UP_AFTER_START) {
-    const [name, value] = flag.split('=') as [string, string]
-    assert.match(options, new RegExp(`default: ${name}=${value}\\b`), `${name}'s default is ${value} in V8 ${process.versions.v8}`)
-    assert.ok(AGENT_NODE_FLAGS.some(f => f.startsWith(`${name}=`) && f !== flag), `the agent starts with its own ${name}`)
-  }
+test('the agent turns on what it started without; the gateway has nothing to turn on', () => {
+  assert.deepEqual(compilersToTurnOn('agent', ''), ['--maglev', '--turbofan'])
+  assert.deepEqual(compilersToTurnOn(undefined, '--max-old-space-size=100'), ['--maglev', '--turbofan'])
+  assert.deepEqual(compilersToTurnOn('gateway', ''), [])
+  assert.ok(!GATEWAY_NODE_FLAGS.some(f => f.startsWith('--no-')))
 })
 
-test('the defaults come back unless the operator gave a count of their own', () => {
-  assert.deepEqual(tierUpAfterStart(AGENT_NODE_FLAGS.join(' ')), TIER_UP_AFTER_START)
-  assert.deepEqual(tierUpAfterStart(''), TIER_UP_AFTER_START)
-  assert.deepEqual(tierUpAfterStart('--invocation-count-for-turbofan=500'), ['--invocation-count-for-maglev=400'])
+test('a compiler the operator turned off in NODE_OPTIONS stays off', () => {
+  assert.deepEqual(compilersToTurnOn('agent', '--no-turbofan'), ['--maglev'])
+  assert.deepEqual(compilersToTurnOn('agent', '--trace-gc --no-maglev --no-turbofan'), [])
+})
+
+test('with the agent\'s flags nothing is optimised until the compilers are turned on, then hot code is', () => {
+  const script = `
+    const hot = n => { let s = 0; for (let i = 0; i < n; i++) s = (s + i * 7) % 1000003; return s }
+    for (let k = 0; k < 3000; k++) hot(1000)
+    console.log('-- on')
+    require('node:v8').setFlagsFromString(${JSON.stringify(compilersToTurnOn('agent', '').join(' '))})
+    for (let k = 0; k < 30000; k++) hot(1000)
+  `
+  const out = execFileSync(process.execPath, [...AGENT_NODE_FLAGS, '--trace-opt', '-e', script], { encoding: 'utf8' })
+  const [before, after] = out.split('-- on') as [string, string]
+  assert.doesNotMatch(before, /hot.*target (MAGLEV|TURBOFAN)/, 'compiled while off')
+  assert.match(after, /<JSFunction hot .*target TURBOFAN/, 'the function that ran while they were off is optimised once they are on')
 })
