@@ -11,8 +11,8 @@
  * short so that a transfer runs optimised within seconds.
  */
 export interface CompilersInit {
-  /** Sets the flags that turn the compilers on. */
-  turnOn: () => void
+  /** Sets the flags that turn the compilers on; `share` is the busy window's CPU, in cores. */
+  turnOn: (share: number) => void
   cpuUsage?: () => NodeJS.CpuUsage
   /** @default 2000 */
   everyMs?: number
@@ -32,7 +32,7 @@ export function turnOnCompilersWhenBusy (init: CompilersInit): () => void {
     last = now
     if (used < busyMicros) return
     clearInterval(timer)
-    init.turnOn()
+    init.turnOn(used / (everyMs * 1000))
   }, everyMs)
   timer.unref()
   return () => { clearInterval(timer) }

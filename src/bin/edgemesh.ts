@@ -28,9 +28,15 @@ const code = await main(process.argv.slice(2), {
   env: process.env,
   shutdown: { requested: requested.signal, force: force.signal },
   // The optimising compilers, off while it starts and idles, come on once it works (node-flags.ts).
-  onRunning: () => {
+  onRunning: log => {
     const flags = compilersToTurnOn(process.argv[2], process.env.NODE_OPTIONS ?? '')
-    if (flags.length > 0) turnOnCompilersWhenBusy({ turnOn: () => { setFlagsFromString(flags.join(' ')) } })
+    if (flags.length === 0) return
+    turnOnCompilersWhenBusy({
+      turnOn: share => {
+        setFlagsFromString(flags.join(' '))
+        log.info('optimising compilers on', { flags, cpu: Number(share.toFixed(3)) })
+      }
+    })
   }
 })
 // Exit even if a library left a timer or keep-alive socket behind.

@@ -135,7 +135,7 @@ async function runUntilSignalled (app: Component, log: Logger, io: CommandIO): P
     return EXIT_FAILURE
   }
   log.info('running', { startupMs: Math.round(performance.now() - t0) })
-  io.onRunning?.()
+  io.onRunning?.(log)
   if (!io.shutdown.requested.aborted) {
     await new Promise<void>(resolve => io.shutdown.requested.addEventListener('abort', () => resolve(), { once: true }))
   }

@@ -1,3 +1,5 @@
+import type { Logger } from '../observability/logger.ts'
+
 /** What a command may touch of the process: streams and environment. */
 export interface CommandIO {
   stdout: NodeJS.WritableStream
@@ -5,8 +7,8 @@ export interface CommandIO {
   env: NodeJS.ProcessEnv
   /** Resolves when the user asks the process to stop (SIGTERM/SIGINT); the second ask aborts `force`. */
   shutdown: ShutdownSignal
-  /** Called once an agent or gateway has started and serves (the entry point's start-only flags end there). */
-  onRunning?: () => void
+  /** Called once an agent or gateway has started and serves, with its logger (the entry point's start-only flags end there). */
+  onRunning?: (log: Logger) => void
 }
 
 export interface ShutdownSignal {
