@@ -29,7 +29,7 @@ const code = await main(process.argv.slice(2), {
   shutdown: { requested: requested.signal, force: force.signal },
   // The optimising compilers, off while it starts and idles, come on once it works (node-flags.ts).
   onRunning: log => {
-    const flags = compilersToTurnOn(process.argv[2], process.env.NODE_OPTIONS ?? '')
+    const flags = compilersToTurnOn(process.argv[2])
     if (flags.length === 0) return
     turnOnCompilersWhenBusy({
       turnOn: share => {

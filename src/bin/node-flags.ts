@@ -21,13 +21,10 @@ export const AGENT_NODE_FLAGS: readonly string[] = [
   '--max-semi-space-size=1', '--optimize-for-size', '--no-maglev', '--no-turbofan'
 ]
 
-/**
- * The flags that turn the compilers on again, for those `command` starts
- * without: none where the operator turned a compiler off in NODE_OPTIONS.
- */
-export function compilersToTurnOn (command: string | undefined, nodeOptions: string): string[] {
+/** The flags that turn the compilers on again, for those `command` starts without. */
+export function compilersToTurnOn (command: string | undefined): string[] {
   return nodeFlagsFor(command)
-    .filter(flag => /^--no-(maglev|turbofan)$/.test(flag) && !nodeOptions.split(/\s+/).includes(flag))
+    .filter(flag => /^--no-(maglev|turbofan)$/.test(flag))
     .map(flag => flag.replace('--no-', '--'))
 }
 

@@ -1,21 +1,26 @@
-// The compilers come on in the first window where the process used its busy
-// share of a core, once, and never while it idles.
+// The compilers come on once the process used its busy share of a core for
+// two windows in a row, once, and never while it idles or for one burst.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { turnOnCompilersWhenBusy } from '../../../src/bin/compilers.ts'
 
-test('idle windows leave them off; the first busy one turns them on, once', async () => {
+test('idle windows and a single busy one leave them off; two busy ones in a row turn them on, once', async () => {
   let micros = 0
   let turnedOn = 0
-  const stop = turnOnCompilersWhenBusy({ turnOn: () => { turnedOn++ }, cpuUsage: () => ({ user: micros, system: 0 }), everyMs: 20, busyShare: 0.05 })
+  const isOn = (): boolean => turnedOn > 0
+  const stop = turnOnCompilersWhenBusy({ turnOn: () => { turnedOn++ }, cpuUsage: () => ({ user: micros, system: 0 }), everyMs: 20, busyShare: 0.05, busyWindows: 2 })
   try {
     // 0.5 % of a core per window (100 µs of 20 ms): idle.
     for (let i = 0; i < 10; i++) { micros += 100; await sleep(20) }
     assert.equal(turnedOn, 0)
-    // 10 % of a core in one window: busy.
+    // 10 % of a core in one window, then idle: a burst.
     micros += 2000
-    await sleep(60)
+    for (let i = 0; i < 5; i++) { await sleep(20); micros += 100 }
+    assert.equal(turnedOn, 0, 'one burst')
+    // 10 % in window after window: work.
+    // (Half-window steps, so every window sees some of it.)
+    for (let i = 0; i < 200 && !isOn(); i++) { micros += 1000; await sleep(10) }
     assert.equal(turnedOn, 1)
     micros += 100_000
     await sleep(60)
