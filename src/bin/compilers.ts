@@ -9,11 +9,13 @@
  * compilers off, in bench/footprint's scenarios), so work is two seconds in
  * a row at 10 % of a core or more. 100 proxied connections a second, at
  * about 1.5 ms of CPU each (a profile of bench/tunnel's churn, optimised),
- * use about 15 %; unoptimised, more. They stay on for good: their code stays resident anyway once they
- * have run. Windows are short because a transfer that starts on an idle
- * agent runs unoptimised until then: with one 2 s window at 3 %,
- * bench/tunnel's first 3 s transfer after the agents started ran at
- * 201 MB/s against about 300.
+ * use about 15 %; unoptimised, more.
+ *
+ * They stay on for good: their code stays resident anyway once they have
+ * run. Windows are short because a transfer that starts on an idle agent
+ * runs unoptimised until then: with one 2 s window at 3 %, bench/tunnel's
+ * first 3 s transfer after the agents started ran at 201 MB/s against
+ * about 300.
  */
 export interface CompilersInit {
   /** Sets the flags that turn the compilers on; `share` is the last busy window's CPU, in cores. */

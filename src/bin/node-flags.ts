@@ -9,8 +9,8 @@
  *   the compilers' own code pages in the `node` binary and their output then
  *   stayed resident: about 8 MB of an idle agent's RSS (bench/footprint).
  *   Functions compiled while they are off tier up as usual once they are on.
- *   Kept off for good, they cost new connections about a third more CPU
- *   under contention (bench/tunnel).
+ *   Kept off for good, they made opening a connection under contention
+ *   about a third slower (bench/tunnel).
  *
  * V8 sizes the young generation when the process starts, so the flags go on
  * the command line: the image's launcher passes them all, and so do the
