@@ -3,7 +3,7 @@
 // CLI, exit.
 import { setFlagsFromString } from 'node:v8'
 import { compilersToTurnOn, nodeFlagsFor } from './node-flags.ts'
-import { turnOnCompilersWhenBusy } from './compilers.ts'
+import { turnOnTurboFanWhenBusy } from './turbofan.ts'
 
 // Edge nodes are small (the agent's budget is 69 MB idle, 120 MB at 10k
 // services): the Node flags, when the command line did not give them (see
@@ -27,14 +27,14 @@ const code = await main(process.argv.slice(2), {
   stderr: process.stderr,
   env: process.env,
   shutdown: { requested: requested.signal, force: force.signal },
-  // The optimising compilers, off while it starts and idles, come on once it works (node-flags.ts).
+  // TurboFan, off while it starts and idles, comes on once it works (node-flags.ts).
   onRunning: log => {
     const flags = compilersToTurnOn(process.argv[2])
     if (flags.length === 0) return
-    turnOnCompilersWhenBusy({
+    turnOnTurboFanWhenBusy({
       turnOn: share => {
         setFlagsFromString(flags.join(' '))
-        log.info('optimising compilers on', { flags, cpu: Number(share.toFixed(3)) })
+        log.info('optimising compiler on', { flags, cpu: Number(share.toFixed(3)) })
       }
     })
   }

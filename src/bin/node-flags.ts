@@ -3,14 +3,19 @@
  *
  * - A 1 MB young generation and a size-optimised heap cut RSS by a third at
  *   10k services (bench/servicemap).
- * - V8's optimising compilers (Maglev, TurboFan) are off until the agent
- *   works (compilers.ts turns them on for good). An idle agent's periodic
- *   work (timers, keepalives, relay redials) tiered up within about 20 s, and
- *   the compilers' own code pages in the `node` binary and their output then
- *   stayed resident: about 8 MB of an idle agent's RSS (bench/footprint).
- *   Functions compiled while they are off tier up as usual once they are on.
- *   Kept off for good, they made opening a connection under contention
- *   about a third slower (bench/tunnel).
+ * - No Maglev, and TurboFan only once the agent works (turbofan.ts turns it
+ *   on for good). An idle agent's periodic work (timers, keepalives, relay
+ *   redials) was optimised within about 20 s, and the compilers' code pages
+ *   in the `node` binary and their output then stayed resident: about 8 MB
+ *   of an idle agent's RSS (bench/footprint). Functions that ran meanwhile
+ *   tier up to TurboFan as usual afterwards (Sparkplug, then TurboFan, as V8
+ *   tiered before Maglev).
+ *   - Maglev stays off: V8 compiles on the main thread for a Maglev turned on
+ *     after the start, and with it turned on that way, opening a connection
+ *     under contention took about 1.5 times as long (bench/tunnel). Code Maglev
+ *     compiles while TurboFan is off never reaches TurboFan.
+ *   - Kept off for good, TurboFan's absence (`--max-opt=2`) made opening a
+ *     connection under contention about a third slower (bench/tunnel).
  *
  * V8 sizes the young generation when the process starts, so the flags go on
  * the command line: the image's launcher passes them all, and so do the
@@ -21,11 +26,9 @@ export const AGENT_NODE_FLAGS: readonly string[] = [
   '--max-semi-space-size=1', '--optimize-for-size', '--no-maglev', '--no-turbofan'
 ]
 
-/** The flags that turn the compilers on again, for those `command` starts without. */
+/** The flags that turn TurboFan on, for a command that starts without it. */
 export function compilersToTurnOn (command: string | undefined): string[] {
-  return nodeFlagsFor(command)
-    .filter(flag => /^--no-(maglev|turbofan)$/.test(flag))
-    .map(flag => flag.replace('--no-', '--'))
+  return nodeFlagsFor(command).includes('--no-turbofan') ? ['--turbofan'] : []
 }
 
 /**

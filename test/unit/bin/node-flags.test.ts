@@ -1,18 +1,17 @@
-// The agent starts without V8's optimising compilers and turns them on once
-// it works: the flags must do that on this Node.
+// The agent starts without Maglev and TurboFan and turns TurboFan on once it
+// works: the flags must do that on this Node, off the main thread.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { execFileSync } from 'node:child_process'
-import { AGENT_NODE_FLAGS, GATEWAY_NODE_FLAGS, compilersToTurnOn } from '../../../src/bin/node-flags.ts'
+import { AGENT_NODE_FLAGS, compilersToTurnOn } from '../../../src/bin/node-flags.ts'
 
-test('the agent turns on what it started without; the gateway has nothing to turn on', () => {
-  assert.deepEqual(compilersToTurnOn('agent'), ['--maglev', '--turbofan'])
-  assert.deepEqual(compilersToTurnOn(undefined), ['--maglev', '--turbofan'])
+test('the agent turns TurboFan on; the gateway has nothing to turn on', () => {
+  assert.deepEqual(compilersToTurnOn('agent'), ['--turbofan'])
+  assert.deepEqual(compilersToTurnOn(undefined), ['--turbofan'])
   assert.deepEqual(compilersToTurnOn('gateway'), [])
-  assert.ok(!GATEWAY_NODE_FLAGS.some(f => f.startsWith('--no-')))
 })
 
-test('with the agent\'s flags nothing is optimised until the compilers are turned on, then hot code is', () => {
+test('with the agent\'s flags nothing is optimised until TurboFan is on, then hot code is, off the main thread', () => {
   const script = `
     const hot = n => { let s = 0; for (let i = 0; i < n; i++) s = (s + i * 7) % 1000003; return s }
     for (let k = 0; k < 3000; k++) hot(1000)
@@ -22,6 +21,8 @@ test('with the agent\'s flags nothing is optimised until the compilers are turne
   `
   const out = execFileSync(process.execPath, [...AGENT_NODE_FLAGS, '--trace-opt', '-e', script], { encoding: 'utf8' })
   const [before, after] = out.split('-- on') as [string, string]
-  assert.doesNotMatch(before, /hot.*target (MAGLEV|TURBOFAN)/, 'compiled while off')
-  assert.match(after, /<JSFunction hot .*target TURBOFAN/, 'the function that ran while they were off is optimised once they are on')
+  assert.doesNotMatch(before, /target (MAGLEV|TURBOFAN)/, 'compiled while off')
+  assert.match(after, /<JSFunction hot .*target TURBOFAN/, 'the function that ran while it was off is optimised once it is on')
+  assert.doesNotMatch(after, /target MAGLEV/)
+  assert.doesNotMatch(out, /ConcurrencyMode::kSynchronous/, 'a compile on the main thread')
 })

@@ -1,15 +1,15 @@
-// The compilers come on once the process used its busy share of a core for
+// TurboFan comes on once the process used its busy share of a core for
 // two windows in a row, once, and never while it idles or for one burst.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { turnOnCompilersWhenBusy } from '../../../src/bin/compilers.ts'
+import { turnOnTurboFanWhenBusy } from '../../../src/bin/turbofan.ts'
 
 test('idle windows and a single busy one leave them off; two busy ones in a row turn them on, once', async () => {
   let micros = 0
   let turnedOn = 0
   const isOn = (): boolean => turnedOn > 0
-  const stop = turnOnCompilersWhenBusy({ turnOn: () => { turnedOn++ }, cpuUsage: () => ({ user: micros, system: 0 }), everyMs: 20, busyShare: 0.05, busyWindows: 2 })
+  const stop = turnOnTurboFanWhenBusy({ turnOn: () => { turnedOn++ }, cpuUsage: () => ({ user: micros, system: 0 }), everyMs: 20, busyShare: 0.05, busyWindows: 2 })
   try {
     // 0.5 % of a core per window (100 µs of 20 ms): idle.
     for (let i = 0; i < 10; i++) { micros += 100; await sleep(20) }
@@ -30,10 +30,24 @@ test('idle windows and a single busy one leave them off; two busy ones in a row 
   }
 })
 
+test('one window at the burst share turns it on', async () => {
+  let micros = 0
+  let share = 0
+  const stop = turnOnTurboFanWhenBusy({ turnOn: s => { share = s }, cpuUsage: () => ({ user: micros, system: 0 }), everyMs: 20, busyShare: 0.05, burstShare: 0.5 })
+  try {
+    // A whole core's worth at once, then nothing.
+    micros += 20_000
+    await sleep(60)
+    assert.ok(share >= 0.5, `turned on at ${share}`)
+  } finally {
+    stop()
+  }
+})
+
 test('stopped, it turns nothing on', async () => {
   let micros = 0
   let turnedOn = 0
-  const stop = turnOnCompilersWhenBusy({ turnOn: () => { turnedOn++ }, cpuUsage: () => ({ user: micros, system: micros }), everyMs: 10 })
+  const stop = turnOnTurboFanWhenBusy({ turnOn: () => { turnedOn++ }, cpuUsage: () => ({ user: micros, system: micros }), everyMs: 10 })
   stop()
   micros += 1_000_000
   await sleep(50)
