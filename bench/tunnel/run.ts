@@ -6,7 +6,7 @@
 // and with every core busy (latency.ts), for the data path and the bare Node
 // forwarders.
 //
-//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --phases libp2p,datapath,punched,ceiling,libp2p-ceiling --streams 50 --sim-nodes 200 --sim-rate 0.25 --latency-seconds 5 --rate 200 --churn 100 --conditions idle,bulk,busy --agent-cpu-request 50 --no-psk --no-native --out /tmp/tunnel.md]
+//   sudo npm run bench:tunnel [-- --rounds 3 --seconds 3 --phases libp2p,datapath,punched,ceiling,libp2p-ceiling --streams 50 --sim-nodes 200 --sim-rate 0.25 --latency-seconds 5 --no-throughput --rate 200 --churn 100 --conditions idle,bulk,busy --agent-cpu-request 50 --no-psk --no-native --out /tmp/tunnel.md]
 //   (results go into docs/benchmarks.md)
 //
 // --no-native runs pnet's XSalsa20 in the xsalsa20 WebAssembly instead of
@@ -54,6 +54,8 @@ const { values: opt } = parseArgs({
     'sim-seconds': { type: 'string', default: '5' },
     // 0 leaves the latency part out.
     'latency-seconds': { type: 'string', default: '5' },
+    // Latency only, on agents as they start (no transfer has run through them).
+    'no-throughput': { type: 'boolean' },
     rate: { type: 'string', default: '200' },
     churn: { type: 'string', default: '100' },
     conditions: { type: 'string', default: CONDITIONS.join(',') },
@@ -281,7 +283,7 @@ async function main (): Promise<void> {
       const relay = agentsByName.get('r') ?? agentsByName.get('ceiling-0') as Proc
       const targets = phase === 'ceiling' ? CEILING_TARGET : phase === 'libp2p-ceiling' ? LIBP2P_CEILING_TARGET : AGENT_TARGET
       const paths: Path[] = phase === 'libp2p-ceiling' ? ['raw', 'direct'] : phase === 'punched' ? ['raw', 'relayed'] : ['raw', 'direct', 'relayed']
-      for (let round = 0; round < ROUNDS; round++) {
+      for (let round = 0; round < (opt['no-throughput'] === true ? 0 : ROUNDS); round++) {
         for (const p of paths.map((_, i) => paths[(i + round) % paths.length] as Path)) {
           const t = targets[p]
           const cpu0 = cpuSeconds(relay.pid as number)
