@@ -150,7 +150,10 @@ describe('edge CNI routing plane in the seed lab', { ...rootOnly, skip }, () => 
   })
 
   test('a pod\'s TCP connection across sites outlives a restart of its node\'s agent; a stopped agent and cleanup leave no device, route or rule', async () => {
-    const session = spawn('ip', ['netns', 'exec', cni.pods.get('edge-a1')?.netns as string, ...workload('session', `${cni.pods.get('edge-b1')?.ip as string}:8`, '--for', '12000', '--every', '100')], { stdio: ['ignore', 'pipe', 'inherit'] })
+    // The pod's TCP retransmits lost lines 0.2, 0.6, 1.4, 3.0, 6.2 and 12.6 s after the outage began: a
+    // path back a little after 3 s costs a wait of about 6.8 s, one back after 6.2 s about 13 s. The
+    // connection outlives the restart either way, so the session waits that long for its last echoes.
+    const session = spawn('ip', ['netns', 'exec', cni.pods.get('edge-a1')?.netns as string, ...workload('session', `${cni.pods.get('edge-b1')?.ip as string}:8`, '--for', '12000', '--every', '100', '--grace', '20000')], { stdio: ['ignore', 'pipe', 'inherit'] })
     let out = ''
     session.stdout?.on('data', (c: Buffer) => { out += c.toString() })
     const ended = new Promise(resolve => session.once('exit', resolve))
@@ -184,7 +187,11 @@ describe('edge CNI routing plane in the seed lab', { ...rootOnly, skip }, () => 
     assert.equal(r.closedEarly, false, out)
     assert.ok(r.sent > 100, out)
     if (r.echoed !== r.sent) {
-      const seen = await Promise.all((['edge-a1', 'edge-b1'] as const).map(async n => `${n}: ${JSON.stringify((await cni.status(n))?.cni?.peers)}`))
+      const seen = await Promise.all((['edge-a1', 'edge-b1'] as const).map(async n => {
+        const metrics = await cni.lab.exec(n, ['curl', '-sS', '--max-time', '2', 'http://127.0.0.1:10551/metrics'])
+        const drops = metrics.stdout.split('\n').filter(l => l.startsWith('edgemesh_cni_dropped_packets_total')).join('; ')
+        return `${n}: ${JSON.stringify((await cni.status(n))?.cni?.peers)}; dropped by reason: ${drops}`
+      }))
       assert.fail(`every line came back: ${out}\n${seen.join('\n')}\n${await cni.lab.logs('edge-a1')}\n${await cni.lab.logs('edge-b1')}\n${await cni.lab.logs('k8s-master')}`)
     }
     assert.equal(r.outOfOrder, 0, out)
