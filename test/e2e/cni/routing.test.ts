@@ -150,7 +150,7 @@ describe('edge CNI routing plane in the seed lab', { ...rootOnly, skip }, () => 
   })
 
   test('a pod\'s TCP connection across sites outlives a restart of its node\'s agent; a stopped agent and cleanup leave no device, route or rule', async () => {
-    // The pod's TCP retransmits lost lines 0.2, 0.6, 1.4, 3.0, 6.2 and 12.6 s after the outage began: a
+    // The pod's TCP retransmits lost lines about 0.2, 0.6, 1.4, 3.0, 6.2 and 12.6 s after the outage began: a
     // path back a little after 3 s costs a wait of about 6.8 s, one back after 6.2 s about 13 s. The
     // connection outlives the restart either way, so the session waits that long for its last echoes.
     const session = spawn('ip', ['netns', 'exec', cni.pods.get('edge-a1')?.netns as string, ...workload('session', `${cni.pods.get('edge-b1')?.ip as string}:8`, '--for', '12000', '--every', '100', '--grace', '20000')], { stdio: ['ignore', 'pipe', 'inherit'] })
