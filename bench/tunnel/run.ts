@@ -70,6 +70,7 @@ const agentCgroup = (node: string): string | undefined => opt['agent-cpu-request
 const HOG_CGROUP = opt['agent-cpu-request'] !== undefined ? cpuGroup('edgemesh-bench-hogs', 1000 * cpus().length) : undefined
 const ROUNDS = Number(opt.rounds)
 const SECONDS = Number(opt.seconds)
+const THROUGHPUT = opt['no-throughput'] !== true
 const STREAMS = Number(opt.streams)
 const SIM_NODES = Number(opt['sim-nodes'])
 const SIM_RATE_MB = Number(opt['sim-rate'])
@@ -283,7 +284,7 @@ async function main (): Promise<void> {
       const relay = agentsByName.get('r') ?? agentsByName.get('ceiling-0') as Proc
       const targets = phase === 'ceiling' ? CEILING_TARGET : phase === 'libp2p-ceiling' ? LIBP2P_CEILING_TARGET : AGENT_TARGET
       const paths: Path[] = phase === 'libp2p-ceiling' ? ['raw', 'direct'] : phase === 'punched' ? ['raw', 'relayed'] : ['raw', 'direct', 'relayed']
-      for (let round = 0; round < (opt['no-throughput'] === true ? 0 : ROUNDS); round++) {
+      for (let round = 0; round < (THROUGHPUT ? ROUNDS : 0); round++) {
         for (const p of paths.map((_, i) => paths[(i + round) % paths.length] as Path)) {
           const t = targets[p]
           const cpu0 = cpuSeconds(relay.pid as number)
@@ -336,11 +337,10 @@ async function main (): Promise<void> {
     if (phases.includes('ceiling')) rows.push(plainRow('ceiling: two bare Node forwarders a → b1, plain', 'direct'), plainRow('ceiling: two bare Node forwarders a → b1, TLS 1.3 PSK', 'relayed'))
     if (phases.includes('libp2p-ceiling')) rows.push(plainRow('ceiling: two bare js-libp2p nodes a → b1 (pnet, Noise, Yamux)', 'direct', 'libp2p-ceiling'))
     const report = [
-      `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; ${ROUNDS} rounds per phase, medians; iperf3 ${SECONDS} s single stream through the agent's userspace proxy (${opt['no-psk'] === true ? 'PSK off' : `PSK on, pnet XSalsa20: ${pnet === 'native' ? 'libsodium (sodium-native)' : 'xsalsa20 WebAssembly'}`}); RR = 64-byte request/response, p50 (+ added over raw TCP). b2 is unreachable from a except through the relay r.`,
-      '',
-      '| path | throughput MB/s | of raw TCP | RR p50 µs | RR p99 µs | client + endpoint node CPU-s/GB | relay under load |',
-      '|---|---|---|---|---|---|---|',
-      ...rows,
+      `Machine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, Node ${process.version}; ${ROUNDS} rounds per phase, medians; ${THROUGHPUT ? `iperf3 ${SECONDS} s single stream through the agent's userspace proxy` : 'no transfers (--no-throughput)'} (${opt['no-psk'] === true ? 'PSK off' : `PSK on, pnet XSalsa20: ${pnet === 'native' ? 'libsodium (sodium-native)' : 'xsalsa20 WebAssembly'}`}); RR = 64-byte request/response, p50 (+ added over raw TCP). b2 is unreachable from a except through the relay r.`,
+      ...(THROUGHPUT
+        ? ['', '| path | throughput MB/s | of raw TCP | RR p50 µs | RR p99 µs | client + endpoint node CPU-s/GB | relay under load |', '|---|---|---|---|---|---|---|', ...rows]
+        : []),
       ...(sim !== undefined
         ? ['', `Relay with ${sim.nodes} simulated edge nodes (data path, ${sim.parked} parked connections; one relayed connection per node at ${SIM_RATE_MB} MB/s each): ${sim.mbps.toFixed(0)} MB/s total, relay RSS ${sim.relayRssIdle.toFixed(0)} MB parked idle → ${sim.relayRss.toFixed(0)} MB peak under load, ${sim.relayCpu.toFixed(1)} CPU-s/GB; RR through the relay meanwhile p50 ${sim.p50.toFixed(0)} µs, p99 ${sim.p99.toFixed(0)} µs.`]
         : []),
