@@ -279,28 +279,50 @@ interface ParsedRule {
   refProblems: Array<{ reason: string, message: string }>
 }
 
+/** One backend reference (of backendRefs or RequestMirror) as a destination; a refused one is marked `invalid` and its reason recorded. */
+function backendRef (f: Fields, raw: unknown, p: string, route: { kind: RouteKind, namespace: string }, input: GatewayApiObjects, grants: Grants, problems: ParsedRule['refProblems'], weight: number): Destination {
+  const b = f.object(raw, p)
+  const name = f.string(b.name, `${p}.name`) ?? f.fail(`${p}.name`, 'is required')
+  const ns = f.string(b.namespace, `${p}.namespace`) ?? route.namespace
+  const port = f.port(b.port, `${p}.port`)
+  const dest: Destination = { service: `${ns}/${name}`, weight }
+  const refuse = (reason: string, message: string): Destination => { problems.push({ reason, message }); return { ...dest, invalid: message } }
+  if ((b.group ?? '') !== '' || (b.kind ?? 'Service') !== 'Service') return refuse('InvalidKind', `${p}: ${String(b.group ?? '')}/${String(b.kind)} is not a Service`)
+  if (port === undefined) return refuse('UnsupportedValue', `${p}.port is required for a Service`)
+  if (!grants.permits({ group: GROUP, kind: route.kind, namespace: route.namespace }, { group: '', kind: 'Service', namespace: ns, name })) {
+    return refuse('RefNotPermitted', `${p}: Service ${ns}/${name} is in another namespace and no ReferenceGrant there allows it`)
+  }
+  if (!input.serviceExists(`${ns}/${name}`)) return refuse('BackendNotFound', `${p}: Service ${ns}/${name} not found`)
+  dest.port = port
+  return dest
+}
+
 /** Resolves backendRefs to destinations; refused references stay, with their weight, answered 500 as the spec asks. */
 function backends (f: Fields, raw: unknown, path: string, route: { kind: RouteKind, namespace: string }, input: GatewayApiObjects, grants: Grants, problems: ParsedRule['refProblems']): Destination[] {
   return f.list(raw, path).map((r, i) => {
     const p = `${path}[${i}]`
     const b = f.object(r, p)
-    const name = f.string(b.name, `${p}.name`) ?? f.fail(`${p}.name`, 'is required')
-    const ns = f.string(b.namespace, `${p}.namespace`) ?? route.namespace
     const weight = b.weight ?? 1
     if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > 1_000_000) f.fail(`${p}.weight`, 'must be an integer from 0 to 1000000')
     if (f.list(b.filters, `${p}.filters`).length > 0) f.fail(`${p}.filters`, 'are not supported; put filters on the rule')
-    const port = f.port(b.port, `${p}.port`)
-    const dest: Destination = { service: `${ns}/${name}`, weight }
-    const refuse = (reason: string, message: string): Destination => { problems.push({ reason, message }); return { ...dest, invalid: message } }
-    if ((b.group ?? '') !== '' || (b.kind ?? 'Service') !== 'Service') return refuse('InvalidKind', `${p}: ${String(b.group ?? '')}/${String(b.kind)} is not a Service`)
-    if (port === undefined) return refuse('UnsupportedValue', `${p}.port is required for a Service`)
-    if (!grants.permits({ group: GROUP, kind: route.kind, namespace: route.namespace }, { group: '', kind: 'Service', namespace: ns, name })) {
-      return refuse('RefNotPermitted', `${p}: Service ${ns}/${name} is in another namespace and no ReferenceGrant there allows it`)
-    }
-    if (!input.serviceExists(`${ns}/${name}`)) return refuse('BackendNotFound', `${p}: Service ${ns}/${name} not found`)
-    dest.port = port
-    return dest
+    return backendRef(f, b, p, route, input, grants, problems, weight)
   })
+}
+
+/** RequestMirror's share: `percent` (0–100) or `fraction` (numerator over denominator, 100 by default); all when neither. */
+function mirrorPercent (f: Fields, o: Json, path: string): number {
+  if (o.percent !== undefined && o.percent !== null) {
+    if (o.fraction !== undefined && o.fraction !== null) f.fail(path, 'holds percent and fraction; set one')
+    if (typeof o.percent !== 'number' || !Number.isInteger(o.percent) || o.percent < 0 || o.percent > 100) f.fail(`${path}.percent`, 'must be an integer from 0 to 100')
+    return o.percent
+  }
+  if (o.fraction === undefined || o.fraction === null) return 100
+  const fr = f.object(o.fraction, `${path}.fraction`)
+  const num = fr.numerator
+  const den = fr.denominator ?? 100
+  if (typeof num !== 'number' || !Number.isInteger(num) || num < 0) f.fail(`${path}.fraction.numerator`, 'must be a non-negative integer')
+  if (typeof den !== 'number' || !Number.isInteger(den) || den < 1 || num > den) f.fail(`${path}.fraction.denominator`, 'must be a positive integer not below the numerator')
+  return num * 100 / den
 }
 
 function headerModifier (f: Fields, raw: unknown, path: string): HeaderOps {
@@ -396,7 +418,16 @@ function parseHttpRule (f: Fields, raw: unknown, path: string, kind: 'HTTPRoute'
         action.rewrite = { ...(hostname !== undefined ? { authority: hostname } : {}), ...(p !== undefined ? { uri: p.uri, fullPath: p.fullPath } : {}) }
         break
       }
-      default: f.fail(`${fp}.type`, `"${String(filter.type)}" is not supported (RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect and URLRewrite are)`)
+      case 'RequestMirror': {
+        const o = f.object(filter.requestMirror, `${fp}.requestMirror`)
+        if (o.backendRef === undefined || o.backendRef === null) f.fail(`${fp}.requestMirror.backendRef`, 'is required')
+        const dest = backendRef(f, o.backendRef, `${fp}.requestMirror.backendRef`, { kind, namespace: route.namespace }, input, grants, refProblems, 0)
+        // A reference that cannot be served mirrors nothing; ResolvedRefs says why.
+        const percent = mirrorPercent(f, o, `${fp}.requestMirror`)
+        if (dest.invalid === undefined) (action.mirrors ??= []).push({ dest, percent })
+        break
+      }
+      default: f.fail(`${fp}.type`, `"${String(filter.type)}" is not supported (RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite and RequestMirror are)`)
     }
   })
   if (action.redirect !== undefined && action.route.length > 0) f.fail(`${path}.filters`, 'RequestRedirect cannot be combined with backendRefs')

@@ -8,7 +8,8 @@
  */
 import http from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { Duplex } from 'node:stream'
+import { PassThrough } from 'node:stream'
+import type { Duplex, Readable } from 'node:stream'
 import type { UpstreamResponse } from './h2-pool.ts'
 import type { Endpoint } from '../servicemap/types.ts'
 import type { PickContext } from '../loadbalancer/index.ts'
@@ -21,6 +22,17 @@ import type { HttpRouteMatch, RouteTable } from './route-table.ts'
 import { SCHEME_PORTS } from './route-table.ts'
 import { serializeHead } from './http1-head.ts'
 import type { GatewayMetrics } from './metrics.ts'
+
+/** Body bytes a mirror may fall behind the request by before it is dropped (the request itself never waits for a mirror). */
+export const MIRROR_BUFFER_BYTES = 1024 * 1024
+/** A mirrored request's deadline when its route has no timeout. */
+const MIRROR_TIMEOUT_MS = 15_000
+
+/** `host:port` → `host-shadow:port`, as Envoy marks mirrored requests for their backends. */
+export function shadowAuthority (authority: string): string {
+  const m = /^(.*?)(:\d+)?$/.exec(authority)
+  return `${m?.[1] ?? authority}-shadow${m?.[2] ?? ''}`
+}
 
 /** Headers that belong to one hop (RFC 9110 §7.6.1) and are not forwarded. */
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'proxy-authenticate', 'proxy-authorization'])
@@ -205,6 +217,7 @@ export class HttpHandler {
     const path = rewritePath(req.url ?? '/', match)
     const headers = upstreamHeaders(req.headers, req.socket.remoteAddress ?? '', scheme, route)
     const grpc = isGrpc(req)
+    const body = route.mirrors === undefined ? (hasBody ? req : null) : this.#mirror(req, res, route, path, headers, hasBody, ctx, grpc)
     let lastWhy = 'no endpoint'
     for (let attempt = 0; attempt <= retries; attempt++) {
       const resolved = backends.choose(route.route)
@@ -215,7 +228,7 @@ export class HttpHandler {
         if (remaining !== undefined && remaining <= 0) { this.#reply(res, route.id, 504, 'upstream request timeout', started); return }
         const perTry = route.retries?.perTryTimeoutMs
         const limit = perTry !== undefined && remaining !== undefined ? Math.min(perTry, remaining) : perTry ?? remaining
-        const outcome = await this.#try(req, res, { ep, port, service: resolved.svc.service, path, headers, limit, route, hasBody, canRetry: attempt < retries, started, h2: resolved.h2 || grpc })
+        const outcome = await this.#try(req, res, { ep, port, service: resolved.svc.service, path, headers, limit, route, body, hasBody, canRetry: attempt < retries, started, h2: resolved.h2 || grpc })
         if (outcome === 'done') return
         if (outcome === 'connect') { metrics.connectErrors.inc({ route: route.id }); lastWhy = 'upstream connect error'; continue }
         if (outcome === 'timeout' && deadline !== undefined && performance.now() >= deadline) { this.#reply(res, route.id, 504, 'upstream request timeout', started); return }
@@ -227,12 +240,71 @@ export class HttpHandler {
   }
 
   /**
+   * Sends copies of the request to the route's mirrors (each sampled by its
+   * percent) and returns the body the request itself reads. Mirrors read the
+   * body as it passes; one that falls more than MIRROR_BUFFER_BYTES behind is
+   * dropped. Their answers and failures are only counted.
+   */
+  #mirror (req: IncomingMessage, res: ServerResponse, route: HttpRoute, path: string, headers: Record<string, string | string[]>, hasBody: boolean, ctx: PickContext, grpc: boolean): Readable | null {
+    const { backends, metrics } = this.#deps
+    const copies: PassThrough[] = []
+    for (const m of route.mirrors ?? []) {
+      if (m.percent < 100 && Math.random() * 100 >= m.percent) continue
+      const resolved = backends.choose([m.dest])
+      const first = resolved.ok ? backends.attempts(resolved, ctx).next() : undefined
+      if (!resolved.ok || first === undefined || first.done === true) { metrics.mirrored(route.id, 'failed'); continue }
+      const copy = hasBody ? new PassThrough() : null
+      if (copy !== null) copies.push(copy)
+      const authority = headers.host
+      const mirrorHeaders = typeof authority === 'string' ? { ...headers, host: shadowAuthority(authority) } : headers
+      const signal = AbortSignal.timeout(route.timeoutMs ?? MIRROR_TIMEOUT_MS)
+      backends.request(first.value.ep, first.value.port, resolved.svc.service, { method: req.method ?? 'GET', path, headers: mirrorHeaders, body: copy, signal, h2: resolved.h2 || grpc })
+        .then(up => {
+          up.body.on('error', () => {})
+          up.body.resume()
+          metrics.mirrored(route.id, 'answered')
+        }, () => {
+          copy?.destroy()
+          metrics.mirrored(route.id, 'failed')
+        })
+    }
+    if (!hasBody) return null
+    if (copies.length === 0) return req
+    const primary = new PassThrough()
+    req.on('data', (chunk: Buffer) => {
+      for (const c of copies) {
+        if (c.destroyed) continue
+        if (c.writableLength > MIRROR_BUFFER_BYTES) { c.destroy(); metrics.mirrored(route.id, 'dropped'); continue }
+        c.write(chunk)
+      }
+    })
+    req.once('end', () => { for (const c of copies) c.end() })
+    // A client that leaves mid-body ends neither copy: the backends' requests are aborted, not completed.
+    req.once('close', () => {
+      if (req.readableEnded) return
+      for (const c of copies) c.destroy()
+      primary.destroy(new Error('the client left before its request body ended'))
+    })
+    req.pipe(primary)
+    // A backend that answers before reading the whole body stops reading it; the rest still goes to the mirrors.
+    const rest = (): void => {
+      if (req.readableEnded || req.destroyed) return
+      req.unpipe(primary)
+      req.resume()
+    }
+    primary.once('close', rest)
+    res.once('finish', rest)
+    req.once('end', () => { primary.off('close', rest); res.off('finish', rest) })
+    return primary
+  }
+
+  /**
    * One request to one endpoint. `connect`: the endpoint was not reached and
    * the body was not read (the next endpoint may be tried); `retry`: a
    * retriable status or reset on a request without a body; `timeout`: the
    * try's time ran out before the response head.
    */
-  async #try (req: IncomingMessage, res: ServerResponse, t: { ep: Endpoint, port: number, service: string, path: string, headers: Record<string, string | string[]>, limit: number | undefined, route: HttpRoute, hasBody: boolean, canRetry: boolean, started: number, h2: boolean }): Promise<'done' | 'connect' | 'retry' | 'timeout'> {
+  async #try (req: IncomingMessage, res: ServerResponse, t: { ep: Endpoint, port: number, service: string, path: string, headers: Record<string, string | string[]>, limit: number | undefined, route: HttpRoute, body: Readable | null, hasBody: boolean, canRetry: boolean, started: number, h2: boolean }): Promise<'done' | 'connect' | 'retry' | 'timeout'> {
     const { metrics, backends } = this.#deps
     // An AbortController costs more than the rest of the request's bookkeeping: made only for a timeout.
     const abort = t.limit === undefined ? undefined : new AbortController()
@@ -240,14 +312,14 @@ export class HttpHandler {
     const timer = abort === undefined ? undefined : setTimeout(() => { timedOut = true; abort.abort() }, t.limit)
     let up: UpstreamResponse
     try {
-      up = await backends.request(t.ep, t.port, t.service, { method: req.method ?? 'GET', path: t.path, headers: t.headers, body: t.hasBody ? req : null, signal: abort?.signal, h2: t.h2 })
+      up = await backends.request(t.ep, t.port, t.service, { method: req.method ?? 'GET', path: t.path, headers: t.headers, body: t.body, signal: abort?.signal, h2: t.h2 })
     } catch (err) {
       clearTimeout(timer)
       if (timedOut) return 'timeout'
       if (gone(res)) return 'done'
       const code = (err as { code?: string }).code
       // A failure before the connection carried anything: the body is untouched, another endpoint may take it.
-      if (code !== 'UND_ERR_SOCKET' && code !== 'UND_ERR_ABORTED' && !req.readableDidRead) return 'connect'
+      if (code !== 'UND_ERR_SOCKET' && code !== 'UND_ERR_ABORTED' && t.body?.readableDidRead !== true) return 'connect'
       if (t.canRetry && retriable(t.route, undefined, t.hasBody)) return 'retry'
       this.#reply(res, t.route.id, 502, 'upstream reset', t.started)
       return 'done'

@@ -71,6 +71,14 @@ export interface Destination {
   invalid?: string
 }
 
+/** A copy of a route's requests sent to another Service, its answers dropped (Istio `mirrors`, Gateway API `RequestMirror`). */
+export interface Mirror {
+  /** The Service the copies go to; `weight` is unused. */
+  dest: Destination
+  /** Share of the route's requests that are copied, 0 to 100. */
+  percent: number
+}
+
 export interface HeaderOps {
   set: Array<[string, string]>
   add: Array<[string, string]>
@@ -94,6 +102,8 @@ export interface HttpRoute {
   responseHeaders: HeaderOps
   timeoutMs?: number
   retries?: { attempts: number, perTryTimeoutMs?: number, retryOn: string[] }
+  /** Copies of each request (sampled by `percent`) to other Services; their answers are dropped. */
+  mirrors?: Mirror[]
   /** Gateway API routes are ordered by match precedence across routes, lowest first; Istio's keep their order, ahead of them. */
   precedence?: number
 }
@@ -217,23 +227,54 @@ function parseServerTls (f: Fields, v: unknown, path: string, protocol: ServerPr
   return out
 }
 
+/** One `destination` (host, port.number, subset) of a route or a mirror. */
+function destination (f: Fields, v: unknown, path: string, namespace: string, weight: number): Destination {
+  const d = f.object(v, path)
+  const host = f.string(d.host, `${path}.host`) ?? f.fail(`${path}.host`, 'is required')
+  const port = f.port(f.object(d.port, `${path}.port`).number, `${path}.port.number`)
+  const out: Destination = { service: serviceOf(host, namespace), weight }
+  if (port !== undefined) out.port = port
+  const subset = f.string(d.subset, `${path}.subset`)
+  if (subset !== undefined && subset !== '') out.subset = subset
+  return out
+}
+
 function destinations (f: Fields, v: unknown, path: string, namespace: string): Destination[] {
   const list = f.list(v, path)
   const out = list.map((raw, i): Destination => {
     const r = f.object(raw, `${path}[${i}]`)
-    const d = f.object(r.destination, `${path}[${i}].destination`)
-    const host = f.string(d.host, `${path}[${i}].destination.host`) ?? f.fail(`${path}[${i}].destination.host`, 'is required')
-    const port = f.port(f.object(d.port, `${path}[${i}].destination.port`).number, `${path}[${i}].destination.port.number`)
     const weight = r.weight === undefined ? (list.length === 1 ? 100 : 0) : r.weight
     if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0) f.fail(`${path}[${i}].weight`, 'must be a non-negative integer')
-    const out: Destination = { service: serviceOf(host, namespace), weight }
-    if (port !== undefined) out.port = port
-    const subset = f.string(d.subset, `${path}[${i}].destination.subset`)
-    if (subset !== undefined && subset !== '') out.subset = subset
-    return out
+    return destination(f, r.destination, `${path}[${i}].destination`, namespace, weight)
   })
   if (out.length > 1 && out.every(d => d.weight === 0)) for (const d of out) d.weight = 1
   return out
+}
+
+/** Istio's `Percent` (`{value: 12.5}`); absent is 100. */
+function percentage (f: Fields, v: unknown, path: string): number {
+  if (v === undefined || v === null) return 100
+  const value = f.object(v, path).value ?? 0
+  if (typeof value !== 'number' || !(value >= 0 && value <= 100)) f.fail(`${path}.value`, 'must be a number from 0 to 100')
+  return value
+}
+
+/** `mirror` with `mirrorPercentage` (or the older `mirrorPercent`), or the list `mirrors`; not both. */
+function mirrorsOf (f: Fields, h: Json, path: string, namespace: string): Mirror[] {
+  const list = f.list(h.mirrors, `${path}.mirrors`)
+  if (h.mirror === undefined || h.mirror === null) {
+    return list.map((raw, i) => {
+      const m = f.object(raw, `${path}.mirrors[${i}]`)
+      return { dest: destination(f, m.destination, `${path}.mirrors[${i}].destination`, namespace, 0), percent: percentage(f, m.percentage, `${path}.mirrors[${i}].percentage`) }
+    })
+  }
+  if (list.length > 0) f.fail(`${path}.mirrors`, 'cannot be set together with mirror')
+  let percent = percentage(f, h.mirrorPercentage, `${path}.mirrorPercentage`)
+  if ((h.mirrorPercentage === undefined || h.mirrorPercentage === null) && h.mirrorPercent !== undefined && h.mirrorPercent !== null) {
+    if (typeof h.mirrorPercent !== 'number' || !Number.isInteger(h.mirrorPercent) || h.mirrorPercent < 0 || h.mirrorPercent > 100) f.fail(`${path}.mirrorPercent`, 'must be an integer from 0 to 100')
+    percent = h.mirrorPercent
+  }
+  return [{ dest: destination(f, h.mirror, `${path}.mirror`, namespace, 0), percent }]
 }
 
 /** `svc`, `svc.ns`, `svc.ns.svc`, `svc.ns.svc.<domain>` → `ns/svc`; a bare name is in the VirtualService's namespace. */
@@ -289,6 +330,8 @@ function parseHttpRoute (f: Fields, raw: unknown, path: string, vs: { namespace:
     if (port !== undefined) route.redirect.port = port
   }
   if (route.redirect === undefined && route.route.length === 0) f.fail(`${path}.route`, 'is required unless the route redirects')
+  const mirrors = mirrorsOf(f, h, path, vs.namespace)
+  if (mirrors.length > 0) route.mirrors = mirrors
   if (h.rewrite !== undefined && h.rewrite !== null) {
     const r = f.object(h.rewrite, `${path}.rewrite`)
     route.rewrite = {}

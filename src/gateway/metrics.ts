@@ -15,6 +15,8 @@ const TCP_INDEX = 10
 const CODE_NAMES = ['0xx', '1xx', '2xx', '3xx', '4xx', '5xx', '6xx', '7xx', '8xx', '9xx', 'tcp']
 const DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10]
 export type FastPathOutcome = 'forwarded' | 'handed_over'
+/** `answered`: the mirror's backend answered (any status); `failed`: no endpoint, refused or timed out; `dropped`: fell too far behind the request's body. */
+export type MirrorOutcome = 'answered' | 'failed' | 'dropped'
 
 interface RouteCounts {
   readonly answers: Float64Array
@@ -28,6 +30,7 @@ export class GatewayMetrics {
   readonly connectErrors: Counter<'route'>
   readonly routes: Gauge
   readonly rejected: Counter<'kind'>
+  readonly #mirrored: Counter<'route' | 'outcome'>
   readonly #byRoute = new Map<string, RouteCounts>()
   readonly #duration: LocalHistogram
   readonly #fastPath = { forwarded: 0, handed_over: 0 }
@@ -62,7 +65,7 @@ export class GatewayMetrics {
     // eslint-disable-next-line no-new -- as above
     new Counter({
       name: 'edgemesh_gateway_http1_fast_path_total',
-      help: 'HTTP/1.1 requests met by the fast path: `forwarded` by it, or `handed_over` with their connection to the full HTTP handler (redirects, retries, timeouts, HTTP/2 backends, upgrades, chunked request bodies, HTTP/1.0, unusual heads).',
+      help: 'HTTP/1.1 requests met by the fast path: `forwarded` by it, or `handed_over` with their connection to the full HTTP handler (redirects, retries, timeouts, mirrors, HTTP/2 backends, upgrades, chunked request bodies, HTTP/1.0, unusual heads).',
       labelNames: ['outcome'],
       registers,
       collect () {
@@ -72,6 +75,7 @@ export class GatewayMetrics {
         }
       }
     })
+    this.#mirrored = new Counter({ name: 'edgemesh_gateway_mirrored_requests_total', help: 'Copies of requests sent to a route\'s mirrors (Istio `mirrors`, Gateway API `RequestMirror`), by route and outcome: `answered`, `failed` (no endpoint, refused, timed out) or `dropped` (fell more than 1 MiB behind the request\'s body).', labelNames: ['route', 'outcome'], registers })
     this.rejected = new Counter({ name: 'edgemesh_gateway_resources_rejected_total', help: 'Gateways and VirtualServices left out because a field is invalid (the log names it), by kind.', labelNames: ['kind'], registers })
   }
 
@@ -85,6 +89,11 @@ export class GatewayMetrics {
     const i = status === 'tcp' ? TCP_INDEX : Math.min(9, Math.max(0, Math.floor(status / 100)))
     c.answers[i] = (c.answers[i] as number) + 1
     if (seconds !== undefined) this.#duration.observe(c.duration ??= this.#duration.series(route), seconds)
+  }
+
+  /** Counts one mirrored copy of a request of `route`. */
+  mirrored (route: string, outcome: MirrorOutcome): void {
+    this.#mirrored.inc({ route, outcome })
   }
 
   /** Counts a request the fast path met. */

@@ -33,7 +33,8 @@ const skip = process.getuid?.() !== 0
 const NS = `emgw-${process.pid}`
 const HOST_IP = '198.18.77.1'
 const POD_IP = '198.18.77.2'
-const backendScript = "require('node:http').createServer((q, s) => { s.setHeader('x-seen-env', String(q.headers['x-env'])); s.end('hostname-backend ' + q.url) }).listen(9376, process.argv[1], () => console.log('listening'))"
+// Prints each request's Host and path: the test reads what reached the backend, mirrored copies included.
+const backendScript = "require('node:http').createServer((q, s) => { console.log('seen ' + q.headers.host + ' ' + q.url); s.setHeader('x-seen-env', String(q.headers['x-env'])); s.end('hostname-backend ' + q.url) }).listen(9376, process.argv[1], () => console.log('listening'))"
 
 type Obj = { apiVersion: string, kind: string, metadata: { name: string, namespace?: string } } & Record<string, unknown>
 
@@ -54,6 +55,8 @@ describe('edgemesh gateway against a real API server, with the chart\'s RBAC', {
   let proc: ChildProcess | undefined
   let backend: ChildProcess | undefined
   const logs: string[] = []
+  /** The backend's `seen <host> <path>` lines. */
+  const seen: string[] = []
 
   async function apply (objects: Obj[]): Promise<void> {
     for (const o of objects) await cp.apply(o)
@@ -100,6 +103,7 @@ describe('edgemesh gateway against a real API server, with the chart\'s RBAC', {
     await ip(['-n', NS, 'link', 'set', 'eth0', 'up'])
     backend = spawn('ip', ['netns', 'exec', NS, process.execPath, '-e', backendScript, POD_IP], { stdio: ['ignore', 'pipe', 'inherit'] })
     await once(backend.stdout as NodeJS.ReadableStream, 'data')
+    backend.stdout?.setEncoding('utf8').on('data', (d: string) => seen.push(...d.split('\n').filter(l => l.startsWith('seen '))))
     await cp.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'kubeedge' } })
     for (const f of readdirSync(join(root, 'deploy/helm/edgemesh/crds'))) await apply(docs(readFileSync(join(root, 'deploy/helm/edgemesh/crds', f), 'utf8')))
     // The gateway chart's Gateway API CRDs (v1.6.3, standard channel), as `helm install` would create them.
@@ -213,7 +217,7 @@ describe('edgemesh gateway against a real API server, with the chart\'s RBAC', {
     assert.equal(conditions(cls.status?.conditions).Accepted, 'True Accepted')
   })
 
-  test('Gateway API status: an invalid route and a cross-namespace backend without, then with, a ReferenceGrant', async () => {
+  test('Gateway API status: an invalid route, a cross-namespace backend without, then with, a ReferenceGrant; RequestMirror copies requests', async () => {
     await cp.apply({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'team-a' } })
     const route = (name: string, namespace: string, rule: Record<string, unknown>): Obj => ({
       apiVersion: 'gateway.networking.k8s.io/v1',
@@ -222,15 +226,27 @@ describe('edgemesh gateway against a real API server, with the chart\'s RBAC', {
       spec: { parentRefs: [{ name: 'edgemesh-gw', namespace: 'default', sectionName: 'http' }], hostnames: [`${name}.org`], rules: [rule] }
     })
     const backendRef = { name: 'hostname-lb-svc', namespace: 'default', port: 12345 }
+    // The mirror's Service: another name for the same backend, which prints what reaches it.
+    await apply([
+      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'mirror-svc', namespace: 'default' }, spec: { ports: [{ name: 'http', port: 80, targetPort: 9376 }] } },
+      { apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice', metadata: { name: 'mirror-svc-1', namespace: 'default', labels: { 'kubernetes.io/service-name': 'mirror-svc' } }, addressType: 'IPv4', ports: [{ name: 'http', port: 9376, protocol: 'TCP' }], endpoints: [{ addresses: [POD_IP], conditions: { ready: true }, nodeName: 'cloud-1' }] } as Obj
+    ])
     await apply([
       route('cross', 'team-a', { backendRefs: [backendRef] }),
-      route('mirror', 'default', { filters: [{ type: 'RequestMirror', requestMirror: { backendRef } }], backendRefs: [backendRef] })
+      route('ext', 'default', { filters: [{ type: 'ExtensionRef', extensionRef: { group: 'auth.example.com', kind: 'Policy', name: 'p' } }], backendRefs: [backendRef] }),
+      route('mirror', 'default', { filters: [{ type: 'RequestMirror', requestMirror: { backendRef: { name: 'mirror-svc', port: 80 } } }], backendRefs: [backendRef] })
     ])
-    await eventually('conditions written', async () => (await routeConditions('team-a', 'cross')).ResolvedRefs === 'False RefNotPermitted' && (await routeConditions('default', 'mirror')).Accepted === 'False UnsupportedValue', 10_000, 100)
+    await eventually('conditions written', async () => (await routeConditions('team-a', 'cross')).ResolvedRefs === 'False RefNotPermitted' && (await routeConditions('default', 'ext')).Accepted === 'False UnsupportedValue', 10_000, 100)
     assert.equal((await get('/', 'cross.org', 23380)).status, 500, 'a backend the route may not use answers 500')
-    assert.equal((await get('/', 'mirror.org', 23380)).status, 404, 'a route that is not accepted is not served')
-    const r = await cp.request('GET', '/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/mirror')
-    assert.match(JSON.stringify(r.body), /spec\.rules\[0\]\.filters\[0\]\.type \\"RequestMirror\\" is not supported/)
+    assert.equal((await get('/', 'ext.org', 23380)).status, 404, 'a route that is not accepted is not served')
+    const r = await cp.request('GET', '/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/ext')
+    assert.match(JSON.stringify(r.body), /spec\.rules\[0\]\.filters\[0\]\.type \\"ExtensionRef\\" is not supported/)
+
+    await eventually('mirror route served', async () => (await routeConditions('default', 'mirror')).ResolvedRefs === 'True ResolvedRefs' && (await get('/m?id=0', 'mirror.org', 23380)).status === 200, 10_000, 100)
+    const answer = await get('/m?id=1', 'mirror.org', 23380)
+    assert.equal(answer.body, 'hostname-backend /m?id=1')
+    await eventually('the copy reached the mirror', () => seen.includes('seen mirror.org-shadow /m?id=1'), 5_000, 50)
+    assert.ok(seen.includes('seen mirror.org /m?id=1'), 'and the request its route')
 
     await cp.apply({
       apiVersion: 'gateway.networking.k8s.io/v1beta1',

@@ -57,8 +57,10 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
   const logs: string[] = []
   let certs: TestCerts
   const servers: Array<{ close: () => void }> = []
-  const ports = {} as Record<'gw' | 'tcp' | 'tls' | 'mtls' | 'pass' | 'status' | 'a' | 'b' | 'slow' | 'flaky' | 'ws' | 'echo' | 'tls-a' | 'tls-b', number>
+  const ports = {} as Record<'gw' | 'tcp' | 'tls' | 'mtls' | 'pass' | 'status' | 'a' | 'b' | 'slow' | 'flaky' | 'ws' | 'echo' | 'tls-a' | 'tls-b' | 'shadow' | 'dead', number>
   let flakyCount = 0
+  /** What the mirror's backend received. */
+  const shadowed: Array<{ method: string, url: string, host: string, body: string }> = []
   /** What the file holds besides the objects a test swaps in. */
   let base: Obj[] = []
 
@@ -92,6 +94,15 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
       res.statusCode = flakyCount % 2 === 1 ? 503 : 200
       res.end(`flaky ${flakyCount}`)
     }))
+    ports.shadow = await listen(httpBackend('shadow', (req, res) => {
+      let body = ''
+      req.setEncoding('utf8').on('data', (d: string) => { body += d }).on('end', () => {
+        shadowed.push({ method: req.method ?? '', url: req.url ?? '', host: req.headers.host ?? '', body })
+        res.statusCode = 500
+        res.end('the mirror\'s answer goes nowhere')
+      })
+    }))
+    ports.dead = await freePort()
     const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
     await once(wss, 'listening')
     wss.on('connection', (ws, req) => ws.on('message', data => ws.send(`echo ${req.url ?? ''} ${String(data)}`)))
@@ -110,6 +121,7 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
     base = [
       ...service('svc-a', 80, ports.a), ...service('svc-b', 80, ports.b), ...service('slow', 80, ports.slow),
       ...service('flaky', 80, ports.flaky), ...service('ws', 80, ports.ws), ...service('echo', 80, ports.echo, 'tcp'),
+      ...service('shadow', 80, ports.shadow), ...service('dead', 80, ports.dead),
       ...service('tls-a', 80, ports['tls-a'], 'https'), ...service('tls-b', 80, ports['tls-b'], 'https'),
       // Upstream's hostname-lb-random-gateway.yaml, without its Deployment, on another port.
       ...service('hostname-lb-svc', 12345, ports.a, 'http-0'),
@@ -126,6 +138,9 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
           { match: [{ uri: { prefix: '/slow' } }], timeout: '300ms', route: [dest('slow')] },
           { match: [{ uri: { prefix: '/flaky-retried' } }], retries: { attempts: 2, retryOn: '5xx' }, route: [dest('flaky')] },
           { match: [{ uri: { prefix: '/ws' } }], route: [dest('ws')] },
+          { match: [{ uri: { prefix: '/mirrored' } }], route: [dest('svc-a')], mirror: { host: 'shadow', port: { number: 80 } } },
+          { match: [{ uri: { prefix: '/half-mirrored' } }], route: [dest('svc-a')], mirror: { host: 'shadow', port: { number: 80 } }, mirrorPercentage: { value: 50 } },
+          { match: [{ uri: { prefix: '/mirror-nowhere' } }], route: [dest('svc-a')], mirrors: [{ destination: { host: 'dead', port: { number: 80 } } }, { destination: { host: 'slow', port: { number: 80 } } }] },
           { match: [{ uri: { prefix: '/' } }], route: [{ destination: { host: 'hostname-lb-svc', port: { number: 12345 } } }] }
         ]
       }),
@@ -203,6 +218,39 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
     for (let i = 0; i < 6; i++) assert.equal((await get(ports.gw, '/flaky-retried')).status, 200)
     assert.equal(flakyCount, 12, 'each request failed once and was retried once')
     assert.equal((await get(ports.gw, '/', { host: 'x' })).status, 200, '`*` hosts admit any Host')
+  })
+
+  test('mirrors get a copy of each request, body and all, with a -shadow host; their answers and failures never reach the client', async () => {
+    shadowed.length = 0
+    // More than the sockets buffer: backend a answers without reading it, and the mirror still gets all of it.
+    const body = 'x'.repeat(900_000)
+    await writeFile(join(dir, 'body'), body)
+    const posted = await curl(['-X', 'POST', '--data-binary', `@${join(dir, 'body')}`, '-H', 'host: shop.example:8080', `http://127.0.0.1:${ports.gw}/mirrored/cart?id=7`])
+    assert.equal(posted.code, 0, posted.stderr)
+    const primary = JSON.parse(posted.stdout) as { name: string, url: string, headers: Record<string, string> }
+    assert.deepEqual([primary.name, primary.url, primary.headers['content-length']], ['a', '/mirrored/cart?id=7', String(body.length)])
+    await until('the mirror got its copy', async () => shadowed.length > 0 ? true : undefined)
+    assert.deepEqual(shadowed.map(r => [r.method, r.url, r.host, r.body.length, r.body === body]), [['POST', '/mirrored/cart?id=7', 'shop.example-shadow:8080', body.length, true]])
+
+    // Mirrors that refuse or answer late: the client is answered by the route at once.
+    for (let i = 0; i < 3; i++) {
+      const started = performance.now()
+      const r = await get(ports.gw, '/mirror-nowhere')
+      assert.equal(r.status, 200)
+      assert.ok(performance.now() - started < 1000, 'not held up by the slow mirror (2 s)')
+    }
+
+    // mirrorPercentage 50: 400 requests copy about 200 (three standard deviations: ±30).
+    shadowed.length = 0
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 8 })
+    for (let i = 0; i < 400; i += 20) await Promise.all(Array.from({ length: 20 }, async () => { assert.equal((await get(ports.gw, '/half-mirrored', {}, agent)).status, 200) }))
+    agent.destroy()
+    await new Promise(resolve => setTimeout(resolve, 300))
+    assert.ok(shadowed.length >= 170 && shadowed.length <= 230, `${shadowed.length} of 400 mirrored (want 200 ± 30)`)
+
+    const metrics = await (await fetch(`http://127.0.0.1:${ports.status}/metrics`)).text()
+    assert.match(metrics, /edgemesh_gateway_mirrored_requests_total\{route="default\/edgemesh-gateway-svc#\d+",outcome="answered"\} \d+/)
+    assert.match(metrics, /edgemesh_gateway_mirrored_requests_total\{route="default\/edgemesh-gateway-svc#\d+",outcome="failed"\} 3\b/, 'the refused mirror, counted')
   })
 
   test('clients that leave before or during the response do not disturb the gateway', async () => {

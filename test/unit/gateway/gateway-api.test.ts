@@ -114,6 +114,35 @@ test('filters: header modifiers, URLRewrite of a prefix or the full path, redire
   assert.equal(table.matchHttp(80, req('/old/page', { authority: 'other.com' })), undefined, 'hostnames limit the route')
 })
 
+test('RequestMirror: percent or fraction; a mirror that cannot be served mirrors nothing and says why in ResolvedRefs', () => {
+  const mirror = (backendRef: unknown, extra: Record<string, unknown> = {}): unknown => ({ type: 'RequestMirror', requestMirror: { backendRef, ...extra } })
+  const model = translate([
+    gw('gw', [http('http', 80, { allowedRoutes: { namespaces: { from: 'All' } } })]),
+    route('HTTPRoute', 'm', {
+      parentRefs: [parent()],
+      rules: [
+        { matches: [{ path: { type: 'PathPrefix', value: '/all' } }], filters: [mirror(backend('b'))], backendRefs: [backend('a')] },
+        { matches: [{ path: { type: 'PathPrefix', value: '/some' } }], filters: [mirror(backend('b'), { percent: 25 }), mirror(backend('c'), { fraction: { numerator: 1, denominator: 8 } })], backendRefs: [backend('a')] }
+      ]
+    }),
+    route('HTTPRoute', 'missing', { parentRefs: [parent()], hostnames: ['missing.example'], rules: [{ filters: [mirror(backend('nowhere'))], backendRefs: [backend('a')] }] }),
+    route('HTTPRoute', 'cross', { parentRefs: [parent('gw', { namespace: 'default' })], hostnames: ['cross.example'], rules: [{ filters: [mirror(backend('x', { namespace: 'other' }))], backendRefs: [backend('a')] }] }, { namespace: 'team' }),
+    route('HTTPRoute', 'both', { parentRefs: [parent()], hostnames: ['both.example'], rules: [{ filters: [mirror(backend('b'), { percent: 5, fraction: { numerator: 1 } })], backendRefs: [backend('a')] }] }),
+    route('HTTPRoute', 'over', { parentRefs: [parent()], hostnames: ['over.example'], rules: [{ filters: [mirror(backend('b'), { percent: 101 })], backendRefs: [backend('a')] }] })
+  ], { services: ['default/a', 'default/b', 'default/c', 'team/a', 'other/x'] })
+  const table = buildRouteTable(model.gateways, model.virtualServices)
+  const mirrorsAt = (path: string, authority = 'example.com'): unknown => table.matchHttp(80, req(path, { authority }))?.route.mirrors?.map(m => [m.dest.service, m.dest.port, m.percent])
+  assert.deepEqual(mirrorsAt('/all'), [['default/b', 80, 100]])
+  assert.deepEqual(mirrorsAt('/some'), [['default/b', 80, 25], ['default/c', 80, 12.5]])
+  assert.deepEqual(conditionsOf(model, 'HTTPRoute default/m'), { Accepted: 'True Accepted', ResolvedRefs: 'True ResolvedRefs' })
+  assert.equal(mirrorsAt('/', 'missing.example'), undefined)
+  assert.deepEqual(conditionsOf(model, 'HTTPRoute default/missing'), { Accepted: 'True Accepted', ResolvedRefs: 'False BackendNotFound' })
+  assert.equal(table.matchHttp(80, req('/', { authority: 'missing.example' }))?.route.route[0]?.service, 'default/a', 'the route itself serves')
+  assert.deepEqual(conditionsOf(model, 'HTTPRoute team/cross'), { Accepted: 'True Accepted', ResolvedRefs: 'False RefNotPermitted' })
+  assert.match(model.routeStatus.get('HTTPRoute default/both')?.parents[0]?.conditions[0]?.message ?? '', /filters\[0\]\.requestMirror holds percent and fraction/)
+  assert.match(model.routeStatus.get('HTTPRoute default/over')?.parents[0]?.conditions[0]?.message ?? '', /filters\[0\]\.requestMirror\.percent must be an integer from 0 to 100/)
+})
+
 test('weights: refused backends keep their share and answer 500; a rule without backends answers 500', () => {
   const model = translate([
     gw('gw', [http()]),
@@ -179,14 +208,14 @@ test('an invalid route is not accepted, names the field, and leaves the others s
   const objects = [
     gw('gw', [http()]),
     route('HTTPRoute', 'bad', { parentRefs: [parent()], hostnames: ['bad.example'], rules: [{ matches: [{ path: { type: 'RegularExpression', value: '/(' } }], backendRefs: [backend('a')] }] }),
-    route('HTTPRoute', 'mirror', { parentRefs: [parent()], hostnames: ['mirror.example'], rules: [{ filters: [{ type: 'RequestMirror', requestMirror: { backendRef: backend('b') } }], backendRefs: [backend('a')] }] }),
+    route('HTTPRoute', 'ext', { parentRefs: [parent()], hostnames: ['ext.example'], rules: [{ filters: [{ type: 'ExtensionRef', extensionRef: { group: 'x.example', kind: 'Auth', name: 'a' } }], backendRefs: [backend('a')] }] }),
     route('HTTPRoute', 'good', { parentRefs: [parent()], rules: [{ backendRefs: [backend('a')] }] })
   ]
   const model = translate(objects)
   const bad = model.routeStatus.get('HTTPRoute default/bad')?.parents[0]?.conditions.find(c => c.type === 'Accepted')
   assert.equal(bad?.reason, 'UnsupportedValue')
   assert.match(bad?.message ?? '', /spec\.rules\[0\]\.matches\[0\]\.path\.value is not a valid regular expression/)
-  assert.match(model.routeStatus.get('HTTPRoute default/mirror')?.parents[0]?.conditions[0]?.message ?? '', /filters\[0\]\.type "RequestMirror" is not supported/)
+  assert.match(model.routeStatus.get('HTTPRoute default/ext')?.parents[0]?.conditions[0]?.message ?? '', /filters\[0\]\.type "ExtensionRef" is not supported/)
   const table = buildRouteTable(model.gateways, model.virtualServices)
   assert.equal(table.matchHttp(80, req('/x', { authority: 'bad.example' }))?.route.route[0]?.service, 'default/a', 'the good route serves every host')
   assert.equal(model.gatewayStatus[0]?.listeners[0]?.attachedRoutes, 1)

@@ -179,7 +179,10 @@ test('invalid resources are rejected with the field that is wrong', () => {
     [() => vs('v', { hosts: [] }), 'spec.hosts'],
     [() => vs('v', { hosts: ['*'], http: 'nope' }), 'spec.http'],
     [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], headers: { request: { set: { 'x-a': 'v\r\nx-evil: 1' } } } }] }), 'spec.http[0].headers.request.set.x-a'],
-    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], headers: { response: { add: { 'bad name': 'v' } } } }] }), 'spec.http[0].headers.response.add']
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], headers: { response: { add: { 'bad name': 'v' } } } }] }), 'spec.http[0].headers.response.add'],
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], mirror: { host: 'm' }, mirrorPercentage: { value: 150 } }] }), 'spec.http[0].mirrorPercentage.value'],
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], mirror: { host: 'm' }, mirrors: [{ destination: { host: 'n' } }] }] }), 'spec.http[0].mirrors'],
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], mirrors: [{ destination: {} }] }] }), 'spec.http[0].mirrors[0].destination.host']
   ]
   for (const [make, field] of cases) {
     assert.throws(make, (err: unknown) => err instanceof GatewayResourceError && err.field === field && err.code === 'EM_ERR_GATEWAY_RESOURCE' && err.message.includes(field), field)
@@ -206,6 +209,27 @@ test('weights, rewrite, redirect, headers, timeout and retries are read', () => 
   assert.equal(split?.timeoutMs, 1500)
   assert.deepEqual(split?.retries, { attempts: 3, retryOn: ['5xx', 'reset'], perTryTimeoutMs: 500 })
   assert.deepEqual(moved?.redirect, { code: 302, uri: '/moved' })
+})
+
+test('mirrors: `mirror` with mirrorPercentage or the older mirrorPercent, or the list `mirrors`', () => {
+  const v = vs('v', {
+    hosts: ['*'],
+    http: [
+      { route: [to('a')], mirror: { host: 'shadow.team', port: { number: 8080 }, subset: 'v2' } },
+      { route: [to('a')], mirror: { host: 'shadow' }, mirrorPercentage: { value: 12.5 } },
+      { route: [to('a')], mirror: { host: 'shadow' }, mirrorPercent: 30 },
+      { route: [to('a')], mirrors: [{ destination: { host: 'one' } }, { destination: { host: 'two' }, percentage: { value: 0.5 } }] },
+      { route: [to('a')] }
+    ]
+  })
+  const read = v.http.map(r => r.mirrors?.map(m => [m.dest.service, m.dest.port, m.dest.subset, m.percent]))
+  assert.deepEqual(read, [
+    [['team/shadow', 8080, 'v2', 100]],
+    [['default/shadow', undefined, undefined, 12.5]],
+    [['default/shadow', undefined, undefined, 30]],
+    [['default/one', undefined, undefined, 100], ['default/two', undefined, undefined, 0.5]],
+    undefined
+  ])
 })
 
 test('odd objects are rejected with GatewayResourceError, never another exception', () => {
