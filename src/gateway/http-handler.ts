@@ -145,6 +145,8 @@ export function upstreamHeaders (headers: HeaderFields, client: string, scheme: 
   const xff = headers['x-forwarded-for']
   out['x-forwarded-for'] = xff === undefined ? client : `${Array.isArray(xff) ? xff.join(', ') : xff}, ${client}`
   out['x-forwarded-proto'] = scheme
+  // Node's server has answered `100 Continue` to the client already; undici refuses to send Expect on.
+  Reflect.deleteProperty(out, 'expect')
   if (route.rewrite?.authority !== undefined) out.host = route.rewrite.authority
   applyOps(out, route.requestHeaders)
   return out

@@ -253,6 +253,14 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
     assert.match(metrics, /edgemesh_gateway_mirrored_requests_total\{route="default\/edgemesh-gateway-svc#\d+",outcome="failed"\} 3\b/, 'the refused mirror, counted')
   })
 
+  test('Expect: 100-continue is answered by the gateway and the request forwarded without it', async () => {
+    const r = await curl(['-v', '-X', 'POST', '-H', 'Expect: 100-continue', '--data-binary', 'hello', `http://127.0.0.1:${ports.gw}/b/upload`])
+    assert.equal(r.code, 0, r.stderr)
+    assert.match(r.stderr, /< HTTP\/1\.1 100 Continue/)
+    const body = JSON.parse(r.stdout) as { name: string, url: string, headers: Record<string, string> }
+    assert.deepEqual([body.name, body.url, body.headers.expect, body.headers['content-length']], ['b', '/b/upload', undefined, '5'])
+  })
+
   test('clients that leave before or during the response do not disturb the gateway', async () => {
     const leave = async (path: string, afterMs: number): Promise<void> => {
       const c = net.connect(ports.gw, '127.0.0.1')
