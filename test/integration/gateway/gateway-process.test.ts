@@ -261,6 +261,14 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
     assert.deepEqual([body.name, body.url, body.headers.expect, body.headers['content-length']], ['b', '/b/upload', undefined, '5'])
   })
 
+  test('a backend that answers before reading a large body: the next request on the connection is served', async () => {
+    await writeFile(join(dir, 'big'), 'y'.repeat(900_000))
+    const r = await curl(['-v', '-X', 'POST', '--data-binary', `@${join(dir, 'big')}`, `http://127.0.0.1:${ports.gw}/b/one`, `http://127.0.0.1:${ports.gw}/b/two`])
+    assert.equal(r.code, 0, r.stderr)
+    const bodies = r.stdout.replace(/\}\{/g, '}\n{').split('\n').map(l => JSON.parse(l) as { name: string, url: string })
+    assert.deepEqual(bodies.map(b => [b.name, b.url]), [['b', '/b/one'], ['b', '/b/two']])
+  })
+
   test('clients that leave before or during the response do not disturb the gateway', async () => {
     const leave = async (path: string, afterMs: number): Promise<void> => {
       const c = net.connect(ports.gw, '127.0.0.1')
