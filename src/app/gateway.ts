@@ -10,11 +10,11 @@ import type { GatewayConfig } from '../config/schema.ts'
 import { relayEndpoints } from '../config/relays.ts'
 import { DirectDialer, RoutingDialer } from '../mesh/index.ts'
 import type { NodeIdentity } from '../config/node-identity.ts'
-import { KubeInformer, RESOURCES } from '../kube/index.ts'
+import { KubeInformer, KubeNotFoundError, RESOURCES } from '../kube/index.ts'
 import type { Informer, KubeClient, KubeMetrics, KubeObject, ResourceType } from '../kube/index.ts'
 import { BufferReclaimer } from '../net/index.ts'
 import { LoadBalancer } from '../loadbalancer/index.ts'
-import { EdgeGateway, GATEWAY_API_GROUP, GATEWAY_API_RESOURCES, GatewayApiStatusWriter, listenAddresses } from '../gateway/index.ts'
+import { EdgeGateway, GATEWAY_API_GROUP, GATEWAY_API_RESOURCES, GatewayApiStatusWriter, GatewayReplicas, listenAddresses, REPLICA_LABEL } from '../gateway/index.ts'
 import type { GatewayApiInformers } from '../gateway/index.ts'
 import { AppGroup, applyDestinationRules, countersOf, createServiceMap, createStatusServers, labelsOnly, optional } from './agent.ts'
 import type { App, AppDeps, ServiceSources } from './agent.ts'
@@ -91,6 +91,31 @@ function gatewayApiInformers (client: KubeClient, logger: Logger, metrics: KubeM
 }
 
 /**
+ * Gateway replicas on other nodes share their listen addresses through
+ * Leases in the gateway's namespace (replicas.ts). Without NAMESPACE (the
+ * chart sets it) each writes its own addresses, as one replica would.
+ */
+function gatewayReplicas (sources: ServiceSources, node: NodeIdentity, addresses: readonly string[], log: Logger, onChange: () => void): GatewayReplicas | undefined {
+  if (sources.kube === undefined) return undefined
+  if (node.namespace === '') {
+    log.warn('NAMESPACE is not set: Gateway status names only this gateway\'s addresses; set it (the chart does) when several gateways serve the same Gateways')
+    return undefined
+  }
+  const { client, metrics } = sources.kube
+  const leases = RESOURCES.leases
+  return new GatewayReplicas({ namespace: node.namespace, nodeName: node.nodeName.replace(/-gateway$/, ''), addresses }, {
+    api: {
+      create: async (namespace, lease) => await client.create(leases, namespace, lease),
+      patch: async (namespace, name, patch) => await client.patch(leases, namespace, name, patch),
+      delete: async (namespace, name) => { await client.delete(leases, namespace, name).catch((err: unknown) => { if (!(err instanceof KubeNotFoundError)) throw err }) }
+    },
+    leases: new KubeInformer({ resource: leases, namespace: node.namespace, labelSelector: REPLICA_LABEL }, { client, logger: log.forComponent('kube:leases'), metrics }),
+    logger: log.forComponent('gateway'),
+    onChange
+  })
+}
+
+/**
  * The gateway: the service map, the mesh as a client (node `<NODE_NAME>-gateway`, on
  * `listenPort + 1`, no relay service, no reservations), and the Istio Gateway listeners.
  * `NODE_NAME` itself is the node whose endpoints are dialed directly.
@@ -118,6 +143,8 @@ export function createGateway (config: GatewayConfig, node: NodeIdentity, deps: 
     const loadBalancer = new LoadBalancer({ ring: g.loadBalancer.consistentHash })
     applyDestinationRules(sources.destinationRules, loadBalancer, log.forComponent('gateway'))
     const hostNode = node.nodeName.replace(/-gateway$/, '')
+    const addresses = listenAddresses(g)
+    const replicas = resources.statusWriter === undefined ? undefined : gatewayReplicas(sources, node, addresses, log, () => gateway?.resourcesChanged())
     gateway = new EdgeGateway({
       logger: log.forComponent('gateway'),
       metrics,
@@ -126,8 +153,9 @@ export function createGateway (config: GatewayConfig, node: NodeIdentity, deps: 
       dialer: new RoutingDialer({ nodeName: hostNode, direct: new DirectDialer(), peers: mesh }),
       ...resources,
       destinationRules: sources.destinationRules,
-      copied
-    }, { listenAddresses: listenAddresses(g) })
+      copied,
+      replicaAddresses: replicas === undefined ? undefined : () => replicas.addresses()
+    }, { listenAddresses: addresses })
     const changed = (): void => gateway?.resourcesChanged()
     const api = resources.gatewayApi
     const apiInformers = [api.classes, api.gateways, ...Object.values(api.routes), api.grants, api.namespaces]
@@ -140,7 +168,9 @@ export function createGateway (config: GatewayConfig, node: NodeIdentity, deps: 
       if (previous.metadata.generation === undefined || previous.metadata.generation !== current.metadata.generation) changed()
     }
     for (const informer of apiInformers) informer.addHandlers({ onAdd: changed, onUpdate: specChanged, onDelete: changed })
-    components.push(sources.destinationRules, resources.secrets, resources.pods, resources.gateways, resources.virtualServices, ...apiInformers, gateway)
+    // The replicas' Leases before the gateway: its first status write names them all.
+    const replicaParts: Component[] = replicas === undefined ? [] : [replicas]
+    components.push(sources.destinationRules, resources.secrets, resources.pods, resources.gateways, resources.virtualServices, ...apiInformers, ...replicaParts, gateway)
   } else {
     log.warn('edgeGateway.enable is false: the gateway serves nothing')
   }

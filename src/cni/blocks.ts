@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { RESOURCES } from '../kube/types.ts'
 import type { KubeObject, ResourceType } from '../kube/types.ts'
 import type { Informer } from '../kube/informer-types.ts'
 import type { BlockTable } from './router.ts'
@@ -20,7 +21,7 @@ import { parseSubnet } from './config.ts'
 import { cidrsOverlap, numberToIpv4 } from '../net/ipv4.ts'
 import { CniError, CNI_BLOCK_CONFLICT, CNI_RANGE_FULL } from './errors.ts'
 
-export const LEASES: ResourceType = { group: 'coordination.k8s.io', version: 'v1', resource: 'leases', kind: 'Lease', namespaced: true }
+export const LEASES: ResourceType = RESOURCES.leases
 export const BLOCK_LABEL = 'edgemesh.kubeedge.io/pod-block'
 const CIDR_ANNOTATION = 'edgemesh.kubeedge.io/cidr'
 

@@ -67,6 +67,8 @@ export interface GatewayDeps {
   pods?: Informer<KubeObject> | undefined
   /** Absent: status is not written back (a standalone file has no API to write to). */
   statusWriter?: GatewayApiStatusWriter | undefined
+  /** Every live gateway replica's listen addresses, for Gateway status (replicas.ts); this gateway's own when absent. */
+  replicaAddresses?: (() => readonly string[]) | undefined
   copied?: CopiedStreams | undefined
 }
 
@@ -328,7 +330,7 @@ export class EdgeGateway implements Component {
     const secrets = new Set<string>()
     for (const s of wanted.values()) for (const c of s.tls?.credentials ?? []) { secrets.add(c.secret) }
     this.#credentials.retain(secrets)
-    if (api !== undefined) this.#deps.statusWriter?.publish(desiredStatus(api, { addresses: this.#init.listenAddresses, notProgrammed: (key, port) => this.#notProgrammed(key, port) }))
+    if (api !== undefined) this.#deps.statusWriter?.publish(desiredStatus(api, { addresses: this.#deps.replicaAddresses?.() ?? this.#init.listenAddresses, notProgrammed: (key, port) => this.#notProgrammed(key, port) }))
   }
 
   /** Why a Gateway API listener is not serving: its port went to another Gateway, or could not be bound. */

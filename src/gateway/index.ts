@@ -3,6 +3,8 @@ export type { GatewayDeps, GatewayInit, GatewayApiInformers } from './gateway.ts
 export { translateGatewayApi, CONTROLLER_NAME, GROUP as GATEWAY_API_GROUP } from './gateway-api.ts'
 export { GatewayApiStatusWriter, GATEWAY_API_RESOURCES, desiredStatus } from './gateway-api-status.ts'
 export { listenAddresses } from './listen-addresses.ts'
+export { GatewayReplicas, REPLICA_LABEL, ADDRESSES_ANNOTATION, replicaLeaseName, liveAddresses } from './replicas.ts'
+export type { ReplicaLeaseApi } from './replicas.ts'
 export type { ListenSelection } from './listen-addresses.ts'
 export { parseGateway, parseVirtualService, serviceOf } from './istio.ts'
 export type { IstioGateway, VirtualService, HttpRoute, L4Route, Destination } from './istio.ts'

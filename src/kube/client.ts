@@ -303,6 +303,13 @@ export class KubeClient {
     return await this.#json<T>(path, new URLSearchParams(), ctx, false, opts, body)
   }
 
+  /** A JSON merge patch of an object; 404 rejects with KubeNotFoundError. Resolves with the patched object. */
+  async patch<T = unknown> (resource: ResourceType, namespace: string | undefined, name: string, patch: unknown, opts: RequestOptions = {}): Promise<T> {
+    const path = objectPath(resource, namespace, name)
+    const body: RequestBody = { method: 'PATCH', contentType: 'application/merge-patch+json', data: JSON.stringify(patch) }
+    return await this.#json<T>(path, new URLSearchParams(), this.#ctx('patch', path, resource, namespace), false, opts, body)
+  }
+
   /** Creates an object (POST); 409 (it exists) rejects with KubeRequestError status 409. Resolves with the stored object. */
   async create<T = unknown> (resource: ResourceType, namespace: string | undefined, object: unknown, opts: RequestOptions = {}): Promise<T> {
     const path = resourcePath(resource, namespace)

@@ -42,6 +42,11 @@ export const GATEWAY_RULES: readonly PolicyRule[] = Object.freeze([
   rule(['gateway.networking.k8s.io'], ['gatewayclasses/status', 'gateways/status', 'httproutes/status', 'grpcroutes/status', 'tlsroutes/status', 'tcproutes/status'], ['patch'])
 ])
 
+/** Role rules of edgemesh-gateway in its own namespace: each gateway replica's Lease with its listen addresses (gateway/replicas.ts). */
+export const GATEWAY_NAMESPACE_RULES: readonly PolicyRule[] = Object.freeze([
+  rule(['coordination.k8s.io'], ['leases'], ['get', 'list', 'watch', 'create', 'patch', 'delete'])
+])
+
 export interface ClusterRoleManifest {
   apiVersion: 'rbac.authorization.k8s.io/v1'
   kind: 'ClusterRole'

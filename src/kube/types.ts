@@ -121,7 +121,8 @@ export const RESOURCES = {
   destinationRules: { group: 'networking.istio.io', version: 'v1alpha3', resource: 'destinationrules', kind: 'DestinationRule', namespaced: true },
   namespaces: { group: '', version: 'v1', resource: 'namespaces', kind: 'Namespace', namespaced: false },
   gateways: { group: 'networking.istio.io', version: 'v1alpha3', resource: 'gateways', kind: 'Gateway', namespaced: true },
-  virtualServices: { group: 'networking.istio.io', version: 'v1alpha3', resource: 'virtualservices', kind: 'VirtualService', namespaced: true }
+  virtualServices: { group: 'networking.istio.io', version: 'v1alpha3', resource: 'virtualservices', kind: 'VirtualService', namespaced: true },
+  leases: { group: 'coordination.k8s.io', version: 'v1', resource: 'leases', kind: 'Lease', namespaced: true }
 } as const satisfies Record<string, ResourceType>
 
 /** `namespace/name` (or `name` for cluster-scoped objects): the store key. */

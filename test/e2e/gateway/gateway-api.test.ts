@@ -113,7 +113,7 @@ describe('edgemesh gateway against a real API server, with the chart\'s RBAC', {
     // The chart's own ServiceAccount, ClusterRole and binding: the gateway gets nothing else.
     const rendered = await run(join(toolsBin(), 'helm'), ['template', 'edgemesh-gateway', join(root, 'deploy/helm/edgemesh-gateway'), '--namespace', 'kubeedge', '--set', 'nodeName=cloud-1', '--set', `psk=${PSK}`])
     assert.equal(rendered.code, 0, rendered.stderr)
-    await apply(docs(rendered.stdout).filter(o => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'GatewayClass'].includes(o.kind)))
+    await apply(docs(rendered.stdout).filter(o => ['ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Role', 'RoleBinding', 'GatewayClass'].includes(o.kind)))
     await writeFile(join(dir, 'token'), await cp.createServiceAccountToken('kubeedge', 'edgemesh-gateway'))
     await writeFile(join(dir, 'ca.crt'), cp.ca)
     await writeFile(join(dir, 'kubeconfig'), [
@@ -140,7 +140,7 @@ describe('edgemesh gateway against a real API server, with the chart\'s RBAC', {
       statusPort,
       modules: { edgeGateway: { enable: true, includeIP: '127.0.0.1' }, edgeTunnel: { enable: false } }
     }))
-    proc = spawn(process.execPath, [entry, 'gateway', '--config-file', join(dir, 'edgemesh-gateway.yaml')], { env: { PATH: process.env.PATH, NODE_NAME: 'cloud-1' }, stdio: ['ignore', 'ignore', 'pipe'] })
+    proc = spawn(process.execPath, [entry, 'gateway', '--config-file', join(dir, 'edgemesh-gateway.yaml')], { env: { PATH: process.env.PATH, NODE_NAME: 'cloud-1', NAMESPACE: 'kubeedge' }, stdio: ['ignore', 'ignore', 'pipe'] })
     proc.stderr?.setEncoding('utf8').on('data', (d: string) => logs.push(...d.split('\n').filter(l => l !== '')))
     await eventually('gateway running', () => logs.some(l => l.includes('"msg":"running"')) || proc?.exitCode !== null, 20_000, 50)
     assert.equal(proc.exitCode, null, logs.join('\n'))
@@ -257,5 +257,43 @@ describe('edgemesh gateway against a real API server, with the chart\'s RBAC', {
     await eventually('grant honoured', async () => (await routeConditions('team-a', 'cross')).ResolvedRefs === 'True ResolvedRefs' && (await get('/', 'cross.org', 23380)).status === 200, 10_000, 100)
     assert.equal((await get('/x', 'cross.org', 23380)).body, 'hostname-backend /x')
     assert.ok(!logs.some(l => /forbidden|status not written/i.test(l)), `the chart's ClusterRole covers the status writes:\n${logs.filter(l => /forbidden|status not written/i.test(l)).join('\n')}`)
+  })
+  test('a second gateway replica on another node: Gateway status names both replicas\' addresses and stays put; the stopped one drops out', async () => {
+    const statusOf = async (): Promise<{ addresses: string[], resourceVersion: string }> => {
+      const g = (await cp.request('GET', '/apis/gateway.networking.k8s.io/v1/namespaces/default/gateways/edgemesh-gw')).body as { metadata: { resourceVersion: string }, status?: { addresses?: Array<{ value: string }> } }
+      return { addresses: (g.status?.addresses ?? []).map(a => a.value), resourceVersion: g.metadata.resourceVersion }
+    }
+    assert.deepEqual((await statusOf()).addresses, ['127.0.0.1'])
+    // The same chart on node cloud-2: its address here is the host side of the backend's veth.
+    const config = join(dir, 'edgemesh-gateway-2.yaml')
+    await writeFile(config, stringify({
+      kubeAPIConfig: { kubeConfig: join(dir, 'kubeconfig') },
+      statusPort: await freePort(),
+      modules: { edgeGateway: { enable: true, includeIP: HOST_IP }, edgeTunnel: { enable: false } }
+    }))
+    const second = spawn(process.execPath, [entry, 'gateway', '--config-file', config], { env: { PATH: process.env.PATH, NODE_NAME: 'cloud-2', NAMESPACE: 'kubeedge' }, stdio: ['ignore', 'ignore', 'pipe'] })
+    const secondLogs: string[] = []
+    second.stderr?.setEncoding('utf8').on('data', (d: string) => secondLogs.push(...d.split('\n').filter(l => l !== '')))
+    try {
+      await eventually('both replicas in status', async () => (await statusOf()).addresses.join(',') === `127.0.0.1,${HOST_IP}`, 20_000, 100)
+      const settled = await statusOf()
+      await new Promise(resolve => setTimeout(resolve, 3000))
+      assert.deepEqual(await statusOf(), settled, 'no replica rewrites the other\'s status')
+      const r = await new Promise<{ status: number, body: string }>((resolve, reject) => {
+        http.get({ host: HOST_IP, port: 23380, path: '/who', headers: { host: 'hostname.org' }, agent: false }, res => {
+          let body = ''
+          res.setEncoding('utf8').on('data', (d: string) => { body += d }).on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+        }).on('error', reject)
+      })
+      assert.deepEqual(r, { status: 200, body: 'hostname-backend /who' }, 'the second replica serves the same routes')
+      const lease = await cp.request('GET', '/apis/coordination.k8s.io/v1/namespaces/kubeedge/leases/edgemesh-gateway.cloud-2')
+      assert.equal((lease.body as { metadata: { annotations: Record<string, string> } }).metadata.annotations['edgemesh.kubeedge.io/addresses'], HOST_IP)
+    } finally {
+      second.kill('SIGTERM')
+      await once(second, 'exit')
+    }
+    await eventually('the stopped replica drops out', async () => (await statusOf()).addresses.join(',') === '127.0.0.1', 10_000, 100)
+    assert.equal((await cp.request('GET', '/apis/coordination.k8s.io/v1/namespaces/kubeedge/leases/edgemesh-gateway.cloud-2')).status, 404, 'its Lease deleted')
+    assert.ok(!secondLogs.some(l => /forbidden/i.test(l)), secondLogs.filter(l => /forbidden/i.test(l)).join('\n'))
   })
 })

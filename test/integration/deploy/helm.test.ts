@@ -22,7 +22,7 @@ import { resolveKubeConnection } from '../../../src/kube/connection.ts'
 import { RESOURCES } from '../../../src/kube/types.ts'
 import type { KubeObject } from '../../../src/kube/types.ts'
 import { noopLogger } from '../../../src/observability/logger.ts'
-import { GATEWAY_RULES } from '../../../src/kube/rbac.ts'
+import { GATEWAY_NAMESPACE_RULES, GATEWAY_RULES } from '../../../src/kube/rbac.ts'
 import { MANIFESTS, renderManifest } from '../../../scripts/gen-manifests.ts'
 import { readFileSync } from 'node:fs'
 import { eventually, haveControlPlaneTools, startControlPlane, toolsBin } from '../../helpers/control-plane.ts'
@@ -203,6 +203,10 @@ describe('Helm chart edgemesh-gateway and the plain manifests', skip, () => {
     assert.equal(ourDep.spec.template.spec.containers[0].image, 'kubeedge/edgemesh-agent:v0.1.0', 'the image npm run image and the bundle build')
     assert.deepEqual(ourDep.spec.template.spec.containers[0].args, ['gateway', '--config-file', '/etc/edgemesh/config/edgemesh-gateway.yaml'])
     assert.deepEqual(find(objs, 'ClusterRole', 'edgemesh-gateway').rules, GATEWAY_RULES.map(x => ({ apiGroups: [...x.apiGroups], resources: [...x.resources], verbs: [...x.verbs] })))
+    const leases = find(objs, 'Role', 'edgemesh-gateway')
+    assert.equal(leases.metadata.namespace, 'kubeedge')
+    assert.deepEqual(leases.rules, GATEWAY_NAMESPACE_RULES.map(x => ({ apiGroups: [...x.apiGroups], resources: [...x.resources], verbs: [...x.verbs] })))
+    assert.equal(find(objs, 'RoleBinding', 'edgemesh-gateway').roleRef.name, 'edgemesh-gateway')
     const missing = await helm(['template', 'edgemesh-gateway', GATEWAY, '--set', `psk=${PSK}`])
     assert.match(missing.stderr, /nodeName is required/)
   })
