@@ -250,6 +250,8 @@ export class HttpHandler {
   #mirror (req: IncomingMessage, res: ServerResponse, route: HttpRoute, path: string, headers: Record<string, string | string[]>, hasBody: boolean, ctx: PickContext, grpc: boolean): Readable | null {
     const { backends, metrics } = this.#deps
     const copies: PassThrough[] = []
+    /** Copies dropped for falling behind: counted as that, not as failed. */
+    const dropped = new Set<PassThrough>()
     for (const m of route.mirrors ?? []) {
       if (m.percent < 100 && Math.random() * 100 >= m.percent) continue
       const resolved = backends.choose([m.dest])
@@ -267,7 +269,7 @@ export class HttpHandler {
           metrics.mirrored(route.id, 'answered')
         }, () => {
           copy?.destroy()
-          metrics.mirrored(route.id, 'failed')
+          if (copy === null || !dropped.has(copy)) metrics.mirrored(route.id, 'failed')
         })
     }
     if (!hasBody) return null
@@ -276,7 +278,7 @@ export class HttpHandler {
     req.on('data', (chunk: Buffer) => {
       for (const c of copies) {
         if (c.destroyed) continue
-        if (c.writableLength > MIRROR_BUFFER_BYTES) { c.destroy(); metrics.mirrored(route.id, 'dropped'); continue }
+        if (c.writableLength > MIRROR_BUFFER_BYTES) { dropped.add(c); c.destroy(); metrics.mirrored(route.id, 'dropped'); continue }
         c.write(chunk)
       }
     })

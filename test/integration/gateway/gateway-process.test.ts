@@ -57,7 +57,7 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
   const logs: string[] = []
   let certs: TestCerts
   const servers: Array<{ close: () => void }> = []
-  const ports = {} as Record<'gw' | 'tcp' | 'tls' | 'mtls' | 'pass' | 'status' | 'a' | 'b' | 'slow' | 'flaky' | 'ws' | 'echo' | 'tls-a' | 'tls-b' | 'shadow' | 'dead', number>
+  const ports = {} as Record<'gw' | 'tcp' | 'tls' | 'mtls' | 'pass' | 'status' | 'a' | 'b' | 'slow' | 'flaky' | 'ws' | 'echo' | 'tls-a' | 'tls-b' | 'shadow' | 'dead' | 'stall', number>
   let flakyCount = 0
   /** What the mirror's backend received. */
   const shadowed: Array<{ method: string, url: string, host: string, body: string }> = []
@@ -103,6 +103,8 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
       })
     }))
     ports.dead = await freePort()
+    // Reads nothing of a request for 3 s.
+    ports.stall = await listen(httpBackend('stall', (_req, res) => { setTimeout(() => res.end('late'), 3000).unref() }))
     const wss = new WebSocketServer({ host: '127.0.0.1', port: 0 })
     await once(wss, 'listening')
     wss.on('connection', (ws, req) => ws.on('message', data => ws.send(`echo ${req.url ?? ''} ${String(data)}`)))
@@ -121,7 +123,7 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
     base = [
       ...service('svc-a', 80, ports.a), ...service('svc-b', 80, ports.b), ...service('slow', 80, ports.slow),
       ...service('flaky', 80, ports.flaky), ...service('ws', 80, ports.ws), ...service('echo', 80, ports.echo, 'tcp'),
-      ...service('shadow', 80, ports.shadow), ...service('dead', 80, ports.dead),
+      ...service('shadow', 80, ports.shadow), ...service('dead', 80, ports.dead), ...service('stall', 80, ports.stall),
       ...service('tls-a', 80, ports['tls-a'], 'https'), ...service('tls-b', 80, ports['tls-b'], 'https'),
       // Upstream's hostname-lb-random-gateway.yaml, without its Deployment, on another port.
       ...service('hostname-lb-svc', 12345, ports.a, 'http-0'),
@@ -140,6 +142,7 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
           { match: [{ uri: { prefix: '/ws' } }], route: [dest('ws')] },
           { match: [{ uri: { prefix: '/mirrored' } }], route: [dest('svc-a')], mirror: { host: 'shadow', port: { number: 80 } } },
           { match: [{ uri: { prefix: '/half-mirrored' } }], route: [dest('svc-a')], mirror: { host: 'shadow', port: { number: 80 } }, mirrorPercentage: { value: 50 } },
+          { match: [{ uri: { prefix: '/mirror-stalled' } }], route: [dest('svc-a')], mirror: { host: 'stall', port: { number: 80 } } },
           { match: [{ uri: { prefix: '/mirror-nowhere' } }], route: [dest('svc-a')], mirrors: [{ destination: { host: 'dead', port: { number: 80 } } }, { destination: { host: 'slow', port: { number: 80 } } }] },
           { match: [{ uri: { prefix: '/' } }], route: [{ destination: { host: 'hostname-lb-svc', port: { number: 12345 } } }] }
         ]
@@ -248,7 +251,16 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
     await new Promise(resolve => setTimeout(resolve, 300))
     assert.ok(shadowed.length >= 170 && shadowed.length <= 230, `${shadowed.length} of 400 mirrored (want 200 ± 30)`)
 
+    // A mirror that reads nothing falls behind an 8 MB body and is dropped; the request is not held up by it.
+    await writeFile(join(dir, 'body8'), 'z'.repeat(8_000_000))
+    const started = performance.now()
+    const stalled = await curl(['-X', 'POST', '--data-binary', `@${join(dir, 'body8')}`, `http://127.0.0.1:${ports.gw}/mirror-stalled`])
+    assert.equal(stalled.code, 0, stalled.stderr)
+    assert.equal((JSON.parse(stalled.stdout) as { name: string }).name, 'a')
+    assert.ok(performance.now() - started < 2500, 'not held up by the mirror that reads nothing for 3 s')
+
     const metrics = await (await fetch(`http://127.0.0.1:${ports.status}/metrics`)).text()
+    assert.match(metrics, /edgemesh_gateway_mirrored_requests_total\{route="default\/edgemesh-gateway-svc#\d+",outcome="dropped"\} 1\b/)
     assert.match(metrics, /edgemesh_gateway_mirrored_requests_total\{route="default\/edgemesh-gateway-svc#\d+",outcome="answered"\} \d+/)
     assert.match(metrics, /edgemesh_gateway_mirrored_requests_total\{route="default\/edgemesh-gateway-svc#\d+",outcome="failed"\} 3\b/, 'the refused mirror, counted')
   })
