@@ -27,7 +27,7 @@ const code = await main(process.argv.slice(2), {
   stderr: process.stderr,
   env: process.env,
   shutdown: { requested: requested.signal, force: force.signal },
-  // TurboFan, off while it starts and idles, comes on once it works (node-flags.ts).
+  // TurboFan and Sparkplug, off while it starts and idles, come on once it works (node-flags.ts).
   onRunning: log => {
     const flags = compilersToTurnOn(process.argv[2])
     if (flags.length === 0) return

@@ -3,8 +3,10 @@
  *
  * - A 1 MB young generation and a size-optimised heap cut RSS by a third at
  *   10k services (bench/servicemap).
- * - No Maglev, and TurboFan only once the agent works (turbofan.ts turns it
- *   on for good). An idle agent's periodic work (timers, keepalives, relay
+ * - No Sparkplug and no Maglev, and TurboFan and Sparkplug only once the
+ *   agent works (turbofan.ts turns them on for good). Sparkplug's baseline
+ *   code for what the start ran (config parsing, module loading, libp2p's
+ *   setup) stayed resident in an idle agent: about 2 MB (bench/footprint). An idle agent's periodic work (timers, keepalives, relay
  *   redials) was optimised within about 20 s, and the compilers' code pages
  *   in the `node` binary and their output then stayed resident: about 8 MB
  *   of an idle agent's RSS (bench/footprint). Functions that ran meanwhile
@@ -23,12 +25,13 @@
  * (the young generation's size does not take effect then).
  */
 export const AGENT_NODE_FLAGS: readonly string[] = [
-  '--max-semi-space-size=1', '--optimize-for-size', '--no-maglev', '--no-turbofan'
+  '--max-semi-space-size=1', '--optimize-for-size', '--no-maglev', '--no-turbofan', '--no-sparkplug'
 ]
 
-/** The flags that turn TurboFan on, for a command that starts without it. */
+/** The flags that turn TurboFan and Sparkplug on, for a command that starts without them. */
 export function compilersToTurnOn (command: string | undefined): string[] {
-  return nodeFlagsFor(command).includes('--no-turbofan') ? ['--turbofan'] : []
+  const flags = nodeFlagsFor(command)
+  return ['--turbofan', '--sparkplug'].filter(on => flags.includes(on.replace('--', '--no-')))
 }
 
 /**

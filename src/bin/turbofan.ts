@@ -1,6 +1,7 @@
 /**
- * Turns V8's optimising compiler (TurboFan) on once the agent works
- * (node-flags.ts starts it without; Maglev stays off).
+ * Turns V8's optimising compiler (TurboFan), and its baseline compiler
+ * (Sparkplug), on once the agent works (node-flags.ts starts it without;
+ * Maglev stays off).
  *
  * Work is the process's own CPU time: `busyWindows` windows of `everyMs` in a
  * row, each with at least `busyShare` of a core, or one window with
