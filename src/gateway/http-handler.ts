@@ -9,6 +9,7 @@
 import http from 'node:http'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { PassThrough } from 'node:stream'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Duplex, Readable } from 'node:stream'
 import type { UpstreamResponse } from './h2-pool.ts'
 import type { Endpoint } from '../servicemap/types.ts'
@@ -17,7 +18,7 @@ import type { Logger } from '../observability/logger.ts'
 import { splice } from '../net/splice.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import type { Backends } from './backends.ts'
-import type { HeaderOps, HttpRoute } from './istio.ts'
+import type { Fault, HeaderOps, HttpRoute } from './istio.ts'
 import type { HttpRouteMatch, RouteTable } from './route-table.ts'
 import { SCHEME_PORTS } from './route-table.ts'
 import { serializeHead } from './http1-head.ts'
@@ -32,6 +33,11 @@ const MIRROR_TIMEOUT_MS = 15_000
 export function shadowAuthority (authority: string): string {
   const m = /^(.*?)(:\d+)?$/.exec(authority)
   return `${m?.[1] ?? authority}-shadow${m?.[2] ?? ''}`
+}
+
+/** Whether this request is among a `percent` (0–100) share. */
+function sampled (percent: number): boolean {
+  return percent >= 100 || (percent > 0 && Math.random() * 100 < percent)
 }
 
 /** Headers that belong to one hop (RFC 9110 §7.6.1) and are not forwarded. */
@@ -205,9 +211,20 @@ export class HttpHandler {
     })
   }
 
-  async #forward (req: IncomingMessage, res: ServerResponse, scheme: string, match: HttpRouteMatch, started: number): Promise<void> {
+  async #forward (req: IncomingMessage, res: ServerResponse, scheme: string, match: HttpRouteMatch, arrived: number): Promise<void> {
     const { route } = match
     const { backends, metrics } = this.#deps
+    let started = arrived
+    if (route.fault !== undefined) {
+      const { delay, abort } = route.fault
+      if (delay !== undefined && sampled(delay.percent)) {
+        await sleep(delay.ms)
+        if (gone(res) || req.destroyed) return
+        // As in Envoy, the route's timeout starts after the injected delay.
+        started = performance.now()
+      }
+      if (abort !== undefined && sampled(abort.percent)) { this.#abort(res, route, abort, arrived); return }
+    }
     // HTTP/2 bodies need no length: the stream says whether one follows the headers.
     const h2Stream = (req as unknown as { stream?: { endAfterHeaders: boolean } }).stream
     const hasBody = h2Stream !== undefined
@@ -241,6 +258,15 @@ export class HttpHandler {
     this.#reply(res, route.id, lastWhy === 'upstream request timeout' ? 504 : 503, lastWhy, started)
   }
 
+  /** Answers a request Istio's `fault.abort` picked: its HTTP status, or a gRPC status in trailers (as a backend's trailers-only answer reaches clients). */
+  #abort (res: ServerResponse, route: HttpRoute, abort: NonNullable<Fault['abort']>, started: number): void {
+    if ('httpStatus' in abort) { this.#reply(res, route.id, abort.httpStatus, 'fault filter abort', started); return }
+    this.#deps.metrics.answered(route.id, 200, (performance.now() - started) / 1000)
+    res.writeHead(200, { 'content-type': 'application/grpc' })
+    res.addTrailers({ 'grpc-status': String(abort.grpcStatus), 'grpc-message': 'fault filter abort' })
+    res.end()
+  }
+
   /**
    * Sends copies of the request to the route's mirrors (each sampled by its
    * percent) and returns the body the request itself reads. Mirrors read the
@@ -253,7 +279,7 @@ export class HttpHandler {
     /** Copies dropped for falling behind: counted as that, not as failed. */
     const dropped = new Set<PassThrough>()
     for (const m of route.mirrors ?? []) {
-      if (m.percent < 100 && Math.random() * 100 >= m.percent) continue
+      if (!sampled(m.percent)) continue
       const resolved = backends.choose([m.dest])
       const first = resolved.ok ? backends.attempts(resolved, ctx).next() : undefined
       if (!resolved.ok || first === undefined || first.done === true) { metrics.mirrored(route.id, 'failed'); continue }

@@ -79,6 +79,16 @@ export interface Mirror {
   percent: number
 }
 
+/** Istio `fault`: `delay` waits before the request goes on; `abort` answers it instead (`grpcStatus`: a gRPC status code). */
+export interface Fault {
+  delay?: { ms: number, percent: number }
+  abort?: { httpStatus: number, percent: number } | { grpcStatus: number, percent: number }
+}
+
+/** gRPC status names, each at its code, as Istio's `abort.grpcStatus` takes them. */
+const GRPC_CODES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED',
+  'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED']
+
 export interface HeaderOps {
   set: Array<[string, string]>
   add: Array<[string, string]>
@@ -104,6 +114,8 @@ export interface HttpRoute {
   retries?: { attempts: number, perTryTimeoutMs?: number, retryOn: string[] }
   /** Copies of each request (sampled by `percent`) to other Services; their answers are dropped. */
   mirrors?: Mirror[]
+  /** Istio's fault injection: a delay before forwarding, then an abort, each on a share of the requests. */
+  fault?: Fault
   /** Gateway API routes are ordered by match precedence across routes, lowest first; Istio's keep their order, ahead of them. */
   precedence?: number
 }
@@ -259,6 +271,40 @@ function percentage (f: Fields, v: unknown, path: string): number {
   return value
 }
 
+/** A fault's share: `percentage.value`, or the older integer `percent`; neither means none, as Istio documents. */
+function faultPercent (f: Fields, o: Json, path: string): number {
+  if (o.percentage !== undefined && o.percentage !== null) return percentage(f, o.percentage, `${path}.percentage`)
+  if (o.percent === undefined || o.percent === null) return 0
+  if (typeof o.percent !== 'number' || !Number.isInteger(o.percent) || o.percent < 0 || o.percent > 100) f.fail(`${path}.percent`, 'must be an integer from 0 to 100')
+  return o.percent
+}
+
+/** Istio's `fault`: `delay.fixedDelay`, `abort.httpStatus` or `abort.grpcStatus` (`http2Error` is not injected). */
+function faultOf (f: Fields, v: unknown, path: string): Fault | undefined {
+  if (v === undefined || v === null) return undefined
+  const o = f.object(v, path)
+  const out: Fault = {}
+  if (o.delay !== undefined && o.delay !== null) {
+    const d = f.object(o.delay, `${path}.delay`)
+    const ms = f.durationMs(d.fixedDelay, `${path}.delay.fixedDelay`) ?? f.fail(`${path}.delay.fixedDelay`, 'is required (exponentialDelay is not supported)')
+    out.delay = { ms, percent: faultPercent(f, d, `${path}.delay`) }
+  }
+  if (o.abort !== undefined && o.abort !== null) {
+    const a = f.object(o.abort, `${path}.abort`)
+    const percent = faultPercent(f, a, `${path}.abort`)
+    if (a.httpStatus !== undefined && a.httpStatus !== null) {
+      if (typeof a.httpStatus !== 'number' || !Number.isInteger(a.httpStatus) || a.httpStatus < 200 || a.httpStatus > 599) f.fail(`${path}.abort.httpStatus`, 'must be an HTTP status from 200 to 599')
+      out.abort = { httpStatus: a.httpStatus, percent }
+    } else if (a.grpcStatus !== undefined && a.grpcStatus !== null) {
+      const name = f.string(a.grpcStatus, `${path}.abort.grpcStatus`) ?? ''
+      const code = GRPC_CODES.indexOf(name.toUpperCase())
+      if (code < 0) f.fail(`${path}.abort.grpcStatus`, `"${name}" is not a gRPC status name like UNAVAILABLE`)
+      out.abort = { grpcStatus: code, percent }
+    }
+  }
+  return out.delay === undefined && out.abort === undefined ? undefined : out
+}
+
 /** `mirror` with `mirrorPercentage` (or the older `mirrorPercent`), or the list `mirrors`; not both. */
 function mirrorsOf (f: Fields, h: Json, path: string, namespace: string): Mirror[] {
   const list = f.list(h.mirrors, `${path}.mirrors`)
@@ -332,6 +378,8 @@ function parseHttpRoute (f: Fields, raw: unknown, path: string, vs: { namespace:
   if (route.redirect === undefined && route.route.length === 0) f.fail(`${path}.route`, 'is required unless the route redirects')
   const mirrors = mirrorsOf(f, h, path, vs.namespace)
   if (mirrors.length > 0) route.mirrors = mirrors
+  const fault = faultOf(f, h.fault, `${path}.fault`)
+  if (fault !== undefined) route.fault = fault
   if (h.rewrite !== undefined && h.rewrite !== null) {
     const r = f.object(h.rewrite, `${path}.rewrite`)
     route.rewrite = {}

@@ -142,6 +142,10 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
           { match: [{ uri: { prefix: '/ws' } }], route: [dest('ws')] },
           { match: [{ uri: { prefix: '/mirrored' } }], route: [dest('svc-a')], mirror: { host: 'shadow', port: { number: 80 } } },
           { match: [{ uri: { prefix: '/half-mirrored' } }], route: [dest('svc-a')], mirror: { host: 'shadow', port: { number: 80 } }, mirrorPercentage: { value: 50 } },
+          { match: [{ uri: { prefix: '/fault-delay' } }], route: [dest('svc-a')], timeout: '300ms', fault: { delay: { fixedDelay: '500ms', percentage: { value: 100 } } } },
+          { match: [{ uri: { prefix: '/fault-abort' } }], route: [dest('svc-a')], fault: { abort: { httpStatus: 418, percentage: { value: 100 } } } },
+          { match: [{ uri: { prefix: '/fault-half' } }], route: [dest('svc-a')], fault: { abort: { httpStatus: 503, percentage: { value: 50 } } } },
+          { match: [{ uri: { prefix: '/fault-unset' } }], route: [dest('svc-a')], fault: { abort: { httpStatus: 500 } } },
           { match: [{ uri: { prefix: '/mirror-stalled' } }], route: [dest('svc-a')], mirror: { host: 'stall', port: { number: 80 } } },
           { match: [{ uri: { prefix: '/mirror-nowhere' } }], route: [dest('svc-a')], mirrors: [{ destination: { host: 'dead', port: { number: 80 } } }, { destination: { host: 'slow', port: { number: 80 } } }] },
           { match: [{ uri: { prefix: '/' } }], route: [{ destination: { host: 'hostname-lb-svc', port: { number: 12345 } } }] }
@@ -263,6 +267,28 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
     assert.match(metrics, /edgemesh_gateway_mirrored_requests_total\{route="default\/edgemesh-gateway-svc#\d+",outcome="dropped"\} 1\b/)
     assert.match(metrics, /edgemesh_gateway_mirrored_requests_total\{route="default\/edgemesh-gateway-svc#\d+",outcome="answered"\} \d+/)
     assert.match(metrics, /edgemesh_gateway_mirrored_requests_total\{route="default\/edgemesh-gateway-svc#\d+",outcome="failed"\} 3\b/, 'the refused mirror, counted')
+  })
+
+  test('Istio fault injection: a delay before the route\'s timeout starts, aborts with a status, on the share asked for', async () => {
+    const started = performance.now()
+    const delayed = await get(ports.gw, '/fault-delay')
+    const took = performance.now() - started
+    assert.equal(delayed.status, 200, 'the 300 ms timeout starts after the 500 ms delay, as in Envoy')
+    assert.ok(took >= 500 && took < 2000, `answered after ${took.toFixed(0)} ms`)
+    const aborted = await get(ports.gw, '/fault-abort')
+    assert.deepEqual([aborted.status, aborted.body], [418, 'fault filter abort\n'])
+    assert.equal((await get(ports.gw, '/fault-unset')).status, 200, 'without a percentage nothing is aborted (Istio\'s documented default)')
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 8 })
+    let failed = 0
+    for (let i = 0; i < 400; i += 20) {
+      await Promise.all(Array.from({ length: 20 }, async () => {
+        const r = await get(ports.gw, '/fault-half', {}, agent)
+        if (r.status === 503) failed++
+        else assert.equal(r.status, 200)
+      }))
+    }
+    agent.destroy()
+    assert.ok(failed >= 170 && failed <= 230, `${failed} of 400 aborted (want 200 ± 30)`)
   })
 
   test('Expect: 100-continue is answered by the gateway and the request forwarded without it', async () => {

@@ -131,6 +131,7 @@ describe('edgemesh gateway: HTTP/2 and gRPC, cleartext and TLS', () => {
           gateways: ['gw'],
           hosts: ['*'],
           http: [
+            { match: [{ uri: { prefix: '/echo.Echo/' }, headers: { 'x-fault': { exact: 'abort' } } }], route: [{ destination: { host: 'echo' } }], fault: { abort: { grpcStatus: 'UNAVAILABLE', percentage: { value: 100 } } } },
             { match: [{ uri: { prefix: '/echo.Echo/' } }], route: [{ destination: { host: 'echo' } }], headers: { request: { set: { 'x-via': 'istio' } } } },
             { match: [{ uri: { prefix: '/moved' } }], redirect: { uri: '/new' } },
             { route: [{ destination: { host: 'web' } }] }
@@ -173,6 +174,15 @@ describe('edgemesh gateway: HTTP/2 and gRPC, cleartext and TLS', () => {
     // 20 calls at once share the client's one connection as HTTP/2 streams.
     const many = await Promise.all(Array.from({ length: 20 }, async (_, i) => await say(c, `n${i}`)))
     assert.deepEqual(many.map(m => m.text), Array.from({ length: 20 }, (_, i) => `echo n${i} via istio`))
+  })
+
+  test('Istio fault abort with a gRPC status: the client gets it, the backend never sees the call', async () => {
+    const c = client(ports.h2c)
+    await until('gRPC served', async () => await say(c, 'warm'))
+    const fault = new grpc.Metadata()
+    fault.set('x-fault', 'abort')
+    await assert.rejects(new Promise((resolve, reject) => c.Say({ text: 'hello' }, fault, (err, res) => err !== null ? reject(err) : resolve(res))),
+      (err: grpc.ServiceError) => err.code === grpc.status.UNAVAILABLE && err.details === 'fault filter abort')
   })
 
   test('gRPC over TLS: ALPN h2 on an HTTPS server from the Secret', async () => {

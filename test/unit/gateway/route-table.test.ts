@@ -182,7 +182,11 @@ test('invalid resources are rejected with the field that is wrong', () => {
     [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], headers: { response: { add: { 'bad name': 'v' } } } }] }), 'spec.http[0].headers.response.add'],
     [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], mirror: { host: 'm' }, mirrorPercentage: { value: 150 } }] }), 'spec.http[0].mirrorPercentage.value'],
     [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], mirror: { host: 'm' }, mirrors: [{ destination: { host: 'n' } }] }] }), 'spec.http[0].mirrors'],
-    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], mirrors: [{ destination: {} }] }] }), 'spec.http[0].mirrors[0].destination.host']
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], mirrors: [{ destination: {} }] }] }), 'spec.http[0].mirrors[0].destination.host'],
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], fault: { delay: { percentage: { value: 10 } } } }] }), 'spec.http[0].fault.delay.fixedDelay'],
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], fault: { abort: { httpStatus: 700 } } }] }), 'spec.http[0].fault.abort.httpStatus'],
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], fault: { abort: { grpcStatus: 'NOPE' } } }] }), 'spec.http[0].fault.abort.grpcStatus'],
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], fault: { abort: { httpStatus: 503, percent: 150 } } }] }), 'spec.http[0].fault.abort.percent']
   ]
   for (const [make, field] of cases) {
     assert.throws(make, (err: unknown) => err instanceof GatewayResourceError && err.field === field && err.code === 'EM_ERR_GATEWAY_RESOURCE' && err.message.includes(field), field)
@@ -228,6 +232,26 @@ test('mirrors: `mirror` with mirrorPercentage or the older mirrorPercent, or the
     [['default/shadow', undefined, undefined, 12.5]],
     [['default/shadow', undefined, undefined, 30]],
     [['default/one', undefined, undefined, 100], ['default/two', undefined, undefined, 0.5]],
+    undefined
+  ])
+})
+
+test('fault: a fixed delay and an abort, each on `percentage`, the older `percent`, or none when neither is set', () => {
+  const v = vs('v', {
+    hosts: ['*'],
+    http: [
+      { route: [to('a')], fault: { delay: { fixedDelay: '2s', percentage: { value: 12.5 } }, abort: { httpStatus: 503, percent: 10 } } },
+      { route: [to('a')], fault: { abort: { grpcStatus: 'unavailable', percentage: { value: 100 } } } },
+      { route: [to('a')], fault: { delay: { fixedDelay: '5ms' } } },
+      { route: [to('a')], fault: { abort: { http2Error: 'REFUSED_STREAM' } } },
+      { route: [to('a')], fault: {} }
+    ]
+  })
+  assert.deepEqual(v.http.map(r => r.fault), [
+    { delay: { ms: 2000, percent: 12.5 }, abort: { httpStatus: 503, percent: 10 } },
+    { abort: { grpcStatus: 14, percent: 100 } },
+    { delay: { ms: 5, percent: 0 } },
+    undefined,
     undefined
   ])
 })
