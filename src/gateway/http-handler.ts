@@ -18,9 +18,9 @@ import type { Logger } from '../observability/logger.ts'
 import { splice } from '../net/splice.ts'
 import type { CopiedStreams } from '../net/buffer-reclaimer.ts'
 import type { Backends } from './backends.ts'
-import type { Fault, HeaderOps, HttpRoute } from './istio.ts'
+import type { Cors, Fault, HeaderOps, HttpRoute } from './istio.ts'
 import type { HttpRouteMatch, RouteTable } from './route-table.ts'
-import { SCHEME_PORTS } from './route-table.ts'
+import { SCHEME_PORTS, stringMatches } from './route-table.ts'
 import { serializeHead } from './http1-head.ts'
 import type { GatewayMetrics } from './metrics.ts'
 
@@ -34,6 +34,9 @@ export function shadowAuthority (authority: string): string {
   const m = /^(.*?)(:\d+)?$/.exec(authority)
   return `${m?.[1] ?? authority}-shadow${m?.[2] ?? ''}`
 }
+
+/** What the route's CORS policy sets on a response (the backend's own are dropped then). */
+const CORS_RESPONSE_HEADERS = ['access-control-allow-origin', 'access-control-allow-credentials', 'access-control-expose-headers']
 
 /** Whether this request is among a `percent` (0–100) share. */
 function sampled (percent: number): boolean {
@@ -199,6 +202,7 @@ export class HttpHandler {
     const match = table.matchHttp(port, this.#facts(req, scheme))
     if (match === undefined) { this.#reply(res, 'none', 404, 'no route', started); return }
     const route = match.route
+    if (route.cors !== undefined && this.#cors(req, res, route.cors, route.id)) return
     if (route.redirect !== undefined) {
       res.writeHead(route.redirect.code, { location: redirectLocation(req, scheme, route, match, port), 'content-length': 0 })
       res.end()
@@ -209,6 +213,32 @@ export class HttpHandler {
       this.#deps.logger.debug('gateway request failed', { route: route.id, err })
       this.#reply(res, route.id, 502, 'upstream failed', started)
     })
+  }
+
+  /**
+   * Istio's CORS, as Envoy's filter does it: a preflight from an allowed
+   * origin is answered here; any other request from one gets the allow
+   * headers on its response. Requests from other origins pass untouched
+   * (their preflights go to the backend). True when the request was answered.
+   */
+  #cors (req: IncomingMessage, res: ServerResponse, cors: Cors, routeId: string): boolean {
+    const origin = req.headers.origin
+    if (origin === undefined || !cors.origins.some(m => (m.kind === 'exact' && m.value === '*') || stringMatches(m, origin))) return false
+    if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
+      const h: Record<string, string> = { 'access-control-allow-origin': origin, 'content-length': '0' }
+      if (cors.methods.length > 0) h['access-control-allow-methods'] = cors.methods.join(',')
+      if (cors.headers.length > 0) h['access-control-allow-headers'] = cors.headers.join(',')
+      if (cors.maxAgeSeconds !== undefined) h['access-control-max-age'] = String(cors.maxAgeSeconds)
+      if (cors.credentials) h['access-control-allow-credentials'] = 'true'
+      res.writeHead(200, h)
+      res.end()
+      this.#deps.metrics.answered(routeId, 200)
+      return true
+    }
+    res.setHeader('access-control-allow-origin', origin)
+    if (cors.credentials) res.setHeader('access-control-allow-credentials', 'true')
+    if (cors.expose.length > 0) res.setHeader('access-control-expose-headers', cors.expose.join(','))
+    return false
   }
 
   async #forward (req: IncomingMessage, res: ServerResponse, scheme: string, match: HttpRouteMatch, arrived: number): Promise<void> {
@@ -367,6 +397,8 @@ export class HttpHandler {
       return 'retry'
     }
     const headers = forwardable(up.headers)
+    // The route's CORS answer replaces the backend's, as Envoy's does.
+    if (res.hasHeader('access-control-allow-origin')) for (const k of CORS_RESPONSE_HEADERS) Reflect.deleteProperty(headers, k)
     applyOps(headers, t.route.responseHeaders)
     // A gRPC "trailers-only" answer (an error, mostly) carries its status in the headers: sent on as trailers after the (empty) body, where clients read it.
     const lateTrailers: Record<string, string | string[]> = {}

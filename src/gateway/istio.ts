@@ -85,6 +85,17 @@ export interface Fault {
   abort?: { httpStatus: number, percent: number } | { grpcStatus: number, percent: number }
 }
 
+/** Istio `corsPolicy`: which origins may call, and what preflights are answered with. */
+export interface Cors {
+  /** `*` (exact) admits every origin. */
+  origins: StringMatch[]
+  methods: string[]
+  headers: string[]
+  expose: string[]
+  maxAgeSeconds?: number
+  credentials: boolean
+}
+
 /** gRPC status names, each at its code, as Istio's `abort.grpcStatus` takes them. */
 const GRPC_CODES = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED',
   'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED']
@@ -116,6 +127,8 @@ export interface HttpRoute {
   mirrors?: Mirror[]
   /** Istio's fault injection: a delay before forwarding, then an abort, each on a share of the requests. */
   fault?: Fault
+  /** Istio's `corsPolicy`. */
+  cors?: Cors
   /** Gateway API routes are ordered by match precedence across routes, lowest first; Istio's keep their order, ahead of them. */
   precedence?: number
 }
@@ -305,6 +318,26 @@ function faultOf (f: Fields, v: unknown, path: string): Fault | undefined {
   return out.delay === undefined && out.abort === undefined ? undefined : out
 }
 
+/** Istio's `corsPolicy`: `allowOrigins` (string matches; the older `allowOrigin` list is exact names), methods, headers, exposed headers, `maxAge`, `allowCredentials`. */
+function corsOf (f: Fields, v: unknown, path: string): Cors | undefined {
+  if (v === undefined || v === null) return undefined
+  const o = f.object(v, path)
+  const names = (key: string): string[] => f.list(o[key], `${path}.${key}`).map((x, i) => {
+    const name = f.string(x, `${path}.${key}[${i}]`) ?? ''
+    // Values of response headers: a line break would let a route author add headers.
+    if (!/^[\x21-\x7e]+$/.test(name)) f.fail(`${path}.${key}[${i}]`, 'must be a token without spaces or control characters')
+    return name
+  })
+  const origins = [
+    ...f.list(o.allowOrigins, `${path}.allowOrigins`).map((m, i) => f.stringMatch(m, `${path}.allowOrigins[${i}]`) ?? f.fail(`${path}.allowOrigins[${i}]`, 'needs exact, prefix or regex')),
+    ...names('allowOrigin').map((value): StringMatch => ({ kind: 'exact', value }))
+  ]
+  const out: Cors = { origins, methods: names('allowMethods'), headers: names('allowHeaders'), expose: names('exposeHeaders'), credentials: o.allowCredentials === true }
+  const maxAge = f.durationMs(o.maxAge, `${path}.maxAge`)
+  if (maxAge !== undefined) out.maxAgeSeconds = Math.floor(maxAge / 1000)
+  return out
+}
+
 /** `mirror` with `mirrorPercentage` (or the older `mirrorPercent`), or the list `mirrors`; not both. */
 function mirrorsOf (f: Fields, h: Json, path: string, namespace: string): Mirror[] {
   const list = f.list(h.mirrors, `${path}.mirrors`)
@@ -380,6 +413,8 @@ function parseHttpRoute (f: Fields, raw: unknown, path: string, vs: { namespace:
   if (mirrors.length > 0) route.mirrors = mirrors
   const fault = faultOf(f, h.fault, `${path}.fault`)
   if (fault !== undefined) route.fault = fault
+  const cors = corsOf(f, h.corsPolicy, `${path}.corsPolicy`)
+  if (cors !== undefined) route.cors = cors
   if (h.rewrite !== undefined && h.rewrite !== null) {
     const r = f.object(h.rewrite, `${path}.rewrite`)
     route.rewrite = {}

@@ -100,7 +100,7 @@ function byAge (a: VirtualService, b: VirtualService): number {
   return a.created - b.created || byCodeUnits(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`)
 }
 
-function stringMatches (m: StringMatch, value: string, ignoreCase = false): boolean {
+export function stringMatches (m: StringMatch, value: string, ignoreCase = false): boolean {
   if (m.kind === 'regex') return m.re.test(value)
   const v = ignoreCase ? value.toLowerCase() : value
   const want = ignoreCase ? m.value.toLowerCase() : m.value

@@ -146,6 +146,11 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
           { match: [{ uri: { prefix: '/fault-abort' } }], route: [dest('svc-a')], fault: { abort: { httpStatus: 418, percentage: { value: 100 } } } },
           { match: [{ uri: { prefix: '/fault-half' } }], route: [dest('svc-a')], fault: { abort: { httpStatus: 503, percentage: { value: 50 } } } },
           { match: [{ uri: { prefix: '/fault-unset' } }], route: [dest('svc-a')], fault: { abort: { httpStatus: 500 } } },
+          {
+            match: [{ uri: { prefix: '/cors' } }],
+            route: [dest('svc-a')],
+            corsPolicy: { allowOrigins: [{ exact: 'https://app.example' }, { regex: 'https://[a-z]+\\.trusted\\.example' }], allowMethods: ['GET', 'POST'], allowHeaders: ['x-token'], exposeHeaders: ['x-backend'], maxAge: '1h', allowCredentials: true }
+          },
           { match: [{ uri: { prefix: '/mirror-stalled' } }], route: [dest('svc-a')], mirror: { host: 'stall', port: { number: 80 } } },
           { match: [{ uri: { prefix: '/mirror-nowhere' } }], route: [dest('svc-a')], mirrors: [{ destination: { host: 'dead', port: { number: 80 } } }, { destination: { host: 'slow', port: { number: 80 } } }] },
           { match: [{ uri: { prefix: '/' } }], route: [{ destination: { host: 'hostname-lb-svc', port: { number: 12345 } } }] }
@@ -289,6 +294,28 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
     }
     agent.destroy()
     assert.ok(failed >= 170 && failed <= 230, `${failed} of 400 aborted (want 200 ± 30)`)
+  })
+
+  test('Istio corsPolicy: preflights from allowed origins answered by the gateway, their requests get the allow headers, other origins pass untouched', async () => {
+    const preflight = await curl(['-i', '-X', 'OPTIONS', '-H', 'origin: https://app.example', '-H', 'access-control-request-method: POST', '-H', 'access-control-request-headers: x-token', `http://127.0.0.1:${ports.gw}/cors/items`])
+    assert.match(preflight.stdout, /^HTTP\/1\.1 200/)
+    for (const line of ['access-control-allow-origin: https://app.example', 'access-control-allow-methods: GET,POST', 'access-control-allow-headers: x-token', 'access-control-max-age: 3600', 'access-control-allow-credentials: true']) {
+      assert.ok(preflight.stdout.includes(line), `${line} in\n${preflight.stdout}`)
+    }
+    assert.doesNotMatch(preflight.stdout, /x-backend/i, 'answered by the gateway, not the backend')
+
+    const allowed = await get(ports.gw, '/cors/items', { origin: 'https://shop.trusted.example' })
+    assert.equal(JSON.parse(allowed.body).name, 'a')
+    assert.equal(allowed.headers['access-control-allow-origin'], 'https://shop.trusted.example')
+    assert.equal(allowed.headers['access-control-allow-credentials'], 'true')
+    assert.equal(allowed.headers['access-control-expose-headers'], 'x-backend')
+
+    const other = await get(ports.gw, '/cors/items', { origin: 'https://evil.example' })
+    assert.equal(other.status, 200)
+    assert.equal(other.headers['access-control-allow-origin'], undefined)
+    const otherPreflight = await curl(['-i', '-X', 'OPTIONS', '-H', 'origin: https://evil.example', '-H', 'access-control-request-method: POST', `http://127.0.0.1:${ports.gw}/cors/items`])
+    assert.match(otherPreflight.stdout, /x-backend: a/i, 'a preflight from another origin goes to the backend')
+    assert.doesNotMatch(otherPreflight.stdout, /access-control-allow-origin/i)
   })
 
   test('Expect: 100-continue is answered by the gateway and the request forwarded without it', async () => {

@@ -186,7 +186,10 @@ test('invalid resources are rejected with the field that is wrong', () => {
     [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], fault: { delay: { percentage: { value: 10 } } } }] }), 'spec.http[0].fault.delay.fixedDelay'],
     [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], fault: { abort: { httpStatus: 700 } } }] }), 'spec.http[0].fault.abort.httpStatus'],
     [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], fault: { abort: { grpcStatus: 'NOPE' } } }] }), 'spec.http[0].fault.abort.grpcStatus'],
-    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], fault: { abort: { httpStatus: 503, percent: 150 } } }] }), 'spec.http[0].fault.abort.percent']
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], fault: { abort: { httpStatus: 503, percent: 150 } } }] }), 'spec.http[0].fault.abort.percent'],
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], corsPolicy: { allowOrigins: [{ regex: '(' }] } }] }), 'spec.http[0].corsPolicy.allowOrigins[0].regex'],
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], corsPolicy: { allowHeaders: ['x-a\r\nset-cookie: 1'] } }] }), 'spec.http[0].corsPolicy.allowHeaders[0]'],
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], corsPolicy: { maxAge: 'long' } }] }), 'spec.http[0].corsPolicy.maxAge']
   ]
   for (const [make, field] of cases) {
     assert.throws(make, (err: unknown) => err instanceof GatewayResourceError && err.field === field && err.code === 'EM_ERR_GATEWAY_RESOURCE' && err.message.includes(field), field)
@@ -254,6 +257,11 @@ test('fault: a fixed delay and an abort, each on `percentage`, the older `percen
     undefined,
     undefined
   ])
+})
+
+test('corsPolicy: allowOrigins as string matches, the older allowOrigin as exact names, methods, headers, maxAge in seconds, credentials', () => {
+  const [r] = vs('v', { hosts: ['*'], http: [{ route: [to('a')], corsPolicy: { allowOrigins: [{ prefix: 'https://' }], allowOrigin: ['*'], allowMethods: ['GET'], exposeHeaders: ['x-id'], maxAge: '90s', allowCredentials: true } }] }).http
+  assert.deepEqual(r?.cors, { origins: [{ kind: 'prefix', value: 'https://' }, { kind: 'exact', value: '*' }], methods: ['GET'], headers: [], expose: ['x-id'], maxAgeSeconds: 90, credentials: true })
 })
 
 test('odd objects are rejected with GatewayResourceError, never another exception', () => {
