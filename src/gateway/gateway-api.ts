@@ -9,7 +9,7 @@
  */
 import type { KubeObject } from '../kube/types.ts'
 import { byCodeUnits } from '../order.ts'
-import type { Destination, GatewayServer, HeaderOps, HttpMatch, HttpRoute, IstioGateway, L4Route, StringMatch, VirtualService } from './istio.ts'
+import type { Cors, Destination, GatewayServer, HeaderOps, HttpMatch, HttpRoute, IstioGateway, L4Route, StringMatch, VirtualService } from './istio.ts'
 import { GatewayResourceError } from './errors.ts'
 import { hostMatches, SCHEME_PORTS } from './route-table.ts'
 import { Fields, headerOps } from './fields.ts'
@@ -427,7 +427,12 @@ function parseHttpRule (f: Fields, raw: unknown, path: string, kind: 'HTTPRoute'
         if (dest.invalid === undefined) (action.mirrors ??= []).push({ dest, percent })
         break
       }
-      default: f.fail(`${fp}.type`, `"${String(filter.type)}" is not supported (RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite and RequestMirror are)`)
+      case 'CORS': {
+        if (kind !== 'HTTPRoute') f.fail(`${fp}.type`, 'CORS is for HTTPRoutes')
+        action.cors = corsFilter(f, f.object(filter.cors, `${fp}.cors`), `${fp}.cors`)
+        break
+      }
+      default: f.fail(`${fp}.type`, `"${String(filter.type)}" is not supported (RequestHeaderModifier, ResponseHeaderModifier, RequestRedirect, URLRewrite, RequestMirror and CORS are)`)
     }
   })
   if (action.redirect !== undefined && action.route.length > 0) f.fail(`${path}.filters`, 'RequestRedirect cannot be combined with backendRefs')
@@ -439,6 +444,26 @@ function parseHttpRule (f: Fields, raw: unknown, path: string, kind: 'HTTPRoute'
   if (request !== undefined) action.timeoutMs = request
   if (backendRequest !== undefined) action.retries = { attempts: 0, perTryTimeoutMs: backendRequest, retryOn: [] }
   return { matches, action, name: f.string(r.name, `${path}.name`) ?? String(index), refProblems }
+}
+
+/**
+ * The CORS filter: origins `<scheme>://<host>[:<port>]` whose host may hold
+ * `*` (any labels to its left), `*` alone for all; `*` in methods or headers
+ * echoes what the preflight asks for; `maxAge` in seconds, 5 when absent
+ * (the CRD's default).
+ */
+function corsFilter (f: Fields, o: Json, path: string): Cors {
+  const list = (key: string): string[] => f.list(o[key], `${path}.${key}`).map((x, i) => {
+    const v = f.string(x, `${path}.${key}[${i}]`) ?? ''
+    if (!/^[\x21-\x7e]+$/.test(v)) f.fail(`${path}.${key}[${i}]`, 'must be a token without spaces or control characters')
+    return v
+  })
+  const origins = list('allowOrigins').map((origin, i): StringMatch => origin === '*' || !origin.includes('*')
+    ? { kind: 'exact', value: origin }
+    : f.regex(escapeRegex(origin).replace(/\\\*/g, '.*'), `${path}.allowOrigins[${i}]`))
+  const maxAge = o.maxAge ?? 5
+  if (typeof maxAge !== 'number' || !Number.isInteger(maxAge) || maxAge < 0) f.fail(`${path}.maxAge`, 'must be a non-negative integer (seconds)')
+  return { origins, methods: list('allowMethods'), headers: list('allowHeaders'), expose: list('exposeHeaders'), maxAgeSeconds: maxAge, credentials: o.allowCredentials === true, allPreflights: true }
 }
 
 function escapeRegex (s: string): string {

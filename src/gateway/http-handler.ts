@@ -223,11 +223,22 @@ export class HttpHandler {
    */
   #cors (req: IncomingMessage, res: ServerResponse, cors: Cors, routeId: string): boolean {
     const origin = req.headers.origin
-    if (origin === undefined || !cors.origins.some(m => (m.kind === 'exact' && m.value === '*') || stringMatches(m, origin))) return false
-    if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
+    if (origin === undefined) return false
+    const requested = req.headers['access-control-request-method']
+    const preflight = req.method === 'OPTIONS' && requested !== undefined
+    if (!cors.origins.some(m => (m.kind === 'exact' && m.value === '*') || stringMatches(m, origin))) {
+      if (!preflight || !cors.allPreflights) return false
+      res.writeHead(200, { 'content-length': '0' })
+      res.end()
+      this.#deps.metrics.answered(routeId, 200)
+      return true
+    }
+    if (preflight) {
       const h: Record<string, string> = { 'access-control-allow-origin': origin, 'content-length': '0' }
-      if (cors.methods.length > 0) h['access-control-allow-methods'] = cors.methods.join(',')
-      if (cors.headers.length > 0) h['access-control-allow-headers'] = cors.headers.join(',')
+      // `*` (Gateway API) answers with what the preflight asks for: a wildcard is not honoured with credentials.
+      if (cors.methods.length > 0) h['access-control-allow-methods'] = cors.methods.includes('*') ? requested : cors.methods.join(',')
+      const askedHeaders = req.headers['access-control-request-headers']
+      if (cors.headers.includes('*')) { if (askedHeaders !== undefined) h['access-control-allow-headers'] = askedHeaders } else if (cors.headers.length > 0) h['access-control-allow-headers'] = cors.headers.join(',')
       if (cors.maxAgeSeconds !== undefined) h['access-control-max-age'] = String(cors.maxAgeSeconds)
       if (cors.credentials) h['access-control-allow-credentials'] = 'true'
       res.writeHead(200, h)

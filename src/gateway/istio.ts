@@ -94,6 +94,11 @@ export interface Cors {
   expose: string[]
   maxAgeSeconds?: number
   credentials: boolean
+  /**
+   * Preflights from origins not admitted are answered too, without CORS
+   * headers (Gateway API); Istio's go to the backend.
+   */
+  allPreflights: boolean
 }
 
 /** gRPC status names, each at its code, as Istio's `abort.grpcStatus` takes them. */
@@ -332,7 +337,7 @@ function corsOf (f: Fields, v: unknown, path: string): Cors | undefined {
     ...f.list(o.allowOrigins, `${path}.allowOrigins`).map((m, i) => f.stringMatch(m, `${path}.allowOrigins[${i}]`) ?? f.fail(`${path}.allowOrigins[${i}]`, 'needs exact, prefix or regex')),
     ...names('allowOrigin').map((value): StringMatch => ({ kind: 'exact', value }))
   ]
-  const out: Cors = { origins, methods: names('allowMethods'), headers: names('allowHeaders'), expose: names('exposeHeaders'), credentials: o.allowCredentials === true }
+  const out: Cors = { origins, methods: names('allowMethods'), headers: names('allowHeaders'), expose: names('exposeHeaders'), credentials: o.allowCredentials === true, allPreflights: false }
   const maxAge = f.durationMs(o.maxAge, `${path}.maxAge`)
   if (maxAge !== undefined) out.maxAgeSeconds = Math.floor(maxAge / 1000)
   return out

@@ -242,6 +242,22 @@ describe('edgemesh gateway against a real API server, with the chart\'s RBAC', {
     const r = await cp.request('GET', '/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/ext')
     assert.match(JSON.stringify(r.body), /spec\.rules\[0\]\.filters\[0\]\.type \\"ExtensionRef\\" is not supported/)
 
+    // The CORS filter through the API server (its CRD validates the fields) and a real client.
+    await apply([route('cors', 'default', { filters: [{ type: 'CORS', cors: { allowOrigins: ['https://*.app.example'], allowMethods: ['*'], allowHeaders: ['*'], exposeHeaders: ['x-seen-env'], allowCredentials: true, maxAge: 600 } }], backendRefs: [backendRef] })])
+    const preflight = async (origin: string): Promise<{ status: number, headers: http.IncomingHttpHeaders, body: string }> => await new Promise((resolve, reject) => {
+      http.request({ host: '127.0.0.1', port: 23380, method: 'OPTIONS', path: '/x', headers: { host: 'cors.org', origin, 'access-control-request-method': 'PUT', 'access-control-request-headers': 'x-token' }, agent: false }, res => {
+        let body = ''
+        res.setEncoding('utf8').on('data', (d: string) => { body += d }).on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }))
+      }).on('error', reject).end()
+    })
+    await eventually('CORS route served', async () => (await preflight('https://web.app.example')).headers['access-control-allow-origin'] === 'https://web.app.example', 10_000, 100)
+    const allowed = await preflight('https://web.app.example')
+    assert.deepEqual([allowed.status, allowed.headers['access-control-allow-methods'], allowed.headers['access-control-allow-headers'], allowed.headers['access-control-max-age'], allowed.headers['access-control-allow-credentials'], allowed.body],
+      [200, 'PUT', 'x-token', '600', 'true', ''], 'answered by the gateway: `*` echoes what was asked, as credentials require')
+    const refused = await preflight('https://evil.example')
+    assert.deepEqual([refused.status, refused.headers['access-control-allow-origin'], refused.body], [200, undefined, ''], 'another origin: answered without CORS headers, not forwarded')
+    await eventually('CORS route accepted', async () => JSON.stringify(await routeConditions('default', 'cors')) === JSON.stringify({ Accepted: 'True Accepted', ResolvedRefs: 'True ResolvedRefs' }), 10_000, 100)
+
     await eventually('mirror route served', async () => (await routeConditions('default', 'mirror')).ResolvedRefs === 'True ResolvedRefs' && (await get('/m?id=0', 'mirror.org', 23380)).status === 200, 10_000, 100)
     const answer = await get('/m?id=1', 'mirror.org', 23380)
     assert.equal(answer.body, 'hostname-backend /m?id=1')

@@ -143,6 +143,23 @@ test('RequestMirror: percent or fraction; a mirror that cannot be served mirrors
   assert.match(model.routeStatus.get('HTTPRoute default/over')?.parents[0]?.conditions[0]?.message ?? '', /filters\[0\]\.requestMirror\.percent must be an integer from 0 to 100/)
 })
 
+test('CORS filter: origins with a leftmost wildcard, * for all, maxAge 5 s by default; preflights from other origins answered too', () => {
+  const model = translate([
+    gw('gw', [http()]),
+    route('HTTPRoute', 'c', {
+      parentRefs: [parent()],
+      rules: [{ filters: [{ type: 'CORS', cors: { allowOrigins: ['https://app.example', 'https://*.trusted.example'], allowMethods: ['*'], allowHeaders: ['X-Token'], allowCredentials: true } }], backendRefs: [backend('a')] }]
+    }),
+    route('HTTPRoute', 'bad', { parentRefs: [parent()], hostnames: ['bad.example'], rules: [{ filters: [{ type: 'CORS', cors: { maxAge: -1 } }], backendRefs: [backend('a')] }] })
+  ])
+  const cors = buildRouteTable(model.gateways, model.virtualServices).matchHttp(80, req('/'))?.route.cors
+  assert.ok(cors !== undefined)
+  assert.deepEqual({ ...cors, origins: cors.origins.map(o => o.kind) }, { origins: ['exact', 'regex'], methods: ['*'], headers: ['X-Token'], expose: [], maxAgeSeconds: 5, credentials: true, allPreflights: true })
+  const wildcard = cors.origins[1]
+  assert.ok(wildcard?.kind === 'regex' && wildcard.re.test('https://a.b.trusted.example') && !wildcard.re.test('https://trusted.example.org') && !wildcard.re.test('http://a.trusted.example'))
+  assert.match(model.routeStatus.get('HTTPRoute default/bad')?.parents[0]?.conditions[0]?.message ?? '', /filters\[0\]\.cors\.maxAge must be a non-negative integer/)
+})
+
 test('weights: refused backends keep their share and answer 500; a rule without backends answers 500', () => {
   const model = translate([
     gw('gw', [http()]),

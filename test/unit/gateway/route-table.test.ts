@@ -261,7 +261,7 @@ test('fault: a fixed delay and an abort, each on `percentage`, the older `percen
 
 test('corsPolicy: allowOrigins as string matches, the older allowOrigin as exact names, methods, headers, maxAge in seconds, credentials', () => {
   const [r] = vs('v', { hosts: ['*'], http: [{ route: [to('a')], corsPolicy: { allowOrigins: [{ prefix: 'https://' }], allowOrigin: ['*'], allowMethods: ['GET'], exposeHeaders: ['x-id'], maxAge: '90s', allowCredentials: true } }] }).http
-  assert.deepEqual(r?.cors, { origins: [{ kind: 'prefix', value: 'https://' }, { kind: 'exact', value: '*' }], methods: ['GET'], headers: [], expose: ['x-id'], maxAgeSeconds: 90, credentials: true })
+  assert.deepEqual(r?.cors, { origins: [{ kind: 'prefix', value: 'https://' }, { kind: 'exact', value: '*' }], methods: ['GET'], headers: [], expose: ['x-id'], maxAgeSeconds: 90, credentials: true, allPreflights: false })
 })
 
 test('odd objects are rejected with GatewayResourceError, never another exception', () => {
