@@ -203,6 +203,15 @@ export class HttpHandler {
     if (match === undefined) { this.#reply(res, 'none', 404, 'no route', started); return }
     const route = match.route
     if (route.cors !== undefined && this.#cors(req, res, route.cors, route.id)) return
+    if (route.direct !== undefined) {
+      const headers: Record<string, string | string[]> = { 'content-length': String(route.direct.body.length) }
+      if (route.direct.body.length > 0) headers['content-type'] = 'text/plain'
+      applyOps(headers, route.responseHeaders)
+      res.writeHead(route.direct.status, headers)
+      res.end(route.direct.body)
+      this.#deps.metrics.answered(route.id, route.direct.status, (performance.now() - started) / 1000)
+      return
+    }
     if (route.redirect !== undefined) {
       res.writeHead(route.redirect.code, { location: redirectLocation(req, scheme, route, match, port), 'content-length': 0 })
       res.end()
@@ -446,7 +455,8 @@ export class HttpHandler {
     if (match === undefined) { refuse(404, 'no route'); return }
     const route = match.route
     const resolved = this.#deps.backends.choose(route.route)
-    if (route.redirect !== undefined || !resolved.ok) { refuse(route.redirect !== undefined ? 400 : resolved.ok ? 503 : resolved.status ?? 503, resolved.ok ? 'redirect routes do not upgrade' : resolved.why); return }
+    const answersItself = route.redirect !== undefined || route.direct !== undefined
+    if (answersItself || !resolved.ok) { refuse(answersItself ? 400 : resolved.ok ? 503 : resolved.status ?? 503, resolved.ok ? 'redirect and direct-response routes do not upgrade' : resolved.why); return }
     const headers = upstreamHeaders(req.headers, req.socket.remoteAddress ?? '', scheme, route)
     headers.connection = 'Upgrade'
     headers.upgrade = req.headers.upgrade ?? ''

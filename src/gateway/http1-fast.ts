@@ -9,11 +9,11 @@
  * Each request is still routed on its own. The path takes a request only
  * when its head is in the strict subset `http1-head.ts` accepts and its
  * route forwards over HTTP/1.1 with no retries, no timeout, no mirrors, no
- * faults and no CORS policy. Anything else (redirects, 404s, retries,
- * timeouts, mirrors, faults, CORS, gRPC and HTTP/2 backends, upgrades,
- * chunked request bodies, HTTP/1.0) hands the connection, at that request's
- * first byte, to Node's http.Server and the full handler, which serve it
- * from then on.
+ * faults and no CORS policy. Anything else (redirects, direct responses,
+ * 404s, retries, timeouts, mirrors, faults, CORS, gRPC and HTTP/2 backends,
+ * upgrades, chunked request bodies, HTTP/1.0) hands the connection, at that
+ * request's first byte, to Node's http.Server and the full handler, which
+ * serve it from then on.
  */
 import type { Duplex } from 'node:stream'
 import { STATUS_CODES } from 'node:http'
@@ -260,7 +260,7 @@ class ClientConnection implements ConnectionUser {
     const facts = { authority: head.headers.host ?? '', method: head.method, path: head.target, scheme: this.#scheme, header }
     const match = table.listener(this.#port)?.httpsRedirect === true ? undefined : table.matchHttp(this.#port, facts)
     const route = match?.route
-    if (match === undefined || route === undefined || route.redirect !== undefined || (route.retries?.attempts ?? 0) > 0 ||
+    if (match === undefined || route === undefined || route.redirect !== undefined || route.direct !== undefined || (route.retries?.attempts ?? 0) > 0 ||
       route.retries?.perTryTimeoutMs !== undefined || route.timeoutMs !== undefined || route.mirrors !== undefined || route.fault !== undefined || route.cors !== undefined) {
       this.#giveAway()
       return

@@ -134,6 +134,8 @@ export interface HttpRoute {
   fault?: Fault
   /** Istio's `corsPolicy`. */
   cors?: Cors
+  /** Istio's `directResponse`: answered by the gateway with this status and body. */
+  direct?: { status: number, body: Buffer }
   /** Gateway API routes are ordered by match precedence across routes, lowest first; Istio's keep their order, ahead of them. */
   precedence?: number
 }
@@ -413,7 +415,20 @@ function parseHttpRoute (f: Fields, raw: unknown, path: string, vs: { namespace:
     if (scheme !== undefined) route.redirect.scheme = scheme
     if (port !== undefined) route.redirect.port = port
   }
-  if (route.redirect === undefined && route.route.length === 0) f.fail(`${path}.route`, 'is required unless the route redirects')
+  if (h.directResponse !== undefined && h.directResponse !== null) {
+    if (route.redirect !== undefined || route.route.length > 0) f.fail(`${path}.directResponse`, 'cannot be set together with route or redirect')
+    const d = f.object(h.directResponse, `${path}.directResponse`)
+    if (typeof d.status !== 'number' || !Number.isInteger(d.status) || d.status < 200 || d.status > 599) f.fail(`${path}.directResponse.status`, 'must be an HTTP status from 200 to 599')
+    const b = f.object(d.body, `${path}.directResponse.body`)
+    const text = f.string(b.string, `${path}.directResponse.body.string`)
+    const bytes = f.string(b.bytes, `${path}.directResponse.body.bytes`)
+    if (text !== undefined && bytes !== undefined) f.fail(`${path}.directResponse.body`, 'holds string and bytes; set one')
+    const body = text !== undefined ? Buffer.from(text) : Buffer.from(bytes ?? '', 'base64')
+    // Envoy's limit for a direct response body.
+    if (body.length > 4096) f.fail(`${path}.directResponse.body`, 'is longer than 4096 bytes')
+    route.direct = { status: d.status, body }
+  }
+  if (route.redirect === undefined && route.direct === undefined && route.route.length === 0) f.fail(`${path}.route`, 'is required unless the route redirects or answers directly')
   const mirrors = mirrorsOf(f, h, path, vs.namespace)
   if (mirrors.length > 0) route.mirrors = mirrors
   const fault = faultOf(f, h.fault, `${path}.fault`)

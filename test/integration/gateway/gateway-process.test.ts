@@ -151,6 +151,7 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
             route: [dest('svc-a')],
             corsPolicy: { allowOrigins: [{ exact: 'https://app.example' }, { regex: 'https://[a-z]+\\.trusted\\.example' }], allowMethods: ['GET', 'POST'], allowHeaders: ['x-token'], exposeHeaders: ['x-backend'], maxAge: '1h', allowCredentials: true }
           },
+          { match: [{ uri: { prefix: '/maintenance' } }], directResponse: { status: 503, body: { string: 'down for maintenance' } }, headers: { response: { set: { 'retry-after': '120' } } } },
           { match: [{ uri: { prefix: '/mirror-stalled' } }], route: [dest('svc-a')], mirror: { host: 'stall', port: { number: 80 } } },
           { match: [{ uri: { prefix: '/mirror-nowhere' } }], route: [dest('svc-a')], mirrors: [{ destination: { host: 'dead', port: { number: 80 } } }, { destination: { host: 'slow', port: { number: 80 } } }] },
           { match: [{ uri: { prefix: '/' } }], route: [{ destination: { host: 'hostname-lb-svc', port: { number: 12345 } } }] }
@@ -316,6 +317,19 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
     const otherPreflight = await curl(['-i', '-X', 'OPTIONS', '-H', 'origin: https://evil.example', '-H', 'access-control-request-method: POST', `http://127.0.0.1:${ports.gw}/cors/items`])
     assert.match(otherPreflight.stdout, /x-backend: a/i, 'a preflight from another origin goes to the backend')
     assert.doesNotMatch(otherPreflight.stdout, /access-control-allow-origin/i)
+  })
+
+  test('Istio directResponse: answered by the gateway with its status, body and the route\'s response headers, on every request of a connection', async () => {
+    const r = await curl(['-i', `http://127.0.0.1:${ports.gw}/maintenance`, `http://127.0.0.1:${ports.gw}/maintenance/x`])
+    assert.equal(r.code, 0, r.stderr)
+    const answers = r.stdout.split('HTTP/1.1 ').slice(1)
+    assert.equal(answers.length, 2)
+    for (const a of answers) {
+      assert.match(a, /^503 /)
+      assert.match(a, /retry-after: 120/i)
+      assert.match(a, /content-type: text\/plain/i)
+      assert.match(a, /down for maintenance$/)
+    }
   })
 
   test('Expect: 100-continue is answered by the gateway and the request forwarded without it', async () => {

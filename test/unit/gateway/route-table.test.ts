@@ -189,7 +189,11 @@ test('invalid resources are rejected with the field that is wrong', () => {
     [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], fault: { abort: { httpStatus: 503, percent: 150 } } }] }), 'spec.http[0].fault.abort.percent'],
     [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], corsPolicy: { allowOrigins: [{ regex: '(' }] } }] }), 'spec.http[0].corsPolicy.allowOrigins[0].regex'],
     [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], corsPolicy: { allowHeaders: ['x-a\r\nset-cookie: 1'] } }] }), 'spec.http[0].corsPolicy.allowHeaders[0]'],
-    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], corsPolicy: { maxAge: 'long' } }] }), 'spec.http[0].corsPolicy.maxAge']
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], corsPolicy: { maxAge: 'long' } }] }), 'spec.http[0].corsPolicy.maxAge'],
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], directResponse: { status: 200 } }] }), 'spec.http[0].directResponse'],
+    [() => vs('v', { hosts: ['*'], http: [{ directResponse: { status: 99 } }] }), 'spec.http[0].directResponse.status'],
+    [() => vs('v', { hosts: ['*'], http: [{ directResponse: { status: 200, body: { string: 'a', bytes: 'Yg==' } } }] }), 'spec.http[0].directResponse.body'],
+    [() => vs('v', { hosts: ['*'], http: [{ directResponse: { status: 200, body: { string: 'x'.repeat(5000) } } }] }), 'spec.http[0].directResponse.body']
   ]
   for (const [make, field] of cases) {
     assert.throws(make, (err: unknown) => err instanceof GatewayResourceError && err.field === field && err.code === 'EM_ERR_GATEWAY_RESOURCE' && err.message.includes(field), field)
@@ -262,6 +266,11 @@ test('fault: a fixed delay and an abort, each on `percentage`, the older `percen
 test('corsPolicy: allowOrigins as string matches, the older allowOrigin as exact names, methods, headers, maxAge in seconds, credentials', () => {
   const [r] = vs('v', { hosts: ['*'], http: [{ route: [to('a')], corsPolicy: { allowOrigins: [{ prefix: 'https://' }], allowOrigin: ['*'], allowMethods: ['GET'], exposeHeaders: ['x-id'], maxAge: '90s', allowCredentials: true } }] }).http
   assert.deepEqual(r?.cors, { origins: [{ kind: 'prefix', value: 'https://' }, { kind: 'exact', value: '*' }], methods: ['GET'], headers: [], expose: ['x-id'], maxAgeSeconds: 90, credentials: true, allPreflights: false })
+})
+
+test('directResponse: a status and a body given as a string or base64 bytes; no route needed', () => {
+  const v = vs('v', { hosts: ['*'], http: [{ directResponse: { status: 503, body: { string: 'down' } } }, { directResponse: { status: 200, body: { bytes: 'b2s=' } } }, { directResponse: { status: 204 } }] })
+  assert.deepEqual(v.http.map(r => [r.direct?.status, r.direct?.body.toString()]), [[503, 'down'], [200, 'ok'], [204, '']])
 })
 
 test('odd objects are rejected with GatewayResourceError, never another exception', () => {
