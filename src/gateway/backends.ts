@@ -24,7 +24,8 @@ import type { Destination } from './istio.ts'
 const MAX_ATTEMPTS = 3
 
 /** `status`: what the client is answered when not 503 (500 for references Gateway API calls invalid). */
-export type Resolved = { ok: true, svc: ServicePortKey, endpoints: readonly Endpoint[], h2: boolean } | { ok: false, why: string, status?: number }
+/** `dest`: the destination picked, for its own header edits. */
+export type Resolved = { ok: true, svc: ServicePortKey, endpoints: readonly Endpoint[], h2: boolean, dest: Destination } | { ok: false, why: string, status?: number }
 
 /** appProtocol values (and Istio's port-name prefixes) that mean the backend speaks HTTP/2 without TLS. */
 const H2C_PROTOCOLS = new Set(['kubernetes.io/h2c', 'h2c', 'grpc', 'http2'])
@@ -198,7 +199,7 @@ export class Backends {
         return pod !== undefined && Object.entries(labels).every(([k, v]) => pod[k] === v)
       })
     }
-    return { ok: true, svc: { service: dest.service, port: port.port, portName: port.name }, endpoints, h2: speaksH2c(port) }
+    return { ok: true, svc: { service: dest.service, port: port.port, portName: port.name }, endpoints, h2: speaksH2c(port), dest }
   }
 
   /** A destination picked by weight, resolved to its Service port. */

@@ -304,8 +304,15 @@ function backends (f: Fields, raw: unknown, path: string, route: { kind: RouteKi
     const b = f.object(r, p)
     const weight = b.weight ?? 1
     if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0 || weight > 1_000_000) f.fail(`${p}.weight`, 'must be an integer from 0 to 1000000')
-    if (f.list(b.filters, `${p}.filters`).length > 0) f.fail(`${p}.filters`, 'are not supported; put filters on the rule')
-    return backendRef(f, b, p, route, input, grants, problems, weight)
+    const dest = backendRef(f, b, p, route, input, grants, problems, weight)
+    f.list(b.filters, `${p}.filters`).forEach((raw, j) => {
+      const fp = `${p}.filters[${j}]`
+      const filter = f.object(raw, fp)
+      if (filter.type === 'RequestHeaderModifier') dest.requestHeaders = headerModifier(f, filter.requestHeaderModifier, `${fp}.requestHeaderModifier`)
+      else if (filter.type === 'ResponseHeaderModifier') dest.responseHeaders = headerModifier(f, filter.responseHeaderModifier, `${fp}.responseHeaderModifier`)
+      else f.fail(`${fp}.type`, `"${String(filter.type)}" is not supported on a backendRef (RequestHeaderModifier and ResponseHeaderModifier are; put others on the rule)`)
+    })
+    return dest
   })
 }
 

@@ -143,8 +143,8 @@ function redirectLocation (req: IncomingMessage, scheme: 'http' | 'https', route
   return `${toScheme}://${host}${path}`
 }
 
-/** Request headers for the backend: hop-by-hop dropped, X-Forwarded-* added, the route's edits applied. */
-export function upstreamHeaders (headers: HeaderFields, client: string, scheme: string, route: HttpRoute): Record<string, string | string[]> {
+/** Request headers for the backend: hop-by-hop dropped, X-Forwarded-* added, the destination's edits and then the route's applied (Envoy's order). */
+export function upstreamHeaders (headers: HeaderFields, client: string, scheme: string, route: HttpRoute, destOps?: HeaderOps): Record<string, string | string[]> {
   const out = forwardable(headers)
   // HTTP/2 requests carry :authority, not Host; a request with neither gets the backend's address from the client.
   const authority = (headers.host ?? headers[':authority'] ?? '') as string
@@ -157,6 +157,7 @@ export function upstreamHeaders (headers: HeaderFields, client: string, scheme: 
   // Node's server has answered `100 Continue` to the client already; undici refuses to send Expect on.
   Reflect.deleteProperty(out, 'expect')
   if (route.rewrite?.authority !== undefined) out.host = route.rewrite.authority
+  if (destOps !== undefined) applyOps(out, destOps)
   applyOps(out, route.requestHeaders)
   return out
 }
@@ -297,7 +298,9 @@ export class HttpHandler {
         if (remaining !== undefined && remaining <= 0) { this.#reply(res, route.id, 504, 'upstream request timeout', started); return }
         const perTry = route.retries?.perTryTimeoutMs
         const limit = perTry !== undefined && remaining !== undefined ? Math.min(perTry, remaining) : perTry ?? remaining
-        const outcome = await this.#try(req, res, { ep, port, service: resolved.svc.service, path, headers, limit, route, body, hasBody, canRetry: attempt < retries, started, h2: resolved.h2 || grpc })
+        const dest = resolved.dest
+        const sent = dest.requestHeaders === undefined ? headers : upstreamHeaders(req.headers, req.socket.remoteAddress ?? '', scheme, route, dest.requestHeaders)
+        const outcome = await this.#try(req, res, { ep, port, service: resolved.svc.service, path, headers: sent, responseOps: dest.responseHeaders, limit, route, body, hasBody, canRetry: attempt < retries, started, h2: resolved.h2 || grpc })
         if (outcome === 'done') return
         if (outcome === 'connect') { metrics.connectErrors.inc({ route: route.id }); lastWhy = 'upstream connect error'; continue }
         if (outcome === 'timeout' && deadline !== undefined && performance.now() >= deadline) { this.#reply(res, route.id, 504, 'upstream request timeout', started); return }
@@ -384,7 +387,7 @@ export class HttpHandler {
    * retriable status or reset on a request without a body; `timeout`: the
    * try's time ran out before the response head.
    */
-  async #try (req: IncomingMessage, res: ServerResponse, t: { ep: Endpoint, port: number, service: string, path: string, headers: Record<string, string | string[]>, limit: number | undefined, route: HttpRoute, body: Readable | null, hasBody: boolean, canRetry: boolean, started: number, h2: boolean }): Promise<'done' | 'connect' | 'retry' | 'timeout'> {
+  async #try (req: IncomingMessage, res: ServerResponse, t: { ep: Endpoint, port: number, service: string, path: string, headers: Record<string, string | string[]>, responseOps: HeaderOps | undefined, limit: number | undefined, route: HttpRoute, body: Readable | null, hasBody: boolean, canRetry: boolean, started: number, h2: boolean }): Promise<'done' | 'connect' | 'retry' | 'timeout'> {
     const { metrics, backends } = this.#deps
     // An AbortController costs more than the rest of the request's bookkeeping: made only for a timeout.
     const abort = t.limit === undefined ? undefined : new AbortController()
@@ -419,6 +422,7 @@ export class HttpHandler {
     const headers = forwardable(up.headers)
     // The route's CORS answer replaces the backend's, as Envoy's does.
     if (res.hasHeader('access-control-allow-origin')) for (const k of CORS_RESPONSE_HEADERS) Reflect.deleteProperty(headers, k)
+    if (t.responseOps !== undefined) applyOps(headers, t.responseOps)
     applyOps(headers, t.route.responseHeaders)
     // A gRPC "trailers-only" answer (an error, mostly) carries its status in the headers: sent on as trailers after the (empty) body, where clients read it.
     const lateTrailers: Record<string, string | string[]> = {}
@@ -457,7 +461,7 @@ export class HttpHandler {
     const resolved = this.#deps.backends.choose(route.route)
     const answersItself = route.redirect !== undefined || route.direct !== undefined
     if (answersItself || !resolved.ok) { refuse(answersItself ? 400 : resolved.ok ? 503 : resolved.status ?? 503, resolved.ok ? 'redirect and direct-response routes do not upgrade' : resolved.why); return }
-    const headers = upstreamHeaders(req.headers, req.socket.remoteAddress ?? '', scheme, route)
+    const headers = upstreamHeaders(req.headers, req.socket.remoteAddress ?? '', scheme, route, resolved.dest.requestHeaders)
     headers.connection = 'Upgrade'
     headers.upgrade = req.headers.upgrade ?? ''
     const requestHead = Buffer.from(serializeHead(`${req.method ?? 'GET'} ${rewritePath(req.url ?? '/', match)} HTTP/1.1`, headers))

@@ -275,7 +275,7 @@ class ClientConnection implements ConnectionUser {
     }
     this.#deps.metrics.fastPath('forwarded')
     const client = (this.#socket as Duplex & { remoteAddress?: string }).remoteAddress ?? ''
-    const headers = upstreamHeaders(head.headers, client, this.#scheme, route)
+    const headers = upstreamHeaders(head.headers, client, this.#scheme, route, resolved.dest.requestHeaders)
     const ctx: PickContext = { clientIP: client, header, cookie: cookieReader(head.headers) }
     this.#exchange = {
       head,
@@ -412,6 +412,8 @@ class ClientConnection implements ConnectionUser {
     const route = ex.match.route
     this.#deps.metrics.answered(route.id, r.status, (now - ex.started) / 1000)
     const out = forwardable(r.headers)
+    const destOps = ex.resolved.dest.responseHeaders
+    if (destOps !== undefined) applyOps(out, destOps)
     applyOps(out, route.responseHeaders)
     if (r.framing.kind === 'chunked') {
       Reflect.deleteProperty(out, 'content-length')

@@ -69,6 +69,9 @@ export interface Destination {
   weight: number
   /** A reference that cannot be served (Gateway API: missing or not permitted); requests for it get 500. */
   invalid?: string
+  /** Header edits for requests sent to this destination and its responses, before the route's own. */
+  requestHeaders?: HeaderOps
+  responseHeaders?: HeaderOps
 }
 
 /** A copy of a route's requests sent to another Service, its answers dropped (Istio `mirrors`, Gateway API `RequestMirror`). */
@@ -277,7 +280,13 @@ function destinations (f: Fields, v: unknown, path: string, namespace: string): 
     const r = f.object(raw, `${path}[${i}]`)
     const weight = r.weight === undefined ? (list.length === 1 ? 100 : 0) : r.weight
     if (typeof weight !== 'number' || !Number.isInteger(weight) || weight < 0) f.fail(`${path}[${i}].weight`, 'must be a non-negative integer')
-    return destination(f, r.destination, `${path}[${i}].destination`, namespace, weight)
+    const d = destination(f, r.destination, `${path}[${i}].destination`, namespace, weight)
+    if (r.headers !== undefined && r.headers !== null) {
+      const h = f.object(r.headers, `${path}[${i}].headers`)
+      d.requestHeaders = headerOps(f, h.request, `${path}[${i}].headers.request`)
+      d.responseHeaders = headerOps(f, h.response, `${path}[${i}].headers.response`)
+    }
+    return d
   })
   if (out.length > 1 && out.every(d => d.weight === 0)) for (const d of out) d.weight = 1
   return out

@@ -151,6 +151,12 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
             route: [dest('svc-a')],
             corsPolicy: { allowOrigins: [{ exact: 'https://app.example' }, { regex: 'https://[a-z]+\\.trusted\\.example' }], allowMethods: ['GET', 'POST'], allowHeaders: ['x-token'], exposeHeaders: ['x-backend'], maxAge: '1h', allowCredentials: true }
           },
+          ...['/dest-headers-fast', '/dest-headers-full'].map(prefix => ({
+            match: [{ uri: { prefix } }],
+            ...(prefix.endsWith('full') ? { timeout: '5s' } : {}),
+            headers: { request: { set: { 'x-both': 'route' } } },
+            route: [dest('svc-b', { headers: { request: { set: { 'x-both': 'destination', 'x-dest': 'b' } }, response: { add: { 'x-dest-seen': 'yes' }, remove: ['x-remove-me'] } } })]
+          })),
           { match: [{ uri: { prefix: '/maintenance' } }], directResponse: { status: 503, body: { string: 'down for maintenance' } }, headers: { response: { set: { 'retry-after': '120' } } } },
           { match: [{ uri: { prefix: '/mirror-stalled' } }], route: [dest('svc-a')], mirror: { host: 'stall', port: { number: 80 } } },
           { match: [{ uri: { prefix: '/mirror-nowhere' } }], route: [dest('svc-a')], mirrors: [{ destination: { host: 'dead', port: { number: 80 } } }, { destination: { host: 'slow', port: { number: 80 } } }] },
@@ -317,6 +323,16 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
     const otherPreflight = await curl(['-i', '-X', 'OPTIONS', '-H', 'origin: https://evil.example', '-H', 'access-control-request-method: POST', `http://127.0.0.1:${ports.gw}/cors/items`])
     assert.match(otherPreflight.stdout, /x-backend: a/i, 'a preflight from another origin goes to the backend')
     assert.doesNotMatch(otherPreflight.stdout, /access-control-allow-origin/i)
+  })
+
+  test('header edits of a destination apply to its requests and responses, before the route\'s (fast path and full handler)', async () => {
+    for (const path of ['/dest-headers-fast', '/dest-headers-full']) {
+      const r = await get(ports.gw, path)
+      const body = JSON.parse(r.body) as { name: string, headers: Record<string, string> }
+      assert.deepEqual([body.name, body.headers['x-dest'], body.headers['x-both']], ['b', 'b', 'route'], `${path}: the route's edit wins a clash, as in Envoy`)
+      assert.equal(r.headers['x-dest-seen'], 'yes', path)
+      assert.equal(r.headers['x-remove-me'], undefined, path)
+    }
   })
 
   test('Istio directResponse: answered by the gateway with its status, body and the route\'s response headers, on every request of a connection', async () => {

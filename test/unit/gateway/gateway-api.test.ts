@@ -160,6 +160,17 @@ test('CORS filter: origins with a leftmost wildcard, * for all, maxAge 5 s by de
   assert.match(model.routeStatus.get('HTTPRoute default/bad')?.parents[0]?.conditions[0]?.message ?? '', /filters\[0\]\.cors\.maxAge must be a non-negative integer/)
 })
 
+test('header modifiers on a backendRef apply to that backend only; other filters there are refused, naming the field', () => {
+  const model = translate([
+    gw('gw', [http()]),
+    route('HTTPRoute', 'h', { parentRefs: [parent()], rules: [{ backendRefs: [backend('a', { filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'X-Backend', value: 'a' }] } }, { type: 'ResponseHeaderModifier', responseHeaderModifier: { remove: ['Server'] } }] }), backend('b')] }] }),
+    route('HTTPRoute', 'bad', { parentRefs: [parent()], hostnames: ['bad.example'], rules: [{ backendRefs: [backend('a', { filters: [{ type: 'RequestRedirect', requestRedirect: { scheme: 'https' } }] })] }] })
+  ])
+  const dests = buildRouteTable(model.gateways, model.virtualServices).matchHttp(80, req('/'))?.route.route
+  assert.deepEqual(dests?.map(d => [d.service, d.requestHeaders?.set, d.responseHeaders?.remove]), [['default/a', [['x-backend', 'a']], ['server']], ['default/b', undefined, undefined]])
+  assert.match(model.routeStatus.get('HTTPRoute default/bad')?.parents[0]?.conditions[0]?.message ?? '', /backendRefs\[0\]\.filters\[0\]\.type "RequestRedirect" is not supported on a backendRef/)
+})
+
 test('weights: refused backends keep their share and answer 500; a rule without backends answers 500', () => {
   const model = translate([
     gw('gw', [http()]),
