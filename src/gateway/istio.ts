@@ -88,7 +88,7 @@ export interface Fault {
   abort?: { httpStatus: number, percent: number } | { grpcStatus: number, percent: number }
 }
 
-/** Istio `corsPolicy`: which origins may call, and what preflights are answered with. */
+/** CORS (Istio `corsPolicy`, Gateway API's CORS filter): which origins may call, and what preflights are answered with. */
 export interface Cors {
   /** `*` (exact) admits every origin. */
   origins: StringMatch[]
@@ -135,7 +135,7 @@ export interface HttpRoute {
   mirrors?: Mirror[]
   /** Istio's fault injection: a delay before forwarding, then an abort, each on a share of the requests. */
   fault?: Fault
-  /** Istio's `corsPolicy`. */
+  /** Istio's `corsPolicy`, or the Gateway API's CORS filter. */
   cors?: Cors
   /** Istio's `directResponse`: answered by the gateway with this status and body. */
   direct?: { status: number, body: Buffer }
