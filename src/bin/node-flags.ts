@@ -3,14 +3,14 @@
  *
  * - A 1 MB young generation and a size-optimised heap cut RSS by a third at
  *   10k services (bench/servicemap).
- * - No Sparkplug and no Maglev, and TurboFan and Sparkplug only once the
- *   agent works (turbofan.ts turns them on for good). Sparkplug's baseline
- *   code for what the start ran (config parsing, module loading, libp2p's
- *   setup) stayed resident in an idle agent: about 2 MB (bench/footprint). An idle agent's periodic work (timers, keepalives, relay
- *   redials) was optimised within about 20 s, and the compilers' code pages
- *   in the `node` binary and their output then stayed resident: about 8 MB
- *   of an idle agent's RSS (bench/footprint). Functions that ran meanwhile
- *   tier up to TurboFan as usual afterwards (Sparkplug, then TurboFan, as V8
+ * - No Maglev, and TurboFan and Sparkplug only once the agent works
+ *   (turbofan.ts turns them on for good). An idle agent's periodic work
+ *   (timers, keepalives, relay redials) was optimised within about 20 s, and
+ *   the compilers' code pages in the `node` binary and their output then
+ *   stayed resident: about 8 MB of an idle agent's RSS (bench/footprint).
+ *   Sparkplug's baseline code for what the start ran (config parsing, module
+ *   loading, libp2p's setup) stayed too: about 2 MB. Functions that ran
+ *   meanwhile tier up as usual afterwards (Sparkplug, then TurboFan, as V8
  *   tiered before Maglev).
  *   - Maglev stays off: V8 compiles on the main thread for a Maglev turned on
  *     after the start, and with it turned on that way, opening a connection
