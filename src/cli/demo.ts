@@ -114,6 +114,12 @@ export function renderServiceTable (entries: Iterable<ServiceEntry>): string {
   return rows.map(r => r.map((c, i) => i === r.length - 1 ? c : c.padEnd(widths[i] ?? 0)).join('  ')).join('\n') + '\n'
 }
 
+/** Thrown into the demo's steps when the user asks it to stop. */
+class DemoStopped extends Error {}
+
+/** How long each agent may take to stop before the demo exits anyway. */
+const STOP_WAIT_MS = 4000
+
 export async function runDemo (argv: string[], io: CommandIO): Promise<number> {
   let values
   try {
@@ -127,6 +133,14 @@ export async function runDemo (argv: string[], io: CommandIO): Promise<number> {
   const dir = await mkdtemp(join(tmpdir(), 'edgemesh-demo-'))
   const log = await createLogger({ level: 'warn', destination: io.stderr })
   const apps: App[] = []
+  // Ctrl-C stops the demo at any step, a slow agent start included.
+  const stopped = new Promise<never>((_resolve, reject) => {
+    const s = io.shutdown.requested
+    if (s.aborted) reject(new DemoStopped())
+    else s.addEventListener('abort', () => reject(new DemoStopped()), { once: true })
+  })
+  stopped.catch(() => {})
+  const step = async <T>(p: Promise<T>): Promise<T> => await Promise.race([p, stopped])
   const backend = process.getBuiltinModule('node:http').createServer((_req, res) => { res.writeHead(200, { 'content-type': 'text/plain' }); res.end('demo-edge-2') })
   try {
     let userServices: string
@@ -167,10 +181,11 @@ export async function runDemo (argv: string[], io: CommandIO): Promise<number> {
       for (const [name, app] of [['demo-relay', relay], ['demo-edge-2', edge2], ['demo-edge-1', edge1]] as const) {
         const t0 = performance.now()
         out.write(`starting ${name.padEnd(12)} `)
-        await app.start()
+        await step(app.start())
         out.write(`ready in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`)
       }
     } catch (err) {
+      if (err instanceof DemoStopped) return EXIT_OK
       io.stderr.write(`edgemesh demo: ${(err as Error).message}\n`)
       return EXIT_FAILURE
     }
@@ -183,18 +198,21 @@ export async function runDemo (argv: string[], io: CommandIO): Promise<number> {
     ])}\nservice map (${mapSize} services: ${mapSize - 1} from ${file}, and ${DEMO_NS}/hostname-svc added by the demo):\n${renderServiceTable(edge1.serviceMap.snapshot().values())}\n`)
 
     const fqdn = `hostname-svc.${DEMO_NS}.svc.cluster.local`
-    out.write(`DNS   ${fqdn} → ${(await resolveA(dnsPort, fqdn)).join(', ') || '(no answer)'}   (asked demo-edge-1)\n`)
+    out.write(`DNS   ${fqdn} → ${(await step(resolveA(dnsPort, fqdn))).join(', ') || '(no answer)'}   (asked demo-edge-1)\n`)
     // Without interception (no root) the client connects to the proxy listener that the DNAT rule would pick.
-    const listeners = (await edge1.status()).proxy?.listeners ?? {}
+    const listeners = (await step(edge1.status())).proxy?.listeners ?? {}
     const listener = listeners[`${CLUSTER_IP}/tcp/${SERVICE_PORT}`]
     if (listener === undefined) throw new Error('demo-edge-1 has no proxy listener for hostname-svc')
     for (let i = 1; i <= 3; i++) {
       const t0 = performance.now()
       let reply: string
-      try { reply = await httpGet(listener) } catch (err) { reply = `failed: ${(err as Error).message}` }
+      try { reply = await step(httpGet(listener)) } catch (err) {
+        if (err instanceof DemoStopped) throw err
+        reply = `failed: ${(err as Error).message}`
+      }
       out.write(`HTTP  #${i} ${CLUSTER_IP}:${SERVICE_PORT} from demo-edge-1 → "${reply}"   ${(performance.now() - t0).toFixed(1)} ms\n`)
     }
-    const peers = (await edge1.status()).tunnel?.peers ?? []
+    const peers = (await step(edge1.status())).tunnel?.peers ?? []
     out.write(`\npeers of demo-edge-1 (PATH: libp2p; DATA: the TLS data path the requests took):\n${table([['NODE', 'PEER-ID', 'PATH', 'DATA', 'ADDRESS'],
       ...peers.map(p => [p.nodeName ?? '?', p.peerId, p.path, dataPathLabel(p), p.addresses[0] ?? ''])])}`)
 
@@ -205,8 +223,13 @@ export async function runDemo (argv: string[], io: CommandIO): Promise<number> {
       }
     }
     return EXIT_OK
+  } catch (err) {
+    if (err instanceof DemoStopped) return EXIT_OK
+    throw err
   } finally {
-    for (const app of apps.reverse()) await app.stop({ signal: AbortSignal.timeout(3000) }).catch(() => {})
+    for (const app of apps.reverse()) {
+      await Promise.race([app.stop({ signal: AbortSignal.timeout(3000) }).catch(() => {}), new Promise(resolve => setTimeout(resolve, STOP_WAIT_MS).unref())])
+    }
     backend.close()
     await rm(dir, { recursive: true, force: true })
     if (apps.length > 0) io.stdout.write('stopped\n')

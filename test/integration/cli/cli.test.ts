@@ -122,6 +122,22 @@ test('demo runs a relay and two edge agents: service map, a DNS answer, requests
   assert.match(out, /stopped\n$/)
 })
 
+test('demo: Ctrl-C while the agents are still starting stops it within seconds', async () => {
+  const { spawn } = await import('node:child_process')
+  const p = spawn(process.execPath, [entry, 'demo'], { env: { PATH: process.env.PATH } })
+  let out = ''
+  p.stdout.on('data', (c: Buffer) => { out += c.toString() })
+  const deadline = Date.now() + 15_000
+  while (!out.includes('starting demo-relay') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 5))
+  const t0 = performance.now()
+  p.kill('SIGINT')
+  const code = await new Promise(resolve => p.on('exit', resolve))
+  assert.equal(code, 0, out)
+  assert.ok(performance.now() - t0 < 15_000, `stopped after ${(performance.now() - t0).toFixed(0)} ms`)
+  assert.match(out, /stopped\n$/)
+  assert.doesNotMatch(out, /Ctrl-C to stop/, 'stopped before the demo ran its requests')
+})
+
 test('a broken kubeconfig exits 2 naming the file, without a stack trace', async () => {
   await withFile('apiVersion: v1\nkind: Config\ncurrent-context: nowhere\n', async kubeconfig => {
     const r = await edgemesh(['agent', '--config-file', new URL('../../fixtures/config/upstream-agent-configmap.yaml', import.meta.url).pathname],
