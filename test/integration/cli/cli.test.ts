@@ -100,6 +100,20 @@ test('psk generate and derive match upstream vectors', async () => {
   })
 })
 
+/** Runs `edgemesh demo`, sends SIGINT once its output shows `marker` (or after 15 s), and waits for it to exit. */
+async function interruptDemo (marker: string): Promise<{ code: unknown, out: string, stopMs: number }> {
+  const { spawn } = await import('node:child_process')
+  const p = spawn(process.execPath, [entry, 'demo'], { env: { PATH: process.env.PATH } })
+  let out = ''
+  p.stdout.on('data', (c: Buffer) => { out += c.toString() })
+  const deadline = Date.now() + 15_000
+  while (!out.includes(marker) && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 5))
+  const t0 = performance.now()
+  p.kill('SIGINT')
+  const code = await new Promise(resolve => p.on('exit', resolve))
+  return { code, out, stopMs: performance.now() - t0 }
+}
+
 test('demo runs a relay and two edge agents: service map, a DNS answer, requests across the relay, the peer table; stops on Ctrl-C', async () => {
   const once = await edgemesh(['demo', '--once'])
   assert.equal(once.code, 0, once.stderr)
@@ -110,30 +124,15 @@ test('demo runs a relay and two edge agents: service map, a DNS answer, requests
   assert.match(once.stdout, /demo-edge-2\s+12D3KooW\w+\s+relay\s+direct\s+\/ip4\/127\.0\.0\.1\/tcp\/\d+\/p2p\/12D3KooW\w+\/p2p-circuit/)
   assert.match(once.stdout, /stopped\n$/)
 
-  const { spawn } = await import('node:child_process')
-  const p = spawn(process.execPath, [entry, 'demo'], { env: { PATH: process.env.PATH } })
-  let out = ''
-  p.stdout.on('data', (c: Buffer) => { out += c.toString() })
-  const deadline = Date.now() + 15_000
-  while (!out.includes('Ctrl-C to stop') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
-  p.kill('SIGINT')
-  const code = await new Promise(resolve => p.on('exit', resolve))
+  const { code, out } = await interruptDemo('Ctrl-C to stop')
   assert.equal(code, 0)
   assert.match(out, /stopped\n$/)
 })
 
 test('demo: Ctrl-C while the agents are still starting stops it within seconds', async () => {
-  const { spawn } = await import('node:child_process')
-  const p = spawn(process.execPath, [entry, 'demo'], { env: { PATH: process.env.PATH } })
-  let out = ''
-  p.stdout.on('data', (c: Buffer) => { out += c.toString() })
-  const deadline = Date.now() + 15_000
-  while (!out.includes('starting demo-relay') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 5))
-  const t0 = performance.now()
-  p.kill('SIGINT')
-  const code = await new Promise(resolve => p.on('exit', resolve))
+  const { code, out, stopMs } = await interruptDemo('starting demo-relay')
   assert.equal(code, 0, out)
-  assert.ok(performance.now() - t0 < 15_000, `stopped after ${(performance.now() - t0).toFixed(0)} ms`)
+  assert.ok(stopMs < 15_000, `stopped after ${stopMs.toFixed(0)} ms`)
   assert.match(out, /stopped\n$/)
   assert.doesNotMatch(out, /Ctrl-C to stop/, 'stopped before the demo ran its requests')
 })
