@@ -9,10 +9,11 @@
  */
 import type { KubeObject } from '../kube/types.ts'
 import { byCodeUnits } from '../order.ts'
-import type { Cors, Destination, GatewayServer, HeaderOps, HttpMatch, HttpRoute, IstioGateway, L4Route, StringMatch, VirtualService } from './istio.ts'
+import type { Destination, GatewayServer, HttpMatch, HttpRoute, IstioGateway, L4Route, StringMatch, VirtualService } from './istio.ts'
 import { GatewayResourceError } from './errors.ts'
 import { hostMatches, SCHEME_PORTS } from './route-table.ts'
-import { Fields, headerOps } from './fields.ts'
+import { Fields } from './fields.ts'
+import { corsFilter, escapeRegex, headerModifier, mirrorPercent, pathModifier } from './gateway-api-filters.ts'
 import type { Json } from './fields.ts'
 
 /** The `controllerName` a GatewayClass names for its Gateways to be served here. */
@@ -316,40 +317,6 @@ function backends (f: Fields, raw: unknown, path: string, route: { kind: RouteKi
   })
 }
 
-/** RequestMirror's share: `percent` (0–100) or `fraction` (numerator over denominator, 100 by default); all when neither. */
-function mirrorPercent (f: Fields, o: Json, path: string): number {
-  if (o.percent !== undefined && o.percent !== null) {
-    if (o.fraction !== undefined && o.fraction !== null) f.fail(path, 'holds percent and fraction; set one')
-    if (typeof o.percent !== 'number' || !Number.isInteger(o.percent) || o.percent < 0 || o.percent > 100) f.fail(`${path}.percent`, 'must be an integer from 0 to 100')
-    return o.percent
-  }
-  if (o.fraction === undefined || o.fraction === null) return 100
-  const fr = f.object(o.fraction, `${path}.fraction`)
-  const num = fr.numerator
-  const den = fr.denominator ?? 100
-  if (typeof num !== 'number' || !Number.isInteger(num) || num < 0) f.fail(`${path}.fraction.numerator`, 'must be a non-negative integer')
-  if (typeof den !== 'number' || !Number.isInteger(den) || den < 1 || num > den) f.fail(`${path}.fraction.denominator`, 'must be a positive integer not below the numerator')
-  return num * 100 / den
-}
-
-function headerModifier (f: Fields, raw: unknown, path: string): HeaderOps {
-  const o = f.object(raw, path)
-  const pairs = (key: 'set' | 'add'): Record<string, string> => Object.fromEntries(f.list(o[key], `${path}.${key}`).map((h, i) => {
-    const e = f.object(h, `${path}.${key}[${i}]`)
-    return [f.string(e.name, `${path}.${key}[${i}].name`) ?? '', f.string(e.value, `${path}.${key}[${i}].value`) ?? '']
-  }))
-  return headerOps(f, { set: pairs('set'), add: pairs('add'), remove: o.remove }, path)
-}
-
-/** `path` of URLRewrite or RequestRedirect: the new path and whether it replaces all of it. */
-function pathModifier (f: Fields, raw: unknown, path: string): { uri: string, fullPath: boolean } | undefined {
-  if (raw === undefined || raw === null) return undefined
-  const o = f.object(raw, path)
-  if (o.type === 'ReplaceFullPath') return { uri: f.string(o.replaceFullPath, `${path}.replaceFullPath`) ?? '/', fullPath: true }
-  if (o.type === 'ReplacePrefixMatch') return { uri: f.string(o.replacePrefixMatch, `${path}.replacePrefixMatch`) ?? '/', fullPath: false }
-  return f.fail(`${path}.type`, `"${String(o.type)}" is not ReplaceFullPath or ReplacePrefixMatch`)
-}
-
 function parseHttpRule (f: Fields, raw: unknown, path: string, kind: 'HTTPRoute' | 'GRPCRoute', route: { namespace: string }, input: GatewayApiObjects, grants: Grants, index: number): ParsedRule {
   const r = f.object(raw, path)
   const refProblems: ParsedRule['refProblems'] = []
@@ -451,30 +418,6 @@ function parseHttpRule (f: Fields, raw: unknown, path: string, kind: 'HTTPRoute'
   if (request !== undefined) action.timeoutMs = request
   if (backendRequest !== undefined) action.retries = { attempts: 0, perTryTimeoutMs: backendRequest, retryOn: [] }
   return { matches, action, name: f.string(r.name, `${path}.name`) ?? String(index), refProblems }
-}
-
-/**
- * The CORS filter: origins `<scheme>://<host>[:<port>]` whose host may hold
- * `*` (any labels to its left), `*` alone for all; `*` in methods or headers
- * echoes what the preflight asks for; `maxAge` in seconds, 5 when absent
- * (the CRD's default).
- */
-function corsFilter (f: Fields, o: Json, path: string): Cors {
-  const list = (key: string): string[] => f.list(o[key], `${path}.${key}`).map((x, i) => {
-    const v = f.string(x, `${path}.${key}[${i}]`) ?? ''
-    if (!/^[\x21-\x7e]+$/.test(v)) f.fail(`${path}.${key}[${i}]`, 'must be a token without spaces or control characters')
-    return v
-  })
-  const origins = list('allowOrigins').map((origin, i): StringMatch => origin === '*' || !origin.includes('*')
-    ? { kind: 'exact', value: origin }
-    : f.regex(escapeRegex(origin).replace(/\\\*/g, '.*'), `${path}.allowOrigins[${i}]`))
-  const maxAge = o.maxAge ?? 5
-  if (typeof maxAge !== 'number' || !Number.isInteger(maxAge) || maxAge < 0) f.fail(`${path}.maxAge`, 'must be a non-negative integer (seconds)')
-  return { origins, methods: list('allowMethods'), headers: list('allowHeaders'), expose: list('exposeHeaders'), maxAgeSeconds: maxAge, credentials: o.allowCredentials === true, allPreflights: true }
-}
-
-function escapeRegex (s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }
 
 /**
