@@ -38,6 +38,15 @@ export class Fields {
     return v
   }
 
+  /** A list of tokens (header names, methods, origins) that go into response headers: no spaces or control characters. */
+  tokens (v: unknown, path: string): string[] {
+    return this.list(v, path).map((x, i) => {
+      const t = this.string(x, `${path}[${i}]`) ?? ''
+      if (!/^[\x21-\x7e]+$/.test(t)) this.fail(`${path}[${i}]`, 'must be a token without spaces or control characters')
+      return t
+    })
+  }
+
   port (v: unknown, path: string): number | undefined {
     if (v === undefined || v === null) return undefined
     if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > 65535) this.fail(path, 'must be a port number (1-65535)')

@@ -48,11 +48,7 @@ export function mirrorPercent (f: Fields, o: Json, path: string): number {
  * (the CRD's default).
  */
 export function corsFilter (f: Fields, o: Json, path: string): Cors {
-  const list = (key: string): string[] => f.list(o[key], `${path}.${key}`).map((x, i) => {
-    const v = f.string(x, `${path}.${key}[${i}]`) ?? ''
-    if (!/^[\x21-\x7e]+$/.test(v)) f.fail(`${path}.${key}[${i}]`, 'must be a token without spaces or control characters')
-    return v
-  })
+  const list = (key: string): string[] => f.tokens(o[key], `${path}.${key}`)
   const origins = list('allowOrigins').map((origin, i): StringMatch => origin === '*' || !origin.includes('*')
     ? { kind: 'exact', value: origin }
     : f.regex(escapeRegex(origin).replace(/\\\*/g, '.*'), `${path}.allowOrigins[${i}]`))
