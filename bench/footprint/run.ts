@@ -8,7 +8,13 @@
 // V8 after about 20 s, and a read at 5 s missed those 7-8 MB.
 //
 // `--node` runs the bare baseline and every agent on another Node binary (to
-// compare release lines). Agents run as the image runs them: the Node flags on
+// compare release lines). Either binary is copied first, so that the agents'
+// file-backed pages are theirs alone, as in the image: the kernel frees no
+// page that this bench's own process also maps (see
+// src/bin/startup-pages.ts), and the agent releases its start's pages once
+// it idles. One scenario keeps them (`releaseStartupPages: false`), to show
+// what the release is worth; the anonymous column is the memory no release
+// touches. Agents run as the image runs them: the Node flags on
 // the command line and the launcher's malloc settings (src/bin/node-flags.ts);
 // the bare baseline gets the same malloc settings.
 //
@@ -22,7 +28,7 @@
 // Unix socket, which crosses network namespaces), and that with the edge CNI
 // (its pod block claimed, edge_tun0 up in the namespace).
 import { spawn, execFileSync } from 'node:child_process'
-import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { chmodSync, copyFileSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { cpus, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -39,13 +45,16 @@ const root = new URL('../../', import.meta.url).pathname
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m] as number : ((s[m - 1] as number) + (s[m] as number)) / 2 }
 const isRoot = process.getuid?.() === 0
 
-function rssMB (pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  return Number(m?.[1] ?? NaN) / 1024
+interface Footprint { rss: number, anon: number }
+
+function footprintMB (pid: number): Footprint {
+  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8')
+  const mb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? NaN) / 1024
+  return { rss: mb('Rss'), anon: mb('Anonymous') }
 }
 
 /** Starts argv, waits IDLE_MS, reads RSS (of the last node process in the tree), stops it; `expect` must be in its log by then. */
-async function idleRss (argv: string[], env: NodeJS.ProcessEnv = {}, expect?: RegExp): Promise<number> {
+async function idleRss (argv: string[], env: NodeJS.ProcessEnv = {}, expect?: RegExp): Promise<Footprint> {
   const p = spawn(argv[0] as string, argv.slice(1), { env: { ...process.env, ...MALLOC_ENV, ...env }, stdio: ['ignore', 'ignore', 'pipe'] })
   let err = ''
   p.stderr.on('data', (c: Buffer) => { err += c.toString() })
@@ -53,7 +62,7 @@ async function idleRss (argv: string[], env: NodeJS.ProcessEnv = {}, expect?: Re
   if (p.exitCode !== null) throw new Error(`${argv.join(' ')} exited early:\n${err.slice(-2000)}`)
   if (expect !== undefined && !expect.test(err)) throw new Error(`${argv.join(' ')}: no ${String(expect)} in its log within ${IDLE_MS} ms:\n${err.slice(-2000)}`)
   // `ip netns exec` execs node in place, so the pid is node's own.
-  const mb = rssMB(p.pid as number)
+  const mb = footprintMB(p.pid as number)
   p.kill('SIGTERM')
   await new Promise(resolve => p.once('exit', resolve))
   return mb
@@ -72,14 +81,18 @@ const withDiscovery = writeConfig('discovery.yaml', `kubeAPIConfig: {standaloneF
 const env = { NODE_NAME: 'bench-node', NAMESPACE: 'kubeedge' }
 // As the image runs it: the Node flags on the command line. BENCH_AGENT_FLAGS
 // adds Node flags for every agent (e.g. to weigh a heap setting's memory).
-const node = values.node ?? process.execPath
+const node = join(dir, 'node')
+copyFileSync(values.node ?? process.execPath, node)
+chmodSync(node, 0o755)
 const agent = [node, ...AGENT_NODE_FLAGS, ...(process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== ''), bundle, 'agent', '--config-file']
 
 const SERVICES = 100
 
 const cp = haveControlPlaneTools() ? await startControlPlane() : undefined
 const kube = cp !== undefined ? writeConfig('kube.yaml', `commonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: false}}\n`) : undefined
-const kubeEverything = cp !== undefined ? writeConfig('kube-all.yaml', `commonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: true}, edgeProxy: {enable: true}, edgeTunnel: {enable: true, psk: {path: ${join(dir, 'psk')}}, relayNodes: [{nodeName: relay, advertiseAddress: [127.0.0.1]}]}}\n`) : undefined
+const kubeModules = `modules: {edgeDNS: {enable: true}, edgeProxy: {enable: true}, edgeTunnel: {enable: true, psk: {path: ${join(dir, 'psk')}}, relayNodes: [{nodeName: relay, advertiseAddress: [127.0.0.1]}]}}\n`
+const kubeEverything = cp !== undefined ? writeConfig('kube-all.yaml', `commonConfig: {stateDir: ${dir}}\n${kubeModules}`) : undefined
+const kubeEverythingKept = cp !== undefined ? writeConfig('kube-all-kept.yaml', `commonConfig: {stateDir: ${dir}, releaseStartupPages: false}\n${kubeModules}`) : undefined
 // The same with the edge CNI: a pod block claimed through the API and the routing plane (edge_tun0) up.
 const kubeCni = cp !== undefined ? writeConfig('kube-cni.yaml', `commonConfig: {stateDir: ${dir}}\nmodules: {edgeDNS: {enable: true}, edgeProxy: {enable: true}, edgeTunnel: {enable: true, psk: {path: ${join(dir, 'psk')}}, relayNodes: [{nodeName: relay, advertiseAddress: [127.0.0.1]}]}, edgeCNI: {enable: true, meshCIDRConfig: {cloudCIDR: [10.244.0.0/18], edgeCIDR: [10.244.64.0/18]}}}\n`) : undefined
 const ns = `emfp${process.pid}`
@@ -97,22 +110,23 @@ if (isRoot) {
 }
 const kubeEnv = cp !== undefined ? { ...env, KUBECONFIG: cp.kubeconfigPath, KUBERNETES_PORT: 'tcp://10.96.0.1:443' } : env
 
-const scenarios: Array<[string, () => Promise<number>]> = [
+const scenarios: Array<[string, () => Promise<Footprint>]> = [
   ['bare node (baseline)', () => idleRss([node, '-e', 'setInterval(() => {}, 1000)'])],
   ['agent, standalone file, DNS off', () => idleRss([...agent, standalone], env)],
-  ...(isRoot ? [['agent, standalone file, EdgeDNS on (netns)', () => idleRss(['ip', 'netns', 'exec', ns, ...agent, withDns], env)]] as Array<[string, () => Promise<number>]> : []),
-  ...(isRoot ? [['agent, every module: DNS + proxy (nftables) + tunnel (netns)', () => idleRss(['ip', 'netns', 'exec', ns, ...agent, everything], env)]] as Array<[string, () => Promise<number>]> : []),
-  ...(isRoot ? [['agent, every module + mDNS + DHT (netns)', () => idleRss(['ip', 'netns', 'exec', ns, ...agent, withDiscovery], env)]] as Array<[string, () => Promise<number>]> : []),
-  ...(cp !== undefined && kube !== undefined ? [['agent, kube-apiserver over TLS (DNS off)', () => idleRss([...agent, kube], kubeEnv)]] as Array<[string, () => Promise<number>]> : []),
-  ...(bridge !== undefined && kubeEverything !== undefined ? [[`agent, every module + API informers, ${SERVICES} services (netns)`, () => idleRss(['ip', 'netns', 'exec', ns, ...agent, kubeEverything], kubeEnv, new RegExp(`"count":${SERVICES},[^\\n]*"msg":"synced"`))]] as Array<[string, () => Promise<number>]> : []),
-  ...(bridge !== undefined && kubeCni !== undefined ? [[`agent, every module + API informers + edge CNI, ${SERVICES} services (netns)`, () => idleRss(['ip', 'netns', 'exec', ns, ...agent, kubeCni], kubeEnv, /"msg":"edge CNI routing plane up"/)]] as Array<[string, () => Promise<number>]> : [])
+  ...(isRoot ? [['agent, standalone file, EdgeDNS on (netns)', () => idleRss(['ip', 'netns', 'exec', ns, ...agent, withDns], env)]] as Array<[string, () => Promise<Footprint>]> : []),
+  ...(isRoot ? [['agent, every module: DNS + proxy (nftables) + tunnel (netns)', () => idleRss(['ip', 'netns', 'exec', ns, ...agent, everything], env)]] as Array<[string, () => Promise<Footprint>]> : []),
+  ...(isRoot ? [['agent, every module + mDNS + DHT (netns)', () => idleRss(['ip', 'netns', 'exec', ns, ...agent, withDiscovery], env)]] as Array<[string, () => Promise<Footprint>]> : []),
+  ...(cp !== undefined && kube !== undefined ? [['agent, kube-apiserver over TLS (DNS off)', () => idleRss([...agent, kube], kubeEnv)]] as Array<[string, () => Promise<Footprint>]> : []),
+  ...(bridge !== undefined && kubeEverything !== undefined ? [[`agent, every module + API informers, ${SERVICES} services (netns)`, () => idleRss(['ip', 'netns', 'exec', ns, ...agent, kubeEverything], kubeEnv, new RegExp(`"count":${SERVICES},[^\\n]*"msg":"synced"`))]] as Array<[string, () => Promise<Footprint>]> : []),
+  ...(bridge !== undefined && kubeEverythingKept !== undefined ? [[`agent, every module + API informers, ${SERVICES} services, startup pages kept (netns)`, () => idleRss(['ip', 'netns', 'exec', ns, ...agent, kubeEverythingKept], kubeEnv, new RegExp(`"count":${SERVICES},[^\\n]*"msg":"synced"`))]] as Array<[string, () => Promise<Footprint>]> : []),
+  ...(bridge !== undefined && kubeCni !== undefined ? [[`agent, every module + API informers + edge CNI, ${SERVICES} services (netns)`, () => idleRss(['ip', 'netns', 'exec', ns, ...agent, kubeCni], kubeEnv, /"msg":"edge CNI routing plane up"/)]] as Array<[string, () => Promise<Footprint>]> : [])
 ]
-const results = new Map<string, number[]>(scenarios.map(([name]) => [name, []]))
+const results = new Map<string, Footprint[]>(scenarios.map(([name]) => [name, []]))
 try {
   for (let run = 0; run < RUNS; run++) {
     // Rotate the starting scenario so drift hits all of them.
     for (let i = 0; i < scenarios.length; i++) {
-      const [name, measure] = scenarios[(i + run) % scenarios.length] as [string, () => Promise<number>]
+      const [name, measure] = scenarios[(i + run) % scenarios.length] as [string, () => Promise<Footprint>]
       results.get(name)?.push(await measure())
     }
     process.stderr.write(`[bench:footprint] run ${run + 1}/${RUNS} done\n`)
@@ -123,10 +137,11 @@ try {
   if (isRoot) execFileSync('ip', ['netns', 'del', ns])
   rmSync(dir, { recursive: true, force: true })
 }
-const bare = median(results.get('bare node (baseline)') ?? [])
+const bare = median((results.get('bare node (baseline)') ?? []).map(f => f.rss))
 console.log(`machine: ${cpus().length} vCPU ${cpus()[0]?.model ?? ''}, kernel ${release()}, node ${process.version}; idle ${IDLE_MS} ms; median of ${RUNS}`)
-console.log('| scenario | RSS MB (median) | min–max | over bare node |')
-console.log('|---|---|---|---|')
-for (const [name, xs] of results) {
-  console.log(`| ${name} | ${median(xs).toFixed(1)} | ${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)} | ${name.startsWith('bare') ? '–' : `+${(median(xs) - bare).toFixed(1)}`} |`)
+console.log('| scenario | RSS MB (median) | min–max | over bare node | of it anonymous |')
+console.log('|---|---|---|---|---|')
+for (const [name, fs] of results) {
+  const xs = fs.map(f => f.rss)
+  console.log(`| ${name} | ${median(xs).toFixed(1)} | ${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)} | ${name.startsWith('bare') ? '–' : `+${(median(xs) - bare).toFixed(1)}`} | ${median(fs.map(f => f.anon)).toFixed(1)} |`)
 }

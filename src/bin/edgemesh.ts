@@ -4,6 +4,7 @@
 import { setFlagsFromString } from 'node:v8'
 import { compilersToTurnOn, nodeFlagsFor } from './node-flags.ts'
 import { turnOnTurboFanWhenBusy } from './turbofan.ts'
+import { pageOutFileMappings, releaseStartupPagesWhenIdle } from './startup-pages.ts'
 
 // Edge nodes are small (the agent's budget is 69 MB idle, 120 MB at 10k
 // services): the Node flags, when the command line did not give them (see
@@ -27,16 +28,28 @@ const code = await main(process.argv.slice(2), {
   stderr: process.stderr,
   env: process.env,
   shutdown: { requested: requested.signal, force: force.signal },
-  // TurboFan and Sparkplug, off while it starts and idles, come on once it works (node-flags.ts).
-  onRunning: log => {
+  onRunning: (log, { releaseStartupPages }) => {
+    // TurboFan and Sparkplug, off while it starts and idles, come on once it works (node-flags.ts).
     const flags = compilersToTurnOn(process.argv[2])
-    if (flags.length === 0) return
-    turnOnTurboFanWhenBusy({
-      turnOn: share => {
-        setFlagsFromString(flags.join(' '))
-        log.info('optimising compiler on', { flags, cpu: Number(share.toFixed(3)) })
-      }
-    })
+    if (flags.length > 0) {
+      turnOnTurboFanWhenBusy({
+        turnOn: share => {
+          setFlagsFromString(flags.join(' '))
+          log.info('optimising compiler on', { flags, cpu: Number(share.toFixed(3)) })
+        }
+      })
+    }
+    if (releaseStartupPages) {
+      releaseStartupPagesWhenIdle({
+        release: () => {
+          const t0 = performance.now()
+          pageOutFileMappings().then(r => {
+            if (r.advised === 0) log.info('startup pages kept: the kernel refused MADV_PAGEOUT (before Linux 5.4)', { refused: r.refused })
+            else log.info('startup pages released', { ...r, fileMBBefore: Math.round(r.fileMBBefore), fileMBAfter: Math.round(r.fileMBAfter), ms: Math.round(performance.now() - t0) })
+          }, (err: unknown) => { log.warn('startup pages kept: madvise unavailable', { err }) })
+        }
+      })
+    }
   }
 })
 // Exit even if a library left a timer or keep-alive socket behind.

@@ -12,7 +12,7 @@ import type { Component } from '../lifecycle/component.ts'
 import { createAgent } from '../app/agent.ts'
 import { versionString } from './version.ts'
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './io.ts'
-import type { CommandIO } from './io.ts'
+import type { CommandIO, RunningSettings } from './io.ts'
 
 /** How long stop() may drain before handles are released by force. */
 const DRAIN_DEADLINE_MS = 3_500
@@ -123,10 +123,11 @@ export async function runDaemon (kind: ConfigKind, argv: string[], io: CommandIO
     }
     throw err
   }
-  return await runUntilSignalled(app, log, io)
+  const releaseStartupPages = kind === 'agent' && (config as AgentConfig).commonConfig.releaseStartupPages
+  return await runUntilSignalled(app, log, io, { releaseStartupPages })
 }
 
-async function runUntilSignalled (app: Component, log: Logger, io: CommandIO): Promise<number> {
+async function runUntilSignalled (app: Component, log: Logger, io: CommandIO, settings: RunningSettings): Promise<number> {
   const t0 = performance.now()
   try {
     await app.start()
@@ -135,7 +136,7 @@ async function runUntilSignalled (app: Component, log: Logger, io: CommandIO): P
     return EXIT_FAILURE
   }
   log.info('running', { startupMs: Math.round(performance.now() - t0) })
-  io.onRunning?.(log)
+  io.onRunning?.(log, settings)
   if (!io.shutdown.requested.aborted) {
     await new Promise<void>(resolve => io.shutdown.requested.addEventListener('abort', () => resolve(), { once: true }))
   }

@@ -7,8 +7,14 @@ export interface CommandIO {
   env: NodeJS.ProcessEnv
   /** Resolves when the user asks the process to stop (SIGTERM/SIGINT); the second ask aborts `force`. */
   shutdown: ShutdownSignal
-  /** Called once an agent or gateway has started and serves, with its logger (the entry point's start-only flags end there). */
-  onRunning?: (log: Logger) => void
+  /** Called once an agent or gateway has started and serves, with its logger (the entry point's start-only settings end there). */
+  onRunning?: (log: Logger, after: RunningSettings) => void
+}
+
+/** What the entry point may do to the process once it runs. */
+export interface RunningSettings {
+  /** Free the start's file-backed pages once idle (`commonConfig.releaseStartupPages`; the agent only). */
+  releaseStartupPages: boolean
 }
 
 export interface ShutdownSignal {
