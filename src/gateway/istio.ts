@@ -141,6 +141,8 @@ export interface HttpRoute {
   direct?: { status: number, body: Buffer }
   /** Gateway API routes are ordered by match precedence across routes, lowest first; Istio's keep their order, ahead of them. */
   precedence?: number
+  /** `namespace/name` of the VirtualService whose routes take this one's place (istio-delegate.ts). */
+  delegate?: string
 }
 
 export interface L4Route {
@@ -432,7 +434,14 @@ function parseHttpRoute (f: Fields, raw: unknown, path: string, vs: { namespace:
     if (body.length > 4096) f.fail(`${path}.directResponse.body`, 'is longer than 4096 bytes')
     route.direct = { status: d.status, body }
   }
-  if (route.redirect === undefined && route.direct === undefined && route.route.length === 0) f.fail(`${path}.route`, 'is required unless the route redirects or answers directly')
+  if (h.delegate !== undefined && h.delegate !== null) {
+    if (route.redirect !== undefined || route.direct !== undefined || route.route.length > 0) f.fail(`${path}.delegate`, 'cannot be set together with route, redirect or directResponse')
+    const d = f.object(h.delegate, `${path}.delegate`)
+    const name = f.string(d.name, `${path}.delegate.name`) ?? f.fail(`${path}.delegate.name`, 'is required')
+    route.delegate = `${f.string(d.namespace, `${path}.delegate.namespace`) ?? vs.namespace}/${name}`
+  } else if (route.redirect === undefined && route.direct === undefined && route.route.length === 0) {
+    f.fail(`${path}.route`, 'is required unless the route redirects, answers directly or delegates')
+  }
   const mirrors = mirrorsOf(f, h, path, vs.namespace)
   if (mirrors.length > 0) route.mirrors = mirrors
   const fault = faultOf(f, h.fault, `${path}.fault`)
@@ -484,13 +493,15 @@ export function parseVirtualService (obj: KubeObject): VirtualService {
   const f = new Fields(`VirtualService ${meta.namespace}/${meta.name}`)
   const spec = f.object((obj as unknown as Json).spec, 'spec')
   const hosts = f.list(spec.hosts, 'spec.hosts').map((h, i) => (f.string(h, `spec.hosts[${i}]`) ?? '').toLowerCase())
-  if (hosts.length === 0) f.fail('spec.hosts', 'must name at least one host')
+  const gateways = gatewayRefs(f, spec.gateways, 'spec.gateways', meta.namespace)
+  // Without hosts or gateways it is a delegate: its routes serve where a root VirtualService delegates to it.
+  if (hosts.length === 0 && gateways.length > 0) f.fail('spec.hosts', 'must name at least one host (a delegate VirtualService sets neither hosts nor gateways)')
   const created = Date.parse(obj.metadata.creationTimestamp ?? '')
   return {
     ...meta,
     created: Number.isNaN(created) ? 0 : created,
     hosts,
-    gateways: gatewayRefs(f, spec.gateways, 'spec.gateways', meta.namespace),
+    gateways,
     http: f.list(spec.http, 'spec.http').map((h, i) => parseHttpRoute(f, h, `spec.http[${i}]`, meta, i)),
     tcp: f.list(spec.tcp, 'spec.tcp').map((t, i) => parseL4Route(f, t, `spec.tcp[${i}]`, meta, i)),
     tls: f.list(spec.tls, 'spec.tls').map((t, i) => parseL4Route(f, t, `spec.tls[${i}]`, meta, i))

@@ -7,6 +7,7 @@
 import type { GatewayServer, HttpMatch, HttpRoute, IstioGateway, L4Route, ServerTls, StringMatch, VirtualService } from './istio.ts'
 import { GatewayPortConflictError } from './errors.ts'
 import { byCodeUnits } from '../order.ts'
+import { resolveDelegates } from './istio-delegate.ts'
 
 /** `http`: HTTP/1.1 and h2c routed per request; `tcp`: bytes to one destination; `passthrough`: TLS routed by SNI, not terminated. */
 export type ListenerKind = 'http' | 'tcp' | 'passthrough'
@@ -237,8 +238,8 @@ export class RouteTable {
  * at least one of its hosts intersects one of the server's. Conflicting
  * servers on one port keep the oldest Gateway's.
  */
-export function buildRouteTable (gateways: readonly IstioGateway[], virtualServices: readonly VirtualService[]): RouteTable {
-  const problems: string[] = []
+export function buildRouteTable (gateways: readonly IstioGateway[], given: readonly VirtualService[]): RouteTable {
+  const { virtualServices, problems } = resolveDelegates(given)
   const listeners = new Map<number, ListenerSpec>()
   /** Servers that made it onto a listener, with their gateway. */
   const served: Array<{ gateway: string, server: GatewayServer }> = []

@@ -348,6 +348,27 @@ describe('edgemesh gateway: Istio routes from a standalone file', () => {
     }
   })
 
+  test('Istio delegate: a root VirtualService hands /shop to another, whose edits apply alone; a missing delegate is logged and not served', async () => {
+    const root = vs('shop', { gateways: ['edgemesh-gateway'], hosts: ['shop.example.com'], http: [{ match: [{ uri: { prefix: '/shop' } }], delegate: { name: 'shop-routes' }, headers: { request: { set: { 'x-from-root': 'yes' } } } }] })
+    const routes = (bTo: string): Obj => vs('shop-routes', { http: [{ match: [{ uri: { prefix: '/shop/b' } }], route: [dest(bTo)] }, { match: [{ uri: { prefix: '/other' } }], route: [dest('svc-b')] }, { route: [dest('svc-a')] }] })
+    const name = async (path: string): Promise<string> => {
+      const r = await get(ports.gw, path, { host: 'shop.example.com' })
+      return r.status === 200 ? `${(JSON.parse(r.body) as { name: string, headers: Record<string, string> }).name}${(JSON.parse(r.body) as { headers: Record<string, string> }).headers['x-from-root'] === 'yes' ? '+root' : ''}` : String(r.status)
+    }
+    await writeWorld([...base, root, routes('svc-b')])
+    await until('delegated routes served', async () => await name('/shop/b/1') === 'b+root' ? true : undefined)
+    assert.equal(await name('/shop/cart'), 'a+root')
+    assert.equal(await name('/other'), '404', 'a delegate route outside /shop is not served')
+    await until('the log names the delegate route outside the root\'s match', async () => logs.some(l => l.includes('gateway route not served') && l.includes('default/shop-routes spec.http[1].match is not within')) ? true : undefined)
+    // The delegate's owner edits only the delegate.
+    await writeWorld([...base, root, routes('svc-a')])
+    await until('the delegate\'s edit applied', async () => await name('/shop/b/1') === 'a+root' ? true : undefined)
+    await writeWorld([...base, root])
+    await until('without its delegate the root route serves nothing', async () => await name('/shop/b/1') === '404' ? true : undefined)
+    assert.ok(logs.some(l => l.includes('gateway route not served') && l.includes('VirtualService default/shop-routes does not exist')))
+    await writeWorld(base)
+  })
+
   test('Expect: 100-continue is answered by the gateway and the request forwarded without it', async () => {
     const r = await curl(['-v', '-X', 'POST', '-H', 'Expect: 100-continue', '--data-binary', 'hello', `http://127.0.0.1:${ports.gw}/b/upload`])
     assert.equal(r.code, 0, r.stderr)
