@@ -8,11 +8,9 @@
 // V8 after about 20 s, and a read at 5 s missed those 7-8 MB.
 //
 // `--node` runs the bare baseline and every agent on another Node binary (to
-// compare release lines). Either binary is copied first, so that the agents'
-// file-backed pages are theirs alone, as in the image: the kernel frees no
-// page that this bench's own process also maps (see
-// src/bin/startup-pages.ts), and the agent releases its start's pages once
-// it idles. One scenario keeps them (`releaseStartupPages: false`), to show
+// compare release lines). Either binary is copied first (ownNodeBinary), so
+// that the agents' file-backed pages are theirs alone, as in the image; the
+// agent releases its start's pages once it idles. One scenario keeps them (`releaseStartupPages: false`), to show
 // what the release is worth; the anonymous column is the memory no release
 // touches. Agents run as the image runs them: the Node flags on
 // the command line and the launcher's malloc settings (src/bin/node-flags.ts);
@@ -28,11 +26,11 @@
 // Unix socket, which crosses network namespaces), and that with the edge CNI
 // (its pod block claimed, edge_tun0 up in the namespace).
 import { spawn, execFileSync } from 'node:child_process'
-import { chmodSync, copyFileSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { cpus, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { bundleForBench } from '../bundle.ts'
+import { bundleForBench, ownNodeBinary } from '../bundle.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { startControlPlane, haveControlPlaneTools } from '../../test/helpers/control-plane.ts'
 import { createServices } from '../kube-services.ts'
@@ -81,9 +79,7 @@ const withDiscovery = writeConfig('discovery.yaml', `kubeAPIConfig: {standaloneF
 const env = { NODE_NAME: 'bench-node', NAMESPACE: 'kubeedge' }
 // As the image runs it: the Node flags on the command line. BENCH_AGENT_FLAGS
 // adds Node flags for every agent (e.g. to weigh a heap setting's memory).
-const node = join(dir, 'node')
-copyFileSync(values.node ?? process.execPath, node)
-chmodSync(node, 0o755)
+const node = ownNodeBinary('agent', values.node)
 const agent = [node, ...AGENT_NODE_FLAGS, ...(process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== ''), bundle, 'agent', '--config-file']
 
 const SERVICES = 100

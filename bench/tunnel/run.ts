@@ -32,7 +32,7 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { bundleForBench } from '../bundle.ts'
+import { bundleForBench, ownNodeBinary } from '../bundle.ts'
 import { CONDITIONS, emptyLatency, latencyReport, measureLatency } from './latency.ts'
 import type { Condition, LatencyByCondition } from './latency.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
@@ -62,7 +62,11 @@ const { values: opt } = parseArgs({
     // Millicores: each node's agent (or bare forwarders) runs in a cgroup with the weight Kubernetes gives that CPU
     // request, and the busy-loopers in one with the weight of a pod requesting every core (cgroup v1 cpu.shares).
     // The lab's nodes share the machine's cores, so this only approximates one node's contention.
-    'agent-cpu-request': { type: 'string' }
+    'agent-cpu-request': { type: 'string' },
+    // Seconds between the agents' start and the first measurement; with --keep-startup-pages, agents that
+    // keep the start's pages (commonConfig.releaseStartupPages: false), to weigh the release's cost.
+    'settle-seconds': { type: 'string', default: '1.5' },
+    'keep-startup-pages': { type: 'boolean' }
   }
 })
 /** Each node's agent (or forwarders) in a cgroup of its own with that request's weight, as each node's kubelet would place it. */
@@ -166,7 +170,7 @@ async function startAgents (dir: string, entry: string, phase: Phase): Promise<s
     const cfg = join(dir, `${n}-${phase}.yaml`)
     writeFileSync(cfg, [
       'kubeAPIConfig:', `  standaloneFile: ${join(dir, 'services.yaml')}`,
-      'commonConfig:', `  stateDir: ${join(dir, n)}`,
+      'commonConfig:', `  stateDir: ${join(dir, n)}`, `  releaseStartupPages: ${String(opt['keep-startup-pages'] !== true)}`,
       'modules:',
       '  edgeDNS: {enable: false}',
       `  edgeProxy: {enable: ${String(n === 'a')}}`,
@@ -184,13 +188,13 @@ async function startAgents (dir: string, entry: string, phase: Phase): Promise<s
       // Node flags for every agent, e.g. BENCH_AGENT_FLAGS=--no-optimize-for-size to compare heap settings.
       ...(process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== '')
     ]
-    const p = run(NS(n), [process.execPath, ...extra, entry, 'agent', '--config-file', cfg], { ...MALLOC_ENV, NODE_NAME: n, NAMESPACE: 'kubeedge' }, { cpuCgroup: agentCgroup(n) })
+    const p = run(NS(n), [ownNodeBinary(n), ...extra, entry, 'agent', '--config-file', cfg], { ...MALLOC_ENV, NODE_NAME: n, NAMESPACE: 'kubeedge' }, { cpuCgroup: agentCgroup(n) })
     pnet = (await waitFor(p, /"pnet":"(\w+)"[^\n]*"msg":"tunnel listening"/, 30_000))[1] ?? pnet
     await waitFor(p, /"msg":"running"/, 30_000)
     agentsByName.set(n, p)
   }
   if (phase === 'datapath' || phase === 'punched') await waitFor(agentsByName.get('b2') as Proc, /"msg":"data path relays"/, 30_000)
-  await new Promise(resolve => setTimeout(resolve, 1500))
+  await new Promise(resolve => setTimeout(resolve, Number(opt['settle-seconds']) * 1000))
   return pnet
 }
 
