@@ -139,5 +139,5 @@ console.log('| scenario | RSS MB (median) | min–max | over bare node | of it a
 console.log('|---|---|---|---|---|')
 for (const [name, fs] of results) {
   const xs = fs.map(f => f.rss)
-  console.log(`| ${name} | ${median(xs).toFixed(1)} | ${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)} | ${name.startsWith('bare') ? '–' : `+${(median(xs) - bare).toFixed(1)}`} | ${median(fs.map(f => f.anon)).toFixed(1)} |`)
+  console.log(`| ${name} | ${median(xs).toFixed(1)} | ${Math.min(...xs).toFixed(1)}–${Math.max(...xs).toFixed(1)} | ${name.startsWith('bare') ? '–' : `${median(xs) >= bare ? '+' : ''}${(median(xs) - bare).toFixed(1)}`} | ${median(fs.map(f => f.anon)).toFixed(1)} |`)
 }

@@ -195,6 +195,8 @@ async function startAgents (dir: string, entry: string, phase: Phase): Promise<s
   }
   if (phase === 'datapath' || phase === 'punched') await waitFor(agentsByName.get('b2') as Proc, /"msg":"data path relays"/, 30_000)
   await new Promise(resolve => setTimeout(resolve, Number(opt['settle-seconds']) * 1000))
+  const settled = [...agentsByName].map(([n, p]) => `${n} ${rssMB(p.pid as number).toFixed(1)} MB${p.out().includes('"msg":"startup pages released"') ? ' (start\'s pages released)' : ''}`)
+  process.stderr.write(`[bench:tunnel] ${phase}: agents' RSS after settling: ${settled.join(', ')}\n`)
   return pnet
 }
 
