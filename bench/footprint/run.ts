@@ -8,9 +8,8 @@
 // V8 after about 20 s, and a read at 5 s missed those 7-8 MB.
 //
 // `--node` runs the bare baseline and every agent on another Node binary (to
-// compare release lines). Either binary is copied first (ownNodeBinary), so
-// that the agents' file-backed pages are theirs alone, as in the image; the
-// agent releases its start's pages once it idles. One scenario keeps them (`releaseStartupPages: false`), to show
+// compare release lines). The agent unmaps its start's pages once it idles
+// (src/bin/startup-pages.ts). One scenario keeps them (`releaseStartupPages: false`), to show
 // what the release is worth; the anonymous column is the memory no release
 // touches. Agents run as the image runs them: the Node flags on
 // the command line and the launcher's malloc settings (src/bin/node-flags.ts);
@@ -30,7 +29,7 @@ import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { cpus, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { bundleForBench, ownNodeBinary } from '../bundle.ts'
+import { bundleForBench } from '../bundle.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { startControlPlane, haveControlPlaneTools } from '../../test/helpers/control-plane.ts'
 import { createServices } from '../kube-services.ts'
@@ -79,7 +78,7 @@ const withDiscovery = writeConfig('discovery.yaml', `kubeAPIConfig: {standaloneF
 const env = { NODE_NAME: 'bench-node', NAMESPACE: 'kubeedge' }
 // As the image runs it: the Node flags on the command line. BENCH_AGENT_FLAGS
 // adds Node flags for every agent (e.g. to weigh a heap setting's memory).
-const node = ownNodeBinary('agent', values.node)
+const node = values.node ?? process.execPath
 const agent = [node, ...AGENT_NODE_FLAGS, ...(process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== ''), bundle, 'agent', '--config-file']
 
 const SERVICES = 100

@@ -39,7 +39,7 @@ import { cpus, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { bundleForBench, ownNodeBinary } from '../bundle.ts'
+import { bundleForBench } from '../bundle.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { serviceYaml } from '../../test/helpers/services.ts'
 import { bridgeTopology, cpuSeconds, killAll, median, requireRoot, rssMB, run, waitFor } from '../netns.ts'
@@ -117,7 +117,7 @@ async function startAgents (dir: string, entry: string): Promise<void> {
       ''
     ].join('\n'))
     // Heap flags and malloc settings as the image runs the agent (src/bin/node-flags.ts).
-    const p = run(NS(n), [ownNodeBinary(n), ...AGENT_NODE_FLAGS, '--import', PROBE, entry, 'agent', '--config-file', cfg], { ...MALLOC_ENV, NODE_NAME: n, NAMESPACE: 'kubeedge', SOAK_PROBE_FILE: join(dir, `probe-${n}`) }, limited(n))
+    const p = run(NS(n), [process.execPath, ...AGENT_NODE_FLAGS, '--import', PROBE, entry, 'agent', '--config-file', cfg], { ...MALLOC_ENV, NODE_NAME: n, NAMESPACE: 'kubeedge', SOAK_PROBE_FILE: join(dir, `probe-${n}`) }, limited(n))
     await waitFor(p, /"msg":"running"/, 30_000)
     agents.set(n, p)
   }

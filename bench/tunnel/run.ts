@@ -32,7 +32,7 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { bundleForBench, ownNodeBinary } from '../bundle.ts'
+import { bundleForBench } from '../bundle.ts'
 import { CONDITIONS, emptyLatency, latencyReport, measureLatency } from './latency.ts'
 import type { Condition, LatencyByCondition } from './latency.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
@@ -188,7 +188,7 @@ async function startAgents (dir: string, entry: string, phase: Phase): Promise<s
       // Node flags for every agent, e.g. BENCH_AGENT_FLAGS=--no-optimize-for-size to compare heap settings.
       ...(process.env.BENCH_AGENT_FLAGS ?? '').split(' ').filter(f => f !== '')
     ]
-    const p = run(NS(n), [ownNodeBinary(n), ...extra, entry, 'agent', '--config-file', cfg], { ...MALLOC_ENV, NODE_NAME: n, NAMESPACE: 'kubeedge' }, { cpuCgroup: agentCgroup(n) })
+    const p = run(NS(n), [process.execPath, ...extra, entry, 'agent', '--config-file', cfg], { ...MALLOC_ENV, NODE_NAME: n, NAMESPACE: 'kubeedge' }, { cpuCgroup: agentCgroup(n) })
     pnet = (await waitFor(p, /"pnet":"(\w+)"[^\n]*"msg":"tunnel listening"/, 30_000))[1] ?? pnet
     await waitFor(p, /"msg":"running"/, 30_000)
     agentsByName.set(n, p)

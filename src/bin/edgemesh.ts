@@ -4,7 +4,7 @@
 import { setFlagsFromString } from 'node:v8'
 import { compilersToTurnOn, nodeFlagsFor } from './node-flags.ts'
 import { turnOnTurboFanWhenBusy } from './turbofan.ts'
-import { pageOutFileMappings, releaseStartupPagesWhenIdle } from './startup-pages.ts'
+import { releaseStartupPagesWhenIdle, unmapStartupPages } from './startup-pages.ts'
 
 // Edge nodes are small (the agent's budget is 69 MB idle, 120 MB at 10k
 // services): the Node flags, when the command line did not give them (see
@@ -43,9 +43,8 @@ const code = await main(process.argv.slice(2), {
       releaseStartupPagesWhenIdle({
         release: () => {
           const t0 = performance.now()
-          pageOutFileMappings().then(r => {
-            if (r.advised === 0) log.info('startup pages kept: the kernel refused MADV_PAGEOUT (before Linux 5.4)', { refused: r.refused })
-            else log.info('startup pages released', { ...r, fileMBBefore: Math.round(r.fileMBBefore), fileMBAfter: Math.round(r.fileMBAfter), ms: Math.round(performance.now() - t0) })
+          unmapStartupPages().then(r => {
+            log.info('startup pages released', { ...r, fileMBBefore: Math.round(r.fileMBBefore), fileMBAfter: Math.round(r.fileMBAfter), ms: Math.round(performance.now() - t0) })
           }, (err: unknown) => { log.warn('startup pages kept: madvise unavailable', { err }) })
         }
       })

@@ -1,18 +1,27 @@
 /**
- * Gives back, once the agent idles after its start, the pages of the `node`
+ * Unmaps, once the agent idles after its start, the pages of the `node`
  * binary and its libraries that only the start used.
  *
- * An idle agent with every module kept about 44 MB of file-backed pages
- * (the `node` binary's code and read-only data: V8's parser and compilers,
- * the startup snapshot, Node's own modules' source, OpenSSL's and ICU's
- * setup), of which it touched about 9 MB in 30 s of idling. Those pages are
- * clean: `madvise(MADV_PAGEOUT)` (Linux 5.4) unmaps them and frees them from
- * the page cache when no other process maps them, so the memory is free
- * for the node, not only out of this process's RSS. A page used again is
- * read back from the file on its next use, as after any reclaim; what the
- * idle agent uses came back within seconds (about 21 MB). Android compacts
- * idle apps the same way. Dirty private pages (relocations, the heap) are
- * never freed by it, so it is safe on any mapping.
+ * An idle agent with every module kept about 44 MB of the binary mapped
+ * (V8's parser and compilers, the startup snapshot, Node's own modules'
+ * source, OpenSSL's and ICU's setup), of which it touched about 9 MB in 30 s
+ * of idling. `madvise(MADV_DONTNEED)` on its read-only file mappings drops
+ * them from the process: its RSS falls by about 20 MB, and so does what the
+ * kernel's OOM killer weighs it by (resident anonymous and file pages). The
+ * pages stay in the page cache, clean and now unmapped, which the kernel
+ * reclaims first when the node needs memory; a page used again is mapped
+ * back from the cache on its next use, with no disk read unless it was
+ * reclaimed meanwhile (about 10 MB came back within seconds). The
+ * container's memory charge and the kubelet's working set do not change:
+ * they never counted these inactive file pages. Android unmaps idle apps'
+ * file pages the same way.
+ *
+ * Only mappings that are not writable and hold no private copy of a page
+ * (no `Anonymous` pages in smaps: the loader's relocated segments have
+ * some) are advised, so no modified byte is ever thrown away.
+ * `MADV_PAGEOUT`, which also tries to free the cache, was tried: in a memory
+ * cgroup it freed 5 MB of cache and moved about 30 MB of the binary to the
+ * active list, doubling the working set (docs/benchmarks.md).
  *
  * Once: the start's pages are the waste. An agent that works right away
  * waits until it idles; one that never idles keeps its pages.
@@ -20,10 +29,10 @@
 import { readFileSync } from 'node:fs'
 import { watchCpuWindows } from './cpu-windows.ts'
 
-const MADV_PAGEOUT = 21
+const MADV_DONTNEED = 4
 
 export interface StartupPagesInit {
-  /** Frees the pages (pageOutFileMappings in production). */
+  /** Unmaps the pages (unmapStartupPages in production). */
   release: () => void
   cpuUsage?: () => NodeJS.CpuUsage
   /** @default 1000 */
@@ -60,21 +69,35 @@ export function releaseStartupPagesWhenIdle (init: StartupPagesInit): () => void
   })
 }
 
-/** Address ranges of the private mappings of files in `/proc/<pid>/maps` text (no anonymous, heap, stack or vdso). */
-export function privateFileMappings (maps: string): Array<{ start: bigint, length: number, path: string }> {
+/**
+ * Read-only private mappings of files in `/proc/<pid>/smaps` text that hold no
+ * private copy of a page (no anonymous, writable, heap, stack or vdso ones).
+ */
+export function unmodifiedFileMappings (smaps: string): Array<{ start: bigint, length: number, path: string }> {
   const out: Array<{ start: bigint, length: number, path: string }> = []
-  for (const line of maps.split('\n')) {
+  let current: { start: bigint, length: number, path: string } | undefined
+  for (const line of smaps.split('\n')) {
     // start-end perms offset dev inode path; "(deleted)" files are left alone.
-    const m = /^([0-9a-f]+)-([0-9a-f]+) r..p [0-9a-f]+ \S+ [1-9]\d*\s+(\/\S+)$/.exec(line)
-    if (m === null) continue
-    const start = BigInt('0x' + (m[1] as string))
-    out.push({ start, length: Number(BigInt('0x' + (m[2] as string)) - start), path: m[3] as string })
+    const head = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) [0-9a-f]+ \S+ (\d+)\s*(.*)$/.exec(line)
+    if (head !== null) {
+      const [, from = '', to = '', perms = '', inode = '', path = ''] = head
+      const eligible = (perms === 'r--p' || perms === 'r-xp') && inode !== '0' && /^\/\S+$/.test(path)
+      const start = BigInt('0x' + from)
+      current = eligible ? { start, length: Number(BigInt('0x' + to) - start), path } : undefined
+      if (current !== undefined) out.push(current)
+      continue
+    }
+    const anonymous = /^Anonymous:\s+(\d+) kB/.exec(line)
+    if (anonymous !== null && current !== undefined && anonymous[1] !== '0') {
+      out.splice(out.indexOf(current), 1)
+      current = undefined
+    }
   }
   return out
 }
 
-export interface PageOutResult {
-  /** Mappings advised, and those the kernel refused (EINVAL before Linux 5.4). */
+export interface UnmapResult {
+  /** Mappings advised, and those the kernel refused. */
   advised: number
   refused: number
   /** The process's file-backed resident MB before and right after. */
@@ -83,18 +106,19 @@ export interface PageOutResult {
 }
 
 /**
- * `madvise(MADV_PAGEOUT)` on every private file mapping of this process,
- * through koffi (the FFI the edge CNI uses; shipped unbundled in the image).
+ * `madvise(MADV_DONTNEED)` on this process's unmodified read-only file
+ * mappings, through koffi (the FFI the edge CNI uses; shipped unbundled in
+ * the image).
  */
-export async function pageOutFileMappings (): Promise<PageOutResult> {
+export async function unmapStartupPages (): Promise<UnmapResult> {
   const fileMBBefore = fileBackedMB()
   const koffi = (await import('koffi')).default
   // The process's own symbols, libc's among them.
   const madvise = koffi.load(null as unknown as string).func('int madvise(uintptr_t addr, size_t length, int advice)') as (addr: bigint, length: number, advice: number) => number
   let advised = 0
   let refused = 0
-  for (const { start, length } of privateFileMappings(readFileSync('/proc/self/maps', 'utf8'))) {
-    if (madvise(start, length, MADV_PAGEOUT) === 0) advised++
+  for (const { start, length } of unmodifiedFileMappings(readFileSync('/proc/self/smaps', 'utf8'))) {
+    if (madvise(start, length, MADV_DONTNEED) === 0) advised++
     else refused++
   }
   return { advised, refused, fileMBBefore, fileMBAfter: fileBackedMB() }

@@ -221,7 +221,7 @@ export const AgentConfig = Type.Object({
     logLevel: oneOf(['debug', 'info', 'warn', 'error'] as const, 'info', 'Log level.', { ours: true }),
     statusAddress: str('127.0.0.1', 'Address of the status server (`/healthz`, `/readyz`, `/metrics`, `/status`).', { ours: true, check: 'ipv4' }),
     statusPort: int(10551, 'Port of the status server; 0 turns it off.', 0, 65535, { ours: true }),
-    releaseStartupPages: bool(true, 'Once the agent idles after its start, frees the pages of the `node` binary that only the start used (`madvise(MADV_PAGEOUT)`, Linux 5.4): about 20 MB of RSS. A page used again is read back from disk on its first use.', { ours: true })
+    releaseStartupPages: bool(true, 'Once the agent idles after its start, unmaps the pages of the `node` binary that only the start used (`madvise(MADV_DONTNEED)` on its read-only file mappings): about 20 MB less RSS, and less weight with the OOM killer. They stay in the page cache, which the kernel reclaims first; a page used again is mapped back on its next use.', { ours: true })
   }, 'Settings shared by the modules.'),
   modules: obj({
     edgeDNS: EdgeDNSConfig,
