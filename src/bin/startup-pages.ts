@@ -13,8 +13,7 @@
  * back from the cache on its next use, with no disk read unless it was
  * reclaimed meanwhile (about 10 MB came back within seconds). The
  * container's memory charge and the kubelet's working set do not change:
- * they never counted these inactive file pages. Android unmaps idle apps'
- * file pages the same way.
+ * they never counted these inactive file pages.
  *
  * Only mappings that are not writable and hold no private copy of a page
  * (no `Anonymous` pages in smaps: the loader's relocated segments have
