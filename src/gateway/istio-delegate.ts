@@ -99,12 +99,14 @@ export function resolveDelegates (virtualServices: readonly VirtualService[]): {
   const byKey = new Map(virtualServices.map(vs => [`${vs.namespace}/${vs.name}`, vs]))
   const problems: string[] = []
   const out: VirtualService[] = []
+  const delegatedTo = new Set<string>()
   for (const vs of virtualServices) {
     if (vs.hosts.length === 0) continue
     if (!vs.http.some(r => r.delegate !== undefined)) { out.push(vs); continue }
     const http = vs.http.flatMap((root, i): HttpRoute[] => {
       if (root.delegate === undefined) return [root]
       const where = `VirtualService ${vs.namespace}/${vs.name}: spec.http[${i}].delegate`
+      delegatedTo.add(root.delegate)
       const target = byKey.get(root.delegate)
       if (target === undefined) { problems.push(`${where}: VirtualService ${root.delegate} does not exist`); return [] }
       if (target.hosts.length > 0 || target.gateways.length > 0) { problems.push(`${where}: VirtualService ${root.delegate} sets hosts or gateways; a delegate sets neither`); return [] }
@@ -116,6 +118,11 @@ export function resolveDelegates (virtualServices: readonly VirtualService[]): {
       })
     })
     out.push({ ...vs, http })
+  }
+  // Before, a VirtualService without hosts was rejected; one that nothing delegates to says so.
+  for (const vs of virtualServices) {
+    const key = `${vs.namespace}/${vs.name}`
+    if (vs.hosts.length === 0 && vs.http.length > 0 && !delegatedTo.has(key)) problems.push(`VirtualService ${key}: has no hosts, and no VirtualService delegates to it; its routes are not served`)
   }
   return { virtualServices: out, problems }
 }

@@ -50,7 +50,7 @@ test('the delegate\'s routes serve in the root route\'s place, in the delegate\'
   assert.equal(t.matchHttp(80, req('/cart/x'))?.route.timeoutMs, 3000)
 })
 
-test('a missing delegate, one with hosts, and a second level are not served, and named', () => {
+test('a missing delegate, one with hosts, a second level, and a delegate nothing points to are not served, and named', () => {
   const lone = buildRouteTable([gw], [root])
   assert.equal(lone.matchHttp(80, req('/cart/x'))?.route.route[0]?.service, 'default/web')
   assert.ok(lone.problems.some(p => p.includes('team-cart/cart does not exist')), lone.problems.join('\n'))
@@ -58,6 +58,9 @@ test('a missing delegate, one with hosts, and a second level are not served, and
   const withHosts = buildRouteTable([gw], [root, vs('cart', { hosts: ['cart.example.com'], http: [{ route: [to('cart')] }] }, 'team-cart')])
   assert.equal(withHosts.matchHttp(80, req('/cart/x'))?.route.route[0]?.service, 'default/web')
   assert.ok(withHosts.problems.some(p => p.includes('sets hosts or gateways; a delegate sets neither')), withHosts.problems.join('\n'))
+
+  const orphan = buildRouteTable([gw], [vs('orphan', { http: [{ route: [to('x')] }] })])
+  assert.ok(orphan.problems.some(p => p.includes('VirtualService default/orphan: has no hosts, and no VirtualService delegates to it')), orphan.problems.join('\n'))
 
   const nested = buildRouteTable([gw], [root, vs('cart', { http: [{ match: [{ uri: { prefix: '/cart/a' } }], delegate: { name: 'deeper' } }, { route: [to('cart')] }] }, 'team-cart'), vs('deeper', { http: [{ route: [to('deep')] }] }, 'team-cart')])
   assert.equal(nested.matchHttp(80, req('/cart/a'))?.route.route[0]?.service, 'team-cart/cart')
