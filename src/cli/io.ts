@@ -13,7 +13,7 @@ export interface CommandIO {
 
 /** What the entry point may do to the process once it runs. */
 export interface RunningSettings {
-  /** Free the start's file-backed pages once idle (`commonConfig.releaseStartupPages`; the agent only). */
+  /** Unmap the start's file-backed pages once idle (`commonConfig.releaseStartupPages`; the agent only). */
   releaseStartupPages: boolean
 }
 

@@ -236,7 +236,8 @@ export class RouteTable {
  * Binds VirtualServices to Gateway servers as Istio does: the VirtualService
  * names the Gateway in `gateways`, a server's hosts admit its namespace, and
  * at least one of its hosts intersects one of the server's. Conflicting
- * servers on one port keep the oldest Gateway's.
+ * servers on one port keep the oldest Gateway's. Delegated routes are put in
+ * place first (istio-delegate.ts).
  */
 export function buildRouteTable (gateways: readonly IstioGateway[], given: readonly VirtualService[]): RouteTable {
   const { virtualServices, problems } = resolveDelegates(given)
