@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
+import { median } from '../netns.ts'
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, 'idle-ms': { type: 'string', default: '30000' } } })
 const RUNS = Number(values.runs)
@@ -23,7 +24,6 @@ const IDLE_MS = Number(values['idle-ms'])
 const MEMORY = '/sys/fs/cgroup/memory'
 if (process.getuid?.() !== 0 || !existsSync(MEMORY)) throw new Error(`needs root and cgroup v1 memory (${MEMORY})`)
 const root = new URL('../../', import.meta.url).pathname
-const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m] as number : ((s[m - 1] as number) + (s[m] as number)) / 2 }
 
 interface Reading { rss: number, anon: number, charge: number, cache: number, inactiveFile: number, workingSet: number }
 
