@@ -45,7 +45,7 @@ const code = await main(process.argv.slice(2), {
           const t0 = performance.now()
           unmapStartupPages().then(r => {
             log.info('startup pages released', { ...r, fileMBBefore: Math.round(r.fileMBBefore), fileMBAfter: Math.round(r.fileMBAfter), ms: Math.round(performance.now() - t0) })
-          }, (err: unknown) => { log.warn('startup pages kept: madvise unavailable', { err }) })
+          }, (err: unknown) => { log.warn('startup pages kept: they could not be unmapped', { err }) })
         }
       })
     }
