@@ -2,7 +2,7 @@
 // `--minutes`, then overload at 5× the rates, then recovery at the steady
 // rates. Documented here; not part of the default test suite.
 //
-//   sudo npm run bench:soak [-- --minutes 15 --overload-seconds 60 --recovery-seconds 90 --memory-limit-mib 128]
+//   sudo npm run bench:soak [-- --minutes 15 --overload-seconds 60 --recovery-seconds 90 --memory-limit-mib 128 --keep-startup-pages]
 //
 // Each agent runs in a memory cgroup (v1) limited as the chart limits the
 // agent's container (128 MiB; 0: no cgroup): the kernel then reclaims and,
@@ -50,7 +50,9 @@ const { values: opt } = parseArgs({
     minutes: { type: 'string', default: '15' },
     'overload-seconds': { type: 'string', default: '60' },
     'recovery-seconds': { type: 'string', default: '90' },
-    'memory-limit-mib': { type: 'string', default: '128' }
+    'memory-limit-mib': { type: 'string', default: '128' },
+    // Agents that keep their start's pages mapped (commonConfig.releaseStartupPages: false), to compare.
+    'keep-startup-pages': { type: 'boolean' }
   }
 })
 const MEMORY_LIMIT_MIB = Number(opt['memory-limit-mib'])
@@ -106,7 +108,7 @@ async function startAgents (dir: string, entry: string): Promise<void> {
     const cfg = join(dir, `${n}.yaml`)
     writeFileSync(cfg, [
       'kubeAPIConfig:', `  standaloneFile: ${join(dir, 'services.yaml')}`,
-      'commonConfig:', `  stateDir: ${join(dir, n)}`,
+      'commonConfig:', `  stateDir: ${join(dir, n)}`, `  releaseStartupPages: ${String(opt['keep-startup-pages'] !== true)}`,
       'modules:',
       `  edgeDNS: {enable: ${String(n === 'a')}}`,
       `  edgeProxy: {enable: ${String(n === 'a')}}`,
