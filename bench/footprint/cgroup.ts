@@ -17,6 +17,7 @@ import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { median } from '../netns.ts'
+import { residentMB } from '../../src/bin/startup-pages.ts'
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, 'idle-ms': { type: 'string', default: '30000' } } })
 const RUNS = Number(values.runs)
@@ -28,13 +29,12 @@ const root = new URL('../../', import.meta.url).pathname
 interface Reading { rss: number, anon: number, charge: number, cache: number, inactiveFile: number, workingSet: number }
 
 function read (pid: number, cgroup: string): Reading {
-  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8')
-  const kB = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? NaN) / 1024
+  const { rss, anon } = residentMB(pid)
   const stat = readFileSync(join(cgroup, 'memory.stat'), 'utf8')
   const bytes = (field: string): number => Number(new RegExp(`^${field} (\\d+)$`, 'm').exec(stat)?.[1] ?? NaN) / 1024 / 1024
   const charge = Number(readFileSync(join(cgroup, 'memory.usage_in_bytes'), 'utf8')) / 1024 / 1024
   const inactiveFile = bytes('total_inactive_file')
-  return { rss: kB('Rss'), anon: kB('Anonymous'), charge, cache: bytes('total_cache'), inactiveFile, workingSet: charge - inactiveFile }
+  return { rss, anon, charge, cache: bytes('total_cache'), inactiveFile, workingSet: charge - inactiveFile }
 }
 
 const bundle = await bundleForBench(join(root, 'src/bin/edgemesh.ts'))

@@ -25,12 +25,13 @@
 // Unix socket, which crosses network namespaces), and that with the edge CNI
 // (its pod block claimed, edge_tun0 up in the namespace).
 import { spawn, execFileSync } from 'node:child_process'
-import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { writeFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { cpus, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
+import { residentMB } from '../../src/bin/startup-pages.ts'
 import { startControlPlane, haveControlPlaneTools } from '../../test/helpers/control-plane.ts'
 import { createServices } from '../kube-services.ts'
 import { bridgeApiIntoNetns } from '../../test/helpers/api-bridge.ts'
@@ -42,13 +43,7 @@ const root = new URL('../../', import.meta.url).pathname
 const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m] as number : ((s[m - 1] as number) + (s[m] as number)) / 2 }
 const isRoot = process.getuid?.() === 0
 
-interface Footprint { rss: number, anon: number }
-
-function footprintMB (pid: number): Footprint {
-  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8')
-  const mb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? NaN) / 1024
-  return { rss: mb('Rss'), anon: mb('Anonymous') }
-}
+type Footprint = ReturnType<typeof residentMB>
 
 /** Starts argv, waits IDLE_MS, reads RSS (of the last node process in the tree), stops it; `expect` must be in its log by then. */
 async function idleRss (argv: string[], env: NodeJS.ProcessEnv = {}, expect?: RegExp): Promise<Footprint> {
@@ -59,7 +54,7 @@ async function idleRss (argv: string[], env: NodeJS.ProcessEnv = {}, expect?: Re
   if (p.exitCode !== null) throw new Error(`${argv.join(' ')} exited early:\n${err.slice(-2000)}`)
   if (expect !== undefined && !expect.test(err)) throw new Error(`${argv.join(' ')}: no ${String(expect)} in its log within ${IDLE_MS} ms:\n${err.slice(-2000)}`)
   // `ip netns exec` execs node in place, so the pid is node's own.
-  const mb = footprintMB(p.pid as number)
+  const mb = residentMB(p.pid as number)
   p.kill('SIGTERM')
   await new Promise(resolve => p.once('exit', resolve))
   return mb

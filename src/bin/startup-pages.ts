@@ -73,26 +73,20 @@ export function releaseStartupPagesWhenIdle (init: StartupPagesInit): () => void
  * private copy of a page (no anonymous, writable, heap, stack or vdso ones).
  */
 export function unmodifiedFileMappings (smaps: string): Array<{ start: bigint, length: number, path: string }> {
-  const out: Array<{ start: bigint, length: number, path: string }> = []
-  let current: { start: bigint, length: number, path: string } | undefined
+  const mappings: Array<{ start: bigint, length: number, path: string, eligible: boolean }> = []
   for (const line of smaps.split('\n')) {
     // start-end perms offset dev inode path; "(deleted)" files are left alone.
     const head = /^([0-9a-f]+)-([0-9a-f]+) (\S{4}) [0-9a-f]+ \S+ (\d+)\s*(.*)$/.exec(line)
+    const last = mappings.at(-1)
     if (head !== null) {
       const [, from = '', to = '', perms = '', inode = '', path = ''] = head
-      const eligible = (perms === 'r--p' || perms === 'r-xp') && inode !== '0' && /^\/\S+$/.test(path)
       const start = BigInt('0x' + from)
-      current = eligible ? { start, length: Number(BigInt('0x' + to) - start), path } : undefined
-      if (current !== undefined) out.push(current)
-      continue
-    }
-    const anonymous = /^Anonymous:\s+(\d+) kB/.exec(line)
-    if (anonymous !== null && current !== undefined && anonymous[1] !== '0') {
-      out.splice(out.indexOf(current), 1)
-      current = undefined
+      mappings.push({ start, length: Number(BigInt('0x' + to) - start), path, eligible: (perms === 'r--p' || perms === 'r-xp') && inode !== '0' && /^\/\S+$/.test(path) })
+    } else if (last !== undefined && /^Anonymous:\s+[1-9]\d* kB/.test(line)) {
+      last.eligible = false
     }
   }
-  return out
+  return mappings.filter(m => m.eligible).map(({ start, length, path }) => ({ start, length, path }))
 }
 
 export interface UnmapResult {
@@ -123,9 +117,15 @@ export async function unmapStartupPages (): Promise<UnmapResult> {
   return { advised, refused, fileMBBefore, fileMBAfter: fileBackedMB() }
 }
 
+/** A process's resident MB and the anonymous part of it, from `/proc/<pid>/smaps_rollup`. */
+export function residentMB (pid: number | 'self' = 'self'): { rss: number, anon: number } {
+  const rollup = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8')
+  const mb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? NaN) / 1024
+  return { rss: mb('Rss'), anon: mb('Anonymous') }
+}
+
 /** Resident file-backed MB of this process (RSS minus its anonymous pages). */
 export function fileBackedMB (): number {
-  const rollup = readFileSync('/proc/self/smaps_rollup', 'utf8')
-  const kB = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(rollup)?.[1] ?? NaN)
-  return (kB('Rss') - kB('Anonymous')) / 1024
+  const { rss, anon } = residentMB()
+  return rss - anon
 }
