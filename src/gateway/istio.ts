@@ -310,7 +310,10 @@ function faultPercent (f: Fields, o: Json, path: string): number {
   return o.percent
 }
 
-/** Istio's `fault`: `delay.fixedDelay`, `abort.httpStatus` or `abort.grpcStatus` (`http2Error` is not injected). */
+/**
+ * Istio's `fault`: `delay.fixedDelay`, `abort.httpStatus` or `abort.grpcStatus`. `delay.exponentialDelay` and
+ * `abort.http2Error` are refused, as Istio's own validation refuses them ("not supported yet").
+ */
 function faultOf (f: Fields, v: unknown, path: string): Fault | undefined {
   if (v === undefined || v === null) return undefined
   const o = f.object(v, path)
@@ -331,7 +334,10 @@ function faultOf (f: Fields, v: unknown, path: string): Fault | undefined {
       const code = GRPC_CODES.indexOf(name.toUpperCase())
       if (code < 0) f.fail(`${path}.abort.grpcStatus`, `"${name}" is not a gRPC status name like UNAVAILABLE`)
       out.abort = { grpcStatus: code, percent }
+    } else if (a.http2Error !== undefined && a.http2Error !== null) {
+      f.fail(`${path}.abort.http2Error`, 'is not supported (Istio refuses it too); use httpStatus or grpcStatus')
     }
+    // An abort with no error type aborts nothing (Istio accepts it with a warning).
   }
   return out.delay === undefined && out.abort === undefined ? undefined : out
 }

@@ -187,6 +187,8 @@ test('invalid resources are rejected with the field that is wrong', () => {
     [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], fault: { abort: { httpStatus: 700 } } }] }), 'spec.http[0].fault.abort.httpStatus'],
     [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], fault: { abort: { grpcStatus: 'NOPE' } } }] }), 'spec.http[0].fault.abort.grpcStatus'],
     [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], fault: { abort: { httpStatus: 503, percent: 150 } } }] }), 'spec.http[0].fault.abort.percent'],
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], fault: { abort: { http2Error: 'REFUSED_STREAM', percentage: { value: 10 } } } }] }), 'spec.http[0].fault.abort.http2Error'],
+    [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], fault: { delay: { exponentialDelay: '1s', percentage: { value: 10 } } } }] }), 'spec.http[0].fault.delay.fixedDelay'],
     [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], corsPolicy: { allowOrigins: [{ regex: '(' }] } }] }), 'spec.http[0].corsPolicy.allowOrigins[0].regex'],
     [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], corsPolicy: { allowHeaders: ['x-a\r\nset-cookie: 1'] } }] }), 'spec.http[0].corsPolicy.allowHeaders[0]'],
     [() => vs('v', { hosts: ['*'], http: [{ route: [to('x')], corsPolicy: { maxAge: 'long' } }] }), 'spec.http[0].corsPolicy.maxAge'],
@@ -243,14 +245,14 @@ test('mirrors: `mirror` with mirrorPercentage or the older mirrorPercent, or the
   ])
 })
 
-test('fault: a fixed delay and an abort, each on `percentage`, the older `percent`, or none when neither is set', () => {
+test('fault: a fixed delay and an abort, each on `percentage`, the older `percent`, or none when neither is set; an abort with no error type aborts nothing', () => {
   const v = vs('v', {
     hosts: ['*'],
     http: [
       { route: [to('a')], fault: { delay: { fixedDelay: '2s', percentage: { value: 12.5 } }, abort: { httpStatus: 503, percent: 10 } } },
       { route: [to('a')], fault: { abort: { grpcStatus: 'unavailable', percentage: { value: 100 } } } },
       { route: [to('a')], fault: { delay: { fixedDelay: '5ms' } } },
-      { route: [to('a')], fault: { abort: { http2Error: 'REFUSED_STREAM' } } },
+      { route: [to('a')], fault: { abort: { percentage: { value: 10 } } } },
       { route: [to('a')], fault: {} }
     ]
   })
