@@ -71,7 +71,7 @@ export const emptyLatency = (): LatencyByCondition => ({ idle: [], bulk: [], bus
  * the bare TLS forwarders', and the cost of opening a connection against raw
  * TCP's. Medians over the rounds of each figure.
  */
-export function latencyReport (rows: Array<{ label: string, samples: LatencyByCondition }>, floors: { raw: string, tlsPair: string | undefined }, o: { rate: number, churn: number, seconds: number, rounds: number }): string {
+export function latencyReport (rows: Array<{ label: string, samples: LatencyByCondition, judged?: boolean }>, floors: { raw: string, tlsPair: string | undefined }, o: { rate: number, churn: number, seconds: number, rounds: number }): string {
   const byLabel = new Map(rows.map(r => [r.label, r.samples]))
   const med = (xs: LatencySample[], pick: (s: LatencySample) => number): number => median(xs.map(pick))
   const openCost = (xs: LatencySample[]): number => med(xs, s => s.open.p50) - med(xs, s => s.echo.p50)
@@ -81,16 +81,27 @@ export function latencyReport (rows: Array<{ label: string, samples: LatencyByCo
     '| condition | path | echo p50 µs | p99 µs | p999 µs | p99 ÷ TLS pair p99 | new conn p50 µs | p99 µs | opening cost µs | ÷ raw TCP cost |',
     '|---|---|---|---|---|---|---|---|---|---|'
   ]
+  /** Issue 19's lines, for the paths through the mesh: echo p99 ≤ 1.5× the TLS pair's, opening cost ≤ 1.5× raw TCP's. */
+  const missed: string[] = []
+  let judged = 0
   for (const c of CONDITIONS) {
     const tlsP99 = floors.tlsPair !== undefined ? med(byLabel.get(floors.tlsPair)?.[c] ?? [], s => s.echo.p99) : NaN
     const rawCost = openCost(byLabel.get(floors.raw)?.[c] ?? [])
-    for (const { label, samples } of rows) {
+    for (const { label, samples, judged: judge } of rows) {
       const xs = samples[c]
       if (xs.length === 0) continue
       const p99 = med(xs, s => s.echo.p99)
       const cost = openCost(xs)
+      if (judge === true) {
+        judged++
+        if (!(p99 / tlsP99 <= 1.5)) missed.push(`${c} ${label}: echo p99 ${Number.isNaN(tlsP99) ? 'without the TLS pair to compare' : `${(p99 / tlsP99).toFixed(2)}× the TLS pair's`}`)
+        if (!(cost / rawCost <= 1.5)) missed.push(`${c} ${label}: opening cost ${(cost / rawCost).toFixed(2)}× raw TCP's`)
+      }
       out.push(`| ${c} | ${label} | ${med(xs, s => s.echo.p50).toFixed(0)} | ${p99.toFixed(0)} | ${med(xs, s => s.echo.p999).toFixed(0)} | ${Number.isNaN(tlsP99) ? '–' : (p99 / tlsP99).toFixed(2)} | ${med(xs, s => s.open.p50).toFixed(0)} | ${med(xs, s => s.open.p99).toFixed(0)} | ${cost.toFixed(0)} | ${label === floors.raw ? '1.00' : (cost / rawCost).toFixed(2)} |`)
     }
+  }
+  if (judged > 0) {
+    out.push('', `Issue 19's targets (echo p99 ≤ 1.5× the bare TLS pair's, opening cost ≤ 1.5× raw TCP's), ${judged} path and condition pairs: ${missed.length === 0 ? 'met' : `NOT met in ${missed.length}: ${missed.join('; ')}`}.`)
   }
   return out.join('\n')
 }

@@ -358,7 +358,7 @@ async function main (): Promise<void> {
             ['TLS data path, direct', 'datapath/direct'],
             ['TLS data path, relay-spliced', 'datapath/relayed'],
             ['TLS data path over a punched UDP path', 'punched/relayed']
-          ].flatMap(([label, key]) => latency.has(key as string) ? [{ label: label as string, samples: latency.get(key as string) as LatencyByCondition }] : []),
+          ].flatMap(([label, key]) => latency.has(key as string) ? [{ label: label as string, samples: latency.get(key as string) as LatencyByCondition, judged: !(key as string).startsWith('ceiling') && key !== 'raw' }] : []),
           { raw: 'raw TCP (a → b1)', tlsPair: latency.has('ceiling/relayed') ? 'two bare Node forwarders a → b1, TLS 1.3 PSK' : undefined },
           { ...LATENCY, rounds: ROUNDS }), ...(poolTakes !== '' ? ['', `Client agent's data path pool over the latency part: ${poolTakes}.`] : [])]
         : [])
