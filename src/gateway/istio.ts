@@ -311,8 +311,9 @@ function faultPercent (f: Fields, o: Json, path: string): number {
 }
 
 /**
- * Istio's `fault`: `delay.fixedDelay`, `abort.httpStatus` or `abort.grpcStatus`. `delay.exponentialDelay` and
- * `abort.http2Error` are refused, as Istio's own validation refuses them ("not supported yet").
+ * Istio's `fault`: `delay.fixedDelay`, `abort.httpStatus` or `abort.grpcStatus`. `abort.http2Error` is refused, as
+ * Istio's own validation refuses it ("not supported yet"); so is a delay without `fixedDelay` (Istio never
+ * implemented `exponentialDelay`).
  */
 function faultOf (f: Fields, v: unknown, path: string): Fault | undefined {
   if (v === undefined || v === null) return undefined
