@@ -13,6 +13,46 @@ export function requireRoot (bench: string): void {
   }
 }
 
+const BENCH_LOCK = '/run/edgemesh-bench.lock'
+
+/**
+ * One network bench at a time on a machine: two runs of one bench build their labs under the same names and tear
+ * down each other's, and any two share the CPUs they measure. Exits when another bench holds the lock; a lock whose
+ * process is gone is taken over. Released at exit.
+ */
+export function takeBenchLock (bench: string): void {
+  for (let tries = 0; tries < 2; tries++) {
+    try {
+      writeFileSync(BENCH_LOCK, `${process.pid} ${bench}\n`, { flag: 'wx' })
+      process.on('exit', () => {
+        try {
+          if (readFileSync(BENCH_LOCK, 'utf8').startsWith(`${process.pid} `)) rmSync(BENCH_LOCK)
+        } catch {}
+      })
+      return
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err
+    }
+    const [pid = '', holder = 'a bench'] = readFileSync(BENCH_LOCK, 'utf8').trim().split(' ')
+    if (alive(Number(pid))) {
+      console.error(`${bench}: ${holder} (pid ${pid}) is running; run one bench at a time (${BENCH_LOCK})`)
+      process.exit(2)
+    }
+    rmSync(BENCH_LOCK, { force: true })
+  }
+  throw new Error(`${bench}: could not take ${BENCH_LOCK}`)
+}
+
+function alive (pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
 export function sh (argv: string[], input?: string): string {
   const r = spawnSync(argv[0] as string, argv.slice(1), { encoding: 'utf8', input })
   if (r.status !== 0) throw new Error(`${argv.join(' ')} failed: ${r.stderr}`)

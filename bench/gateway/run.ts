@@ -21,7 +21,7 @@ import { parseAllDocuments, stringify } from 'yaml'
 import { eventually, startControlPlane } from '../../test/helpers/control-plane.ts'
 import { bundleForBench } from '../bundle.ts'
 import { nodeFlagsFor, MALLOC_ENV } from '../../src/bin/node-flags.ts'
-import { deleteNetns, exec, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
+import { deleteNetns, exec, killAll, median, requireRoot, takeBenchLock, rssMB, run, sh, waitFor } from '../netns.ts'
 
 const { values: opt } = parseArgs({
   options: {
@@ -41,6 +41,7 @@ const PORT = { backend: 18080, nginx: 18081, edgemesh: 18082, status: 18083, 'ba
 const BODY = 'x'.repeat(63) + '\n'
 
 requireRoot('bench:gateway')
+takeBenchLock('bench:gateway')
 
 function ensureTools (): void {
   const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd} || test -x /usr/sbin/${cmd}`], { stdio: 'ignore' }).status === 0

@@ -21,7 +21,7 @@ import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { serviceYaml } from '../../test/helpers/services.ts'
-import { deleteNetns, ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
+import { deleteNetns, ensureIperf, exec, iperf, killAll, median, requireRoot, takeBenchLock, rssMB, run, sh, waitFor } from '../netns.ts'
 
 const { values: opt } = parseArgs({
   options: {
@@ -40,6 +40,7 @@ const S = 'emp-s'
 const NODE = 'bench-node'
 
 requireRoot('bench:proxy')
+takeBenchLock('bench:proxy')
 
 function teardown (): void {
   for (const ns of [C, S]) deleteNetns(ns)

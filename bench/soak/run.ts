@@ -47,7 +47,7 @@ import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { serviceYaml } from '../../test/helpers/services.ts'
-import { bridgeTopology, cpuSeconds, killAll, median, requireRoot, rssMB, run, waitFor } from '../netns.ts'
+import { bridgeTopology, cpuSeconds, killAll, median, requireRoot, takeBenchLock, rssMB, run, waitFor } from '../netns.ts'
 import { residentMB } from '../../src/bin/startup-pages.ts'
 import type { Proc } from '../netns.ts'
 
@@ -90,6 +90,7 @@ const CLUSTER_IP = '10.96.0.41'
 const NAME = 'echo.soak.svc.cluster.local'
 
 requireRoot('bench:soak')
+takeBenchLock('bench:soak')
 
 let teardown = (): void => {}
 

@@ -37,7 +37,7 @@ import { CONDITIONS, emptyLatency, latencyReport, measureLatency } from './laten
 import type { Condition, LatencyByCondition } from './latency.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { serviceYaml } from '../../test/helpers/services.ts'
-import { bridgeTopology, cpuGroup, cpuSeconds, ensureIperf, exec, iperf, killAll, median, requireRoot, rssMB, run, sh, waitFor } from '../netns.ts'
+import { bridgeTopology, cpuGroup, cpuSeconds, ensureIperf, exec, iperf, killAll, median, requireRoot, takeBenchLock, rssMB, run, sh, waitFor } from '../netns.ts'
 import type { Proc } from '../netns.ts'
 
 const { values: opt } = parseArgs({
@@ -91,6 +91,7 @@ type Node = keyof typeof NODES
 const NS = (n: Node | 'br'): string => `emt-${n}`
 
 requireRoot('bench:tunnel')
+takeBenchLock('bench:tunnel')
 
 let teardown = (): void => {}
 
