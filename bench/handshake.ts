@@ -14,7 +14,9 @@ import { randomBytes } from 'node:crypto'
 import { parseArgs } from 'node:util'
 import { cpus } from 'node:os'
 import { cipherPreference, KEY_EXCHANGE_GROUP } from '../src/datapath/wire.ts'
-import { median } from './netns.ts'
+import { median, takeBenchLock } from './netns.ts'
+
+takeBenchLock('bench:handshake')
 
 const { values } = parseArgs({ options: { handshakes: { type: 'string', default: '300' }, runs: { type: 'string', default: '5' } } })
 const HANDSHAKES = Number(values.handshakes)

@@ -13,11 +13,12 @@ export function requireRoot (bench: string): void {
   }
 }
 
-const BENCH_LOCK = '/run/edgemesh-bench.lock'
+// In the temporary directory, so benches that run without root take it too.
+const BENCH_LOCK = join(tmpdir(), 'edgemesh-bench.lock')
 
 /**
- * One network bench at a time on a machine: two runs of one bench build their labs under the same names and tear
- * down each other's, and any two share the CPUs they measure. Exits when another bench holds the lock; a lock whose
+ * One bench at a time on a machine: two runs of one bench build their labs under the same names and tear down
+ * each other's, and any two share the CPUs they measure. Exits when another bench holds the lock; a lock whose
  * process is gone is taken over. Released at exit.
  */
 export function takeBenchLock (bench: string): void {

@@ -19,13 +19,15 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { cpus, release } from 'node:os'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
-import { ensureIperf } from '../netns.ts'
+import { ensureIperf, takeBenchLock } from '../netns.ts'
 import { fileURLToPath } from 'node:url'
 import { measureLatency } from '../tunnel/latency.ts'
 import type { LatencySample } from '../tunnel/latency.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { startCniLab } from '../../test/helpers/cni-lab.ts'
 import type { CniNode } from '../../test/helpers/cni-lab.ts'
+
+takeBenchLock('bench:cni')
 
 const { values: opt } = parseArgs({
   options: {

@@ -24,6 +24,9 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
+import { takeBenchLock } from '../netns.ts'
+
+takeBenchLock('bench:dns')
 
 const { values: opt } = parseArgs({
   options: {

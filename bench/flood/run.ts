@@ -25,7 +25,9 @@ import { randomBytes } from 'node:crypto'
 import { bundleForBench } from '../bundle.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
 import { freePort } from '../../test/helpers/net.ts'
-import { rssMB } from '../netns.ts'
+import { rssMB, takeBenchLock } from '../netns.ts'
+
+takeBenchLock('bench:flood')
 
 const { values } = parseArgs({ options: { connections: { type: 'string', default: '20000' }, concurrency: { type: 'string', default: '1000' }, kinds: { type: 'string', default: 'tls-byte,silent,relay-byte,libp2p-junk' } } })
 const KINDS = new Set(values.kinds.split(','))

@@ -16,8 +16,10 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
 import { AGENT_NODE_FLAGS, MALLOC_ENV } from '../../src/bin/node-flags.ts'
-import { median } from '../netns.ts'
+import { median, takeBenchLock } from '../netns.ts'
 import { residentMB } from '../../src/bin/startup-pages.ts'
+
+takeBenchLock('bench:footprint:cgroup')
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '3' }, 'idle-ms': { type: 'string', default: '30000' } } })
 const RUNS = Number(values.runs)

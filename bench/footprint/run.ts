@@ -35,6 +35,9 @@ import { residentMB } from '../../src/bin/startup-pages.ts'
 import { startControlPlane, haveControlPlaneTools } from '../../test/helpers/control-plane.ts'
 import { createServices } from '../kube-services.ts'
 import { bridgeApiIntoNetns } from '../../test/helpers/api-bridge.ts'
+import { takeBenchLock } from '../netns.ts'
+
+takeBenchLock('bench:footprint')
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }, 'idle-ms': { type: 'string', default: '30000' }, node: { type: 'string' } } })
 const RUNS = Number(values.runs)

@@ -23,6 +23,9 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import { Lab, natkinds } from '../../test/lab/index.ts'
 import type { LabProcess } from '../../test/lab/index.ts'
+import { takeBenchLock } from '../netns.ts'
+
+takeBenchLock('bench:nat')
 
 const { values: opt } = parseArgs({ options: { attempts: { type: 'string', default: '100' }, out: { type: 'string' }, kinds: { type: 'string' } } })
 const ATTEMPTS = Number(opt.attempts)

@@ -16,6 +16,9 @@ import https from 'node:https'
 import { startControlPlane } from '../../test/helpers/control-plane.ts'
 import type { ControlPlane } from '../../test/helpers/control-plane.ts'
 import { benchSlice, createServices } from '../kube-services.ts'
+import { takeBenchLock } from '../netns.ts'
+
+takeBenchLock('bench:servicemap')
 
 const { values } = parseArgs({
   options: {
