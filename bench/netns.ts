@@ -1,5 +1,6 @@
-// Helpers the network benches share: commands, processes inside network
-// namespaces, waiting for their output, medians, RSS. Root only.
+// Helpers the benches share: the one-bench-at-a-time lock, medians, and for
+// the network benches (root only) commands, processes inside network
+// namespaces, waiting for their output, RSS.
 import { spawn, spawnSync } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs'

@@ -35,7 +35,7 @@ import { residentMB } from '../../src/bin/startup-pages.ts'
 import { startControlPlane, haveControlPlaneTools } from '../../test/helpers/control-plane.ts'
 import { createServices } from '../kube-services.ts'
 import { bridgeApiIntoNetns } from '../../test/helpers/api-bridge.ts'
-import { takeBenchLock } from '../netns.ts'
+import { median, takeBenchLock } from '../netns.ts'
 
 takeBenchLock('bench:footprint')
 
@@ -43,7 +43,6 @@ const { values } = parseArgs({ options: { runs: { type: 'string', default: '5' }
 const RUNS = Number(values.runs)
 const IDLE_MS = Number(values['idle-ms'])
 const root = new URL('../../', import.meta.url).pathname
-const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m] as number : ((s[m - 1] as number) + (s[m] as number)) / 2 }
 const isRoot = process.getuid?.() === 0
 
 type Footprint = ReturnType<typeof residentMB>

@@ -120,8 +120,7 @@ export function resolveDelegates (virtualServices: readonly VirtualService[]): {
     out.push({ ...vs, http })
   }
   // Before, a VirtualService without hosts was rejected; one that nothing delegates to says so.
-  for (const vs of virtualServices) {
-    const key = `${vs.namespace}/${vs.name}`
+  for (const [key, vs] of byKey) {
     if (vs.hosts.length === 0 && vs.http.length > 0 && !delegatedTo.has(key)) problems.push(`VirtualService ${key}: has no hosts, and no VirtualService delegates to it; its routes are not served`)
   }
   return { virtualServices: out, problems }
