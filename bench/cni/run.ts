@@ -19,7 +19,7 @@ import { readFileSync, writeFileSync } from 'node:fs'
 import { cpus, release } from 'node:os'
 import { parseArgs } from 'node:util'
 import { bundleForBench } from '../bundle.ts'
-import { ensureIperf, takeBenchLock } from '../netns.ts'
+import { ensureIperf, median, takeBenchLock } from '../netns.ts'
 import { fileURLToPath } from 'node:url'
 import { measureLatency } from '../tunnel/latency.ts'
 import type { LatencySample } from '../tunnel/latency.ts'
@@ -46,7 +46,6 @@ const CLIENT = fileURLToPath(new URL('../proxy/client.ts', import.meta.url))
 const ECHO = fileURLToPath(new URL('../../test/lab/workloads/echo-server.ts', import.meta.url))
 const ROUNDS = Number(opt.rounds)
 const SECONDS = Number(opt.seconds)
-const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 === 1 ? s[m] as number : ((s[m - 1] as number) + (s[m] as number)) / 2 }
 if (process.getuid?.() !== 0) { console.error('bench:cni needs root (network namespaces, TUN devices)'); process.exit(2) }
 
 ensureIperf()

@@ -24,7 +24,7 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
-import { takeBenchLock } from '../netns.ts'
+import { median, takeBenchLock } from '../netns.ts'
 
 takeBenchLock('bench:dns')
 
@@ -112,12 +112,6 @@ function latency (server: Server, file: string): { p50: number, p99: number, los
   const lat = out.split('\n').filter(l => l.startsWith('> ')).map(l => Number(l.slice(l.lastIndexOf(' ') + 1))).sort((a, b) => a - b)
   const at = (q: number): number => lat[Math.min(lat.length - 1, Math.floor(q * lat.length))] ?? NaN
   return { p50: at(0.5) * 1000, p99: at(0.99) * 1000, lost: Number(/Queries lost:\s+(\d+)/.exec(out)?.[1] ?? NaN) }
-}
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 === 1 ? s[m] as number : ((s[m - 1] as number) + (s[m] as number)) / 2
 }
 
 async function main (): Promise<void> {

@@ -16,7 +16,7 @@ import https from 'node:https'
 import { startControlPlane } from '../../test/helpers/control-plane.ts'
 import type { ControlPlane } from '../../test/helpers/control-plane.ts'
 import { benchSlice, createServices } from '../kube-services.ts'
-import { takeBenchLock } from '../netns.ts'
+import { median, takeBenchLock } from '../netns.ts'
 
 takeBenchLock('bench:servicemap')
 
@@ -33,11 +33,6 @@ const ENDPOINTS = Number(values.endpoints)
 const RUNS = Number(values.runs)
 const CHANGES = Number(values.changes)
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = s.length >> 1
-  return s.length % 2 === 1 ? s[m] as number : ((s[m - 1] as number) + (s[m] as number)) / 2
-}
 const now = (): number => performance.timeOrigin + performance.now()
 const log = (msg: string): void => { process.stderr.write(`[bench:servicemap] ${msg}\n`) }
 
